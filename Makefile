@@ -1,0 +1,42 @@
+# digitsite: `make run` sets everything up and starts the site; `make test` runs the tests.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export MNIST_DATA_DIR ?= $(abspath ../shared/data/mnist)
+export PYTHONUNBUFFERED := 1
+# TensorFlow's start-up chatter (oneDNN notices, CPU feature lists) hides real output.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install run test lint format bench clean
+
+$(BIN)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	@echo "digitsite: http://127.0.0.1:8000/  (create an account: $(BIN)/python manage.py createsuperuser)"
+	$(BIN)/honcho start
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python bench/inference.py
+
+clean:
+	rm -rf $(VENV) var staticfiles

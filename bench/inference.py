@@ -1,0 +1,107 @@
+"""Inference benchmark: single-image latency and batch throughput of the shipped model.
+
+Prints figures next to Keras' ``model.predict`` on the same model in the same run, and
+the ratios. Run: ``make bench`` (or ``.venv/bin/python bench/inference.py [--model DIR]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ml.data import load_mnist  # noqa: E402
+from ml.inference import Predictor  # noqa: E402
+from ml.preprocessing import to_model_input  # noqa: E402
+from ml.synth import realistic_set  # noqa: E402
+from ml.train import to_model_array  # noqa: E402
+
+
+def percentiles(samples_ms: list[float]) -> str:
+    q = np.percentile(samples_ms, [50, 95, 99])
+    return f"p50 {q[0]:7.3f} ms  p95 {q[1]:7.3f} ms  p99 {q[2]:7.3f} ms"
+
+
+def timed(fn, repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "deep")
+    parser.add_argument("--images", type=int, default=300, help="realistic uploads for the latency run")
+    parser.add_argument("--batch", type=int, default=256)
+    args = parser.parse_args()
+
+    mnist_dir = os.environ.get("MNIST_DATA_DIR") or REPO.parent / "shared" / "data" / "mnist"
+    test = load_mnist(mnist_dir).test
+    predictor = Predictor(args.model)
+    model = predictor.model
+    x = to_model_array(test.images)
+    print(f"model {predictor.model_path}  ({model.count_params():,} parameters)")
+
+    # Warm both paths up: tracing and first-call allocation are not what we measure.
+    predictor.probabilities(x[:1])
+    predictor.probabilities(x[: args.batch])
+    model.predict(x[:1], verbose=0)
+    model.predict(x[: args.batch], verbose=0)
+
+    print("\n== model only, one image at a time ==")
+    direct = timed(lambda: predictor.probabilities(x[:1]), 300)
+    baseline = timed(lambda: model.predict(x[:1], verbose=0), 100)
+    print(f"Predictor (tf.function) {percentiles(direct)}")
+    print(f"model.predict           {percentiles(baseline)}")
+    print(f"ratio (p50)             {statistics.median(baseline) / statistics.median(direct):.1f}x faster")
+
+    print("\n== preprocessing + model, one realistic upload at a time ==")
+    uploads = realistic_set(test.images, test.labels, count=args.images, seed=7)
+    preprocess = []
+    end_to_end = []
+    for upload in uploads:
+        started = time.perf_counter()
+        model_input = to_model_input(upload.data)
+        middle = time.perf_counter()
+        predictor.probabilities(model_input.array[np.newaxis])
+        finished = time.perf_counter()
+        preprocess.append((middle - started) * 1000)
+        end_to_end.append((finished - started) * 1000)
+    print(f"preprocessing           {percentiles(preprocess)}")
+    print(f"preprocessing + model   {percentiles(end_to_end)}")
+    by_kind: dict[str, list[float]] = {}
+    for upload, ms in zip(uploads, preprocess, strict=True):
+        by_kind.setdefault(upload.scenario, []).append(ms)
+    for kind, samples in sorted(by_kind.items()):
+        print(f"  preprocessing {kind:<11} p50 {statistics.median(samples):7.3f} ms")
+
+    print(f"\n== batch throughput, batches of {args.batch} ==")
+    batches = [x[i : i + args.batch] for i in range(0, len(x) - args.batch + 1, args.batch)]
+
+    def run_all(fn) -> float:
+        started = time.perf_counter()
+        for batch in batches:
+            fn(batch)
+        return len(batches) * args.batch / (time.perf_counter() - started)
+
+    fast = run_all(predictor.probabilities)
+    slow = run_all(lambda batch: model.predict(batch, verbose=0))
+    one_by_one = 1000 / statistics.median(baseline)
+    print(f"Predictor (tf.function) {fast:9.0f} images/s")
+    print(f"model.predict (batched) {slow:9.0f} images/s   ratio {fast / slow:.1f}x")
+    print(f"model.predict (1 by 1)  {one_by_one:9.0f} images/s   ratio {fast / one_by_one:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

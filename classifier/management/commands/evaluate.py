@@ -1,0 +1,45 @@
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier.services import model_evaluate
+from ml.data import MnistDataError
+
+
+class Command(BaseCommand):
+    help = "Evaluate a model on the 10,000 MNIST test images (and optionally on realistic uploads)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model", type=Path, help="model directory or .keras file (default: the shipped model)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument(
+            "--realistic",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also render N realistic uploads (photos, canvas, screenshots...) from the test set",
+        )
+        parser.add_argument("--seed", type=int, default=0, help="seed for --realistic")
+
+    def handle(self, *args, model, realistic, seed, **options):
+        try:
+            report = model_evaluate(model_path=model, realistic=realistic, seed=seed)
+        except (FileNotFoundError, ValueError, MnistDataError) as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(report))
+            return
+        self.stdout.write(f"model     {report['model']}")
+        self.stdout.write(
+            f"MNIST     accuracy {report['accuracy']:.2%}  loss {report['loss']:.4f}  "
+            f"({report['errors']} wrong of {report['samples']:,})"
+        )
+        if "realistic" in report:
+            real = report["realistic"]
+            self.stdout.write(
+                f"realistic accuracy {real['accuracy']:.2%} of {real['samples']:,} "
+                f"({real['refused']} refused, seed {real['seed']})"
+            )
+            for name, accuracy in real["by_scenario"].items():
+                self.stdout.write(f"  {name:<11} {accuracy:.2%}")

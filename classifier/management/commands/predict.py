@@ -1,0 +1,31 @@
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier.services import image_files_predict
+
+
+class Command(BaseCommand):
+    help = "Classify image files with the shipped model. Exit status 1 if any file failed."
+
+    def add_arguments(self, parser):
+        parser.add_argument("files", nargs="+", type=Path)
+        parser.add_argument("--model", type=Path, help="model directory or .keras file")
+        parser.add_argument("--json", action="store_true", help="print one JSON array")
+
+    def handle(self, *args, files, model, **options):
+        try:
+            report = image_files_predict(paths=files, model_path=model)
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(report))
+        else:
+            for item in report:
+                if "error" in item:
+                    self.stdout.write(self.style.ERROR(f"{item['file']}: {item['error']}"))
+                else:
+                    self.stdout.write(f"{item['file']}: {item['digit']} ({item['confidence']:.1%})")
+        if any("error" in item for item in report):
+            raise SystemExit(1)

@@ -1,0 +1,32 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier.services import model_train
+from ml.data import MnistDataError
+from ml.train import RECIPES
+
+
+class Command(BaseCommand):
+    help = "Train a digit model on MNIST and write it with its metadata and plots."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--arch", choices=sorted(RECIPES), default="deep")
+        parser.add_argument("--epochs", type=int, help="default: the architecture's recipe")
+        parser.add_argument("--seed", type=int, help="default: 42")
+        parser.add_argument("--out", type=Path, help="output directory (default: var/models/ARCH)")
+        parser.add_argument("--limit", type=int, help="train on the first N images only (quick runs)")
+
+    def handle(self, *args, arch, epochs, seed, out, limit, **options):
+        if epochs is not None and epochs < 1:
+            raise CommandError("--epochs must be at least 1")
+
+        def log(line: str) -> None:
+            self.stdout.write(line)
+            self.stdout.flush()
+
+        try:
+            result = model_train(arch=arch, out_dir=out, epochs=epochs, seed=seed, train_limit=limit, log=log)
+        except MnistDataError as exc:
+            raise CommandError(f"cannot load MNIST: {exc}") from exc
+        self.stdout.write(self.style.SUCCESS(f"test accuracy {result.test_accuracy:.2%}; model in {result.out_dir}"))

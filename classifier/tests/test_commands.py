@@ -1,0 +1,72 @@
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from ml.tests.conftest import encode
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_train_command_writes_a_model_and_reports_progress(tmp_path):
+    output = run("train", "--arch", "dense", "--epochs", "1", "--limit", "2000", "--out", str(tmp_path / "m"))
+    assert "epoch 1/1" in output
+    assert "test accuracy" in output
+    metadata = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert metadata["architecture"] == "dense" and metadata["train_samples"] == 2000
+    assert (tmp_path / "m" / "model.keras").is_file()
+
+
+def test_train_command_refuses_a_bad_mnist_directory(settings, tmp_path):
+    settings.MNIST_DATA_DIR = str(tmp_path / "missing")
+    with pytest.raises(CommandError, match="cannot load MNIST"):
+        run("train", "--arch", "dense", "--epochs", "1")
+
+
+def test_evaluate_json_contract(tiny_model_dir):
+    report = json.loads(run("evaluate", "--model", str(tiny_model_dir), "--json"))
+    assert {"accuracy", "loss", "samples", "model"} <= report.keys()
+    assert report["samples"] == 10_000
+    assert 0.5 < report["accuracy"] <= 1.0
+    assert report["model"].endswith("model.keras")
+
+
+def test_evaluate_with_realistic_uploads(tiny_model_dir):
+    output = run("evaluate", "--model", str(tiny_model_dir), "--realistic", "12")
+    assert "MNIST     accuracy" in output
+    assert "realistic accuracy" in output and "photo" in output
+
+
+def test_predict_json_contract_with_a_failing_file(tmp_path, tiny_model_dir, mnist):
+    good = tmp_path / "three.png"
+    good.write_bytes(encode(mnist.test.images[0]))
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"this is not an image")
+    missing = tmp_path / "missing.png"
+    out = StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("predict", str(good), str(bad), str(missing), "--json", "--model", str(tiny_model_dir), stdout=out)
+    assert exit_info.value.code == 1
+    report = json.loads(out.getvalue())
+    assert [item["file"] for item in report] == [str(good), str(bad), str(missing)]
+    assert set(report[0]) == {"file", "digit", "confidence", "probabilities"}
+    assert len(report[0]["probabilities"]) == 10
+    assert report[0]["digit"] == max(range(10), key=lambda d: report[0]["probabilities"][d])
+    assert set(report[1]) == {"file", "error"} and "not an image" in report[1]["error"]
+    assert "cannot read" in report[2]["error"]
+
+
+def test_predict_succeeds_with_the_shipped_model(tmp_path, mnist):
+    paths = []
+    for i in range(5):
+        path = tmp_path / f"{i}.png"
+        path.write_bytes(encode(255 - mnist.test.images[i]))  # dark ink on white paper
+        paths.append(str(path))
+    report = json.loads(run("predict", *paths, "--json"))
+    assert [item["digit"] for item in report] == [int(d) for d in mnist.test.labels[:5]]

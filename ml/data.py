@@ -1,0 +1,118 @@
+"""MNIST loading: the canonical IDX files from a directory, or the Keras download.
+
+The IDX format (http://yann.lecun.com/exdb/mnist/) is a big-endian header
+(magic number, dimension sizes) followed by raw unsigned bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+NUM_CLASSES = 10
+IMAGE_SIDE = 28
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
+}
+
+
+class MnistDataError(Exception):
+    """The MNIST files are missing, corrupt or not what they claim to be."""
+
+
+@dataclass(frozen=True)
+class Split:
+    images: np.ndarray  # (n, 28, 28) uint8, 0 = background
+    labels: np.ndarray  # (n,) uint8
+    sha256: str  # of the uncompressed image bytes, header included
+
+
+@dataclass(frozen=True)
+class Mnist:
+    train: Split
+    test: Split
+
+
+def _find(directory: Path, stem: str) -> Path:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise MnistDataError(f"{stem}(.gz) not found in {directory}")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise MnistDataError(f"{path}: cannot read ({exc})") from exc
+
+
+def parse_idx(raw: bytes, *, expected_magic: int, name: str = "IDX data") -> np.ndarray:
+    """Parse one IDX file's bytes into an array, checking the header against the payload."""
+    if len(raw) < 8:
+        raise MnistDataError(f"{name}: {len(raw)} bytes is too short for an IDX header")
+    magic = int.from_bytes(raw[0:4], "big")
+    if magic != expected_magic:
+        raise MnistDataError(f"{name}: magic number {magic}, expected {expected_magic}")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise MnistDataError(f"{name}: header truncated")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    payload = len(raw) - header
+    if payload != expected:
+        raise MnistDataError(f"{name}: header says shape {shape} ({expected} bytes) but file holds {payload} bytes")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_split(directory: Path, split: str) -> Split:
+    images_stem, labels_stem, count = FILES[split]
+    images_raw = _read_bytes(_find(directory, images_stem))
+    labels_raw = _read_bytes(_find(directory, labels_stem))
+    images = parse_idx(images_raw, expected_magic=IMAGES_MAGIC, name=images_stem)
+    labels = parse_idx(labels_raw, expected_magic=LABELS_MAGIC, name=labels_stem)
+    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        raise MnistDataError(f"{images_stem}: images are {images.shape[1:]}, expected 28x28")
+    if len(images) != count or len(labels) != count:
+        raise MnistDataError(f"{split}: {len(images)} images and {len(labels)} labels, expected {count} of each")
+    if labels.max(initial=0) >= NUM_CLASSES:
+        raise MnistDataError(f"{labels_stem}: label {labels.max()} is not a digit")
+    return Split(images=images, labels=labels, sha256=hashlib.sha256(images_raw).hexdigest())
+
+
+def load_mnist(data_dir: str | Path | None = None) -> Mnist:
+    """MNIST from ``data_dir`` (IDX files, gzipped or not), or from the Keras download."""
+    if data_dir:
+        directory = Path(data_dir)
+        if not directory.is_dir():
+            raise MnistDataError(f"MNIST directory {directory} does not exist")
+        return Mnist(train=load_split(directory, "train"), test=load_split(directory, "test"))
+
+    import keras
+
+    (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+
+    def split(images: np.ndarray, labels: np.ndarray) -> Split:
+        digest = hashlib.sha256(idx_bytes(images, magic=IMAGES_MAGIC)).hexdigest()
+        return Split(images=images, labels=labels, sha256=digest)
+
+    return Mnist(train=split(x_train, y_train), test=split(x_test, y_test))
+
+
+def idx_bytes(array: np.ndarray, *, magic: int) -> bytes:
+    """Serialise a uint8 array as IDX, so hashes match the canonical files."""
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()

@@ -1,0 +1,51 @@
+"""Plots people would rather look at than read: training curves and confusion matrices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: workers and CI have no display
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_training_curves(history: dict[str, list[float]], path: Path, *, title: str) -> None:
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("loss", "train"), ("val_loss", "test")):
+        if key in history:
+            ax_loss.plot(epochs, history[key], marker="o", label=label)
+    for key, label in (("accuracy", "train"), ("val_accuracy", "test")):
+        if key in history:
+            ax_acc.plot(epochs, np.asarray(history[key]) * 100, marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, path: Path, *, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    # Log colour scale: the diagonal holds ~1000 per cell and the errors a handful.
+    shown = np.log10(matrix + 1)
+    image = ax.imshow(shown, cmap="Blues")
+    limit = shown.max() / 2
+    for (row, col), count in np.ndenumerate(matrix):
+        if count:
+            colour = "white" if shown[row, col] > limit else "black"
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=8, color=colour)
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit")
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    ax.set_title(f"{title}\naccuracy {accuracy:.2%} of {matrix.sum():,}")
+    fig.colorbar(image, ax=ax, label="log10(count + 1)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

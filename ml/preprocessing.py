@@ -1,0 +1,246 @@
+"""Any uploaded image (bytes) -> the 28x28 input an MNIST model expects.
+
+MNIST digits are white ink on black, their longest side scaled to 20 pixels with
+anti-aliasing, centred by centre of mass in a 28x28 field. Real uploads are not: phone
+photos of dark ink on uneven paper, transparent canvas drawings, light-on-dark screenshots,
+digits anywhere in a frame of any size. ``to_model_input`` undoes each of those:
+
+1. decode with Pillow (named formats only, pixel limit), honour EXIF orientation;
+2. flatten transparency onto a background that contrasts with the strokes; to grayscale;
+3. decide polarity from the border (the background) against the extremes (the ink);
+4. subtract a local background estimate, which removes uneven lighting and paper tone;
+5. threshold (Otsu) a lightly blurred ink map, keep the digit's connected components;
+6. crop to them, thicken strokes too thin to survive the downscale, scale the longest
+   side to 20 px, pad to 28x28 and shift the centre of mass to the centre.
+
+Everything that can go wrong raises ``PreprocessingError`` with a message for people.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy import ndimage
+
+MODEL_SIDE = 28
+DIGIT_BOX = 20  # MNIST: the digit's longest side, before centring in the 28x28 field
+MNIST_CENTRE = 14.0  # where MNIST's centres of mass lie (measured over the training set)
+
+# Formats we decode, named explicitly: Pillow never guesses beyond these.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # JPEG covers MPO (phone photos)
+# Our own pixel limit, below Pillow's decompression-bomb threshold; a 50 MP phone photo fits.
+MAX_PIXELS = 64_000_000
+# Ink is found at this working resolution: plenty for a digit that ends up 20 px tall.
+WORKING_SIDE = 512
+# Below this side the paper is taken as one level rather than estimated locally.
+SMALL_IMAGE_SIDE = 64
+# Contrast (0..1) below which there is no ink on the page, only paper and noise.
+MIN_INK_CONTRAST = 0.12
+# MNIST's typical stroke width in the 20 px box; thinner uploads are thickened towards it.
+TARGET_STROKE_PX = 2.2
+
+
+class PreprocessingError(ValueError):
+    """The upload cannot be turned into a digit: not an image we read, too large, or blank.
+
+    The message is meant for the person who uploaded the file.
+    """
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    array: np.ndarray  # (28, 28) float32 in [0, 1], white ink on black: what the model takes
+    display: np.ndarray  # (28, 28) uint8, the same image for people ("what the model saw")
+
+
+def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode the first frame of an image we accept, checking size before pixels are read."""
+    if not data:
+        raise PreprocessingError("The file is empty.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise PreprocessingError(
+                    f"The image is {width}x{height} pixels; the limit is {max_pixels // 1_000_000} megapixels."
+                )
+            if image.format in ("JPEG", "MPO"):
+                # Let the JPEG decoder downscale by DCT: a 12 MP photo decodes ~8x faster.
+                image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
+            image.load()
+    except PreprocessingError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PreprocessingError("The image has too many pixels to process safely.") from exc
+    except Exception as exc:  # Pillow raises many types for broken files; all mean the same here
+        raise PreprocessingError("This file is not an image we can read (PNG, JPEG, GIF, BMP, WEBP or TIFF).") from exc
+    return image
+
+
+def _to_gray(image: Image.Image) -> np.ndarray:
+    """Float grayscale in [0, 1]; transparency flattened onto a contrasting background."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        return np.clip(values / top, 0, 1)
+
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    if not has_alpha:
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+    rgba = image.convert("RGBA")
+    gray = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    opaque = alpha > 0.5
+    if opaque.all() or not opaque.any():
+        # Fully opaque: alpha says nothing. Fully transparent: the strokes are the alpha itself.
+        return gray if opaque.all() else alpha
+    # Canvas exports: strokes opaque, background transparent (and often black underneath).
+    # Flatten onto white behind dark strokes and onto black behind light ones.
+    stroke_level = float(np.average(gray, weights=alpha))
+    background = 1.0 if stroke_level < 0.5 else 0.0
+    return alpha * gray + (1.0 - alpha) * background
+
+
+def _working_copy(image: Image.Image) -> Image.Image:
+    image = ImageOps.exif_transpose(image)
+    if max(image.size) > WORKING_SIDE:
+        image = image.copy()
+        image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
+    return image
+
+
+def _border(gray: np.ndarray) -> np.ndarray:
+    band = max(1, min(gray.shape) // 20)
+    return np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[:, :band].ravel(), gray[:, -band:].ravel()])
+
+
+def _ink_map(gray: np.ndarray) -> np.ndarray:
+    """How much ink each pixel holds (0 = paper), whatever the polarity and lighting."""
+    background_level = float(np.median(_border(gray)))
+    low, high = np.percentile(gray, [0.5, 99.5])
+    inverted = high - background_level > background_level - low
+    if inverted:
+        gray = 1.0 - gray  # light ink on a dark background: make the ink the dark side
+    if max(gray.shape) < SMALL_IMAGE_SIDE:
+        # Too few pixels for a local estimate: a tiny image has one paper level, its border's.
+        paper = np.full_like(gray, 1.0 - background_level if inverted else background_level)
+    else:
+        # The paper's own brightness, estimated by a grey closing (max then min filter) wider
+        # than any stroke, then smoothed: it follows shadows and gradients but not the digit.
+        size = int(max(gray.shape) * 0.25)
+        paper = ndimage.grey_closing(gray, size=(size, size), mode="nearest")
+        paper = ndimage.uniform_filter(paper, size=size, mode="nearest")
+    paper = np.maximum(paper, gray)
+    return np.clip(paper - gray, 0.0, None)
+
+
+def _otsu_threshold(values: np.ndarray) -> float:
+    hist, edges = np.histogram(values, bins=256, range=(0.0, float(values.max()) or 1.0))
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight_low = np.cumsum(hist)
+    weight_high = weight_low[-1] - weight_low
+    sum_low = np.cumsum(hist * centres)
+    mean_low = sum_low / np.maximum(weight_low, 1)
+    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(centres[np.argmax(between)])
+
+
+def _digit_mask(ink: np.ndarray) -> np.ndarray:
+    """The pixels that belong to the digit: thresholded ink without specks and texture."""
+    # The ink's strength: a high value that a few specks of noise cannot reach on their own,
+    # yet one that a small digit on a big page still supplies.
+    flat = ink.ravel()
+    rank = int(np.clip(flat.size // 400, 1, 50))
+    contrast = float(np.partition(flat, -rank)[-rank])
+    if contrast < MIN_INK_CONTRAST:
+        raise PreprocessingError("No digit found: the image looks blank.")
+    small = max(ink.shape) < SMALL_IMAGE_SIDE
+    # Blur away paper grain and JPEG noise, in proportion to the image: strokes are wider.
+    sigma = max(ink.shape) / 300
+    smooth = ndimage.gaussian_filter(ink, sigma) if sigma >= 0.6 else ink
+    # Otsu splits ink from paper. Two floors keep paper texture out: a multiple of the paper's
+    # own noise (most pixels are paper, so median and MAD measure it), and a share of the ink.
+    median = float(np.median(smooth))
+    noise = 1.4826 * float(np.median(np.abs(smooth - median)))
+    threshold = max(_otsu_threshold(smooth), median + 5 * noise, 0.25 * contrast)
+    mask = smooth > threshold
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        raise PreprocessingError("No digit found: the image looks blank.")
+    # Weigh components by their ink, not their area: texture blobs are wide but faint.
+    mass = ndimage.sum_labels(smooth, labels, index=np.arange(1, count + 1))
+    # Keep every part of a digit (the bar of a 5 may stand apart) but drop specks of noise;
+    # in a tiny image a faint stroke may be cut into pieces, so keep smaller parts there.
+    keep = np.flatnonzero(mass >= (0.02 if small else 0.08) * mass.max()) + 1
+    return np.isin(labels, keep)
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Average stroke width: area over half the boundary length of the mask."""
+    area = mask.sum()
+    interior = ndimage.binary_erosion(mask, structure=np.ones((3, 3)))
+    boundary = max((mask & ~interior).sum(), 1)
+    return float(2.0 * area / boundary)
+
+
+def _centre_by_mass(field: np.ndarray) -> np.ndarray:
+    """Translate by whole pixels (as MNIST did, which keeps strokes sharp) so that the centre
+    of mass lands where MNIST's does: pixel (14, 14)."""
+    cy, cx = ndimage.center_of_mass(field)
+    shift = (round(MNIST_CENTRE - cy), round(MNIST_CENTRE - cx))
+    return ndimage.shift(field, shift, order=0, mode="constant", cval=0.0)
+
+
+def to_model_input(data: bytes) -> ModelInput:
+    """Turn uploaded image bytes into the model's 28x28 input and a picture of it."""
+    gray = _to_gray(_working_copy(open_image(data)))
+    if gray.size < 4:
+        raise PreprocessingError("No digit found: the image is too small to hold one.")
+    ink = _ink_map(gray)
+    mask = _digit_mask(ink)
+
+    # Keep the ink of the digit's components plus one pixel around them (anti-aliased edges);
+    # stroke cores become 1 whatever the ink's contrast (pencil, blue ballpoint, marker).
+    core = float(np.percentile(ink[mask], 75))
+    soft = np.where(ndimage.binary_dilation(mask), np.clip(ink / max(core, 1e-6), 0.0, 1.0), 0.0)
+    # The box is the extent of all visible ink, as MNIST's 20 px box is of the whole digit.
+    visible = soft > 0.05
+    rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    digit = soft[top:bottom, left:right]
+    mask = mask[top:bottom, left:right]
+
+    height, width = digit.shape
+    scale = DIGIT_BOX / max(height, width)
+    stroke = _stroke_width(mask)
+    if scale < 1 and stroke * scale < TARGET_STROKE_PX * 0.6:
+        # A fine pen line in a large photo would fade to nothing at 20 px: thicken it first.
+        radius = round((TARGET_STROKE_PX / scale - stroke) / 2)
+        if radius > 0:
+            # A square max filter is separable, so its cost does not grow with the radius.
+            digit = ndimage.maximum_filter(digit, size=2 * radius + 1)
+
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if new_size == (width, height):
+        small = digit
+    else:
+        resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+        small = np.asarray(Image.fromarray(digit.astype(np.float32), mode="F").resize(new_size, resample))
+
+    field = np.zeros((MODEL_SIDE, MODEL_SIDE), dtype=np.float32)
+    y0, x0 = (MODEL_SIDE - small.shape[0]) // 2, (MODEL_SIDE - small.shape[1]) // 2
+    field[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    field = np.clip(_centre_by_mass(field), 0.0, None)
+    peak = float(field.max())
+    if peak <= 0:
+        raise PreprocessingError("No digit found: the image looks blank.")
+    array = (field / peak).astype(np.float32)
+    return ModelInput(array=array, display=np.round(array * 255).astype(np.uint8))

@@ -1,0 +1,186 @@
+"""Realistic uploads made from MNIST digits, for tests and benchmarks (never for training).
+
+Each scenario renders a 28x28 digit the way people actually send digits: phone photos of
+ink on paper (uneven light, paper texture, JPEG, EXIF rotation), scans, transparent canvas
+drawings, light-on-dark screenshots and tiny images; off-centre, any size, slightly rotated,
+strokes thinner or thicker.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+SCENARIOS = ("photo", "scan", "canvas", "screenshot", "tiny", "pencil")
+
+PAPERS = {
+    "white": (248, 248, 246),
+    "cream": (243, 234, 208),
+    "grey": (196, 196, 192),
+}
+INKS = {
+    "black": (22, 22, 28),
+    "blue": (28, 48, 150),
+    "pencil": (92, 92, 98),
+}
+EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    scenario: str
+    label: int | None
+    description: str
+
+
+def _ink_layer(digit: np.ndarray, *, height: int, rng: np.random.Generator, thickness: float) -> np.ndarray:
+    """The digit as ink coverage in [0, 1], ``height`` pixels tall, rotated a little."""
+    image = Image.fromarray(digit.astype(np.uint8))
+    image = image.resize((height, height), Image.Resampling.BICUBIC)
+    image = image.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR, expand=True)
+    ink = np.asarray(image, dtype=np.float32) / 255.0
+    # Thicker or thinner strokes than MNIST's, in proportion to the size.
+    radius = round(abs(thickness) * height / 28)
+    if radius:
+        size = 2 * radius + 1
+        ink = ndimage.maximum_filter(ink, size) if thickness > 0 else ndimage.minimum_filter(ink, size)
+    # Sharpen the upscaled blur into pen-like strokes with soft edges.
+    return np.clip((ink - 0.25) * 2.0, 0.0, 1.0)
+
+
+def _place(ink: np.ndarray, rng: np.random.Generator, *, margin: tuple[float, float]) -> np.ndarray:
+    """Put the ink somewhere (not necessarily the middle) on a larger page."""
+    h, w = ink.shape
+    page_h = int(h * rng.uniform(*margin))
+    page_w = int(w * rng.uniform(*margin))
+    top = int(rng.integers(0, page_h - h + 1))
+    left = int(rng.integers(0, page_w - w + 1))
+    page = np.zeros((page_h, page_w), dtype=np.float32)
+    page[top : top + h, left : left + w] = ink
+    return page
+
+
+def _compose(coverage: np.ndarray, paper: tuple, ink: tuple, opacity: float = 1.0) -> np.ndarray:
+    alpha = (coverage * opacity)[..., None]
+    return np.asarray(paper, np.float32) * (1 - alpha) + np.asarray(ink, np.float32) * alpha
+
+
+def _lighting(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A phone photo's light: a gradient from one side, a darker corner, a soft vignette."""
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    gradient = (np.cos(angle) * x / w + np.sin(angle) * y / h + 1) / 2
+    low = rng.uniform(0.55, 0.85)
+    light = low + (1 - low) * gradient
+    vignette = 1 - 0.15 * (((x / w - 0.5) ** 2 + (y / h - 0.5) ** 2) * 2)
+    return (light * vignette)[..., None]
+
+
+def _texture(shape: tuple[int, int], rng: np.random.Generator, amplitude: float) -> np.ndarray:
+    grain = ndimage.gaussian_filter(rng.normal(0, 1, shape).astype(np.float32), rng.uniform(0.8, 2.0))
+    return (grain / (grain.std() + 1e-6) * amplitude * 255)[..., None]
+
+
+def _encode(pixels: np.ndarray, *, fmt: str, mode: str = "RGB", quality: int = 90, exif_turn: bool = False) -> bytes:
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode)
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        exif = Image.Exif()
+        if exif_turn:
+            # Stored sideways as phones do, with the tag that says to turn it back (90° CW).
+            image = image.transpose(Image.Transpose.ROTATE_90)
+            exif[EXIF_ORIENTATION] = 6
+        image.save(buffer, "JPEG", quality=quality, exif=exif)
+    else:
+        image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def render_upload(digit: np.ndarray, *, scenario: str, rng: np.random.Generator, label: int | None = None) -> Upload:
+    """Render a 28x28 uint8 MNIST digit (white on black) as one realistic upload."""
+    if scenario == "photo":
+        paper_name = str(rng.choice(list(PAPERS)))
+        ink_name = str(rng.choice(["black", "blue"]))
+        coverage = _place(
+            _ink_layer(digit, height=int(rng.integers(60, 400)), rng=rng, thickness=rng.uniform(-0.2, 1.2)),
+            rng,
+            margin=(1.3, 3.5),
+        )
+        pixels = _compose(coverage, PAPERS[paper_name], INKS[ink_name])
+        pixels = pixels * _lighting(coverage.shape, rng) + _texture(coverage.shape, rng, rng.uniform(0.01, 0.04))
+        pixels += rng.normal(0, 3, pixels.shape)
+        quality = int(rng.integers(50, 92))
+        turn = bool(rng.random() < 0.3)
+        data = _encode(pixels, fmt="JPEG", quality=quality, exif_turn=turn)
+        description = f"photo: {ink_name} ink on {paper_name} paper, JPEG q{quality}" + (
+            ", EXIF-rotated" if turn else ""
+        )
+    elif scenario == "pencil":
+        coverage = _place(
+            _ink_layer(digit, height=int(rng.integers(80, 300)), rng=rng, thickness=rng.uniform(-0.3, 0.3)),
+            rng,
+            margin=(1.3, 2.5),
+        )
+        paper_name = str(rng.choice(list(PAPERS)))
+        pixels = _compose(coverage, PAPERS[paper_name], INKS["pencil"], opacity=rng.uniform(0.55, 0.9))
+        pixels = pixels * _lighting(coverage.shape, rng) + _texture(coverage.shape, rng, 0.03)
+        data = _encode(pixels, fmt="JPEG", quality=int(rng.integers(60, 92)))
+        description = f"pencil on {paper_name} paper, JPEG"
+    elif scenario == "scan":
+        ink_name = str(rng.choice(["black", "blue"]))
+        coverage = _place(
+            _ink_layer(digit, height=int(rng.integers(40, 200)), rng=rng, thickness=rng.uniform(-0.2, 1.0)),
+            rng,
+            margin=(1.2, 4.0),
+        )
+        pixels = _compose(coverage, PAPERS["white"], INKS[ink_name]) + rng.normal(0, 2, (*coverage.shape, 1))
+        data = _encode(pixels, fmt="PNG")
+        description = f"scan: {ink_name} ink on white, PNG"
+    elif scenario == "canvas":
+        coverage = _place(
+            _ink_layer(digit, height=int(rng.integers(120, 300)), rng=rng, thickness=rng.uniform(0.3, 1.2)),
+            rng,
+            margin=(1.1, 2.0),
+        )
+        # A browser canvas export: black strokes, everything else fully transparent black.
+        rgba = np.zeros((*coverage.shape, 4), dtype=np.float32)
+        rgba[..., 3] = coverage * 255
+        data = _encode(rgba, fmt="PNG", mode="RGBA")
+        description = "canvas: black strokes on a transparent background, PNG"
+    elif scenario == "screenshot":
+        background = np.array(rng.choice([(18, 18, 22), (40, 44, 52), (10, 30, 60)]), dtype=np.float32)
+        coverage = _place(
+            _ink_layer(digit, height=int(rng.integers(30, 140)), rng=rng, thickness=rng.uniform(0, 1.0)),
+            rng,
+            margin=(1.2, 3.0),
+        )
+        pixels = _compose(coverage, tuple(background), (235, 235, 235))
+        data = _encode(pixels, fmt="PNG")
+        description = "screenshot: light digit on a dark background, PNG"
+    elif scenario == "tiny":
+        height = int(rng.integers(10, 18))
+        coverage = _place(_ink_layer(digit, height=height, rng=rng, thickness=0), rng, margin=(1.1, 1.5))
+        pixels = _compose(coverage, PAPERS["white"], INKS["black"])
+        data = _encode(pixels, fmt="PNG")
+        description = f"tiny: {coverage.shape[1]}x{coverage.shape[0]} pixels, dark on white"
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
+    return Upload(data=data, scenario=scenario, label=label, description=description)
+
+
+def realistic_set(
+    images: np.ndarray, labels: np.ndarray, *, count: int, seed: int = 0, scenarios=SCENARIOS
+) -> list[Upload]:
+    """``count`` uploads, cycling through the scenarios, from randomly drawn digits."""
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(images), size=count, replace=False)
+    return [
+        render_upload(images[i], scenario=scenarios[n % len(scenarios)], rng=rng, label=int(labels[i]))
+        for n, i in enumerate(picks)
+    ]

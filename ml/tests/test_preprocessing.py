@@ -1,0 +1,217 @@
+import io
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from scipy import ndimage
+
+from ml.preprocessing import MAX_PIXELS, MODEL_SIDE, PreprocessingError, to_model_input
+from ml.tests.conftest import encode, upscale
+
+
+@pytest.fixture(scope="module")
+def seven(mnist):
+    """A training-set 7 (MNIST style: white on black, 28x28 uint8)."""
+    return mnist.train.images[np.flatnonzero(mnist.train.labels == 7)[0]]
+
+
+def correlation(a, b):
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def assert_mnist_like(result):
+    assert result.array.shape == (MODEL_SIDE, MODEL_SIDE)
+    assert result.array.dtype == np.float32
+    assert result.array.min() >= 0.0 and result.array.max() == pytest.approx(1.0)
+    assert result.display.dtype == np.uint8
+    # MNIST: the digit's longest side about 20 px, its centre of mass at the centre.
+    rows = np.flatnonzero(result.array.max(axis=1) > 0.1)
+    cols = np.flatnonzero(result.array.max(axis=0) > 0.1)
+    assert 17 <= max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 23
+    cy, cx = ndimage.center_of_mass(result.array)
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+
+
+def test_an_mnist_digit_passes_through_almost_unchanged(seven):
+    result = to_model_input(encode(seven))
+    assert_mnist_like(result)
+    assert correlation(result.array, seven / 255.0) > 0.9
+
+
+def test_dark_ink_on_light_paper_matches_light_on_dark(seven):
+    light_on_dark = to_model_input(encode(seven)).array
+    dark_on_light = to_model_input(encode(255 - seven)).array
+    assert correlation(light_on_dark, dark_on_light) > 0.95
+
+
+def test_transparent_canvas_export_is_flattened(seven):
+    # A browser canvas: black strokes whose alpha is the ink, transparent black elsewhere.
+    rgba = np.zeros((280, 280, 4), dtype=np.uint8)
+    rgba[..., 3] = upscale(seven, 280)
+    result = to_model_input(encode(rgba, mode="RGBA"))
+    assert_mnist_like(result)
+    assert correlation(result.array, to_model_input(encode(seven)).array) > 0.9
+
+
+def test_off_centre_small_digit_on_a_large_page_is_found_and_centred(seven):
+    page = np.full((600, 800), 250, dtype=np.uint8)
+    page[420:540, 40:160] = 255 - upscale(seven, 120)
+    result = to_model_input(encode(page, "JPEG", quality=70))
+    assert_mnist_like(result)
+    assert correlation(result.array, to_model_input(encode(seven)).array) > 0.85
+
+
+def test_exif_orientation_is_honoured(seven):
+    upright = 255 - upscale(seven, 200)
+    sideways = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buffer = io.BytesIO()
+    sideways.save(buffer, "JPEG", exif=exif, quality=90)
+    turned = to_model_input(buffer.getvalue()).array
+    assert correlation(turned, to_model_input(encode(upright, "JPEG", quality=90)).array) > 0.95
+
+
+def test_uneven_lighting_is_not_taken_for_ink(seven):
+    side = 400
+    x = np.mgrid[0:side, 0:side][1]
+    light = 0.45 + 0.55 * x / side  # dark on the left, bright on the right
+    page = np.full((side, side), 240.0) * light
+    digit = upscale(seven, 160) / 255.0
+    region = page[120:280, 120:280]
+    page[120:280, 120:280] = region * (1 - digit) + 20 * digit
+    result = to_model_input(encode(page, "JPEG", quality=80))
+    assert_mnist_like(result)
+    assert correlation(result.array, to_model_input(encode(seven)).array) > 0.85
+
+
+def test_thin_pen_on_a_big_photo_keeps_visible_strokes(seven):
+    big = upscale(seven, 800)
+    thin = np.where(ndimage.minimum_filter(big, size=15) > 128, 255, 0).astype(np.uint8)
+    result = to_model_input(encode(255 - thin, "JPEG", quality=85))
+    assert_mnist_like(result)
+    # After thickening, strokes cover a share of the box like MNIST's (roughly 10-30%).
+    assert 0.08 < (result.array > 0.5).mean() < 0.35
+
+
+def test_huge_photo_is_processed(seven):
+    page = np.full((3000, 4000, 3), 235, dtype=np.uint8)
+    page[900:2100, 1500:2700] = (255 - upscale(seven, 1200))[..., None]
+    assert_mnist_like(to_model_input(encode(page, "JPEG", quality=80)))
+
+
+def test_tiny_digit_is_upscaled(seven):
+    tiny = np.asarray(Image.fromarray(seven).resize((12, 12), Image.Resampling.BOX))
+    result = to_model_input(encode(255 - tiny))
+    assert_mnist_like(result)
+    assert correlation(result.array, to_model_input(encode(seven)).array) > 0.8
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"", "empty"),
+        (b"hello, this is text and not an image", "not an image"),
+        (b"<html><body>not a png</body></html>", "not an image"),
+        (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n", "not an image"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "not an image"),
+    ],
+)
+def test_non_images_are_refused_with_a_clear_message(payload, message):
+    with pytest.raises(PreprocessingError, match=message):
+        to_model_input(payload)
+
+
+def test_truncated_png_and_jpeg_are_refused(seven):
+    for fmt in ("PNG", "JPEG"):
+        data = encode(upscale(seven, 200), fmt)
+        with pytest.raises(PreprocessingError):
+            to_model_input(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("colour", [255, 0, 200])
+def test_blank_images_have_no_digit(colour):
+    with pytest.raises(PreprocessingError, match="No digit found"):
+        to_model_input(encode(np.full((300, 300), colour, dtype=np.uint8)))
+
+
+def test_fully_transparent_canvas_has_no_digit():
+    with pytest.raises(PreprocessingError, match="No digit found"):
+        to_model_input(encode(np.zeros((200, 200, 4), dtype=np.uint8), mode="RGBA"))
+
+
+def test_a_one_pixel_image_is_refused():
+    with pytest.raises(PreprocessingError, match="No digit found"):
+        to_model_input(encode(np.zeros((1, 1), dtype=np.uint8)))
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    # 20000x20000 of one colour compresses to a few hundred kilobytes.
+    buffer = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(buffer, "PNG")
+    assert MAX_PIXELS < 20_000 * 20_000
+    with pytest.raises(PreprocessingError, match="pixels"):
+        to_model_input(buffer.getvalue())
+
+
+def test_16_bit_png_is_read_at_full_depth(seven):
+    deep = (upscale(seven, 112).astype(np.uint16) * 257).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(deep).save(buffer, "PNG")
+    assert correlation(to_model_input(buffer.getvalue()).array, to_model_input(encode(seven)).array) > 0.9
+
+
+def test_palette_png_with_transparency(seven):
+    image = Image.fromarray(np.where(upscale(seven, 140) > 128, 1, 0).astype(np.uint8), "P")
+    image.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=0)
+    assert_mnist_like(to_model_input(buffer.getvalue()))
+
+
+def test_cmyk_jpeg_and_first_frame_of_an_animated_gif(seven):
+    ink = 255 - upscale(seven, 140)
+    cmyk = Image.fromarray(ink).convert("CMYK")
+    buffer = io.BytesIO()
+    cmyk.save(buffer, "JPEG")
+    assert_mnist_like(to_model_input(buffer.getvalue()))
+
+    frames = [Image.fromarray(ink), Image.fromarray(np.full_like(ink, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    assert_mnist_like(to_model_input(buffer.getvalue()))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes_give_a_digit_or_our_error(payload):
+    try:
+        result = to_model_input(payload)
+    except PreprocessingError:
+        return
+    assert result.array.shape == (MODEL_SIDE, MODEL_SIDE)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 120), st.integers(1, 120), st.integers(0, 2**32 - 1), st.sampled_from(["L", "RGB", "RGBA", "LA"]))
+def test_random_pixels_give_a_digit_or_our_error(width, height, seed, mode):
+    channels = {"L": 1, "RGB": 3, "RGBA": 4, "LA": 2}[mode]
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
+    image = Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    try:
+        result = to_model_input(buffer.getvalue())
+    except PreprocessingError:
+        return
+    assert np.isfinite(result.array).all()
+
+
+def test_a_small_digit_on_a_big_page_is_not_taken_for_a_blank_page(seven):
+    page = np.full((900, 1200), 245, dtype=np.uint8)
+    page[600:640, 300:340] = 255 - upscale(seven, 40)
+    result = to_model_input(encode(page, "JPEG", quality=85))
+    assert_mnist_like(result)
+    assert correlation(result.array, to_model_input(encode(seven)).array) > 0.8

@@ -1,0 +1,47 @@
+"""The model we ship: made by our own training command, and as good as we say."""
+
+import json
+
+import pytest
+
+from ml.evaluation import evaluate_mnist, evaluate_realistic
+from ml.tests.conftest import SHIPPED_MODEL_DIR
+from ml.tests.test_data import CANONICAL_TRAIN_SHA256
+
+
+@pytest.fixture(scope="module")
+def metadata():
+    return json.loads((SHIPPED_MODEL_DIR / "metadata.json").read_text())
+
+
+def test_metadata_records_how_the_model_was_made(metadata):
+    assert metadata["architecture"] == "deep"
+    assert metadata["augment"] is True
+    assert metadata["train_data_sha256"] == CANONICAL_TRAIN_SHA256
+    assert metadata["train_samples"] == 60_000
+    for key in ("epochs", "seed", "training_seconds", "test_accuracy", "test_loss", "confusion_matrix"):
+        assert key in metadata
+    # Trained on two CPU cores within the 30-minute budget.
+    assert metadata["environment"]["cpu_count"] == 2
+    assert metadata["training_seconds"] <= 30 * 60
+    for plot in ("training_curves.png", "confusion_matrix.png"):
+        assert (SHIPPED_MODEL_DIR / plot).is_file()
+
+
+def test_at_least_99_6_percent_on_the_mnist_test_set(shipped_predictor, mnist, metadata):
+    report = evaluate_mnist(shipped_predictor, mnist.test)
+    assert report["samples"] == 10_000
+    assert report["accuracy"] >= 0.996
+    # The file holds what the metadata says it does.
+    assert report["accuracy"] == pytest.approx(metadata["test_accuracy"], abs=2e-4)
+
+
+def test_realistic_uploads_made_from_mnist_test_digits(shipped_predictor, mnist):
+    report = evaluate_realistic(shipped_predictor, mnist.test, count=300, seed=1)
+    assert report["refused"] == 0
+    assert report["accuracy"] >= REALISTIC_FLOOR
+    for scenario, accuracy in report["by_scenario"].items():
+        assert accuracy >= 0.94, scenario
+
+
+REALISTIC_FLOOR = 0.97

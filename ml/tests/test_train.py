@@ -1,0 +1,75 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.train import (
+    CONFUSION_FILE,
+    CURVES_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    TrainConfig,
+    augment_batch,
+    confusion_matrix,
+    to_model_array,
+)
+
+
+def test_training_writes_model_metadata_and_plots(tiny_model_dir, mnist):
+    for name in (MODEL_FILE, METADATA_FILE, CURVES_FILE, CONFUSION_FILE):
+        assert (tiny_model_dir / name).is_file(), name
+    metadata = json.loads((tiny_model_dir / METADATA_FILE).read_text())
+    assert metadata["architecture"] == "basic"
+    assert metadata["epochs"] == 1
+    assert metadata["seed"] == 42
+    assert metadata["train_samples"] == 3000
+    assert metadata["train_data_sha256"] == mnist.train.sha256
+    assert metadata["training_seconds"] > 0
+    # Even a few seconds of training beats chance by far.
+    assert 0.5 < metadata["test_accuracy"] <= 1.0
+    assert metadata["test_loss"] > 0
+    matrix = np.array(metadata["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == 500
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(metadata["test_accuracy"], abs=1e-6)
+    assert len(metadata["history"]["loss"]) == 1
+    with Image.open(tiny_model_dir / CURVES_FILE) as curves:
+        assert curves.format == "PNG" and curves.width > 400
+
+
+def test_progress_is_reported_per_epoch(tmp_path, mnist):
+    from ml.train import train_model
+
+    lines = []
+    config = TrainConfig.for_arch("dense", epochs=2, train_limit=1000, test_limit=200)
+    train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
+    epoch_lines = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/2", "2/2"]
+    assert all("test_acc" in line for line in epoch_lines)
+    assert lines[-1].startswith("test accuracy")
+
+
+def test_recipes_and_overrides():
+    deep = TrainConfig.for_arch("deep")
+    assert deep.augment and deep.schedule == "cosine"
+    assert TrainConfig.for_arch("deep", epochs=3, seed=None).epochs == 3
+    assert TrainConfig.for_arch("deep", seed=None).seed == 42
+    with pytest.raises(ValueError, match="unknown architecture"):
+        TrainConfig.for_arch("resnet")
+
+
+def test_augmentation_keeps_shape_range_and_the_digit(mnist):
+    batch = to_model_array(mnist.train.images[:64])
+    augmented = np.asarray(augment_batch(batch))
+    assert augmented.shape == batch.shape
+    assert augmented.min() >= 0 and augmented.max() <= 1.0 + 1e-6
+    # Changed, but still mostly the same picture: a small affine move, not a new image.
+    assert not np.allclose(augmented, batch)
+    similarity = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(augmented, batch, strict=True)]
+    assert np.median(similarity) > 0.5
+
+
+def test_confusion_matrix_counts_true_rows_and_predicted_columns():
+    matrix = confusion_matrix(np.array([1, 1, 2, 3]), np.array([1, 7, 2, 3]))
+    assert matrix[1, 1] == 1 and matrix[1, 7] == 1 and matrix[2, 2] == 1 and matrix[3, 3] == 1
+    assert matrix.sum() == 4
