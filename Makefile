@@ -19,7 +19,11 @@ install: $(BIN)/.installed
 
 run: install
 	$(BIN)/python manage.py migrate --noinput
-	@echo "digitsite: http://127.0.0.1:8000/  (create an account: $(BIN)/python manage.py createsuperuser)"
+	@echo ""
+	@echo "digitsite is starting on http://127.0.0.1:8000/ (web and a Celery worker; Ctrl-C stops both)"
+	@echo "  create an account at http://127.0.0.1:8000/signup/"
+	@echo "  staff account for the admin: $(BIN)/python manage.py createsuperuser"
+	@echo ""
 	$(BIN)/honcho start
 
 test: install

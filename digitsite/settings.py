@@ -4,6 +4,8 @@ from pathlib import Path
 
 import environ
 
+from digitsite.brokers import filesystem_broker_options
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env(
@@ -25,6 +27,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "bootstrap",
+    "crispy_forms",
+    "crispy_bootstrap5",
+    "django_htmx",
     "classifier",
 ]
 
@@ -35,6 +41,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a signed-in user unless its view says otherwise (login, sign-up).
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -60,6 +69,14 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------------------
 # SQLite needs no server for `make run`; deployments and CI set DATABASE_URL (PostgreSQL).
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Web and worker write at the same time: WAL lets readers and one writer work together,
+    # and the timeout waits for a lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+    # A file, not memory: the integration tests' worker process must open the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -68,6 +85,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "classifier:home"
+LOGOUT_REDIRECT_URL = "login"
+
+CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
+CRISPY_TEMPLATE_PACK = "bootstrap5"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -78,7 +102,17 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve static files straight from the apps and static/ too, so `make run` and the tests need
+# no collectstatic; deployments still collect them into STATIC_ROOT.
+WHITENOISE_USE_FINDERS = True
+# Uploads are served only through views that check ownership, so there is no MEDIA_URL.
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(BASE_DIR / "media")))
+
+# --- Uploads ------------------------------------------------------------------------------
+UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=10_000_000)
+UPLOAD_MAX_FILES = env.int("UPLOAD_MAX_FILES", default=20)
+# Above this, Django streams an upload to a temp file instead of holding it in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # --- Machine learning ---------------------------------------------------------------------
 # Directory with the four MNIST IDX files; unset means the Keras download (needs internet).
@@ -87,10 +121,41 @@ MNIST_DATA_DIR = env("MNIST_DATA_DIR", default=None)
 SHIPPED_MODEL_DIR = Path(env("SHIPPED_MODEL_DIR", default=str(BASE_DIR / "models" / "deep")))
 # Where `train` writes when --out is not given.
 TRAINED_MODELS_DIR = Path(env("TRAINED_MODELS_DIR", default=str(BASE_DIR / "var" / "models")))
+# Where `retrain` keeps the model versions it makes (v2, v3, ...).
+MODEL_VERSIONS_DIR = Path(env("MODEL_VERSIONS_DIR", default=str(BASE_DIR / "var" / "model-versions")))
+
+# --- Retraining ---------------------------------------------------------------------------
+RETRAIN_EPOCHS = env.int("RETRAIN_EPOCHS", default=2)
+RETRAIN_SEED = 42
+# A candidate may lose at most this much MNIST test accuracy (0.002 = 0.2 points).
+RETRAIN_MAX_MNIST_DROP = env.float("RETRAIN_MAX_MNIST_DROP", default=0.002)
+# From this many corrections on, a fifth is held out to judge the candidate.
+RETRAIN_MIN_FLAGS_FOR_HOLDOUT = 10
+# None: all 60,000 MNIST training images and all 10,000 test images. Tests set small numbers.
+RETRAIN_TRAIN_LIMIT = env.int("RETRAIN_TRAIN_LIMIT", default=None)
+RETRAIN_TEST_LIMIT = env.int("RETRAIN_TEST_LIMIT", default=None)
 
 # --- Celery -------------------------------------------------------------------------------
+# Redis when CELERY_BROKER_URL is set; otherwise the embedded filesystem broker (no server).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(
+        env("CELERY_BROKER_FOLDER", default=str(BASE_DIR / "var" / "broker"))
+    )
+    # The filesystem transport has no broadcast: workers take no remote-control commands.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_TASK_IGNORE_RESULT = True
+# Results live in the database (Prediction), not in a result backend.
+CELERY_RESULT_BACKEND = None
+# A task is acknowledged after it ran, so a worker that dies mid-task does not lose it...
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# ...and a worker holds only the task it works on, so the others stay with the broker.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# An upload must not hang when the broker is down: it stays pending and is queued later.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Logging ------------------------------------------------------------------------------
 LOGGING = {

@@ -57,8 +57,17 @@ class ModelInput:
     display: np.ndarray  # (28, 28) uint8, the same image for people ("what the model saw")
 
 
-def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode the first frame of an image we accept, checking size before pixels are read."""
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an accepted upload is: its real format (by content) and its size in pixels."""
+
+    format: str
+    mime: str
+    width: int
+    height: int
+
+
+def _open(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
     if not data:
         raise PreprocessingError("The file is empty.")
     try:
@@ -70,6 +79,12 @@ def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 raise PreprocessingError(
                     f"The image is {width}x{height} pixels; the limit is {max_pixels // 1_000_000} megapixels."
                 )
+            info = ImageInfo(
+                format=image.format,
+                mime=Image.MIME.get(image.format, "application/octet-stream"),
+                width=width,
+                height=height,
+            )
             if image.format in ("JPEG", "MPO"):
                 # Let the JPEG decoder downscale by DCT: a 12 MP photo decodes ~8x faster.
                 image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
@@ -80,7 +95,17 @@ def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise PreprocessingError("The image has too many pixels to process safely.") from exc
     except Exception as exc:  # Pillow raises many types for broken files; all mean the same here
         raise PreprocessingError("This file is not an image we can read (PNG, JPEG, GIF, BMP, WEBP or TIFF).") from exc
-    return image
+    return image, info
+
+
+def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode the first frame of an image we accept, checking size before pixels are read."""
+    return _open(data, max_pixels=max_pixels)[0]
+
+
+def inspect_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
+    """Check that the bytes are an image we accept and can decode; say what it is."""
+    return _open(data, max_pixels=max_pixels)[1]
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:

@@ -29,6 +29,7 @@ def test_train_command_refuses_a_bad_mnist_directory(settings, tmp_path):
         run("train", "--arch", "dense", "--epochs", "1")
 
 
+@pytest.mark.django_db
 def test_evaluate_json_contract(tiny_model_dir):
     report = json.loads(run("evaluate", "--model", str(tiny_model_dir), "--json"))
     assert {"accuracy", "loss", "samples", "model"} <= report.keys()
@@ -37,6 +38,7 @@ def test_evaluate_json_contract(tiny_model_dir):
     assert report["model"].endswith("model.keras")
 
 
+@pytest.mark.django_db
 def test_evaluate_with_realistic_uploads(tiny_model_dir):
     output = run("evaluate", "--model", str(tiny_model_dir), "--realistic", "12")
     assert "MNIST     accuracy" in output
@@ -62,7 +64,8 @@ def test_predict_json_contract_with_a_failing_file(tmp_path, tiny_model_dir, mni
     assert "cannot read" in report[2]["error"]
 
 
-def test_predict_succeeds_with_the_shipped_model(tmp_path, mnist):
+@pytest.mark.django_db
+def test_predict_succeeds_with_the_active_model(tmp_path, mnist):
     paths = []
     for i in range(5):
         path = tmp_path / f"{i}.png"

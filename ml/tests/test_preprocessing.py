@@ -215,3 +215,14 @@ def test_a_small_digit_on_a_big_page_is_not_taken_for_a_blank_page(seven):
     result = to_model_input(encode(page, "JPEG", quality=85))
     assert_mnist_like(result)
     assert correlation(result.array, to_model_input(encode(seven)).array) > 0.8
+
+
+def test_inspect_image_reports_the_real_format_and_size(seven):
+    from ml.preprocessing import inspect_image
+
+    info = inspect_image(encode(upscale(seven, 300), "JPEG"))
+    assert (info.format, info.mime, info.width, info.height) == ("JPEG", "image/jpeg", 300, 300)
+    # The content decides, not a name: a PNG is a PNG whatever it is called.
+    assert inspect_image(encode(seven)).format == "PNG"
+    with pytest.raises(PreprocessingError):
+        inspect_image(b"GIF89a but not really")

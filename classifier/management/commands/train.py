@@ -2,6 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from classifier.management.progress import line_logger, positive_epochs
 from classifier.services import model_train
 from ml.data import MnistDataError
 from ml.train import RECIPES
@@ -18,13 +19,8 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, help="train on the first N images only (quick runs)")
 
     def handle(self, *args, arch, epochs, seed, out, limit, **options):
-        if epochs is not None and epochs < 1:
-            raise CommandError("--epochs must be at least 1")
-
-        def log(line: str) -> None:
-            self.stdout.write(line)
-            self.stdout.flush()
-
+        positive_epochs(epochs)
+        log = line_logger(self)
         try:
             result = model_train(arch=arch, out_dir=out, epochs=epochs, seed=seed, train_limit=limit, log=log)
         except MnistDataError as exc:

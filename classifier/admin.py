@@ -1,0 +1,295 @@
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import Count
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from classifier.forms import FlagForm
+from classifier.models import DigitImage, Flag, ModelVersion, Prediction
+from classifier.services import image_flag, model_version_activate
+
+
+class PredictedDigitFilter(admin.SimpleListFilter):
+    title = "predicted digit"
+    parameter_name = "digit"
+
+    def lookups(self, request, model_admin):
+        return [(str(d), str(d)) for d in range(10)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(prediction__digit=int(self.value())) if self.value() else queryset
+
+
+class ConfidenceBandFilter(admin.SimpleListFilter):
+    title = "confidence"
+    parameter_name = "confidence"
+    BANDS = {"low": (0.0, 0.5), "medium": (0.5, 0.9), "high": (0.9, 1.01)}
+
+    def lookups(self, request, model_admin):
+        return [("low", "below 50%"), ("medium", "50% to 90%"), ("high", "90% and above")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in self.BANDS:
+            return queryset
+        low, high = self.BANDS[self.value()]
+        return queryset.filter(prediction__confidence__gte=low, prediction__confidence__lt=high)
+
+
+class FlaggedFilter(admin.SimpleListFilter):
+    title = "flagged"
+    parameter_name = "flagged"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "flagged"), ("no", "not flagged")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(flag__isnull=self.value() == "no")
+        return queryset
+
+
+class FlagInline(admin.StackedInline):
+    """Flag a single image from its change page."""
+
+    model = Flag
+    fields = ("correct_digit", "note", "flagged_by", "flagged_at", "trained_in")
+    readonly_fields = ("flagged_by", "flagged_at", "trained_in")
+    extra = 0
+    max_num = 1
+    verbose_name = verbose_name_plural = "correction (flag)"
+    can_delete = True
+
+
+def _thumbnail(image: DigitImage, size: int = 56):
+    url = reverse("classifier:image_file", args=[image.pk])
+    return format_html(
+        '<img src="{}" alt="{}" style="max-width:{}px;max-height:{}px;background:#fff">',
+        url,
+        image.original_name,
+        size,
+        size,
+    )
+
+
+@admin.register(DigitImage)
+class DigitImageAdmin(admin.ModelAdmin):
+    list_display = (
+        "thumbnail",
+        "original_name",
+        "owner",
+        "predicted_digit",
+        "confidence",
+        "status",
+        "flag_digit",
+        "model_version",
+        "uploaded_at",
+    )
+    list_display_links = ("thumbnail", "original_name")
+    list_filter = (
+        "status",
+        PredictedDigitFilter,
+        ConfidenceBandFilter,
+        FlaggedFilter,
+        ("prediction__model_version", admin.RelatedOnlyFieldListFilter),
+    )
+    search_fields = ("owner__username", "original_name")
+    list_select_related = ("owner", "prediction", "prediction__model_version", "flag")
+    date_hierarchy = "uploaded_at"
+    actions = ["flag_selected"]
+    inlines = [FlagInline]
+    readonly_fields = (
+        "preview",
+        "owner",
+        "original_name",
+        "image_format",
+        "content_type",
+        "sha256",
+        "size_bytes",
+        "width",
+        "height",
+        "uploaded_at",
+        "status",
+        "error_message",
+        "attempts",
+        "prediction_summary",
+    )
+    exclude = ("file",)
+
+    @admin.display(description="image")
+    def thumbnail(self, obj):
+        return _thumbnail(obj)
+
+    @admin.display(description="image")
+    def preview(self, obj):
+        return _thumbnail(obj, size=240)
+
+    @admin.display(description="digit", ordering="prediction__digit")
+    def predicted_digit(self, obj):
+        prediction = getattr(obj, "prediction", None)
+        return prediction.digit if prediction else "-"
+
+    @admin.display(description="confidence", ordering="prediction__confidence")
+    def confidence(self, obj):
+        prediction = getattr(obj, "prediction", None)
+        return f"{prediction.confidence:.1%}" if prediction else "-"
+
+    @admin.display(description="flag")
+    def flag_digit(self, obj):
+        flag = getattr(obj, "flag", None)
+        return f"is a {flag.correct_digit}" if flag else ""
+
+    @admin.display(description="model", ordering="prediction__model_version__number")
+    def model_version(self, obj):
+        prediction = getattr(obj, "prediction", None)
+        return f"v{prediction.model_version.number}" if prediction else "-"
+
+    @admin.display(description="prediction")
+    def prediction_summary(self, obj):
+        prediction = getattr(obj, "prediction", None)
+        if prediction is None:
+            return "-"
+        return format_html(
+            '{} at {} by v{} <img src="{}" alt="model input" width="84" height="84" style="vertical-align:middle">',
+            prediction.digit,
+            f"{prediction.confidence:.1%}",
+            prediction.model_version.number,
+            reverse("classifier:image_model_input", args=[obj.pk]),
+        )
+
+    def has_add_permission(self, request):
+        return False  # images come from uploads
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Flag:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)
+        for deleted in formset.deleted_objects:
+            deleted.delete()
+        for inline_form in formset.forms:
+            if inline_form in formset.deleted_forms or not inline_form.has_changed():
+                continue
+            image_flag(
+                image=form.instance,
+                correct_digit=inline_form.cleaned_data["correct_digit"],
+                flagged_by=request.user,
+                note=inline_form.cleaned_data.get("note", ""),
+            )
+
+    @admin.action(description="Flag selected images as misclassified…")
+    def flag_selected(self, request, queryset):
+        if "apply" in request.POST:
+            form = FlagForm(request.POST)
+            if form.is_valid():
+                for image in queryset:
+                    image_flag(
+                        image=image,
+                        correct_digit=form.cleaned_data["correct_digit"],
+                        flagged_by=request.user,
+                        note=form.cleaned_data["note"],
+                    )
+                count = queryset.count()
+                self.message_user(
+                    request,
+                    f"Flagged {count} image{'s' if count != 1 else ''} as {form.cleaned_data['correct_digit']}.",
+                    messages.SUCCESS,
+                )
+                return None
+        else:
+            form = FlagForm()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Flag images with their correct digit",
+            "images": queryset,
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/classifier/flag_images.html", context)
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ("image", "digit", "confidence", "model_version", "inference_ms", "created_at")
+    list_filter = ("digit", "model_version")
+    search_fields = ("image__original_name", "image__owner__username")
+    list_select_related = ("image", "model_version")
+    exclude = ("model_input",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Flag)
+class FlagAdmin(admin.ModelAdmin):
+    list_display = ("image", "correct_digit", "predicted", "flagged_by", "flagged_at", "trained_in")
+    list_filter = ("correct_digit", "trained_in")
+    search_fields = ("image__original_name", "image__owner__username", "note")
+    list_select_related = ("image__prediction", "flagged_by", "trained_in")
+    readonly_fields = ("image", "flagged_by", "flagged_at", "trained_in")
+
+    @admin.display(description="predicted")
+    def predicted(self, obj):
+        prediction = getattr(obj.image, "prediction", None)
+        return prediction.digit if prediction else "-"
+
+    def has_add_permission(self, request):
+        return False  # flags are made on images
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = (
+        "number",
+        "architecture",
+        "accuracy",
+        "flag_accuracy",
+        "created_at",
+        "is_active",
+        "parent",
+        "flags_used",
+        "flags_learned_count",
+    )
+    list_filter = ("is_active", "architecture")
+    readonly_fields = (
+        "number",
+        "architecture",
+        "path",
+        "metrics",
+        "is_active",
+        "parent",
+        "flags_used",
+        "notes",
+        "created_at",
+    )
+    actions = ["activate"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("parent").annotate(learned=Count("flags_learned"))
+
+    @admin.display(description="MNIST accuracy")
+    def accuracy(self, obj):
+        return f"{obj.test_accuracy:.2%}" if obj.test_accuracy is not None else "-"
+
+    @admin.display(description="corrections accuracy")
+    def flag_accuracy(self, obj):
+        value = obj.metrics.get("flag_accuracy")
+        return f"{value:.0%}" if value is not None else "-"
+
+    @admin.display(description="flags learned", ordering="learned")
+    def flags_learned_count(self, obj):
+        return obj.learned
+
+    def has_add_permission(self, request):
+        return False  # versions come from `manage.py retrain`
+
+    @admin.action(description="Activate the selected version (rollback)")
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.WARNING)
+            return
+        version = model_version_activate(number=queryset.get().number)
+        self.message_user(request, f"v{version.number} is now active.", messages.SUCCESS)

@@ -1,0 +1,87 @@
+from django import forms
+from django.conf import settings
+from django.contrib.auth.forms import UserCreationForm
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleImageField(forms.FileField):
+    """Several files in one field; each is checked by the upload service, not here."""
+
+    widget = MultipleFileInput
+
+    def clean(self, data, initial=None):
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)] if data else []
+
+
+class UploadForm(forms.Form):
+    images = MultipleImageField(
+        label="Digit images",
+        help_text=f"PNG, JPEG, GIF, BMP, WEBP or TIFF; up to {settings.UPLOAD_MAX_BYTES // 1_000_000} MB each. "
+        "You can choose several at once.",
+        widget=MultipleFileInput(attrs={"accept": "image/*", "multiple": True}),
+    )
+
+    def clean_images(self):
+        files = self.cleaned_data["images"]
+        if len(files) > settings.UPLOAD_MAX_FILES:
+            raise forms.ValidationError(f"Upload at most {settings.UPLOAD_MAX_FILES} files at once.")
+        return files
+
+
+class SignUpForm(UserCreationForm):
+    class Meta(UserCreationForm.Meta):
+        fields = ("username",)
+
+
+SELECT = {"class": "form-select form-select-sm"}
+
+
+class HistoryFilterForm(forms.Form):
+    digit = forms.TypedChoiceField(
+        label="Predicted digit",
+        choices=[("", "any digit")] + [(d, str(d)) for d in range(10)],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        widget=forms.Select(attrs=SELECT),
+    )
+    status = forms.ChoiceField(
+        label="Status", choices=[("", "any status")], required=False, widget=forms.Select(attrs=SELECT)
+    )
+    below = forms.IntegerField(
+        label="Confidence below (%)",
+        min_value=1,
+        max_value=100,
+        required=False,
+        widget=forms.NumberInput(attrs={"class": "form-control form-control-sm", "placeholder": "e.g. 80"}),
+    )
+    flagged = forms.TypedChoiceField(
+        label="Flagged",
+        choices=[("", "flagged or not"), ("yes", "flagged"), ("no", "not flagged")],
+        coerce=lambda v: v == "yes",
+        empty_value=None,
+        required=False,
+        widget=forms.Select(attrs=SELECT),
+    )
+    everyone = forms.BooleanField(
+        label="Everyone's images", required=False, widget=forms.CheckboxInput(attrs={"class": "form-check-input"})
+    )
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from classifier.models import DigitImage
+
+        self.fields["status"].choices = [("", "any status"), *DigitImage.Status.choices]
+        if not (user and user.is_staff):
+            del self.fields["everyone"]
+
+
+class FlagForm(forms.Form):
+    correct_digit = forms.TypedChoiceField(choices=[(d, str(d)) for d in range(10)], coerce=int)
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))

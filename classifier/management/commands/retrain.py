@@ -1,0 +1,40 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier.management.progress import line_logger, positive_epochs
+from classifier.services import RetrainError, model_retrain
+from ml.data import MnistDataError
+
+
+class Command(BaseCommand):
+    help = (
+        "Fine-tune the active model on MNIST plus the flagged images, evaluate it, keep it as a new "
+        "model version, and activate it only if it is better on the corrections and no worse on MNIST."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--epochs", type=int, help="default: the RETRAIN_EPOCHS setting")
+        parser.add_argument("--dry-run", action="store_true", help="show what would be trained, train nothing")
+        parser.add_argument("--force", action="store_true", help="activate the new version whatever its results")
+
+    def handle(self, *args, epochs, dry_run, force, **options):
+        positive_epochs(epochs)
+        log = line_logger(self)
+        try:
+            report = model_retrain(epochs=epochs, dry_run=dry_run, force=force, log=log)
+        except (RetrainError, MnistDataError) as exc:
+            raise CommandError(str(exc)) from exc
+        if report.candidate is None:
+            self.stdout.write(report.reason)
+            return
+        width = max(len(row[0]) for row in report.rows)
+        self.stdout.write("")
+        for metric, active, candidate in report.rows:
+            self.stdout.write(f"{metric:<{width}}  {active:>10}  {candidate:>10}")
+        self.stdout.write("")
+        verdict = (
+            f"v{report.candidate.number} is now active"
+            if report.promoted
+            else (f"kept v{report.active.number}; v{report.candidate.number} is stored but not active")
+        )
+        style = self.style.SUCCESS if report.promoted else self.style.WARNING
+        self.stdout.write(style(f"{verdict}: {report.reason}."))

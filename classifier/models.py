@@ -1,0 +1,120 @@
+"""digitsite's data: uploaded images, their predictions, staff corrections, model versions."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+DIGIT_VALIDATORS = [MinValueValidator(0), MaxValueValidator(9)]
+
+
+class ModelVersion(models.Model):
+    """A trained model on disk; exactly one is active and serves predictions."""
+
+    number = models.PositiveIntegerField(unique=True)
+    architecture = models.CharField(max_length=32)
+    path = models.CharField(max_length=500, help_text="directory holding model.keras and metadata.json")
+    metrics = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=False)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    flags_used = models.PositiveIntegerField(default=0, help_text="corrections it was trained on")
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="one_active_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.number} ({self.architecture})"
+
+    @property
+    def directory(self) -> Path:
+        path = Path(self.path)
+        return path if path.is_absolute() else Path(settings.BASE_DIR) / path
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.metrics.get("test_accuracy")
+
+
+def _upload_path(instance: DigitImage, filename: str) -> str:
+    # Generated names only: the original name is data, never a path.
+    suffix = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
+    return f"uploads/{instance.owner_id}/{uuid.uuid4().hex}{suffix.get(instance.image_format, '')}"
+
+
+class DigitImage(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="digit_images")
+    file = models.FileField(upload_to=_upload_path, max_length=300)
+    original_name = models.CharField(max_length=255)
+    image_format = models.CharField(max_length=10)
+    content_type = models.CharField(max_length=50)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.PositiveIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    uploaded_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-uploaded_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-uploaded_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} (#{self.pk})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("classifier:image_detail", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED)
+
+
+class Prediction(models.Model):
+    image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="prediction")
+    digit = models.PositiveSmallIntegerField(validators=DIGIT_VALIDATORS)
+    confidence = models.FloatField()
+    probabilities = models.JSONField(help_text="ten probabilities, digit 0 first")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    model_input = models.BinaryField(help_text="the 28x28 uint8 image the model saw, row by row")
+    inference_ms = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.digit} ({self.confidence:.0%})"
+
+
+class Flag(models.Model):
+    """A staff correction: the digit an image really shows."""
+
+    image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="flag")
+    correct_digit = models.PositiveSmallIntegerField(validators=DIGIT_VALIDATORS)
+    flagged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="flags_made"
+    )
+    flagged_at = models.DateTimeField(auto_now_add=True)
+    note = models.TextField(blank=True)
+    trained_in = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="flags_learned"
+    )
+
+    def __str__(self) -> str:
+        return f"#{self.image_id} is a {self.correct_digit}"

@@ -1,0 +1,56 @@
+import hashlib
+
+import factory
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+
+from classifier.models import DigitImage, Flag, ModelVersion
+from ml.tests.conftest import SHIPPED_MODEL_DIR
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.django.Password("correct horse battery staple")
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelVersion
+
+    number = factory.Sequence(lambda n: n + 100)  # v1 is the shipped model, made on migrate
+    architecture = "deep"
+    path = str(SHIPPED_MODEL_DIR)
+    metrics = factory.LazyFunction(lambda: {"test_accuracy": 0.99})
+    is_active = False
+
+
+class DigitImageFactory(factory.django.DjangoModelFactory):
+    """An uploaded image; ``data`` is the file's bytes (a PNG by default)."""
+
+    class Meta:
+        model = DigitImage
+
+    class Params:
+        data = b""
+
+    owner = factory.SubFactory(UserFactory)
+    original_name = factory.Sequence(lambda n: f"digit-{n}.png")
+    image_format = "PNG"
+    content_type = "image/png"
+    sha256 = factory.LazyAttribute(lambda o: hashlib.sha256(o.data).hexdigest())
+    size_bytes = factory.LazyAttribute(lambda o: len(o.data))
+    width = 28
+    height = 28
+    file = factory.LazyAttribute(lambda o: ContentFile(o.data, name="upload.png"))
+
+
+class FlagFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Flag
+
+    image = factory.SubFactory(DigitImageFactory)
+    correct_digit = 7
+    flagged_by = factory.SubFactory(UserFactory, is_staff=True)

@@ -1,0 +1,108 @@
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.urls import reverse
+
+from classifier.models import Flag, ModelVersion
+from classifier.services import model_version_ensure_initial, prediction_run
+from classifier.tests.factories import DigitImageFactory, FlagFactory, ModelVersionFactory, UserFactory
+from ml.tests.conftest import encode
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    client.staff = staff
+    return client
+
+
+@pytest.fixture
+def classified(mnist):
+    images = [DigitImageFactory(data=encode(255 - mnist.test.images[i])) for i in range(3)]
+    for image in images:
+        prediction_run(image_id=image.pk)
+    return images
+
+
+def test_image_list_shows_thumbnails_digits_and_filters(staff_client, classified):
+    response = staff_client.get(reverse("admin:classifier_digitimage_changelist"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert reverse("classifier:image_file", args=[classified[0].pk]) in html
+    for title in ("predicted digit", "confidence", "flagged", "status"):
+        assert f"By {title}" in html
+    digit = classified[0].prediction.digit
+    filtered = staff_client.get(reverse("admin:classifier_digitimage_changelist"), {"digit": digit})
+    assert all(obj.prediction.digit == digit for obj in filtered.context["cl"].result_list)
+    searched = staff_client.get(reverse("admin:classifier_digitimage_changelist"), {"q": classified[1].original_name})
+    assert list(searched.context["cl"].result_list) == [classified[1]]
+
+
+def test_flag_action_asks_for_the_digit_then_flags(staff_client, classified):
+    url = reverse("admin:classifier_digitimage_changelist")
+    chosen = [classified[0].pk, classified[2].pk]
+    page = staff_client.post(url, {"action": "flag_selected", ACTION_CHECKBOX_NAME: chosen})
+    assert page.status_code == 200
+    assert b"really show" in page.content  # the intermediate page
+    assert not Flag.objects.exists()
+    done = staff_client.post(
+        url,
+        {
+            "action": "flag_selected",
+            ACTION_CHECKBOX_NAME: chosen,
+            "apply": "1",
+            "correct_digit": "4",
+            "note": "staff review",
+        },
+        follow=True,
+    )
+    assert b"Flagged 2 images as 4" in done.content
+    flags = Flag.objects.order_by("image_id")
+    assert [(f.image_id, f.correct_digit, f.flagged_by, f.note) for f in flags] == [
+        (chosen[0], 4, staff_client.staff, "staff review"),
+        (chosen[1], 4, staff_client.staff, "staff review"),
+    ]
+
+
+def test_flag_a_single_image_from_its_change_page(staff_client, classified):
+    image = classified[1]
+    url = reverse("admin:classifier_digitimage_change", args=[image.pk])
+    page = staff_client.get(url)
+    assert page.status_code == 200 and b"Correction (flag)" in page.content
+    response = staff_client.post(
+        url,
+        {
+            "flag-TOTAL_FORMS": "1",
+            "flag-INITIAL_FORMS": "0",
+            "flag-MIN_NUM_FORMS": "0",
+            "flag-MAX_NUM_FORMS": "1",
+            "flag-0-correct_digit": "9",
+            "flag-0-note": "a 9, surely",
+            "flag-0-image": str(image.pk),
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    flag = Flag.objects.get(image=image)
+    assert (flag.correct_digit, flag.flagged_by, flag.note) == (9, staff_client.staff, "a 9, surely")
+
+
+def test_model_versions_in_the_admin(staff_client, classified):
+    active = model_version_ensure_initial()
+    child = ModelVersionFactory(parent=active, flags_used=3, metrics={"test_accuracy": 0.9951})
+    FlagFactory(image=classified[0], trained_in=child)
+    response = staff_client.get(reverse("admin:classifier_modelversion_changelist"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "99.51%" in html and "Flags learned" in html
+    staff_client.post(
+        reverse("admin:classifier_modelversion_changelist"), {"action": "activate", ACTION_CHECKBOX_NAME: [child.pk]}
+    )
+    assert ModelVersion.objects.get(is_active=True) == child
+
+
+def test_the_admin_is_for_staff_only(client):
+    client.force_login(UserFactory())
+    response = client.get(reverse("admin:classifier_digitimage_changelist"))
+    assert response.status_code == 302 and "login" in response.url

@@ -1,0 +1,103 @@
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from classifier.models import Flag, ModelVersion
+from classifier.services import model_version_activate, prediction_run
+from classifier.tests.factories import DigitImageFactory, FlagFactory, ModelVersionFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+@pytest.fixture
+def tiny_active(settings, tiny_model_dir, tmp_path):
+    """A seconds-trained model as the active version, and retraining sized for tests."""
+    settings.RETRAIN_TRAIN_LIMIT = 2000
+    settings.RETRAIN_TEST_LIMIT = 1000
+    settings.RETRAIN_EPOCHS = 1
+    settings.MODEL_VERSIONS_DIR = tmp_path / "versions"
+    tiny = ModelVersionFactory(architecture="basic", path=str(tiny_model_dir), metrics={"test_accuracy": 0.9})
+    return model_version_activate(number=tiny.number)
+
+
+@pytest.fixture
+def flagged(mnist, tiny_active):
+    """Real uploads (rendered as photos) that staff corrected."""
+    import numpy as np
+
+    from ml.synth import render_upload
+
+    rng = np.random.default_rng(0)
+    flags = []
+    for i in range(12):
+        upload = render_upload(mnist.train.images[i], scenario="photo", rng=rng, label=int(mnist.train.labels[i]))
+        image = DigitImageFactory(data=upload.data)
+        prediction_run(image_id=image.pk)
+        flags.append(FlagFactory(image=image, correct_digit=upload.label))
+    return flags
+
+
+def run(*args):
+    out = StringIO()
+    call_command("retrain", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_retrain_stores_a_new_version_with_metrics_and_plots(flagged, tiny_active):
+    output = run("--force")
+    assert "epoch 1/1" in output  # progress
+    assert "MNIST test accuracy" in output and "corrections" in output  # the report table
+    candidate = ModelVersion.objects.get(parent=tiny_active)
+    assert candidate.number == tiny_active.number + 1 and candidate.is_active
+    assert candidate.flags_used == 10  # 12 corrections, a fifth held out
+    assert candidate.metrics["flag_eval"] == "held-out" and candidate.metrics["flag_eval_samples"] == 2
+    assert 0 < candidate.metrics["test_accuracy"] <= 1
+    directory = Path(candidate.directory)
+    for name in ("model.keras", "metadata.json", "training_curves.png", "confusion_matrix.png"):
+        assert (directory / name).is_file()
+    metadata = json.loads((directory / "metadata.json").read_text())
+    assert metadata["parent_version"] == tiny_active.number and metadata["corrections"] == 10
+    assert Flag.objects.filter(trained_in=candidate).count() == 10
+
+
+def test_retrain_keeps_the_old_model_when_the_candidate_is_not_better(flagged, tiny_active, settings):
+    # A tolerance below zero can never be met: the gate must say no and explain why.
+    settings.RETRAIN_MAX_MNIST_DROP = -1.0
+    output = run()
+    candidate = ModelVersion.objects.get(parent=tiny_active)
+    assert not candidate.is_active
+    assert ModelVersion.objects.get(is_active=True) == tiny_active
+    assert f"kept v{tiny_active.number}" in output and "below the active model's" in output
+    assert not Flag.objects.filter(trained_in__isnull=False).exists()
+
+
+def test_retrain_dry_run_trains_nothing(flagged, tiny_active):
+    output = run("--dry-run")
+    assert "12 corrections" in output and "dry run" in output
+    assert not ModelVersion.objects.filter(parent=tiny_active).exists()
+
+
+def test_retrain_without_flags_explains_itself(tiny_active):
+    with pytest.raises(CommandError, match="no flagged images"):
+        run()
+
+
+def test_activate_model_rolls_back_and_models_lists_versions(flagged, tiny_active):
+    run("--force")
+    candidate = ModelVersion.objects.get(parent=tiny_active)
+    out = StringIO()
+    call_command("activate_model", f"v{tiny_active.number}", stdout=out)
+    assert f"v{tiny_active.number} is now active" in out.getvalue()
+    assert ModelVersion.objects.get(is_active=True) == tiny_active
+    listing = StringIO()
+    call_command("models", stdout=listing)
+    lines = listing.getvalue().splitlines()
+    assert lines[1].startswith("  v1 ")  # the shipped model
+    assert any(line.startswith(f"* v{tiny_active.number} ") for line in lines)
+    assert any(line.startswith(f"  v{candidate.number} ") for line in lines)
+    with pytest.raises(CommandError, match="no v9"):
+        call_command("activate_model", "9", stdout=StringIO())

@@ -1,0 +1,104 @@
+import pytest
+from django.db import IntegrityError
+
+from classifier.models import DigitImage, ModelVersion, Prediction
+from classifier.services import (
+    image_flag,
+    model_version_activate,
+    model_version_ensure_initial,
+    prediction_run,
+)
+from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, UserFactory
+from ml.tests.conftest import encode
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_shipped_model_becomes_version_1(settings):
+    version = model_version_ensure_initial()
+    assert version.number == 1 and version.is_active
+    assert version.architecture == "deep"
+    assert version.test_accuracy >= 0.996
+    assert model_version_ensure_initial() == version
+    assert ModelVersion.objects.count() == 1
+
+
+def test_prediction_run_stores_one_prediction_and_is_idempotent(mnist):
+    image = DigitImageFactory(data=encode(255 - mnist.test.images[0]))  # a dark-on-light 7
+    first = prediction_run(image_id=image.pk)
+    again = prediction_run(image_id=image.pk)
+    assert first.pk == again.pk
+    assert Prediction.objects.filter(image=image).count() == 1
+    image.refresh_from_db()
+    assert image.status == DigitImage.Status.DONE and image.attempts == 1
+    assert first.digit == mnist.test.labels[0]
+    assert len(first.probabilities) == 10 and sum(first.probabilities) == pytest.approx(1, abs=1e-4)
+    assert first.confidence == max(first.probabilities)
+    assert first.model_version.is_active
+    assert len(bytes(first.model_input)) == 28 * 28
+    assert first.inference_ms > 0
+
+
+def test_one_prediction_per_image_is_enforced_by_the_database(mnist):
+    image = DigitImageFactory(data=encode(mnist.test.images[1]))
+    prediction = prediction_run(image_id=image.pk)
+    with pytest.raises(IntegrityError):
+        Prediction.objects.create(
+            image=image,
+            digit=1,
+            confidence=1,
+            probabilities=[0.1] * 10,
+            model_version=prediction.model_version,
+            model_input=bytes(784),
+            inference_ms=1,
+        )
+
+
+def test_an_image_that_cannot_be_classified_ends_failed_with_the_reason():
+    blank = DigitImageFactory(data=encode(__import__("numpy").full((64, 64), 255)))
+    assert prediction_run(image_id=blank.pk) is None
+    blank.refresh_from_db()
+    assert blank.status == DigitImage.Status.FAILED
+    assert "No digit found" in blank.error_message
+
+
+def test_a_missing_file_fails_the_image_instead_of_crashing(mnist):
+    image = DigitImageFactory(data=encode(mnist.test.images[2]))
+    image.file.storage.delete(image.file.name)
+    assert prediction_run(image_id=image.pk) is None
+    image.refresh_from_db()
+    assert image.status == DigitImage.Status.FAILED and "could not be read" in image.error_message
+
+
+def test_a_deleted_image_is_nothing_to_do():
+    assert prediction_run(image_id=987654) is None
+
+
+def test_workers_switch_to_a_newly_activated_version(mnist, tiny_model_dir):
+    model_version_ensure_initial()
+    tiny = ModelVersionFactory(architecture="basic", path=str(tiny_model_dir))
+    model_version_activate(number=tiny.number)
+    image = DigitImageFactory(data=encode(mnist.test.images[3]))
+    assert prediction_run(image_id=image.pk).model_version == tiny
+    model_version_activate(number=1)
+    assert ModelVersion.objects.get(is_active=True).number == 1
+    other = DigitImageFactory(data=encode(mnist.test.images[4]))
+    assert prediction_run(image_id=other.pk).model_version.number == 1
+
+
+def test_only_one_version_can_be_active():
+    assert model_version_ensure_initial().is_active
+    with pytest.raises(IntegrityError):
+        ModelVersionFactory(is_active=True)
+
+
+def test_image_flag_records_and_updates_the_correction(mnist):
+    image = DigitImageFactory(data=encode(mnist.test.images[0]))
+    staff = UserFactory(is_staff=True)
+    flag = image_flag(image=image, correct_digit=1, flagged_by=staff, note="looks like a 1")
+    assert (flag.correct_digit, flag.flagged_by, flag.note) == (1, staff, "looks like a 1")
+    image_flag(image=image, correct_digit=7, flagged_by=staff)
+    flag.refresh_from_db()
+    assert flag.correct_digit == 7
+    with pytest.raises(ValueError, match="between 0 and 9"):
+        image_flag(image=image, correct_digit=12, flagged_by=staff)
