@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED := 1
 # TensorFlow's start-up chatter (oneDNN notices, CPU feature lists) hides real output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench screenshots clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Regenerates the README's screenshots from the browser journeys (needs /usr/bin/chromium).
+screenshots: install
+	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest classifier/tests/test_browser.py -q
 
 bench: install
 	$(BIN)/python bench/inference.py
