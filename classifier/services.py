@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -240,6 +241,13 @@ def prediction_run(*, image_id: int) -> Prediction | None:
             DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.DONE, error_message="")
         return existing
 
+    if image.status == DigitImage.Status.FAILED:
+        return None
+    if image.attempts >= settings.CLASSIFY_MAX_ATTEMPTS:
+        # Every earlier delivery ended without a result: its worker died on this image.
+        # Stop here instead of letting it kill workers forever.
+        _image_fail(image_id, f"This image could not be classified after {image.attempts} attempts.")
+        return None
     DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.PROCESSING, attempts=F("attempts") + 1)
     try:
         with image.file.open("rb") as fh:
@@ -271,6 +279,24 @@ def prediction_run(*, image_id: int) -> Prediction | None:
         )
         DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.DONE, error_message="")
     return prediction
+
+
+def images_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:
+    """Queue again the images still waiting after ``older_than`` (the broker was down when
+    they were uploaded, or lost its queue): pending ones, and processing ones whose worker
+    is long gone. Returns their ids."""
+    older_than = older_than or timedelta(seconds=settings.CLASSIFY_STALE_AFTER_SECONDS)
+    cutoff = timezone.now() - older_than
+    stale = list(
+        DigitImage.objects.filter(
+            status__in=[DigitImage.Status.PENDING, DigitImage.Status.PROCESSING], uploaded_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
+    for image_id in stale:
+        _enqueue_classification(image_id)
+    if stale:
+        logger.info("requeued %d stale images", len(stale))
+    return stale
 
 
 # --- Flags --------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError
 
-from classifier.services import prediction_run
+from classifier.services import images_requeue_stale, prediction_run
 
 
 @shared_task(
@@ -16,3 +16,8 @@ from classifier.services import prediction_run
 )
 def classify_image(image_id: int) -> None:
     prediction_run(image_id=image_id)
+
+
+@shared_task(name="classifier.requeue_stale")
+def requeue_stale() -> int:
+    return len(images_requeue_stale())

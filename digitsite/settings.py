@@ -86,6 +86,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Password-reset mails go to the console unless a deployment configures a real backend.
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="digitsite <noreply@localhost>")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "classifier:home"
 LOGOUT_REDIRECT_URL = "login"
@@ -135,6 +139,12 @@ RETRAIN_MIN_FLAGS_FOR_HOLDOUT = 10
 RETRAIN_TRAIN_LIMIT = env.int("RETRAIN_TRAIN_LIMIT", default=None)
 RETRAIN_TEST_LIMIT = env.int("RETRAIN_TEST_LIMIT", default=None)
 
+# --- Classification -----------------------------------------------------------------------
+# A task redelivered this many times (its worker died each time) fails the image instead.
+CLASSIFY_MAX_ATTEMPTS = env.int("CLASSIFY_MAX_ATTEMPTS", default=3)
+# Images still pending after this long are queued again (requeue_stale, every minute in beat).
+CLASSIFY_STALE_AFTER_SECONDS = env.int("CLASSIFY_STALE_AFTER_SECONDS", default=120)
+
 # --- Celery -------------------------------------------------------------------------------
 # Redis when CELERY_BROKER_URL is set; otherwise the embedded filesystem broker (no server).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
@@ -156,6 +166,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stale-images": {"task": "classifier.requeue_stale", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 
 # --- Logging ------------------------------------------------------------------------------
 LOGGING = {

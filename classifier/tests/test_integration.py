@@ -76,3 +76,27 @@ def test_a_task_delivered_twice_stores_one_prediction(worker, mnist):
     assert Prediction.objects.filter(image=image).count() == 1
     image.refresh_from_db()
     assert image.status == DigitImage.Status.DONE
+
+
+def test_requeue_stale_classifies_images_the_broker_never_got(worker, mnist):
+    from datetime import timedelta
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from classifier.tests.factories import DigitImageFactory
+
+    # Stored while the broker was down: pending, with no message anywhere.
+    images = [DigitImageFactory(data=encode(mnist.test.images[i])) for i in range(3)]
+    fresh = DigitImageFactory(data=encode(mnist.test.images[3]))
+    DigitImage.objects.filter(pk__in=[i.pk for i in images]).update(uploaded_at=timezone.now() - timedelta(minutes=10))
+    out = StringIO()
+    call_command("requeue_stale", "--older-than", "300", stdout=out)
+    assert out.getvalue().strip() == "requeued 3 images"
+    wait_until_finished([i.pk for i in images], worker)
+    for image, index in zip(images, range(3), strict=True):
+        image.refresh_from_db()
+        assert image.prediction.digit == mnist.test.labels[index]
+    fresh.refresh_from_db()
+    assert fresh.status == DigitImage.Status.PENDING  # too recent to be considered stale

@@ -102,3 +102,12 @@ def test_image_flag_records_and_updates_the_correction(mnist):
     assert flag.correct_digit == 7
     with pytest.raises(ValueError, match="between 0 and 9"):
         image_flag(image=image, correct_digit=12, flagged_by=staff)
+
+
+def test_an_image_whose_deliveries_keep_dying_ends_failed(mnist):
+    image = DigitImageFactory(data=encode(mnist.test.images[0]), attempts=3, status=DigitImage.Status.PROCESSING)
+    assert prediction_run(image_id=image.pk) is None
+    image.refresh_from_db()
+    assert image.status == DigitImage.Status.FAILED
+    assert "after 3 attempts" in image.error_message
+    assert not Prediction.objects.filter(image=image).exists()

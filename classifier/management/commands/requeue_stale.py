@@ -1,0 +1,23 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from classifier.services import images_requeue_stale
+
+
+class Command(BaseCommand):
+    help = "Queue again the images still pending after a while (for example after a broker outage)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--older-than",
+            type=int,
+            default=settings.CLASSIFY_STALE_AFTER_SECONDS,
+            metavar="SECONDS",
+            help="only images uploaded at least this long ago (default: CLASSIFY_STALE_AFTER_SECONDS)",
+        )
+
+    def handle(self, *args, older_than, **options):
+        requeued = images_requeue_stale(older_than=timedelta(seconds=older_than))
+        self.stdout.write(f"requeued {len(requeued)} image{'s' if len(requeued) != 1 else ''}")

@@ -1,0 +1,128 @@
+"""Every URL of the site has an access rule, and the rule holds.
+
+The test walks all URL patterns: a new URL without an entry in RULES fails it.
+"""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from classifier.models import DigitImage, Prediction
+from classifier.services import model_version_ensure_initial
+from classifier.tests.factories import DigitImageFactory, UserFactory
+from ml.tests.conftest import encode
+
+pytestmark = pytest.mark.django_db
+
+# name -> who may open it: "public" (anyone), "user" (any signed-in user), "owner" (the
+# image's owner and staff; others 404). Admin URLs are covered by their own rule below.
+RULES = {
+    "classifier:home": "user",
+    "classifier:signup": "public",
+    "classifier:history": "user",
+    "classifier:image_detail": "owner",
+    "classifier:image_card": "owner",
+    "classifier:image_file": "owner",
+    "classifier:image_model_input": "owner",
+    "login": "public",
+    "logout": "post-only",
+    "password_change": "user",
+    "password_change_done": "user",
+    "password_reset": "public",
+    "password_reset_done": "public",
+    "password_reset_confirm": "public",
+    "password_reset_complete": "public",
+}
+
+
+def _named_patterns(patterns, prefix=""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            namespace = f"{prefix}{pattern.namespace}:" if pattern.namespace else prefix
+            yield from _named_patterns(pattern.url_patterns, namespace)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            yield f"{prefix}{pattern.name}"
+
+
+SITE_URLS = sorted({name for name in _named_patterns(get_resolver().url_patterns) if not name.startswith("admin:")})
+
+
+def test_every_url_has_a_rule():
+    assert set(SITE_URLS) - set(RULES) == set(), "add an access rule (and its test) for these URLs"
+
+
+@pytest.fixture
+def image(mnist):
+    owner = UserFactory()
+    image = DigitImageFactory(owner=owner, data=encode(mnist.test.images[0]), status=DigitImage.Status.DONE)
+    Prediction.objects.create(
+        image=image,
+        digit=7,
+        confidence=0.9,
+        probabilities=[0.01] * 9 + [0.91],
+        model_version=model_version_ensure_initial(),
+        model_input=bytes(784),
+        inference_ms=1.0,
+    )
+    return image
+
+
+def _url(name, image):
+    if RULES[name] == "owner":
+        return reverse(name, args=[image.pk])
+    if name == "password_reset_confirm":
+        return reverse(name, kwargs={"uidb64": "MQ", "token": "set-password"})
+    return reverse(name)
+
+
+@pytest.mark.parametrize("name", SITE_URLS)
+def test_anonymous_visitors(client, image, name):
+    response = client.get(_url(name, image))
+    if RULES[name] == "public":
+        assert response.status_code in (200, 302)
+        assert "/accounts/login/" not in response.get("Location", "") or name == "logout"
+    else:
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "owner"])
+def test_owner_gets_it_and_everyone_else_gets_404(client, image, name):
+    url = _url(name, image)
+    client.force_login(image.owner)
+    assert client.get(url).status_code in (200, 286)
+    client.force_login(UserFactory())
+    assert client.get(url).status_code == 404
+    client.force_login(UserFactory(is_staff=True))
+    assert client.get(url).status_code in (200, 286)
+
+
+@pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "user"])
+def test_signed_in_pages(client, image, name):
+    client.force_login(UserFactory())
+    assert client.get(_url(name, image)).status_code == 200
+
+
+@pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "post-only"])
+def test_post_only_urls_refuse_get(client, image, name):
+    client.force_login(UserFactory())
+    assert client.get(_url(name, image)).status_code == 405
+
+
+def test_the_admin_is_for_staff_only(client):
+    url = reverse("admin:classifier_digitimage_changelist")
+    assert client.get(url).status_code == 302
+    client.force_login(UserFactory())
+    assert client.get(url).status_code == 302
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    assert client.get(url).status_code == 200
+
+
+def test_posts_need_a_csrf_token(image, mnist):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(image.owner)
+    response = client.post(reverse("classifier:home"), {})
+    assert response.status_code == 403
+    response = client.post(reverse("logout"))
+    assert response.status_code == 403
