@@ -187,11 +187,12 @@ def _progress_callback(log: Callable[[str], None], epochs: int):
 
         def on_epoch_end(self, epoch, logs=None):
             lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            test = (
+                f"test_loss {logs['val_loss']:.4f}  test_acc {logs['val_accuracy']:.4f}  " if "val_loss" in logs else ""
+            )
             log(
                 f"epoch {epoch + 1}/{epochs}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  "
-                f"test_loss {logs.get('val_loss', float('nan')):.4f}  "
-                f"test_acc {logs.get('val_accuracy', float('nan')):.4f}  "
-                f"lr {lr:.2e}  {time.monotonic() - self.started:.0f}s"
+                f"{test}lr {lr:.2e}  {time.monotonic() - self.started:.0f}s"
             )
 
     return Progress()
