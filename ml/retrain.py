@@ -8,7 +8,6 @@ handful of them matter without letting the model forget MNIST.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ml.inference import resolve_model_path
-from ml.train import _dataset, _progress_callback
+from ml.train import fit
 
 # Share of each epoch's samples that are corrections (after oversampling).
 CORRECTION_SHARE = 0.05
@@ -73,16 +72,5 @@ def fine_tune(
         f"fine-tuning on {len(mnist_x):,} MNIST images and {len(extra_x)} corrections "
         f"(shown {len(x) - len(mnist_x):,} times an epoch), {epochs} epochs"
     )
-    started = time.monotonic()
-    history = model.fit(
-        _dataset(x, y, batch_size=batch_size, augment=True, seed=seed),
-        epochs=epochs,
-        callbacks=[_progress_callback(log, epochs)],
-        shuffle=False,
-        verbose=0,
-    )
-    return FineTuneResult(
-        model=model,
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
-        seconds=time.monotonic() - started,
-    )
+    history, seconds = fit(model, x, y, epochs=epochs, batch_size=batch_size, augment=True, seed=seed, log=log)
+    return FineTuneResult(model=model, history=history, seconds=seconds)

@@ -226,6 +226,35 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def fit(
+    model,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    augment: bool,
+    seed: int,
+    log: Callable[[str], None],
+    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[dict[str, list[float]], float]:
+    """Fit a compiled model on shuffled (optionally augmented) batches, logging progress.
+
+    Returns the history as plain floats and the seconds it took.
+    """
+    started = time.monotonic()
+    history = model.fit(
+        _dataset(x, y, batch_size=batch_size, augment=augment, seed=seed),
+        epochs=epochs,
+        validation_data=validation_data,
+        validation_batch_size=1000,
+        callbacks=[_progress_callback(log, epochs)],
+        shuffle=False,  # the dataset shuffles itself, seeded
+        verbose=0,
+    )
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}, time.monotonic() - started
+
+
 def train_model(
     *,
     mnist: Mnist,
@@ -255,18 +284,18 @@ def train_model(
         f"training {config.arch}: {model.count_params():,} parameters, {len(x_train):,} images, "
         f"{config.epochs} epochs of {steps_per_epoch} steps, augment={config.augment}"
     )
-    started = time.monotonic()
     # The test set is only watched (curves), never used to choose anything during training.
-    history = model.fit(
-        _dataset(x_train, y_train, batch_size=config.batch_size, augment=config.augment, seed=config.seed),
+    history, training_seconds = fit(
+        model,
+        x_train,
+        y_train,
         epochs=config.epochs,
+        batch_size=config.batch_size,
+        augment=config.augment,
+        seed=config.seed,
+        log=log,
         validation_data=(x_test, y_test),
-        validation_batch_size=1000,
-        callbacks=[_progress_callback(log, config.epochs)],
-        shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=0,
     )
-    training_seconds = time.monotonic() - started
 
     test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
     predicted = np.argmax(model.predict(x_test, batch_size=1000, verbose=0), axis=1)
@@ -283,7 +312,7 @@ def train_model(
         test_loss=float(test_loss),
         test_accuracy=float(test_accuracy),
         matrix=matrix,
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
+        history=history,
     )
     (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
 
