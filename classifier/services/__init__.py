@@ -1,0 +1,41 @@
+"""The only bridge between Django and ``ml``: typed, keyword-only services.
+
+Web processes import this package too, so TensorFlow is imported lazily, inside the
+functions that run in the worker or in commands.
+"""
+
+from classifier.services.images import (
+    UploadOutcome,
+    image_flag,
+    image_upload_create,
+    images_requeue_stale,
+    prediction_run,
+)
+from classifier.services.modelling import (
+    image_files_predict,
+    mnist_load,
+    model_evaluate,
+    model_path_default,
+    model_train,
+    model_version_activate,
+    model_version_ensure_initial,
+)
+from classifier.services.retraining import RetrainError, RetrainReport, model_retrain
+
+__all__ = [
+    "RetrainError",
+    "RetrainReport",
+    "UploadOutcome",
+    "image_files_predict",
+    "image_flag",
+    "image_upload_create",
+    "images_requeue_stale",
+    "mnist_load",
+    "model_evaluate",
+    "model_path_default",
+    "model_retrain",
+    "model_train",
+    "model_version_activate",
+    "model_version_ensure_initial",
+    "prediction_run",
+]

@@ -1,0 +1,191 @@
+"""Images: uploads, their classification in the worker, queueing again, and flags."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from classifier.models import DigitImage, Flag, ModelVersion, Prediction
+from classifier.services.modelling import model_version_ensure_initial
+from ml.preprocessing import PreprocessingError, inspect_image
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class UploadOutcome:
+    created: list[DigitImage] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason for people)
+
+
+def _enqueue_classification(image_id: int) -> None:
+    from classifier.tasks import classify_image
+
+    try:
+        classify_image.delay(image_id)
+    except Exception:
+        # The image is stored and stays pending; requeue_stale picks it up once the broker is back.
+        logger.exception("could not queue image %s for classification", image_id)
+
+
+def image_upload_create(*, owner, files: Iterable[UploadedFile]) -> UploadOutcome:
+    """Store each acceptable file as a pending DigitImage and queue its classification.
+
+    A refused file (too large, not an image we read, too many pixels) gets a reason;
+    the others in the same upload go through.
+    """
+    outcome = UploadOutcome()
+    limit = settings.UPLOAD_MAX_BYTES
+    for upload in files:
+        name = Path(upload.name or "upload").name[:255]
+        if upload.size is not None and upload.size > limit:
+            outcome.refused.append((name, f"The file is larger than {limit // 1_000_000} MB."))
+            continue
+        data = upload.read()
+        try:
+            info = inspect_image(data)
+        except PreprocessingError as exc:
+            outcome.refused.append((name, str(exc)))
+            continue
+        image = DigitImage(
+            owner=owner,
+            original_name=name,
+            image_format=info.format,
+            content_type=info.mime,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+            width=info.width,
+            height=info.height,
+        )
+        with transaction.atomic():
+            image.file.save("upload", ContentFile(data), save=False)
+            image.save()
+            transaction.on_commit(partial(_enqueue_classification, image.pk))
+        outcome.created.append(image)
+    return outcome
+
+
+# --- Prediction (worker) ------------------------------------------------------------------
+
+_predictor_cache: dict[int, object] = {}
+
+
+def _predictor_for(version: ModelVersion):
+    """The Predictor of a model version, loaded once per process and replaced on change."""
+    from ml.inference import Predictor
+
+    predictor = _predictor_cache.get(version.pk)
+    if predictor is None:
+        _predictor_cache.clear()
+        predictor = _predictor_cache[version.pk] = Predictor(version.directory)
+    return predictor
+
+
+def _image_fail(image_id: int, message: str) -> None:
+    DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.FAILED, error_message=message)
+
+
+def prediction_run(*, image_id: int) -> Prediction | None:
+    """Classify one stored image with the active model and store its Prediction.
+
+    Idempotent: an image that already has a prediction is left as it is (the one-to-one
+    column backs this). An image that cannot be classified ends ``failed`` with the reason.
+    """
+    image = DigitImage.objects.filter(pk=image_id).first()
+    if image is None:
+        logger.info("image %s is gone; nothing to classify", image_id)
+        return None
+    existing = Prediction.objects.filter(image_id=image_id).first()
+    if existing is not None:
+        if image.status != DigitImage.Status.DONE:
+            DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.DONE, error_message="")
+        return existing
+
+    if image.status == DigitImage.Status.FAILED:
+        return None
+    if image.attempts >= settings.CLASSIFY_MAX_ATTEMPTS:
+        # Every earlier delivery ended without a result: its worker died on this image.
+        # Stop here instead of letting it kill workers forever.
+        _image_fail(image_id, f"This image could not be classified after {image.attempts} attempts.")
+        return None
+    DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.PROCESSING, attempts=F("attempts") + 1)
+    try:
+        with image.file.open("rb") as fh:
+            data = fh.read()
+    except OSError:
+        _image_fail(image_id, "The stored file could not be read.")
+        return None
+
+    version = model_version_ensure_initial()
+    predictor = _predictor_for(version)
+    started = time.perf_counter()
+    result = predictor.predict_images([data])[0]
+    inference_ms = (time.perf_counter() - started) * 1000
+    if result.prediction is None:
+        _image_fail(image_id, result.error)
+        return None
+
+    with transaction.atomic():
+        prediction, _ = Prediction.objects.get_or_create(
+            image_id=image_id,
+            defaults={
+                "digit": result.prediction.digit,
+                "confidence": result.prediction.confidence,
+                "probabilities": list(result.prediction.probabilities),
+                "model_version": version,
+                "model_input": result.model_input.display.tobytes(),
+                "inference_ms": inference_ms,
+            },
+        )
+        DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.DONE, error_message="")
+    return prediction
+
+
+def images_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:
+    """Queue again the images still waiting after ``older_than`` (the broker was down when
+    they were uploaded, or lost its queue): pending ones, and processing ones whose worker
+    is long gone. Returns their ids."""
+    older_than = older_than or timedelta(seconds=settings.CLASSIFY_STALE_AFTER_SECONDS)
+    cutoff = timezone.now() - older_than
+    stale = list(
+        DigitImage.objects.filter(
+            status__in=[DigitImage.Status.PENDING, DigitImage.Status.PROCESSING], uploaded_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
+    for image_id in stale:
+        _enqueue_classification(image_id)
+    if stale:
+        logger.info("requeued %d stale images", len(stale))
+    return stale
+
+
+# --- Flags --------------------------------------------------------------------------------
+
+
+def image_flag(*, image: DigitImage, correct_digit: int, flagged_by, note: str = "") -> Flag:
+    """Record (or correct) the digit an image really shows."""
+    if not 0 <= int(correct_digit) <= 9:
+        raise ValueError("The correct digit must be between 0 and 9.")
+    flag, _ = Flag.objects.update_or_create(
+        image=image,
+        defaults={
+            "correct_digit": int(correct_digit),
+            "flagged_by": flagged_by,
+            "note": note,
+            "flagged_at": timezone.now(),
+        },
+    )
+    return flag

@@ -1,0 +1,127 @@
+"""MNIST, offline training and evaluation, and the model versions that serve predictions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+
+from classifier.models import ModelVersion
+from ml.data import Mnist, load_mnist
+
+
+def mnist_load() -> Mnist:
+    return load_mnist(settings.MNIST_DATA_DIR)
+
+
+def model_train(
+    *,
+    arch: str,
+    out_dir: Path | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+    train_limit: int | None = None,
+    log: Callable[[str], None] = print,
+):
+    from ml.train import TrainConfig, train_model
+
+    config = TrainConfig.for_arch(arch, epochs=epochs, seed=seed, train_limit=train_limit)
+    out = Path(out_dir) if out_dir else settings.TRAINED_MODELS_DIR / arch
+    return train_model(mnist=mnist_load(), config=config, out_dir=out, log=log)
+
+
+def model_path_default() -> Path:
+    """The model that serves predictions: the active version's, else the shipped one."""
+    try:
+        active = ModelVersion.objects.filter(is_active=True).first()
+    except DatabaseError:  # not migrated yet: the shipped model is the only one there is
+        active = None
+    return active.directory if active else settings.SHIPPED_MODEL_DIR
+
+
+def model_evaluate(*, model_path: Path | None = None, realistic: int = 0, seed: int = 0) -> dict:
+    """Accuracy and loss on the MNIST test set; with ``realistic``, also on that many
+    realistic uploads rendered from the test set."""
+    from ml.evaluation import evaluate_mnist, evaluate_realistic
+    from ml.inference import Predictor
+
+    predictor = Predictor(model_path or model_path_default())
+    test = mnist_load().test
+    report = {"model": str(predictor.model_path)} | evaluate_mnist(predictor, test)
+    if realistic:
+        report["realistic"] = evaluate_realistic(predictor, test, count=realistic, seed=seed)
+    return report
+
+
+def image_files_predict(*, paths: list[Path], model_path: Path | None = None) -> list[dict]:
+    """Classify image files: one dict per file, in order, with the prediction or an error."""
+    from ml.inference import Predictor
+
+    blobs, read_errors = [], {}
+    for index, path in enumerate(paths):
+        try:
+            blobs.append(Path(path).read_bytes())
+        except OSError as exc:
+            blobs.append(b"")
+            read_errors[index] = f"cannot read the file: {exc.strerror or exc}"
+    predictor = Predictor(model_path or model_path_default())
+    results = predictor.predict_images(blobs)
+    report = []
+    for index, (path, result) in enumerate(zip(paths, results, strict=True)):
+        if index in read_errors:
+            report.append({"file": str(path), "error": read_errors[index]})
+        elif result.prediction is None:
+            report.append({"file": str(path), "error": result.error})
+        else:
+            report.append({"file": str(path)} | result.prediction.as_dict())
+    return report
+
+
+# --- Model versions -----------------------------------------------------------------------
+
+
+def relative_to_base(path: Path) -> str:
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path(settings.BASE_DIR).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def model_version_ensure_initial() -> ModelVersion:
+    """The first ModelVersion, registered from the shipped model; the active one if any exists."""
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active:
+        return active
+
+    from ml.train import METADATA_FILE
+
+    directory = Path(settings.SHIPPED_MODEL_DIR)
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    with transaction.atomic():
+        version, _ = ModelVersion.objects.get_or_create(
+            number=1,
+            defaults={
+                "architecture": metadata["architecture"],
+                "path": relative_to_base(directory),
+                "metrics": {"test_accuracy": metadata["test_accuracy"], "test_loss": metadata["test_loss"]},
+                "notes": "the shipped model, trained by `manage.py train --arch deep`",
+            },
+        )
+        if not ModelVersion.objects.filter(is_active=True).exists():
+            ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+            version.is_active = True
+    return version
+
+
+def model_version_activate(*, number: int) -> ModelVersion:
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(number=number)
+        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+        if not version.is_active:
+            version.is_active = True
+            version.save(update_fields=["is_active"])
+    return version
