@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,12 +60,13 @@ def use_broker(url: str, options: dict) -> None:
 
 
 @contextmanager
-def broker(kind: str, folder: Path):
+def broker(kind: str, folder: Path, redis_url: str = REDIS_URL):
     """Web process and worker on one broker: ``embedded`` (files in ``folder``) or ``redis``."""
     if kind == "redis":
-        require_redis()
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        url, options, env = REDIS_URL, {}, {"CELERY_BROKER_URL": REDIS_URL}
+        if redis_url == REDIS_URL:
+            require_redis()
+        redis.Redis.from_url(redis_url).flushdb()
+        url, options, env = redis_url, {}, {"CELERY_BROKER_URL": redis_url}
     else:
         url, options = "filesystem://", filesystem_broker_options(folder)
         env = {"CELERY_BROKER_URL": url, "CELERY_BROKER_FOLDER": str(folder)}
@@ -95,25 +97,32 @@ def _database_url() -> str:
     return f"postgres://{user}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-@pytest.fixture
-def worker(broker_env, settings, tmp_path):
-    """A real `celery worker` process sharing the test database and media folder."""
-    media = tmp_path / "shared-media"
-    settings.MEDIA_ROOT = media
-    env = (
-        os.environ
-        | broker_env
-        | {
-            "DATABASE_URL": _database_url(),
-            "MEDIA_ROOT": str(media),
-            "MNIST_DATA_DIR": str(settings.MNIST_DATA_DIR),
-            "SHIPPED_MODEL_DIR": str(settings.SHIPPED_MODEL_DIR),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-        }
-    )
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
+def wait_until_finished(ids, worker, timeout=120.0) -> None:
+    """Wait until every image is done or failed; fail at once if the worker process died."""
+    from classifier.models import DigitImage
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        unfinished = DigitImage.objects.filter(pk__in=ids).exclude(
+            status__in=[DigitImage.Status.DONE, DigitImage.Status.FAILED]
+        )
+        if not unfinished.exists():
+            return
+        assert worker.poll() is None, f"the worker process died; see {worker.log_path}"
+        time.sleep(0.3)
+    states = list(DigitImage.objects.filter(pk__in=ids).values_list("pk", "status"))
+    raise AssertionError(f"images not classified within {timeout}s: {states}")
+
+
+class Worker:
+    """A real `celery worker` process (prefork, one child) on the test database and broker."""
+
+    def __init__(self, env: dict, log_path: Path):
+        self.env, self.log_path, self.process = env, log_path, None
+
+    def start(self) -> "Worker":
+        log = open(self.log_path, "a")  # noqa: SIM115 - the worker writes to it until stopped
+        self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -131,16 +140,70 @@ def worker(broker_env, settings, tmp_path):
                 "--without-gossip",
             ],
             cwd=REPO,
-            env=env,
+            env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # its own process group, so that it can be killed whole
         )
-        process.log_path = log_path
-        yield process
-        os.killpg(process.pid, signal.SIGTERM)
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def poll(self):
+        return self.process.poll()
+
+    def children(self) -> list[int]:
+        """The pool's child processes (the ones that run tasks)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    def kill_all(self) -> None:
+        """SIGKILL the whole worker, parent and children, as an OOM killer or a crash would."""
+        os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.kill(self.pid, signal.SIGTERM)  # warm shutdown: the parent stops its children
         try:
-            process.wait(timeout=20)
+            self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            os.killpg(self.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def worker_env(broker_env, settings, tmp_path) -> dict:
+    """The environment of a worker process that shares this test's database and files."""
+    media = tmp_path / "shared-media"
+    settings.MEDIA_ROOT = media
+    return (
+        os.environ
+        | broker_env
+        | {
+            "DATABASE_URL": _database_url(),
+            "MEDIA_ROOT": str(media),
+            "MNIST_DATA_DIR": str(settings.MNIST_DATA_DIR),
+            "SHIPPED_MODEL_DIR": str(settings.SHIPPED_MODEL_DIR),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+    )
+
+
+@pytest.fixture
+def worker(worker_env, tmp_path):
+    """A real `celery worker` process, started for the test and stopped after it."""
+    process = Worker(worker_env, tmp_path / "worker.log").start()
+    yield process
+    process.stop()

@@ -128,6 +128,7 @@ def test_upload_three_and_watch_them_classified(page, worker, tmp_path, mnist):
     page.locator(".digit-card", has_text="photo-2.jpg").click()
     page.locator("#predicted-digit").wait_for()
     assert page.locator("#predicted-digit").inner_text() == "2"
+    page.wait_for_function("document.querySelector('img.model-input').complete")
     assert page.locator("img.model-input").evaluate("img => img.naturalWidth") == 224
     assert page.locator(".bar-row").count() == 10
     shot(page, "02-detail")

@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from classifier.models import DigitImage, Prediction
-from classifier.tests.conftest import broker
+from classifier.tests.conftest import broker, wait_until_finished
 from classifier.tests.factories import UserFactory
 from ml.tests.conftest import encode
 
@@ -20,21 +20,6 @@ def broker_env(request, tmp_path_factory):
     """Both brokers, whatever this environment configures."""
     with broker(request.param, tmp_path_factory.mktemp("broker")) as env:
         yield env
-
-
-def wait_until_finished(ids, worker, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (
-            not DigitImage.objects.filter(pk__in=ids)
-            .exclude(status__in=[DigitImage.Status.DONE, DigitImage.Status.FAILED])
-            .exists()
-        ):
-            return
-        assert worker.poll() is None, "the worker process died"
-        time.sleep(0.3)
-    states = list(DigitImage.objects.filter(pk__in=ids).values_list("pk", "status"))
-    raise AssertionError(f"images not classified within {timeout}s: {states}")
 
 
 def test_uploads_are_classified_by_a_real_worker(client, worker, mnist):
