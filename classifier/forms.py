@@ -8,15 +8,16 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 
 class MultipleImageField(forms.FileField):
-    """Several files in one field; each is checked by the upload service, not here."""
+    """Several files in one field. Each file is judged by the upload service, not here, so
+    that one bad file (even an empty one) is refused on its own and the others go through."""
 
     widget = MultipleFileInput
 
     def clean(self, data, initial=None):
-        single = super().clean
-        if isinstance(data, list | tuple):
-            return [single(item, initial) for item in data]
-        return [single(data, initial)] if data else []
+        files = list(data) if isinstance(data, list | tuple) else [data] if data else []
+        if self.required and not files:
+            raise forms.ValidationError(self.error_messages["required"], code="required")
+        return files
 
 
 class UploadForm(forms.Form):

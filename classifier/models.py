@@ -54,7 +54,7 @@ def _upload_path(instance: DigitImage, filename: str) -> str:
 
 class DigitImage(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
+        PENDING = "pending", "Queued"
         PROCESSING = "processing", "Processing"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"

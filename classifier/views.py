@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
@@ -26,6 +27,18 @@ MODEL_INPUT_ZOOM = 8
 
 
 @login_not_required
+def locked_out(request, original_response=None, credentials=None):
+    """What django-axes answers to a sign-in while the username and address are locked out."""
+    minutes = round(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
+    context = {
+        "failure_limit": settings.AXES_FAILURE_LIMIT,
+        "username": (credentials or {}).get("username") or request.POST.get("username", ""),
+        "cooloff": f"{minutes} minute{'s' if minutes != 1 else ''}",
+    }
+    return render(request, "registration/locked_out.html", context, status=429)
+
+
+@login_not_required
 @require_http_methods(["GET", "POST"])
 def signup(request):
     if request.user.is_authenticated:
@@ -33,7 +46,7 @@ def signup(request):
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome, {user.username}! Upload a digit to get started.")
         return redirect("classifier:home")
     return render(request, "registration/signup.html", {"form": form})

@@ -1,5 +1,6 @@
 """digitsite settings: one module, everything deployment-specific from the environment."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -15,10 +16,17 @@ env = environ.Env(
 environ.Env.read_env(BASE_DIR / ".env")
 
 # --- Core ---------------------------------------------------------------------------------
-# A development key is fine while DEBUG is on; production must set SECRET_KEY.
+# PRODUCTION=true is a deployment behind HTTPS: it needs its own SECRET_KEY and ALLOWED_HOSTS
+# and turns on the HTTPS-only settings below. Without it (make run, tests) a development key
+# and local host names do.
+PRODUCTION = env.bool("PRODUCTION", default=False)
 DEBUG = env("DEBUG")
-SECRET_KEY = env("SECRET_KEY", default="django-insecure-dev-only-not-for-production")
-ALLOWED_HOSTS = env("ALLOWED_HOSTS")
+if PRODUCTION:
+    SECRET_KEY = env("SECRET_KEY")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+else:
+    SECRET_KEY = env("SECRET_KEY", default="django-insecure-dev-only-not-for-production")
+    ALLOWED_HOSTS = env("ALLOWED_HOSTS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -27,6 +35,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "bootstrap",
     "crispy_forms",
     "crispy_bootstrap5",
@@ -45,7 +54,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # After messages (it leaves one), and before anything reads the body.
+    "classifier.middleware.RequestSizeLimitMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers sign-ins made while locked out.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "digitsite.urls"
@@ -90,6 +103,16 @@ AUTH_PASSWORD_VALIDATORS = [
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="digitsite <noreply@localhost>")
 
+# --- Sign-in protection (django-axes) -------------------------------------------------------
+# Axes' backend comes first: it refuses a locked-out sign-in before the password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# Username and address together: wrong passwords typed elsewhere cannot lock a person out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "classifier.views.locked_out"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "classifier:home"
 LOGOUT_REDIRECT_URL = "login"
@@ -115,6 +138,12 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(BASE_DIR / "media")))
 # --- Uploads ------------------------------------------------------------------------------
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=10_000_000)
 UPLOAD_MAX_FILES = env.int("UPLOAD_MAX_FILES", default=20)
+# One request's whole body (all its files): refused before Django reads it. Twenty phone
+# photos of 4-5 MB fit; a front proxy should allow the same (client_max_body_size in nginx).
+UPLOAD_MAX_REQUEST_BYTES = env.int("UPLOAD_MAX_REQUEST_BYTES", default=100_000_000)
+# Per user: at most this many stored images in any sliding window of this many seconds.
+UPLOAD_RATE_LIMIT = env.int("UPLOAD_RATE_LIMIT", default=300)
+UPLOAD_RATE_WINDOW_SECONDS = env.int("UPLOAD_RATE_WINDOW_SECONDS", default=3600)
 # Above this, Django streams an upload to a temp file instead of holding it in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
@@ -170,6 +199,18 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stale-images": {"task": "classifier.requeue_stale", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
+
+# --- HTTPS (production) ---------------------------------------------------------------------
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    # The proxy in front terminates TLS and must set this header itself (and drop the client's).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Logging ------------------------------------------------------------------------------
 LOGGING = {

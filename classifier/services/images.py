@@ -17,6 +17,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.timesince import timesince, timeuntil
 
 from classifier.models import DigitImage, Flag, ModelVersion, Prediction
 from classifier.services.modelling import model_version_ensure_initial
@@ -31,26 +32,55 @@ class UploadOutcome:
     refused: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason for people)
 
 
-def _enqueue_classification(image_id: int) -> None:
+def _enqueue_classifications(image_ids: list[int]) -> list[int]:
+    """Queue each image's classification; return the ids that reached the broker.
+
+    When the broker cannot be reached the images stay stored and pending, and
+    ``requeue_stale`` queues them once it is back. The first failure ends the loop: every
+    further try would wait out the same connection timeout while the person waits.
+    """
     from classifier.tasks import classify_image
 
-    try:
-        classify_image.delay(image_id)
-    except Exception:
-        # The image is stored and stays pending; requeue_stale picks it up once the broker is back.
-        logger.exception("could not queue image %s for classification", image_id)
+    for index, image_id in enumerate(image_ids):
+        try:
+            classify_image.delay(image_id)
+        except Exception:
+            logger.exception(
+                "the broker is unreachable; %d images stay pending for requeue_stale", len(image_ids) - index
+            )
+            return image_ids[:index]
+    return image_ids
+
+
+def _upload_allowance(owner) -> tuple[int, str]:
+    """How many more images ``owner`` may upload now, and what to say once that is used up."""
+    window = timedelta(seconds=settings.UPLOAD_RATE_WINDOW_SECONDS)
+    now = timezone.now()
+    recent = DigitImage.objects.filter(owner=owner, uploaded_at__gt=now - window)
+    allowance = max(settings.UPLOAD_RATE_LIMIT - recent.count(), 0)
+    oldest = recent.order_by("uploaded_at").values_list("uploaded_at", flat=True).first()
+    free_again = timeuntil(oldest + window, now) if oldest else timeuntil(now + window, now)
+    per = timesince(now - window, now).removeprefix("1\xa0")  # "hour", "30 minutes"
+    reason = (
+        f"Upload limit reached: {settings.UPLOAD_RATE_LIMIT} images per {per}. You can upload more in {free_again}."
+    )
+    return allowance, reason
 
 
 def image_upload_create(*, owner, files: Iterable[UploadedFile]) -> UploadOutcome:
     """Store each acceptable file as a pending DigitImage and queue its classification.
 
-    A refused file (too large, not an image we read, too many pixels) gets a reason;
-    the others in the same upload go through.
+    A refused file (too large, not an image we read, too many pixels, over the owner's
+    upload rate) gets a reason; the others in the same upload go through.
     """
     outcome = UploadOutcome()
     limit = settings.UPLOAD_MAX_BYTES
+    allowance, rate_reason = _upload_allowance(owner)
     for upload in files:
         name = Path(upload.name or "upload").name[:255]
+        if len(outcome.created) >= allowance:
+            outcome.refused.append((name, rate_reason))
+            continue
         if upload.size is not None and upload.size > limit:
             outcome.refused.append((name, f"The file is larger than {limit // 1_000_000} MB."))
             continue
@@ -73,8 +103,9 @@ def image_upload_create(*, owner, files: Iterable[UploadedFile]) -> UploadOutcom
         with transaction.atomic():
             image.file.save("upload", ContentFile(data), save=False)
             image.save()
-            transaction.on_commit(partial(_enqueue_classification, image.pk))
         outcome.created.append(image)
+    if outcome.created:
+        transaction.on_commit(partial(_enqueue_classifications, [image.pk for image in outcome.created]))
     return outcome
 
 
@@ -157,19 +188,19 @@ def prediction_run(*, image_id: int) -> Prediction | None:
 def images_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:
     """Queue again the images still waiting after ``older_than`` (the broker was down when
     they were uploaded, or lost its queue): pending ones, and processing ones whose worker
-    is long gone. Returns their ids."""
-    older_than = older_than or timedelta(seconds=settings.CLASSIFY_STALE_AFTER_SECONDS)
+    is long gone. Returns the ids that reached the broker."""
+    if older_than is None:
+        older_than = timedelta(seconds=settings.CLASSIFY_STALE_AFTER_SECONDS)
     cutoff = timezone.now() - older_than
     stale = list(
         DigitImage.objects.filter(
             status__in=[DigitImage.Status.PENDING, DigitImage.Status.PROCESSING], uploaded_at__lt=cutoff
         ).values_list("pk", flat=True)
     )
-    for image_id in stale:
-        _enqueue_classification(image_id)
-    if stale:
-        logger.info("requeued %d stale images", len(stale))
-    return stale
+    queued = _enqueue_classifications(stale)
+    if queued:
+        logger.info("requeued %d stale images", len(queued))
+    return queued
 
 
 # --- Flags --------------------------------------------------------------------------------

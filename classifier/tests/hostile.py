@@ -1,0 +1,110 @@
+"""A corpus of hostile and awkward uploads, generated on the fly (nothing binary is committed).
+
+Each entry says what must happen to it: refused at upload with a message, classified as a
+given digit, or stored and then ``failed`` with a reason.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ml.tests.conftest import upscale
+
+NOT_AN_IMAGE = "not an image we can read"
+NO_DIGIT = "No digit found"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # the file name the browser sends
+    data: bytes
+    refused: str | None = None  # part of the message shown at upload
+    digit: int | None = None  # the digit it must be classified as
+    failed: str | None = None  # part of the reason a stored image fails with
+
+
+def _save(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _paper(digit: np.ndarray, side: int = 112) -> np.ndarray:
+    """An MNIST digit as dark ink on white paper, larger, like a scan."""
+    return 255 - upscale(digit, side)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def decompression_bomb(side: int = 20_000) -> bytes:
+    """A valid 1-bit PNG of side x side pixels (400 MP at the default) in about 50 KB."""
+    row = b"\x00" + bytes((side + 7) // 8)  # filter byte + one bit per pixel, all black
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def corpus(examples: dict[int, np.ndarray], *, max_bytes: int) -> list[Case]:
+    """``examples`` maps each digit to an MNIST image of it (white on black, 28x28)."""
+    png = _save(Image.fromarray(_paper(examples[3])), "PNG")
+    jpeg = _save(Image.fromarray(_paper(examples[3])), "JPEG", quality=90)
+
+    frames = [Image.fromarray(_paper(examples[4])).convert("P"), Image.fromarray(_paper(examples[1])).convert("P")]
+    gif = _save(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
+    pages = [Image.fromarray(_paper(examples[5])), Image.fromarray(_paper(examples[0]))]
+    tiff = _save(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+    cmyk = _save(Image.fromarray(_paper(examples[6])).convert("CMYK"), "JPEG", quality=90)
+    sixteen = _save(Image.fromarray(_paper(examples[8]).astype(np.uint16) * 257), "PNG")
+
+    # Palette PNG: index 0 transparent background, index 1 dark ink.
+    ink = upscale(examples[9], 112) > 100
+    palette = Image.fromarray(ink.astype(np.uint8), "P")
+    palette.putpalette([255, 255, 255, 20, 20, 60] + [0, 0, 0] * 254)
+    transparent = _save(palette, "PNG", transparency=0)
+
+    # Stored turned a quarter to the left, with EXIF orientation 6 ("turn right to view").
+    sideways = Image.fromarray(np.rot90(_paper(examples[7]), k=1).copy())
+    exif = sideways.getexif()
+    exif[0x0112] = 6
+    rotated = _save(sideways, "JPEG", quality=90, exif=exif.tobytes())
+
+    svg = (
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><script>alert(1)</script>'
+        b'<text x="30" y="70" font-size="60">7</text></svg>'
+    )
+    pdf = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+    return [
+        Case("empty.png", b"", refused="The file is empty"),
+        Case("truncated.png", png[: len(png) // 2], refused=NOT_AN_IMAGE),
+        Case("truncated.jpg", jpeg[: len(jpeg) // 2], refused=NOT_AN_IMAGE),
+        Case("notes.png", b"my shopping list: milk, eggs\n", refused=NOT_AN_IMAGE),
+        Case("page.png", b"<!doctype html><html><script>alert(document.cookie)</script></html>", refused=NOT_AN_IMAGE),
+        Case("polyglot.png", png + b"<html><script>alert(document.cookie)</script></html>", digit=3),
+        Case("drawing.svg", svg, refused=NOT_AN_IMAGE),
+        Case("scan.pdf", pdf, refused=NOT_AN_IMAGE),
+        Case("bomb.png", decompression_bomb(), refused="too many pixels"),
+        Case("huge.png", png + bytes(max_bytes + 1 - len(png)), refused=f"larger than {max_bytes // 1_000_000} MB"),
+        Case("animated.gif", gif, digit=4),
+        Case("pages.tiff", tiff, digit=5),
+        Case("cmyk.jpg", cmyk, digit=6),
+        Case("sixteen-bit.png", sixteen, digit=8),
+        Case("palette-transparent.png", transparent, digit=9),
+        Case("exif-rotated.jpg", rotated, digit=7),
+        Case("one-pixel.png", _save(Image.new("L", (1, 1), 0), "PNG"), failed=NO_DIGIT),
+        Case("blank.png", _save(Image.new("RGB", (300, 200), "white"), "PNG"), failed=NO_DIGIT),
+        # The browser's own path separators (Windows-style) and a name that is HTML and unicode.
+        Case(
+            "C:\\Users\\me\\..\\<img src=x onerror=alert(1)> dígito ٣ 🙂.png",
+            _save(Image.fromarray(_paper(examples[2])), "PNG"),
+            digit=2,
+        ),
+    ]

@@ -1,0 +1,160 @@
+"""Sign-in lockout, upload limits per request and per user, and production settings."""
+
+import os
+import secrets
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+
+from classifier.models import DigitImage
+from classifier.tests.conftest import REPO
+from classifier.tests.factories import DigitImageFactory, UserFactory
+from ml.tests.conftest import encode
+
+pytestmark = pytest.mark.django_db
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def png(mnist):
+    return encode(255 - mnist.test.images[0])
+
+
+def sign_in(client, username, password, address="10.0.0.1"):
+    return client.post(reverse("login"), {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def test_five_wrong_passwords_lock_the_account_from_that_address(client, settings):
+    user = UserFactory()
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = sign_in(client, user.username, "wrong")
+        assert (
+            response.status_code == 200 and "Please enter a correct username and password" in response.content.decode()
+        )
+    response = sign_in(client, user.username, "wrong")
+    assert response.status_code == 429
+    # Locked now: even the right password is refused, with a message that says what to do.
+    response = sign_in(client, user.username, PASSWORD)
+    assert response.status_code == 429
+    text = response.content.decode()
+    assert "Too many failed sign-ins" in text
+    assert f"After {settings.AXES_FAILURE_LIMIT} wrong passwords" in text and "paused for 15 minutes" in text
+    assert "_auth_user_id" not in client.session
+
+    # The same person from another address is not locked out by those failures.
+    response = sign_in(client, user.username, PASSWORD, address="10.0.0.2")
+    assert response.status_code == 302 and client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_a_successful_sign_in_resets_the_count(client, settings):
+    user = UserFactory()
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        sign_in(client, user.username, "wrong")
+    assert sign_in(client, user.username, PASSWORD).status_code == 302
+    client.logout()
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert sign_in(client, user.username, "wrong").status_code == 200
+    assert sign_in(client, user.username, PASSWORD).status_code == 302
+
+
+def test_the_lock_ends_after_the_cool_off(client, settings):
+    from axes.models import AccessAttempt
+
+    user = UserFactory()
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        sign_in(client, user.username, "wrong")
+    assert sign_in(client, user.username, PASSWORD).status_code == 429
+    AccessAttempt.objects.update(attempt_time=timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(seconds=1))
+    assert sign_in(client, user.username, PASSWORD).status_code == 302
+
+
+def test_a_request_over_the_total_size_limit_is_refused_before_it_is_read(client, settings, png):
+    settings.UPLOAD_MAX_REQUEST_BYTES = 50_000
+    user = UserFactory()
+    client.force_login(user)
+    files = [SimpleUploadedFile(f"big-{i}.png", png + bytes(20_000)) for i in range(3)]
+    response = client.post(reverse("classifier:home"), {"images": files}, follow=True)
+    assert response.status_code == 200
+    assert "one upload can carry at most 0.05 MB" in response.content.decode()
+    assert not DigitImage.objects.exists()
+
+
+def test_uploads_over_the_rate_limit_are_refused_with_when_to_come_back(client, settings, png):
+    settings.UPLOAD_RATE_LIMIT = 5
+    user = UserFactory()
+    client.force_login(user)
+    old = DigitImageFactory(owner=user, data=png)
+    DigitImage.objects.filter(pk=old.pk).update(uploaded_at=timezone.now() - timedelta(minutes=61))
+    recent = DigitImageFactory.create_batch(3, owner=user, data=png)
+    DigitImage.objects.filter(pk=recent[0].pk).update(uploaded_at=timezone.now() - timedelta(minutes=49, seconds=30))
+
+    files = [SimpleUploadedFile(f"digit-{i}.png", png) for i in range(4)]
+    response = client.post(reverse("classifier:home"), {"images": files}, follow=True)
+    text = response.content.decode().replace("\xa0", " ")
+    assert "2 images uploaded" in text
+    # The oldest upload in the window is 49.5 minutes old: room again in 10 minutes.
+    assert "digit-2.png: Upload limit reached: 5 images per hour. You can upload more in 10 minutes." in text
+    assert "digit-3.png: Upload limit reached" in text
+    assert DigitImage.objects.filter(owner=user).count() == 6
+
+    # Someone else's allowance is their own.
+    other = UserFactory()
+    client.force_login(other)
+    text = client.post(reverse("classifier:home"), {"images": [SimpleUploadedFile("x.png", png)]}, follow=True)
+    assert "1 image uploaded" in text.content.decode()
+
+
+def test_an_empty_file_is_refused_on_its_own(client, png):
+    user = UserFactory()
+    client.force_login(user)
+    files = [SimpleUploadedFile("empty.png", b""), SimpleUploadedFile("seven.png", png)]
+    text = client.post(reverse("classifier:home"), {"images": files}, follow=True).content.decode()
+    assert "empty.png: The file is empty." in text and "1 image uploaded" in text
+    assert list(DigitImage.objects.values_list("original_name", flat=True)) == ["seven.png"]
+
+
+def _manage(*args, **env):
+    # Only what a deployment would set: no test-only switches (the browser tests set
+    # DJANGO_ALLOW_ASYNC_UNSAFE, which the checklist rightly refuses).
+    unset = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=environment | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_production_settings_pass_the_deployment_checklist():
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        PRODUCTION="true",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="digits.example.com",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_production_refuses_to_start_without_its_own_secret_key():
+    result = _manage("check", PRODUCTION="true", ALLOWED_HOSTS="digits.example.com")
+    assert result.returncode != 0
+    assert "Set the SECRET_KEY environment variable" in result.stderr
+
+
+def test_development_settings_would_fail_the_checklist():
+    """The check above can fail: without PRODUCTION the same checklist warns."""
+    result = _manage("check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode != 0
+    assert "security.W004" in result.stderr + result.stdout  # no HSTS
