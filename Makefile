@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED := 1
 # TensorFlow's start-up chatter (oneDNN notices, CPU feature lists) hides real output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test lint format bench screenshots clean
+.PHONY: install run test lint format bench bench-load screenshots clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ screenshots: install
 
 bench: install
 	$(BIN)/python bench/inference.py
+
+# 2,000 uploads through gunicorn, the broker and a Celery worker; fails if any is lost or doubled.
+bench-load: install
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,239 @@
+"""Load test: thousands of uploads through the real web server, broker and worker.
+
+Starts gunicorn and a Celery worker on a scratch database and media folder, signs up
+users through the site, uploads MNIST test digits (and a few blank images, which must end
+``failed`` with a reason) in requests of 20 files from several client threads, waits for
+every image to finish, and checks that none was lost and none classified twice. Prints
+upload and classification throughput, upload-to-result latency and accuracy.
+
+Run: ``make bench-load`` or ``.venv/bin/python bench/load.py [--uploads 2000]``. The broker is
+Redis when CELERY_BROKER_URL says so, else the embedded one; the database is a scratch
+SQLite file unless ``--database-url`` names a scratch database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ml.data import load_mnist  # noqa: E402
+
+FILES_PER_REQUEST = 20
+BLANK_EVERY = 100  # one upload in this many is a blank page: it must end failed, with a reason
+PASSWORD = "load-test-password-42"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def csrf_token(session: requests.Session, url: str) -> str:
+    page = session.get(url, timeout=30).text
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+
+
+def sign_up(base: str, username: str) -> requests.Session:
+    session = requests.Session()
+    token = csrf_token(session, f"{base}/signup/")
+    response = session.post(
+        f"{base}/signup/",
+        data={"csrfmiddlewaretoken": token, "username": username, "password1": PASSWORD, "password2": PASSWORD},
+        headers={"Referer": f"{base}/signup/"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    assert "sessionid" in session.cookies, f"sign-up of {username} failed"
+    return session
+
+
+def wait_for(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--uploads", type=int, default=2000)
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=4, help="client threads uploading at once")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--database-url", help="a scratch database (default: a new SQLite file)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for classification")
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="digitsite-load-"))
+    env = os.environ | {
+        "DATABASE_URL": args.database_url or f"sqlite:///{scratch / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(scratch / "media"),
+        "UPLOAD_RATE_LIMIT": str(args.uploads),  # the limit is not what this measures
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if not env.get("CELERY_BROKER_URL", "").startswith("redis"):
+        env |= {"CELERY_BROKER_URL": "filesystem://", "CELERY_BROKER_FOLDER": str(scratch / "broker")}
+    os.environ.update(env)
+    broker = env["CELERY_BROKER_URL"].split("://")[0]
+    database = env["DATABASE_URL"].split("://")[0]
+    print(f"scratch folder {scratch}; database {database}; broker {broker}")
+
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True)
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
+    django.setup()
+    from django.db.models import Count
+
+    from classifier.models import DigitImage, Prediction
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    logs = {name: open(scratch / f"{name}.log", "w") for name in ("web", "worker")}  # noqa: SIM115
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "digitsite.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.web_workers)],
+        cwd=REPO,
+        env=env,
+        stdout=logs["web"],
+        stderr=subprocess.STDOUT,
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            *("-m", "celery", "-A", "digitsite", "worker", "--pool", "prefork"),
+            *("--concurrency", str(args.concurrency), "--loglevel", "WARNING", "--without-mingle", "--without-gossip"),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=logs["worker"],
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(f"{base}/accounts/login/")
+        mnist = load_mnist(os.environ.get("MNIST_DATA_DIR") or REPO.parent / "shared" / "data" / "mnist").test
+        blank = png(np.full((64, 64), 255, dtype=np.uint8))
+        uploads = []  # (file name, bytes, expected digit or None for blank)
+        for i in range(args.uploads):
+            if i % BLANK_EVERY == BLANK_EVERY - 1:
+                uploads.append((f"blank-{i}.png", blank, None))
+            else:
+                index = i % len(mnist.images)
+                uploads.append((f"d{i}.png", png(255 - mnist.images[index]), int(mnist.labels[index])))
+        expected = {name: digit for name, _, digit in uploads}
+
+        sessions = [sign_up(base, f"load{n}") for n in range(args.users)]
+        batches = [uploads[i : i + FILES_PER_REQUEST] for i in range(0, len(uploads), FILES_PER_REQUEST)]
+        tokens = {id(s): csrf_token(s, f"{base}/") for s in sessions}
+        errors, lock, request_ms = [], threading.Lock(), []
+
+        def send(number_and_batch):
+            number, batch = number_and_batch
+            session = sessions[number % len(sessions)]
+            files = [("images", (name, data, "image/png")) for name, data, _ in batch]
+            started = time.perf_counter()
+            response = session.post(
+                f"{base}/",
+                data={"csrfmiddlewaretoken": tokens[id(session)]},
+                files=files,
+                headers={"Referer": f"{base}/"},
+                timeout=120,
+                allow_redirects=False,
+            )
+            with lock:
+                request_ms.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 302:
+                    errors.append(f"request {number}: HTTP {response.status_code}")
+
+        print(f"uploading {len(uploads)} images as {args.users} users, {len(batches)} requests, {args.clients} clients")
+        started = time.monotonic()
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(send, enumerate(batches)))
+        upload_seconds = time.monotonic() - started
+        if errors:
+            raise SystemExit("upload errors:\n" + "\n".join(errors[:20]))
+
+        deadline = time.monotonic() + args.timeout
+        while DigitImage.objects.filter(status__in=["pending", "processing"]).exists():
+            if time.monotonic() > deadline:
+                raise SystemExit("timed out waiting for classification")
+            if worker.poll() is not None:
+                raise SystemExit(f"the worker died; see {scratch / 'worker.log'}")
+            time.sleep(0.5)
+        total_seconds = time.monotonic() - started
+
+        images = DigitImage.objects.all()
+        stored = images.count()
+        names = list(images.values_list("original_name", flat=True))
+        by_status = dict(images.values_list("status").annotate(n=Count("id")))
+        duplicates = Prediction.objects.values("image").annotate(n=Count("id")).filter(n__gt=1).count()
+        done = images.filter(status="done").select_related("prediction")
+        failed_without_reason = images.filter(status="failed", error_message="").count()
+        blank_not_failed = images.filter(original_name__startswith="blank-").exclude(status="failed").count()
+        correct = sum(image.prediction.digit == expected[image.original_name] for image in done)
+        latencies = [
+            (created - uploaded).total_seconds()
+            for uploaded, created in done.values_list("uploaded_at", "prediction__created_at")
+        ]
+        lost = len(uploads) - stored
+
+        print()
+        print(f"uploads sent          {len(uploads)}")
+        print(f"stored                {stored}  (lost {lost}, names repeated {len(names) - len(set(names))})")
+        print(f"done / failed         {by_status.get('done', 0)} / {by_status.get('failed', 0)}")
+        print(f"predictions per image exactly one ({duplicates} images with more)")
+        print(f"failed without reason {failed_without_reason}; blank images not failed {blank_not_failed}")
+        print(f"accuracy on digits    {correct / max(len(latencies), 1):.2%} ({correct}/{len(latencies)})")
+        rate = len(uploads) / upload_seconds
+        print(f"upload phase          {upload_seconds:.1f} s, {rate:.0f} images/s through the web")
+        q = np.percentile(request_ms, [50, 95])
+        print(f"request of 20 files   p50 {q[0]:.0f} ms, p95 {q[1]:.0f} ms")
+        print(f"all classified after  {total_seconds:.1f} s, {stored / total_seconds:.0f} images/s end to end")
+        q = np.percentile(latencies, [50, 95, 99])
+        print(f"upload to result      p50 {q[0]:.1f} s, p95 {q[1]:.1f} s, p99 {q[2]:.1f} s (queueing included)")
+        ok = lost == 0 and duplicates == 0 and failed_without_reason == 0 and blank_not_failed == 0
+        ok = ok and by_status.get("done", 0) + by_status.get("failed", 0) == stored
+        print("RESULT", "ok: none lost, none duplicated" if ok else "FAILED")
+        if not ok:
+            raise SystemExit(1)
+    finally:
+        for process in (web, worker):
+            process.terminate()
+        for process in (web, worker):
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+if __name__ == "__main__":
+    main()
