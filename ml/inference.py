@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ml.architectures import INPUT_SHAPE, NUM_CLASSES
 from ml.preprocessing import ModelInput, PreprocessingError, to_model_input
 from ml.train import METADATA_FILE, MODEL_FILE
+
+if TYPE_CHECKING:
+    from ml.explain import GradCam
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Predictor:
             input_signature=[tf.TensorSpec(shape=(None, *INPUT_SHAPE), dtype=tf.float32)],
             reduce_retracing=True,
         )
+        self._grad_cam: GradCam | None = None  # built on the first explain(): most workers never need it
 
     def probabilities(self, arrays: np.ndarray) -> np.ndarray:
         """(n, 28, 28) or (n, 28, 28, 1) floats in [0, 1] -> (n, 10) probabilities."""
@@ -75,6 +80,15 @@ class Predictor:
 
     def predict_arrays(self, arrays: np.ndarray) -> list[Prediction]:
         return [_prediction(row) for row in self.probabilities(arrays)]
+
+    def explain(self, arrays: np.ndarray, class_indices: np.ndarray | None = None) -> np.ndarray:
+        """Grad-CAM heat maps, (n, 28, 28) float32 in [0, 1], for the predicted or the given classes."""
+        if self._grad_cam is None:
+            # Imported here, like keras above, so that importing this module stays cheap for Django.
+            from ml.explain import GradCam
+
+            self._grad_cam = GradCam(self.model)
+        return self._grad_cam(arrays, class_indices)
 
     def predict_images(self, blobs: list[bytes]) -> list[ImageResult]:
         """Preprocess each image and classify all that survive in one batch."""
