@@ -6,8 +6,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from classifier.forms import FlagForm
-from classifier.models import DigitImage, Flag, ModelVersion, Prediction
-from classifier.services import image_flag, model_version_activate
+from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction
+from classifier.services import feedback_confirm, image_flag, model_version_activate
 
 
 class PredictedDigitFilter(admin.SimpleListFilter):
@@ -238,6 +238,83 @@ class FlagAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # flags are made on images
+
+
+class ConfirmedFilter(admin.SimpleListFilter):
+    title = "confirmed"
+    parameter_name = "confirmed"
+
+    def lookups(self, request, model_admin):
+        return [("no", "waiting for staff"), ("yes", "confirmed as a flag")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(confirmed_at__isnull=self.value() == "no")
+        return queryset
+
+
+class FeedbackPredictedFilter(PredictedDigitFilter):
+    def queryset(self, request, queryset):
+        return queryset.filter(image__prediction__digit=int(self.value())) if self.value() else queryset
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    """Owners' suggestions: staff review them and confirm the right ones into flags."""
+
+    list_display = (
+        "thumbnail",
+        "image_link",
+        "owner",
+        "predicted",
+        "suggested_digit",
+        "confidence",
+        "created_at",
+        "confirmed",
+    )
+    list_filter = (ConfirmedFilter, "suggested_digit", FeedbackPredictedFilter, "created_at")
+    search_fields = ("image__original_name", "image__owner__username")
+    ordering = ("confirmed_at", "-created_at")  # waiting ones first, newest first
+    list_select_related = ("image__prediction", "image__owner")
+    actions = ["confirm_as_flags"]
+    readonly_fields = ("image", "suggested_digit", "created_at", "confirmed_by", "confirmed_at")
+
+    @admin.display(description="image")
+    def thumbnail(self, obj):
+        return _thumbnail(obj.image, size=40)
+
+    @admin.display(description="file", ordering="image__original_name")
+    def image_link(self, obj):
+        url = reverse("admin:classifier_digitimage_change", args=[obj.image_id])
+        return format_html('<a href="{}">{}</a>', url, obj.image.original_name)
+
+    @admin.display(description="owner", ordering="image__owner__username")
+    def owner(self, obj):
+        return obj.image.owner
+
+    @admin.display(description="predicted", ordering="image__prediction__digit")
+    def predicted(self, obj):
+        prediction = getattr(obj.image, "prediction", None)
+        return prediction.digit if prediction else "-"
+
+    @admin.display(description="confidence", ordering="image__prediction__confidence")
+    def confidence(self, obj):
+        prediction = getattr(obj.image, "prediction", None)
+        return f"{prediction.confidence:.0%}" if prediction else "-"
+
+    @admin.display(description="confirmed", boolean=True, ordering="confirmed_at")
+    def confirmed(self, obj):
+        return obj.is_confirmed
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Confirm selected suggestions as flags")
+    def confirm_as_flags(self, request, queryset):
+        count = feedback_confirm(feedback=queryset.select_related("image__owner"), confirmed_by=request.user)
+        self.message_user(
+            request, f"{count} suggestion{'s' if count != 1 else ''} confirmed as flags.", messages.SUCCESS
+        )
 
 
 @admin.register(ModelVersion)

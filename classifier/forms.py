@@ -86,3 +86,24 @@ class HistoryFilterForm(forms.Form):
 class FlagForm(forms.Form):
     correct_digit = forms.TypedChoiceField(choices=[(d, str(d)) for d in range(10)], coerce=int)
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class FeedbackForm(forms.Form):
+    """An owner's "this is wrong, it is a ...": any digit but the predicted one."""
+
+    digit = forms.TypedChoiceField(
+        label="It is really a",
+        coerce=int,
+        choices=[(d, str(d)) for d in range(10)],
+        widget=forms.Select(attrs={"class": "form-select"}),
+    )
+
+    def __init__(self, *args, predicted: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["digit"]
+        field.choices = [("", "choose…")] + [(d, str(d)) for d in range(10) if d != predicted]
+        field.error_messages["invalid_choice"] = (
+            f"The model already says {predicted}; choose the digit it really is."
+            if str(self.data.get("digit")) == str(predicted)
+            else "Choose a digit from 0 to 9."
+        )

@@ -95,11 +95,40 @@ class Prediction(models.Model):
     probabilities = models.JSONField(help_text="ten probabilities, digit 0 first")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
     model_input = models.BinaryField(help_text="the 28x28 uint8 image the model saw, row by row")
+    saliency = models.BinaryField(
+        null=True, blank=True, help_text="Grad-CAM: 28x28 uint8, how much each pixel drove the prediction"
+    )
     inference_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return f"{self.digit} ({self.confidence:.0%})"
+
+
+class Feedback(models.Model):
+    """An owner's word that a prediction is wrong: a suggestion for staff, not a correction.
+
+    It changes nothing by itself; staff confirm it into a Flag (which retraining learns from).
+    """
+
+    image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="feedback")
+    suggested_digit = models.PositiveSmallIntegerField(validators=DIGIT_VALIDATORS)
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback_confirmed"
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "feedback"
+
+    def __str__(self) -> str:
+        return f"#{self.image_id} may be a {self.suggested_digit}"
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None
 
 
 class Flag(models.Model):

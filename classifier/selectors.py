@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
-from classifier.models import DigitImage, Flag, ModelVersion
+from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,84 @@ def flags_for_training() -> QuerySet[Flag]:
 
 def model_version_list() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.select_related("parent").order_by("number")
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    label: str  # "v2"
+    architecture: str
+    is_active: bool
+    test_accuracy: float | None
+    predictions: int
+    flagged: int
+
+    @property
+    def test_accuracy_percent(self) -> float | None:
+        return None if self.test_accuracy is None else 100 * self.test_accuracy
+
+    @property
+    def flagged_share(self) -> float:
+        return self.flagged / self.predictions if self.predictions else 0.0
+
+
+@dataclass(frozen=True)
+class SiteStats:
+    days: list[date]
+    uploads_per_day: list[int]
+    predictions_per_digit: list[int]
+    confidences: list[float]
+    versions: list[VersionStats]
+    corrections: list[list[int]]  # [predicted][correct] counts of flagged images
+    totals: dict[str, int]
+
+
+def site_stats(*, days: int = 30) -> SiteStats:
+    """Everything the staff statistics page shows, computed in the database where it can be."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    per_day = dict(
+        DigitImage.objects.filter(uploaded_at__date__gte=first)
+        .annotate(day=TruncDate("uploaded_at"))
+        .values_list("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    day_list = [first + timedelta(days=i) for i in range(days)]
+    per_digit = dict(Prediction.objects.values_list("digit").annotate(n=Count("id")).values_list("digit", "n"))
+    versions = [
+        VersionStats(
+            label=f"v{version.number}",
+            architecture=version.architecture,
+            is_active=version.is_active,
+            test_accuracy=version.test_accuracy,
+            predictions=version.n_predictions,
+            flagged=version.n_flagged,
+        )
+        for version in ModelVersion.objects.order_by("number").annotate(
+            n_predictions=Count("predictions", distinct=True),
+            n_flagged=Count("predictions", filter=Q(predictions__image__flag__isnull=False), distinct=True),
+        )
+    ]
+    corrections = [[0] * 10 for _ in range(10)]
+    pairs = (
+        Flag.objects.filter(image__prediction__isnull=False)
+        .values_list("image__prediction__digit", "correct_digit")
+        .annotate(n=Count("id"))
+    )
+    for predicted, correct, n in pairs:
+        corrections[predicted][correct] = n
+    return SiteStats(
+        days=day_list,
+        uploads_per_day=[per_day.get(day, 0) for day in day_list],
+        predictions_per_digit=[per_digit.get(digit, 0) for digit in range(10)],
+        confidences=list(Prediction.objects.values_list("confidence", flat=True)),
+        versions=versions,
+        corrections=corrections,
+        totals={
+            "images": DigitImage.objects.count(),
+            "users": DigitImage.objects.values("owner").distinct().count(),
+            "failed": DigitImage.objects.filter(status=DigitImage.Status.FAILED).count(),
+            "flags": Flag.objects.count(),
+            "open_feedback": Feedback.objects.filter(confirmed_at__isnull=True).count(),
+        },
+    )

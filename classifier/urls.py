@@ -7,9 +7,15 @@ app_name = "classifier"
 urlpatterns = [
     path("", views.home, name="home"),
     path("signup/", views.signup, name="signup"),
+    path("draw/", views.draw, name="draw"),
+    path("upload/inline/", views.upload_inline, name="upload_inline"),
     path("history/", views.history, name="history"),
+    path("history/export.csv", views.history_export, name="history_export"),
+    path("stats/", views.stats, name="stats"),
     path("images/<int:pk>/", views.image_detail, name="image_detail"),
     path("images/<int:pk>/card/", views.image_card, name="image_card"),
     path("images/<int:pk>/file/", views.image_file, name="image_file"),
     path("images/<int:pk>/model-input.png", views.image_model_input, name="image_model_input"),
+    path("images/<int:pk>/grad-cam.png", views.image_grad_cam, name="image_grad_cam"),
+    path("images/<int:pk>/feedback/", views.image_feedback, name="image_feedback"),
 ]

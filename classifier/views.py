@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import numpy as np
@@ -10,16 +11,17 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
-from django.views.decorators.http import require_GET, require_http_methods
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 from PIL import Image
 
-from classifier.forms import HistoryFilterForm, SignUpForm, UploadForm
-from classifier.selectors import ImageFilters, image_get_for, image_list_for
-from classifier.services import image_upload_create
+from classifier.forms import FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
+from classifier.selectors import ImageFilters, image_get_for, image_list_for, site_stats
+from classifier.services import feedback_give, image_upload_create
 
 GALLERY_SIZE = 24
 HISTORY_PAGE_SIZE = 25
@@ -68,6 +70,25 @@ def home(request):
 
 
 @require_GET
+def draw(request):
+    return render(request, "classifier/draw.html")
+
+
+@require_POST
+def upload_inline(request):
+    """Canvas drawings and camera shots: the same upload pipeline as the form, answered with
+    the new cards (which then poll for their prediction) so the page never reloads."""
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        errors = [error for field_errors in form.errors.values() for error in field_errors]
+        return render(request, "classifier/_upload_result.html", {"errors": errors}, status=400)
+    outcome = image_upload_create(owner=request.user, files=form.cleaned_data["images"])
+    errors = [f"{name}: {reason}" for name, reason in outcome.refused]
+    context = {"images": outcome.created, "errors": errors}
+    return render(request, "classifier/_upload_result.html", context, status=201 if outcome.created else 400)
+
+
+@require_GET
 def image_card(request, pk: int):
     image = image_get_for(request.user, pk)
     if image is None:
@@ -77,24 +98,86 @@ def image_card(request, pk: int):
     return HttpResponseStopPolling(html) if image.is_finished else HttpResponse(html)
 
 
+def _history_filters(request) -> tuple[HistoryFilterForm, ImageFilters]:
+    form = HistoryFilterForm(request.GET or None, user=request.user)
+    if not form.is_valid():
+        return form, ImageFilters()
+    data = form.cleaned_data
+    below = data.get("below")
+    return form, ImageFilters(
+        digit=data.get("digit"),
+        status=data.get("status") or None,
+        max_confidence=below / 100 if below else None,
+        flagged=data.get("flagged"),
+        everyone=bool(data.get("everyone")),
+    )
+
+
 @require_GET
 def history(request):
-    form = HistoryFilterForm(request.GET or None, user=request.user)
-    filters = ImageFilters()
-    if form.is_valid():
-        data = form.cleaned_data
-        below = data.get("below")
-        filters = ImageFilters(
-            digit=data.get("digit"),
-            status=data.get("status") or None,
-            max_confidence=below / 100 if below else None,
-            flagged=data.get("flagged"),
-            everyone=bool(data.get("everyone")),
-        )
+    form, filters = _history_filters(request)
     page = Paginator(image_list_for(request.user, filters), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "classifier/history.html", {"form": form, "page": page, "query": query.urlencode()})
+
+
+CSV_HEADER = [
+    "file_name",
+    "uploaded_at",
+    "status",
+    "digit",
+    "confidence",
+    *[f"p{digit}" for digit in range(10)],
+    "model_version",
+    "flagged_as",
+    "your_feedback",
+    "error",
+]
+
+
+def _csv_cell(value) -> str:
+    """A cell a spreadsheet shows as text: names starting with = + - @ would run as formulas."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@require_GET
+def history_export(request):
+    """The signed-in user's history (with the page's filters) as CSV, streamed row by row."""
+    _, filters = _history_filters(request)
+    images = image_list_for(request.user, filters).select_related("feedback")
+
+    def rows():
+        yield CSV_HEADER
+        for image in images.iterator(chunk_size=500):
+            prediction = getattr(image, "prediction", None)
+            flag = getattr(image, "flag", None)
+            feedback = getattr(image, "feedback", None)
+            probabilities = [f"{p:.6f}" for p in prediction.probabilities] if prediction else [""] * 10
+            yield [
+                _csv_cell(image.original_name),
+                image.uploaded_at.isoformat(),
+                image.status,
+                prediction.digit if prediction else "",
+                f"{prediction.confidence:.6f}" if prediction else "",
+                *probabilities,
+                f"v{prediction.model_version.number}" if prediction else "",
+                flag.correct_digit if flag else "",
+                feedback.suggested_digit if feedback else "",
+                _csv_cell(image.error_message),
+            ]
+
+    writer = csv.writer(_Echo())
+    response = StreamingHttpResponse((writer.writerow(row) for row in rows()), content_type="text/csv; charset=utf-8")
+    stamp = timezone.now().strftime("%Y-%m-%d")
+    response["Content-Disposition"] = f'attachment; filename="digitsite-history-{stamp}.csv"'
+    return response
 
 
 @require_GET
@@ -109,7 +192,41 @@ def image_detail(request, pk: int):
             {"digit": digit, "percent": 100 * p, "top": digit == prediction.digit}
             for digit, p in enumerate(prediction.probabilities)
         ]
-    return render(request, "classifier/detail.html", {"image": image, "prediction": prediction, "bars": bars})
+    feedback = getattr(image, "feedback", None)
+    feedback_form = None
+    if prediction is not None and image.owner_id == request.user.pk:
+        initial = {"digit": feedback.suggested_digit} if feedback else {}
+        feedback_form = FeedbackForm(initial=initial, predicted=prediction.digit)
+    context = {
+        "image": image,
+        "prediction": prediction,
+        "bars": bars,
+        "feedback": feedback,
+        "feedback_form": feedback_form,
+        # An all-zero map means nothing in the image spoke for the digit: say so, show no picture.
+        "grad_cam_empty": bool(prediction and prediction.saliency and not any(bytes(prediction.saliency))),
+    }
+    return render(request, "classifier/detail.html", context)
+
+
+@require_POST
+def image_feedback(request, pk: int):
+    """The owner says the prediction is wrong; staff see it as a suggestion."""
+    image = image_get_for(request.user, pk)
+    if image is None or image.owner_id != request.user.pk or not hasattr(image, "prediction"):
+        raise Http404
+    form = FeedbackForm(request.POST, predicted=image.prediction.digit)
+    if form.is_valid():
+        feedback_give(image=image, user=request.user, suggested_digit=form.cleaned_data["digit"])
+        messages.success(
+            request,
+            f"Thank you: you said this is a {form.cleaned_data['digit']}. "
+            "The prediction stays as it is; our staff will review your suggestion.",
+        )
+    else:
+        for error in form.errors.get("digit", []):
+            messages.error(request, error)
+    return redirect(image)
 
 
 @require_GET
@@ -128,6 +245,29 @@ def image_file(request, pk: int):
     return response
 
 
+def _png_response(pixels: np.ndarray) -> HttpResponse:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    response = HttpResponse(buffer.getvalue(), content_type="image/png")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@require_GET
+def image_grad_cam(request, pk: int):
+    """The Grad-CAM heat map over the model input: which pixels drove the prediction."""
+    from ml.explain import heatmap_overlay
+
+    image = image_get_for(request.user, pk)
+    prediction = getattr(image, "prediction", None) if image else None
+    if prediction is None or not prediction.saliency:
+        raise Http404
+    display = np.frombuffer(bytes(prediction.model_input), dtype=np.uint8).reshape(28, 28)
+    heat = np.frombuffer(bytes(prediction.saliency), dtype=np.uint8).reshape(28, 28).astype(np.float32) / 255
+    return _png_response(heatmap_overlay(display, heat, zoom=MODEL_INPUT_ZOOM))
+
+
 @require_GET
 def image_model_input(request, pk: int):
     """The 28x28 image the model saw, enlarged with hard pixel edges."""
@@ -136,11 +276,26 @@ def image_model_input(request, pk: int):
     if prediction is None:
         raise Http404
     pixels = np.frombuffer(bytes(prediction.model_input), dtype=np.uint8).reshape(28, 28)
-    side = 28 * MODEL_INPUT_ZOOM
-    enlarged = Image.fromarray(pixels).resize((side, side), Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    enlarged.save(buffer, "PNG")
-    response = HttpResponse(buffer.getvalue(), content_type="image/png")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    return _png_response(np.kron(pixels, np.ones((MODEL_INPUT_ZOOM, MODEL_INPUT_ZOOM), dtype=np.uint8)))
+
+
+@require_GET
+def stats(request):
+    """Staff only: how the site and its models are doing, as charts with their numbers."""
+    if not request.user.is_staff:
+        raise Http404
+    from classifier import charts
+
+    data = site_stats()
+    versions = data.versions
+    figures = [
+        charts.uploads_per_day(data.days, data.uploads_per_day),
+        charts.predictions_per_digit(data.predictions_per_digit),
+        charts.confidence_histogram(data.confidences),
+        charts.flagged_share_per_version(
+            [v.label for v in versions], [v.flagged_share for v in versions], [v.predictions for v in versions]
+        ),
+        charts.correction_confusion(data.corrections),
+        charts.version_metrics([v.label for v in versions], [v.test_accuracy for v in versions]),
+    ]
+    return render(request, "classifier/stats.html", {"stats": data, "charts": figures})

@@ -6,6 +6,8 @@ functions that run in the worker or in commands.
 
 from classifier.services.images import (
     UploadOutcome,
+    feedback_confirm,
+    feedback_give,
     image_flag,
     image_upload_create,
     images_requeue_stale,
@@ -26,6 +28,8 @@ __all__ = [
     "RetrainError",
     "RetrainReport",
     "UploadOutcome",
+    "feedback_confirm",
+    "feedback_give",
     "image_files_predict",
     "image_flag",
     "image_upload_create",

@@ -11,6 +11,7 @@ from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
@@ -19,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
-from classifier.models import DigitImage, Flag, ModelVersion, Prediction
+from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction
 from classifier.services.modelling import model_version_ensure_initial
 from ml.preprocessing import PreprocessingError, inspect_image
 
@@ -125,6 +126,16 @@ def _predictor_for(version: ModelVersion):
     return predictor
 
 
+def _saliency(predictor, array) -> bytes | None:
+    """The Grad-CAM heat map as 28x28 bytes; a prediction is stored even if this fails."""
+    try:
+        heat = predictor.explain(array[None])[0]
+    except Exception:
+        logger.exception("Grad-CAM failed; the prediction is stored without it")
+        return None
+    return np.round(np.clip(heat, 0, 1) * 255).astype(np.uint8).tobytes()
+
+
 def _image_fail(image_id: int, message: str) -> None:
     DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.FAILED, error_message=message)
 
@@ -168,6 +179,7 @@ def prediction_run(*, image_id: int) -> Prediction | None:
     if result.prediction is None:
         _image_fail(image_id, result.error)
         return None
+    saliency = _saliency(predictor, result.model_input.array)
 
     with transaction.atomic():
         prediction, _ = Prediction.objects.get_or_create(
@@ -179,6 +191,7 @@ def prediction_run(*, image_id: int) -> Prediction | None:
                 "model_version": version,
                 "model_input": result.model_input.display.tobytes(),
                 "inference_ms": inference_ms,
+                "saliency": saliency,
             },
         )
         DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.DONE, error_message="")
@@ -220,3 +233,36 @@ def image_flag(*, image: DigitImage, correct_digit: int, flagged_by, note: str =
         },
     )
     return flag
+
+
+# --- Feedback from owners -----------------------------------------------------------------
+
+
+def feedback_give(*, image: DigitImage, user, suggested_digit: int) -> Feedback:
+    """The owner says the prediction is wrong and which digit it is. The prediction stays
+    as it is; staff see the suggestion in the admin. Saying it again replaces it."""
+    if image.owner_id != user.pk:
+        raise PermissionError("Only the owner of an image can give feedback on it.")
+    if not 0 <= int(suggested_digit) <= 9:
+        raise ValueError("The digit must be between 0 and 9.")
+    feedback, _ = Feedback.objects.update_or_create(
+        image=image,
+        defaults={"suggested_digit": int(suggested_digit), "confirmed_by": None, "confirmed_at": None},
+    )
+    return feedback
+
+
+def feedback_confirm(*, feedback: Iterable[Feedback], confirmed_by) -> int:
+    """Staff agree with owners' suggestions: each becomes a Flag that retraining learns from."""
+    count = 0
+    with transaction.atomic():
+        for item in feedback:
+            image_flag(
+                image=item.image,
+                correct_digit=item.suggested_digit,
+                flagged_by=confirmed_by,
+                note=f"confirmed from the owner's feedback ({item.image.owner})",
+            )
+            Feedback.objects.filter(pk=item.pk).update(confirmed_by=confirmed_by, confirmed_at=timezone.now())
+            count += 1
+    return count

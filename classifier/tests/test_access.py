@@ -14,15 +14,23 @@ from ml.tests.conftest import encode
 pytestmark = pytest.mark.django_db
 
 # name -> who may open it: "public" (anyone), "user" (any signed-in user), "owner" (the
-# image's owner and staff; others 404). Admin URLs are covered by their own rule below.
+# image's owner and staff; others 404), "staff" (others 404), "post-only" (signed-in users,
+# POST only), "owner-post" (the image's owner only, POST only; everyone else 404).
+# Admin URLs are covered by their own rule below.
 RULES = {
     "classifier:home": "user",
     "classifier:signup": "public",
+    "classifier:draw": "user",
+    "classifier:upload_inline": "post-only",
     "classifier:history": "user",
+    "classifier:history_export": "user",
+    "classifier:stats": "staff",
     "classifier:image_detail": "owner",
     "classifier:image_card": "owner",
     "classifier:image_file": "owner",
     "classifier:image_model_input": "owner",
+    "classifier:image_grad_cam": "owner",
+    "classifier:image_feedback": "owner-post",
     "login": "public",
     "logout": "post-only",
     "password_change": "user",
@@ -61,13 +69,14 @@ def image(mnist):
         probabilities=[0.01] * 9 + [0.91],
         model_version=model_version_ensure_initial(),
         model_input=bytes(784),
+        saliency=bytes(784),
         inference_ms=1.0,
     )
     return image
 
 
 def _url(name, image):
-    if RULES[name] == "owner":
+    if RULES[name] in ("owner", "owner-post"):
         return reverse(name, args=[image.pk])
     if name == "password_reset_confirm":
         return reverse(name, kwargs={"uidb64": "MQ", "token": "set-password"})
@@ -102,10 +111,28 @@ def test_signed_in_pages(client, image, name):
     assert client.get(_url(name, image)).status_code == 200
 
 
-@pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "post-only"])
+@pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) in ("post-only", "owner-post")])
 def test_post_only_urls_refuse_get(client, image, name):
-    client.force_login(UserFactory())
+    client.force_login(image.owner)
     assert client.get(_url(name, image)).status_code == 405
+
+
+@pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "staff"])
+def test_staff_pages(client, image, name):
+    client.force_login(UserFactory())
+    assert client.get(_url(name, image)).status_code == 404
+    client.force_login(UserFactory(is_staff=True))
+    assert client.get(_url(name, image)).status_code == 200
+
+
+@pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "owner-post"])
+def test_only_the_owner_may_post(client, image, name):
+    url = _url(name, image)
+    for outsider in (UserFactory(), UserFactory(is_staff=True)):
+        client.force_login(outsider)
+        assert client.post(url, {"digit": 3}).status_code == 404
+    client.force_login(image.owner)
+    assert client.post(url, {"digit": 3}).status_code == 302
 
 
 def test_the_admin_is_for_staff_only(client):
@@ -126,3 +153,5 @@ def test_posts_need_a_csrf_token(image, mnist):
     assert response.status_code == 403
     response = client.post(reverse("logout"))
     assert response.status_code == 403
+    for name in [n for n in SITE_URLS if RULES[n] in ("post-only", "owner-post")]:
+        assert client.post(_url(name, image), {}).status_code == 403, name

@@ -106,3 +106,26 @@ def test_the_admin_is_for_staff_only(client):
     client.force_login(UserFactory())
     response = client.get(reverse("admin:classifier_digitimage_changelist"))
     assert response.status_code == 302 and "login" in response.url
+
+
+def test_staff_confirm_owner_feedback_into_flags(staff_client, classified):
+    from classifier.models import Feedback
+    from classifier.services import feedback_give
+
+    first, second, _ = classified
+    feedback_give(image=first, user=first.owner, suggested_digit=(first.prediction.digit + 1) % 10)
+    feedback_give(image=second, user=second.owner, suggested_digit=(second.prediction.digit + 1) % 10)
+    url = reverse("admin:classifier_feedback_changelist")
+    waiting = staff_client.get(url, {"confirmed": "no"})
+    assert len(waiting.context["cl"].result_list) == 2
+    html = waiting.content.decode()
+    for title in ("confirmed", "suggested digit", "predicted digit"):
+        assert f"By {title}" in html
+
+    chosen = Feedback.objects.get(image=first)
+    response = staff_client.post(url, {"action": "confirm_as_flags", ACTION_CHECKBOX_NAME: [chosen.pk]}, follow=True)
+    assert "1 suggestion confirmed as flags." in response.content.decode()
+    flag = Flag.objects.get(image=first)
+    assert flag.correct_digit == chosen.suggested_digit and flag.flagged_by == staff_client.staff
+    assert not Flag.objects.filter(image=second).exists()
+    assert len(staff_client.get(url, {"confirmed": "no"}).context["cl"].result_list) == 1

@@ -31,13 +31,14 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
-def browser():
+def chromium():
+    """Playwright's handle on Debian's Chromium; it launches browsers with the flags we need."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI") == "true":
             pytest.fail(f"Chromium is not installed at {CHROMIUM}; .ci/run installs it")
         pytest.skip("Chromium is not installed")
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
+        yield lambda *flags: p.chromium.launch(
             executable_path=CHROMIUM,
             args=[
                 "--headless",
@@ -45,10 +46,16 @@ def browser():
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
+                *flags,
             ],
         )
-        yield browser
-        browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    browser = chromium()
+    yield browser
+    browser.close()
 
 
 @pytest.fixture
@@ -95,6 +102,13 @@ def wait_for_cards(page, count: int) -> None:
     )
 
 
+def upload(page, files, count: int) -> None:
+    """Upload through the form and wait until every card in the gallery is finished."""
+    page.get_by_label("Digit images").set_input_files(files)
+    page.get_by_role("button", name="Upload and classify").click()
+    wait_for_cards(page, count)
+
+
 def test_sign_up_log_out_and_log_in_again(page):
     page.goto("/")
     assert "/accounts/login/" in page.url  # anonymous visitors are sent to log in
@@ -129,7 +143,7 @@ def test_upload_three_and_watch_them_classified(page, worker, tmp_path, mnist):
     page.locator("#predicted-digit").wait_for()
     assert page.locator("#predicted-digit").inner_text() == "2"
     page.wait_for_function("document.querySelector('img.model-input').complete")
-    assert page.locator("img.model-input").evaluate("img => img.naturalWidth") == 224
+    assert page.get_by_alt_text("The 28 by 28 image the model saw").evaluate("img => img.naturalWidth") == 224
     assert page.locator(".bar-row").count() == 10
     shot(page, "02-detail")
 
@@ -151,9 +165,7 @@ def test_a_broken_file_gets_a_message_and_the_rest_are_classified(page, worker, 
 def test_another_user_cannot_open_the_image_or_its_file(page, worker, tmp_path, mnist):
     owner = UserFactory()
     log_in(page, owner.username)
-    page.get_by_label("Digit images").set_input_files([str(digit_files(tmp_path, mnist)[0])])
-    page.get_by_role("button", name="Upload and classify").click()
-    wait_for_cards(page, 1)
+    upload(page, [str(digit_files(tmp_path, mnist)[0])], 1)
     image = DigitImage.objects.get(owner=owner)
     page.get_by_role("button", name="Log out").click()
 
@@ -170,9 +182,7 @@ def test_staff_flag_in_the_admin_then_retrain(page, worker, tmp_path, mnist, set
     settings.MODEL_VERSIONS_DIR = tmp_path / "versions"
     user = UserFactory()
     log_in(page, user.username)
-    page.get_by_label("Digit images").set_input_files([str(p) for p in digit_files(tmp_path, mnist)])
-    page.get_by_role("button", name="Upload and classify").click()
-    wait_for_cards(page, 3)
+    upload(page, [str(p) for p in digit_files(tmp_path, mnist)], 3)
     page.get_by_role("button", name="Log out").click()
 
     staff = UserFactory(is_staff=True, is_superuser=True)
@@ -214,9 +224,7 @@ def test_pages_fit_a_phone_and_upload_works_there(browser, live_server, worker, 
     page.set_default_timeout(20_000)
     user = UserFactory()
     log_in(page, user.username)
-    page.get_by_label("Digit images").set_input_files([str(digit_files(tmp_path, mnist)[1])])
-    page.get_by_role("button", name="Upload and classify").click()
-    wait_for_cards(page, 1)
+    upload(page, [str(digit_files(tmp_path, mnist)[1])], 1)
     for path in ("/", "/history/", DigitImage.objects.get(owner=user).get_absolute_url()):
         page.goto(path)
         overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
@@ -225,3 +233,246 @@ def test_pages_fit_a_phone_and_upload_works_there(browser, live_server, worker, 
     page.goto("/")
     shot(page, "06-phone-gallery")
     context.close()
+
+
+# --- Drawing, camera, feedback, export, statistics, accessibility (issue 6) ----------------
+
+SEVEN = [[(60, 60), (220, 60)], [(220, 60), (120, 240)]]  # canvas coordinates of 280x280
+ONE = [[(140, 40), (140, 240)]]
+
+
+def canvas_strokes(page, strokes, steps: int = 12) -> None:
+    """Draw with the mouse: each stroke is a polyline in the canvas' own 280x280 pixels."""
+    box = page.locator("#draw-canvas").bounding_box()
+    scale = box["width"] / 280
+    for stroke in strokes:
+        x, y = stroke[0]
+        page.mouse.move(box["x"] + x * scale, box["y"] + y * scale)
+        page.mouse.down()
+        for x, y in stroke[1:]:
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=steps)
+        page.mouse.up()
+
+
+def canvas_ink(page) -> int:
+    """How many canvas pixels are ink (dark)."""
+    return page.evaluate(
+        """() => {
+        const c = document.getElementById('draw-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] < 128) n++;
+        return n;
+    }"""
+    )
+
+
+def wait_for_result(page, selector: str = "#draw-results .digit-card") -> str:
+    page.wait_for_function(
+        "s => { const c = document.querySelector(s); return c && ['done', 'failed'].includes(c.dataset.status); }",
+        arg=selector,
+        timeout=90_000,
+    )
+    return page.locator(selector).first.get_attribute("data-status")
+
+
+def test_draw_a_digit_with_the_mouse_undo_clear_and_see_it_classified_live(page, worker):
+    user = UserFactory()
+    log_in(page, user.username)
+    page.get_by_role("link", name="Draw", exact=True).click()
+    submit = page.get_by_role("button", name="Classify drawing")
+    assert submit.is_disabled()  # nothing drawn yet
+
+    page.get_by_label("Pen width").fill("22")
+    canvas_strokes(page, SEVEN)
+    seven_ink = canvas_ink(page)
+    canvas_strokes(page, [[(40, 250), (250, 250)]])  # a slip of the hand
+    assert canvas_ink(page) > seven_ink
+    page.get_by_role("button", name="Undo").click()
+    assert canvas_ink(page) == seven_ink
+    loaded_at = page.evaluate("performance.timeOrigin")
+    submit.click()
+    assert wait_for_result(page) == "done"
+    assert page.locator("#draw-results .predicted-digit").inner_text() == "7"
+    assert page.evaluate("performance.timeOrigin") == loaded_at  # live: no reload
+    image = DigitImage.objects.get(owner=user)
+    assert image.original_name == "drawing.png" and image.image_format == "PNG"
+    shot(page, "07-draw")
+
+    page.get_by_role("button", name="Clear").click()
+    assert canvas_ink(page) == 0 and submit.is_disabled()
+
+
+def test_draw_with_a_finger_on_a_phone(browser, live_server, worker):
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    log_in(page, UserFactory().username)
+    page.goto("/draw/")
+    box = page.locator("#draw-canvas").bounding_box()
+    scale = box["width"] / 280
+    touch = context.new_cdp_session(page)  # real touch input, as a finger gives it
+
+    def finger(kind, x, y):
+        points = [] if kind == "touchEnd" else [{"x": box["x"] + x * scale, "y": box["y"] + y * scale}]
+        touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    finger("touchStart", 140, 40)
+    for step in range(1, 21):
+        finger("touchMove", 140, 40 + step * 10)
+    finger("touchEnd", 140, 240)
+    assert canvas_ink(page) > 500
+    assert page.evaluate("window.scrollY") == 0  # the finger drew instead of scrolling the page
+    page.get_by_role("button", name="Classify drawing").click()
+    assert wait_for_result(page) == "done"
+    assert page.locator("#draw-results .predicted-digit").inner_text() == "1"
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0
+    shot(page, "07-draw-phone")
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def camera_browser(chromium):
+    """Chromium with a fake camera (a moving test pattern) instead of a real one."""
+    camera = chromium("--use-fake-device-for-media-stream")
+    yield camera
+    camera.close()
+
+
+def test_take_a_photo_with_the_webcam(camera_browser, live_server, worker):
+    context = camera_browser.new_context(base_url=live_server.url, permissions=["camera"])
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    user = UserFactory()
+    log_in(page, user.username)
+    page.get_by_role("button", name="Take photo with webcam").click()
+    page.get_by_label("Camera preview").wait_for()
+    page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
+    page.get_by_role("button", name="Capture").click()
+    # The fake camera shows a test pattern, not a digit: what matters is the way through.
+    assert wait_for_result(page, "#gallery .digit-card") in ("done", "failed")
+    image = DigitImage.objects.get(owner=user)
+    assert image.original_name == "camera.jpg" and image.image_format == "JPEG"
+    shot(page, "08-camera")
+    page.get_by_role("button", name="Close camera").click()
+    assert page.locator("#camera-panel").is_hidden()
+    context.close()
+
+
+def test_a_refused_camera_gets_a_clear_message(camera_browser, live_server):
+    context = camera_browser.new_context(base_url=live_server.url)  # permission not granted
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    log_in(page, UserFactory().username)
+    page.get_by_role("button", name="Take photo with webcam").click()
+    page.get_by_text("Camera permission was refused").wait_for()
+    assert page.locator("#camera-panel").is_hidden()
+    context.close()
+
+
+def test_a_phone_takes_a_photo_through_its_camera_input(browser, live_server, worker, tmp_path, mnist):
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    log_in(page, UserFactory().username)
+    camera_input = page.locator("#camera-input")
+    assert camera_input.get_attribute("capture") == "environment"  # the phone opens its camera
+    assert page.get_by_text("Take a photo").is_visible()
+    assert page.get_by_role("button", name="Take photo with webcam").is_hidden()
+    # What the phone's camera hands back: a photo, sent at once without a form submit.
+    camera_input.set_input_files(str(digit_files(tmp_path, mnist)[1]))
+    assert wait_for_result(page, "#gallery .digit-card") == "done"
+    assert page.locator("#gallery .predicted-digit").inner_text() == "2"
+    context.close()
+
+
+def test_feedback_grad_cam_and_staff_confirmation(page, worker, tmp_path, mnist):
+    user = UserFactory()
+    log_in(page, user.username)
+    upload(page, [str(digit_files(tmp_path, mnist)[0])], 1)
+    page.locator(".digit-card").first.click()
+    page.wait_for_function("document.querySelector('img[alt^=\"Grad-CAM\"]').complete")
+    assert page.locator("img[alt^='Grad-CAM']").evaluate("img => img.naturalWidth") == 224
+    page.get_by_label("It is really a").select_option("1")
+    page.get_by_role("button", name="Tell us it is wrong").click()
+    page.get_by_text("you said this is a 1").first.wait_for()
+    assert page.locator("#predicted-digit").inner_text() == "7"  # the prediction stays
+    shot(page, "09-feedback")
+    page.get_by_role("button", name="Log out").click()
+
+    log_in(page, UserFactory(is_staff=True, is_superuser=True).username)
+    page.goto("/admin/classifier/feedback/?confirmed=no")
+    page.locator("tr", has_text="clean-7.png").locator("input.action-select").check()
+    page.locator("select[name=action]").select_option("confirm_as_flags")
+    page.get_by_role("button", name="Go").click()
+    page.get_by_text("1 suggestion confirmed as flags.").wait_for()
+    assert Flag.objects.get().correct_digit == 1
+    shot(page, "09-feedback-admin")
+
+
+def test_download_history_as_csv(page, worker, tmp_path, mnist):
+    user = UserFactory()
+    log_in(page, user.username)
+    upload(page, [str(p) for p in digit_files(tmp_path, mnist)], 3)
+    page.goto("/history/")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0].startswith("file_name,uploaded_at,status,digit,confidence,p0,")
+    assert sorted(line.split(",")[0] for line in lines[1:]) == ["canvas-1.png", "clean-7.png", "photo-2.jpg"]
+
+
+def test_staff_statistics_page_shows_charts(page, worker, tmp_path, mnist):
+    user = UserFactory(is_staff=True)
+    log_in(page, user.username)
+    upload(page, [str(p) for p in digit_files(tmp_path, mnist)], 3)
+    page.get_by_role("link", name="Statistics").click()
+    charts = page.locator("figure.chart svg")
+    assert charts.count() == 6
+    assert all(charts.nth(i).bounding_box()["height"] > 100 for i in range(6))
+    shot(page, "10-statistics")
+
+
+ACCESSIBILITY_PROBLEMS = """() => {
+  const problems = [];
+  const named = (el) => {
+    const label = el.labels && [...el.labels].map((l) => l.textContent.trim()).join(' ');
+    const by = el.getAttribute('aria-labelledby');
+    return label || el.getAttribute('aria-label') || (by && document.getElementById(by)?.textContent.trim())
+      || (el.tagName === 'BUTTON' && el.textContent.trim()) || el.getAttribute('title');
+  };
+  for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea, button, canvas, video')) {
+    if (!named(el)) problems.push('no label: ' + el.outerHTML.slice(0, 100));
+  }
+  for (const img of document.querySelectorAll('img')) {
+    if (!img.hasAttribute('alt')) problems.push('no alt: ' + img.outerHTML.slice(0, 100));
+  }
+  return problems;
+}"""
+
+
+def test_every_control_is_labelled_every_image_has_alt_and_the_keyboard_works(page, worker, tmp_path, mnist):
+    staff = UserFactory(is_staff=True)
+    log_in(page, staff.username)
+    upload(page, [str(digit_files(tmp_path, mnist)[0])], 1)
+    image = DigitImage.objects.get(owner=staff)
+    for path in ("/", "/draw/", "/history/", image.get_absolute_url(), "/stats/", "/accounts/password_change/"):
+        page.goto(path)
+        assert page.evaluate(ACCESSIBILITY_PROBLEMS) == [], path
+
+    # The keyboard alone reaches every drawing control, and Enter presses them.
+    page.goto("/draw/")
+    reached = set()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
+    assert {"pen-width", "draw-undo", "draw-clear", "Draw"} <= reached
+    page.goto("/")
+    page.get_by_role("link", name="History", exact=True).focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/history/$"))

@@ -1,8 +1,11 @@
+import numpy as np
 import pytest
 from django.db import IntegrityError
 
-from classifier.models import DigitImage, ModelVersion, Prediction
+from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction
 from classifier.services import (
+    feedback_confirm,
+    feedback_give,
     image_flag,
     model_version_activate,
     model_version_ensure_initial,
@@ -111,3 +114,35 @@ def test_an_image_whose_deliveries_keep_dying_ends_failed(mnist):
     assert image.status == DigitImage.Status.FAILED
     assert "after 3 attempts" in image.error_message
     assert not Prediction.objects.filter(image=image).exists()
+
+
+def test_prediction_run_stores_a_grad_cam_heat_map_on_the_ink(mnist):
+    image = DigitImageFactory(data=encode(255 - mnist.test.images[0]))
+    prediction = prediction_run(image_id=image.pk)
+    heat = np.frombuffer(bytes(prediction.saliency), dtype=np.uint8).reshape(28, 28)
+    ink = np.frombuffer(bytes(prediction.model_input), dtype=np.uint8).reshape(28, 28) > 64
+    assert heat.max() == 255  # normalised
+    assert heat[ink].mean() > heat[~ink].mean()
+
+
+def test_feedback_is_a_suggestion_until_staff_confirm_it(mnist):
+    image = DigitImageFactory(data=encode(255 - mnist.test.images[0]))
+    prediction = prediction_run(image_id=image.pk)
+    feedback = feedback_give(image=image, user=image.owner, suggested_digit=1)
+    feedback = feedback_give(image=image, user=image.owner, suggested_digit=4)  # changed their mind
+    assert Feedback.objects.get(image=image).suggested_digit == 4 and not feedback.is_confirmed
+    image.refresh_from_db()
+    assert image.prediction.digit == prediction.digit  # the prediction stays
+    assert not Flag.objects.exists()
+
+    with pytest.raises(PermissionError):
+        feedback_give(image=image, user=UserFactory(), suggested_digit=3)
+    with pytest.raises(ValueError, match="between 0 and 9"):
+        feedback_give(image=image, user=image.owner, suggested_digit=10)
+
+    staff = UserFactory(is_staff=True)
+    assert feedback_confirm(feedback=Feedback.objects.all(), confirmed_by=staff) == 1
+    flag = Flag.objects.get(image=image)
+    assert flag.correct_digit == 4 and flag.flagged_by == staff and "feedback" in flag.note
+    feedback.refresh_from_db()
+    assert feedback.is_confirmed and feedback.confirmed_by == staff

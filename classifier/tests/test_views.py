@@ -1,9 +1,12 @@
+import csv
+import io
+
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from classifier.models import DigitImage, Prediction
+from classifier.models import DigitImage, Feedback, Prediction
 from classifier.services import model_version_ensure_initial
 from classifier.tests.factories import DigitImageFactory, UserFactory
 from ml.tests.conftest import encode
@@ -227,3 +230,116 @@ def test_model_input_png_is_the_stored_28x28(signed_in, user, png):
     picture = np.asarray(Image.open(BytesIO(response.content)))
     assert picture.shape == (224, 224)
     assert picture[::8, ::8].ravel().tolist() == pixels.tolist()
+
+
+def test_the_draw_page_has_a_labelled_canvas_and_controls(signed_in):
+    html = signed_in.get(reverse("classifier:draw")).content.decode()
+    assert 'id="draw-canvas"' in html and 'aria-label="Drawing area for one digit"' in html
+    assert '<label for="pen-width"' in html
+    for button in ("Undo", "Clear", "Classify drawing"):
+        assert f">{button}</button>" in html
+    assert reverse("classifier:upload_inline") in html
+
+
+def test_inline_upload_answers_with_cards_that_poll(signed_in, user, png):
+    with_blank = [SimpleUploadedFile("drawing.png", png), SimpleUploadedFile("notes.png", b"not an image")]
+    response = signed_in.post(reverse("classifier:upload_inline"), {"images": with_blank})
+    assert response.status_code == 201
+    html = response.content.decode()
+    image = DigitImage.objects.get(owner=user)
+    assert f'id="card-{image.pk}"' in html and 'hx-trigger="every 1s"' in html
+    assert "notes.png: This file is not an image we can read" in html
+
+    response = signed_in.post(reverse("classifier:upload_inline"), {"images": [SimpleUploadedFile("x.png", b"")]})
+    assert response.status_code == 400 and "x.png: The file is empty." in response.content.decode()
+    response = signed_in.post(reverse("classifier:upload_inline"), {})
+    assert response.status_code == 400 and "This field is required." in response.content.decode()
+
+
+def test_owner_feedback_is_recorded_and_shown(signed_in, user, png):
+    image = done_image(user, png, digit=7)
+    detail = signed_in.get(image.get_absolute_url()).content.decode()
+    assert "Is this wrong?" in detail and "Tell us it is wrong" in detail
+    assert '<option value="7">' not in detail  # the predicted digit is not offered
+
+    response = signed_in.post(reverse("classifier:image_feedback", args=[image.pk]), {"digit": 1}, follow=True)
+    text = response.content.decode()
+    assert "you said this is a 1" in text and "staff will review" in text
+    assert Feedback.objects.get(image=image).suggested_digit == 1
+    assert Prediction.objects.get(image=image).digit == 7
+
+    response = signed_in.post(reverse("classifier:image_feedback", args=[image.pk]), {"digit": 7}, follow=True)
+    assert "The model already says 7" in response.content.decode()
+    assert Feedback.objects.get(image=image).suggested_digit == 1
+
+
+def test_staff_see_no_feedback_form_on_other_peoples_images(client, user, png):
+    image = done_image(user, png)
+    client.force_login(UserFactory(is_staff=True))
+    assert "Is this wrong?" not in client.get(image.get_absolute_url()).content.decode()
+
+
+def test_grad_cam_image_is_a_png_overlay(signed_in, user, png):
+    image = done_image(user, png)
+    Prediction.objects.filter(image=image).update(saliency=bytes(range(256)) * 3 + bytes(16))
+    response = signed_in.get(reverse("classifier:image_grad_cam", args=[image.pk]))
+    assert response["Content-Type"] == "image/png" and response["X-Content-Type-Options"] == "nosniff"
+    from PIL import Image as PILImage
+
+    picture = PILImage.open(io.BytesIO(response.content))
+    assert picture.size == (224, 224) and picture.mode == "RGB"
+    assert "What the model looked at" in signed_in.get(image.get_absolute_url()).content.decode()
+
+
+def test_history_exports_as_csv_with_the_pages_filters(signed_in, user, png):
+    seven = done_image(user, png, digit=7)
+    done_image(user, png, digit=3)
+    DigitImageFactory(owner=user, data=png, original_name="=HYPERLINK(evil).png")
+    DigitImageFactory(data=png, original_name="someone-else.png")
+    Feedback.objects.create(image=seven, suggested_digit=1)
+
+    response = signed_in.get(reverse("classifier:history_export"))
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="digitsite-history-')
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert len(rows) == 3
+    assert "someone-else.png" not in {row["file_name"] for row in rows}
+    assert "'=HYPERLINK(evil).png" in {row["file_name"] for row in rows}  # no formula in a spreadsheet
+    by_digit = {row["digit"]: row for row in rows}
+    assert by_digit["7"]["your_feedback"] == "1" and by_digit["7"]["model_version"] == "v1"
+    assert float(by_digit["7"]["p7"]) == pytest.approx(0.91) and float(by_digit["7"]["confidence"]) == 0.91
+    assert by_digit[""]["status"] == "pending"
+
+    filtered = signed_in.get(reverse("classifier:history_export"), {"digit": 3})
+    rows = list(csv.DictReader(io.StringIO(b"".join(filtered.streaming_content).decode())))
+    assert [row["digit"] for row in rows] == ["3"]
+    assert (
+        'href="/history/export.csv?digit=3"'
+        in signed_in.get(reverse("classifier:history"), {"digit": 3}).content.decode()
+    )
+
+
+def test_statistics_page_shows_charts_and_numbers_to_staff(client, user, png):
+    from classifier.models import Flag
+
+    seven = done_image(user, png, digit=7)
+    done_image(user, png, digit=7)
+    Flag.objects.create(image=seven, correct_digit=1)
+    Feedback.objects.create(image=seven, suggested_digit=1)
+    client.force_login(UserFactory(is_staff=True))
+    response = client.get(reverse("classifier:stats"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count("<svg") == 6
+    for title in (
+        "Uploads per day",
+        "Predictions per digit",
+        "Confidence of predictions",
+        "Flagged share per model version",
+    ):
+        assert title in html
+    stats = response.context["stats"]
+    assert stats.predictions_per_digit[7] == 2 and stats.uploads_per_day[-1] == 2
+    assert stats.corrections[7][1] == 1
+    assert stats.versions[0].flagged == 1 and stats.versions[0].flagged_share == 0.5
+    assert stats.totals["open_feedback"] == 1

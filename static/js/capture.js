@@ -1,0 +1,210 @@
+/* digitsite: the drawing canvas and the camera.
+ *
+ * Both send their picture through the same upload pipeline as the upload form (a POST to
+ * upload_inline with the file in "images") and put the cards it answers with at the front
+ * of the results; htmx then polls each card until its prediction is there.
+ */
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
+    } catch (error) {
+      return "";
+    }
+  }
+
+  function say(status, text, kind) {
+    status.textContent = text;
+    status.className = "small mt-2" + (kind === "error" ? " text-danger" : "");
+  }
+
+  async function uploadPicture(url, blob, name, results, status) {
+    const data = new FormData();
+    data.append("images", blob, name);
+    say(status, "Uploading…");
+    let response;
+    try {
+      response = await fetch(url, {
+        method: "POST",
+        body: data,
+        headers: {"X-CSRFToken": csrfToken()},
+        credentials: "same-origin",
+      });
+    } catch (error) {
+      say(status, "Could not reach digitsite. Check your connection and try again.", "error");
+      return false;
+    }
+    if (response.redirected) {
+      say(status, "You have been signed out. Reload the page and sign in again.", "error");
+      return false;
+    }
+    if (response.status !== 201 && response.status !== 400) {
+      say(status, "The upload failed (error " + response.status + "). Please try again.", "error");
+      return false;
+    }
+    const holder = document.createElement("div");
+    holder.innerHTML = await response.text();
+    const errors = holder.querySelectorAll(".alert");
+    if (errors.length) {
+      say(status, Array.from(errors, (node) => node.textContent.trim()).join(" "), "error");
+      errors.forEach((node) => node.remove());
+    }
+    const cards = Array.from(holder.children);
+    cards.reverse().forEach((card) => {
+      results.prepend(card);
+      if (window.htmx) window.htmx.process(card);
+    });
+    const empty = document.getElementById("draw-empty") || document.getElementById("gallery-empty");
+    if (cards.length && empty) empty.remove();
+    if (cards.length) say(status, "Classifying…");
+    return cards.length > 0;
+  }
+
+  function initCanvas(app) {
+    const canvas = app.querySelector("#draw-canvas");
+    const context = canvas.getContext("2d");
+    const width = app.querySelector("#pen-width");
+    const submit = app.querySelector("#draw-submit");
+    const status = app.querySelector("#draw-status");
+    const results = app.querySelector("#draw-results");
+    const strokes = [];
+    let current = null;
+
+    function point(event) {
+      // The canvas keeps 280x280 pixels however large CSS shows it.
+      const box = canvas.getBoundingClientRect();
+      return [
+        ((event.clientX - box.left) * canvas.width) / box.width,
+        ((event.clientY - box.top) * canvas.height) / box.height,
+      ];
+    }
+
+    function redraw() {
+      context.fillStyle = "#fff";
+      context.fillRect(0, 0, canvas.width, canvas.height);
+      context.strokeStyle = "#111";
+      context.lineCap = "round";
+      context.lineJoin = "round";
+      for (const stroke of strokes) {
+        context.lineWidth = stroke.width;
+        context.beginPath();
+        context.moveTo(stroke.points[0][0], stroke.points[0][1]);
+        for (const [x, y] of stroke.points) context.lineTo(x, y);
+        context.stroke();
+      }
+      submit.disabled = strokes.length === 0;
+    }
+
+    canvas.addEventListener("pointerdown", (event) => {
+      event.preventDefault();
+      try {
+        canvas.setPointerCapture(event.pointerId);  // keep the stroke when the pointer leaves the canvas
+      } catch (error) {
+        // A pointer that is already gone cannot be captured; the stroke still draws.
+      }
+      current = {width: Number(width.value), points: [point(event)]};
+      strokes.push(current);
+      redraw();
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      if (!current) return;
+      const moves = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+      for (const move of moves.length ? moves : [event]) current.points.push(point(move));
+      redraw();
+    });
+    for (const end of ["pointerup", "pointercancel", "lostpointercapture"]) {
+      canvas.addEventListener(end, () => {
+        current = null;
+      });
+    }
+    app.querySelector("#draw-undo").addEventListener("click", () => {
+      strokes.pop();
+      redraw();
+    });
+    app.querySelector("#draw-clear").addEventListener("click", () => {
+      strokes.length = 0;
+      redraw();
+      say(status, "");
+    });
+    submit.addEventListener("click", () => {
+      submit.disabled = true;
+      canvas.toBlob(async (blob) => {
+        await uploadPicture(app.dataset.uploadUrl, blob, "drawing.png", results, status);
+        submit.disabled = strokes.length === 0;
+      }, "image/png");
+    });
+    redraw();
+  }
+
+  const CAMERA_ERRORS = {
+    NotAllowedError:
+      "Camera permission was refused. Allow the camera for this site in your browser's settings, or upload a photo instead.",
+    SecurityError: "The browser does not allow the camera on this page. Upload a photo instead.",
+    NotFoundError: "No camera was found on this device. Upload a photo instead.",
+    OverconstrainedError: "No camera was found on this device. Upload a photo instead.",
+    NotReadableError: "The camera is busy in another application. Close it there and try again.",
+  };
+
+  function initCamera(root) {
+    const url = root.dataset.uploadUrl;
+    const status = root.querySelector("#camera-status");
+    const results = document.getElementById("gallery");
+    const panel = root.querySelector("#camera-panel");
+    const video = root.querySelector("#camera-video");
+    const phoneInput = root.querySelector("#camera-input");
+    let stream = null;
+
+    function stop() {
+      if (stream) stream.getTracks().forEach((track) => track.stop());
+      stream = null;
+      video.srcObject = null;
+      panel.hidden = true;
+    }
+
+    phoneInput.addEventListener("change", async () => {
+      for (const file of phoneInput.files) await uploadPicture(url, file, file.name, results, status);
+      phoneInput.value = "";
+    });
+
+    root.querySelector("#camera-open").addEventListener("click", async () => {
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+        say(status, "This browser cannot use a camera on this page (it needs HTTPS). Upload a photo instead.", "error");
+        return;
+      }
+      say(status, "Starting the camera…");
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({video: {facingMode: "environment"}, audio: false});
+      } catch (error) {
+        say(status, CAMERA_ERRORS[error.name] || "The camera could not be started (" + error.name + ").", "error");
+        return;
+      }
+      video.srcObject = stream;
+      panel.hidden = false;
+      await video.play();
+      say(status, "Hold the digit in the frame, then press “Capture”.");
+      root.querySelector("#camera-capture").focus();
+    });
+
+    root.querySelector("#camera-capture").addEventListener("click", () => {
+      if (!stream || !video.videoWidth) return;
+      const frame = document.createElement("canvas");
+      frame.width = video.videoWidth;
+      frame.height = video.videoHeight;
+      frame.getContext("2d").drawImage(video, 0, 0);
+      frame.toBlob((blob) => uploadPicture(url, blob, "camera.jpg", results, status), "image/jpeg", 0.92);
+    });
+    root.querySelector("#camera-close").addEventListener("click", () => {
+      stop();
+      say(status, "");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const app = document.getElementById("draw-app");
+    if (app) initCanvas(app);
+    const camera = document.getElementById("camera");
+    if (camera) initCamera(camera);
+  });
+})();
