@@ -82,6 +82,22 @@ class HistoryFilterForm(forms.Form):
         if not (user and user.is_staff):
             del self.fields["everyone"]
 
+    def to_filters(self):
+        """The valid filters as the selectors take them (no filter for anything invalid)."""
+        from classifier.selectors import ImageFilters
+
+        if not self.is_valid():
+            return ImageFilters()
+        data = self.cleaned_data
+        below = data.get("below")
+        return ImageFilters(
+            digit=data.get("digit"),
+            status=data.get("status") or None,
+            max_confidence=below / 100 if below else None,
+            flagged=data.get("flagged"),
+            everyone=bool(data.get("everyone")),
+        )
+
 
 class FlagForm(forms.Form):
     correct_digit = forms.TypedChoiceField(choices=[(d, str(d)) for d in range(10)], coerce=int)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("history/", views.history, name="history"),
     path("history/export.csv", views.history_export, name="history_export"),
     path("stats/", views.stats, name="stats"),
+    path("account/api-token/", views.api_token, name="api_token"),
     path("images/<int:pk>/", views.image_detail, name="image_detail"),
     path("images/<int:pk>/card/", views.image_card, name="image_card"),
     path("images/<int:pk>/file/", views.image_file, name="image_file"),

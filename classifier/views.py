@@ -11,21 +11,35 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 from PIL import Image
 
 from classifier.forms import FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
 from classifier.selectors import ImageFilters, image_get_for, image_list_for, site_stats
-from classifier.services import feedback_give, image_upload_create
+from classifier.services import api_token_create, api_token_revoke, feedback_give, image_upload_create
 
 GALLERY_SIZE = 24
 HISTORY_PAGE_SIZE = 25
 MODEL_INPUT_ZOOM = 8
+
+
+def page_not_found(request, exception):
+    """404: JSON under /api/ (clients parse it), the site's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Something went wrong on our side; please try again."}, status=500)
+    return defaults.server_error(request)
 
 
 @login_not_required
@@ -100,17 +114,24 @@ def image_card(request, pk: int):
 
 def _history_filters(request) -> tuple[HistoryFilterForm, ImageFilters]:
     form = HistoryFilterForm(request.GET or None, user=request.user)
-    if not form.is_valid():
-        return form, ImageFilters()
-    data = form.cleaned_data
-    below = data.get("below")
-    return form, ImageFilters(
-        digit=data.get("digit"),
-        status=data.get("status") or None,
-        max_confidence=below / 100 if below else None,
-        flagged=data.get("flagged"),
-        everyone=bool(data.get("everyone")),
-    )
+    return form, form.to_filters()
+
+
+@require_http_methods(["GET", "POST"])
+def api_token(request):
+    """Create, replace or revoke the signed-in user's API token."""
+    from rest_framework.authtoken.models import Token
+
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            if api_token_revoke(user=request.user):
+                messages.success(request, "Your API token is revoked: requests with it are refused from now on.")
+        else:
+            api_token_create(user=request.user)
+            messages.success(request, "Your new API token is ready. An older one no longer works.")
+        return redirect("classifier:api_token")
+    token = Token.objects.filter(user=request.user).first()
+    return render(request, "classifier/api_token.html", {"token": token})
 
 
 @require_GET
@@ -235,6 +256,11 @@ def image_file(request, pk: int):
     image = image_get_for(request.user, pk)
     if image is None:
         raise Http404
+    return image_file_response(image)
+
+
+def image_file_response(image) -> FileResponse:
+    """The stored file with its real content type; browsers must not guess another."""
     try:
         handle = image.file.open("rb")
     except OSError:

@@ -36,6 +36,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "bootstrap",
     "crispy_forms",
     "crispy_bootstrap5",
@@ -126,6 +130,38 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- Cache ------------------------------------------------------------------------------------
+# API throttling counts requests here: set CACHE_URL (e.g. redis://127.0.0.1:6379/1) when more
+# than one web process serves, so that they share the counts.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# --- REST API ----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # Token first: a request without credentials then gets 401 with WWW-Authenticate, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 25,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"uploads": env("API_UPLOAD_RATE", default="30/minute")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "digitsite API",
+    "DESCRIPTION": "Upload digit images, poll their classification, give feedback. "
+    "Authenticate with `Authorization: Token <key>` (create a key on the site's API token page).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # The documentation page's JavaScript and CSS come from this server: it works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 # --- Static and media files ---------------------------------------------------------------
 STATIC_URL = "static/"

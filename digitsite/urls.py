@@ -7,5 +7,9 @@ admin.site.site_title = "digitsite admin"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("api/", include("classifier.api.urls")),
     path("", include("classifier.urls")),
 ]
+
+handler404 = "classifier.views.page_not_found"
+handler500 = "classifier.views.server_error"

@@ -4,6 +4,7 @@ Web processes import this package too, so TensorFlow is imported lazily, inside 
 functions that run in the worker or in commands.
 """
 
+from classifier.services.accounts import api_token_create, api_token_revoke
 from classifier.services.images import (
     UploadOutcome,
     feedback_confirm,
@@ -28,6 +29,8 @@ __all__ = [
     "RetrainError",
     "RetrainReport",
     "UploadOutcome",
+    "api_token_create",
+    "api_token_revoke",
     "feedback_confirm",
     "feedback_give",
     "image_files_predict",

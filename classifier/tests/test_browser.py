@@ -461,7 +461,8 @@ def test_every_control_is_labelled_every_image_has_alt_and_the_keyboard_works(pa
     log_in(page, staff.username)
     upload(page, [str(digit_files(tmp_path, mnist)[0])], 1)
     image = DigitImage.objects.get(owner=staff)
-    for path in ("/", "/draw/", "/history/", image.get_absolute_url(), "/stats/", "/accounts/password_change/"):
+    pages = ("/", "/draw/", "/history/", image.get_absolute_url(), "/stats/", "/account/api-token/", "/api/docs/")
+    for path in (*pages, "/accounts/password_change/"):
         page.goto(path)
         assert page.evaluate(ACCESSIBILITY_PROBLEMS) == [], path
 

@@ -1,0 +1,104 @@
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from classifier.models import DigitImage, ModelVersion, Prediction
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    probabilities = serializers.ListField(
+        child=serializers.FloatField(), min_length=10, max_length=10, help_text="digit 0 first"
+    )
+    model_version = serializers.IntegerField(source="model_version.number", help_text="the version that predicted")
+
+    class Meta:
+        model = Prediction
+        fields = ["digit", "confidence", "probabilities", "model_version", "created_at"]
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:image-detail")
+    file_url = serializers.SerializerMethodField(help_text="the uploaded file itself")
+    format = serializers.CharField(source="image_format")
+    error = serializers.CharField(source="error_message", help_text="why it failed; empty otherwise")
+    prediction = PredictionSerializer(allow_null=True, read_only=True, help_text="null until the status is done")
+    flagged_as = serializers.SerializerMethodField(help_text="the digit staff say it really is")
+    your_feedback = serializers.SerializerMethodField(help_text="the digit you said it really is")
+
+    class Meta:
+        model = DigitImage
+        fields = [
+            "id",
+            "url",
+            "file_url",
+            "original_name",
+            "format",
+            "content_type",
+            "width",
+            "height",
+            "size_bytes",
+            "uploaded_at",
+            "status",
+            "error",
+            "prediction",
+            "flagged_as",
+            "your_feedback",
+        ]
+
+    def to_representation(self, instance):
+        # The one-to-one reverse accessors raise when missing; the API says null instead.
+        data = super().to_representation(instance)
+        if not hasattr(instance, "prediction"):
+            data["prediction"] = None
+        return data
+
+    def get_file_url(self, image) -> str:
+        return self.context["request"].build_absolute_uri(reverse("api:image-file", args=[image.pk]))
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_flagged_as(self, image):
+        flag = getattr(image, "flag", None)
+        return flag.correct_digit if flag else None
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_your_feedback(self, image):
+        feedback = getattr(image, "feedback", None)
+        return feedback.suggested_digit if feedback else None
+
+
+class UploadSerializer(serializers.Serializer):
+    images = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True),
+        allow_empty=False,
+        help_text="one or many image files (PNG, JPEG, GIF, BMP, WEBP or TIFF)",
+    )
+
+
+class RefusedFileSerializer(serializers.Serializer):
+    file = serializers.CharField(help_text="the file's name")
+    error = serializers.CharField(help_text="why it was refused")
+
+
+class UploadResultSerializer(serializers.Serializer):
+    images = ImageSerializer(many=True, help_text="the stored images, queued for classification")
+    errors = RefusedFileSerializer(many=True, help_text="the refused files")
+
+
+class FeedbackSerializer(serializers.Serializer):
+    digit = serializers.IntegerField(min_value=0, max_value=9, help_text="the digit the image really shows")
+
+
+class FeedbackResultSerializer(serializers.Serializer):
+    image = serializers.IntegerField()
+    suggested_digit = serializers.IntegerField()
+    predicted_digit = serializers.IntegerField()
+    confirmed = serializers.BooleanField(help_text="staff confirmed it as a correction")
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    test_accuracy = serializers.FloatField(allow_null=True, read_only=True, help_text="on the MNIST test set")
+    parent = serializers.IntegerField(source="parent.number", allow_null=True, read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["number", "architecture", "is_active", "test_accuracy", "parent", "flags_used", "created_at", "notes"]

@@ -1,0 +1,26 @@
+from django.contrib.auth.decorators import login_not_required
+from django.urls import URLPattern, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from classifier.api.views import ImageViewSet, ModelVersionViewSet
+
+app_name = "api"
+
+router = SimpleRouter()
+router.register("v1/images", ImageViewSet, basename="image")
+router.register("v1/models", ModelVersionViewSet, basename="model")
+
+
+def _api(pattern: URLPattern) -> URLPattern:
+    # The API authenticates itself (token or session) and answers 401; the site's
+    # LoginRequiredMiddleware would redirect to the log-in page instead.
+    pattern.callback = login_not_required(pattern.callback)
+    return pattern
+
+
+urlpatterns = [
+    *[_api(pattern) for pattern in router.urls],
+    _api(path("schema/", SpectacularAPIView.as_view(), name="schema")),
+    _api(path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs")),
+]

@@ -1,0 +1,271 @@
+"""The REST API: every endpoint, its permissions, throttling, and a schemathesis run."""
+
+import pytest
+import schemathesis
+from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from classifier.api.views import UploadThrottle
+from classifier.models import DigitImage, Feedback, Prediction
+from classifier.services import model_version_ensure_initial, prediction_run
+from classifier.tests.factories import DigitImageFactory, UserFactory
+from ml.tests.conftest import encode
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    cache.clear()  # throttling counts live in the cache; each test starts from zero
+
+
+@pytest.fixture
+def user():
+    return UserFactory()
+
+
+@pytest.fixture
+def api(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def png(mnist):
+    return encode(255 - mnist.test.images[0])  # a 7
+
+
+def classified(owner, png):
+    image = DigitImageFactory(owner=owner, data=png)
+    prediction_run(image_id=image.pk)
+    image.refresh_from_db()
+    return image
+
+
+def test_without_credentials_every_endpoint_answers_401(png):
+    image = DigitImageFactory(data=png)
+    client = APIClient()
+    for method, url in [
+        ("get", reverse("api:image-list")),
+        ("post", reverse("api:image-list")),
+        ("get", reverse("api:image-detail", args=[image.pk])),
+        ("get", reverse("api:image-file", args=[image.pk])),
+        ("post", reverse("api:image-feedback", args=[image.pk])),
+        ("get", reverse("api:model-list")),
+    ]:
+        response = getattr(client, method)(url)
+        assert response.status_code == 401, url
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert bad.get(reverse("api:image-list")).status_code == 401
+
+
+def test_upload_one_or_many_answers_202_with_ids_and_per_file_errors(
+    api, user, png, django_capture_on_commit_callbacks
+):
+    files = [SimpleUploadedFile("a.png", png), SimpleUploadedFile("b.png", png), SimpleUploadedFile("c.png", b"text")]
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = api.post(reverse("api:image-list"), {"images": files}, format="multipart")
+    assert response.status_code == 202
+    body = response.json()
+    assert [image["original_name"] for image in body["images"]] == ["a.png", "b.png"]
+    first = body["images"][0]
+    assert first["status"] == "pending" and first["prediction"] is None
+    assert first["url"] == f"http://testserver/api/v1/images/{first['id']}/"
+    assert body["errors"] == [
+        {"file": "c.png", "error": "This file is not an image we can read (PNG, JPEG, GIF, BMP, WEBP or TIFF)."}
+    ]
+    assert DigitImage.objects.filter(owner=user).count() == 2
+    assert len(callbacks) == 1  # both queued once the upload is committed
+
+    refused = api.post(reverse("api:image-list"), {"images": [SimpleUploadedFile("e.png", b"")]}, format="multipart")
+    assert refused.status_code == 400 and refused.json() == {
+        "images": [],
+        "errors": [{"file": "e.png", "error": "The file is empty."}],
+    }
+    assert api.post(reverse("api:image-list"), {}, format="multipart").status_code == 400
+
+
+def test_status_and_prediction_of_an_image(api, user, png):
+    pending = DigitImageFactory(owner=user, data=png)
+    body = api.get(reverse("api:image-detail", args=[pending.pk])).json()
+    assert body["status"] == "pending" and body["prediction"] is None and body["error"] == ""
+
+    done = classified(user, png)
+    body = api.get(reverse("api:image-detail", args=[done.pk])).json()
+    assert body["status"] == "done"
+    prediction = body["prediction"]
+    assert prediction["digit"] == 7 and prediction["model_version"] == 1
+    assert len(prediction["probabilities"]) == 10 and sum(prediction["probabilities"]) == pytest.approx(1, abs=1e-4)
+    assert prediction["confidence"] == max(prediction["probabilities"])
+
+    file = api.get(body["file_url"])
+    assert file.status_code == 200 and file["Content-Type"] == "image/png"
+    assert b"".join(file.streaming_content) == png
+
+
+def test_other_users_images_answer_404_and_staff_see_them(api, png):
+    stranger_image = classified(UserFactory(), png)
+    for name in ("api:image-detail", "api:image-file"):
+        assert api.get(reverse(name, args=[stranger_image.pk])).status_code == 404
+    assert api.post(reverse("api:image-feedback", args=[stranger_image.pk]), {"digit": 1}).status_code == 404
+    staff = APIClient()
+    staff.force_authenticate(UserFactory(is_staff=True))
+    assert staff.get(reverse("api:image-detail", args=[stranger_image.pk])).status_code == 200
+    assert staff.post(reverse("api:image-feedback", args=[stranger_image.pk]), {"digit": 1}).status_code == 404
+
+
+def test_list_is_the_callers_history_with_its_filters_and_pages(api, user, png, mnist):
+    seven = classified(user, png)
+    two = classified(user, encode(255 - mnist.test.images[1]))
+    DigitImageFactory(owner=user, data=png)  # pending
+    classified(UserFactory(), png)  # someone else's
+
+    body = api.get(reverse("api:image-list")).json()
+    assert body["count"] == 3 and body["next"] is None
+    assert {image["id"] for image in body["results"]} >= {seven.pk, two.pk}
+    assert [i["id"] for i in api.get(reverse("api:image-list"), {"digit": 2}).json()["results"]] == [two.pk]
+    assert api.get(reverse("api:image-list"), {"status": "pending"}).json()["count"] == 1
+    assert api.get(reverse("api:image-list"), {"digit": 12}).status_code == 400
+    assert api.get(reverse("api:image-list"), {"page": 2}).status_code == 404
+
+
+def test_feedback_is_recorded_and_the_prediction_stays(api, user, png):
+    image = classified(user, png)
+    url = reverse("api:image-feedback", args=[image.pk])
+    response = api.post(url, {"digit": 1}, format="json")
+    assert response.status_code == 200
+    assert response.json() == {"image": image.pk, "suggested_digit": 1, "predicted_digit": 7, "confirmed": False}
+    assert Feedback.objects.get(image=image).suggested_digit == 1
+    assert Prediction.objects.get(image=image).digit == 7
+    assert api.get(reverse("api:image-detail", args=[image.pk])).json()["your_feedback"] == 1
+
+    assert api.post(url, {"digit": 7}, format="json").status_code == 400  # what the model already says
+    assert api.post(url, {"digit": 10}, format="json").status_code == 400
+    pending = DigitImageFactory(owner=user, data=png)
+    response = api.post(reverse("api:image-feedback", args=[pending.pk]), {"digit": 1}, format="json")
+    assert response.status_code == 400 and "no prediction yet" in response.json()["detail"]
+
+
+def test_model_versions_say_which_is_active(api):
+    model_version_ensure_initial()
+    versions = api.get(reverse("api:model-list")).json()
+    assert versions[0]["number"] == 1 and versions[0]["is_active"] is True
+    assert versions[0]["architecture"] == "deep" and versions[0]["test_accuracy"] >= 0.996
+
+
+def test_uploads_are_throttled_per_user(api, png, monkeypatch):
+    monkeypatch.setattr(UploadThrottle, "THROTTLE_RATES", {"uploads": "2/minute"})
+    url = reverse("api:image-list")
+    for _ in range(2):
+        assert api.post(url, {"images": [SimpleUploadedFile("a.png", png)]}, format="multipart").status_code == 202
+    response = api.post(url, {"images": [SimpleUploadedFile("a.png", png)]}, format="multipart")
+    assert response.status_code == 429 and "Retry-After" in response
+    assert api.get(url).status_code == 200  # reading is not throttled
+    other = APIClient()
+    other.force_authenticate(UserFactory())
+    assert other.post(url, {"images": [SimpleUploadedFile("a.png", png)]}, format="multipart").status_code == 202
+
+
+def test_a_request_over_the_size_limit_gets_413(api, png, settings):
+    settings.UPLOAD_MAX_REQUEST_BYTES = 1000
+    response = api.post(
+        reverse("api:image-list"), {"images": [SimpleUploadedFile("a.png", png + bytes(5000))]}, format="multipart"
+    )
+    assert response.status_code == 413 and "one upload can carry at most" in response.json()["detail"]
+
+
+def test_tokens_are_created_replaced_and_revoked_on_the_site(client, user):
+    client.force_login(user)
+    page = reverse("classifier:api_token")
+    assert "You have no API token." in client.get(page).content.decode()
+    client.post(page, {"action": "create"})
+    first = Token.objects.get(user=user).key
+    assert first in client.get(page).content.decode()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {first}")
+    assert api.get(reverse("api:image-list")).status_code == 200
+
+    client.post(page, {"action": "create"})
+    assert api.get(reverse("api:image-list")).status_code == 401  # the old one stops working
+    second = Token.objects.get(user=user).key
+    client.post(page, {"action": "revoke"})
+    api.credentials(HTTP_AUTHORIZATION=f"Token {second}")
+    assert api.get(reverse("api:image-list")).status_code == 401
+    assert not Token.objects.filter(user=user).exists()
+
+
+def test_schema_and_offline_documentation_are_served(client):
+    schema = client.get(reverse("api:schema"), HTTP_ACCEPT="application/json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert {"/api/v1/images/", "/api/v1/images/{id}/", "/api/v1/images/{id}/feedback/", "/api/v1/models/"} <= set(paths)
+    docs = client.get(reverse("api:docs")).content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in docs
+    assert "cdn.jsdelivr" not in docs and "unpkg.com" not in docs
+    bundle = client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+    assert bundle.status_code == 200  # served by this site, so the page works offline
+
+
+# --- schemathesis: generated requests against the schema, in process ------------------------
+
+
+def _schema():
+    """The schema, read from the app itself; generated requests go to the WSGI app in-process."""
+    from digitsite.wsgi import application
+
+    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
+
+
+schema = _schema()
+
+
+@pytest.fixture
+def _connection_stays_open():
+    """As Django's test client does: a request must not close the test's database connection."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def schemathesis_token(png):
+    owner = UserFactory()
+    for _ in range(2):
+        classified(owner, png)
+    return Token.objects.create(user=owner).key
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("_connection_stays_open")
+@schema.parametrize()
+@hypothesis_settings(
+    max_examples=100,
+    derandomize=True,  # the same examples every run: CI never fails by chance
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_the_api_matches_its_schema_and_never_fails(case, schemathesis_token, monkeypatch):
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    monkeypatch.setattr(UploadThrottle, "THROTTLE_RATES", {"uploads": "10000/minute"})
+    case.call_and_validate(
+        headers={"Authorization": f"Token {schemathesis_token}"},
+        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+    )
