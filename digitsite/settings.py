@@ -207,6 +207,8 @@ RETRAIN_TRAIN_LIMIT = env.int("RETRAIN_TRAIN_LIMIT", default=None)
 RETRAIN_TEST_LIMIT = env.int("RETRAIN_TEST_LIMIT", default=None)
 
 # --- Classification -----------------------------------------------------------------------
+# An upload's images are classified in batches of this many: one model call for each batch.
+CLASSIFY_BATCH_SIZE = env.int("CLASSIFY_BATCH_SIZE", default=32)
 # A task redelivered this many times (its worker died each time) fails the image instead.
 CLASSIFY_MAX_ATTEMPTS = env.int("CLASSIFY_MAX_ATTEMPTS", default=3)
 # Images still pending after this long are queued again (requeue_stale, every minute in beat).

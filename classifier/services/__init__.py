@@ -13,6 +13,7 @@ from classifier.services.images import (
     image_upload_create,
     images_requeue_stale,
     prediction_run,
+    predictions_run,
 )
 from classifier.services.modelling import (
     image_files_predict,
@@ -45,4 +46,5 @@ __all__ = [
     "model_version_activate",
     "model_version_ensure_initial",
     "prediction_run",
+    "predictions_run",
 ]

@@ -34,23 +34,31 @@ class UploadOutcome:
 
 
 def _enqueue_classifications(image_ids: list[int]) -> list[int]:
-    """Queue each image's classification; return the ids that reached the broker.
+    """Queue the images' classification in batches of ``CLASSIFY_BATCH_SIZE`` (one model call
+    each); return the ids that reached the broker.
 
     When the broker cannot be reached the images stay stored and pending, and
     ``requeue_stale`` queues them once it is back. The first failure ends the loop: every
     further try would wait out the same connection timeout while the person waits.
     """
-    from classifier.tasks import classify_image
+    from classifier.tasks import classify_images
 
-    for index, image_id in enumerate(image_ids):
+    size = settings.CLASSIFY_BATCH_SIZE
+    for start in range(0, len(image_ids), size):
         try:
-            classify_image.delay(image_id)
+            classify_images.delay(image_ids[start : start + size])
         except Exception:
             logger.exception(
-                "the broker is unreachable; %d images stay pending for requeue_stale", len(image_ids) - index
+                "the broker is unreachable; %d images stay pending for requeue_stale", len(image_ids) - start
             )
-            return image_ids[:index]
+            return image_ids[:start]
     return image_ids
+
+
+def _enqueue_each(image_id: int) -> None:
+    from classifier.tasks import classify_image
+
+    classify_image.delay(image_id)
 
 
 def _upload_allowance(owner) -> tuple[int, str]:
@@ -126,14 +134,14 @@ def _predictor_for(version: ModelVersion):
     return predictor
 
 
-def _saliency(predictor, array) -> bytes | None:
-    """The Grad-CAM heat map as 28x28 bytes; a prediction is stored even if this fails."""
+def _saliency(predictor, arrays) -> list[bytes | None]:
+    """Grad-CAM heat maps as 28x28 bytes each; predictions are stored even if this fails."""
     try:
-        heat = predictor.explain(array[None])[0]
+        heat = predictor.explain(arrays)
     except Exception:
-        logger.exception("Grad-CAM failed; the prediction is stored without it")
-        return None
-    return np.round(np.clip(heat, 0, 1) * 255).astype(np.uint8).tobytes()
+        logger.exception("Grad-CAM failed; the predictions are stored without it")
+        return [None] * len(arrays)
+    return [np.round(np.clip(h, 0, 1) * 255).astype(np.uint8).tobytes() for h in heat]
 
 
 def _image_fail(image_id: int, message: str) -> None:
@@ -141,61 +149,85 @@ def _image_fail(image_id: int, message: str) -> None:
 
 
 def prediction_run(*, image_id: int) -> Prediction | None:
-    """Classify one stored image with the active model and store its Prediction.
+    """Classify one stored image; see ``predictions_run``."""
+    return predictions_run(image_ids=[image_id]).get(image_id)
 
-    Idempotent: an image that already has a prediction is left as it is (the one-to-one
-    column backs this). An image that cannot be classified ends ``failed`` with the reason.
+
+def predictions_run(*, image_ids: list[int]) -> dict[int, Prediction]:
+    """Classify stored images with the active model, all survivors in one model call, and
+    store one Prediction each. Returns the predictions by image id.
+
+    Idempotent per image: one that already has a prediction is left as it is (the one-to-one
+    column backs this). One that cannot be classified ends ``failed`` with the reason.
+    A batch delivered again means a worker died in it: its images that were already tried
+    are queued one by one instead, so that one image that kills workers fails alone after
+    ``CLASSIFY_MAX_ATTEMPTS`` and takes no other image with it.
     """
-    image = DigitImage.objects.filter(pk=image_id).first()
-    if image is None:
-        logger.info("image %s is gone; nothing to classify", image_id)
-        return None
-    existing = Prediction.objects.filter(image_id=image_id).first()
-    if existing is not None:
-        if image.status != DigitImage.Status.DONE:
-            DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.DONE, error_message="")
-        return existing
+    images = {image.pk: image for image in DigitImage.objects.filter(pk__in=image_ids)}
+    existing = {p.image_id: p for p in Prediction.objects.filter(image_id__in=images)}
+    finished_late = [pk for pk in existing if images[pk].status != DigitImage.Status.DONE]
+    DigitImage.objects.filter(pk__in=finished_late).update(status=DigitImage.Status.DONE, error_message="")
 
-    if image.status == DigitImage.Status.FAILED:
-        return None
-    if image.attempts >= settings.CLASSIFY_MAX_ATTEMPTS:
-        # Every earlier delivery ended without a result: its worker died on this image.
-        # Stop here instead of letting it kill workers forever.
-        _image_fail(image_id, f"This image could not be classified after {image.attempts} attempts.")
-        return None
-    DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.PROCESSING, attempts=F("attempts") + 1)
-    try:
-        with image.file.open("rb") as fh:
-            data = fh.read()
-    except OSError:
-        _image_fail(image_id, "The stored file could not be read.")
-        return None
+    todo = []
+    for pk, image in images.items():
+        if pk in existing or image.status == DigitImage.Status.FAILED:
+            continue
+        if image.attempts >= settings.CLASSIFY_MAX_ATTEMPTS:
+            # Every earlier delivery ended without a result: its worker died on this image.
+            _image_fail(pk, f"This image could not be classified after {image.attempts} attempts.")
+        elif image.attempts and len(images) > 1:
+            _enqueue_each(pk)
+        else:
+            todo.append(image)
+    if not todo:
+        return existing
+    DigitImage.objects.filter(pk__in=[i.pk for i in todo]).update(
+        status=DigitImage.Status.PROCESSING, attempts=F("attempts") + 1
+    )
+
+    readable, blobs = [], []
+    for image in todo:
+        try:
+            with image.file.open("rb") as fh:
+                blobs.append(fh.read())
+            readable.append(image)
+        except OSError:
+            _image_fail(image.pk, "The stored file could not be read.")
 
     version = model_version_ensure_initial()
     predictor = _predictor_for(version)
     started = time.perf_counter()
-    result = predictor.predict_images([data])[0]
-    inference_ms = (time.perf_counter() - started) * 1000
-    if result.prediction is None:
-        _image_fail(image_id, result.error)
-        return None
-    saliency = _saliency(predictor, result.model_input.array)
+    results = predictor.predict_images(blobs)
+    inference_ms = (time.perf_counter() - started) * 1000 / max(len(blobs), 1)  # per image of the batch
+    classified = [(image, r) for image, r in zip(readable, results, strict=True) if r.prediction is not None]
+    for image, result in zip(readable, results, strict=True):
+        if result.prediction is None:
+            _image_fail(image.pk, result.error)
+    if not classified:
+        return existing
+    saliency = _saliency(predictor, np.stack([r.model_input.array for _, r in classified]))
 
     with transaction.atomic():
-        prediction, _ = Prediction.objects.get_or_create(
-            image_id=image_id,
-            defaults={
-                "digit": result.prediction.digit,
-                "confidence": result.prediction.confidence,
-                "probabilities": list(result.prediction.probabilities),
-                "model_version": version,
-                "model_input": result.model_input.display.tobytes(),
-                "inference_ms": inference_ms,
-                "saliency": saliency,
-            },
+        # ignore_conflicts: a duplicate delivery that got here first keeps its prediction.
+        Prediction.objects.bulk_create(
+            [
+                Prediction(
+                    image_id=image.pk,
+                    digit=result.prediction.digit,
+                    confidence=result.prediction.confidence,
+                    probabilities=list(result.prediction.probabilities),
+                    model_version=version,
+                    model_input=result.model_input.display.tobytes(),
+                    inference_ms=inference_ms,
+                    saliency=heat,
+                )
+                for (image, result), heat in zip(classified, saliency, strict=True)
+            ],
+            ignore_conflicts=True,
         )
-        DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.DONE, error_message="")
-    return prediction
+        done = [image.pk for image, _ in classified]
+        DigitImage.objects.filter(pk__in=done).update(status=DigitImage.Status.DONE, error_message="")
+    return existing | {p.image_id: p for p in Prediction.objects.filter(image_id__in=done)}
 
 
 def images_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:

@@ -10,6 +10,7 @@ from classifier.services import (
     model_version_activate,
     model_version_ensure_initial,
     prediction_run,
+    predictions_run,
 )
 from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, UserFactory
 from ml.tests.conftest import encode
@@ -146,3 +147,38 @@ def test_feedback_is_a_suggestion_until_staff_confirm_it(mnist):
     assert flag.correct_digit == 4 and flag.flagged_by == staff and "feedback" in flag.note
     feedback.refresh_from_db()
     assert feedback.is_confirmed and feedback.confirmed_by == staff
+
+
+def test_a_batch_is_classified_with_one_model_call(mnist, monkeypatch):
+    from ml.inference import Predictor
+
+    images = [DigitImageFactory(data=encode(255 - mnist.test.images[i])) for i in range(3)]
+    blank = DigitImageFactory(data=encode(np.full((40, 40), 255)))
+    calls = []
+    real = Predictor.predict_images
+    monkeypatch.setattr(Predictor, "predict_images", lambda self, blobs: calls.append(len(blobs)) or real(self, blobs))
+    predictions = predictions_run(image_ids=[i.pk for i in [*images, blank]])
+    assert calls == [4]
+    assert {pk: p.digit for pk, p in predictions.items()} == {
+        image.pk: int(mnist.test.labels[i]) for i, image in enumerate(images)
+    }
+    blank.refresh_from_db()
+    assert blank.status == DigitImage.Status.FAILED and "No digit found" in blank.error_message
+    assert all(p.saliency and p.inference_ms > 0 for p in predictions.values())
+    assert predictions_run(image_ids=[i.pk for i in images]) == predictions  # idempotent: nothing new
+    assert calls == [4]
+
+
+def test_a_batch_delivered_again_splits_into_one_task_per_image(mnist, monkeypatch):
+    from classifier.tasks import classify_image
+
+    queued = []
+    monkeypatch.setattr(classify_image, "delay", queued.append)  # the broker, as far as this test goes
+    tried = DigitImageFactory(data=encode(255 - mnist.test.images[0]), attempts=1, status=DigitImage.Status.PROCESSING)
+    fresh = DigitImageFactory(data=encode(255 - mnist.test.images[1]))
+    predictions = predictions_run(image_ids=[tried.pk, fresh.pk])
+    assert queued == [tried.pk]  # the image a worker died on goes alone
+    assert list(predictions) == [fresh.pk]
+    assert prediction_run(image_id=tried.pk).digit == mnist.test.labels[0]
+    tried.refresh_from_db()
+    assert tried.attempts == 2 and tried.status == DigitImage.Status.DONE
