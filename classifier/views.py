@@ -283,7 +283,7 @@ def _png_response(pixels: np.ndarray) -> HttpResponse:
 @require_GET
 def image_grad_cam(request, pk: int):
     """The Grad-CAM heat map over the model input: which pixels drove the prediction."""
-    from ml.explain import heatmap_overlay
+    from ml.heatmap import heatmap_overlay
 
     image = image_get_for(request.user, pk)
     prediction = getattr(image, "prediction", None) if image else None

@@ -20,12 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ml.architectures import NUM_CLASSES, build
+from ml.artifacts import CONFUSION_FILE, CURVES_FILE, METADATA_FILE, MODEL_FILE
 from ml.data import Mnist
-
-MODEL_FILE = "model.keras"
-METADATA_FILE = "metadata.json"
-CURVES_FILE = "training_curves.png"
-CONFUSION_FILE = "confusion_matrix.png"
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def model_version_ensure_initial() -> ModelVersion:
     if active:
         return active
 
-    from ml.train import METADATA_FILE
+    from ml.artifacts import METADATA_FILE
 
     directory = Path(settings.SHIPPED_MODEL_DIR)
     metadata = json.loads((directory / METADATA_FILE).read_text())

@@ -6,7 +6,8 @@ from keras import layers
 
 import ml.explain
 from ml.architectures import INPUT_SHAPE, NUM_CLASSES, build
-from ml.explain import GradCam, grad_cam, heatmap_overlay
+from ml.explain import GradCam, grad_cam
+from ml.heatmap import heatmap_overlay
 from ml.inference import Predictor
 from ml.tests.conftest import SHIPPED_MODEL_DIR
 
