@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED := 1
 # TensorFlow's start-up chatter (oneDNN notices, CPU feature lists) hides real output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test lint format bench bench-load screenshots clean
+.PHONY: install run test lint format bench bench-load bench-quick screenshots clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,20 @@ format: install
 screenshots: install
 	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest classifier/tests/test_browser.py -q
 
+# Every performance figure of docs/performance.md (about 15 minutes on 2 cores; each script
+# starts what it needs and stops by itself).
 bench: install
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/worker.py
+	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/load.py
+	$(BIN)/python bench/retrain.py
+
+# The same without the load test and retraining (about 3 minutes).
+bench-quick: install
+	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/worker.py --images 1000
+	$(BIN)/python bench/latency.py --single 100 --seconds 10
 
 # 2,000 uploads through gunicorn, the broker and a Celery worker; fails if any is lost or doubled.
 bench-load: install

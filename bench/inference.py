@@ -7,6 +7,8 @@ the ratios. Run: ``make bench`` (or ``.venv/bin/python bench/inference.py [--mod
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import statistics
 import sys
@@ -37,6 +39,47 @@ def timed(fn, repeats: int) -> list[float]:
         fn()
         samples.append((time.perf_counter() - started) * 1000)
     return samples
+
+
+def timed_each(fn, items) -> list[float]:
+    samples = []
+    for item in items:
+        started = time.perf_counter()
+        fn(item)
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def tflite_runner(model):
+    """The same model converted to TFLite, as a function of a batch (measured, not shipped)."""
+    import tensorflow as tf
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter narrates its export
+        converted = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    interpreter = tf.lite.Interpreter(model_content=converted)
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    shape = [None]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if shape[0] != batch.shape:
+            interpreter.resize_tensor_input(source, batch.shape)
+            interpreter.allocate_tensors()
+            shape[0] = batch.shape
+        interpreter.set_tensor(source, batch)
+        interpreter.invoke()
+        return interpreter.get_tensor(target)
+
+    return run
 
 
 def main() -> None:
@@ -85,6 +128,33 @@ def main() -> None:
         by_kind.setdefault(upload.scenario, []).append(ms)
     for kind, samples in sorted(by_kind.items()):
         print(f"  preprocessing {kind:<11} p50 {statistics.median(samples):7.3f} ms")
+
+    print("\n== the worker's path per image: decode + preprocess + model (predict_images) ==")
+    mnist_pngs = [encode_png(255 - image) for image in test.images[:512]]
+    realistic = [upload.data for upload in uploads]
+    for label, blobs in [("MNIST-style PNG uploads", mnist_pngs), ("realistic uploads (photos, scans...)", realistic)]:
+        single = timed_each(lambda blob: predictor.predict_images([blob]), blobs)
+        batched = [
+            ms / len(chunk)
+            for chunk in (blobs[i : i + 32] for i in range(0, len(blobs) - 31, 32))
+            for ms in timed(lambda chunk=chunk: predictor.predict_images(chunk), 1)
+        ]
+        print(f"{label}")
+        print(f"  one at a time           {percentiles(single)}")
+        print(f"  in batches of 32        p50 {statistics.median(batched):7.3f} ms per image   (target: p50 <= 2 ms)")
+
+    print("\n== the model call: tf.function against TFLite (same weights) ==")
+    tflite = tflite_runner(model)
+    batch32 = x[:32]
+    for label, fn in [("tf.function", predictor.probabilities), ("TFLite", tflite)]:
+        one = timed(lambda fn=fn: fn(x[:1]), 300)
+        many = [ms / 32 for ms in timed(lambda fn=fn: fn(batch32), 100)]
+        print(
+            f"{label:<12} one image p50 {statistics.median(one):6.3f} ms   in batches of 32: "
+            f"p50 {statistics.median(many):6.3f} ms per image"
+        )
+    difference = float(np.abs(tflite(x[:1000]) - predictor.probabilities(x[:1000])).max())
+    print(f"largest probability difference, TFLite vs tf.function, 1,000 test images: {difference:.1e}")
 
     print(f"\n== batch throughput, batches of {args.batch} ==")
     batches = [x[i : i + args.batch] for i in range(0, len(x) - args.batch + 1, args.batch)]

@@ -7,17 +7,16 @@ every image to finish, and checks that none was lost and none classified twice. 
 upload and classification throughput, upload-to-result latency and accuracy.
 
 Run: ``make bench-load`` or ``.venv/bin/python bench/load.py [--uploads 2000]``. The broker is
-Redis when CELERY_BROKER_URL says so, else the embedded one; the database is a scratch
+Redis when CELERY_BROKER_URL says so or the machine runs one (else the embedded broker,
+``--embedded`` forces it); the database is a scratch
 SQLite file unless ``--database-url`` names a scratch database.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,28 +27,17 @@ from pathlib import Path
 
 import numpy as np
 import requests
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from stack import broker_url, free_port, png  # noqa: E402
 
 from ml.data import load_mnist  # noqa: E402
 
 FILES_PER_REQUEST = 20
 BLANK_EVERY = 100  # one upload in this many is a blank page: it must end failed, with a reason
 PASSWORD = "load-test-password-42"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def csrf_token(session: requests.Session, url: str) -> str:
@@ -91,6 +79,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
     parser.add_argument("--database-url", help="a scratch database (default: a new SQLite file)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for classification")
+    parser.add_argument("--embedded", action="store_true", help="the embedded broker even where Redis runs")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="digitsite-load-"))
@@ -101,8 +90,10 @@ def main() -> None:
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONUNBUFFERED": "1",
     }
-    if not env.get("CELERY_BROKER_URL", "").startswith("redis"):
-        env |= {"CELERY_BROKER_URL": "filesystem://", "CELERY_BROKER_FOLDER": str(scratch / "broker")}
+    env |= {
+        "CELERY_BROKER_URL": "filesystem://" if args.embedded else broker_url(),
+        "CELERY_BROKER_FOLDER": str(scratch / "broker"),
+    }
     os.environ.update(env)
     broker = env["CELERY_BROKER_URL"].split("://")[0]
     database = env["DATABASE_URL"].split("://")[0]

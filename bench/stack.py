@@ -1,0 +1,215 @@
+"""A throwaway digitsite stack for the benchmarks: scratch database and media, gunicorn, a
+Celery worker, a user with an API token. Redis when CELERY_BROKER_URL says so or when the
+machine runs one on 127.0.0.1:6379 (database 9, emptied first); else the embedded broker."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MNIST_DIR = os.environ.get("MNIST_DATA_DIR") or str(REPO.parent / "shared" / "data" / "mnist")
+LOCAL_REDIS = "redis://127.0.0.1:6379/9"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def loads_tensorflow(pid: int) -> bool:
+    try:
+        return "libtensorflow" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def broker_url() -> str:
+    configured = os.environ.get("CELERY_BROKER_URL", "")
+    if configured.startswith("redis"):
+        return configured
+    try:
+        import redis
+
+        redis.Redis.from_url(LOCAL_REDIS, socket_connect_timeout=1).flushdb()
+        return LOCAL_REDIS
+    except Exception:
+        return "filesystem://"
+
+
+class Stack:
+    """``with Stack() as stack:`` runs gunicorn and a worker until the block ends."""
+
+    def __init__(self, *, web_workers: int = 2, concurrency: int = 2, database_url: str | None = None, start=True):
+        self.scratch = Path(tempfile.mkdtemp(prefix="digitsite-bench-"))
+        broker = broker_url()
+        self.env = os.environ | {
+            "DATABASE_URL": database_url or f"sqlite:///{self.scratch / 'db.sqlite3'}",
+            "MEDIA_ROOT": str(self.scratch / "media"),
+            "CELERY_BROKER_URL": broker,
+            "CELERY_BROKER_FOLDER": str(self.scratch / "broker"),
+            "UPLOAD_RATE_LIMIT": "1000000",  # limits are not what the benchmarks measure
+            "API_UPLOAD_RATE": "1000000/minute",
+            "MNIST_DATA_DIR": MNIST_DIR,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.web_workers, self.concurrency, self.start = web_workers, concurrency, start
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.web = self.worker = None
+
+    def describe(self) -> str:
+        database = self.env["DATABASE_URL"].split("://")[0]
+        return f"database {database}, broker {self.env['CELERY_BROKER_URL'].split('://')[0]}, scratch {self.scratch}"
+
+    def __enter__(self) -> Stack:
+        os.environ.update(self.env)  # this process reads the same database through Django
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=self.env, check=True)
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
+        django.setup()
+        from django.contrib.auth.models import User
+        from rest_framework.authtoken.models import Token
+
+        self.user = User.objects.create_user("bench", password="bench-password-42")
+        self.token = Token.objects.create(user=self.user).key
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {self.token}"
+        if self.start:
+            self.start_web()
+            self.start_worker()
+        return self
+
+    def start_web(self) -> None:
+        command = [sys.executable, "-m", "gunicorn", "digitsite.wsgi", "-b", f"127.0.0.1:{self.port}"]
+        self.web = self._spawn("web", [*command, "-w", str(self.web_workers)])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{self.base}/api/schema/", timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise SystemExit("gunicorn did not come up")
+
+    def start_worker(self, warm: bool = True) -> None:
+        command = [sys.executable, "-m", "celery", "-A", "digitsite", "worker", "--pool", "prefork"]
+        options = ["--concurrency", str(self.concurrency), "--loglevel", "WARNING", "--without-mingle"]
+        self.worker = self._spawn("worker", [*command, *options, "--without-gossip"])
+        if warm:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """One upload per worker process, so that no measurement pays for loading the model."""
+        from classifier.models import DigitImage
+
+        name, data, _ = mnist_uploads(1)[0]
+        for _ in range(self.concurrency * 3):
+            self.upload([(name, data)])
+        self.wait_until_finished(timeout=120)
+        DigitImage.objects.all().delete()
+
+    def upload(self, files: list[tuple[str, bytes]]) -> requests.Response:
+        parts = [("images", (name, data, "image/png")) for name, data in files]
+        response = self.session.post(f"{self.base}/api/v1/images/", files=parts, timeout=60)
+        if response.status_code != 202:
+            raise SystemExit(f"upload failed: HTTP {response.status_code} {response.text[:300]}")
+        return response
+
+    def wait_until_finished(self, timeout: float = 600) -> float:
+        from classifier.models import DigitImage
+
+        started = time.monotonic()
+        while DigitImage.objects.filter(status__in=["pending", "processing"]).exists():
+            if time.monotonic() - started > timeout:
+                raise SystemExit("timed out waiting for classification")
+            if self.worker is not None and self.worker.poll() is not None:
+                raise SystemExit(f"the worker died; see {self.scratch / 'worker.log'}")
+            time.sleep(0.02)
+        return time.monotonic() - started
+
+    def memory(self) -> dict:
+        worker_children = children(self.worker.pid) if self.worker else []
+        web_children = children(self.web.pid) if self.web else []
+        return {
+            "worker_parent_mb": rss_mb(self.worker.pid) if self.worker else 0,
+            "worker_child_mb": max((rss_mb(pid) for pid in worker_children), default=0),
+            "web_mb": max((rss_mb(pid) for pid in web_children), default=0),
+            "web_loads_tensorflow": any(loads_tensorflow(pid) for pid in web_children),
+            "worker_loads_tensorflow": any(loads_tensorflow(pid) for pid in worker_children),
+        }
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        log = open(self.scratch / f"{name}.log", "w")  # noqa: SIM115 - open while the process runs
+        return subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.terminate()
+            self.worker.wait(timeout=60)
+            self.worker = None
+
+    def __exit__(self, *exc) -> None:
+        for process in (self.web, self.worker):
+            if process is not None:
+                process.terminate()
+        for process in (self.web, self.worker):
+            if process is not None:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def mnist_uploads(count: int) -> list[tuple[str, bytes, int]]:
+    """MNIST test digits as dark-on-light PNG uploads: (name, bytes, label)."""
+    from ml.data import load_mnist
+
+    test = load_mnist(MNIST_DIR).test
+    return [
+        (f"d{i}.png", png(255 - test.images[i % len(test.images)]), int(test.labels[i % len(test.labels)]))
+        for i in range(count)
+    ]
+
+
+def percentiles(samples, qs=(50, 95, 99)) -> list[float]:
+    return [float(v) for v in np.percentile(samples, qs)]
