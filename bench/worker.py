@@ -11,7 +11,18 @@ from __future__ import annotations
 import argparse
 import time
 
-from stack import Stack, mnist_uploads
+from stack import MNIST_DIR, Stack, mnist_uploads
+
+
+def realistic_uploads(count: int) -> list[tuple[str, bytes, int]]:
+    from ml.data import load_mnist
+    from ml.synth import realistic_set
+
+    test = load_mnist(MNIST_DIR).test
+    return [
+        (f"{upload.scenario}-{i}", upload.data, upload.label)  # the name is data; the content decides
+        for i, upload in enumerate(realistic_set(test.images, test.labels, count=count, seed=11))
+    ]
 
 
 def fill_queue(uploads, batch_size: int) -> list[int]:
@@ -58,11 +69,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32, help="CLASSIFY_BATCH_SIZE for the batched run")
+    parser.add_argument("--realistic", action="store_true", help="phone photos, scans, canvas... instead of MNIST PNGs")
     args = parser.parse_args()
 
-    uploads = mnist_uploads(args.images)
+    uploads = realistic_uploads(args.images) if args.realistic else mnist_uploads(args.images)
     with Stack(concurrency=args.concurrency, start=False) as stack:
-        print(f"stack: {stack.describe()}; {args.images} MNIST test digits as PNG uploads")
+        kind = "realistic uploads rendered from MNIST test digits" if args.realistic else "MNIST test digits as PNG"
+        print(f"stack: {stack.describe()}; {args.images} {kind}")
         results = {}
         for label, batch in [("one task per image", 1), (f"batches of {args.batch}", args.batch)]:
             ids = fill_queue(uploads, batch)

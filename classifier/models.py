@@ -147,3 +147,14 @@ class Flag(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.image_id} is a {self.correct_digit}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker's last sign of life, written by the worker itself every few seconds."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    seen_at = models.DateTimeField()
+    started_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.hostname} (seen {self.seen_at:%Y-%m-%d %H:%M:%S})"

@@ -9,7 +9,7 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction
+from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, WorkerHeartbeat
 
 
 @dataclass(frozen=True)
@@ -133,3 +133,9 @@ def site_stats(*, days: int = 30) -> SiteStats:
             "open_feedback": Feedback.objects.filter(confirmed_at__isnull=True).count(),
         },
     )
+
+
+def workers_alive(*, within_seconds: float) -> list[WorkerHeartbeat]:
+    """The workers that recorded a heartbeat within the last ``within_seconds``."""
+    since = timezone.now() - timedelta(seconds=within_seconds)
+    return list(WorkerHeartbeat.objects.filter(seen_at__gte=since).order_by("hostname"))

@@ -1,9 +1,25 @@
 """Celery tasks: thin, idempotent, taking primary keys."""
 
-from celery import shared_task
-from django.db import DatabaseError, InterfaceError
+import logging
+import threading
 
-from classifier.services import images_requeue_stale, prediction_run, predictions_run
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, connection
+from django.utils import timezone
+
+from classifier.services import (
+    RetrainError,
+    images_requeue_stale,
+    model_retrain,
+    prediction_run,
+    predictions_run,
+    worker_heartbeat_clear,
+    worker_heartbeat_record,
+)
+
+logger = logging.getLogger(__name__)
 
 # Acknowledged after the work (a dying worker's task is delivered again), retried only on
 # database errors and a bounded number of times; the services make a repeat harmless.
@@ -30,3 +46,50 @@ def classify_images(image_ids: list[int]) -> None:
 @shared_task(name="classifier.requeue_stale")
 def requeue_stale() -> int:
     return len(images_requeue_stale())
+
+
+@shared_task(name="classifier.retrain", acks_late=True)
+def retrain(epochs: int | None = None, force: bool = False) -> str:
+    """`manage.py retrain` in the background, on the training queue (CELERY_TASK_ROUTES)."""
+    try:
+        report = model_retrain(epochs=epochs, force=force, log=logger.info)
+    except RetrainError as exc:
+        logger.warning("retraining did not start: %s", exc)
+        return str(exc)
+    logger.info("retraining finished: %s", report.reason)
+    return report.reason
+
+
+# --- Heartbeat: each worker says it is alive, for /healthz -----------------------------------
+
+_heartbeats: dict[str, threading.Event] = {}
+
+
+@worker_ready.connect
+def _start_heartbeat(sender, **kwargs) -> None:
+    hostname, started_at, stop = sender.hostname, timezone.now(), threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                worker_heartbeat_record(hostname=hostname, started_at=started_at)
+            except DatabaseError:
+                logger.warning("could not record this worker's heartbeat", exc_info=True)
+            finally:
+                connection.close()  # this thread's own connection; the next beat opens a fresh one
+            stop.wait(settings.WORKER_HEARTBEAT_SECONDS)
+
+    _heartbeats[hostname] = stop
+    threading.Thread(target=beat, name="digitsite-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(sender, **kwargs) -> None:
+    stop = _heartbeats.pop(getattr(sender, "hostname", ""), None)
+    if stop is None:
+        return
+    stop.set()
+    try:
+        worker_heartbeat_clear(hostname=sender.hostname)
+    except DatabaseError:
+        logger.warning("could not clear this worker's heartbeat", exc_info=True)

@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
+from django.db import DatabaseError, connection
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -21,12 +22,50 @@ from django_htmx.http import HttpResponseStopPolling
 from PIL import Image
 
 from classifier.forms import FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
-from classifier.selectors import ImageFilters, image_get_for, image_list_for, site_stats
+from classifier.selectors import ImageFilters, image_get_for, image_list_for, site_stats, workers_alive
 from classifier.services import api_token_create, api_token_revoke, feedback_give, image_upload_create
 
 GALLERY_SIZE = 24
 HISTORY_PAGE_SIZE = 25
 MODEL_INPUT_ZOOM = 8
+
+
+@login_not_required
+@require_GET
+def healthz(request):
+    """For load balancers: 200 when the database and the broker answer (status "degraded"
+    when no worker has recorded a heartbeat lately), 503 when either does not."""
+    from digitsite.celery import app as celery_app
+
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except DatabaseError as exc:
+        checks["database"] = f"unreachable ({exc.__class__.__name__})"
+    try:
+        with celery_app.connection_for_write() as broker:
+            broker.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as exc:  # kombu raises the transport's own errors
+        checks["broker"] = f"unreachable ({exc.__class__.__name__})"
+    workers = []
+    if checks["database"] == "ok":
+        now = timezone.now()
+        try:
+            workers = [
+                {"hostname": w.hostname, "seen_seconds_ago": round((now - w.seen_at).total_seconds(), 1)}
+                for w in workers_alive(within_seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
+            ]
+        except DatabaseError:  # not migrated yet: no worker has a place to say it is alive
+            workers = []
+    up = checks["database"] == "ok" and checks["broker"] == "ok"
+    status = ("ok" if workers else "degraded") if up else "down"
+    body = {"status": status, **checks, "workers": {"alive": len(workers), "hosts": workers}}
+    response = JsonResponse(body, status=200 if up else 503)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def page_not_found(request, exception):

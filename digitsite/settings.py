@@ -23,7 +23,8 @@ PRODUCTION = env.bool("PRODUCTION", default=False)
 DEBUG = env("DEBUG")
 if PRODUCTION:
     SECRET_KEY = env("SECRET_KEY")
-    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+    # The container's own health check asks http://127.0.0.1:8000/healthz.
+    ALLOWED_HOSTS = [*env.list("ALLOWED_HOSTS"), "127.0.0.1", "localhost"]
 else:
     SECRET_KEY = env("SECRET_KEY", default="django-insecure-dev-only-not-for-production")
     ALLOWED_HOSTS = env("ALLOWED_HOSTS")
@@ -169,9 +170,36 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # Serve static files straight from the apps and static/ too, so `make run` and the tests need
 # no collectstatic; deployments still collect them into STATIC_ROOT.
-WHITENOISE_USE_FINDERS = True
+WHITENOISE_USE_FINDERS = not PRODUCTION
 # Uploads are served only through views that check ownership, so there is no MEDIA_URL.
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(BASE_DIR / "media")))
+# Uploads live on the local disk unless AWS_STORAGE_BUCKET_NAME names an S3-compatible bucket
+# (AWS S3, MinIO, Ceph...): then workers on other machines read the same files. Tasks carry
+# image ids only; every read goes through the storage API.
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default=None)
+if AWS_STORAGE_BUCKET_NAME:
+    UPLOAD_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "region_name": env("AWS_S3_REGION_NAME", default=None),
+            "default_acl": None,  # private: files are served through the ownership checks
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+else:
+    UPLOAD_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+STORAGES = {
+    "default": UPLOAD_STORAGE,
+    # Production serves the collected, hashed and compressed files (long cache lifetimes).
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
 
 # --- Uploads ------------------------------------------------------------------------------
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=10_000_000)
@@ -238,11 +266,18 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-images": {"task": "classifier.requeue_stale", "schedule": 60.0},
 }
+# Two queues: classification, and retraining on its own so that a long retrain never holds up
+# a prediction. `celery worker` without --queues takes only the first; see docs/deploy.md.
+CELERY_TASK_DEFAULT_QUEUE = "classify"
+CELERY_TASK_ROUTES = {"classifier.retrain": {"queue": "training"}}
+# Every worker records that it is alive this often; /healthz counts the recent ones.
+WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=15)
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 
 # --- HTTPS (production) ---------------------------------------------------------------------
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # health checks speak plain HTTP from inside
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
@@ -256,6 +291,7 @@ if PRODUCTION:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Standard output: containers and process managers collect it.
+    "handlers": {"console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }

@@ -1,10 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from classifier.views import healthz
+
 admin.site.site_header = "digitsite administration"
 admin.site.site_title = "digitsite admin"
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("classifier.api.urls")),

@@ -25,6 +25,7 @@ from classifier.services.modelling import (
     model_version_ensure_initial,
 )
 from classifier.services.retraining import RetrainError, RetrainReport, model_retrain
+from classifier.services.workers import worker_heartbeat_clear, worker_heartbeat_record
 
 __all__ = [
     "RetrainError",
@@ -47,4 +48,6 @@ __all__ = [
     "model_version_ensure_initial",
     "prediction_run",
     "predictions_run",
+    "worker_heartbeat_clear",
+    "worker_heartbeat_record",
 ]

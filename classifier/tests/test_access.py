@@ -26,6 +26,7 @@ RULES = {
     "classifier:history_export": "user",
     "classifier:stats": "staff",
     "classifier:api_token": "user",
+    "healthz": "public",
     "api:image-list": "user",
     "api:image-detail": "owner",
     "api:image-file": "owner",

@@ -85,3 +85,19 @@ def test_requeue_stale_classifies_images_the_broker_never_got(worker, mnist):
         assert image.prediction.digit == mnist.test.labels[index]
     fresh.refresh_from_db()
     assert fresh.status == DigitImage.Status.PENDING  # too recent to be considered stale
+
+
+def test_a_running_worker_shows_in_healthz_until_it_stops(client, worker):
+    from classifier.models import WorkerHeartbeat
+
+    deadline = time.monotonic() + 90
+    while not WorkerHeartbeat.objects.exists():
+        assert time.monotonic() < deadline, "the worker never recorded a heartbeat"
+        assert worker.poll() is None
+        time.sleep(0.3)
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok" and body["workers"]["alive"] == 1
+    assert body["workers"]["hosts"][0]["hostname"].startswith("celery@")
+    worker.stop()  # a clean shutdown says so at once
+    assert not WorkerHeartbeat.objects.exists()
+    assert client.get("/healthz").json()["status"] == "degraded"

@@ -15,9 +15,20 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, help="default: the RETRAIN_EPOCHS setting")
         parser.add_argument("--dry-run", action="store_true", help="show what would be trained, train nothing")
         parser.add_argument("--force", action="store_true", help="activate the new version whatever its results")
+        parser.add_argument(
+            "--background",
+            action="store_true",
+            help="queue it for a worker of the training queue instead of running it here",
+        )
 
-    def handle(self, *args, epochs, dry_run, force, **options):
+    def handle(self, *args, epochs, dry_run, force, background, **options):
         positive_epochs(epochs)
+        if background:
+            from classifier.tasks import retrain
+
+            result = retrain.delay(epochs=epochs, force=force)
+            self.stdout.write(f"queued on the training queue as task {result.id}")
+            return
         log = line_logger(self)
         try:
             report = model_retrain(epochs=epochs, dry_run=dry_run, force=force, log=log)

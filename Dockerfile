@@ -1,0 +1,22 @@
+# digitsite: one image for the web process, the Celery workers, beat and flower.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    TF_CPP_MIN_LOG_LEVEL=2
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --upgrade pip && pip install -r requirements.txt
+
+COPY . .
+# Static files are collected into the image and served by whitenoise; collecting needs no
+# database and no real secret.
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+    && useradd --create-home --uid 1000 digitsite \
+    && mkdir -p /data/media && chown -R digitsite /data /app
+
+USER digitsite
+EXPOSE 8000
+CMD ["gunicorn", "digitsite.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

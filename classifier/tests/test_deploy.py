@@ -1,0 +1,221 @@
+"""Deployment: the compose file and Dockerfile agree with the code (Docker does not run here),
+storage and queue settings, the health endpoint, workers' heartbeats."""
+
+import os
+import re
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import get_commands
+from django.utils import timezone
+
+from classifier.tests.conftest import REPO
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+APP_SERVICES = ["migrate", "web", "worker", "trainer", "beat", "flower"]
+SETTINGS_SOURCE = (REPO / "digitsite" / "settings.py").read_text()
+# Every variable the settings read: env("NAME", ...), env.int("NAME", ...), env.db("NAME") ...
+SETTINGS_VARIABLES = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_][A-Z0-9_]*)"', SETTINGS_SOURCE))
+
+
+def test_every_service_of_the_stack_is_there():
+    assert set(SERVICES) == {"postgres", "redis", *APP_SERVICES}
+    assert {"pgdata", "media"} <= set(COMPOSE["volumes"])
+    assert "pgdata:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_run_our_image_with_settings_the_code_reads(name):
+    service = SERVICES[name]
+    assert service["build"] == "."
+    unknown = set(service["environment"]) - SETTINGS_VARIABLES
+    assert not unknown, f"{name} sets variables that digitsite/settings.py never reads: {unknown}"
+    environment = service["environment"]
+    assert environment["PRODUCTION"] == "true"
+    assert environment["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in environment["DATABASE_URL"]
+    assert environment["CELERY_BROKER_URL"].startswith("redis://redis:6379/")
+    assert environment["CACHE_URL"].startswith("redis://redis:6379/")
+    assert environment["CELERY_BROKER_URL"] != environment["CACHE_URL"]
+    assert "media:/data" in service["volumes"]
+    assert environment["MEDIA_ROOT"].startswith("/data/")
+    for dependency, condition in service["depends_on"].items():
+        assert dependency in SERVICES
+        if condition["condition"] == "service_healthy":
+            assert "healthcheck" in SERVICES[dependency], f"{name} waits for {dependency}'s health, which has no check"
+
+
+def test_commands_name_real_things():
+    from digitsite.celery import app
+
+    assert SERVICES["migrate"]["command"][:3] == ["python", "manage.py", "migrate"]
+    assert "migrate" in get_commands()
+    web = SERVICES["web"]["command"]
+    assert web[0] == "gunicorn" and web[1] == "digitsite.wsgi"
+    assert (REPO / "digitsite" / "wsgi.py").is_file()
+    for name in ("web", "worker", "trainer", "beat"):
+        if name != "web":
+            assert SERVICES[name]["command"][:3] == ["celery", "-A", "digitsite"]
+        assert SERVICES[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # Each queue the code routes to has a consumer, and the consumers take no queue nobody sends to.
+    routed = {app.conf.task_default_queue} | {route["queue"] for route in app.conf.task_routes.values()}
+    consumed = set()
+    for name in ("worker", "trainer"):
+        command = SERVICES[name]["command"]
+        consumed |= set(command[command.index("--queues") + 1].split(","))
+    assert consumed == routed == {"classify", "training"}
+    assert SERVICES["beat"]["command"][3] == "beat"
+    flower = " ".join(SERVICES["flower"]["command"])
+    assert "flower" in flower and "--basic-auth=${FLOWER_USER" in flower  # behind a password
+
+
+def test_healthchecks_ask_the_right_things():
+    assert "pg_isready" in " ".join(SERVICES["postgres"]["healthcheck"]["test"])
+    assert SERVICES["redis"]["healthcheck"]["test"][-1] == "ping"
+    assert "/healthz" in " ".join(SERVICES["web"]["healthcheck"]["test"])
+    for name in ("worker", "trainer"):
+        assert "inspect ping" in " ".join(SERVICES[name]["healthcheck"]["test"])
+
+
+def test_the_dockerfile_builds_what_compose_runs():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
+    assert "pip install -r requirements.txt" in dockerfile
+    assert "collectstatic --noinput" in dockerfile
+    assert re.search(r"^USER \w+", dockerfile, re.M), "the app must not run as root"
+    for package in ("gunicorn", "celery", "flower", "django-storages", "psycopg"):
+        assert package in (REPO / "requirements.txt").read_text()
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", ".git", "var", "media"} <= set(ignored)
+
+
+def _settings_in_a_fresh_process(code: str, **env) -> str:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | env
+    environment["DJANGO_SETTINGS_MODULE"] = "digitsite.settings"
+    script = f"import django; django.setup(); from django.conf import settings; {code}"
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def test_uploads_go_to_an_s3_bucket_when_one_is_named():
+    storage = 'from django.core.files.storage import storages; s = storages["default"]; print(type(s).__name__'
+    assert _settings_in_a_fresh_process(storage + ")") == "FileSystemStorage"
+    named = _settings_in_a_fresh_process(
+        storage + ", s.bucket_name, s.endpoint_url)",
+        AWS_STORAGE_BUCKET_NAME="digits",
+        AWS_S3_ENDPOINT_URL="http://minio:9000",
+    )
+    assert named == "S3Storage digits http://minio:9000"
+
+
+@pytest.mark.django_db
+def test_uploads_and_classification_need_no_local_file(client, settings, mnist, tmp_path):
+    """Everything reads files through the storage API: a storage with no local path works."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    from classifier.models import DigitImage
+    from classifier.services import prediction_run
+    from classifier.tests.factories import UserFactory
+    from ml.tests.conftest import encode
+
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    settings.MEDIA_ROOT = tmp_path / "must-stay-empty"
+    user = UserFactory()
+    client.force_login(user)
+    png = encode(255 - mnist.test.images[0])
+    client.post(reverse("classifier:home"), {"images": [SimpleUploadedFile("seven.png", png)]})
+    image = DigitImage.objects.get(owner=user)
+    assert prediction_run(image_id=image.pk).digit == 7
+    served = client.get(reverse("classifier:image_file", args=[image.pk]))
+    assert b"".join(served.streaming_content) == png
+    assert not settings.MEDIA_ROOT.exists()
+
+
+def test_tasks_go_to_their_queues():
+    from digitsite.celery import app
+
+    router = app.amqp.router
+    for task in ("classifier.classify_images", "classifier.classify_image", "classifier.requeue_stale"):
+        assert router.route({}, task)["queue"].name == "classify"
+    assert router.route({}, "classifier.retrain")["queue"].name == "training"
+
+
+@pytest.mark.django_db
+def test_retrain_can_be_queued_for_the_training_workers(broker_env, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("retrain", "--background", stdout=out)
+    assert out.getvalue().startswith("queued on the training queue as task ")
+    if os.environ["CELERY_BROKER_URL"].startswith("redis"):
+        import redis
+
+        from classifier.tests.conftest import REDIS_URL
+
+        assert redis.Redis.from_url(REDIS_URL).llen("training") == 1
+    else:
+        queued = list(Path(broker_env["CELERY_BROKER_FOLDER"], "queue").glob("*.training.msg"))
+        assert len(queued) == 1
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_broker_and_workers(client, settings):
+    from classifier.models import WorkerHeartbeat
+
+    body = client.get("/healthz").json()
+    assert body == {"status": "degraded", "database": "ok", "broker": "ok", "workers": {"alive": 0, "hosts": []}}
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(hostname="celery@a", seen_at=now, started_at=now)
+    stale = now - timedelta(seconds=10 * settings.WORKER_HEARTBEAT_SECONDS)
+    WorkerHeartbeat.objects.create(hostname="celery@gone", seen_at=stale, started_at=stale)
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    body = response.json()
+    assert body["status"] == "ok" and body["workers"]["alive"] == 1
+    assert body["workers"]["hosts"][0]["hostname"] == "celery@a"
+
+
+@pytest.mark.django_db
+def test_healthz_answers_503_when_the_broker_is_down(client, tmp_path):
+    from classifier.tests.conftest import use_broker
+    from digitsite.celery import app
+
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    saved = app.conf.broker_url, app.conf.broker_transport_options
+    use_broker("redis://127.0.0.1:9/0", {})  # nothing listens on port 9
+    try:
+        response = client.get("/healthz")
+    finally:
+        use_broker(*saved)
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "down" and body["database"] == "ok" and body["broker"].startswith("unreachable")
+
+
+def test_the_containers_health_check_gets_an_answer_under_production_settings(tmp_path):
+    """Plain HTTP from 127.0.0.1 inside the container: no HTTPS redirect, no bad-host 400."""
+    answer = _settings_in_a_fresh_process(
+        "from django.test import Client; r = Client().get('/healthz', HTTP_HOST='127.0.0.1:8000'); "
+        "print(r.status_code, r.json()['database'])",
+        PRODUCTION="true",
+        SECRET_KEY="x" * 60,
+        ALLOWED_HOSTS="digits.example.com",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        CELERY_BROKER_URL="filesystem://",
+        CELERY_BROKER_FOLDER=str(tmp_path / "broker"),
+    )
+    assert answer == "200 ok"
