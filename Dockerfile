@@ -11,9 +11,9 @@ COPY requirements.txt .
 RUN pip install --upgrade pip && pip install -r requirements.txt
 
 COPY . .
-# Static files are collected into the image and served by whitenoise; collecting needs no
-# database and no real secret.
-RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+# Static files are collected into the image (hashed and compressed, as PRODUCTION serves them)
+# and served by whitenoise; collecting needs no database and no real secret.
+RUN PRODUCTION=true SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
     && useradd --create-home --uid 1000 digitsite \
     && mkdir -p /data/media && chown -R digitsite /data /app
 

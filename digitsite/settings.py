@@ -167,7 +167,7 @@ SPECTACULAR_SETTINGS = {
 # --- Static and media files ---------------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 # Serve static files straight from the apps and static/ too, so `make run` and the tests need
 # no collectstatic; deployments still collect them into STATIC_ROOT.
 WHITENOISE_USE_FINDERS = not PRODUCTION

@@ -85,7 +85,9 @@ def test_the_dockerfile_builds_what_compose_runs():
     dockerfile = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
     assert "pip install -r requirements.txt" in dockerfile
-    assert "collectstatic --noinput" in dockerfile
+    assert re.search(r"PRODUCTION=true .*manage\.py collectstatic --noinput", dockerfile), (
+        "collect as production serves"
+    )
     assert re.search(r"^USER \w+", dockerfile, re.M), "the app must not run as root"
     for package in ("gunicorn", "celery", "flower", "django-storages", "psycopg"):
         assert package in (REPO / "requirements.txt").read_text()
@@ -219,3 +221,25 @@ def test_the_containers_health_check_gets_an_answer_under_production_settings(tm
         CELERY_BROKER_FOLDER=str(tmp_path / "broker"),
     )
     assert answer == "200 ok"
+
+
+@pytest.mark.slow
+def test_pages_render_with_the_static_files_production_collects(tmp_path):
+    """The image collects hashed files; a page under PRODUCTION finds each in the manifest."""
+    env = {
+        "PRODUCTION": "true",
+        "SECRET_KEY": "x" * 60,
+        "ALLOWED_HOSTS": "digits.example.com",
+        "STATIC_ROOT": str(tmp_path / "static"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | env
+    for command in (["collectstatic", "--noinput", "-v0"], ["migrate", "-v0"]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=REPO, env=environment, check=True, timeout=300)
+    page = _settings_in_a_fresh_process(
+        "from django.test import Client; r = Client().get('/accounts/login/', secure=True, "
+        "HTTP_HOST='digits.example.com'); print(r.status_code, 'bootstrap.min.' in r.content.decode())",
+        **env,
+    )
+    assert page == "200 True"
+    assert list((tmp_path / "static" / "css").glob("site.*.css"))  # hashed names
