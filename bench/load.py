@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +29,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stack import broker_url, free_port, png  # noqa: E402
+from stack import Stack, png  # noqa: E402
 
 from ml.data import load_mnist  # noqa: E402
 
@@ -59,17 +57,6 @@ def sign_up(base: str, username: str) -> requests.Session:
     return session
 
 
-def wait_for(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--uploads", type=int, default=2000)
@@ -82,55 +69,22 @@ def main() -> None:
     parser.add_argument("--embedded", action="store_true", help="the embedded broker even where Redis runs")
     args = parser.parse_args()
 
-    scratch = Path(tempfile.mkdtemp(prefix="digitsite-load-"))
-    env = os.environ | {
-        "DATABASE_URL": args.database_url or f"sqlite:///{scratch / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(scratch / "media"),
-        "UPLOAD_RATE_LIMIT": str(args.uploads),  # the limit is not what this measures
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env |= {
-        "CELERY_BROKER_URL": "filesystem://" if args.embedded else broker_url(),
-        "CELERY_BROKER_FOLDER": str(scratch / "broker"),
-    }
-    os.environ.update(env)
-    broker = env["CELERY_BROKER_URL"].split("://")[0]
-    database = env["DATABASE_URL"].split("://")[0]
-    print(f"scratch folder {scratch}; database {database}; broker {broker}")
-
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=env, check=True)
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
-    django.setup()
-    from django.db.models import Count
-
-    from classifier.models import DigitImage, Prediction
-
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    logs = {name: open(scratch / f"{name}.log", "w") for name in ("web", "worker")}  # noqa: SIM115
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "digitsite.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.web_workers)],
-        cwd=REPO,
-        env=env,
-        stdout=logs["web"],
-        stderr=subprocess.STDOUT,
+    stack = Stack(
+        web_workers=args.web_workers,
+        concurrency=args.concurrency,
+        database_url=args.database_url,
+        broker="filesystem://" if args.embedded else None,
+        start=False,
     )
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            *("-m", "celery", "-A", "digitsite", "worker", "--pool", "prefork"),
-            *("--concurrency", str(args.concurrency), "--loglevel", "WARNING", "--without-mingle", "--without-gossip"),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=logs["worker"],
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(f"{base}/accounts/login/")
+    with stack:
+        from django.db.models import Count
+
+        from classifier.models import DigitImage, Prediction
+
+        print(f"stack: {stack.describe()}")
+        stack.start_web()
+        stack.start_worker(warm=False)  # the first batches pay for loading the model, as after a deploy
+        base = stack.base
         mnist = load_mnist(os.environ.get("MNIST_DATA_DIR") or REPO.parent / "shared" / "data" / "mnist").test
         blank = png(np.full((64, 64), 255, dtype=np.uint8))
         uploads = []  # (file name, bytes, expected digit or None for blank)
@@ -173,13 +127,7 @@ def main() -> None:
         if errors:
             raise SystemExit("upload errors:\n" + "\n".join(errors[:20]))
 
-        deadline = time.monotonic() + args.timeout
-        while DigitImage.objects.filter(status__in=["pending", "processing"]).exists():
-            if time.monotonic() > deadline:
-                raise SystemExit("timed out waiting for classification")
-            if worker.poll() is not None:
-                raise SystemExit(f"the worker died; see {scratch / 'worker.log'}")
-            time.sleep(0.5)
+        stack.wait_until_finished(timeout=args.timeout)
         total_seconds = time.monotonic() - started
 
         images = DigitImage.objects.all()
@@ -216,14 +164,6 @@ def main() -> None:
         print("RESULT", "ok: none lost, none duplicated" if ok else "FAILED")
         if not ok:
             raise SystemExit(1)
-    finally:
-        for process in (web, worker):
-            process.terminate()
-        for process in (web, worker):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 if __name__ == "__main__":

@@ -77,9 +77,17 @@ def broker_url() -> str:
 class Stack:
     """``with Stack() as stack:`` runs gunicorn and a worker until the block ends."""
 
-    def __init__(self, *, web_workers: int = 2, concurrency: int = 2, database_url: str | None = None, start=True):
+    def __init__(
+        self,
+        *,
+        web_workers: int = 2,
+        concurrency: int = 2,
+        database_url: str | None = None,
+        broker: str | None = None,
+        start: bool = True,
+    ):
         self.scratch = Path(tempfile.mkdtemp(prefix="digitsite-bench-"))
-        broker = broker_url()
+        broker = broker or broker_url()
         self.env = os.environ | {
             "DATABASE_URL": database_url or f"sqlite:///{self.scratch / 'db.sqlite3'}",
             "MEDIA_ROOT": str(self.scratch / "media"),
