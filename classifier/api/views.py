@@ -44,8 +44,6 @@ NOT_FOUND = OpenApiResponse(ERROR.response, description="no such image, or not y
 class UploadThrottle(ScopedRateThrottle):
     """Uploads per user (``DEFAULT_THROTTLE_RATES["uploads"]``); reading is not throttled."""
 
-    scope_attr = "upload_throttle_scope"
-
 
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Your images: upload, list with the history page's filters, status and prediction."""
@@ -54,10 +52,9 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     lookup_value_regex = "[0-9]+"
     throttle_classes = [UploadThrottle]
+    throttle_scope = "uploads"
 
     def get_throttles(self):
-        # Only uploads are throttled; the scope attribute is what ScopedRateThrottle reads.
-        self.upload_throttle_scope = "uploads" if self.action == "create" else None
         return super().get_throttles() if self.action == "create" else []
 
     def get_queryset(self):
@@ -120,14 +117,12 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         image = self.get_object()
         if image.owner_id != request.user.pk:
             raise Http404  # only owners give feedback, as on the site
-        if not hasattr(image, "prediction"):
-            raise ValidationError({"detail": "This image has no prediction yet."})
         serializer = FeedbackSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        digit = serializer.validated_data["digit"]
-        if digit == image.prediction.digit:
-            raise ValidationError({"digit": [f"The model already says {digit}; send the digit it really is."]})
-        feedback = feedback_give(image=image, user=request.user, suggested_digit=digit)
+        try:
+            feedback = feedback_give(image=image, user=request.user, suggested_digit=serializer.validated_data["digit"])
+        except ValueError as exc:  # no prediction yet, or the digit the model already says
+            raise ValidationError({"detail": str(exc)}) from exc
         return Response(
             {
                 "image": image.pk,
