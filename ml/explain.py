@@ -34,8 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from ml.architectures import INPUT_SHAPE
+from ml.heatmap import HEATMAP_SIZE
 
-HEATMAP_SIZE = INPUT_SHAPE[:2]
 # Stands for "the predicted class" inside the traced function, so one trace serves both cases.
 _PREDICTED_CLASS = -1
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 
-HEATMAP_SIZE = (28, 28)
+HEATMAP_SIZE = (28, 28)  # the model input's side; ml.architectures.INPUT_SHAPE needs Keras
 OVERLAY_COLORMAP = "inferno"  # perceptually even, and black where there is no heat, like the background
 OVERLAY_ALPHA = 0.5
 
