@@ -271,12 +271,18 @@ def image_flag(*, image: DigitImage, correct_digit: int, flagged_by, note: str =
 
 
 def feedback_give(*, image: DigitImage, user, suggested_digit: int) -> Feedback:
-    """The owner says the prediction is wrong and which digit it is. The prediction stays
-    as it is; staff see the suggestion in the admin. Saying it again replaces it."""
+    """The owner says the prediction is wrong and which digit it is (not the predicted one).
+    The prediction stays as it is; staff see the suggestion in the admin. Saying it again
+    replaces it. Refusals raise ValueError with a message for people."""
     if image.owner_id != user.pk:
         raise PermissionError("Only the owner of an image can give feedback on it.")
     if not 0 <= int(suggested_digit) <= 9:
         raise ValueError("The digit must be between 0 and 9.")
+    prediction = Prediction.objects.filter(image=image).first()
+    if prediction is None:
+        raise ValueError("This image has no prediction yet.")
+    if int(suggested_digit) == prediction.digit:
+        raise ValueError(f"The model already says {prediction.digit}; name the digit it really is.")
     feedback, _ = Feedback.objects.update_or_create(
         image=image,
         defaults={"suggested_digit": int(suggested_digit), "confirmed_by": None, "confirmed_at": None},

@@ -140,6 +140,11 @@ def test_feedback_is_a_suggestion_until_staff_confirm_it(mnist):
         feedback_give(image=image, user=UserFactory(), suggested_digit=3)
     with pytest.raises(ValueError, match="between 0 and 9"):
         feedback_give(image=image, user=image.owner, suggested_digit=10)
+    with pytest.raises(ValueError, match=f"already says {prediction.digit}"):
+        feedback_give(image=image, user=image.owner, suggested_digit=prediction.digit)
+    pending = DigitImageFactory(owner=image.owner, data=encode(255 - mnist.test.images[1]))
+    with pytest.raises(ValueError, match="no prediction yet"):
+        feedback_give(image=pending, user=pending.owner, suggested_digit=3)
 
     staff = UserFactory(is_staff=True)
     assert feedback_confirm(feedback=Feedback.objects.all(), confirmed_by=staff) == 1
