@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import TooManyFilesSent
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -66,6 +67,18 @@ def healthz(request):
     response = JsonResponse(body, status=200 if up else 503)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def bad_request(request, exception):
+    """400 for a request Django would not read (e.g. more files than DATA_UPLOAD_MAX_NUMBER_FILES):
+    JSON under /api/, the reason on a page elsewhere."""
+    if isinstance(exception, TooManyFilesSent):
+        reason = f"Upload at most {settings.UPLOAD_MAX_FILES} files at once."
+    else:
+        reason = "The request could not be read; please try again."
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": reason}, status=400)
+    return render(request, "400.html", {"reason": reason}, status=400)
 
 
 def page_not_found(request, exception):

@@ -207,6 +207,9 @@ UPLOAD_MAX_FILES = env.int("UPLOAD_MAX_FILES", default=20)
 # One request's whole body (all its files): refused before Django reads it. Twenty phone
 # photos of 4-5 MB fit; a front proxy should allow the same (client_max_body_size in nginx).
 UPLOAD_MAX_REQUEST_BYTES = env.int("UPLOAD_MAX_REQUEST_BYTES", default=100_000_000)
+# ...and its pixels, counted from the headers: small files can hold huge images, and the
+# worker decodes every pixel. Four images at the 64-megapixel limit, or twenty 12 MP photos.
+UPLOAD_MAX_REQUEST_PIXELS = env.int("UPLOAD_MAX_REQUEST_PIXELS", default=256_000_000)
 # Per user: at most this many stored images in any sliding window of this many seconds.
 UPLOAD_RATE_LIMIT = env.int("UPLOAD_RATE_LIMIT", default=300)
 UPLOAD_RATE_WINDOW_SECONDS = env.int("UPLOAD_RATE_WINDOW_SECONDS", default=3600)

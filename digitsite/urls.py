@@ -14,5 +14,6 @@ urlpatterns = [
     path("", include("classifier.urls")),
 ]
 
+handler400 = "classifier.views.bad_request"
 handler404 = "classifier.views.page_not_found"
 handler500 = "classifier.views.server_error"

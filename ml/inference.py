@@ -7,6 +7,7 @@ signature; ``model.predict`` on a single image costs about ten times as much.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,11 @@ from ml.train import METADATA_FILE, MODEL_FILE
 
 if TYPE_CHECKING:
     from ml.explain import GradCam
+
+logger = logging.getLogger(__name__)
+
+# What a person is told when preprocessing broke on their file in a way we did not foresee.
+UNEXPECTED_ERROR = "This image could not be read: saving it again as PNG or JPEG usually helps."
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,8 @@ class Predictor:
         return self._grad_cam(arrays, class_indices)
 
     def predict_images(self, blobs: list[bytes]) -> list[ImageResult]:
-        """Preprocess each image and classify all that survive in one batch."""
+        """Preprocess each image and classify all that survive in one batch. Whatever goes
+        wrong with one image is that image's error: its neighbours are classified all the same."""
         inputs: list[ModelInput | None] = []
         errors: list[str | None] = []
         for blob in blobs:
@@ -101,6 +108,10 @@ class Predictor:
             except PreprocessingError as exc:
                 inputs.append(None)
                 errors.append(str(exc))
+            except Exception:
+                logger.exception("preprocessing failed on an image of %d bytes", len(blob))
+                inputs.append(None)
+                errors.append(UNEXPECTED_ERROR)
         good = [i for i, item in enumerate(inputs) if item is not None]
         predictions = self.predict_arrays(np.stack([inputs[i].array for i in good])) if good else []
         by_index = dict(zip(good, predictions, strict=True))

@@ -67,56 +67,120 @@ class ImageInfo:
     height: int
 
 
-def _open(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
+# Pixels the web process may decode to prove an upload is an image (16 MB as RGBA). Larger
+# images are judged by their headers there, and decoded only by the worker, one at a time.
+VERIFY_MAX_PIXELS = 4_000_000
+
+# The colour modes Pillow's decoders of our formats hand out. Each becomes one we work in
+# (see ``_normalised``); an image in any other mode is refused at upload.
+KNOWN_MODES = frozenset(
+    {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F"}
+    | {"I;16", "I;16L", "I;16B", "I;16N"}
+)
+NOT_READABLE = "This file is not an image we can read (PNG, JPEG, GIF, BMP, WEBP or TIFF)."
+
+
+def _open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
+    """Read the headers only: format, size and mode, refused when over ``max_pixels``."""
     if not data:
         raise PreprocessingError("The file is empty.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-            width, height = image.size
-            if width * height > max_pixels:
-                raise PreprocessingError(
-                    f"The image is {width}x{height} pixels; the limit is {max_pixels // 1_000_000} megapixels."
-                )
-            info = ImageInfo(
-                format=image.format,
-                mime=Image.MIME.get(image.format, "application/octet-stream"),
-                width=width,
-                height=height,
-            )
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PreprocessingError("The image has too many pixels to process safely.") from exc
+    except Exception as exc:  # Pillow raises many types for broken files; all mean the same here
+        raise PreprocessingError(NOT_READABLE) from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PreprocessingError(
+            f"The image is {width}x{height} pixels; the limit is {max_pixels // 1_000_000} megapixels."
+        )
+    if image.mode not in KNOWN_MODES:
+        raise PreprocessingError(f"This image's colour mode ({image.mode}) is not one we can read.")
+    mime = Image.MIME.get(image.format, "application/octet-stream")
+    return image, ImageInfo(format=image.format, mime=mime, width=width, height=height)
+
+
+def _decode(image: Image.Image) -> None:
+    """Decode the pixels; every failure of a broken file becomes our error."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             if image.format in ("JPEG", "MPO"):
                 # Let the JPEG decoder downscale by DCT: a 12 MP photo decodes ~8x faster.
                 image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
             image.load()
-    except PreprocessingError:
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PreprocessingError("The image has too many pixels to process safely.") from exc
-    except Exception as exc:  # Pillow raises many types for broken files; all mean the same here
-        raise PreprocessingError("This file is not an image we can read (PNG, JPEG, GIF, BMP, WEBP or TIFF).") from exc
-    return image, info
+    except Exception as exc:
+        raise PreprocessingError(NOT_READABLE) from exc
 
 
 def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode the first frame of an image we accept, checking size before pixels are read."""
-    return _open(data, max_pixels=max_pixels)[0]
+    image, _ = _open_lazily(data, max_pixels=max_pixels)
+    _decode(image)
+    return image
 
 
-def inspect_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
-    """Check that the bytes are an image we accept and can decode; say what it is."""
-    return _open(data, max_pixels=max_pixels)[1]
+def inspect_image(
+    data: bytes, *, max_pixels: int = MAX_PIXELS, verify_max_pixels: int = VERIFY_MAX_PIXELS
+) -> ImageInfo:
+    """Check that the bytes are an image we accept; say what it is. Cheap and bounded, for
+    the web process: small images are decoded in full, JPEGs at a reduced scale, and larger
+    images only checked as far as their format allows without decoding (a PNG's chunks and
+    checksums). The worker decodes those, and a broken one fails there with a reason."""
+    image, info = _open_lazily(data, max_pixels=max_pixels)
+    if info.width * info.height <= verify_max_pixels or info.format in ("JPEG", "MPO"):
+        _decode(image)
+    elif info.format == "PNG":
+        try:
+            image.verify()
+        except Exception as exc:
+            raise PreprocessingError(NOT_READABLE) from exc
+    return info
+
+
+def _scaled_to_unit(values: np.ndarray) -> np.ndarray:
+    """Integer or float samples of any depth -> [0, 1], by the range their maximum says
+    they use: 0..1 (floats only), 8 bits, 16 bits, or their own maximum beyond that."""
+    ranges = (1.0, 255.0, 65535.0) if values.dtype.kind == "f" else (255.0, 65535.0)
+    values = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(values.max(initial=0))
+    top = next((limit for limit in ranges if peak <= limit), peak)
+    return np.clip(values / top, 0.0, 1.0)
+
+
+def _normalised(image: Image.Image) -> Image.Image:
+    """One of the modes we work in: L, LA, RGB, RGBA, or F in [0, 1] for deep and float images.
+
+    16-bit, 32-bit and float samples keep their depth; LAB keeps its lightness; CMYK, YCbCr
+    and HSV become RGB; premultiplied alpha and palettes are expanded.
+    """
+    mode = image.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        return image
+    if mode.startswith("I") or mode == "F":
+        return Image.fromarray(_scaled_to_unit(np.asarray(image)), mode="F")
+    if mode == "LAB":
+        return image.getchannel("L")
+    if mode in ("1", "La"):
+        return image.convert("LA" if mode == "La" else "L")
+    if mode in ("P", "PA", "RGBa"):
+        return image.convert("RGBA")
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise PreprocessingError(f"This image's colour mode ({mode}) is not one we can read.") from exc
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:
     """Float grayscale in [0, 1]; transparency flattened onto a contrasting background."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        values = np.asarray(image, dtype=np.float32)
-        top = 65535.0 if values.max(initial=0) > 255 else 255.0
-        return np.clip(values / top, 0, 1)
-
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
-    if not has_alpha:
+    if image.mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    if image.mode not in ("LA", "RGBA"):
         return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
     rgba = image.convert("RGBA")
@@ -226,7 +290,7 @@ def _centre_by_mass(field: np.ndarray) -> np.ndarray:
 
 def to_model_input(data: bytes) -> ModelInput:
     """Turn uploaded image bytes into the model's 28x28 input and a picture of it."""
-    gray = _to_gray(_working_copy(open_image(data)))
+    gray = _to_gray(_working_copy(_normalised(open_image(data))))
     if gray.size < 4:
         raise PreprocessingError("No digit found: the image is too small to hold one.")
     ink = _ink_map(gray)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -70,7 +71,13 @@ class UploadSerializer(serializers.Serializer):
     images = serializers.ListField(
         child=serializers.FileField(allow_empty_file=True),
         allow_empty=False,
-        help_text="one or many image files (PNG, JPEG, GIF, BMP, WEBP or TIFF)",
+        max_length=settings.UPLOAD_MAX_FILES,
+        help_text=f"one to {settings.UPLOAD_MAX_FILES} image files (PNG, JPEG, GIF, BMP, WEBP or TIFF)",
+        error_messages={
+            "required": "No files: send them in the `images` field.",
+            "empty": "No files: send them in the `images` field.",
+            "max_length": f"Upload at most {settings.UPLOAD_MAX_FILES} files at once.",
+        },
     )
 
 

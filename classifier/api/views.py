@@ -95,10 +95,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         upload = UploadSerializer(data=request.data)
         if not upload.is_valid():
             # One shape for every refusal: no images, and what was wrong.
-            reasons = [str(error) for errors in upload.errors.values() for error in errors]
-            errors = [
-                {"file": "", "error": f"No files: send them in the `images` field ({reason})"} for reason in reasons
-            ]
+            errors = [{"file": "", "error": str(error)} for errors in upload.errors.values() for error in errors]
             return Response({"images": [], "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
         outcome = image_upload_create(owner=request.user, files=upload.validated_data["images"])
         result = {

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F
@@ -76,29 +75,40 @@ def _upload_allowance(owner) -> tuple[int, str]:
     return allowance, reason
 
 
-def image_upload_create(*, owner, files: Iterable[UploadedFile]) -> UploadOutcome:
-    """Store each acceptable file as a pending DigitImage and queue its classification.
-
-    A refused file (too large, not an image we read, too many pixels, over the owner's
-    upload rate) gets a reason; the others in the same upload go through.
-    """
-    outcome = UploadOutcome()
-    limit = settings.UPLOAD_MAX_BYTES
+def _uploads_judge(*, owner, files: Iterable[UploadedFile], refused: list[tuple[str, str]]) -> list[DigitImage]:
+    """The files worth storing, as unsaved DigitImages; each other file is added to ``refused``
+    with its reason. Cheap and bounded per file (headers, and the pixels of small images only)
+    and per request: at most ``UPLOAD_MAX_REQUEST_PIXELS`` in all, since the worker decodes them."""
+    accepted: list[DigitImage] = []
+    byte_limit, pixel_budget = settings.UPLOAD_MAX_BYTES, settings.UPLOAD_MAX_REQUEST_PIXELS
     allowance, rate_reason = _upload_allowance(owner)
+    pixels = 0
     for upload in files:
         name = Path(upload.name or "upload").name[:255]
-        if len(outcome.created) >= allowance:
-            outcome.refused.append((name, rate_reason))
+        if len(accepted) >= allowance:
+            refused.append((name, rate_reason))
             continue
-        if upload.size is not None and upload.size > limit:
-            outcome.refused.append((name, f"The file is larger than {limit // 1_000_000} MB."))
+        if upload.size is not None and upload.size > byte_limit:
+            refused.append((name, f"The file is larger than {byte_limit // 1_000_000} MB."))
             continue
         data = upload.read()
         try:
             info = inspect_image(data)
         except PreprocessingError as exc:
-            outcome.refused.append((name, str(exc)))
+            refused.append((name, str(exc)))
             continue
+        if pixels + info.width * info.height > pixel_budget:
+            refused.append(
+                (
+                    name,
+                    f"This upload already carries {pixels / 1e6:.0f} of the {pixel_budget / 1e6:.0f} megapixels one "
+                    f"upload may hold, and this image has {info.width * info.height / 1e6:.0f} more. "
+                    "Please upload it on its own or with fewer large images.",
+                )
+            )
+            continue
+        pixels += info.width * info.height
+        upload.seek(0)
         image = DigitImage(
             owner=owner,
             original_name=name,
@@ -109,12 +119,26 @@ def image_upload_create(*, owner, files: Iterable[UploadedFile]) -> UploadOutcom
             width=info.width,
             height=info.height,
         )
+        image.file.save("upload", upload, save=False)
+        accepted.append(image)
+    return accepted
+
+
+def image_upload_create(*, owner, files: Iterable[UploadedFile]) -> UploadOutcome:
+    """Store each acceptable file as a pending DigitImage and queue its classification.
+
+    A refused file (too large, not an image we read, too many pixels on its own or for the
+    request, over the owner's upload rate) gets a reason; the others in the same upload go
+    through. The rows are created together once every file is judged and written, and queued
+    as they commit: a request that dies before leaves no image behind, one that dies after
+    leaves them queued, never an image pending that no task will pick up.
+    """
+    outcome = UploadOutcome()
+    accepted = _uploads_judge(owner=owner, files=files, refused=outcome.refused)
+    if accepted:
         with transaction.atomic():
-            image.file.save("upload", ContentFile(data), save=False)
-            image.save()
-        outcome.created.append(image)
-    if outcome.created:
-        transaction.on_commit(partial(_enqueue_classifications, [image.pk for image in outcome.created]))
+            outcome.created = DigitImage.objects.bulk_create(accepted)
+            transaction.on_commit(partial(_enqueue_classifications, [image.pk for image in outcome.created]))
     return outcome
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from ml.tests.conftest import upscale
+from ml.tests.modes import MODES
 
 NOT_AN_IMAGE = "not an image we can read"
 NO_DIGIT = "No digit found"
@@ -44,17 +46,54 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
+def _png(header: bytes, idat: bytes) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
 def decompression_bomb(side: int = 20_000) -> bytes:
     """A valid 1-bit PNG of side x side pixels (400 MP at the default) in about 50 KB."""
     row = b"\x00" + bytes((side + 7) // 8)  # filter byte + one bit per pixel, all black
     packer = zlib.compressobj(9)
     idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit grayscale
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return _png(struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0), idat)  # 1-bit grayscale
+
+
+def _rgba_png(width: int, height: int) -> bytes:
+    """A transparent RGBA PNG (256 MB of pixels at 8000x7999) written row by row in ~250 KB."""
+    packer = zlib.compressobj(9)
+    row = b"\x00" + bytes(4 * width)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return _png(struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0), idat)  # 8-bit RGBA
+
+
+def _rle8_bmp(width: int, height: int) -> bytes:
+    """A run-length encoded 8-bit BMP: 64 MB of pixels in ~0.5 MB."""
+    row = b"".join(bytes((min(255, width - x), 0)) for x in range(0, width, 255)) + b"\x00\x00"
+    pixels = row * height + b"\x00\x01"
+    palette = b"".join(bytes((v, v, v, 0)) for v in range(256))
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + palette + pixels
+
+
+# Each accepted format at (nearly) the 64-megapixel limit, in as few bytes as it allows: what
+# the web process must not decode (classifier/tests/test_upload_bounds.py).
+NEAR_LIMIT: dict[str, Callable[[], bytes]] = {
+    "png": lambda: _rgba_png(8000, 7999),
+    "webp": lambda: _save(Image.new("RGBA", (16383, 3906), "white"), "WEBP", lossless=True, method=0),
+    "tiff": lambda: _save(Image.new("RGBA", (8000, 7999), "white"), "TIFF", compression="tiff_deflate"),
+    "gif": lambda: _save(Image.new("L", (8000, 7999), 255), "GIF"),
+    "bmp": lambda: _rle8_bmp(8000, 7999),
+    "jpeg": lambda: _save(Image.new("L", (8000, 7999), 255), "JPEG", quality=50),
+}
 
 
 def corpus(examples: dict[int, np.ndarray], *, max_bytes: int) -> list[Case]:
-    """``examples`` maps each digit to an MNIST image of it (white on black, 28x28)."""
+    """``examples`` maps each digit to an MNIST image of it (white on black, 28x28).
+
+    Besides the hostile files, one digit in each unusual colour mode and sample depth
+    (16-bit, 32-bit, float, LAB, CMYK, YCbCr, 1-bit, palette, a 12-megapixel 16-bit page):
+    each must be classified, and none may hold up the images around it."""
     png = _save(Image.fromarray(_paper(examples[3])), "PNG")
     jpeg = _save(Image.fromarray(_paper(examples[3])), "JPEG", quality=90)
 
@@ -82,6 +121,9 @@ def corpus(examples: dict[int, np.ndarray], *, max_bytes: int) -> list[Case]:
         b'<text x="30" y="70" font-size="60">7</text></svg>'
     )
     pdf = b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+    modes = [
+        Case(f"mode-{name}", write(examples[i % 10]), digit=i % 10) for i, (name, write) in enumerate(MODES.items())
+    ]
     return [
         Case("empty.png", b"", refused="The file is empty"),
         Case("truncated.png", png[: len(png) // 2], refused=NOT_AN_IMAGE),
@@ -107,4 +149,5 @@ def corpus(examples: dict[int, np.ndarray], *, max_bytes: int) -> list[Case]:
             _save(Image.fromarray(_paper(examples[2])), "PNG"),
             digit=2,
         ),
+        *modes,
     ]

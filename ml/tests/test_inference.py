@@ -45,6 +45,26 @@ def test_images_keep_their_order_and_a_bad_one_does_not_stop_the_rest(predictor,
         np.testing.assert_array_equal(result.model_input.array, to_model_input(blob).array)
 
 
+def test_an_unforeseen_failure_in_one_image_fails_that_image_only(predictor, mnist, monkeypatch, caplog):
+    """Whatever breaks while preprocessing one image (not only our own error class) is that
+    image's error, with a reason for people; its neighbours are classified in the same call."""
+    from ml import inference
+
+    good = [encode(mnist.test.images[i]) for i in range(2)]
+    poison = b"poison"
+
+    def to_model_input_or_crash(blob):
+        if blob == poison:
+            raise ValueError("image has wrong mode")  # what Pillow raised on 16-bit thumbnails
+        return to_model_input(blob)
+
+    monkeypatch.setattr(inference, "to_model_input", to_model_input_or_crash)
+    results = predictor.predict_images([good[0], poison, good[1]])
+    assert [r.prediction is not None for r in results] == [True, False, True]
+    assert results[1].error == inference.UNEXPECTED_ERROR
+    assert "wrong mode" in caplog.text  # the real cause goes to the log
+
+
 def test_empty_batch(predictor):
     assert predictor.probabilities(np.zeros((0, 28, 28))).shape == (0, 10)
     assert predictor.predict_images([]) == []

@@ -1,4 +1,6 @@
 import io
+import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy import ndimage
 
-from ml.preprocessing import MAX_PIXELS, MODEL_SIDE, PreprocessingError, to_model_input
+from ml.preprocessing import MAX_PIXELS, MODEL_SIDE, PreprocessingError, inspect_image, to_model_input
 from ml.tests.conftest import encode, upscale
 
 
@@ -218,11 +220,71 @@ def test_a_small_digit_on_a_big_page_is_not_taken_for_a_blank_page(seven):
 
 
 def test_inspect_image_reports_the_real_format_and_size(seven):
-    from ml.preprocessing import inspect_image
-
     info = inspect_image(encode(upscale(seven, 300), "JPEG"))
     assert (info.format, info.mime, info.width, info.height) == ("JPEG", "image/jpeg", 300, 300)
     # The content decides, not a name: a PNG is a PNG whatever it is called.
     assert inspect_image(encode(seven)).format == "PNG"
     with pytest.raises(PreprocessingError):
         inspect_image(b"GIF89a but not really")
+
+
+@pytest.fixture(scope="module")
+def examples(mnist):
+    return {digit: mnist.test.images[np.flatnonzero(mnist.test.labels == digit)[0]] for digit in range(10)}
+
+
+@pytest.mark.parametrize("digit", [0, 3, 8])
+def test_every_unusual_colour_mode_is_read_as_the_digit_it_shows(examples, shipped_predictor, digit):
+    """16-bit (both byte orders, and a 12-megapixel page), 32-bit, float in 0..1 and 0..255,
+    LAB, CMYK, YCbCr, 1-bit, palette and grey with alpha: converted, never an exception."""
+    from ml.tests.modes import unusual_modes
+
+    for name, data in unusual_modes(examples[digit]).items():
+        inspect_image(data)  # accepted at upload
+        result = to_model_input(data)
+        assert_mnist_like(result)
+        assert shipped_predictor.predict_arrays(result.array[None])[0].digit == digit, name
+
+
+def test_a_float_image_in_0_to_1_is_not_taken_for_a_blank_page(seven):
+    paper = (255 - upscale(seven, 112)).astype(np.float32) / 255
+    result = to_model_input(encode_float(paper))
+    assert correlation(result.array, to_model_input(encode(seven)).array) > 0.9
+
+
+def encode_float(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(values.astype(np.float32), "F").save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
+def test_inspecting_a_large_image_reads_its_headers_not_its_pixels():
+    """A 64-megapixel image of a few kilobytes is accepted at upload by its headers alone:
+    nothing the size of its pixels is decoded in the web process."""
+    from ml.preprocessing import VERIFY_MAX_PIXELS
+
+    image = Image.new("L", (8000, 7999), 255)
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF", compression="tiff_deflate")
+    data = buffer.getvalue()
+    assert len(data) < 200_000 and VERIFY_MAX_PIXELS < 8000 * 7999
+    started = time.perf_counter()
+    assert inspect_image(data).width == 8000
+    assert inspect_image(data, verify_max_pixels=10**9).height == 7999  # decoding is what costs
+    header_only, full = _timed(inspect_image, data), _timed(partial(inspect_image, verify_max_pixels=10**9), data)
+    assert header_only * 20 < full, (header_only, full, time.perf_counter() - started)
+
+
+def _timed(function, *args) -> float:
+    started = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - started
+
+
+def test_a_large_png_with_a_broken_checksum_is_refused_without_decoding():
+    buffer = io.BytesIO()
+    Image.new("L", (5000, 5000), 255).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[-20] ^= 0xFF  # inside the last IDAT chunk: its CRC no longer matches
+    with pytest.raises(PreprocessingError, match="not an image we can read"):
+        inspect_image(bytes(data))
