@@ -241,6 +241,8 @@ CLASSIFY_BATCH_SIZE = env.int("CLASSIFY_BATCH_SIZE", default=32)
 CLASSIFY_MAX_ATTEMPTS = env.int("CLASSIFY_MAX_ATTEMPTS", default=3)
 # Images still pending after this long are queued again (requeue_stale, every minute in beat).
 CLASSIFY_STALE_AFTER_SECONDS = env.int("CLASSIFY_STALE_AFTER_SECONDS", default=120)
+# How often beat queues requeue_stale; /healthz calls it overdue after three intervals.
+REQUEUE_STALE_INTERVAL_SECONDS = env.int("REQUEUE_STALE_INTERVAL_SECONDS", default=60)
 
 # --- Celery -------------------------------------------------------------------------------
 # Redis when CELERY_BROKER_URL is set; otherwise the embedded filesystem broker (no server).
@@ -264,8 +266,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "requeue-stale-images": {"task": "classifier.requeue_stale", "schedule": 60.0},
+    "requeue-stale-images": {"task": "classifier.requeue_stale", "schedule": float(REQUEUE_STALE_INTERVAL_SECONDS)},
 }
+# Celery's file-backed schedule, but beat creates the file's folder (a fresh clone has no var/).
+CELERY_BEAT_SCHEDULER = "digitsite.celery:Scheduler"
 # Two queues: classification, and retraining on its own so that a long retrain never holds up
 # a prediction. `celery worker` without --queues takes only the first; see docs/deploy.md.
 CELERY_TASK_DEFAULT_QUEUE = "classify"

@@ -115,10 +115,11 @@ def wait_until_finished(ids, worker, timeout=120.0) -> None:
 
 
 class Worker:
-    """A real `celery worker` process (prefork, one child) on the test database and broker."""
+    """A real `celery worker` process (prefork, one child) on the test database and broker;
+    ``args`` adds options (``--beat``...)."""
 
-    def __init__(self, env: dict, log_path: Path):
-        self.env, self.log_path, self.process = env, log_path, None
+    def __init__(self, env: dict, log_path: Path, args: tuple[str, ...] = ()):
+        self.env, self.log_path, self.args, self.process = env, log_path, args, None
 
     def start(self) -> "Worker":
         log = open(self.log_path, "a")  # noqa: SIM115 - the worker writes to it until stopped
@@ -138,6 +139,7 @@ class Worker:
                 "INFO",
                 "--without-mingle",
                 "--without-gossip",
+                *self.args,
             ],
             cwd=REPO,
             env=self.env,

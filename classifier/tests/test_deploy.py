@@ -175,7 +175,13 @@ def test_healthz_reports_database_broker_and_workers(client, settings):
     from classifier.models import WorkerHeartbeat
 
     body = client.get("/healthz").json()
-    assert body == {"status": "degraded", "database": "ok", "broker": "ok", "workers": {"alive": 0, "hosts": []}}
+    assert body == {
+        "status": "degraded",
+        "database": "ok",
+        "broker": "ok",
+        "workers": {"alive": 0, "hosts": []},
+        "requeue_stale": {"last_run_seconds_ago": None, "requeued": None, "overdue": False},
+    }
     now = timezone.now()
     WorkerHeartbeat.objects.create(hostname="celery@a", seen_at=now, started_at=now)
     stale = now - timedelta(seconds=10 * settings.WORKER_HEARTBEAT_SECONDS)
@@ -185,6 +191,44 @@ def test_healthz_reports_database_broker_and_workers(client, settings):
     body = response.json()
     assert body["status"] == "ok" and body["workers"]["alive"] == 1
     assert body["workers"]["hosts"][0]["hostname"] == "celery@a"
+
+
+@pytest.mark.django_db
+def test_healthz_is_degraded_when_beat_has_not_run_requeue_stale_lately(client, settings):
+    from classifier.models import RequeueRun, WorkerHeartbeat
+    from classifier.services import requeue_run_record
+
+    now = timezone.now()
+    overdue = now - timedelta(seconds=3 * settings.REQUEUE_STALE_INTERVAL_SECONDS + 5)
+    worker = WorkerHeartbeat.objects.create(hostname="celery@a", seen_at=now, started_at=now)
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"  # a worker just started: beat's first run is not due yet
+    assert body["requeue_stale"] == {"last_run_seconds_ago": None, "requeued": None, "overdue": False}
+    worker.started_at = overdue
+    worker.save()
+    body = client.get("/healthz").json()
+    assert body["status"] == "degraded" and body["requeue_stale"]["overdue"] is True  # beat never ran
+    requeue_run_record(requeued=4)
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["requeue_stale"]["requeued"] == 4 and body["requeue_stale"]["last_run_seconds_ago"] < 5
+    RequeueRun.objects.update(ran_at=overdue)
+    body = client.get("/healthz").json()
+    assert body["status"] == "degraded" and body["requeue_stale"]["overdue"] is True  # beat stopped
+    WorkerHeartbeat.objects.all().delete()
+    body = client.get("/healthz").json()
+    assert body["requeue_stale"]["overdue"] is False  # without workers nothing would run it anyway
+
+
+@pytest.mark.django_db
+def test_requeue_stale_records_its_run(broker_env):
+    from classifier.models import RequeueRun
+    from classifier.tasks import requeue_stale
+
+    assert requeue_stale() == 0
+    requeue_stale()
+    run = RequeueRun.objects.get()
+    assert run.requeued == 0 and (timezone.now() - run.ran_at).total_seconds() < 5
 
 
 @pytest.mark.django_db
