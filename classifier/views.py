@@ -33,6 +33,7 @@ from classifier.selectors import (
     workers_alive,
 )
 from classifier.services import api_token_create, api_token_revoke, feedback_give, image_upload_create
+from digitsite.brokers import broker_check
 
 GALLERY_SIZE = 24
 HISTORY_PAGE_SIZE = 25
@@ -57,6 +58,7 @@ def healthz(request):
     try:
         with celery_app.connection_for_write() as broker:
             broker.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+            broker_check(broker)
         checks["broker"] = "ok"
     except Exception as exc:  # kombu raises the transport's own errors
         checks["broker"] = f"unreachable ({exc.__class__.__name__})"

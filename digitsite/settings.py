@@ -5,7 +5,7 @@ from pathlib import Path
 
 import environ
 
-from digitsite.brokers import filesystem_broker_options
+from digitsite.brokers import FILESYSTEM_TRANSPORT, filesystem_broker_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -251,6 +251,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(
         env("CELERY_BROKER_FOLDER", default=str(BASE_DIR / "var" / "broker"))
     )
+    # Kombu's transport, but one that recreates the folders should they be removed.
+    CELERY_BROKER_TRANSPORT = FILESYSTEM_TRANSPORT
     # The filesystem transport has no broadcast: workers take no remote-control commands.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_TASK_IGNORE_RESULT = True

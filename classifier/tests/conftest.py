@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.db import connection
 
-from digitsite.brokers import filesystem_broker_options
+from digitsite.brokers import FILESYSTEM_TRANSPORT, filesystem_broker_options
 from digitsite.celery import app as celery_app
 from ml.tests.conftest import SHIPPED_MODEL_DIR, mnist, mnist_dir, tiny_model_dir  # noqa: F401
 
@@ -54,6 +54,7 @@ def use_broker(url: str, options: dict) -> None:
     # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
     os.environ["CELERY_BROKER_URL"] = url
     celery_app.conf.broker_url = url
+    celery_app.conf.broker_transport = FILESYSTEM_TRANSPORT if url.startswith("filesystem") else None
     celery_app.conf.broker_transport_options = options
     kombu.pools.reset()  # kombu's process-wide connection and producer pools
     celery_app._after_fork()  # and the app's own references to them
