@@ -19,4 +19,6 @@ RUN PRODUCTION=true SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build python man
 
 USER digitsite
 EXPOSE 8000
-CMD ["gunicorn", "digitsite.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# Threads (gthread), not sync workers: a client sending its request slowly holds one thread,
+# not a whole process, so a few slow or malicious sockets cannot stall /healthz (docs/deploy.md).
+CMD ["gunicorn", "digitsite.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-"]

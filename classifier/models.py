@@ -158,3 +158,14 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} (seen {self.seen_at:%Y-%m-%d %H:%M:%S})"
+
+
+class RequeueRun(models.Model):
+    """The last run of beat's requeue_stale (one row): /healthz tells from it whether beat is
+    alive, since stranded images recover only through these runs."""
+
+    ran_at = models.DateTimeField()
+    requeued = models.PositiveIntegerField(help_text="images it queued again")
+
+    def __str__(self) -> str:
+        return f"requeue_stale at {self.ran_at:%Y-%m-%d %H:%M:%S}: {self.requeued} requeued"

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, WorkerHeartbeat
+from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, RequeueRun, WorkerHeartbeat
 
 
 @dataclass(frozen=True)
@@ -139,3 +140,25 @@ def workers_alive(*, within_seconds: float) -> list[WorkerHeartbeat]:
     """The workers that recorded a heartbeat within the last ``within_seconds``."""
     since = timezone.now() - timedelta(seconds=within_seconds)
     return list(WorkerHeartbeat.objects.filter(seen_at__gte=since).order_by("hostname"))
+
+
+@dataclass(frozen=True)
+class RequeueHealth:
+    last_run_seconds_ago: float | None
+    requeued: int | None  # by that run
+    overdue: bool
+
+
+def requeue_stale_health(*, workers: list[WorkerHeartbeat]) -> RequeueHealth:
+    """When beat's requeue_stale last ran. Overdue: workers are alive, yet no run came within
+    three beat intervals of the last one (before any, of the oldest live worker's start), so
+    beat is down and images stranded by a broker outage would never be classified."""
+    now = timezone.now()
+    last = RequeueRun.objects.order_by("-ran_at").first()
+    since = last.ran_at if last else min((w.started_at for w in workers), default=now)
+    limit = timedelta(seconds=3 * settings.REQUEUE_STALE_INTERVAL_SECONDS)
+    return RequeueHealth(
+        last_run_seconds_ago=round((now - last.ran_at).total_seconds(), 1) if last else None,
+        requeued=last.requeued if last else None,
+        overdue=bool(workers) and now - since > limit,
+    )

@@ -15,6 +15,7 @@ from classifier.services import (
     model_retrain,
     prediction_run,
     predictions_run,
+    requeue_run_record,
     worker_heartbeat_clear,
     worker_heartbeat_record,
 )
@@ -45,7 +46,10 @@ def classify_images(image_ids: list[int]) -> None:
 
 @shared_task(name="classifier.requeue_stale")
 def requeue_stale() -> int:
-    return len(images_requeue_stale())
+    """Beat's periodic run; recorded so that /healthz notices when beat stops."""
+    requeued = len(images_requeue_stale())
+    requeue_run_record(requeued=requeued)
+    return requeued
 
 
 @shared_task(name="classifier.retrain", acks_late=True)

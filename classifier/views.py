@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import asdict
 
 import numpy as np
 from django.conf import settings
@@ -23,8 +24,17 @@ from django_htmx.http import HttpResponseStopPolling
 from PIL import Image
 
 from classifier.forms import FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
-from classifier.selectors import ImageFilters, image_get_for, image_list_for, site_stats, workers_alive
+from classifier.selectors import (
+    ImageFilters,
+    RequeueHealth,
+    image_get_for,
+    image_list_for,
+    requeue_stale_health,
+    site_stats,
+    workers_alive,
+)
 from classifier.services import api_token_create, api_token_revoke, feedback_give, image_upload_create
+from digitsite.brokers import broker_check
 
 GALLERY_SIZE = 24
 HISTORY_PAGE_SIZE = 25
@@ -35,7 +45,8 @@ MODEL_INPUT_ZOOM = 8
 @require_GET
 def healthz(request):
     """For load balancers: 200 when the database and the broker answer (status "degraded"
-    when no worker has recorded a heartbeat lately), 503 when either does not."""
+    when no worker has recorded a heartbeat lately, or beat's requeue_stale is overdue), 503
+    when either does not."""
     from digitsite.celery import app as celery_app
 
     checks = {}
@@ -48,22 +59,27 @@ def healthz(request):
     try:
         with celery_app.connection_for_write() as broker:
             broker.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+            broker_check(broker)
         checks["broker"] = "ok"
     except Exception as exc:  # kombu raises the transport's own errors
         checks["broker"] = f"unreachable ({exc.__class__.__name__})"
-    workers = []
+    workers, requeue = [], RequeueHealth(last_run_seconds_ago=None, requeued=None, overdue=False)
     if checks["database"] == "ok":
-        now = timezone.now()
         try:
-            workers = [
-                {"hostname": w.hostname, "seen_seconds_ago": round((now - w.seen_at).total_seconds(), 1)}
-                for w in workers_alive(within_seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
-            ]
+            workers = workers_alive(within_seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
+            requeue = requeue_stale_health(workers=workers)
         except DatabaseError:  # not migrated yet: no worker has a place to say it is alive
-            workers = []
+            pass
     up = checks["database"] == "ok" and checks["broker"] == "ok"
-    status = ("ok" if workers else "degraded") if up else "down"
-    body = {"status": status, **checks, "workers": {"alive": len(workers), "hosts": workers}}
+    status = ("ok" if workers and not requeue.overdue else "degraded") if up else "down"
+    now = timezone.now()
+    hosts = [{"hostname": w.hostname, "seen_seconds_ago": round((now - w.seen_at).total_seconds(), 1)} for w in workers]
+    body = {
+        "status": status,
+        **checks,
+        "workers": {"alive": len(workers), "hosts": hosts},
+        "requeue_stale": asdict(requeue),
+    }
     response = JsonResponse(body, status=200 if up else 503)
     response["Cache-Control"] = "no-store"
     return response

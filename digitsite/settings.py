@@ -5,7 +5,7 @@ from pathlib import Path
 
 import environ
 
-from digitsite.brokers import filesystem_broker_options
+from digitsite.brokers import FILESYSTEM_TRANSPORT, filesystem_broker_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -244,6 +244,8 @@ CLASSIFY_BATCH_SIZE = env.int("CLASSIFY_BATCH_SIZE", default=32)
 CLASSIFY_MAX_ATTEMPTS = env.int("CLASSIFY_MAX_ATTEMPTS", default=3)
 # Images still pending after this long are queued again (requeue_stale, every minute in beat).
 CLASSIFY_STALE_AFTER_SECONDS = env.int("CLASSIFY_STALE_AFTER_SECONDS", default=120)
+# How often beat queues requeue_stale; /healthz calls it overdue after three intervals.
+REQUEUE_STALE_INTERVAL_SECONDS = env.int("REQUEUE_STALE_INTERVAL_SECONDS", default=60)
 
 # --- Celery -------------------------------------------------------------------------------
 # Redis when CELERY_BROKER_URL is set; otherwise the embedded filesystem broker (no server).
@@ -252,6 +254,8 @@ if CELERY_BROKER_URL.startswith("filesystem"):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(
         env("CELERY_BROKER_FOLDER", default=str(BASE_DIR / "var" / "broker"))
     )
+    # Kombu's transport, but one that recreates the folders should they be removed.
+    CELERY_BROKER_TRANSPORT = FILESYSTEM_TRANSPORT
     # The filesystem transport has no broadcast: workers take no remote-control commands.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_TASK_IGNORE_RESULT = True
@@ -267,8 +271,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "requeue-stale-images": {"task": "classifier.requeue_stale", "schedule": 60.0},
+    "requeue-stale-images": {"task": "classifier.requeue_stale", "schedule": float(REQUEUE_STALE_INTERVAL_SECONDS)},
 }
+# Celery's file-backed schedule, but beat creates the file's folder (a fresh clone has no var/).
+CELERY_BEAT_SCHEDULER = "digitsite.celery:Scheduler"
 # Two queues: classification, and retraining on its own so that a long retrain never holds up
 # a prediction. `celery worker` without --queues takes only the first; see docs/deploy.md.
 CELERY_TASK_DEFAULT_QUEUE = "classify"

@@ -25,7 +25,7 @@ from classifier.services.modelling import (
     model_version_ensure_initial,
 )
 from classifier.services.retraining import RetrainError, RetrainReport, model_retrain
-from classifier.services.workers import worker_heartbeat_clear, worker_heartbeat_record
+from classifier.services.workers import requeue_run_record, worker_heartbeat_clear, worker_heartbeat_record
 
 __all__ = [
     "RetrainError",
@@ -48,6 +48,7 @@ __all__ = [
     "model_version_ensure_initial",
     "prediction_run",
     "predictions_run",
+    "requeue_run_record",
     "worker_heartbeat_clear",
     "worker_heartbeat_record",
 ]

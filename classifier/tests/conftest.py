@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.db import connection
 
-from digitsite.brokers import filesystem_broker_options
+from digitsite.brokers import FILESYSTEM_TRANSPORT, filesystem_broker_options
 from digitsite.celery import app as celery_app
 from ml.tests.conftest import SHIPPED_MODEL_DIR, mnist, mnist_dir, tiny_model_dir  # noqa: F401
 
@@ -54,6 +54,7 @@ def use_broker(url: str, options: dict) -> None:
     # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
     os.environ["CELERY_BROKER_URL"] = url
     celery_app.conf.broker_url = url
+    celery_app.conf.broker_transport = FILESYSTEM_TRANSPORT if url.startswith("filesystem") else None
     celery_app.conf.broker_transport_options = options
     kombu.pools.reset()  # kombu's process-wide connection and producer pools
     celery_app._after_fork()  # and the app's own references to them
@@ -115,10 +116,11 @@ def wait_until_finished(ids, worker, timeout=120.0) -> None:
 
 
 class Worker:
-    """A real `celery worker` process (prefork, one child) on the test database and broker."""
+    """A real `celery worker` process (prefork, one child) on the test database and broker;
+    ``args`` adds options (``--beat``...)."""
 
-    def __init__(self, env: dict, log_path: Path):
-        self.env, self.log_path, self.process = env, log_path, None
+    def __init__(self, env: dict, log_path: Path, args: tuple[str, ...] = ()):
+        self.env, self.log_path, self.args, self.process = env, log_path, args, None
 
     def start(self) -> "Worker":
         log = open(self.log_path, "a")  # noqa: SIM115 - the worker writes to it until stopped
@@ -138,6 +140,7 @@ class Worker:
                 "INFO",
                 "--without-mingle",
                 "--without-gossip",
+                *self.args,
             ],
             cwd=REPO,
             env=self.env,

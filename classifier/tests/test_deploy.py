@@ -1,10 +1,14 @@
 """Deployment: the compose file and Dockerfile agree with the code (Docker does not run here),
 storage and queue settings, the health endpoint, workers' heartbeats."""
 
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -175,7 +179,13 @@ def test_healthz_reports_database_broker_and_workers(client, settings):
     from classifier.models import WorkerHeartbeat
 
     body = client.get("/healthz").json()
-    assert body == {"status": "degraded", "database": "ok", "broker": "ok", "workers": {"alive": 0, "hosts": []}}
+    assert body == {
+        "status": "degraded",
+        "database": "ok",
+        "broker": "ok",
+        "workers": {"alive": 0, "hosts": []},
+        "requeue_stale": {"last_run_seconds_ago": None, "requeued": None, "overdue": False},
+    }
     now = timezone.now()
     WorkerHeartbeat.objects.create(hostname="celery@a", seen_at=now, started_at=now)
     stale = now - timedelta(seconds=10 * settings.WORKER_HEARTBEAT_SECONDS)
@@ -185,6 +195,44 @@ def test_healthz_reports_database_broker_and_workers(client, settings):
     body = response.json()
     assert body["status"] == "ok" and body["workers"]["alive"] == 1
     assert body["workers"]["hosts"][0]["hostname"] == "celery@a"
+
+
+@pytest.mark.django_db
+def test_healthz_is_degraded_when_beat_has_not_run_requeue_stale_lately(client, settings):
+    from classifier.models import RequeueRun, WorkerHeartbeat
+    from classifier.services import requeue_run_record
+
+    now = timezone.now()
+    overdue = now - timedelta(seconds=3 * settings.REQUEUE_STALE_INTERVAL_SECONDS + 5)
+    worker = WorkerHeartbeat.objects.create(hostname="celery@a", seen_at=now, started_at=now)
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"  # a worker just started: beat's first run is not due yet
+    assert body["requeue_stale"] == {"last_run_seconds_ago": None, "requeued": None, "overdue": False}
+    worker.started_at = overdue
+    worker.save()
+    body = client.get("/healthz").json()
+    assert body["status"] == "degraded" and body["requeue_stale"]["overdue"] is True  # beat never ran
+    requeue_run_record(requeued=4)
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["requeue_stale"]["requeued"] == 4 and body["requeue_stale"]["last_run_seconds_ago"] < 5
+    RequeueRun.objects.update(ran_at=overdue)
+    body = client.get("/healthz").json()
+    assert body["status"] == "degraded" and body["requeue_stale"]["overdue"] is True  # beat stopped
+    WorkerHeartbeat.objects.all().delete()
+    body = client.get("/healthz").json()
+    assert body["requeue_stale"]["overdue"] is False  # without workers nothing would run it anyway
+
+
+@pytest.mark.django_db
+def test_requeue_stale_records_its_run(broker_env):
+    from classifier.models import RequeueRun
+    from classifier.tasks import requeue_stale
+
+    assert requeue_stale() == 0
+    requeue_stale()
+    run = RequeueRun.objects.get()
+    assert run.requeued == 0 and (timezone.now() - run.ran_at).total_seconds() < 5
 
 
 @pytest.mark.django_db
@@ -243,3 +291,60 @@ def test_pages_render_with_the_static_files_production_collects(tmp_path):
     )
     assert page == "200 True"
     assert list((tmp_path / "static" / "css").glob("site.*.css"))  # hashed names
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_slow_clients_do_not_hold_up_the_web_process(tmp_path):
+    """Clients that send half a request and wait (slowloris) must not take every gunicorn
+    worker: /healthz answers at once beside them. gunicorn runs as the Dockerfile runs it, with
+    two processes; with sync workers two such sockets hold both."""
+    command = json.loads(re.search(r"^CMD (\[.*\])$", (REPO / "Dockerfile").read_text(), re.M).group(1))
+    assert command[:2] == ["gunicorn", "digitsite.wsgi"]
+    assert command == SERVICES["web"]["command"], "compose runs the web process as the Dockerfile does"
+    port = _free_port()
+    command[command.index("--workers") + 1] = "2"
+    command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")} | {
+        "PRODUCTION": "true",
+        "SECRET_KEY": "x" * 60,
+        "ALLOWED_HOSTS": "digits.example.com",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_BROKER_FOLDER": str(tmp_path / "broker"),
+    }
+    url = f"http://127.0.0.1:{port}/healthz"
+    with open(tmp_path / "gunicorn.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", *command], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    slow = []
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()[-3000:]
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn never answered"
+                time.sleep(0.3)
+        for _ in range(4):  # twice the worker processes
+            client = socket.create_connection(("127.0.0.1", port))
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            slow.append(client)
+        time.sleep(1)  # gunicorn has taken them and waits for the rest of their headers
+        started = time.monotonic()
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert json.load(response)["database"] == "ok"
+        assert time.monotonic() - started < 2
+    finally:
+        for client in slow:
+            client.close()
+        server.terminate()
+        server.wait(timeout=30)
