@@ -84,6 +84,28 @@ def test_a_request_over_the_total_size_limit_is_refused_before_it_is_read(client
     assert not DigitImage.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "expected"),
+    [
+        ("//evil.example/", "", "/"),
+        # What a server hands on for /%2F%2Fevil.example/ (the path arrives decoded).
+        ("///evil.example/", "", "/"),
+        ("/\\/evil.example/", "", "/%5C/evil.example/"),
+        ("/history/", "digit=3", "/history/?digit=3"),
+    ],
+)
+def test_the_size_limit_redirect_stays_on_this_site(client, settings, path, query, expected):
+    """An oversized POST to a crafted path must not send the browser to another site."""
+    settings.UPLOAD_MAX_REQUEST_BYTES = 10
+    client.force_login(UserFactory())
+    # The test client would read "//evil.example/" as a host: give the server the raw path.
+    response = client.generic(
+        "POST", "/", b"x" * 11, content_type="application/octet-stream", PATH_INFO=path, QUERY_STRING=query
+    )
+    assert response.status_code == 302
+    assert response["Location"] == expected
+
+
 def test_uploads_over_the_rate_limit_are_refused_with_when_to_come_back(client, settings, png):
     settings.UPLOAD_RATE_LIMIT = 5
     user = UserFactory()
