@@ -12,7 +12,14 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -177,9 +184,12 @@ def api_token(request):
 def history(request):
     form, filters = _history_filters(request)
     page = Paginator(image_list_for(request.user, filters), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    # Links (pages, CSV) carry only the filters this page applied, so the CSV matches the list.
     query = request.GET.copy()
-    query.pop("page", None)
-    return render(request, "classifier/history.html", {"form": form, "page": page, "query": query.urlencode()})
+    for name in ("page", *form.errors):
+        query.pop(name, None)
+    context = {"form": form, "page": page, "query": query.urlencode(), "ignored": form.invalid_filters()}
+    return render(request, "classifier/history.html", context)
 
 
 CSV_HEADER = [
@@ -209,8 +219,14 @@ class _Echo:
 
 @require_GET
 def history_export(request):
-    """The signed-in user's history (with the page's filters) as CSV, streamed row by row."""
-    _, filters = _history_filters(request)
+    """The signed-in user's history (with the page's filters) as CSV, streamed row by row.
+
+    An invalid filter is refused: a file that silently holds more than was asked for would
+    pass as the filtered one."""
+    form, filters = _history_filters(request)
+    if invalid := form.invalid_filters():
+        reason = "Not exported; fix these filters and try again:\n" + "\n".join(invalid) + "\n"
+        return HttpResponseBadRequest(reason, content_type="text/plain; charset=utf-8")
     images = image_list_for(request.user, filters).select_related("feedback")
 
     def rows():
