@@ -156,7 +156,9 @@ SPECTACULAR_SETTINGS = {
     "Authenticate with `Authorization: Token <key>` (create a key on the site's API token page).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Like every page but log-in and sign-up: the schema and its documentation need a user
+    # (a session or a token).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # The documentation page's JavaScript and CSS come from this server: it works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
