@@ -24,6 +24,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views import defaults
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 from PIL import Image
@@ -163,6 +164,7 @@ def _history_filters(request) -> tuple[HistoryFilterForm, ImageFilters]:
     return form, form.to_filters()
 
 
+@never_cache  # the page shows the token: no browser or proxy may keep a copy
 @require_http_methods(["GET", "POST"])
 def api_token(request):
     """Create, replace or revoke the signed-in user's API token."""

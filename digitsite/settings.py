@@ -102,6 +102,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Not a check: revokes the API token whenever a password changes (see its docstring).
+    {"NAME": "classifier.passwords.RevokeApiTokenOnPasswordChange"},
 ]
 
 # Password-reset mails go to the console unless a deployment configures a real backend.

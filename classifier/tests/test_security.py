@@ -180,3 +180,78 @@ def test_development_settings_would_fail_the_checklist():
     result = _manage("check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode != 0
     assert "security.W004" in result.stderr + result.stdout  # no HSTS
+
+
+# --- API tokens end with the password --------------------------------------------------------
+
+NEW_PASSWORD = "another long passphrase 7"
+
+
+def _token_works(key: str) -> bool:
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return api.get(reverse("api:image-list")).status_code == 200
+
+
+def _change_on_the_password_change_page(client, user):
+    client.force_login(user)
+    data = {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    assert client.post(reverse("password_change"), data).status_code == 302
+
+
+def _change_through_a_reset_link(client, user):
+    from django.core import mail
+
+    user.email = "someone@example.com"
+    user.save()
+    assert client.post(reverse("password_reset"), {"email": user.email}).status_code == 302
+    link = next(line for line in mail.outbox[-1].body.splitlines() if "/accounts/reset/" in line)
+    response = client.get(link.strip(), follow=True)  # Django swaps the token for a session key
+    data = {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    assert client.post(response.redirect_chain[-1][0], data).status_code == 302
+
+
+def _change_in_the_admin(client, user):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    url = reverse("admin:auth_user_password_change", args=[user.pk])
+    data = {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"}
+    assert client.post(url, data).status_code == 302
+
+
+@pytest.mark.parametrize(
+    "change", [_change_on_the_password_change_page, _change_through_a_reset_link, _change_in_the_admin]
+)
+def test_a_password_change_revokes_the_api_token(client, change):
+    from classifier.services import api_token_create
+
+    user = UserFactory()
+    key = api_token_create(user=user).key
+    assert _token_works(key)
+    change(client, user)
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+    assert not _token_works(key)
+
+
+def test_a_save_that_keeps_the_password_keeps_the_token(client):
+    from classifier.services import api_token_create
+
+    user = UserFactory()
+    key = api_token_create(user=user).key
+    assert sign_in(client, user.username, PASSWORD).status_code == 302  # saves last_login
+    user.first_name = "Ada"
+    user.save()
+    assert _token_works(key)
+
+
+def test_the_token_page_is_never_cached_and_says_a_password_change_revokes_it(client):
+    from classifier.services import api_token_create
+
+    user = UserFactory()
+    api_token_create(user=user)
+    client.force_login(user)
+    response = client.get(reverse("classifier:api_token"))
+    assert "no-store" in response["Cache-Control"]
+    assert "Changing your password revokes your token" in response.content.decode()
