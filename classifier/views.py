@@ -9,6 +9,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
@@ -23,6 +24,7 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -31,7 +33,13 @@ from PIL import Image
 
 from classifier.forms import FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
 from classifier.selectors import ImageFilters, image_get_for, image_list_for, site_stats, workers_alive
-from classifier.services import api_token_create, api_token_revoke, feedback_give, image_upload_create
+from classifier.services import (
+    api_token_create,
+    api_token_revoke,
+    feedback_give,
+    image_upload_create,
+    password_reset_request_allow,
+)
 
 GALLERY_SIZE = 24
 HISTORY_PAGE_SIZE = 25
@@ -97,8 +105,31 @@ def locked_out(request, original_response=None, credentials=None):
         "failure_limit": settings.AXES_FAILURE_LIMIT,
         "username": (credentials or {}).get("username") or request.POST.get("username", ""),
         "cooloff": f"{minutes} minute{'s' if minutes != 1 else ''}",
+        "password_reset": settings.PASSWORD_RESET_ENABLED,
     }
     return render(request, "registration/locked_out.html", context, status=429)
+
+
+@method_decorator(login_not_required, name="dispatch")
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset page, rate-limited, and switched off where no mail server is set
+    (PASSWORD_RESET_ENABLED)."""
+
+    def dispatch(self, request, *args, **kwargs):
+        if not settings.PASSWORD_RESET_ENABLED:
+            return render(request, "registration/password_reset_unavailable.html")
+        return super().dispatch(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        from axes.helpers import get_client_ip_address
+
+        allowed = password_reset_request_allow(
+            client_address=get_client_ip_address(self.request) or "", email=form.cleaned_data["email"]
+        )
+        if allowed:
+            return super().form_valid(form)
+        # Over the limit: no mail, and the same answer as when one was sent.
+        return redirect(self.get_success_url())
 
 
 @login_not_required

@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from digitsite.brokers import filesystem_broker_options
 
@@ -106,9 +107,31 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "classifier.passwords.RevokeApiTokenOnPasswordChange"},
 ]
 
-# Password-reset mails go to the console unless a deployment configures a real backend.
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# --- Mail and password reset ------------------------------------------------------------------
+# Password-reset mails go out through EMAIL_URL (e.g. smtp+tls://user:password@host:587) or an
+# EMAIL_BACKEND. Without either, development prints them on the console; production turns
+# password reset off instead, because a printed mail is a working reset link (staff ones too)
+# in the web process's logs for anyone who reads them.
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+if env("EMAIL_URL", default=None):
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = env("EMAIL_BACKEND", default=None)
+if PRODUCTION and EMAIL_BACKEND == CONSOLE_EMAIL_BACKEND:
+    raise ImproperlyConfigured(
+        "EMAIL_BACKEND is the console backend, which would print working password-reset links into "
+        "the logs. Set EMAIL_URL (or EMAIL_BACKEND) to a real mail server, or leave both unset to "
+        "turn password reset off."
+    )
+PASSWORD_RESET_ENABLED = EMAIL_BACKEND is not None or not PRODUCTION
+if EMAIL_BACKEND is None:
+    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend" if PRODUCTION else CONSOLE_EMAIL_BACKEND
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="digitsite <noreply@localhost>")
+# Reset requests per window, counted in the cache per client address and per e-mail address.
+# Over either, the answer is the same page and no mail is sent.
+PASSWORD_RESET_RATE_PER_ADDRESS = env.int("PASSWORD_RESET_RATE_PER_ADDRESS", default=5)
+PASSWORD_RESET_RATE_PER_EMAIL = env.int("PASSWORD_RESET_RATE_PER_EMAIL", default=3)
+PASSWORD_RESET_RATE_WINDOW_SECONDS = env.int("PASSWORD_RESET_RATE_WINDOW_SECONDS", default=3600)
 
 # --- Sign-in protection (django-axes) -------------------------------------------------------
 # Axes' backend comes first: it refuses a locked-out sign-in before the password is checked.

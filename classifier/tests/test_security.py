@@ -255,3 +255,112 @@ def test_the_token_page_is_never_cached_and_says_a_password_change_revokes_it(cl
     response = client.get(reverse("classifier:api_token"))
     assert "no-store" in response["Cache-Control"]
     assert "Changing your password revokes your token" in response.content.decode()
+
+
+# --- Password reset: no links in the logs, rate-limited, the same answer for everyone ---------
+
+CONSOLE_MAIL = "django.core.mail.backends.console.EmailBackend"
+
+
+@pytest.fixture
+def fresh_cache():
+    from django.core.cache import cache
+
+    cache.clear()  # reset counts live in the cache
+    yield
+    cache.clear()
+
+
+def test_production_refuses_to_start_with_the_console_mail_backend():
+    result = _manage(
+        "check",
+        PRODUCTION="true",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="digits.example.com",
+        EMAIL_BACKEND=CONSOLE_MAIL,
+    )
+    assert result.returncode != 0
+    assert "Set EMAIL_URL" in result.stderr and "password-reset links" in result.stderr
+
+
+def test_production_with_a_mail_server_passes_the_deployment_checklist():
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        PRODUCTION="true",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="digits.example.com",
+        EMAIL_URL="smtp+tls://digitsite:secret@mail.example.com:587",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_without_a_mail_server_sends_no_reset_link_anywhere(tmp_path):
+    """The red-team case: a staff address under PRODUCTION, anonymous, nothing configured."""
+    script = (
+        "from django.core.management import call_command; call_command('migrate', verbosity=0)\n"
+        "from django.contrib.auth.models import User\n"
+        "User.objects.create_superuser('root', 'root@example.com', 'x' * 20)\n"
+        "from django.test import Client, override_settings\n"
+        # Static files are not collected here: pages look them up without the manifest.
+        "plain = {'BACKEND': 'django.contrib.staticfiles.storage.StaticFilesStorage'}\n"
+        "override_settings(STORAGES={'default': plain, 'staticfiles': plain}).enable()\n"
+        "c = Client(HTTP_HOST='digits.example.com')\n"
+        "page = c.get('/accounts/password_reset/', secure=True)\n"
+        "print('GET', page.status_code, 'not available' in page.content.decode())\n"
+        "sent = c.post('/accounts/password_reset/', {'email': 'root@example.com'}, secure=True)\n"
+        "print('POST', sent.status_code)\n"
+    )
+    result = _manage(
+        "shell",
+        "-c",
+        script,
+        PRODUCTION="true",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="digits.example.com",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "GET 200 True" in result.stdout
+    assert "/accounts/reset/" not in result.stdout + result.stderr
+
+
+def _reset(client, email, address="10.0.0.1"):
+    return client.post(reverse("password_reset"), {"email": email}, REMOTE_ADDR=address)
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_password_reset_answers_the_same_whether_or_not_the_address_exists(client, mailoutbox):
+    UserFactory(email="known@example.com", is_staff=True)
+    known = _reset(client, "known@example.com")
+    unknown = _reset(client, "nobody@example.com")
+    assert (known.status_code, known["Location"]) == (unknown.status_code, unknown["Location"])
+    assert known["Location"] == reverse("password_reset_done")
+    assert len(mailoutbox) == 1 and mailoutbox[0].to == ["known@example.com"]
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_password_reset_is_rate_limited_per_address_and_per_e_mail_with_the_same_answer(client, settings, mailoutbox):
+    settings.PASSWORD_RESET_RATE_PER_EMAIL = 2
+    settings.PASSWORD_RESET_RATE_PER_ADDRESS = 3
+    UserFactory(email="known@example.com")
+    for user_number in range(3):
+        UserFactory(email=f"other{user_number}@example.com")
+    expected = reverse("password_reset_done")
+
+    # Per e-mail: two mails, then the same answer and no mail, from any address.
+    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        assert _reset(client, "known@example.com", address)["Location"] == expected
+    assert len(mailoutbox) == 2
+
+    # Per address: 10.0.0.3 already asked once; two more, then refused quietly.
+    for user_number in range(3):
+        assert _reset(client, f"other{user_number}@example.com", "10.0.0.3")["Location"] == expected
+    assert [m.to for m in mailoutbox[2:]] == [["other0@example.com"], ["other1@example.com"]]
+    # A limited request for an unknown address answers the same as one for a known address.
+    assert _reset(client, "nobody@example.com", "10.0.0.3")["Location"] == expected
+    # Another address may still ask for the same link.
+    _reset(client, "other2@example.com", "10.0.0.9")
+    assert mailoutbox[-1].to == ["other2@example.com"] and len(mailoutbox) == 5
