@@ -46,6 +46,7 @@ NO_METADATA = {"Creator": None, "Date": None, "Format": None, "Type": None}
 # one page would repeat them. Its referenced ids (clip paths, tick markers) carry a random hash.
 _COUNTER_ID = re.compile(r' id="[A-Za-z][\w.]*_\d+"')
 _FIXED_SIZE = re.compile(r' (?:width|height)="[^"]*"')
+_STYLE_ELEMENT = re.compile(r"<style[^>]*>.*?</style>", re.DOTALL)
 # rc_context swaps process-wide rcParams: two threads rendering at once could each restore the
 # defaults under the other's figure. One chart at a time costs a few tens of milliseconds.
 _render_lock = threading.Lock()
@@ -218,7 +219,9 @@ def _render(title: str, label: str, draw: Callable[[Axes], None]) -> str:
         ax.set_title(title)
         draw(ax)
         figure.savefig(buffer, format="svg", metadata=NO_METADATA)
-    svg = _COUNTER_ID.sub("", buffer.getvalue())
+    # matplotlib's <style> element would be refused by the Content-Security-Policy (and its `*`
+    # rule would reach the whole page): static/css/site.css carries the rule for charts only.
+    svg = _STYLE_ELEMENT.sub("", _COUNTER_ID.sub("", buffer.getvalue()))
     svg = svg[svg.index("<svg") :]  # the XML declaration and DOCTYPE are not allowed inside HTML
     tag_end = svg.index(">")
     attributes = _FIXED_SIZE.sub("", svg[len("<svg") : tag_end])

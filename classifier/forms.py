@@ -83,12 +83,14 @@ class HistoryFilterForm(forms.Form):
             del self.fields["everyone"]
 
     def to_filters(self):
-        """The valid filters as the selectors take them (no filter for anything invalid)."""
+        """The valid filters as the selectors take them; an invalid one is left out (and named
+        by ``invalid_filters``), the others still apply."""
         from classifier.selectors import ImageFilters
 
-        if not self.is_valid():
+        if not self.is_bound:
             return ImageFilters()
-        data = self.cleaned_data
+        self.is_valid()
+        data = self.cleaned_data  # only the fields that passed
         below = data.get("below")
         return ImageFilters(
             digit=data.get("digit"),
@@ -97,6 +99,16 @@ class HistoryFilterForm(forms.Form):
             flagged=data.get("flagged"),
             everyone=bool(data.get("everyone")),
         )
+
+    def invalid_filters(self) -> list[str]:
+        """Each invalid filter with the value given and why, e.g. 'Predicted digit "-1": ...'."""
+        if not self.is_bound:
+            return []
+        return [
+            f'{self.fields[name].label} "{self.data.get(name)}": {" ".join(errors)}'
+            for name, errors in self.errors.items()
+            if name in self.fields
+        ]
 
 
 class FlagForm(forms.Form):

@@ -2,6 +2,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 
 class RequestSizeLimitMiddleware:
@@ -30,4 +32,9 @@ class RequestSizeLimitMiddleware:
         if request.path.startswith("/api/"):
             return JsonResponse({"detail": reason}, status=413)
         messages.error(request, reason)
-        return redirect(request.get_full_path())
+        # Back to the page the form was on; a path such as //evil.example/ reads as another
+        # host to a browser, so anything that is not a plain path here goes home instead.
+        target = request.get_full_path()
+        if not url_has_allowed_host_and_scheme(target, allowed_hosts=None):
+            target = reverse("classifier:home")
+        return redirect(target)

@@ -10,15 +10,25 @@ import numpy as np
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import TooManyFilesSent
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.views import defaults
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 from PIL import Image
@@ -33,7 +43,13 @@ from classifier.selectors import (
     site_stats,
     workers_alive,
 )
-from classifier.services import api_token_create, api_token_revoke, feedback_give, image_upload_create
+from classifier.services import (
+    api_token_create,
+    api_token_revoke,
+    feedback_give,
+    image_upload_create,
+    password_reset_request_allow,
+)
 from digitsite.brokers import broker_check
 
 GALLERY_SIZE = 24
@@ -118,8 +134,31 @@ def locked_out(request, original_response=None, credentials=None):
         "failure_limit": settings.AXES_FAILURE_LIMIT,
         "username": (credentials or {}).get("username") or request.POST.get("username", ""),
         "cooloff": f"{minutes} minute{'s' if minutes != 1 else ''}",
+        "password_reset": settings.PASSWORD_RESET_ENABLED,
     }
     return render(request, "registration/locked_out.html", context, status=429)
+
+
+@method_decorator(login_not_required, name="dispatch")
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset page, rate-limited, and switched off where no mail server is set
+    (PASSWORD_RESET_ENABLED)."""
+
+    def dispatch(self, request, *args, **kwargs):
+        if not settings.PASSWORD_RESET_ENABLED:
+            return render(request, "registration/password_reset_unavailable.html")
+        return super().dispatch(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        from axes.helpers import get_client_ip_address
+
+        allowed = password_reset_request_allow(
+            client_address=get_client_ip_address(self.request) or "", email=form.cleaned_data["email"]
+        )
+        if allowed:
+            return super().form_valid(form)
+        # Over the limit: no mail, and the same answer as when one was sent.
+        return redirect(self.get_success_url())
 
 
 @login_not_required
@@ -185,6 +224,7 @@ def _history_filters(request) -> tuple[HistoryFilterForm, ImageFilters]:
     return form, form.to_filters()
 
 
+@never_cache  # the page shows the token: no browser or proxy may keep a copy
 @require_http_methods(["GET", "POST"])
 def api_token(request):
     """Create, replace or revoke the signed-in user's API token."""
@@ -206,9 +246,12 @@ def api_token(request):
 def history(request):
     form, filters = _history_filters(request)
     page = Paginator(image_list_for(request.user, filters), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    # Links (pages, CSV) carry only the filters this page applied, so the CSV matches the list.
     query = request.GET.copy()
-    query.pop("page", None)
-    return render(request, "classifier/history.html", {"form": form, "page": page, "query": query.urlencode()})
+    for name in ("page", *form.errors):
+        query.pop(name, None)
+    context = {"form": form, "page": page, "query": query.urlencode(), "ignored": form.invalid_filters()}
+    return render(request, "classifier/history.html", context)
 
 
 CSV_HEADER = [
@@ -238,8 +281,14 @@ class _Echo:
 
 @require_GET
 def history_export(request):
-    """The signed-in user's history (with the page's filters) as CSV, streamed row by row."""
-    _, filters = _history_filters(request)
+    """The signed-in user's history (with the page's filters) as CSV, streamed row by row.
+
+    An invalid filter is refused: a file that silently holds more than was asked for would
+    pass as the filtered one."""
+    form, filters = _history_filters(request)
+    if invalid := form.invalid_filters():
+        reason = "Not exported; fix these filters and try again:\n" + "\n".join(invalid) + "\n"
+        return HttpResponseBadRequest(reason, content_type="text/plain; charset=utf-8")
     images = image_list_for(request.user, filters).select_related("feedback")
 
     def rows():

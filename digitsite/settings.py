@@ -4,6 +4,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 from digitsite.brokers import FILESYSTEM_TRANSPORT, filesystem_broker_options
 
@@ -37,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",
+    "csp",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -50,6 +53,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -79,6 +83,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -102,11 +107,35 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Not a check: revokes the API token whenever a password changes (see its docstring).
+    {"NAME": "classifier.passwords.RevokeApiTokenOnPasswordChange"},
 ]
 
-# Password-reset mails go to the console unless a deployment configures a real backend.
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# --- Mail and password reset ------------------------------------------------------------------
+# Password-reset mails go out through EMAIL_URL (e.g. smtp+tls://user:password@host:587) or an
+# EMAIL_BACKEND. Without either, development prints them on the console; production turns
+# password reset off instead, because a printed mail is a working reset link (staff ones too)
+# in the web process's logs for anyone who reads them.
+CONSOLE_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+if env("EMAIL_URL", default=None):
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = env("EMAIL_BACKEND", default=None)
+if PRODUCTION and EMAIL_BACKEND == CONSOLE_EMAIL_BACKEND:
+    raise ImproperlyConfigured(
+        "EMAIL_BACKEND is the console backend, which would print working password-reset links into "
+        "the logs. Set EMAIL_URL (or EMAIL_BACKEND) to a real mail server, or leave both unset to "
+        "turn password reset off."
+    )
+PASSWORD_RESET_ENABLED = EMAIL_BACKEND is not None or not PRODUCTION
+if EMAIL_BACKEND is None:
+    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend" if PRODUCTION else CONSOLE_EMAIL_BACKEND
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="digitsite <noreply@localhost>")
+# Reset requests per window, counted in the cache per client address and per e-mail address.
+# Over either, the answer is the same page and no mail is sent.
+PASSWORD_RESET_RATE_PER_ADDRESS = env.int("PASSWORD_RESET_RATE_PER_ADDRESS", default=5)
+PASSWORD_RESET_RATE_PER_EMAIL = env.int("PASSWORD_RESET_RATE_PER_EMAIL", default=3)
+PASSWORD_RESET_RATE_WINDOW_SECONDS = env.int("PASSWORD_RESET_RATE_WINDOW_SECONDS", default=3600)
 
 # --- Sign-in protection (django-axes) -------------------------------------------------------
 # Axes' backend comes first: it refuses a locked-out sign-in before the password is checked.
@@ -132,6 +161,29 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Content-Security-Policy (django-csp) --------------------------------------------------------
+# Scripts and style sheets come from this site only; the few inline ones (Swagger UI's page) carry
+# the request's nonce, so injected markup runs nothing. Style *attributes* stay allowed: the
+# confidence bars and matplotlib's SVG charts use them, and an attribute cannot run script.
+# Images may be data: and blob: URLs (canvas drawings, Swagger UI's icons); the camera preview is
+# a MediaStream, which needs no source.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:", "blob:"],
+        "media-src": [SELF, "blob:"],
+        "connect-src": [SELF],
+        "font-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
 # --- Cache ------------------------------------------------------------------------------------
 # API throttling counts requests here: set CACHE_URL (e.g. redis://127.0.0.1:6379/1) when more
 # than one web process serves, so that they share the counts.
@@ -156,9 +208,13 @@ SPECTACULAR_SETTINGS = {
     "Authenticate with `Authorization: Token <key>` (create a key on the site's API token page).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Like every page but log-in and sign-up: the schema and its documentation need a user
+    # (a session or a token).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # The documentation page's JavaScript and CSS come from this server: it works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
+    # No badge from validator.swagger.io: the page asks nothing of other sites.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,

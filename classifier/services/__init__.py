@@ -4,7 +4,7 @@ Web processes import this package too, so TensorFlow is imported lazily, inside 
 functions that run in the worker or in commands.
 """
 
-from classifier.services.accounts import api_token_create, api_token_revoke
+from classifier.services.accounts import api_token_create, api_token_revoke, password_reset_request_allow
 from classifier.services.images import (
     UploadOutcome,
     feedback_confirm,
@@ -46,6 +46,7 @@ __all__ = [
     "model_train",
     "model_version_activate",
     "model_version_ensure_initial",
+    "password_reset_request_allow",
     "prediction_run",
     "predictions_run",
     "requeue_run_record",

@@ -1,7 +1,11 @@
-"""Accounts: API tokens."""
+"""Accounts: API tokens and password-reset requests."""
 
 from __future__ import annotations
 
+import hashlib
+
+from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -17,3 +21,29 @@ def api_token_revoke(*, user) -> bool:
     """Delete ``user``'s API token; False when there was none."""
     deleted, _ = Token.objects.filter(user=user).delete()
     return deleted > 0
+
+
+def password_reset_request_allow(*, client_address: str, email: str) -> bool:
+    """Count one password-reset request; False when its client address or its e-mail address
+    is over the limit for the window (settings ``PASSWORD_RESET_RATE_*``).
+
+    Every request counts, for known and unknown e-mail addresses alike, so the outcome says
+    nothing about which addresses have accounts."""
+    window = settings.PASSWORD_RESET_RATE_WINDOW_SECONDS
+    # Hashed: the cache (Redis in production) need not hold people's e-mail addresses.
+    email_key = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    per_address = _window_count(f"password-reset:address:{client_address}", window)
+    per_email = _window_count(f"password-reset:email:{email_key}", window)
+    return (
+        per_address <= settings.PASSWORD_RESET_RATE_PER_ADDRESS and per_email <= settings.PASSWORD_RESET_RATE_PER_EMAIL
+    )
+
+
+def _window_count(key: str, window_seconds: int) -> int:
+    """Add one to a count that starts at the first request and ends ``window_seconds`` later."""
+    cache.add(key, 0, timeout=window_seconds)
+    try:
+        return cache.incr(key)
+    except ValueError:  # it expired between the two calls: this request starts a new window
+        cache.set(key, 1, timeout=window_seconds)
+        return 1

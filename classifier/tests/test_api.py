@@ -201,7 +201,12 @@ def test_tokens_are_created_replaced_and_revoked_on_the_site(client, user):
     assert not Token.objects.filter(user=user).exists()
 
 
-def test_schema_and_offline_documentation_are_served(client):
+def test_schema_and_offline_documentation_are_served_to_signed_in_users(client, user, api):
+    assert client.get(reverse("api:schema"), HTTP_ACCEPT="application/json").status_code == 401
+    docs = client.get(reverse("api:docs"))
+    assert docs.status_code == 302 and docs["Location"].startswith(reverse("login"))
+    assert api.get(reverse("api:schema"), HTTP_ACCEPT="application/json").status_code == 200  # a token will do
+    client.force_login(user)
     schema = client.get(reverse("api:schema"), HTTP_ACCEPT="application/json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
@@ -217,10 +222,23 @@ def test_schema_and_offline_documentation_are_served(client):
 
 
 def _schema():
-    """The schema, read from the app itself; generated requests go to the WSGI app in-process."""
+    """The schema the app serves, read in-process; generated requests go to the WSGI app.
+
+    The schema needs a signed-in user, and no database is open while tests are collected: the
+    request is authenticated as an unsaved user, which touches no table."""
+    from django.contrib.auth import get_user_model
+    from django.urls import resolve
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
     from digitsite.wsgi import application
 
-    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
+    request = APIRequestFactory().get("/api/schema/", {"format": "json"})
+    force_authenticate(request, user=get_user_model()(username="schemathesis"))
+    response = resolve("/api/schema/").func(request)
+    assert response.status_code == 200, response.data
+    loaded = schemathesis.openapi.from_dict(response.data)
+    loaded.app = application
+    return loaded
 
 
 schema = _schema()

@@ -4,6 +4,7 @@ regenerates the ones the README shows)."""
 
 import os
 import re
+import time
 from io import StringIO
 from pathlib import Path
 
@@ -58,13 +59,49 @@ def browser(chromium):
     browser.close()
 
 
+# Chromium reports each Content-Security-Policy refusal as a console error, and the page
+# fires `securitypolicyviolation`; Playwright's init script runs outside the page's policy.
+RECORD_CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(
+  `${e.violatedDirective} blocked ${e.blockedURI || 'inline'} on ${e.documentURI}`));
+"""
+
+
+def csp_violations(page, console: list[str]) -> list[str]:
+    return [*console, *page.evaluate("window.__cspViolations || []")]
+
+
+def record_csp_console(page) -> list[str]:
+    console = []
+    page.on(
+        "console",
+        lambda m: console.append(m.text) if m.type == "error" and "Content Security Policy" in m.text else None,
+    )
+    return console
+
+
 @pytest.fixture
 def page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
     page = context.new_page()
     page.set_default_timeout(20_000)
+    page.csp_console = record_csp_console(page)
     yield page
     context.close()
+
+
+def wait_until(page, expression: str, arg=None, timeout: float = 20_000) -> None:
+    """Poll until ``expression`` (with ``arg``) is true in the page.
+
+    Playwright's wait_for_function runs its predicate through eval() inside the page, which the
+    site's Content-Security-Policy refuses; page.evaluate goes through the debugging protocol,
+    outside the page's policy."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression, arg):
+        assert time.monotonic() < deadline, f"not true within {timeout / 1000:.0f} s: {expression}"
+        page.wait_for_timeout(100)
 
 
 def shot(page, name: str) -> None:
@@ -94,7 +131,8 @@ def digit_files(tmp_path, mnist) -> list[Path]:
 
 def wait_for_cards(page, count: int) -> None:
     """Every card shows a digit (or a failure): htmx swapped them in without a reload."""
-    page.wait_for_function(
+    wait_until(
+        page,
         "n => document.querySelectorAll('.digit-card').length === n && "
         "[...document.querySelectorAll('.digit-card')].every(c => ['done', 'failed'].includes(c.dataset.status))",
         arg=count,
@@ -142,7 +180,7 @@ def test_upload_three_and_watch_them_classified(page, worker, tmp_path, mnist):
     page.locator(".digit-card", has_text="photo-2.jpg").click()
     page.locator("#predicted-digit").wait_for()
     assert page.locator("#predicted-digit").inner_text() == "2"
-    page.wait_for_function("document.querySelector('img.model-input').complete")
+    wait_until(page, "document.querySelector('img.model-input').complete")
     assert page.get_by_alt_text("The 28 by 28 image the model saw").evaluate("img => img.naturalWidth") == 224
     assert page.locator(".bar-row").count() == 10
     shot(page, "02-detail")
@@ -268,7 +306,8 @@ def canvas_ink(page) -> int:
 
 
 def wait_for_result(page, selector: str = "#draw-results .digit-card") -> str:
-    page.wait_for_function(
+    wait_until(
+        page,
         "s => { const c = document.querySelector(s); return c && ['done', 'failed'].includes(c.dataset.status); }",
         arg=selector,
         timeout=90_000,
@@ -350,7 +389,7 @@ def test_take_a_photo_with_the_webcam(camera_browser, live_server, worker):
     log_in(page, user.username)
     page.get_by_role("button", name="Take photo with webcam").click()
     page.get_by_label("Camera preview").wait_for()
-    page.wait_for_function("document.getElementById('camera-video').videoWidth > 0")
+    wait_until(page, "document.getElementById('camera-video').videoWidth > 0")
     page.get_by_role("button", name="Capture").click()
     # The fake camera shows a test pattern, not a digit: what matters is the way through.
     assert wait_for_result(page, "#gallery .digit-card") in ("done", "failed")
@@ -396,7 +435,7 @@ def test_feedback_grad_cam_and_staff_confirmation(page, worker, tmp_path, mnist)
     log_in(page, user.username)
     upload(page, [str(digit_files(tmp_path, mnist)[0])], 1)
     page.locator(".digit-card").first.click()
-    page.wait_for_function("document.querySelector('img[alt^=\"Grad-CAM\"]').complete")
+    wait_until(page, "document.querySelector('img[alt^=\"Grad-CAM\"]').complete")
     assert page.locator("img[alt^='Grad-CAM']").evaluate("img => img.naturalWidth") == 224
     page.get_by_label("It is really a").select_option("1")
     page.get_by_role("button", name="Tell us it is wrong").click()
@@ -477,3 +516,63 @@ def test_every_control_is_labelled_every_image_has_alt_and_the_keyboard_works(pa
     page.get_by_role("link", name="History", exact=True).focus()
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/history/$"))
+
+
+def test_every_page_works_under_the_content_security_policy_with_no_violation(page, worker, tmp_path, mnist):
+    """The site, the canvas, htmx polling, the admin and the offline Swagger UI run under the
+    policy: none of them is refused anything (nothing inline without a nonce, no eval)."""
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    log_in(page, staff.username)
+    upload(page, [str(digit_files(tmp_path, mnist)[0])], 1)  # htmx polled the card
+    image = DigitImage.objects.get(owner=staff)
+    response = page.goto("/")
+    policy = response.headers["content-security-policy"]
+    script_src = policy.split("script-src ")[1].split(";")[0].split()
+    assert "'self'" in script_src and not {"'unsafe-inline'", "'unsafe-eval'", "*"} & set(script_src)
+    found = {}
+    pages = (
+        "/",
+        "/history/",
+        image.get_absolute_url(),
+        "/stats/",
+        "/account/api-token/",
+        "/accounts/password_change/",
+        "/admin/",
+        "/admin/classifier/digitimage/",
+        f"/admin/classifier/digitimage/{image.pk}/change/",
+    )
+    for path in pages:
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+        found[path] = csp_violations(page, page.csp_console)
+        page.csp_console.clear()
+
+    page.goto("/draw/")
+    canvas_strokes(page, ONE)
+    page.get_by_role("button", name="Classify drawing").click()
+    assert wait_for_result(page) == "done"
+    found["/draw/"] = csp_violations(page, page.csp_console)
+    page.csp_console.clear()
+
+    page.goto("/api/docs/")
+    page.wait_for_load_state("networkidle")
+    found["/api/docs/"] = csp_violations(page, page.csp_console)
+    assert {path: violations for path, violations in found.items() if violations} == {}
+    page.locator(".swagger-ui .opblock").first.wait_for()  # Swagger UI rendered the schema
+    assert page.locator(".swagger-ui .opblock").count() >= 4
+    shot(page, "11-api-docs")
+
+
+def test_the_webcam_works_under_the_content_security_policy(camera_browser, live_server, worker):
+    context = camera_browser.new_context(base_url=live_server.url, permissions=["camera"])
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    console = record_csp_console(page)
+    log_in(page, UserFactory().username)
+    page.get_by_role("button", name="Take photo with webcam").click()
+    wait_until(page, "document.getElementById('camera-video').videoWidth > 0")
+    page.get_by_role("button", name="Capture").click()
+    assert wait_for_result(page, "#gallery .digit-card") in ("done", "failed")
+    assert csp_violations(page, console) == []
+    context.close()

@@ -84,6 +84,28 @@ def test_a_request_over_the_total_size_limit_is_refused_before_it_is_read(client
     assert not DigitImage.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "expected"),
+    [
+        ("//evil.example/", "", "/"),
+        # What a server hands on for /%2F%2Fevil.example/ (the path arrives decoded).
+        ("///evil.example/", "", "/"),
+        ("/\\/evil.example/", "", "/%5C/evil.example/"),
+        ("/history/", "digit=3", "/history/?digit=3"),
+    ],
+)
+def test_the_size_limit_redirect_stays_on_this_site(client, settings, path, query, expected):
+    """An oversized POST to a crafted path must not send the browser to another site."""
+    settings.UPLOAD_MAX_REQUEST_BYTES = 10
+    client.force_login(UserFactory())
+    # The test client would read "//evil.example/" as a host: give the server the raw path.
+    response = client.generic(
+        "POST", "/", b"x" * 11, content_type="application/octet-stream", PATH_INFO=path, QUERY_STRING=query
+    )
+    assert response.status_code == 302
+    assert response["Location"] == expected
+
+
 def test_uploads_over_the_rate_limit_are_refused_with_when_to_come_back(client, settings, png):
     settings.UPLOAD_RATE_LIMIT = 5
     user = UserFactory()
@@ -158,3 +180,204 @@ def test_development_settings_would_fail_the_checklist():
     result = _manage("check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode != 0
     assert "security.W004" in result.stderr + result.stdout  # no HSTS
+
+
+# --- API tokens end with the password --------------------------------------------------------
+
+NEW_PASSWORD = "another long passphrase 7"
+
+
+def _token_works(key: str) -> bool:
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return api.get(reverse("api:image-list")).status_code == 200
+
+
+def _change_on_the_password_change_page(client, user):
+    client.force_login(user)
+    data = {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    assert client.post(reverse("password_change"), data).status_code == 302
+
+
+def _change_through_a_reset_link(client, user):
+    from django.core import mail
+
+    user.email = "someone@example.com"
+    user.save()
+    assert client.post(reverse("password_reset"), {"email": user.email}).status_code == 302
+    link = next(line for line in mail.outbox[-1].body.splitlines() if "/accounts/reset/" in line)
+    response = client.get(link.strip(), follow=True)  # Django swaps the token for a session key
+    data = {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    assert client.post(response.redirect_chain[-1][0], data).status_code == 302
+
+
+def _change_in_the_admin(client, user):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    url = reverse("admin:auth_user_password_change", args=[user.pk])
+    data = {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"}
+    assert client.post(url, data).status_code == 302
+
+
+@pytest.mark.parametrize(
+    "change", [_change_on_the_password_change_page, _change_through_a_reset_link, _change_in_the_admin]
+)
+def test_a_password_change_revokes_the_api_token(client, change):
+    from classifier.services import api_token_create
+
+    user = UserFactory()
+    key = api_token_create(user=user).key
+    assert _token_works(key)
+    change(client, user)
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD)
+    assert not _token_works(key)
+
+
+def test_a_save_that_keeps_the_password_keeps_the_token(client):
+    from classifier.services import api_token_create
+
+    user = UserFactory()
+    key = api_token_create(user=user).key
+    assert sign_in(client, user.username, PASSWORD).status_code == 302  # saves last_login
+    user.first_name = "Ada"
+    user.save()
+    assert _token_works(key)
+
+
+def test_the_token_page_is_never_cached_and_says_a_password_change_revokes_it(client):
+    from classifier.services import api_token_create
+
+    user = UserFactory()
+    api_token_create(user=user)
+    client.force_login(user)
+    response = client.get(reverse("classifier:api_token"))
+    assert "no-store" in response["Cache-Control"]
+    assert "Changing your password revokes your token" in response.content.decode()
+
+
+# --- Password reset: no links in the logs, rate-limited, the same answer for everyone ---------
+
+CONSOLE_MAIL = "django.core.mail.backends.console.EmailBackend"
+
+
+@pytest.fixture
+def fresh_cache():
+    from django.core.cache import cache
+
+    cache.clear()  # reset counts live in the cache
+    yield
+    cache.clear()
+
+
+def test_production_refuses_to_start_with_the_console_mail_backend():
+    result = _manage(
+        "check",
+        PRODUCTION="true",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="digits.example.com",
+        EMAIL_BACKEND=CONSOLE_MAIL,
+    )
+    assert result.returncode != 0
+    assert "Set EMAIL_URL" in result.stderr and "password-reset links" in result.stderr
+
+
+def test_production_with_a_mail_server_passes_the_deployment_checklist():
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        PRODUCTION="true",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="digits.example.com",
+        EMAIL_URL="smtp+tls://digitsite:secret@mail.example.com:587",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_without_a_mail_server_sends_no_reset_link_anywhere(tmp_path):
+    """The red-team case: a staff address under PRODUCTION, anonymous, nothing configured."""
+    script = (
+        "from django.core.management import call_command; call_command('migrate', verbosity=0)\n"
+        "from django.contrib.auth.models import User\n"
+        "User.objects.create_superuser('root', 'root@example.com', 'x' * 20)\n"
+        "from django.test import Client, override_settings\n"
+        # Static files are not collected here: pages look them up without the manifest.
+        "plain = {'BACKEND': 'django.contrib.staticfiles.storage.StaticFilesStorage'}\n"
+        "override_settings(STORAGES={'default': plain, 'staticfiles': plain}).enable()\n"
+        "c = Client(HTTP_HOST='digits.example.com')\n"
+        "page = c.get('/accounts/password_reset/', secure=True)\n"
+        "print('GET', page.status_code, 'not available' in page.content.decode())\n"
+        "sent = c.post('/accounts/password_reset/', {'email': 'root@example.com'}, secure=True)\n"
+        "print('POST', sent.status_code)\n"
+    )
+    result = _manage(
+        "shell",
+        "-c",
+        script,
+        PRODUCTION="true",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="digits.example.com",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "GET 200 True" in result.stdout
+    assert "/accounts/reset/" not in result.stdout + result.stderr
+
+
+def _reset(client, email, address="10.0.0.1"):
+    return client.post(reverse("password_reset"), {"email": email}, REMOTE_ADDR=address)
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_password_reset_answers_the_same_whether_or_not_the_address_exists(client, mailoutbox):
+    UserFactory(email="known@example.com", is_staff=True)
+    known = _reset(client, "known@example.com")
+    unknown = _reset(client, "nobody@example.com")
+    assert (known.status_code, known["Location"]) == (unknown.status_code, unknown["Location"])
+    assert known["Location"] == reverse("password_reset_done")
+    assert len(mailoutbox) == 1 and mailoutbox[0].to == ["known@example.com"]
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_password_reset_is_rate_limited_per_address_and_per_e_mail_with_the_same_answer(client, settings, mailoutbox):
+    settings.PASSWORD_RESET_RATE_PER_EMAIL = 2
+    settings.PASSWORD_RESET_RATE_PER_ADDRESS = 3
+    UserFactory(email="known@example.com")
+    for user_number in range(3):
+        UserFactory(email=f"other{user_number}@example.com")
+    expected = reverse("password_reset_done")
+
+    # Per e-mail: two mails, then the same answer and no mail, from any address.
+    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        assert _reset(client, "known@example.com", address)["Location"] == expected
+    assert len(mailoutbox) == 2
+
+    # Per address: 10.0.0.3 already asked once; two more, then refused quietly.
+    for user_number in range(3):
+        assert _reset(client, f"other{user_number}@example.com", "10.0.0.3")["Location"] == expected
+    assert [m.to for m in mailoutbox[2:]] == [["other0@example.com"], ["other1@example.com"]]
+    # A limited request for an unknown address answers the same as one for a known address.
+    assert _reset(client, "nobody@example.com", "10.0.0.3")["Location"] == expected
+    # Another address may still ask for the same link.
+    _reset(client, "other2@example.com", "10.0.0.9")
+    assert mailoutbox[-1].to == ["other2@example.com"] and len(mailoutbox) == 5
+
+
+# --- Content-Security-Policy -------------------------------------------------------------------
+
+
+def test_pages_are_sent_with_a_content_security_policy_that_runs_no_inline_script(client):
+    client.force_login(UserFactory())
+    for name in ("classifier:home", "classifier:draw", "api:docs"):
+        policy = client.get(reverse(name))["Content-Security-Policy"]
+        directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+        script_src = directives["script-src"].split()
+        assert "'self'" in script_src and not {"'unsafe-inline'", "'unsafe-eval'", "*"} & set(script_src)
+        assert directives["object-src"] == "'none'" and directives["frame-ancestors"] == "'none'"
+    # The documentation page's one inline style sheet carries this response's nonce.
+    docs = client.get(reverse("api:docs"))
+    nonce = docs["Content-Security-Policy"].split("'nonce-")[1].split("'")[0]
+    assert f'<style nonce="{nonce}">' in docs.content.decode() and "<script>" not in docs.content.decode()

@@ -319,6 +319,28 @@ def test_history_exports_as_csv_with_the_pages_filters(signed_in, user, png):
     )
 
 
+def test_an_invalid_history_filter_is_named_and_the_valid_ones_still_apply(signed_in, user, png):
+    done_image(user, png, digit=1)
+    failed = DigitImageFactory(owner=user, data=png, status=DigitImage.Status.FAILED)
+    response = signed_in.get(reverse("classifier:history"), {"digit": "-1", "status": "failed"})
+    assert [i.pk for i in response.context["page"].object_list] == [failed.pk]
+    text = response.content.decode()
+    assert "Ignored the filter Predicted digit" in text and "&quot;-1&quot;" in text
+    # The CSV link carries only the filters the page applied.
+    assert 'href="/history/export.csv?status=failed"' in text
+    assert "Ignored the filter" not in signed_in.get(reverse("classifier:history"), {"digit": 1}).content.decode()
+
+
+def test_the_csv_export_refuses_an_invalid_filter_with_the_reason(signed_in, user, png):
+    done_image(user, png, digit=1)
+    response = signed_in.get(reverse("classifier:history_export"), {"digit": "-1", "below": "500"})
+    assert response.status_code == 400
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    text = response.content.decode()
+    assert 'Predicted digit "-1"' in text and 'Confidence below (%) "500"' in text
+    assert "file_name" not in text
+
+
 def test_statistics_page_shows_charts_and_numbers_to_staff(client, user, png):
     from classifier.models import Flag
 
