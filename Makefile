@@ -1,8 +1,21 @@
 # digitsite: `make run` sets everything up and starts the site; `make test` runs the tests.
-PYTHON ?= python3.11
+# Python 3.11 to 3.13, as pyproject.toml's requires-python says: the newest on PATH, or python3
+# when it is one of them. Checked only when the virtualenv is made, so `make -n` works without it.
+PYTHON_VERSIONS := 3.13 3.12 3.11
+python_version = $(if $(1),$(word 2,$(shell $(1) --version 2>/dev/null)))
+python_accepted = $(filter $(addsuffix .%,$(PYTHON_VERSIONS)),$(call python_version,$(1)))
+PYTHON ?= $(firstword $(foreach candidate,$(addprefix python,$(PYTHON_VERSIONS)) python3,$(if $(call python_accepted,$(candidate)),$(candidate))))
+PYTHON_NEEDED = digitsite needs Python 3.11, 3.12 or 3.13 (python3.13, python3.12, python3.11, or python3 when it is one \
+	of them)$(if $(PYTHON),: PYTHON=$(PYTHON) $(if $(call python_version,$(PYTHON)),is Python $(call python_version,$(PYTHON)),does not run),: none is on PATH). \
+	Install one, or name it: make PYTHON=/path/to/python3.12
 VENV := .venv
 BIN := $(VENV)/bin
-export MNIST_DATA_DIR ?= $(abspath ../shared/data/mnist)
+# CI and this workspace keep MNIST beside the checkout; elsewhere ml/data.py takes the Keras
+# download (cached in ~/.keras/datasets), so no path to a missing directory is passed on.
+SHARED_MNIST := $(wildcard $(abspath ../shared/data/mnist))
+ifneq ($(SHARED_MNIST),)
+export MNIST_DATA_DIR ?= $(SHARED_MNIST)
+endif
 export PYTHONUNBUFFERED := 1
 # TensorFlow's start-up chatter (oneDNN notices, CPU feature lists) hides real output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -10,6 +23,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 .PHONY: install run test lint format bench bench-load bench-quick screenshots clean
 
 $(BIN)/.installed: requirements.txt
+	@$(if $(call python_accepted,$(PYTHON)),,echo "$(PYTHON_NEEDED)" >&2; exit 1)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import statistics
 import sys
 import time
@@ -19,6 +18,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from stack import MNIST_DIR  # noqa: E402
 
 from ml.data import load_mnist  # noqa: E402
 from ml.inference import Predictor  # noqa: E402
@@ -89,8 +90,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
 
-    mnist_dir = os.environ.get("MNIST_DATA_DIR") or REPO.parent / "shared" / "data" / "mnist"
-    test = load_mnist(mnist_dir).test
+    test = load_mnist(MNIST_DIR).test
     predictor = Predictor(args.model)
     model = predictor.model
     x = to_model_array(test.images)

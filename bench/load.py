@@ -15,7 +15,6 @@ SQLite file unless ``--database-url`` names a scratch database.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import threading
@@ -29,7 +28,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stack import Stack, png  # noqa: E402
+from stack import MNIST_DIR, Stack, png  # noqa: E402
 
 from ml.data import load_mnist  # noqa: E402
 
@@ -85,7 +84,7 @@ def main() -> None:
         stack.start_web()
         stack.start_worker(warm=False)  # the first batches pay for loading the model, as after a deploy
         base = stack.base
-        mnist = load_mnist(os.environ.get("MNIST_DATA_DIR") or REPO.parent / "shared" / "data" / "mnist").test
+        mnist = load_mnist(MNIST_DIR).test
         blank = png(np.full((64, 64), 255, dtype=np.uint8))
         uploads = []  # (file name, bytes, expected digit or None for blank)
         for i in range(args.uploads):

@@ -14,6 +14,7 @@ def run(*args) -> str:
     return out.getvalue()
 
 
+@pytest.mark.usefixtures("mnist")
 def test_train_command_writes_a_model_and_reports_progress(tmp_path):
     output = run("train", "--arch", "dense", "--epochs", "1", "--limit", "2000", "--out", str(tmp_path / "m"))
     assert "epoch 1/1" in output
