@@ -31,8 +31,17 @@ from ml.artifacts import INPUT_SIDE
 DIGIT_BOX = 20  # MNIST: the digit's longest side, before centring in the 28x28 field
 MNIST_CENTRE = 14.0  # where MNIST's centres of mass lie (measured over the training set)
 
-# Formats we decode, named explicitly: Pillow never guesses beyond these.
-ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # JPEG covers MPO (phone photos)
+# Formats we decode, named explicitly: Pillow never guesses beyond these; with the suffix a
+# stored upload of each format is given.
+FORMAT_SUFFIXES = {
+    "PNG": ".png",
+    "JPEG": ".jpg",  # covers MPO (phone photos)
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "WEBP": ".webp",
+    "TIFF": ".tif",
+}
+ACCEPTED_FORMATS = tuple(FORMAT_SUFFIXES)
 # The same list for people: "PNG, JPEG, GIF, BMP, WEBP or TIFF".
 ACCEPTED_FORMATS_TEXT = f"{', '.join(ACCEPTED_FORMATS[:-1])} or {ACCEPTED_FORMATS[-1]}"
 # Our own pixel limit, below Pillow's decompression-bomb threshold; a 50 MP phone photo fits.

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 
 from classifier.models import Flag, ModelVersion
+from classifier.selectors import flags_for_training
 from classifier.services.modelling import (
     mnist_load,
     model_version_activate,
@@ -77,7 +78,6 @@ def model_retrain(
 ) -> RetrainReport:
     """Fine-tune the active model on MNIST plus staff corrections; keep the result as a new
     ModelVersion and activate it only if the gate (``ml.retrain.judge``) says so, or ``force``."""
-    from classifier.selectors import flags_for_training
     from ml.retrain import retrain, split_corrections
 
     active = model_version_ensure_initial()
