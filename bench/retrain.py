@@ -7,6 +7,7 @@ Run: ``make bench`` or ``.venv/bin/python bench/retrain.py [--flags 5]``.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from io import StringIO
 
@@ -19,8 +20,6 @@ def main() -> None:
     args = parser.parse_args()
 
     with Stack(start=False) as stack:
-        import os
-
         os.environ["MODEL_VERSIONS_DIR"] = str(stack.scratch / "versions")
         from django.conf import settings
         from django.contrib.auth.models import User

@@ -1,24 +1,28 @@
+from collections.abc import Callable
+
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Count
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import ngettext
 
 from classifier.forms import FlagForm
-from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction
+from classifier.models import DIGIT_CHOICES, DigitImage, Feedback, Flag, ModelVersion, Prediction
 from classifier.services import feedback_confirm, image_flag, model_version_activate
 
 
 class PredictedDigitFilter(admin.SimpleListFilter):
     title = "predicted digit"
     parameter_name = "digit"
+    field = "prediction__digit"
 
     def lookups(self, request, model_admin):
-        return [(str(d), str(d)) for d in range(10)]
+        return DIGIT_CHOICES
 
     def queryset(self, request, queryset):
-        return queryset.filter(prediction__digit=int(self.value())) if self.value() else queryset
+        return queryset.filter(**{self.field: int(self.value())}) if self.value() else queryset
 
 
 class ConfidenceBandFilter(admin.SimpleListFilter):
@@ -36,17 +40,26 @@ class ConfidenceBandFilter(admin.SimpleListFilter):
         return queryset.filter(prediction__confidence__gte=low, prediction__confidence__lt=high)
 
 
-class FlaggedFilter(admin.SimpleListFilter):
-    title = "flagged"
-    parameter_name = "flagged"
+class _IsSetFilter(admin.SimpleListFilter):
+    """The rows whose ``field`` is set ("yes") or empty ("no"), offered with ``labels``."""
+
+    field: str
+    labels: dict[str, str]
 
     def lookups(self, request, model_admin):
-        return [("yes", "flagged"), ("no", "not flagged")]
+        return list(self.labels.items())
 
     def queryset(self, request, queryset):
         if self.value() in ("yes", "no"):
-            return queryset.filter(flag__isnull=self.value() == "no")
+            return queryset.filter(**{f"{self.field}__isnull": self.value() == "no"})
         return queryset
+
+
+class FlaggedFilter(_IsSetFilter):
+    title = "flagged"
+    parameter_name = "flagged"
+    field = "flag"
+    labels = {"yes": "flagged", "no": "not flagged"}
 
 
 class FlagInline(admin.StackedInline):
@@ -59,6 +72,12 @@ class FlagInline(admin.StackedInline):
     max_num = 1
     verbose_name = verbose_name_plural = "correction (flag)"
     can_delete = True
+
+
+def _of_prediction(image: DigitImage, show: Callable[[Prediction], object]):
+    """A column that shows something of the image's prediction; "-" while there is none."""
+    prediction = image.prediction_or_none
+    return show(prediction) if prediction else "-"
 
 
 def _thumbnail(image: DigitImage, size: int = 56):
@@ -126,27 +145,24 @@ class DigitImageAdmin(admin.ModelAdmin):
 
     @admin.display(description="digit", ordering="prediction__digit")
     def predicted_digit(self, obj):
-        prediction = getattr(obj, "prediction", None)
-        return prediction.digit if prediction else "-"
+        return _of_prediction(obj, lambda prediction: prediction.digit)
 
     @admin.display(description="confidence", ordering="prediction__confidence")
     def confidence(self, obj):
-        prediction = getattr(obj, "prediction", None)
-        return f"{prediction.confidence:.1%}" if prediction else "-"
+        return _of_prediction(obj, lambda prediction: f"{prediction.confidence:.1%}")
 
     @admin.display(description="flag")
     def flag_digit(self, obj):
-        flag = getattr(obj, "flag", None)
+        flag = obj.flag_or_none
         return f"is a {flag.correct_digit}" if flag else ""
 
     @admin.display(description="model", ordering="prediction__model_version__number")
     def model_version(self, obj):
-        prediction = getattr(obj, "prediction", None)
-        return f"v{prediction.model_version.number}" if prediction else "-"
+        return _of_prediction(obj, lambda prediction: f"v{prediction.model_version.number}")
 
     @admin.display(description="prediction")
     def prediction_summary(self, obj):
-        prediction = getattr(obj, "prediction", None)
+        prediction = obj.prediction_or_none
         if prediction is None:
             return "-"
         return format_html(
@@ -189,10 +205,11 @@ class DigitImageAdmin(admin.ModelAdmin):
                         note=form.cleaned_data["note"],
                     )
                 count = queryset.count()
+                message = ngettext(
+                    "Flagged %(count)d image as %(digit)d.", "Flagged %(count)d images as %(digit)d.", count
+                )
                 self.message_user(
-                    request,
-                    f"Flagged {count} image{'s' if count != 1 else ''} as {form.cleaned_data['correct_digit']}.",
-                    messages.SUCCESS,
+                    request, message % {"count": count, "digit": form.cleaned_data["correct_digit"]}, messages.SUCCESS
                 )
                 return None
         else:
@@ -233,29 +250,21 @@ class FlagAdmin(admin.ModelAdmin):
 
     @admin.display(description="predicted")
     def predicted(self, obj):
-        prediction = getattr(obj.image, "prediction", None)
-        return prediction.digit if prediction else "-"
+        return _of_prediction(obj.image, lambda prediction: prediction.digit)
 
     def has_add_permission(self, request):
         return False  # flags are made on images
 
 
-class ConfirmedFilter(admin.SimpleListFilter):
+class ConfirmedFilter(_IsSetFilter):
     title = "confirmed"
     parameter_name = "confirmed"
-
-    def lookups(self, request, model_admin):
-        return [("no", "waiting for staff"), ("yes", "confirmed as a flag")]
-
-    def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(confirmed_at__isnull=self.value() == "no")
-        return queryset
+    field = "confirmed_at"
+    labels = {"no": "waiting for staff", "yes": "confirmed as a flag"}
 
 
 class FeedbackPredictedFilter(PredictedDigitFilter):
-    def queryset(self, request, queryset):
-        return queryset.filter(image__prediction__digit=int(self.value())) if self.value() else queryset
+    field = "image__prediction__digit"
 
 
 @admin.register(Feedback)
@@ -294,13 +303,11 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     @admin.display(description="predicted", ordering="image__prediction__digit")
     def predicted(self, obj):
-        prediction = getattr(obj.image, "prediction", None)
-        return prediction.digit if prediction else "-"
+        return _of_prediction(obj.image, lambda prediction: prediction.digit)
 
     @admin.display(description="confidence", ordering="image__prediction__confidence")
     def confidence(self, obj):
-        prediction = getattr(obj.image, "prediction", None)
-        return f"{prediction.confidence:.0%}" if prediction else "-"
+        return _of_prediction(obj.image, lambda prediction: f"{prediction.confidence:.0%}")
 
     @admin.display(description="confirmed", boolean=True, ordering="confirmed_at")
     def confirmed(self, obj):
@@ -312,9 +319,10 @@ class FeedbackAdmin(admin.ModelAdmin):
     @admin.action(description="Confirm selected suggestions as flags")
     def confirm_as_flags(self, request, queryset):
         count = feedback_confirm(feedback=queryset.select_related("image__owner"), confirmed_by=request.user)
-        self.message_user(
-            request, f"{count} suggestion{'s' if count != 1 else ''} confirmed as flags.", messages.SUCCESS
+        message = ngettext(
+            "%(count)d suggestion confirmed as flags.", "%(count)d suggestions confirmed as flags.", count
         )
+        self.message_user(request, message % {"count": count}, messages.SUCCESS)
 
 
 @admin.register(ModelVersion)

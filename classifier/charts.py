@@ -22,7 +22,8 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-NUM_DIGITS = 10
+from ml.artifacts import NUM_CLASSES
+
 BAR_COLOUR = "#0d6efd"  # Bootstrap's primary, so the charts match the rest of the site
 MUTED_COLOUR = "#6c757d"  # Bootstrap's secondary
 TEXT_COLOUR = "#212529"  # Bootstrap's body text
@@ -81,14 +82,14 @@ def uploads_per_day(days: list[datetime.date], counts: list[int]) -> str:
 
 def predictions_per_digit(counts: list[int]) -> str:
     title = "Predictions per digit"
-    if counts and len(counts) != NUM_DIGITS:
-        raise ValueError(f"expected {NUM_DIGITS} counts, one per digit, got {len(counts)}")
+    if counts and len(counts) != NUM_CLASSES:
+        raise ValueError(f"expected {NUM_CLASSES} counts, one per digit, got {len(counts)}")
     if not any(counts):
         return _no_data(title)
 
     def draw(ax: Axes) -> None:
-        ax.bar(range(NUM_DIGITS), counts, color=BAR_COLOUR)
-        ax.set_xticks(range(NUM_DIGITS))
+        ax.bar(range(NUM_CLASSES), counts, color=BAR_COLOUR)
+        ax.set_xticks(range(NUM_CLASSES))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="Predicted digit", ylabel="Predictions")
 
@@ -140,13 +141,13 @@ def flagged_share_per_version(versions: list[str], shares: list[float], totals: 
 def correction_confusion(matrix: list[list[int]]) -> str:
     title = "Flagged corrections: predicted vs correct"
     counts = np.asarray(matrix, dtype=int)
-    if counts.size and counts.shape != (NUM_DIGITS, NUM_DIGITS):
-        raise ValueError(f"expected a {NUM_DIGITS}x{NUM_DIGITS} matrix, got {counts.shape}")
+    if counts.size and counts.shape != (NUM_CLASSES, NUM_CLASSES):
+        raise ValueError(f"expected a {NUM_CLASSES}x{NUM_CLASSES} matrix, got {counts.shape}")
     if not counts.any():
         return _no_data(title)
 
     def draw(ax: Axes) -> None:
-        edges = np.arange(NUM_DIGITS + 1) - 0.5
+        edges = np.arange(NUM_CLASSES + 1) - 0.5
         # pcolormesh stays vector; imshow would embed a 10x10 PNG that browsers blur when scaling.
         ax.pcolormesh(edges, edges, counts, cmap="Blues", vmin=0, edgecolors="white", linewidth=0.5)
         for (predicted, correct), count in np.ndenumerate(counts):
@@ -155,7 +156,7 @@ def correction_confusion(matrix: list[list[int]]) -> str:
                 ax.text(correct, predicted, str(count), ha="center", va="center", fontsize="small", color=colour)
         ax.set_aspect("equal")
         ax.invert_yaxis()  # row 0 on top, as the matrix is written
-        ax.set(xticks=range(NUM_DIGITS), yticks=range(NUM_DIGITS), xlabel="Correct digit", ylabel="Predicted digit")
+        ax.set(xticks=range(NUM_CLASSES), yticks=range(NUM_CLASSES), xlabel="Correct digit", ylabel="Predicted digit")
 
     predicted, correct = np.unravel_index(counts.argmax(), counts.shape)
     label = (

@@ -2,6 +2,10 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 
+from classifier.models import DIGIT_CHOICES, DigitImage
+from classifier.selectors import ImageFilters
+from ml.preprocessing import ACCEPTED_FORMATS_TEXT
+
 
 class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
@@ -23,7 +27,7 @@ class MultipleImageField(forms.FileField):
 class UploadForm(forms.Form):
     images = MultipleImageField(
         label="Digit images",
-        help_text=f"PNG, JPEG, GIF, BMP, WEBP or TIFF; up to {settings.UPLOAD_MAX_BYTES // 1_000_000} MB each. "
+        help_text=f"{ACCEPTED_FORMATS_TEXT}; up to {settings.UPLOAD_MAX_BYTES // 1_000_000} MB each. "
         "You can choose several at once.",
         widget=MultipleFileInput(attrs={"accept": "image/*", "multiple": True}),
     )
@@ -46,7 +50,7 @@ SELECT = {"class": "form-select form-select-sm"}
 class HistoryFilterForm(forms.Form):
     digit = forms.TypedChoiceField(
         label="Predicted digit",
-        choices=[("", "any digit")] + [(d, str(d)) for d in range(10)],
+        choices=[("", "any digit"), *DIGIT_CHOICES],
         coerce=int,
         empty_value=None,
         required=False,
@@ -76,8 +80,6 @@ class HistoryFilterForm(forms.Form):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        from classifier.models import DigitImage
-
         self.fields["status"].choices = [("", "any status"), *DigitImage.Status.choices]
         if not (user and user.is_staff):
             del self.fields["everyone"]
@@ -85,8 +87,6 @@ class HistoryFilterForm(forms.Form):
     def to_filters(self):
         """The valid filters as the selectors take them; an invalid one is left out (and named
         by ``invalid_filters``), the others still apply."""
-        from classifier.selectors import ImageFilters
-
         if not self.is_bound:
             return ImageFilters()
         self.is_valid()
@@ -112,7 +112,7 @@ class HistoryFilterForm(forms.Form):
 
 
 class FlagForm(forms.Form):
-    correct_digit = forms.TypedChoiceField(choices=[(d, str(d)) for d in range(10)], coerce=int)
+    correct_digit = forms.TypedChoiceField(choices=DIGIT_CHOICES, coerce=int)
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
@@ -122,14 +122,14 @@ class FeedbackForm(forms.Form):
     digit = forms.TypedChoiceField(
         label="It is really a",
         coerce=int,
-        choices=[(d, str(d)) for d in range(10)],
+        choices=DIGIT_CHOICES,
         widget=forms.Select(attrs={"class": "form-select"}),
     )
 
     def __init__(self, *args, predicted: int, **kwargs):
         super().__init__(*args, **kwargs)
         field = self.fields["digit"]
-        field.choices = [("", "choose…")] + [(d, str(d)) for d in range(10) if d != predicted]
+        field.choices = [("", "choose…"), *((digit, label) for digit, label in DIGIT_CHOICES if digit != predicted)]
         field.error_messages["invalid_choice"] = (
             f"The model already says {predicted}; choose the digit it really is."
             if str(self.data.get("digit")) == str(predicted)

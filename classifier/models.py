@@ -5,13 +5,20 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
-DIGIT_VALIDATORS = [MinValueValidator(0), MaxValueValidator(9)]
+from ml.artifacts import INPUT_SIDE, NUM_CLASSES
+from ml.preprocessing import FORMAT_SUFFIXES
+
+DIGITS = range(NUM_CLASSES)
+DIGIT_CHOICES = [(digit, str(digit)) for digit in DIGITS]
+DIGIT_VALIDATORS = [MinValueValidator(DIGITS[0]), MaxValueValidator(DIGITS[-1])]
 
 
 class ModelVersion(models.Model):
@@ -48,8 +55,15 @@ class ModelVersion(models.Model):
 
 def _upload_path(instance: DigitImage, filename: str) -> str:
     # Generated names only: the original name is data, never a path.
-    suffix = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
-    return f"uploads/{instance.owner_id}/{uuid.uuid4().hex}{suffix.get(instance.image_format, '')}"
+    return f"uploads/{instance.owner_id}/{uuid.uuid4().hex}{FORMAT_SUFFIXES.get(instance.image_format, '')}"
+
+
+def _reverse_one_to_one(instance: models.Model, name: str):
+    """The row behind a reverse one-to-one accessor, or None where there is none (Django raises)."""
+    try:
+        return getattr(instance, name)
+    except ObjectDoesNotExist:
+        return None
 
 
 class DigitImage(models.Model):
@@ -87,8 +101,24 @@ class DigitImage(models.Model):
     def is_finished(self) -> bool:
         return self.status in (self.Status.DONE, self.Status.FAILED)
 
+    @property
+    def prediction_or_none(self) -> Prediction | None:
+        return _reverse_one_to_one(self, "prediction")
+
+    @property
+    def flag_or_none(self) -> Flag | None:
+        return _reverse_one_to_one(self, "flag")
+
+    @property
+    def feedback_or_none(self) -> Feedback | None:
+        return _reverse_one_to_one(self, "feedback")
+
 
 class Prediction(models.Model):
+    """A model version's answer for an image, with the input it saw and, where Grad-CAM ran,
+    which pixels drove it. Both are stored as INPUT_SIDE x INPUT_SIDE uint8 bytes, row by row;
+    the methods below are the one place that encodes and decodes them."""
+
     image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="prediction")
     digit = models.PositiveSmallIntegerField(validators=DIGIT_VALIDATORS)
     confidence = models.FloatField()
@@ -103,6 +133,33 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.digit} ({self.confidence:.0%})"
+
+    @staticmethod
+    def encode_model_input(pixels: np.ndarray) -> bytes:
+        """``model_input`` for the uint8 image the model saw (``ModelInput.display``)."""
+        return pixels.astype(np.uint8, copy=False).reshape(INPUT_SIDE, INPUT_SIDE).tobytes()
+
+    @staticmethod
+    def encode_heat_map(heat: np.ndarray) -> bytes:
+        """``saliency`` for a Grad-CAM heat map of floats in [0, 1]."""
+        return np.round(np.clip(heat, 0, 1) * 255).astype(np.uint8).reshape(INPUT_SIDE, INPUT_SIDE).tobytes()
+
+    def model_input_pixels(self) -> np.ndarray:
+        """The uint8 image the model saw."""
+        return _decode_square(self.model_input)
+
+    def heat_map(self) -> np.ndarray | None:
+        """The Grad-CAM heat map as float32 in [0, 1]; None where Grad-CAM failed."""
+        return _decode_square(self.saliency).astype(np.float32) / 255 if self.saliency else None
+
+    @property
+    def heat_map_is_empty(self) -> bool:
+        """An all-zero heat map: nothing in the image spoke for the digit."""
+        return bool(self.saliency) and not any(bytes(self.saliency))
+
+
+def _decode_square(stored: bytes | memoryview) -> np.ndarray:
+    return np.frombuffer(bytes(stored), dtype=np.uint8).reshape(INPUT_SIDE, INPUT_SIDE)
 
 
 class Feedback(models.Model):

@@ -10,7 +10,7 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, RequeueRun, WorkerHeartbeat
+from classifier.models import DIGITS, DigitImage, Feedback, Flag, ModelVersion, Prediction, RequeueRun, WorkerHeartbeat
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def site_stats(*, days: int = 30) -> SiteStats:
             n_flagged=Count("predictions", filter=Q(predictions__image__flag__isnull=False), distinct=True),
         )
     ]
-    corrections = [[0] * 10 for _ in range(10)]
+    corrections = [[0] * len(DIGITS) for _ in DIGITS]
     pairs = (
         Flag.objects.filter(image__prediction__isnull=False)
         .values_list("image__prediction__digit", "correct_digit")
@@ -122,7 +122,7 @@ def site_stats(*, days: int = 30) -> SiteStats:
     return SiteStats(
         days=day_list,
         uploads_per_day=[per_day.get(day, 0) for day in day_list],
-        predictions_per_digit=[per_digit.get(digit, 0) for digit in range(10)],
+        predictions_per_digit=[per_digit.get(digit, 0) for digit in DIGITS],
         confidences=list(Prediction.objects.values_list("confidence", flat=True)),
         versions=versions,
         corrections=corrections,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import asdict
 
 import numpy as np
+from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -15,25 +15,21 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import TooManyFilesSent
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
-from django.http import (
-    FileResponse,
-    Http404,
-    HttpResponse,
-    HttpResponseBadRequest,
-    JsonResponse,
-    StreamingHttpResponse,
-)
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.translation import ngettext
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
-from PIL import Image
+from rest_framework.authtoken.models import Token
 
 from classifier.forms import FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
+from classifier.models import DIGITS, DigitImage, Prediction
+from classifier.responses import image_file_response, png_response
 from classifier.selectors import (
     ImageFilters,
     RequeueHealth,
@@ -51,6 +47,7 @@ from classifier.services import (
     password_reset_request_allow,
 )
 from digitsite.brokers import broker_check
+from digitsite.celery import app as celery_app
 
 GALLERY_SIZE = 24
 HISTORY_PAGE_SIZE = 25
@@ -63,8 +60,6 @@ def healthz(request):
     """For load balancers: 200 when the database and the broker answer (status "degraded"
     when no worker has recorded a heartbeat lately, or beat's requeue_stale is overdue), 503
     when either does not."""
-    from digitsite.celery import app as celery_app
-
     checks = {}
     try:
         with connection.cursor() as cursor:
@@ -133,7 +128,7 @@ def locked_out(request, original_response=None, credentials=None):
     context = {
         "failure_limit": settings.AXES_FAILURE_LIMIT,
         "username": (credentials or {}).get("username") or request.POST.get("username", ""),
-        "cooloff": f"{minutes} minute{'s' if minutes != 1 else ''}",
+        "cooloff": ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes},
         "password_reset": settings.PASSWORD_RESET_ENABLED,
     }
     return render(request, "registration/locked_out.html", context, status=429)
@@ -150,8 +145,6 @@ class PasswordResetView(auth_views.PasswordResetView):
         return super().dispatch(request, *args, **kwargs)
 
     def form_valid(self, form):
-        from axes.helpers import get_client_ip_address
-
         allowed = password_reset_request_allow(
             client_address=get_client_ip_address(self.request) or "", email=form.cleaned_data["email"]
         )
@@ -184,7 +177,10 @@ def home(request):
             messages.error(request, f"{name}: {reason}")
         if outcome.created:
             count = len(outcome.created)
-            messages.success(request, f"{count} image{'s' if count != 1 else ''} uploaded; classifying now.")
+            message = ngettext(
+                "%(count)d image uploaded; classifying now.", "%(count)d images uploaded; classifying now.", count
+            )
+            messages.success(request, message % {"count": count})
         return redirect("classifier:home")
     images = image_list_for(request.user)[:GALLERY_SIZE]
     return render(request, "classifier/home.html", {"form": form, "images": images})
@@ -209,11 +205,17 @@ def upload_inline(request):
     return render(request, "classifier/_upload_result.html", context, status=201 if outcome.created else 400)
 
 
-@require_GET
-def image_card(request, pk: int):
+def _image_or_404(request, pk: int) -> DigitImage:
+    """An image the user may see (their own, or any for staff); 404 for any other."""
     image = image_get_for(request.user, pk)
     if image is None:
         raise Http404
+    return image
+
+
+@require_GET
+def image_card(request, pk: int):
+    image = _image_or_404(request, pk)
     html = render_to_string("classifier/_card.html", {"image": image}, request=request)
     # htmx stops polling on 286; the final card is still swapped in.
     return HttpResponseStopPolling(html) if image.is_finished else HttpResponse(html)
@@ -228,8 +230,6 @@ def _history_filters(request) -> tuple[HistoryFilterForm, ImageFilters]:
 @require_http_methods(["GET", "POST"])
 def api_token(request):
     """Create, replace or revoke the signed-in user's API token."""
-    from rest_framework.authtoken.models import Token
-
     if request.method == "POST":
         if request.POST.get("action") == "revoke":
             if api_token_revoke(user=request.user):
@@ -260,7 +260,7 @@ CSV_HEADER = [
     "status",
     "digit",
     "confidence",
-    *[f"p{digit}" for digit in range(10)],
+    *[f"p{digit}" for digit in DIGITS],
     "model_version",
     "flagged_as",
     "your_feedback",
@@ -294,10 +294,8 @@ def history_export(request):
     def rows():
         yield CSV_HEADER
         for image in images.iterator(chunk_size=500):
-            prediction = getattr(image, "prediction", None)
-            flag = getattr(image, "flag", None)
-            feedback = getattr(image, "feedback", None)
-            probabilities = [f"{p:.6f}" for p in prediction.probabilities] if prediction else [""] * 10
+            prediction, flag, feedback = image.prediction_or_none, image.flag_or_none, image.feedback_or_none
+            probabilities = [f"{p:.6f}" for p in prediction.probabilities] if prediction else [""] * len(DIGITS)
             yield [
                 _csv_cell(image.original_name),
                 image.uploaded_at.isoformat(),
@@ -320,17 +318,15 @@ def history_export(request):
 
 @require_GET
 def image_detail(request, pk: int):
-    image = image_get_for(request.user, pk)
-    if image is None:
-        raise Http404
-    prediction = getattr(image, "prediction", None)
+    image = _image_or_404(request, pk)
+    prediction = image.prediction_or_none
     bars = []
     if prediction is not None:
         bars = [
             {"digit": digit, "percent": 100 * p, "top": digit == prediction.digit}
             for digit, p in enumerate(prediction.probabilities)
         ]
-    feedback = getattr(image, "feedback", None)
+    feedback = image.feedback_or_none
     feedback_form = None
     if prediction is not None and image.owner_id == request.user.pk:
         initial = {"digit": feedback.suggested_digit} if feedback else {}
@@ -342,7 +338,7 @@ def image_detail(request, pk: int):
         "feedback": feedback,
         "feedback_form": feedback_form,
         # An all-zero map means nothing in the image spoke for the digit: say so, show no picture.
-        "grad_cam_empty": bool(prediction and prediction.saliency and not any(bytes(prediction.saliency))),
+        "grad_cam_empty": prediction is not None and prediction.heat_map_is_empty,
     }
     return render(request, "classifier/detail.html", context)
 
@@ -350,8 +346,8 @@ def image_detail(request, pk: int):
 @require_POST
 def image_feedback(request, pk: int):
     """The owner says the prediction is wrong; staff see it as a suggestion."""
-    image = image_get_for(request.user, pk)
-    if image is None or image.owner_id != request.user.pk or not hasattr(image, "prediction"):
+    image = _image_or_404(request, pk)
+    if image.owner_id != request.user.pk or image.prediction_or_none is None:
         raise Http404
     form = FeedbackForm(request.POST, predicted=image.prediction.digit)
     if form.is_valid():
@@ -370,56 +366,34 @@ def image_feedback(request, pk: int):
 @require_GET
 def image_file(request, pk: int):
     """The original upload, to its owner and staff only, with its real content type."""
-    image = image_get_for(request.user, pk)
-    if image is None:
+    return image_file_response(_image_or_404(request, pk))
+
+
+def _prediction_or_404(request, pk: int) -> Prediction:
+    """The prediction of an image the user may see; 404 for no such image or none yet."""
+    prediction = _image_or_404(request, pk).prediction_or_none
+    if prediction is None:
         raise Http404
-    return image_file_response(image)
-
-
-def image_file_response(image) -> FileResponse:
-    """The stored file with its real content type; browsers must not guess another."""
-    try:
-        handle = image.file.open("rb")
-    except OSError:
-        raise Http404 from None
-    response = FileResponse(handle, content_type=image.content_type)
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
-
-
-def _png_response(pixels: np.ndarray) -> HttpResponse:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    response = HttpResponse(buffer.getvalue(), content_type="image/png")
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=86400"
-    return response
+    return prediction
 
 
 @require_GET
 def image_grad_cam(request, pk: int):
     """The Grad-CAM heat map over the model input: which pixels drove the prediction."""
-    from ml.heatmap import heatmap_overlay
+    from ml.heatmap import heatmap_overlay  # matplotlib: loaded by the pages that draw only
 
-    image = image_get_for(request.user, pk)
-    prediction = getattr(image, "prediction", None) if image else None
-    if prediction is None or not prediction.saliency:
+    prediction = _prediction_or_404(request, pk)
+    heat = prediction.heat_map()
+    if heat is None:
         raise Http404
-    display = np.frombuffer(bytes(prediction.model_input), dtype=np.uint8).reshape(28, 28)
-    heat = np.frombuffer(bytes(prediction.saliency), dtype=np.uint8).reshape(28, 28).astype(np.float32) / 255
-    return _png_response(heatmap_overlay(display, heat, zoom=MODEL_INPUT_ZOOM))
+    return png_response(heatmap_overlay(prediction.model_input_pixels(), heat, zoom=MODEL_INPUT_ZOOM))
 
 
 @require_GET
 def image_model_input(request, pk: int):
-    """The 28x28 image the model saw, enlarged with hard pixel edges."""
-    image = image_get_for(request.user, pk)
-    prediction = getattr(image, "prediction", None) if image else None
-    if prediction is None:
-        raise Http404
-    pixels = np.frombuffer(bytes(prediction.model_input), dtype=np.uint8).reshape(28, 28)
-    return _png_response(np.kron(pixels, np.ones((MODEL_INPUT_ZOOM, MODEL_INPUT_ZOOM), dtype=np.uint8)))
+    """The image the model saw, enlarged with hard pixel edges."""
+    pixels = _prediction_or_404(request, pk).model_input_pixels()
+    return png_response(np.kron(pixels, np.ones((MODEL_INPUT_ZOOM, MODEL_INPUT_ZOOM), dtype=np.uint8)))
 
 
 @require_GET
@@ -427,7 +401,7 @@ def stats(request):
     """Staff only: how the site and its models are doing, as charts with their numbers."""
     if not request.user.is_staff:
         raise Http404
-    from classifier import charts
+    from classifier import charts  # matplotlib: loaded by the pages that draw only
 
     data = site_stats()
     versions = data.versions

@@ -9,8 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-NUM_CLASSES = 10
-INPUT_SHAPE = (28, 28, 1)
+from ml.artifacts import INPUT_SHAPE, NUM_CLASSES
 
 
 def build_dense() -> keras.Model:

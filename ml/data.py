@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-NUM_CLASSES = 10
-IMAGE_SIDE = 28
+from ml.artifacts import INPUT_SIDE, NUM_CLASSES
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -84,7 +83,7 @@ def load_split(directory: Path, split: str) -> Split:
     labels_raw = _read_bytes(_find(directory, labels_stem))
     images = parse_idx(images_raw, expected_magic=IMAGES_MAGIC, name=images_stem)
     labels = parse_idx(labels_raw, expected_magic=LABELS_MAGIC, name=labels_stem)
-    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+    if images.shape[1:] != (INPUT_SIDE, INPUT_SIDE):
         raise MnistDataError(f"{images_stem}: images are {images.shape[1:]}, expected 28x28")
     if len(images) != count or len(labels) != count:
         raise MnistDataError(f"{split}: {len(images)} images and {len(labels)} labels, expected {count} of each")

@@ -6,10 +6,10 @@ from collections import Counter
 
 import numpy as np
 
+from ml.artifacts import confusion_matrix, to_model_array
 from ml.data import Split
 from ml.inference import Predictor
 from ml.synth import SCENARIOS, realistic_set
-from ml.train import confusion_matrix, to_model_array
 
 
 def evaluate_mnist(predictor: Predictor, split: Split, *, batch_size: int = 1000) -> dict:

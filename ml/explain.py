@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ml.architectures import INPUT_SHAPE
+from ml.artifacts import INPUT_SHAPE
 from ml.heatmap import HEATMAP_SIZE
 
 # Stands for "the predicted class" inside the traced function, so one trace serves both cases.

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 
-HEATMAP_SIZE = (28, 28)  # the model input's side; ml.architectures.INPUT_SHAPE needs Keras
+from ml.artifacts import INPUT_SIDE
+
+HEATMAP_SIZE = (INPUT_SIDE, INPUT_SIDE)  # one heat value per pixel of the model input
 OVERLAY_COLORMAP = "inferno"  # perceptually even, and black where there is no heat, like the background
 OVERLAY_ALPHA = 0.5
 

@@ -6,20 +6,17 @@ signature; ``model.predict`` on a single image costs about ten times as much.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from ml.architectures import INPUT_SHAPE, NUM_CLASSES
+from ml.artifacts import INPUT_SHAPE, NUM_CLASSES, ModelBundle
+from ml.explain import GradCam
 from ml.preprocessing import ModelInput, PreprocessingError, to_model_input
-from ml.train import METADATA_FILE, MODEL_FILE
-
-if TYPE_CHECKING:
-    from ml.explain import GradCam
 
 logger = logging.getLogger(__name__)
 
@@ -50,25 +47,18 @@ class ImageResult:
     error: str | None = None
 
 
-def resolve_model_path(path: str | Path) -> Path:
-    """A model directory (holding model.keras) or the .keras file itself."""
-    path = Path(path)
-    return path / MODEL_FILE if path.is_dir() else path
-
-
 class Predictor:
     """A loaded model that classifies batches of 28x28 inputs or raw image bytes."""
 
     def __init__(self, model_path: str | Path):
-        import keras
-        import tensorflow as tf
-
-        self.model_path = resolve_model_path(model_path)
+        """``model_path``: a model bundle's directory, or a .keras file (its metadata beside it)."""
+        path = Path(model_path)
+        self.bundle = ModelBundle.at(path)
+        self.model_path = path if path.suffix == ".keras" else self.bundle.model_path
         if not self.model_path.is_file():
             raise FileNotFoundError(f"no model at {self.model_path}")
         self.model = keras.saving.load_model(self.model_path, compile=False)
-        metadata_path = self.model_path.parent / METADATA_FILE
-        self.metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
+        self.metadata = self.bundle.metadata()
         model = self.model
         self._forward = tf.function(
             lambda x: model(x, training=False),
@@ -90,9 +80,6 @@ class Predictor:
     def explain(self, arrays: np.ndarray, class_indices: np.ndarray | None = None) -> np.ndarray:
         """Grad-CAM heat maps, (n, 28, 28) float32 in [0, 1], for the predicted or the given classes."""
         if self._grad_cam is None:
-            # Imported here, like keras above, so that importing this module stays cheap for Django.
-            from ml.explain import GradCam
-
             self._grad_cam = GradCam(self.model)
         return self._grad_cam(arrays, class_indices)
 

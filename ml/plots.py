@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only: workers and CI have no display
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ml.artifacts import NUM_CLASSES
+
 
 def plot_training_curves(history: dict[str, list[float]], path: Path, *, title: str) -> None:
     epochs = np.arange(1, len(history["loss"]) + 1)
@@ -42,7 +44,7 @@ def plot_confusion_matrix(matrix: np.ndarray, path: Path, *, title: str) -> None
         if count:
             colour = "white" if shown[row, col] > limit else "black"
             ax.text(col, row, str(count), ha="center", va="center", fontsize=8, color=colour)
-    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit")
+    ax.set(xticks=range(NUM_CLASSES), yticks=range(NUM_CLASSES), xlabel="predicted digit", ylabel="true digit")
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"{title}\naccuracy {accuracy:.2%} of {matrix.sum():,}")
     fig.colorbar(image, ax=ax, label="log10(count + 1)")

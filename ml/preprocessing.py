@@ -26,12 +26,24 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-MODEL_SIDE = 28
+from ml.artifacts import INPUT_SIDE
+
 DIGIT_BOX = 20  # MNIST: the digit's longest side, before centring in the 28x28 field
 MNIST_CENTRE = 14.0  # where MNIST's centres of mass lie (measured over the training set)
 
-# Formats we decode, named explicitly: Pillow never guesses beyond these.
-ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # JPEG covers MPO (phone photos)
+# Formats we decode, named explicitly: Pillow never guesses beyond these; with the suffix a
+# stored upload of each format is given.
+FORMAT_SUFFIXES = {
+    "PNG": ".png",
+    "JPEG": ".jpg",  # covers MPO (phone photos)
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "WEBP": ".webp",
+    "TIFF": ".tif",
+}
+ACCEPTED_FORMATS = tuple(FORMAT_SUFFIXES)
+# The same list for people: "PNG, JPEG, GIF, BMP, WEBP or TIFF".
+ACCEPTED_FORMATS_TEXT = f"{', '.join(ACCEPTED_FORMATS[:-1])} or {ACCEPTED_FORMATS[-1]}"
 # Our own pixel limit, below Pillow's decompression-bomb threshold; a 50 MP phone photo fits.
 MAX_PIXELS = 64_000_000
 # Ink is found at this working resolution: plenty for a digit that ends up 20 px tall.
@@ -77,7 +89,7 @@ KNOWN_MODES = frozenset(
     {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F"}
     | {"I;16", "I;16L", "I;16B", "I;16N"}
 )
-NOT_READABLE = "This file is not an image we can read (PNG, JPEG, GIF, BMP, WEBP or TIFF)."
+NOT_READABLE = f"This file is not an image we can read ({ACCEPTED_FORMATS_TEXT})."
 
 
 def _open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
@@ -324,8 +336,8 @@ def to_model_input(data: bytes) -> ModelInput:
         resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
         small = np.asarray(Image.fromarray(digit.astype(np.float32), mode="F").resize(new_size, resample))
 
-    field = np.zeros((MODEL_SIDE, MODEL_SIDE), dtype=np.float32)
-    y0, x0 = (MODEL_SIDE - small.shape[0]) // 2, (MODEL_SIDE - small.shape[1]) // 2
+    field = np.zeros((INPUT_SIDE, INPUT_SIDE), dtype=np.float32)
+    y0, x0 = (INPUT_SIDE - small.shape[0]) // 2, (INPUT_SIDE - small.shape[1]) // 2
     field[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
     field = np.clip(_centre_by_mass(field), 0.0, None)
     peak = float(field.max())

@@ -1,8 +1,12 @@
-"""Fine-tuning a trained model on MNIST plus corrected real uploads.
+"""Retraining: fine-tune a model bundle on MNIST plus corrected real uploads, write the
+candidate's own bundle, and judge it against its parent.
 
 Corrections are few (a handful to a few hundred) against 60,000 MNIST digits, so they are
 oversampled to a fixed share of every epoch and augmented like the rest, which makes a
 handful of them matter without letting the model forget MNIST.
+
+The gate (``judge``) is a plain function: a candidate is promoted when it loses at most
+``max_mnist_drop`` of MNIST test accuracy and is better on the corrections it is judged on.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from ml.inference import resolve_model_path
-from ml.train import fit
+from ml.artifacts import ModelBundle, to_model_array
+from ml.data import Mnist, Split
+from ml.evaluation import evaluate_mnist
+from ml.inference import Predictor
+from ml.train import bundle_metadata, fit
 
 # Share of each epoch's samples that are corrections (after oversampling).
 CORRECTION_SHARE = 0.05
 FINE_TUNE_LEARNING_RATE = 3e-4
+FINE_TUNE_BATCH_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -52,15 +61,13 @@ def fine_tune(
     extra_y: np.ndarray,
     epochs: int,
     seed: int = 42,
-    batch_size: int = 256,
+    batch_size: int = FINE_TUNE_BATCH_SIZE,
     log: Callable[[str], None] = print,
 ) -> FineTuneResult:
     """Continue training the model at ``model_path`` on the mix, with augmentation and a
     cosine-decayed small learning rate. Inputs are float (n, 28, 28, 1) in [0, 1]."""
-    import keras
-
     keras.utils.set_random_seed(seed)
-    model = keras.saving.load_model(resolve_model_path(model_path), compile=False)
+    model = keras.saving.load_model(ModelBundle.at(model_path).model_path, compile=False)
     x, y = mix_corrections(mnist_x, mnist_y, extra_x, extra_y, seed=seed)
     steps = math.ceil(len(x) / batch_size) * epochs
     model.compile(
@@ -74,3 +81,191 @@ def fine_tune(
     )
     history, seconds = fit(model, x, y, epochs=epochs, batch_size=batch_size, augment=True, seed=seed, log=log)
     return FineTuneResult(model=model, history=history, seconds=seconds)
+
+
+# --- The gate ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scores:
+    mnist_accuracy: float
+    mnist_loss: float
+    corrections_accuracy: float | None  # None: no corrections to judge on
+
+
+@dataclass(frozen=True)
+class Verdict:
+    parent: Scores
+    candidate: Scores
+    promoted: bool
+    reason: str
+
+
+def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bool = False) -> Verdict:
+    """Promote a candidate no worse on MNIST than its parent (within ``max_mnist_drop``) and
+    better on the corrections; ``force`` promotes it anyway, saying what it failed."""
+    mnist_ok = candidate.mnist_accuracy >= parent.mnist_accuracy - max_mnist_drop
+    corrections_ok = parent.corrections_accuracy is None or (
+        candidate.corrections_accuracy is not None and candidate.corrections_accuracy > parent.corrections_accuracy
+    )
+    if mnist_ok and corrections_ok:
+        reason = "better on the corrections and within the MNIST tolerance"
+    elif not mnist_ok:
+        reason = (
+            f"its MNIST test accuracy {candidate.mnist_accuracy:.2%} is below the active model's "
+            f"{parent.mnist_accuracy:.2%} minus the {100 * max_mnist_drop:.2f}-point tolerance"
+        )
+    else:
+        reason = (
+            f"not better on the corrections ({candidate.corrections_accuracy:.2%} vs {parent.corrections_accuracy:.2%})"
+        )
+    if force and not (mnist_ok and corrections_ok):
+        reason = f"forced, although {reason}"
+    return Verdict(parent=parent, candidate=candidate, promoted=force or (mnist_ok and corrections_ok), reason=reason)
+
+
+@dataclass(frozen=True)
+class CorrectionSplit:
+    """Which corrections the candidate trains on and which it is judged on."""
+
+    train: np.ndarray  # indices
+    judged: np.ndarray
+    kind: str  # "held-out", or "all (too few to hold out)"
+
+
+def split_corrections(count: int, *, seed: int, min_for_holdout: int) -> CorrectionSplit:
+    """With enough corrections a fifth is held out, so that "better on the corrections" is
+    measured on images the candidate never saw; with few, all are used for both."""
+    order = np.random.default_rng(seed).permutation(count)
+    held = order[: count // 5] if count >= min_for_holdout else order[:0]
+    if len(held):
+        return CorrectionSplit(train=np.setdiff1d(order, held), judged=held, kind="held-out")
+    return CorrectionSplit(train=np.sort(order), judged=order, kind="all (too few to hold out)")
+
+
+# --- A whole retraining run ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    bundle: ModelBundle
+    verdict: Verdict
+    split: CorrectionSplit
+    test_samples: int
+
+    @property
+    def metrics(self) -> dict:
+        """The candidate's figures, with its parent's to compare."""
+        parent, candidate = self.verdict.parent, self.verdict.candidate
+        return {
+            "test_accuracy": candidate.mnist_accuracy,
+            "test_loss": candidate.mnist_loss,
+            "test_samples": self.test_samples,
+            "flag_accuracy": candidate.corrections_accuracy,
+            "parent_test_accuracy": parent.mnist_accuracy,
+            "parent_flag_accuracy": parent.corrections_accuracy,
+            "flag_eval": self.split.kind,
+            "flag_eval_samples": len(self.split.judged),
+        }
+
+    def rows(self, *, parent: str, candidate: str) -> list[tuple[str, str, str]]:
+        """(metric, parent, candidate): the report table, the models named as given."""
+
+        def pct(value: float | None) -> str:
+            return "-" if value is None else f"{value:.2%}"
+
+        old, new, promoted = self.verdict.parent, self.verdict.candidate, self.verdict.promoted
+        return [
+            ("version", parent, candidate),
+            ("MNIST test accuracy", pct(old.mnist_accuracy), pct(new.mnist_accuracy)),
+            ("MNIST test loss", f"{old.mnist_loss:.4f}", f"{new.mnist_loss:.4f}"),
+            (
+                f"corrections ({self.split.kind}, {len(self.split.judged)})",
+                pct(old.corrections_accuracy),
+                pct(new.corrections_accuracy),
+            ),
+            ("active", "no" if promoted else "yes", "yes" if promoted else "no"),
+        ]
+
+
+def _scores(predictor: Predictor, test: Split, x: np.ndarray, y: np.ndarray) -> tuple[Scores, dict]:
+    report = evaluate_mnist(predictor, test)
+    corrections = float((predictor.probabilities(x).argmax(axis=1) == y).mean()) if len(x) else None
+    return Scores(
+        mnist_accuracy=report["accuracy"], mnist_loss=report["loss"], corrections_accuracy=corrections
+    ), report
+
+
+def retrain(
+    *,
+    parent: ModelBundle,
+    parent_version: int,
+    out: ModelBundle,
+    mnist: Mnist,
+    corrections_x: np.ndarray,
+    corrections_y: np.ndarray,
+    split: CorrectionSplit,
+    epochs: int,
+    seed: int,
+    max_mnist_drop: float,
+    force: bool = False,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+    log: Callable[[str], None] = print,
+) -> RetrainResult:
+    """Fine-tune ``parent`` on MNIST plus the corrections ``split.train``, write the candidate's
+    bundle to ``out`` (model, metadata, plots, as training does) and judge it against its parent
+    on MNIST test and the corrections ``split.judged``."""
+    result = fine_tune(
+        model_path=parent.directory,
+        mnist_x=to_model_array(mnist.train.images[:train_limit]),
+        mnist_y=mnist.train.labels[:train_limit].astype("int32"),
+        extra_x=corrections_x[split.train],
+        extra_y=corrections_y[split.train],
+        epochs=epochs,
+        seed=seed,
+        log=log,
+    )
+    out.directory.mkdir(parents=True, exist_ok=True)
+    result.model.save(out.model_path)
+
+    test = Split(images=mnist.test.images[:test_limit], labels=mnist.test.labels[:test_limit], sha256=mnist.test.sha256)
+    judged_x, judged_y = corrections_x[split.judged], corrections_y[split.judged]
+    parent_scores, _ = _scores(Predictor(parent.directory), test, judged_x, judged_y)
+    candidate_scores, report = _scores(Predictor(out.directory), test, judged_x, judged_y)
+    verdict = judge(parent=parent_scores, candidate=candidate_scores, max_mnist_drop=max_mnist_drop, force=force)
+
+    recipe = {
+        "epochs": epochs,
+        "batch_size": FINE_TUNE_BATCH_SIZE,
+        "learning_rate": FINE_TUNE_LEARNING_RATE,
+        "schedule": "cosine",
+        "augment": True,
+        "seed": seed,
+        "parent_version": parent_version,
+        "corrections": len(split.train),
+        "correction_share": CORRECTION_SHARE,
+    }
+    out.write_metadata(
+        bundle_metadata(
+            architecture=parent.metadata().get("architecture", "unknown"),
+            model=result.model,
+            recipe=recipe,
+            mnist=mnist,
+            train_count=len(mnist.train.images[:train_limit]),
+            test_count=report["samples"],
+            training_seconds=result.seconds,
+            test_loss=report["loss"],
+            test_accuracy=report["accuracy"],
+            matrix=np.array(report["confusion_matrix"]),
+            history=result.history,
+        )
+    )
+    name = out.directory.name
+    out.write_plots(
+        history=result.history,
+        matrix=report["confusion_matrix"],
+        title=f"{name}: fine-tuned from v{parent_version}",
+        name=name,
+    )
+    return RetrainResult(bundle=out, verdict=verdict, split=split, test_samples=report["samples"])

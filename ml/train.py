@@ -1,26 +1,25 @@
 """Training: recipes per architecture, augmentation that mirrors real uploads, metrics, plots.
 
-``train_model`` writes a model directory:
-    model.keras            the trained Keras model
-    metadata.json          how it was made and how good it is (see ``_metadata``)
-    training_curves.png    loss and accuracy per epoch, train and test
-    confusion_matrix.png   on the MNIST test set
+``train_model`` writes a model bundle (``ml.artifacts.ModelBundle``): the model, its
+metadata (see ``bundle_metadata``), training curves and the MNIST test confusion matrix.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
+import tensorflow as tf
 
-from ml.architectures import NUM_CLASSES, build
-from ml.artifacts import CONFUSION_FILE, CURVES_FILE, METADATA_FILE, MODEL_FILE
+from ml.architectures import build
+from ml.artifacts import ModelBundle, confusion_matrix, to_model_array
 from ml.data import Mnist
 
 
@@ -74,11 +73,6 @@ class TrainResult:
     metadata: dict = field(repr=False)
 
 
-def to_model_array(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1]: what every model takes."""
-    return (images.astype("float32") / 255.0)[..., np.newaxis]
-
-
 # --- Augmentation -------------------------------------------------------------------------
 # Real uploads reach the model after ml.preprocessing has cropped, scaled and centred them,
 # so what is left to learn is the residue: slight rotation and slant, a scale a little off,
@@ -91,8 +85,6 @@ MAX_SHIFT_PX = 2.5
 
 
 def _random_affine(images):
-    import tensorflow as tf
-
     n = tf.shape(images)[0]
     angle = tf.random.uniform([n], -1.0, 1.0) * (MAX_ROTATION_DEG * math.pi / 180.0)
     shear = tf.random.uniform([n], -MAX_SHEAR, MAX_SHEAR)
@@ -118,8 +110,6 @@ def _random_affine(images):
 
 
 def _random_thickness(images):
-    import tensorflow as tf
-
     n = tf.shape(images)[0]
     thicker = tf.nn.max_pool2d(images, ksize=2, strides=1, padding="SAME")
     much_thicker = tf.nn.max_pool2d(images, ksize=3, strides=1, padding="SAME")
@@ -135,8 +125,6 @@ def _random_thickness(images):
 
 def augment_batch(images):
     """Augment a float batch (n, 28, 28, 1) the way real uploads vary."""
-    import tensorflow as tf
-
     images = _random_affine(_random_thickness(images))
     # ml.preprocessing scales every input to a peak of 1; thinned strokes must match that.
     peak = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
@@ -144,8 +132,6 @@ def augment_batch(images):
 
 
 def _dataset(x, y, *, batch_size: int, augment: bool, seed: int):
-    import tensorflow as tf
-
     images, labels = tf.constant(x), tf.constant(y)
     # Shuffle indices, not images: a 60,000-image shuffle buffer costs ~40 s an epoch to fill.
     ds = tf.data.Dataset.range(len(x)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -161,8 +147,6 @@ def _dataset(x, y, *, batch_size: int, augment: bool, seed: int):
 
 
 def _progress_callback(log: Callable[[str], None], epochs: int):
-    import keras
-
     class Progress(keras.callbacks.Callback):
         """One line a quarter epoch and a summary per epoch, for logs as well as terminals."""
 
@@ -198,8 +182,6 @@ def _progress_callback(log: Callable[[str], None], epochs: int):
 
 
 def _optimizer(config: TrainConfig, steps_per_epoch: int):
-    import keras
-
     if config.schedule == "cosine":
         total = steps_per_epoch * config.epochs
         warmup = min(steps_per_epoch, total // 2)
@@ -213,13 +195,6 @@ def _optimizer(config: TrainConfig, steps_per_epoch: int):
     else:
         learning_rate = config.learning_rate
     return keras.optimizers.Adam(learning_rate=learning_rate)
-
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Rows are true digits, columns predicted ones."""
-    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
-    np.add.at(matrix, (labels.astype(int), predicted.astype(int)), 1)
-    return matrix
 
 
 def fit(
@@ -258,8 +233,6 @@ def train_model(
     out_dir: str | Path,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    import keras
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
@@ -297,10 +270,12 @@ def train_model(
     predicted = np.argmax(model.predict(x_test, batch_size=1000, verbose=0), axis=1)
     matrix = confusion_matrix(y_test, predicted)
 
-    model.save(out / MODEL_FILE)
-    metadata = _metadata(
-        config=config,
+    bundle = ModelBundle(out)
+    model.save(bundle.model_path)
+    metadata = bundle_metadata(
+        architecture=config.arch,
         model=model,
+        recipe={k: v for k, v in asdict(config).items() if k not in ("arch", "train_limit", "test_limit")},
         mnist=mnist,
         train_count=len(x_train),
         test_count=len(x_test),
@@ -310,12 +285,8 @@ def train_model(
         matrix=matrix,
         history=history,
     )
-    (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-
-    from ml.plots import plot_confusion_matrix, plot_training_curves
-
-    plot_training_curves(metadata["history"], out / CURVES_FILE, title=f"{config.arch} CNN on MNIST")
-    plot_confusion_matrix(matrix, out / CONFUSION_FILE, title=f"{config.arch}: MNIST test set")
+    bundle.write_metadata(metadata)
+    bundle.write_plots(history=history, matrix=matrix, title=f"{config.arch} CNN on MNIST", name=config.arch)
     log(f"test accuracy {test_accuracy:.4%}  test loss {test_loss:.4f}  trained in {training_seconds:.0f}s  -> {out}")
     return TrainResult(
         out_dir=out,
@@ -326,21 +297,27 @@ def train_model(
     )
 
 
-def _metadata(
-    *, config, model, mnist, train_count, test_count, training_seconds, test_loss, test_accuracy, matrix, history
+def bundle_metadata(
+    *,
+    architecture: str,
+    model: keras.Model,
+    recipe: dict,
+    mnist: Mnist,
+    train_count: int,
+    test_count: int,
+    training_seconds: float,
+    test_loss: float,
+    test_accuracy: float,
+    matrix: np.ndarray,
+    history: dict[str, list[float]],
 ) -> dict:
-    import keras
-    import tensorflow as tf
-
+    """What a bundle's metadata.json records, for training and fine-tuning alike: how it was
+    made (``recipe``: epochs, batch size, learning rate, schedule, augmentation, seed, and
+    whatever else the run adds), on what data, and how good it is."""
     return {
-        "architecture": config.arch,
+        "architecture": architecture,
         "parameters": int(model.count_params()),
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate,
-        "schedule": config.schedule,
-        "augment": config.augment,
-        "seed": config.seed,
+        **recipe,
         "train_samples": train_count,
         "test_samples": test_count,
         "train_data_sha256": mnist.train.sha256,
@@ -348,7 +325,7 @@ def _metadata(
         "training_seconds": round(training_seconds, 1),
         "test_accuracy": test_accuracy,
         "test_loss": test_loss,
-        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix": np.asarray(matrix).tolist(),
         "history": history,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "environment": {
@@ -356,6 +333,6 @@ def _metadata(
             "keras": keras.__version__,
             "python": platform.python_version(),
             "machine": platform.machine(),
-            "cpu_count": __import__("os").cpu_count(),
+            "cpu_count": os.cpu_count(),
         },
     }

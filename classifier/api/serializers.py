@@ -3,12 +3,13 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from classifier.models import DigitImage, ModelVersion, Prediction
+from classifier.models import DIGITS, DigitImage, ModelVersion, Prediction
+from ml.preprocessing import ACCEPTED_FORMATS_TEXT
 
 
 class PredictionSerializer(serializers.ModelSerializer):
     probabilities = serializers.ListField(
-        child=serializers.FloatField(), min_length=10, max_length=10, help_text="digit 0 first"
+        child=serializers.FloatField(), min_length=len(DIGITS), max_length=len(DIGITS), help_text="digit 0 first"
     )
     model_version = serializers.IntegerField(source="model_version.number", help_text="the version that predicted")
 
@@ -49,7 +50,7 @@ class ImageSerializer(serializers.ModelSerializer):
     def to_representation(self, instance):
         # The one-to-one reverse accessors raise when missing; the API says null instead.
         data = super().to_representation(instance)
-        if not hasattr(instance, "prediction"):
+        if instance.prediction_or_none is None:
             data["prediction"] = None
         return data
 
@@ -58,12 +59,12 @@ class ImageSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_flagged_as(self, image):
-        flag = getattr(image, "flag", None)
+        flag = image.flag_or_none
         return flag.correct_digit if flag else None
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_your_feedback(self, image):
-        feedback = getattr(image, "feedback", None)
+        feedback = image.feedback_or_none
         return feedback.suggested_digit if feedback else None
 
 
@@ -72,7 +73,7 @@ class UploadSerializer(serializers.Serializer):
         child=serializers.FileField(allow_empty_file=True),
         allow_empty=False,
         max_length=settings.UPLOAD_MAX_FILES,
-        help_text=f"one to {settings.UPLOAD_MAX_FILES} image files (PNG, JPEG, GIF, BMP, WEBP or TIFF)",
+        help_text=f"one to {settings.UPLOAD_MAX_FILES} image files ({ACCEPTED_FORMATS_TEXT})",
         error_messages={
             "required": "No files: send them in the `images` field.",
             "empty": "No files: send them in the `images` field.",
@@ -92,7 +93,9 @@ class UploadResultSerializer(serializers.Serializer):
 
 
 class FeedbackSerializer(serializers.Serializer):
-    digit = serializers.IntegerField(min_value=0, max_value=9, help_text="the digit the image really shows")
+    digit = serializers.IntegerField(
+        min_value=DIGITS[0], max_value=DIGITS[-1], help_text="the digit the image really shows"
+    )
 
 
 class FeedbackResultSerializer(serializers.Serializer):

@@ -21,13 +21,15 @@ from classifier.api.serializers import (
     UploadSerializer,
 )
 from classifier.forms import HistoryFilterForm
-from classifier.models import DigitImage
+from classifier.models import DIGITS, DigitImage
+from classifier.responses import image_file_response
 from classifier.selectors import image_get_for, image_list_for, model_version_list
 from classifier.services import feedback_give, image_upload_create
-from classifier.views import image_file_response
 
 FILTERS = [
-    OpenApiParameter("digit", {"type": "integer", "minimum": 0, "maximum": 9}, description="predicted digit"),
+    OpenApiParameter(
+        "digit", {"type": "integer", "minimum": DIGITS[0], "maximum": DIGITS[-1]}, description="predicted digit"
+    ),
     OpenApiParameter("status", str, enum=["pending", "processing", "done", "failed"]),
     OpenApiParameter(
         "below", {"type": "integer", "minimum": 1, "maximum": 100}, description="confidence below this percentage"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -19,9 +20,12 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
-from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction
+from classifier.models import DIGITS, DigitImage, Feedback, Flag, ModelVersion, Prediction
 from classifier.services.modelling import model_version_ensure_initial
 from ml.preprocessing import PreprocessingError, inspect_image
+
+if TYPE_CHECKING:  # TensorFlow stays out of web processes: the worker imports it when it classifies
+    from ml.inference import ImageResult, Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -144,10 +148,10 @@ def image_upload_create(*, owner, files: Iterable[UploadedFile]) -> UploadOutcom
 
 # --- Prediction (worker) ------------------------------------------------------------------
 
-_predictor_cache: dict[int, object] = {}
+_predictor_cache: dict[int, Predictor] = {}
 
 
-def _predictor_for(version: ModelVersion):
+def _predictor_for(version: ModelVersion) -> Predictor:
     """The Predictor of a model version, loaded once per process and replaced on change."""
     from ml.inference import Predictor
 
@@ -158,14 +162,14 @@ def _predictor_for(version: ModelVersion):
     return predictor
 
 
-def _saliency(predictor, arrays) -> list[bytes | None]:
-    """Grad-CAM heat maps as 28x28 bytes each; predictions are stored even if this fails."""
+def _saliency(predictor: Predictor, arrays: np.ndarray) -> list[bytes | None]:
+    """Grad-CAM heat maps as stored; predictions are stored even if this fails."""
     try:
         heat = predictor.explain(arrays)
     except Exception:
         logger.exception("Grad-CAM failed; the predictions are stored without it")
         return [None] * len(arrays)
-    return [np.round(np.clip(h, 0, 1) * 255).astype(np.uint8).tobytes() for h in heat]
+    return [Prediction.encode_heat_map(h) for h in heat]
 
 
 def _image_fail(image_id: int, message: str) -> None:
@@ -188,10 +192,32 @@ def predictions_run(*, image_ids: list[int]) -> dict[int, Prediction]:
     ``CLASSIFY_MAX_ATTEMPTS`` and takes no other image with it.
     """
     images = {image.pk: image for image in DigitImage.objects.filter(pk__in=image_ids)}
+    existing = _predictions_existing(images)
+    todo = _images_claim(images, existing=existing)
+    if not todo:
+        return existing
+    readable, blobs = _files_read(todo)
+    version = model_version_ensure_initial()
+    predictor = _predictor_for(version)
+    classified, inference_ms = _images_classify(predictor, readable, blobs)
+    if not classified:
+        return existing
+    return existing | _predictions_store(classified, predictor=predictor, version=version, inference_ms=inference_ms)
+
+
+def _predictions_existing(images: dict[int, DigitImage]) -> dict[int, Prediction]:
+    """The images' stored predictions; an image that has one is marked done, whatever its
+    status said."""
     existing = {p.image_id: p for p in Prediction.objects.filter(image_id__in=images)}
     finished_late = [pk for pk in existing if images[pk].status != DigitImage.Status.DONE]
     DigitImage.objects.filter(pk__in=finished_late).update(status=DigitImage.Status.DONE, error_message="")
+    return existing
 
+
+def _images_claim(images: dict[int, DigitImage], *, existing: dict[int, Prediction]) -> list[DigitImage]:
+    """The images this run classifies, marked processing with one more attempt. Those done or
+    failed are skipped, those out of attempts fail, and those already tried in a batch
+    delivered again are queued on their own."""
     todo = []
     for pk, image in images.items():
         if pk in existing or image.status == DigitImage.Status.FAILED:
@@ -203,34 +229,52 @@ def predictions_run(*, image_ids: list[int]) -> dict[int, Prediction]:
             _enqueue_each(pk)
         else:
             todo.append(image)
-    if not todo:
-        return existing
-    DigitImage.objects.filter(pk__in=[i.pk for i in todo]).update(
+    DigitImage.objects.filter(pk__in=[image.pk for image in todo]).update(
         status=DigitImage.Status.PROCESSING, attempts=F("attempts") + 1
     )
+    return todo
 
+
+def _files_read(images: list[DigitImage]) -> tuple[list[DigitImage], list[bytes]]:
+    """The images whose stored file could be read, and its bytes; the others fail."""
     readable, blobs = [], []
-    for image in todo:
+    for image in images:
         try:
             with image.file.open("rb") as fh:
                 blobs.append(fh.read())
             readable.append(image)
         except OSError:
             _image_fail(image.pk, "The stored file could not be read.")
+    return readable, blobs
 
-    version = model_version_ensure_initial()
-    predictor = _predictor_for(version)
+
+def _images_classify(
+    predictor: Predictor, images: list[DigitImage], blobs: list[bytes]
+) -> tuple[list[tuple[DigitImage, ImageResult]], float]:
+    """(image, result) for each image the model classified, and the milliseconds per image of
+    the batch; each image that could not be classified fails with the reason."""
     started = time.perf_counter()
     results = predictor.predict_images(blobs)
-    inference_ms = (time.perf_counter() - started) * 1000 / max(len(blobs), 1)  # per image of the batch
-    classified = [(image, r) for image, r in zip(readable, results, strict=True) if r.prediction is not None]
-    for image, result in zip(readable, results, strict=True):
+    inference_ms = (time.perf_counter() - started) * 1000 / max(len(blobs), 1)
+    classified = []
+    for image, result in zip(images, results, strict=True):
         if result.prediction is None:
             _image_fail(image.pk, result.error)
-    if not classified:
-        return existing
-    saliency = _saliency(predictor, np.stack([r.model_input.array for _, r in classified]))
+        else:
+            classified.append((image, result))
+    return classified, inference_ms
 
+
+def _predictions_store(
+    classified: list[tuple[DigitImage, ImageResult]],
+    *,
+    predictor: Predictor,
+    version: ModelVersion,
+    inference_ms: float,
+) -> dict[int, Prediction]:
+    """Store a Prediction (with its Grad-CAM heat map) for each classified image, mark them
+    done, and return the stored predictions by image id."""
+    saliency = _saliency(predictor, np.stack([result.model_input.array for _, result in classified]))
     with transaction.atomic():
         # ignore_conflicts: a duplicate delivery that got here first keeps its prediction.
         Prediction.objects.bulk_create(
@@ -241,7 +285,7 @@ def predictions_run(*, image_ids: list[int]) -> dict[int, Prediction]:
                     confidence=result.prediction.confidence,
                     probabilities=list(result.prediction.probabilities),
                     model_version=version,
-                    model_input=result.model_input.display.tobytes(),
+                    model_input=Prediction.encode_model_input(result.model_input.display),
                     inference_ms=inference_ms,
                     saliency=heat,
                 )
@@ -251,7 +295,7 @@ def predictions_run(*, image_ids: list[int]) -> dict[int, Prediction]:
         )
         done = [image.pk for image, _ in classified]
         DigitImage.objects.filter(pk__in=done).update(status=DigitImage.Status.DONE, error_message="")
-    return existing | {p.image_id: p for p in Prediction.objects.filter(image_id__in=done)}
+    return {p.image_id: p for p in Prediction.objects.filter(image_id__in=done)}
 
 
 def images_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:
@@ -277,7 +321,7 @@ def images_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:
 
 def image_flag(*, image: DigitImage, correct_digit: int, flagged_by, note: str = "") -> Flag:
     """Record (or correct) the digit an image really shows."""
-    if not 0 <= int(correct_digit) <= 9:
+    if int(correct_digit) not in DIGITS:
         raise ValueError("The correct digit must be between 0 and 9.")
     flag, _ = Flag.objects.update_or_create(
         image=image,
@@ -300,7 +344,7 @@ def feedback_give(*, image: DigitImage, user, suggested_digit: int) -> Feedback:
     replaces it. Refusals raise ValueError with a message for people."""
     if image.owner_id != user.pk:
         raise PermissionError("Only the owner of an image can give feedback on it.")
-    if not 0 <= int(suggested_digit) <= 9:
+    if int(suggested_digit) not in DIGITS:
         raise ValueError("The digit must be between 0 and 9.")
     prediction = Prediction.objects.filter(image=image).first()
     if prediction is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from classifier.models import ModelVersion
+from ml.artifacts import ModelBundle
 from ml.data import Mnist, load_mnist
 
 
@@ -97,10 +97,8 @@ def model_version_ensure_initial() -> ModelVersion:
     if active:
         return active
 
-    from ml.artifacts import METADATA_FILE
-
     directory = Path(settings.SHIPPED_MODEL_DIR)
-    metadata = json.loads((directory / METADATA_FILE).read_text())
+    metadata = ModelBundle(directory).metadata()
     with transaction.atomic():
         version, _ = ModelVersion.objects.get_or_create(
             number=1,

@@ -3,6 +3,7 @@ a separate Celery worker process classifies them into the real test database."""
 
 import time
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -28,7 +29,7 @@ def test_uploads_are_classified_by_a_real_worker(client, worker, mnist):
     digits = [0, 1, 2]  # test-set indices: a 7, a 2 and a 1
     files = [SimpleUploadedFile(f"digit-{i}.png", encode(255 - mnist.test.images[i])) for i in digits]
     files.append(SimpleUploadedFile("broken.jpg", b"\xff\xd8\xff\xe0 truncated"))
-    files.append(SimpleUploadedFile("blank.png", encode(__import__("numpy").full((80, 80), 255))))
+    files.append(SimpleUploadedFile("blank.png", encode(np.full((80, 80), 255))))
     response = client.post(reverse("classifier:home"), {"images": files}, follow=True)
     assert "broken.jpg: This file is not an image we can read" in response.content.decode()
 

@@ -155,16 +155,16 @@ def _manage(*args, **env):
     )
 
 
+DEPLOY_CHECK = ("check", "--deploy", "--fail-level", "WARNING")
+
+
+def _production(**env) -> dict[str, str]:
+    """What a production deployment sets at the least, and ``env``."""
+    return {"PRODUCTION": "true", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "digits.example.com"} | env
+
+
 def test_production_settings_pass_the_deployment_checklist():
-    result = _manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        PRODUCTION="true",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="digits.example.com",
-    )
+    result = _manage(*DEPLOY_CHECK, **_production())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
 
@@ -177,7 +177,7 @@ def test_production_refuses_to_start_without_its_own_secret_key():
 
 def test_development_settings_would_fail_the_checklist():
     """The check above can fail: without PRODUCTION the same checklist warns."""
-    result = _manage("check", "--deploy", "--fail-level", "WARNING")
+    result = _manage(*DEPLOY_CHECK)
     assert result.returncode != 0
     assert "security.W004" in result.stderr + result.stdout  # no HSTS
 
@@ -272,28 +272,13 @@ def fresh_cache():
 
 
 def test_production_refuses_to_start_with_the_console_mail_backend():
-    result = _manage(
-        "check",
-        PRODUCTION="true",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="digits.example.com",
-        EMAIL_BACKEND=CONSOLE_MAIL,
-    )
+    result = _manage("check", **_production(EMAIL_BACKEND=CONSOLE_MAIL))
     assert result.returncode != 0
     assert "Set EMAIL_URL" in result.stderr and "password-reset links" in result.stderr
 
 
 def test_production_with_a_mail_server_passes_the_deployment_checklist():
-    result = _manage(
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        PRODUCTION="true",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="digits.example.com",
-        EMAIL_URL="smtp+tls://digitsite:secret@mail.example.com:587",
-    )
+    result = _manage(*DEPLOY_CHECK, **_production(EMAIL_URL="smtp+tls://digitsite:secret@mail.example.com:587"))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -317,10 +302,7 @@ def test_production_without_a_mail_server_sends_no_reset_link_anywhere(tmp_path)
         "shell",
         "-c",
         script,
-        PRODUCTION="true",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="digits.example.com",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        **_production(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}"),
     )
     assert result.returncode == 0, result.stderr
     assert "GET 200 True" in result.stdout

@@ -59,7 +59,7 @@ def test_one_prediction_per_image_is_enforced_by_the_database(mnist):
 
 
 def test_an_image_that_cannot_be_classified_ends_failed_with_the_reason():
-    blank = DigitImageFactory(data=encode(__import__("numpy").full((64, 64), 255)))
+    blank = DigitImageFactory(data=encode(np.full((64, 64), 255)))
     assert prediction_run(image_id=blank.pk) is None
     blank.refresh_from_db()
     assert blank.status == DigitImage.Status.FAILED

@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import layers
 
 import ml.explain
+import ml.inference
 from ml.architectures import INPUT_SHAPE, NUM_CLASSES, build
 from ml.explain import GradCam, grad_cam
 from ml.heatmap import heatmap_overlay
@@ -155,7 +156,7 @@ def test_the_predictor_builds_its_grad_cam_once(monkeypatch, digits):
             built.append(model)
             super().__init__(model)
 
-    monkeypatch.setattr(ml.explain, "GradCam", CountingGradCam)
+    monkeypatch.setattr(ml.inference, "GradCam", CountingGradCam)
     predictor = Predictor(SHIPPED_MODEL_DIR)
     x = digits[:2] / 255.0
     first = predictor.explain(x)

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from ml.artifacts import to_model_array
 from ml.inference import Predictor
 from ml.preprocessing import PreprocessingError, to_model_input
 from ml.tests.conftest import encode
-from ml.train import to_model_array
 
 
 @pytest.fixture(scope="module")

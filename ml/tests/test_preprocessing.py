@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy import ndimage
 
-from ml.preprocessing import MAX_PIXELS, MODEL_SIDE, PreprocessingError, inspect_image, to_model_input
+from ml.artifacts import INPUT_SIDE
+from ml.preprocessing import MAX_PIXELS, PreprocessingError, inspect_image, to_model_input
 from ml.tests.conftest import encode, upscale
 
 
@@ -24,7 +25,7 @@ def correlation(a, b):
 
 
 def assert_mnist_like(result):
-    assert result.array.shape == (MODEL_SIDE, MODEL_SIDE)
+    assert result.array.shape == (INPUT_SIDE, INPUT_SIDE)
     assert result.array.dtype == np.float32
     assert result.array.min() >= 0.0 and result.array.max() == pytest.approx(1.0)
     assert result.display.dtype == np.uint8
@@ -193,7 +194,7 @@ def test_arbitrary_bytes_give_a_digit_or_our_error(payload):
         result = to_model_input(payload)
     except PreprocessingError:
         return
-    assert result.array.shape == (MODEL_SIDE, MODEL_SIDE)
+    assert result.array.shape == (INPUT_SIDE, INPUT_SIDE)
 
 
 @settings(max_examples=60, deadline=None)

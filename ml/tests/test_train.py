@@ -4,16 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.train import (
-    CONFUSION_FILE,
-    CURVES_FILE,
-    METADATA_FILE,
-    MODEL_FILE,
-    TrainConfig,
-    augment_batch,
-    confusion_matrix,
-    to_model_array,
-)
+from ml.artifacts import CONFUSION_FILE, CURVES_FILE, METADATA_FILE, MODEL_FILE, confusion_matrix, to_model_array
+from ml.train import TrainConfig, augment_batch
 
 
 def test_training_writes_model_metadata_and_plots(tiny_model_dir, mnist):

@@ -2,6 +2,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.utils.translation import ngettext
 
 from classifier.services import images_requeue_stale
 
@@ -20,4 +21,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, older_than, **options):
         requeued = images_requeue_stale(older_than=timedelta(seconds=older_than))
-        self.stdout.write(f"requeued {len(requeued)} image{'s' if len(requeued) != 1 else ''}")
+        count = len(requeued)
+        self.stdout.write(ngettext("requeued %(count)d image", "requeued %(count)d images", count) % {"count": count})

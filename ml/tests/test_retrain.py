@@ -1,0 +1,91 @@
+"""The retraining gate, the correction split, and a whole run writing its own bundle."""
+
+import numpy as np
+import pytest
+
+from ml.artifacts import METADATA_FILE, ModelBundle
+from ml.retrain import Scores, judge, retrain, split_corrections
+
+PARENT = Scores(mnist_accuracy=0.990, mnist_loss=0.03, corrections_accuracy=0.50)
+
+
+def test_a_candidate_better_on_the_corrections_and_as_good_on_mnist_is_promoted():
+    candidate = Scores(mnist_accuracy=0.989, mnist_loss=0.03, corrections_accuracy=0.75)
+    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
+    assert verdict.promoted
+    assert verdict.reason == "better on the corrections and within the MNIST tolerance"
+    assert (verdict.parent, verdict.candidate) == (PARENT, candidate)
+
+
+def test_a_candidate_that_loses_more_mnist_accuracy_than_allowed_is_refused():
+    candidate = Scores(mnist_accuracy=0.987, mnist_loss=0.04, corrections_accuracy=1.0)
+    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
+    assert not verdict.promoted
+    assert "98.70% is below the active model's 99.00% minus the 0.20-point tolerance" in verdict.reason
+
+
+@pytest.mark.parametrize("corrections", [0.50, 0.25])
+def test_a_candidate_not_better_on_the_corrections_is_refused(corrections):
+    candidate = Scores(mnist_accuracy=0.995, mnist_loss=0.02, corrections_accuracy=corrections)
+    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
+    assert not verdict.promoted
+    assert verdict.reason == f"not better on the corrections ({corrections:.2%} vs 50.00%)"
+
+
+def test_a_forced_candidate_is_promoted_and_the_reason_says_what_it_failed():
+    candidate = Scores(mnist_accuracy=0.95, mnist_loss=0.2, corrections_accuracy=0.5)
+    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002, force=True)
+    assert verdict.promoted
+    assert verdict.reason.startswith("forced, although its MNIST test accuracy 95.00%")
+
+
+def test_without_corrections_only_mnist_decides():
+    parent = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=None)
+    same = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=None)
+    assert judge(parent=parent, candidate=same, max_mnist_drop=0.0).promoted
+
+
+def test_a_fifth_of_the_corrections_is_held_out_once_there_are_enough():
+    split = split_corrections(10, seed=42, min_for_holdout=10)
+    assert split.kind == "held-out" and len(split.judged) == 2 and len(split.train) == 8
+    assert sorted([*split.train, *split.judged]) == list(range(10))
+    few = split_corrections(9, seed=42, min_for_holdout=10)
+    assert few.kind == "all (too few to hold out)"
+    assert sorted(few.train) == sorted(few.judged) == list(range(9))
+
+
+@pytest.mark.slow
+def test_a_retrain_writes_its_own_bundle_and_judges_it(tiny_model_dir, mnist, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((10, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 10).astype("int32")
+    out = ModelBundle(tmp_path / "v2")
+    result = retrain(
+        parent=ModelBundle(tiny_model_dir),
+        parent_version=1,
+        out=out,
+        mnist=mnist,
+        corrections_x=x,
+        corrections_y=y,
+        split=split_corrections(10, seed=42, min_for_holdout=10),
+        epochs=1,
+        seed=42,
+        max_mnist_drop=1.0,
+        train_limit=500,
+        test_limit=200,
+        log=lambda line: None,
+    )
+    assert [path.name for path in out.files()] == [
+        "model.keras",
+        "metadata.json",
+        "training_curves.png",
+        "confusion_matrix.png",
+    ]
+    metadata = out.metadata()
+    assert (out.directory / METADATA_FILE).is_file()
+    assert metadata["parent_version"] == 1 and metadata["corrections"] == 8 and metadata["epochs"] == 1
+    assert metadata["train_samples"] == 500 and metadata["test_samples"] == 200
+    assert metadata["train_data_sha256"] == mnist.train.sha256
+    assert metadata["test_accuracy"] == result.verdict.candidate.mnist_accuracy
+    assert result.metrics["flag_eval_samples"] == 2 and result.metrics["flag_eval"] == "held-out"
+    assert result.rows(parent="v1", candidate="v2")[0] == ("version", "v1", "v2")
