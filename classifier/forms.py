@@ -23,7 +23,7 @@ class MultipleImageField(forms.FileField):
 class UploadForm(forms.Form):
     images = MultipleImageField(
         label="Digit images",
-        help_text=f"PNG, JPEG, GIF, BMP, WEBP or TIFF; up to {settings.UPLOAD_MAX_BYTES // 1_000_000} MB each. "
+        help_text=f"PNG, JPEG, GIF, BMP, WEBP, TIFF or HEIC; up to {settings.UPLOAD_MAX_BYTES // 1_000_000} MB each. "
         "You can choose several at once.",
         widget=MultipleFileInput(attrs={"accept": "image/*", "multiple": True}),
     )

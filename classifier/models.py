@@ -48,7 +48,15 @@ class ModelVersion(models.Model):
 
 def _upload_path(instance: DigitImage, filename: str) -> str:
     # Generated names only: the original name is data, never a path.
-    suffix = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
+    suffix = {
+        "PNG": ".png",
+        "JPEG": ".jpg",
+        "GIF": ".gif",
+        "BMP": ".bmp",
+        "WEBP": ".webp",
+        "TIFF": ".tif",
+        "HEIF": ".heic",
+    }
     return f"uploads/{instance.owner_id}/{uuid.uuid4().hex}{suffix.get(instance.image_format, '')}"
 
 

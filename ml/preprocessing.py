@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps
 from scipy import ndimage
 
@@ -30,8 +31,13 @@ MODEL_SIDE = 28
 DIGIT_BOX = 20  # MNIST: the digit's longest side, before centring in the 28x28 field
 MNIST_CENTRE = 14.0  # where MNIST's centres of mass lie (measured over the training set)
 
+# iPhone photos are HEIC. Only the primary image is read: thumbnails, depth maps and auxiliary
+# images would cost memory and time and never hold the digit.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
 # Formats we decode, named explicitly: Pillow never guesses beyond these.
-ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # JPEG covers MPO (phone photos)
+# JPEG covers MPO (phone photos); HEIF covers HEIC (iPhone photos).
+ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "HEIF")
 # Our own pixel limit, below Pillow's decompression-bomb threshold; a 50 MP phone photo fits.
 MAX_PIXELS = 64_000_000
 # Ink is found at this working resolution: plenty for a digit that ends up 20 px tall.
@@ -77,7 +83,7 @@ KNOWN_MODES = frozenset(
     {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F"}
     | {"I;16", "I;16L", "I;16B", "I;16N"}
 )
-NOT_READABLE = "This file is not an image we can read (PNG, JPEG, GIF, BMP, WEBP or TIFF)."
+NOT_READABLE = "This file is not an image we can read (PNG, JPEG, GIF, BMP, WEBP, TIFF or HEIC)."
 
 
 def _open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:

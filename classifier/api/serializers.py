@@ -72,7 +72,7 @@ class UploadSerializer(serializers.Serializer):
         child=serializers.FileField(allow_empty_file=True),
         allow_empty=False,
         max_length=settings.UPLOAD_MAX_FILES,
-        help_text=f"one to {settings.UPLOAD_MAX_FILES} image files (PNG, JPEG, GIF, BMP, WEBP or TIFF)",
+        help_text=f"one to {settings.UPLOAD_MAX_FILES} image files (PNG, JPEG, GIF, BMP, WEBP, TIFF or HEIC)",
         error_messages={
             "required": "No files: send them in the `images` field.",
             "empty": "No files: send them in the `images` field.",

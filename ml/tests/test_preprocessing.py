@@ -288,3 +288,48 @@ def test_a_large_png_with_a_broken_checksum_is_refused_without_decoding():
     data[-20] ^= 0xFF  # inside the last IDAT chunk: its CRC no longer matches
     with pytest.raises(PreprocessingError, match="not an image we can read"):
         inspect_image(bytes(data))
+
+
+def heic(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    # x265's fastest preset: these tests are about reading HEIC, not about how well it compresses.
+    image.convert("RGB").save(buffer, "HEIF", quality=80, enc_params={"preset": "ultrafast"}, **options)
+    return buffer.getvalue()
+
+
+def test_an_iphone_heic_photo_is_read_upright(seven):
+    """Stored sideways with EXIF orientation 6, as phones do: HEIF carries the turn, and the
+    digit comes out as the upright one does."""
+    upright = 255 - upscale(seven, 200)
+    sideways = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = heic(sideways, exif=exif.tobytes())
+    info = inspect_image(data)
+    assert (info.format, info.mime) == ("HEIF", "image/heif")
+    result = to_model_input(data)
+    assert_mnist_like(result)
+    assert correlation(result.array, to_model_input(encode(upright)).array) > 0.9
+
+
+@pytest.fixture(scope="module")
+def large_heic():
+    """4.2 megapixels: just over what the web process decodes (x265 takes ~3 s for it)."""
+    return heic(Image.new("L", (2100, 2000), 255))
+
+
+def test_inspecting_a_large_heic_reads_its_headers_not_its_pixels(large_heic):
+    from ml.preprocessing import VERIFY_MAX_PIXELS
+
+    assert VERIFY_MAX_PIXELS < 2100 * 2000
+    assert inspect_image(large_heic).width == 2100
+    header_only = _timed(inspect_image, large_heic)
+    full = _timed(partial(inspect_image, verify_max_pixels=10**9), large_heic)
+    assert header_only * 20 < full, (header_only, full)
+
+
+def test_heic_over_the_pixel_limit_or_truncated_is_refused(large_heic):
+    with pytest.raises(PreprocessingError, match="megapixels"):
+        inspect_image(large_heic, max_pixels=4_000_000)
+    with pytest.raises(PreprocessingError, match="not an image we can read"):
+        to_model_input(large_heic[: len(large_heic) // 2])
