@@ -216,16 +216,31 @@ def _border(gray: np.ndarray) -> np.ndarray:
     return np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[:, :band].ravel(), gray[:, -band:].ravel()])
 
 
+def _ink_is_light(gray: np.ndarray, border: np.ndarray, low: float, high: float) -> bool:
+    """Polarity. A page's border is paper, so the ink is the extreme farther from it. A digit
+    cropped tight to its box has ink on the border too (sometimes most of it): then ink is
+    what the border and the image both hold less of, on either side of an Otsu split."""
+    reach = 0.15 * (high - low)
+    border_has_both = min((border < low + reach).mean(), (border > high - reach).mean()) >= 0.05
+    if not border_has_both:
+        background_level = float(np.median(border))
+        return high - background_level > background_level - low
+    split = _otsu_threshold(gray)
+    return (border > split).mean() + (gray > split).mean() < 1.0
+
+
 def _ink_map(gray: np.ndarray) -> np.ndarray:
     """How much ink each pixel holds (0 = paper), whatever the polarity and lighting."""
-    background_level = float(np.median(_border(gray)))
+    border = _border(gray)
     low, high = np.percentile(gray, [0.5, 99.5])
-    inverted = high - background_level > background_level - low
+    inverted = _ink_is_light(gray, border, float(low), float(high))
     if inverted:
-        gray = 1.0 - gray  # light ink on a dark background: make the ink the dark side
+        gray, border = 1.0 - gray, 1.0 - border  # light ink on a dark background: make the ink the dark side
     if max(gray.shape) < SMALL_IMAGE_SIDE:
-        # Too few pixels for a local estimate: a tiny image has one paper level, its border's.
-        paper = np.full_like(gray, 1.0 - background_level if inverted else background_level)
+        # Too few pixels for a local estimate: a tiny image has one paper level, its border's
+        # (leaving out the ink a tight crop puts on it).
+        paper_side = border[border >= (2.0 - low - high if inverted else low + high) / 2]
+        paper = np.full_like(gray, float(np.median(paper_side if paper_side.size else border)))
     else:
         # The paper's own brightness, estimated by a grey closing (max then min filter) wider
         # than any stroke, then smoothed: it follows shadows and gradients but not the digit.
@@ -262,10 +277,14 @@ def _digit_mask(ink: np.ndarray) -> np.ndarray:
     sigma = max(ink.shape) / 300
     smooth = ndimage.gaussian_filter(ink, sigma) if sigma >= 0.6 else ink
     # Otsu splits ink from paper. Two floors keep paper texture out: a multiple of the paper's
-    # own noise (most pixels are paper, so median and MAD measure it), and a share of the ink.
-    median = float(np.median(smooth))
-    noise = 1.4826 * float(np.median(np.abs(smooth - median)))
-    threshold = max(_otsu_threshold(smooth), median + 5 * noise, 0.25 * contrast)
+    # own noise, and a share of the ink. The noise is measured on the paper side of the split
+    # (in a digit that fills its frame, ink is half the pixels) and its floor stays below half
+    # the ink's strength, or the soft edges of a thick stroke would hide the stroke itself.
+    split = _otsu_threshold(smooth)
+    paper = smooth[smooth <= split]
+    median = float(np.median(paper))
+    noise = 1.4826 * float(np.median(np.abs(paper - median)))
+    threshold = max(split, min(median + 5 * noise, 0.5 * contrast) if small else median + 5 * noise, 0.25 * contrast)
     mask = smooth > threshold
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count == 0:
