@@ -22,14 +22,19 @@ import io
 import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageOps
-from scipy import ndimage
 
 from ml.artifacts import INPUT_SIDE
 
 DIGIT_BOX = 20  # MNIST: the digit's longest side, before centring in the 28x28 field
 MNIST_CENTRE = 14.0  # where MNIST's centres of mass lie (measured over the training set)
+
+# iPhone photos are HEIC. Only the primary image is read: thumbnails, depth maps and auxiliary
+# images would cost memory and time and never hold the digit.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 # Formats we decode, named explicitly: Pillow never guesses beyond these; with the suffix a
 # stored upload of each format is given.
@@ -40,14 +45,18 @@ FORMAT_SUFFIXES = {
     "BMP": ".bmp",
     "WEBP": ".webp",
     "TIFF": ".tif",
+    "HEIF": ".heic",  # covers HEIC (iPhone photos)
 }
 ACCEPTED_FORMATS = tuple(FORMAT_SUFFIXES)
-# The same list for people: "PNG, JPEG, GIF, BMP, WEBP or TIFF".
-ACCEPTED_FORMATS_TEXT = f"{', '.join(ACCEPTED_FORMATS[:-1])} or {ACCEPTED_FORMATS[-1]}"
+# The same list for people, who know HEIF by its iPhone name: "PNG, JPEG, ..., TIFF or HEIC".
+_NAMES_FOR_PEOPLE = [{"HEIF": "HEIC"}.get(name, name) for name in ACCEPTED_FORMATS]
+ACCEPTED_FORMATS_TEXT = f"{', '.join(_NAMES_FOR_PEOPLE[:-1])} or {_NAMES_FOR_PEOPLE[-1]}"
 # Our own pixel limit, below Pillow's decompression-bomb threshold; a 50 MP phone photo fits.
 MAX_PIXELS = 64_000_000
 # Ink is found at this working resolution: plenty for a digit that ends up 20 px tall.
 WORKING_SIDE = 512
+# The paper under the ink is estimated at this fraction of the working resolution.
+PAPER_REDUCTION = 8
 # Below this side the paper is taken as one level rather than estimated locally.
 SMALL_IMAGE_SIDE = 64
 # Contrast (0..1) below which there is no ink on the page, only paper and noise.
@@ -121,8 +130,9 @@ def _decode(image: Image.Image) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if image.format in ("JPEG", "MPO"):
-                # Let the JPEG decoder downscale by DCT: a 12 MP photo decodes ~8x faster.
-                image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
+                # Let the JPEG decoder downscale by DCT (a 12 MP photo decodes ~8x faster) and
+                # hand out only the luma, which is the grey we work in.
+                image.draft("L", (WORKING_SIDE, WORKING_SIDE))
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PreprocessingError("The image has too many pixels to process safely.") from exc
@@ -211,6 +221,8 @@ def _to_gray(image: Image.Image) -> np.ndarray:
 
 def _working_copy(image: Image.Image) -> Image.Image:
     image = ImageOps.exif_transpose(image)
+    if image.mode == "RGB":
+        image = image.convert("L")  # grey first: a third of the pixels to shrink
     if max(image.size) > WORKING_SIDE:
         image = image.copy()
         image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
@@ -222,82 +234,139 @@ def _border(gray: np.ndarray) -> np.ndarray:
     return np.concatenate([gray[:band].ravel(), gray[-band:].ravel(), gray[:, :band].ravel(), gray[:, -band:].ravel()])
 
 
+class _Histogram:
+    """Float samples in [0, top] counted at 256 levels: quantiles and Otsu's split from one
+    pass over the pixels in uint8, where sorting them (numpy's percentile, median) cost ten."""
+
+    LEVELS = 256
+
+    def __init__(self, values: np.ndarray, top: float | None = None):
+        self.top = (cv2.minMaxLoc(values)[1] if top is None else top) or 1.0
+        levels = cv2.convertScaleAbs(values, alpha=(self.LEVELS - 1) / self.top)  # rounded, saturated
+        self.counts = cv2.calcHist([levels], [0], None, [self.LEVELS], [0, self.LEVELS]).ravel().astype(np.float64)
+        self.centres = np.arange(self.LEVELS) * (self.top / (self.LEVELS - 1))
+
+    def quantile(self, share: float, below: float | None = None) -> float:
+        counts = self.counts if below is None else np.where(self.centres <= below, self.counts, 0.0)
+        cumulative = np.cumsum(counts)
+        return float(self.centres[min(np.searchsorted(cumulative, share * cumulative[-1]), self.LEVELS - 1)])
+
+    def kth_largest(self, rank: int) -> float:
+        from_top = np.cumsum(self.counts[::-1])
+        return float(self.centres[self.LEVELS - 1 - np.searchsorted(from_top, rank)])
+
+    def spread(self, centre: float, below: float) -> float:
+        """Median absolute deviation from ``centre`` of the samples up to ``below``."""
+        counts = np.where(self.centres <= below, self.counts, 0.0)
+        distance = np.abs(self.centres - centre)
+        order = np.argsort(distance, kind="stable")
+        cumulative = np.cumsum(counts[order])
+        return float(distance[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+
+    def otsu(self) -> float:
+        weight_low = np.cumsum(self.counts)
+        weight_high = weight_low[-1] - weight_low
+        sum_low = np.cumsum(self.counts * self.centres)
+        mean_low = sum_low / np.maximum(weight_low, 1)
+        mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
+        between = weight_low * weight_high * (mean_low - mean_high) ** 2
+        return float(self.centres[np.argmax(between)])
+
+
+def _ink_is_light(gray: np.ndarray, border: np.ndarray, histogram: _Histogram, low: float, high: float) -> bool:
+    """Polarity. A page's border is paper, so the ink is the extreme farther from it. A digit
+    cropped tight to its box has ink on the border too (sometimes most of it): then ink is
+    what the border and the image both hold less of, on either side of an Otsu split."""
+    reach = 0.15 * (high - low)
+    border_has_both = min((border < low + reach).mean(), (border > high - reach).mean()) >= 0.05
+    if not border_has_both:
+        background_level = float(np.median(border))
+        return high - background_level > background_level - low
+    split = histogram.otsu()
+    return (border > split).mean() + np.count_nonzero(gray > split) / gray.size < 1.0
+
+
 def _ink_map(gray: np.ndarray) -> np.ndarray:
     """How much ink each pixel holds (0 = paper), whatever the polarity and lighting."""
-    background_level = float(np.median(_border(gray)))
-    low, high = np.percentile(gray, [0.5, 99.5])
-    inverted = high - background_level > background_level - low
+    border = _border(gray)
+    histogram = _Histogram(gray, top=1.0)
+    low, high = histogram.quantile(0.005), histogram.quantile(0.995)
+    inverted = _ink_is_light(gray, border, histogram, low, high)
     if inverted:
-        gray = 1.0 - gray  # light ink on a dark background: make the ink the dark side
+        gray, border = 1.0 - gray, 1.0 - border  # light ink on a dark background: make the ink the dark side
     if max(gray.shape) < SMALL_IMAGE_SIDE:
-        # Too few pixels for a local estimate: a tiny image has one paper level, its border's.
-        paper = np.full_like(gray, 1.0 - background_level if inverted else background_level)
+        # Too few pixels for a local estimate: a tiny image has one paper level, its border's
+        # (leaving out the ink a tight crop puts on it).
+        paper_side = border[border >= (2.0 - low - high if inverted else low + high) / 2]
+        paper = np.full_like(gray, float(np.median(paper_side if paper_side.size else border)))
     else:
         # The paper's own brightness, estimated by a grey closing (max then min filter) wider
         # than any stroke, then smoothed: it follows shadows and gradients but not the digit.
-        size = int(max(gray.shape) * 0.25)
-        paper = ndimage.grey_closing(gray, size=(size, size), mode="nearest")
-        paper = ndimage.uniform_filter(paper, size=size, mode="nearest")
-    paper = np.maximum(paper, gray)
-    return np.clip(paper - gray, 0.0, None)
-
-
-def _otsu_threshold(values: np.ndarray) -> float:
-    hist, edges = np.histogram(values, bins=256, range=(0.0, float(values.max()) or 1.0))
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight_low = np.cumsum(hist)
-    weight_high = weight_low[-1] - weight_low
-    sum_low = np.cumsum(hist * centres)
-    mean_low = sum_low / np.maximum(weight_low, 1)
-    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
-    between = weight_low * weight_high * (mean_low - mean_high) ** 2
-    return float(centres[np.argmax(between)])
+        # It is smooth by construction, so it is estimated on a copy 8x smaller, each pixel the
+        # brightest of its 8x8 block (the paper between strokes), and scaled back.
+        height, width = gray.shape
+        step = PAPER_REDUCTION
+        coarse = cv2.dilate(gray, np.ones((step, step), np.uint8))[::step, ::step]
+        size = max(1, round(max(height, width) * 0.25 / step))
+        square = np.ones((size, size), np.uint8)
+        paper = cv2.morphologyEx(np.ascontiguousarray(coarse), cv2.MORPH_CLOSE, square, borderType=cv2.BORDER_REPLICATE)
+        paper = cv2.blur(paper, (size, size), borderType=cv2.BORDER_REPLICATE)
+        paper = cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.subtract(np.maximum(paper, gray), gray)
 
 
 def _digit_mask(ink: np.ndarray) -> np.ndarray:
     """The pixels that belong to the digit: thresholded ink without specks and texture."""
     # The ink's strength: a high value that a few specks of noise cannot reach on their own,
     # yet one that a small digit on a big page still supplies.
-    flat = ink.ravel()
-    rank = int(np.clip(flat.size // 400, 1, 50))
-    contrast = float(np.partition(flat, -rank)[-rank])
+    rank = int(np.clip(ink.size // 400, 1, 50))
+    contrast = _Histogram(ink).kth_largest(rank)
     if contrast < MIN_INK_CONTRAST:
         raise PreprocessingError("No digit found: the image looks blank.")
     small = max(ink.shape) < SMALL_IMAGE_SIDE
     # Blur away paper grain and JPEG noise, in proportion to the image: strokes are wider.
     sigma = max(ink.shape) / 300
-    smooth = ndimage.gaussian_filter(ink, sigma) if sigma >= 0.6 else ink
+    smooth = cv2.GaussianBlur(ink, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma >= 0.6 else ink
     # Otsu splits ink from paper. Two floors keep paper texture out: a multiple of the paper's
-    # own noise (most pixels are paper, so median and MAD measure it), and a share of the ink.
-    median = float(np.median(smooth))
-    noise = 1.4826 * float(np.median(np.abs(smooth - median)))
-    threshold = max(_otsu_threshold(smooth), median + 5 * noise, 0.25 * contrast)
-    mask = smooth > threshold
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    if count == 0:
+    # own noise, and a share of the ink. The noise is measured on the paper side of the split
+    # (in a digit that fills its frame, ink is half the pixels) and its floor stays below half
+    # the ink's strength, or the soft edges of a thick stroke would hide the stroke itself.
+    histogram = _Histogram(smooth)
+    split = histogram.otsu()
+    median = histogram.quantile(0.5, below=split)
+    noise = 1.4826 * histogram.spread(median, below=split)
+    threshold = max(split, min(median + 5 * noise, 0.5 * contrast) if small else median + 5 * noise, 0.25 * contrast)
+    mask = (smooth > threshold).astype(np.uint8)
+    count, labels = cv2.connectedComponents(mask, connectivity=8)
+    if count <= 1:
         raise PreprocessingError("No digit found: the image looks blank.")
     # Weigh components by their ink, not their area: texture blobs are wide but faint.
-    mass = ndimage.sum_labels(smooth, labels, index=np.arange(1, count + 1))
+    inked = mask.astype(bool)
+    mass = np.bincount(labels[inked], weights=smooth[inked], minlength=count)
+    mass[0] = 0.0  # the background
     # Keep every part of a digit (the bar of a 5 may stand apart) but drop specks of noise;
     # in a tiny image a faint stroke may be cut into pieces, so keep smaller parts there.
-    keep = np.flatnonzero(mass >= (0.02 if small else 0.08) * mass.max()) + 1
-    return np.isin(labels, keep)
+    keep = mass >= (0.02 if small else 0.08) * mass.max()
+    keep[0] = False
+    return keep[labels]
 
 
 def _stroke_width(mask: np.ndarray) -> float:
     """Average stroke width: area over half the boundary length of the mask."""
-    area = mask.sum()
-    interior = ndimage.binary_erosion(mask, structure=np.ones((3, 3)))
-    boundary = max((mask & ~interior).sum(), 1)
-    return float(2.0 * area / boundary)
+    pixels = mask.astype(np.uint8)
+    # Outside the crop counts as background, so strokes at its edge have a boundary there too.
+    interior = cv2.erode(pixels, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    boundary = max(int(np.count_nonzero(pixels)) - int(np.count_nonzero(interior)), 1)
+    return float(2.0 * np.count_nonzero(pixels) / boundary)
 
 
 def _centre_by_mass(field: np.ndarray) -> np.ndarray:
     """Translate by whole pixels (as MNIST did, which keeps strokes sharp) so that the centre
     of mass lands where MNIST's does: pixel (14, 14)."""
-    cy, cx = ndimage.center_of_mass(field)
-    shift = (round(MNIST_CENTRE - cy), round(MNIST_CENTRE - cx))
-    return ndimage.shift(field, shift, order=0, mode="constant", cval=0.0)
+    moments = cv2.moments(field)
+    cy, cx = moments["m01"] / moments["m00"], moments["m10"] / moments["m00"]
+    shift = np.float32([[1, 0, round(MNIST_CENTRE - cx)], [0, 1, round(MNIST_CENTRE - cy)]])
+    return cv2.warpAffine(field, shift, field.shape[::-1], flags=cv2.INTER_NEAREST, borderValue=0.0)
 
 
 def to_model_input(data: bytes) -> ModelInput:
@@ -311,7 +380,8 @@ def to_model_input(data: bytes) -> ModelInput:
     # Keep the ink of the digit's components plus one pixel around them (anti-aliased edges);
     # stroke cores become 1 whatever the ink's contrast (pencil, blue ballpoint, marker).
     core = float(np.percentile(ink[mask], 75))
-    soft = np.where(ndimage.binary_dilation(mask), np.clip(ink / max(core, 1e-6), 0.0, 1.0), 0.0)
+    near = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))).astype(bool)
+    soft = np.where(near, np.clip(ink * (1.0 / max(core, 1e-6)), 0.0, 1.0), 0.0).astype(np.float32)
     # The box is the extent of all visible ink, as MNIST's 20 px box is of the whole digit.
     visible = soft > 0.05
     rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
@@ -326,15 +396,15 @@ def to_model_input(data: bytes) -> ModelInput:
         # A fine pen line in a large photo would fade to nothing at 20 px: thicken it first.
         radius = round((TARGET_STROKE_PX / scale - stroke) / 2)
         if radius > 0:
-            # A square max filter is separable, so its cost does not grow with the radius.
-            digit = ndimage.maximum_filter(digit, size=2 * radius + 1)
+            # A square dilation (max filter) is separable, so its cost grows little with the radius.
+            digit = cv2.dilate(digit, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
 
     new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if new_size == (width, height):
         small = digit
     else:
-        resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-        small = np.asarray(Image.fromarray(digit.astype(np.float32), mode="F").resize(new_size, resample))
+        # Area averaging when shrinking keeps thin strokes as grey, as MNIST's anti-aliasing did.
+        small = cv2.resize(digit, new_size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
     field = np.zeros((INPUT_SIDE, INPUT_SIDE), dtype=np.float32)
     y0, x0 = (INPUT_SIDE - small.shape[0]) // 2, (INPUT_SIDE - small.shape[1]) // 2

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+import ml.preprocessing  # noqa: F401  (registers the HEIF plugin, with which Pillow also writes HEIC)
 from ml.tests.conftest import upscale
 from ml.tests.modes import MODES
 
@@ -115,6 +116,9 @@ def corpus(examples: dict[int, np.ndarray], *, max_bytes: int) -> list[Case]:
     exif = sideways.getexif()
     exif[0x0112] = 6
     rotated = _save(sideways, "JPEG", quality=90, exif=exif.tobytes())
+    # An iPhone photo: HEIC, stored sideways the same way (pillow-heif turns the tag into HEIF's rotation).
+    iphone = Image.fromarray(np.rot90(_paper(examples[4]), k=1).copy()).convert("RGB")
+    heic = _save(iphone, "HEIF", quality=80, exif=exif.tobytes())
 
     svg = (
         b'<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><script>alert(1)</script>'
@@ -141,6 +145,7 @@ def corpus(examples: dict[int, np.ndarray], *, max_bytes: int) -> list[Case]:
         Case("sixteen-bit.png", sixteen, digit=8),
         Case("palette-transparent.png", transparent, digit=9),
         Case("exif-rotated.jpg", rotated, digit=7),
+        Case("IMG_0001.HEIC", heic, digit=4),
         Case("one-pixel.png", _save(Image.new("L", (1, 1), 0), "PNG"), failed=NO_DIGIT),
         Case("blank.png", _save(Image.new("RGB", (300, 200), "white"), "PNG"), failed=NO_DIGIT),
         # The browser's own path separators (Windows-style) and a name that is HTML and unicode.

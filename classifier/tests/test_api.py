@@ -79,7 +79,7 @@ def test_upload_one_or_many_answers_202_with_ids_and_per_file_errors(
     assert first["status"] == "pending" and first["prediction"] is None
     assert first["url"] == f"http://testserver/api/v1/images/{first['id']}/"
     assert body["errors"] == [
-        {"file": "c.png", "error": "This file is not an image we can read (PNG, JPEG, GIF, BMP, WEBP or TIFF)."}
+        {"file": "c.png", "error": "This file is not an image we can read (PNG, JPEG, GIF, BMP, WEBP, TIFF or HEIC)."}
     ]
     assert DigitImage.objects.filter(owner=user).count() == 2
     assert len(callbacks) == 1  # both queued once the upload is committed

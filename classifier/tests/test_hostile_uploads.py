@@ -110,7 +110,8 @@ def _seed_files() -> list[bytes]:
     canvas = Image.new("L", (64, 64), 255)
     ImageDraw.Draw(canvas).line([(14, 14), (50, 14), (28, 54)], fill=0, width=6)
     seeds = []
-    for fmt, mode in [("PNG", "L"), ("JPEG", "RGB"), ("GIF", "P"), ("BMP", "RGB"), ("WEBP", "RGB"), ("TIFF", "L")]:
+    formats = [("PNG", "L"), ("JPEG", "RGB"), ("GIF", "P"), ("BMP", "RGB"), ("WEBP", "RGB"), ("TIFF", "L")]
+    for fmt, mode in [*formats, ("HEIF", "RGB")]:
         buffer = io.BytesIO()
         canvas.convert(mode).save(buffer, fmt)
         seeds.append(buffer.getvalue())
