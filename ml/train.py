@@ -128,14 +128,51 @@ def _random_thickness(images):
     )
 
 
-# Elastic distortion (Simard et al. 2003): a smooth random displacement field, the wobble of
-# one hand against another. Keras' scale: alpha 4 and sigma 4 move strokes by a pixel or two.
-ELASTIC_ALPHA = 4.0
+# Elastic distortion (Simard et al. 2003): every pixel moved by a uniform random field smoothed
+# with a Gaussian, the wobble of one hand against another; their MNIST values.
+ELASTIC_ALPHA = 34.0
 ELASTIC_SIGMA = 4.0
 ELASTIC_SHARE = 0.5
 # Low-resolution scans: the digit through 10-16 pixels and back, blurred and thick.
 LOW_RES_SIDES = (10, 16)
 LOW_RES_SHARE = 0.15
+
+
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    offsets = np.arange(-round(3 * sigma), round(3 * sigma) + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def _bilinear(images, rows, cols):
+    """Sample (n, h, w, 1) images at fractional (n, h, w) positions; outside is background."""
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])  # a frame of background to fall on
+    top, left = tf.floor(rows), tf.floor(cols)
+    down, right = (rows - top)[..., None], (cols - left)[..., None]
+    top, left = tf.cast(top, tf.int32), tf.cast(left, tf.int32)
+
+    def at(row, col):
+        row = tf.clip_by_value(row + 1, 0, height + 1)
+        col = tf.clip_by_value(col + 1, 0, width + 1)
+        return tf.gather_nd(padded, tf.stack([row, col], axis=-1), batch_dims=1)
+
+    upper = at(top, left) * (1 - right) + at(top, left + 1) * right
+    lower = at(top + 1, left) * (1 - right) + at(top + 1, left + 1) * right
+    return upper * (1 - down) + lower * down
+
+
+def _random_elastic(images):
+    shape = tf.shape(images)
+    noise = tf.random.uniform(tf.stack([shape[0], shape[1], shape[2], 2]), -1.0, 1.0)
+    kernel = _gaussian_kernel(ELASTIC_SIGMA)
+    along_rows = tf.constant(np.tile(kernel[None, :, None, None], (1, 1, 2, 1)))
+    along_cols = tf.constant(np.tile(kernel[:, None, None, None], (1, 1, 2, 1)))
+    smooth = tf.nn.depthwise_conv2d(noise, along_rows, [1, 1, 1, 1], "SAME")
+    field = tf.nn.depthwise_conv2d(smooth, along_cols, [1, 1, 1, 1], "SAME") * ELASTIC_ALPHA
+    rows, cols = tf.meshgrid(tf.range(shape[1]), tf.range(shape[2]), indexing="ij")
+    rows, cols = tf.cast(rows, tf.float32)[None], tf.cast(cols, tf.float32)[None]
+    return _bilinear(images, rows + field[..., 0], cols + field[..., 1])
 
 
 def _some(images, changed, share: float):
@@ -145,10 +182,9 @@ def _some(images, changed, share: float):
 
 
 def _random_writer(images):
-    distorted = keras.ops.image.elastic_transform(
-        images, alpha=ELASTIC_ALPHA, sigma=ELASTIC_SIGMA, fill_mode="constant", data_format="channels_last"
-    )
-    images = _some(images, distorted, ELASTIC_SHARE)
+    # Written out rather than keras.ops.image.elastic_transform, which returns one image for
+    # the whole batch inside tf.data (Keras 3.15, batch size unknown when traced).
+    images = _some(images, _random_elastic(images), ELASTIC_SHARE)
     side = tf.random.uniform([], *LOW_RES_SIDES, dtype=tf.int32)
     blurred = tf.image.resize(tf.image.resize(images, [side, side], method="area"), tf.shape(images)[1:3])
     return _some(images, blurred, LOW_RES_SHARE)

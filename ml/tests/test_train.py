@@ -61,6 +61,22 @@ def test_augmentation_keeps_shape_range_and_the_digit(mnist):
     assert np.median(similarity) > 0.5
 
 
+def test_elastic_distortion_keeps_each_image_its_own_inside_tf_data(mnist):
+    """Traced as the training pipeline traces it (batch size unknown): every image is moved
+    a pixel or two, never replaced by another of the batch."""
+    import tensorflow as tf
+
+    from ml.train import _random_elastic
+
+    batch = to_model_array(mnist.train.images[:64])
+    distorted = next(iter(tf.data.Dataset.from_tensor_slices(batch).batch(64).map(_random_elastic))).numpy()
+    assert distorted.shape == batch.shape and not np.allclose(distorted, batch)
+    similarity = np.corrcoef(distorted.reshape(64, -1), batch.reshape(64, -1))[:64, 64:]
+    # Each distorted image looks more like its own original than like a typical other one.
+    assert (np.diag(similarity) > np.median(similarity, axis=1)).all()
+    assert len({image.tobytes() for image in distorted}) == 64
+
+
 def test_writer_augmentation_keeps_shapes_and_mostly_the_picture(mnist):
     batch = to_model_array(mnist.train.images[:64])
     augmented = np.asarray(augment_batch(batch, writers=True))
