@@ -9,7 +9,8 @@ import numpy as np
 from ml.artifacts import confusion_matrix, to_model_array
 from ml.data import Split
 from ml.inference import Predictor
-from ml.synth import SCENARIOS, realistic_set
+from ml.styles import STYLES, load_digits_uploads, style_set
+from ml.synth import SCENARIOS, Upload, realistic_set
 
 
 def evaluate_mnist(predictor: Predictor, split: Split, *, batch_size: int = 1000) -> dict:
@@ -30,12 +31,8 @@ def evaluate_mnist(predictor: Predictor, split: Split, *, batch_size: int = 1000
     }
 
 
-def evaluate_realistic(predictor: Predictor, split: Split, *, count: int, seed: int = 0, scenarios=SCENARIOS) -> dict:
-    """Accuracy on ``count`` realistic uploads rendered from ``split``, overall and per scenario.
-
-    A file the preprocessing refuses counts as wrong.
-    """
-    uploads = realistic_set(split.images, split.labels, count=count, seed=seed, scenarios=scenarios)
+def _uploads_accuracy(predictor: Predictor, uploads: list[Upload]) -> dict:
+    """Accuracy on labelled uploads, overall and per scenario; a refused file counts as wrong."""
     results = predictor.predict_images([upload.data for upload in uploads])
     right, seen = Counter(), Counter()
     refused = 0
@@ -49,6 +46,28 @@ def evaluate_realistic(predictor: Predictor, split: Split, *, count: int, seed: 
         "accuracy": sum(right.values()) / max(len(uploads), 1),
         "samples": len(uploads),
         "refused": refused,
-        "seed": seed,
-        "by_scenario": {name: right[name] / seen[name] for name in scenarios if seen[name]},
+        "by_scenario": {name: right[name] / seen[name] for name in seen},
     }
+
+
+def evaluate_realistic(predictor: Predictor, split: Split, *, count: int, seed: int = 0, scenarios=SCENARIOS) -> dict:
+    """Accuracy on ``count`` realistic uploads rendered from ``split``, overall and per scenario.
+
+    A file the preprocessing refuses counts as wrong.
+    """
+    uploads = realistic_set(split.images, split.labels, count=count, seed=seed, scenarios=scenarios)
+    return _uploads_accuracy(predictor, uploads) | {"seed": seed}
+
+
+def evaluate_styles(predictor: Predictor, split: Split, *, count: int, seed: int = 0) -> dict:
+    """Accuracy on the stand-ins for other writers and scanners (``ml.styles``): ``count``
+    uploads per style, and scikit-learn's 1,797 digits by 43 writers."""
+    report = {
+        style: _uploads_accuracy(predictor, style_set(split.images, split.labels, style=style, count=count, seed=seed))
+        for style in STYLES
+    }
+    for result in report.values():
+        del result["by_scenario"]
+    load_digits = _uploads_accuracy(predictor, load_digits_uploads())
+    del load_digits["by_scenario"]
+    return report | {"load_digits": load_digits, "seed": seed}

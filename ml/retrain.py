@@ -62,6 +62,7 @@ def fine_tune(
     epochs: int,
     seed: int = 42,
     batch_size: int = FINE_TUNE_BATCH_SIZE,
+    writers: bool = False,
     log: Callable[[str], None] = print,
 ) -> FineTuneResult:
     """Continue training the model at ``model_path`` on the mix, with augmentation and a
@@ -79,7 +80,9 @@ def fine_tune(
         f"fine-tuning on {len(mnist_x):,} MNIST images and {len(extra_x)} corrections "
         f"(shown {len(x) - len(mnist_x):,} times an epoch), {epochs} epochs"
     )
-    history, seconds = fit(model, x, y, epochs=epochs, batch_size=batch_size, augment=True, seed=seed, log=log)
+    history, seconds = fit(
+        model, x, y, epochs=epochs, batch_size=batch_size, augment=True, writers=writers, seed=seed, log=log
+    )
     return FineTuneResult(model=model, history=history, seconds=seconds)
 
 
@@ -224,6 +227,8 @@ def retrain(
         extra_y=corrections_y[split.train],
         epochs=epochs,
         seed=seed,
+        # Fine-tuning keeps the parent's augmentation: what it learnt of other writers stays.
+        writers=bool(parent.metadata().get("writers")),
         log=log,
     )
     out.directory.mkdir(parents=True, exist_ok=True)
@@ -241,6 +246,7 @@ def retrain(
         "learning_rate": FINE_TUNE_LEARNING_RATE,
         "schedule": "cosine",
         "augment": True,
+        "writers": bool(parent.metadata().get("writers")),
         "seed": seed,
         "parent_version": parent_version,
         "corrections": len(split.train),

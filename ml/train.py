@@ -17,6 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image, ImageDraw
 
 from ml.architectures import build
 from ml.artifacts import ModelBundle, confusion_matrix, to_model_array
@@ -32,6 +33,9 @@ class Recipe:
     learning_rate: float
     augment: bool
     schedule: str  # "constant" or "cosine" (one warm-up epoch, then cosine decay)
+    # Also the ways other writers and scanners differ from MNIST's (``writer_variants`` and
+    # ``augment_batch``): elastic distortion, low resolution, flagged 1s and crossed 7s.
+    writers: bool = False
 
 
 # The first three follow the original study (plain Adam, no augmentation); ``deep`` is ours.
@@ -39,7 +43,7 @@ RECIPES = {
     "dense": Recipe(epochs=10, batch_size=128, learning_rate=1e-3, augment=False, schedule="constant"),
     "basic": Recipe(epochs=10, batch_size=128, learning_rate=1e-3, augment=False, schedule="constant"),
     "deeper": Recipe(epochs=15, batch_size=128, learning_rate=1e-3, augment=False, schedule="constant"),
-    "deep": Recipe(epochs=12, batch_size=256, learning_rate=3e-3, augment=True, schedule="cosine"),
+    "deep": Recipe(epochs=12, batch_size=256, learning_rate=3e-3, augment=True, schedule="cosine", writers=True),
 }
 
 
@@ -51,6 +55,7 @@ class TrainConfig:
     learning_rate: float
     augment: bool
     schedule: str
+    writers: bool = False
     seed: int = 42
     # Train on the first N training images only (tests and quick experiments).
     train_limit: int | None = None
@@ -123,22 +128,126 @@ def _random_thickness(images):
     )
 
 
-def augment_batch(images):
-    """Augment a float batch (n, 28, 28, 1) the way real uploads vary."""
+# Elastic distortion (Simard et al. 2003): every pixel moved by a uniform random field smoothed
+# with a Gaussian, the wobble of one hand against another; their MNIST values.
+ELASTIC_ALPHA = 34.0
+ELASTIC_SIGMA = 4.0
+ELASTIC_SHARE = 0.5
+# Low-resolution scans: the digit through 10-16 pixels and back, blurred and thick.
+LOW_RES_SIDES = (10, 16)
+LOW_RES_SHARE = 0.15
+
+
+def _gaussian_kernel(sigma: float) -> np.ndarray:
+    offsets = np.arange(-round(3 * sigma), round(3 * sigma) + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def _bilinear(images, rows, cols):
+    """Sample (n, h, w, 1) images at fractional (n, h, w) positions; outside is background."""
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])  # a frame of background to fall on
+    top, left = tf.floor(rows), tf.floor(cols)
+    down, right = (rows - top)[..., None], (cols - left)[..., None]
+    top, left = tf.cast(top, tf.int32), tf.cast(left, tf.int32)
+
+    def at(row, col):
+        row = tf.clip_by_value(row + 1, 0, height + 1)
+        col = tf.clip_by_value(col + 1, 0, width + 1)
+        return tf.gather_nd(padded, tf.stack([row, col], axis=-1), batch_dims=1)
+
+    upper = at(top, left) * (1 - right) + at(top, left + 1) * right
+    lower = at(top + 1, left) * (1 - right) + at(top + 1, left + 1) * right
+    return upper * (1 - down) + lower * down
+
+
+def _random_elastic(images):
+    shape = tf.shape(images)
+    noise = tf.random.uniform(tf.stack([shape[0], shape[1], shape[2], 2]), -1.0, 1.0)
+    kernel = _gaussian_kernel(ELASTIC_SIGMA)
+    along_rows = tf.constant(np.tile(kernel[None, :, None, None], (1, 1, 2, 1)))
+    along_cols = tf.constant(np.tile(kernel[:, None, None, None], (1, 1, 2, 1)))
+    smooth = tf.nn.depthwise_conv2d(noise, along_rows, [1, 1, 1, 1], "SAME")
+    field = tf.nn.depthwise_conv2d(smooth, along_cols, [1, 1, 1, 1], "SAME") * ELASTIC_ALPHA
+    rows, cols = tf.meshgrid(tf.range(shape[1]), tf.range(shape[2]), indexing="ij")
+    rows, cols = tf.cast(rows, tf.float32)[None], tf.cast(cols, tf.float32)[None]
+    return _bilinear(images, rows + field[..., 0], cols + field[..., 1])
+
+
+def _some(images, changed, share: float):
+    """``changed`` for a random ``share`` of the batch, ``images`` for the rest."""
+    pick = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < share
+    return tf.where(pick, changed, images)
+
+
+def _random_writer(images):
+    # Written out rather than keras.ops.image.elastic_transform, which returns one image for
+    # the whole batch inside tf.data (Keras 3.15, batch size unknown when traced).
+    images = _some(images, _random_elastic(images), ELASTIC_SHARE)
+    side = tf.random.uniform([], *LOW_RES_SIDES, dtype=tf.int32)
+    blurred = tf.image.resize(tf.image.resize(images, [side, side], method="area"), tf.shape(images)[1:3])
+    return _some(images, blurred, LOW_RES_SHARE)
+
+
+def augment_batch(images, *, writers: bool = False):
+    """Augment a float batch (n, 28, 28, 1) the way real uploads vary (``writers``: and the
+    way other writers and scanners do)."""
+    if writers:
+        images = _random_writer(images)
     images = _random_affine(_random_thickness(images))
     # ml.preprocessing scales every input to a peak of 1; thinned strokes must match that.
     peak = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
     return images / tf.maximum(peak, 1e-3)
 
 
-def _dataset(x, y, *, batch_size: int, augment: bool, seed: int):
+# Forms MNIST's American writers rarely use: 1 with a long up-stroke, 7 crossed at the middle.
+WRITER_VARIANT_SHARE = 0.3  # of the 1s and of the 7s, added as extra training images
+_WORK = 4  # drawn at four times the size, then reduced, for anti-aliased strokes
+
+
+def _with_stroke(digit: np.ndarray, start: tuple[float, float], end: tuple[float, float]) -> np.ndarray:
+    big = Image.fromarray(digit).resize((28 * _WORK, 28 * _WORK), Image.Resampling.BICUBIC)
+    mask = np.asarray(big) > 127
+    width = max(4, round(2 * mask.sum() / max((mask ^ np.roll(mask, 1, axis=1)).sum(), 1)))
+    ImageDraw.Draw(big).line([(start[0] * _WORK, start[1] * _WORK), (end[0] * _WORK, end[1] * _WORK)], 255, width)
+    return np.asarray(big.resize((28, 28), Image.Resampling.BOX))
+
+
+def writer_variants(images: np.ndarray, labels: np.ndarray, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flagged 1s and crossed 7s made from a share of MNIST's own, as extra training images."""
+    rng = np.random.default_rng(seed)
+    made, made_labels = [], []
+    for label in (1, 7):
+        chosen = np.flatnonzero(labels == label)
+        for index in rng.choice(chosen, int(len(chosen) * WRITER_VARIANT_SHARE), replace=False):
+            digit = images[index]
+            rows, cols = np.nonzero(digit > 127)
+            if not len(rows):
+                continue
+            top, height = rows.min(), rows.max() - rows.min()
+            if label == 1:
+                x, length = cols[rows == top].mean(), height * rng.uniform(0.25, 0.5)
+                end = (x - length * rng.uniform(0.6, 1.0), top + length * rng.uniform(0.4, 0.9))
+                made.append(_with_stroke(digit, (x, top), end))
+            else:
+                y = top + height * rng.uniform(0.4, 0.6)
+                near = np.abs(rows - y) < 1.5
+                x, half = (cols[near].mean() if near.any() else cols.mean()), height * rng.uniform(0.15, 0.3)
+                made.append(_with_stroke(digit, (x - half, y), (x + half, y + rng.uniform(-1, 1))))
+            made_labels.append(label)
+    return np.array(made, dtype=np.uint8).reshape(-1, 28, 28), np.array(made_labels, dtype=labels.dtype)
+
+
+def _dataset(x, y, *, batch_size: int, augment: bool, writers: bool, seed: int):
     images, labels = tf.constant(x), tf.constant(y)
     # Shuffle indices, not images: a 60,000-image shuffle buffer costs ~40 s an epoch to fill.
     ds = tf.data.Dataset.range(len(x)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
     if augment:
         ds = ds.map(
-            lambda batch, batch_labels: (augment_batch(batch), batch_labels), num_parallel_calls=tf.data.AUTOTUNE
+            lambda batch, batch_labels: (augment_batch(batch, writers=writers), batch_labels),
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
 
@@ -207,6 +316,7 @@ def fit(
     augment: bool,
     seed: int,
     log: Callable[[str], None],
+    writers: bool = False,
     validation_data: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, list[float]], float]:
     """Fit a compiled model on shuffled (optionally augmented) batches, logging progress.
@@ -215,7 +325,7 @@ def fit(
     """
     started = time.monotonic()
     history = model.fit(
-        _dataset(x, y, batch_size=batch_size, augment=augment, seed=seed),
+        _dataset(x, y, batch_size=batch_size, augment=augment, writers=writers, seed=seed),
         epochs=epochs,
         validation_data=validation_data,
         validation_batch_size=1000,
@@ -237,8 +347,13 @@ def train_model(
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
 
-    x_train = to_model_array(mnist.train.images[: config.train_limit])
-    y_train = mnist.train.labels[: config.train_limit].astype("int32")
+    train_images, train_labels = mnist.train.images[: config.train_limit], mnist.train.labels[: config.train_limit]
+    if config.writers:
+        extra_images, extra_labels = writer_variants(train_images, train_labels, seed=config.seed)
+        train_images = np.concatenate([train_images, extra_images])
+        train_labels = np.concatenate([train_labels, extra_labels])
+    x_train = to_model_array(train_images)
+    y_train = train_labels.astype("int32")
     x_test = to_model_array(mnist.test.images[: config.test_limit])
     y_test = mnist.test.labels[: config.test_limit].astype("int32")
 
@@ -263,6 +378,7 @@ def train_model(
         augment=config.augment,
         seed=config.seed,
         log=log,
+        writers=config.writers,
         validation_data=(x_test, y_test),
     )
 

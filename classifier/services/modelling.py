@@ -42,10 +42,11 @@ def model_path_default() -> Path:
     return active.directory if active else settings.SHIPPED_MODEL_DIR
 
 
-def model_evaluate(*, model_path: Path | None = None, realistic: int = 0, seed: int = 0) -> dict:
+def model_evaluate(*, model_path: Path | None = None, realistic: int = 0, styles: int = 0, seed: int = 0) -> dict:
     """Accuracy and loss on the MNIST test set; with ``realistic``, also on that many
-    realistic uploads rendered from the test set."""
-    from ml.evaluation import evaluate_mnist, evaluate_realistic
+    realistic uploads rendered from the test set; with ``styles``, on that many per stand-in
+    for other writers and scanners, and on scikit-learn's digits by 43 writers."""
+    from ml.evaluation import evaluate_mnist, evaluate_realistic, evaluate_styles
     from ml.inference import Predictor
 
     predictor = Predictor(model_path or model_path_default())
@@ -53,6 +54,8 @@ def model_evaluate(*, model_path: Path | None = None, realistic: int = 0, seed: 
     report = {"model": str(predictor.model_path)} | evaluate_mnist(predictor, test)
     if realistic:
         report["realistic"] = evaluate_realistic(predictor, test, count=realistic, seed=seed)
+    if styles:
+        report["styles"] = evaluate_styles(predictor, test, count=styles, seed=seed)
     return report
 
 

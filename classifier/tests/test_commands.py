@@ -74,3 +74,11 @@ def test_predict_succeeds_with_the_active_model(tmp_path, mnist):
         paths.append(str(path))
     report = json.loads(run("predict", *paths, "--json"))
     assert [item["digit"] for item in report] == [int(d) for d in mnist.test.labels[:5]]
+
+
+def test_evaluate_on_the_stand_ins_for_other_writers(tiny_model_dir):
+    report = json.loads(run("evaluate", "--model", str(tiny_model_dir), "--styles", "8", "--json"))
+    assert set(report["styles"]) == {"european", "lowres", "slanted", "thin", "load_digits", "seed"}
+    assert report["styles"]["european"]["samples"] == 8
+    assert report["styles"]["load_digits"]["samples"] == 1797
+    assert {"accuracy", "loss", "samples", "errors", "confusion_matrix"} <= set(report)

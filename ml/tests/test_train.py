@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from ml.artifacts import CONFUSION_FILE, CURVES_FILE, METADATA_FILE, MODEL_FILE, confusion_matrix, to_model_array
-from ml.train import TrainConfig, augment_batch
+from ml.train import TrainConfig, augment_batch, writer_variants
 
 
 def test_training_writes_model_metadata_and_plots(tiny_model_dir, mnist):
@@ -59,6 +59,50 @@ def test_augmentation_keeps_shape_range_and_the_digit(mnist):
     assert not np.allclose(augmented, batch)
     similarity = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(augmented, batch, strict=True)]
     assert np.median(similarity) > 0.5
+
+
+def test_elastic_distortion_keeps_each_image_its_own_inside_tf_data(mnist):
+    """Traced as the training pipeline traces it (batch size unknown): every image is moved
+    a pixel or two, never replaced by another of the batch."""
+    import tensorflow as tf
+
+    from ml.train import _random_elastic
+
+    batch = to_model_array(mnist.train.images[:64])
+    distorted = next(iter(tf.data.Dataset.from_tensor_slices(batch).batch(64).map(_random_elastic))).numpy()
+    assert distorted.shape == batch.shape and not np.allclose(distorted, batch)
+    similarity = np.corrcoef(distorted.reshape(64, -1), batch.reshape(64, -1))[:64, 64:]
+    # Each distorted image looks more like its own original than like a typical other one.
+    assert (np.diag(similarity) > np.median(similarity, axis=1)).all()
+    assert len({image.tobytes() for image in distorted}) == 64
+
+
+def test_writer_augmentation_keeps_shapes_and_mostly_the_picture(mnist):
+    batch = to_model_array(mnist.train.images[:64])
+    augmented = np.asarray(augment_batch(batch, writers=True))
+    assert augmented.shape == batch.shape
+    assert augmented.min() >= 0 and augmented.max() <= 1.0 + 1e-6
+    similarity = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(augmented, batch, strict=True)]
+    assert np.median(similarity) > 0.4
+
+
+def test_writer_variants_add_flagged_ones_and_crossed_sevens(mnist):
+    images, labels = mnist.train.images[:3000], mnist.train.labels[:3000]
+    extra, extra_labels = writer_variants(images, labels, seed=0)
+    ones, sevens = (labels == 1).sum(), (labels == 7).sum()
+    assert set(np.unique(extra_labels)) == {1, 7}
+    assert (extra_labels == 1).sum() == int(ones * 0.3) and (extra_labels == 7).sum() == int(sevens * 0.3)
+    assert extra.shape[1:] == (28, 28) and extra.dtype == np.uint8
+    # Each variant is a digit of the set with ink added, never removed.
+    originals = images[labels == 7]
+    crossed = extra[extra_labels == 7][0].astype(int)
+    closest = originals[np.argmin([np.abs(crossed - o.astype(int)).sum() for o in originals])].astype(int)
+    assert (crossed >= closest - 40).all() and (crossed > closest + 60).sum() >= 5
+
+
+def test_the_recipe_of_the_shipped_architecture_learns_other_writers():
+    assert TrainConfig.for_arch("deep").writers
+    assert not TrainConfig.for_arch("basic").writers
 
 
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():

@@ -20,11 +20,19 @@ class Command(BaseCommand):
             metavar="N",
             help="also render N realistic uploads (photos, canvas, screenshots...) from the test set",
         )
-        parser.add_argument("--seed", type=int, default=0, help="seed for --realistic")
+        parser.add_argument(
+            "--styles",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also N test digits per stand-in for other writers and scanners (European forms, low-resolution "
+            "scans, slant, fine pens), and scikit-learn's 1,797 digits by 43 writers",
+        )
+        parser.add_argument("--seed", type=int, default=0, help="seed for --realistic and --styles")
 
-    def handle(self, *args, model, realistic, seed, **options):
+    def handle(self, *args, model, realistic, styles, seed, **options):
         try:
-            report = model_evaluate(model_path=model, realistic=realistic, seed=seed)
+            report = model_evaluate(model_path=model, realistic=realistic, styles=styles, seed=seed)
         except (FileNotFoundError, ValueError, MnistDataError) as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
@@ -43,3 +51,10 @@ class Command(BaseCommand):
             )
             for name, accuracy in real["by_scenario"].items():
                 self.stdout.write(f"  {name:<11} {accuracy:.2%}")
+        if "styles" in report:
+            self.stdout.write(f"other writers and scanners (seed {report['styles']['seed']})")
+            for name, result in report["styles"].items():
+                if name != "seed":
+                    self.stdout.write(
+                        f"  {name:<11} {result['accuracy']:.2%} of {result['samples']:,} ({result['refused']} refused)"
+                    )
