@@ -24,6 +24,16 @@ def test_train_command_writes_a_model_and_reports_progress(tmp_path):
     assert (tmp_path / "m" / "model.keras").is_file()
 
 
+def test_train_command_with_writer_augmentation_records_it(tmp_path, mnist):
+    out = tmp_path / "w"
+    run("train", "--arch", "dense", "--epochs", "1", "--limit", "2000", "--writers", "--out", str(out))
+    metadata = json.loads((out / "metadata.json").read_text())
+    # The flagged 1s and crossed 7s join the 2,000 MNIST images.
+    ones_and_sevens = int(((mnist.train.labels[:2000] == 1) | (mnist.train.labels[:2000] == 7)).sum())
+    assert metadata["writers"] is True
+    assert 2000 + ones_and_sevens * 0.25 < metadata["train_samples"] < 2000 + ones_and_sevens * 0.35
+
+
 def test_train_command_refuses_a_bad_mnist_directory(settings, tmp_path):
     settings.MNIST_DATA_DIR = str(tmp_path / "missing")
     with pytest.raises(CommandError, match="cannot load MNIST"):

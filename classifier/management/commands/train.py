@@ -1,3 +1,4 @@
+import argparse
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -17,12 +18,20 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="default: 42")
         parser.add_argument("--out", type=Path, help="output directory (default: var/models/ARCH)")
         parser.add_argument("--limit", type=int, help="train on the first N images only (quick runs)")
+        parser.add_argument(
+            "--writers",
+            action=argparse.BooleanOptionalAction,
+            help="also augment for other writers and scanners: elastic distortion, low resolution, flagged 1s and "
+            "crossed 7s (default: the architecture's recipe)",
+        )
 
-    def handle(self, *args, arch, epochs, seed, out, limit, **options):
+    def handle(self, *args, arch, epochs, seed, out, limit, writers, **options):
         positive_epochs(epochs)
         log = line_logger(self)
         try:
-            result = model_train(arch=arch, out_dir=out, epochs=epochs, seed=seed, train_limit=limit, log=log)
+            result = model_train(
+                arch=arch, out_dir=out, epochs=epochs, seed=seed, train_limit=limit, writers=writers, log=log
+            )
         except MnistDataError as exc:
             raise CommandError(f"cannot load MNIST: {exc}") from exc
         self.stdout.write(self.style.SUCCESS(f"test accuracy {result.test_accuracy:.2%}; model in {result.out_dir}"))
