@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -101,43 +102,49 @@ KNOWN_MODES = frozenset(
 NOT_READABLE = f"This file is not an image we can read ({ACCEPTED_FORMATS_TEXT})."
 
 
-def _open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
-    """Read the headers only: format, size and mode, refused when over ``max_pixels``."""
-    if not data:
-        raise PreprocessingError("The file is empty.")
+def _unknown_mode(mode: str) -> PreprocessingError:
+    return PreprocessingError(f"This image's colour mode ({mode}) is not one we can read.")
+
+
+@contextmanager
+def _read_by_pillow():
+    """Pillow's reading of an upload (opening, decoding, verifying): its decompression-bomb
+    warning is an error, and every failure of a broken file becomes our error."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+            yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PreprocessingError("The image has too many pixels to process safely.") from exc
     except Exception as exc:  # Pillow raises many types for broken files; all mean the same here
         raise PreprocessingError(NOT_READABLE) from exc
+
+
+def _open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
+    """Read the headers only: format, size and mode, refused when over ``max_pixels``."""
+    if not data:
+        raise PreprocessingError("The file is empty.")
+    with _read_by_pillow():
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     width, height = image.size
     if width * height > max_pixels:
         raise PreprocessingError(
             f"The image is {width}x{height} pixels; the limit is {max_pixels // 1_000_000} megapixels."
         )
     if image.mode not in KNOWN_MODES:
-        raise PreprocessingError(f"This image's colour mode ({image.mode}) is not one we can read.")
+        raise _unknown_mode(image.mode)
     mime = Image.MIME.get(image.format, "application/octet-stream")
     return image, ImageInfo(format=image.format, mime=mime, width=width, height=height)
 
 
 def _decode(image: Image.Image) -> None:
     """Decode the pixels; every failure of a broken file becomes our error."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if image.format in ("JPEG", "MPO"):
-                # Let the JPEG decoder downscale by DCT (a 12 MP photo decodes ~8x faster) and
-                # hand out only the luma, which is the grey we work in.
-                image.draft("L", (WORKING_SIDE, WORKING_SIDE))
-            image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PreprocessingError("The image has too many pixels to process safely.") from exc
-    except Exception as exc:
-        raise PreprocessingError(NOT_READABLE) from exc
+    with _read_by_pillow():
+        if image.format in ("JPEG", "MPO"):
+            # Let the JPEG decoder downscale by DCT (a 12 MP photo decodes ~8x faster) and
+            # hand out only the luma, which is the grey we work in.
+            image.draft("L", (WORKING_SIDE, WORKING_SIDE))
+        image.load()
 
 
 def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -158,10 +165,8 @@ def inspect_image(
     if info.width * info.height <= verify_max_pixels or info.format in ("JPEG", "MPO"):
         _decode(image)
     elif info.format == "PNG":
-        try:
+        with _read_by_pillow():
             image.verify()
-        except Exception as exc:
-            raise PreprocessingError(NOT_READABLE) from exc
     return info
 
 
@@ -195,7 +200,7 @@ def _normalised(image: Image.Image) -> Image.Image:
     try:
         return image.convert("RGB")
     except (ValueError, OSError) as exc:
-        raise PreprocessingError(f"This image's colour mode ({mode}) is not one we can read.") from exc
+        raise _unknown_mode(mode) from exc
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:
