@@ -20,7 +20,7 @@ import tensorflow as tf
 from PIL import Image, ImageDraw
 
 from ml.architectures import build
-from ml.artifacts import ModelBundle, confusion_matrix, to_model_array
+from ml.artifacts import INPUT_SIDE, ModelBundle, confusion_matrix, to_model_array
 from ml.data import Mnist
 
 
@@ -208,11 +208,11 @@ _WORK = 4  # drawn at four times the size, then reduced, for anti-aliased stroke
 
 
 def _with_stroke(digit: np.ndarray, start: tuple[float, float], end: tuple[float, float]) -> np.ndarray:
-    big = Image.fromarray(digit).resize((28 * _WORK, 28 * _WORK), Image.Resampling.BICUBIC)
+    big = Image.fromarray(digit).resize((INPUT_SIDE * _WORK, INPUT_SIDE * _WORK), Image.Resampling.BICUBIC)
     mask = np.asarray(big) > 127
     width = max(4, round(2 * mask.sum() / max((mask ^ np.roll(mask, 1, axis=1)).sum(), 1)))
     ImageDraw.Draw(big).line([(start[0] * _WORK, start[1] * _WORK), (end[0] * _WORK, end[1] * _WORK)], 255, width)
-    return np.asarray(big.resize((28, 28), Image.Resampling.BOX))
+    return np.asarray(big.resize((INPUT_SIDE, INPUT_SIDE), Image.Resampling.BOX))
 
 
 def writer_variants(images: np.ndarray, labels: np.ndarray, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +237,7 @@ def writer_variants(images: np.ndarray, labels: np.ndarray, *, seed: int) -> tup
                 x, half = (cols[near].mean() if near.any() else cols.mean()), height * rng.uniform(0.15, 0.3)
                 made.append(_with_stroke(digit, (x - half, y), (x + half, y + rng.uniform(-1, 1))))
             made_labels.append(label)
-    return np.array(made, dtype=np.uint8).reshape(-1, 28, 28), np.array(made_labels, dtype=labels.dtype)
+    return np.array(made, dtype=np.uint8).reshape(-1, INPUT_SIDE, INPUT_SIDE), np.array(made_labels, dtype=labels.dtype)
 
 
 def _dataset(x, y, *, batch_size: int, augment: bool, writers: bool, seed: int):
