@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import F
@@ -112,7 +113,6 @@ def _uploads_judge(*, owner, files: Iterable[UploadedFile], refused: list[tuple[
             )
             continue
         pixels += info.width * info.height
-        upload.seek(0)
         image = DigitImage(
             owner=owner,
             original_name=name,
@@ -123,7 +123,7 @@ def _uploads_judge(*, owner, files: Iterable[UploadedFile], refused: list[tuple[
             width=info.width,
             height=info.height,
         )
-        image.file.save("upload", upload, save=False)
+        image.file.save("upload", ContentFile(data), save=False)  # the bytes already read, not a second read
         accepted.append(image)
     return accepted
 
