@@ -68,8 +68,9 @@ class ModelBundle:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
 
-    def write_plots(self, *, history: dict[str, list[float]], matrix: np.ndarray, title: str, name: str) -> None:
-        """Training curves (``title``) and the confusion matrix of the model called ``name``."""
+    def write_plots(self, *, history: dict, matrix: np.ndarray, title: str, name: str) -> None:
+        """Training curves (``title``; ``history`` is one model's or its members' by name) and
+        the confusion matrix of the model called ``name``."""
         from ml.plots import plot_confusion_matrix, plot_training_curves  # matplotlib, only when plotting
 
         plot_training_curves(history, self.curves_path, title=title)

@@ -23,6 +23,10 @@ float32 for about 9% of the MNIST test digits) and its gradient then holds only 
 against the runners-up. A model without a softmax at the end is explained through its output
 as it stands. A map can still be all zero when nothing speaks for the class asked about;
 callers should say so rather than show an empty picture as a finding.
+
+An ensemble (``ml.architectures.ensemble``) is explained member by member, each for the class
+the ensemble chose, and the maps averaged: the mean of the members' evidence, as the
+ensemble's answer is the mean of their probabilities.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ml.architectures import members_of
 from ml.artifacts import INPUT_SHAPE
 from ml.heatmap import HEATMAP_SIZE
 
@@ -45,6 +50,15 @@ class GradCam:
 
     def __init__(self, model: keras.Model):
         self.model = model
+        members = members_of(model)
+        self._members = [GradCam(member) for member in members]
+        if members:
+            self.num_classes = int(model.outputs[0].shape[-1])
+            self._predict = tf.function(
+                lambda x: tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32),
+                input_signature=[tf.TensorSpec(shape=(None, *INPUT_SHAPE), dtype=tf.float32)],
+            )
+            return
         self.feature_layer = _feature_layer(model)
         self.num_classes = int(model.outputs[0].shape[-1])
         head = model.layers[-1]
@@ -78,6 +92,12 @@ class GradCam:
                 raise ValueError(f"class indices must lie in [0, {self.num_classes})")
         if len(batch) == 0:
             return np.zeros((0, *HEATMAP_SIZE), dtype=np.float32)
+        if self._members:
+            if class_indices is None:
+                classes = self._predict(batch).numpy()
+            mean = np.mean([member(batch, classes) for member in self._members], axis=0)
+            peak = mean.max(axis=(1, 2), keepdims=True)
+            return np.divide(mean, peak, out=np.zeros_like(mean), where=peak > 0)
         return self._heat(batch, classes).numpy()
 
     def _heat_maps(self, batch: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:

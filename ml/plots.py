@@ -14,15 +14,20 @@ import numpy as np
 from ml.artifacts import NUM_CLASSES
 
 
-def plot_training_curves(history: dict[str, list[float]], path: Path, *, title: str) -> None:
-    epochs = np.arange(1, len(history["loss"]) + 1)
+def plot_training_curves(history: dict, path: Path, *, title: str) -> None:
+    """Loss and accuracy per epoch, train and test; ``history`` is one model's, or a dict of
+    ensemble members' histories by name (one line each)."""
+    runs = history if history and all(isinstance(v, dict) for v in history.values()) else {"": history}
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("loss", "train"), ("val_loss", "test")):
-        if key in history:
-            ax_loss.plot(epochs, history[key], marker="o", label=label)
-    for key, label in (("accuracy", "train"), ("val_accuracy", "test")):
-        if key in history:
-            ax_acc.plot(epochs, np.asarray(history[key]) * 100, marker="o", label=label)
+    for run, run_history in runs.items():
+        epochs = np.arange(1, len(run_history["loss"]) + 1)
+        prefix = f"{run} " if run else ""
+        for key, label in (("loss", "train"), ("val_loss", "test")):
+            if key in run_history:
+                ax_loss.plot(epochs, run_history[key], marker="o", label=prefix + label)
+        for key, label in (("accuracy", "train"), ("val_accuracy", "test")):
+            if key in run_history:
+                ax_acc.plot(epochs, np.asarray(run_history[key]) * 100, marker="o", label=prefix + label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     for ax in (ax_loss, ax_acc):

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ml.architectures import members_of
 from ml.artifacts import ModelBundle, to_model_array
 from ml.data import Mnist, Split
 from ml.evaluation import evaluate_mnist
@@ -66,7 +67,8 @@ def fine_tune(
     log: Callable[[str], None] = print,
 ) -> FineTuneResult:
     """Continue training the model at ``model_path`` on the mix, with augmentation and a
-    cosine-decayed small learning rate. Inputs are float (n, 28, 28, 1) in [0, 1]."""
+    cosine-decayed small learning rate; an ensemble trains every member through the mean of
+    their probabilities. Inputs are float (n, 28, 28, 1) in [0, 1]."""
     keras.utils.set_random_seed(seed)
     model = keras.saving.load_model(ModelBundle.at(model_path).model_path, compile=False)
     x, y = mix_corrections(mnist_x, mnist_y, extra_x, extra_y, seed=seed)
@@ -247,6 +249,7 @@ def retrain(
         "schedule": "cosine",
         "augment": True,
         "writers": bool(parent.metadata().get("writers")),
+        "members": max(len(members_of(result.model)), 1),
         "seed": seed,
         "parent_version": parent_version,
         "corrections": len(split.train),

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import keras
@@ -19,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from ml.architectures import build
+from ml.architectures import build, ensemble
 from ml.artifacts import INPUT_SIDE, ModelBundle, confusion_matrix, to_model_array
 from ml.data import Mnist
 
@@ -36,6 +37,8 @@ class Recipe:
     # Also the ways other writers and scanners differ from MNIST's (``writer_variants`` and
     # ``augment_batch``): elastic distortion, low resolution, flagged 1s and crossed 7s.
     writers: bool = False
+    # More than one: that many models, seeds ``seed``, ``seed + 1``, ..., served as their mean.
+    members: int = 1
 
 
 # The first three follow the original study (plain Adam, no augmentation); ``deep`` is ours.
@@ -57,6 +60,7 @@ class TrainConfig:
     augment: bool
     schedule: str
     writers: bool = False
+    members: int = 1
     seed: int = 42
     # Train on the first N training images only (tests and quick experiments).
     train_limit: int | None = None
@@ -344,7 +348,125 @@ def train_model(
     out_dir: str | Path,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
+    """Train the model ``config`` describes (an ensemble when it has several members) and write
+    its bundle to ``out_dir``."""
+    if config.members > 1:
+        return _train_ensemble(mnist=mnist, config=config, out=Path(out_dir), log=log)
+    return _train_one(mnist=mnist, config=config, out_dir=out_dir, log=log)
+
+
+def _recipe(config: TrainConfig) -> dict:
+    return {k: v for k, v in asdict(config).items() if k not in ("arch", "test_limit")}
+
+
+MEMBERS_DIR = "members"
+
+
+def _train_ensemble(*, mnist: Mnist, config: TrainConfig, out: Path, log: Callable[[str], None]) -> TrainResult:
+    """Each member trained on its own (its own seed, model, curves and confusion matrix under
+    ``members/seed-N``), then one model that averages them. A member already trained to the
+    same recipe and data (by a run that was stopped, or for an ensemble with fewer members) is
+    taken as it is. The members' own model files stay for that; the ensemble's file holds all
+    their weights, so only it is needed to serve."""
+    results = []
+    for number in range(1, config.members + 1):
+        member = replace(config, members=1, seed=config.seed + number - 1)
+        member_out = out / MEMBERS_DIR / f"seed-{member.seed}"
+        log(f"ensemble member {number}/{config.members} (seed {member.seed}) -> {member_out}")
+        results.append(
+            _trained_before(member, member_out, mnist, log)
+            or _train_one(mnist=mnist, config=member, out_dir=member_out, log=log)
+        )
+    model = ensemble(
+        [keras.saving.load_model(ModelBundle(result.out_dir).model_path, compile=False) for result in results],
+        name=config.arch,
+    )
+    x_test = to_model_array(mnist.test.images[: config.test_limit])
+    y_test = mnist.test.labels[: config.test_limit].astype("int32")
+    probabilities = model.predict(x_test, batch_size=1000, verbose=0)
+    test_loss = float(
+        keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(y_test, probabilities)).mean()
+    )
+    predicted = probabilities.argmax(axis=1)
+    test_accuracy = float((predicted == y_test).mean())
+    matrix = confusion_matrix(y_test, predicted)
+
+    bundle = ModelBundle(out)
+    model.save(bundle.model_path)
+    training_seconds = sum(result.training_seconds for result in results)
+    metadata = bundle_metadata(
+        architecture=config.arch,
+        model=model,
+        recipe=_recipe(config),
+        mnist=mnist,
+        train_count=results[0].metadata["train_samples"],
+        test_count=len(x_test),
+        training_seconds=training_seconds,
+        test_loss=test_loss,
+        test_accuracy=test_accuracy,
+        matrix=matrix,
+        history={},
+    )
+    metadata["members"] = [
+        {key: result.metadata[key] for key in ("seed", "training_seconds", "test_accuracy", "test_loss", "history")}
+        | {"path": str(result.out_dir.relative_to(out))}
+        for result in results
+    ]
+    bundle.write_metadata(metadata)
+    bundle.write_plots(
+        history={f"seed {result.metadata['seed']}": result.metadata["history"] for result in results},
+        matrix=matrix,
+        title=f"{config.arch} CNN ensemble of {config.members} on MNIST (each member)",
+        name=f"{config.arch} ensemble",
+    )
+    log(
+        f"ensemble of {config.members}: test accuracy {test_accuracy:.4%}  test loss {test_loss:.4f}  "
+        f"members trained in {training_seconds:.0f}s  -> {out}"
+    )
+    return TrainResult(
+        out_dir=out,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        training_seconds=training_seconds,
+        metadata=metadata,
+    )
+
+
+def _trained_before(config: TrainConfig, out: Path, mnist: Mnist, log: Callable[[str], None]) -> TrainResult | None:
+    bundle = ModelBundle(out)
+    metadata = bundle.metadata()
+    if not bundle.model_path.is_file() or not metadata:
+        return None
+    # A field the bundle does not record did not exist when it was trained: it had the default.
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    recorded = {key: metadata.get(key, defaults.get(key)) for key in _recipe(config)}
+    same = recorded == _recipe(config) and (
+        metadata.get("architecture") == config.arch
+        and metadata.get("train_data_sha256") == mnist.train.sha256
+        and metadata.get("test_samples") == len(mnist.test.images[: config.test_limit])
+    )
+    if not same:
+        return None
+    log(f"  trained before to the same recipe: test accuracy {metadata['test_accuracy']:.4%}, kept")
+    return TrainResult(
+        out_dir=out,
+        test_accuracy=metadata["test_accuracy"],
+        test_loss=metadata["test_loss"],
+        training_seconds=metadata["training_seconds"],
+        metadata=metadata,
+    )
+
+
+def _train_one(
+    *,
+    mnist: Mnist,
+    config: TrainConfig,
+    out_dir: str | Path,
+    log: Callable[[str], None],
+) -> TrainResult:
     out = Path(out_dir)
+    if out.exists() and (out / MEMBERS_DIR).is_dir():
+        shutil.rmtree(out / MEMBERS_DIR)  # an ensemble's leftovers do not describe this model
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
 
@@ -392,7 +514,7 @@ def train_model(
     metadata = bundle_metadata(
         architecture=config.arch,
         model=model,
-        recipe={k: v for k, v in asdict(config).items() if k not in ("arch", "train_limit", "test_limit")},
+        recipe=_recipe(config),
         mnist=mnist,
         train_count=len(x_train),
         test_count=len(x_test),

@@ -34,6 +34,18 @@ def test_train_command_with_writer_augmentation_records_it(tmp_path, mnist):
     assert 2000 + ones_and_sevens * 0.25 < metadata["train_samples"] < 2000 + ones_and_sevens * 0.35
 
 
+def test_train_command_trains_an_ensemble_served_as_one_model(tmp_path):
+    out = tmp_path / "e"
+    output = run("train", "--arch", "dense", "--epochs", "1", "--limit", "1000", "--members", "2", "--out", str(out))
+    assert "ensemble member 2/2 (seed 43)" in output and "ensemble of 2: test accuracy" in output
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["members"] == [
+        member | {"seed": seed, "path": f"members/seed-{seed}"} for member, seed in zip(metadata["members"], (42, 43))
+    ]
+    with pytest.raises(CommandError, match="--members must be at least 1"):
+        run("train", "--arch", "dense", "--members", "0")
+
+
 def test_train_command_refuses_a_bad_mnist_directory(settings, tmp_path):
     settings.MNIST_DATA_DIR = str(tmp_path / "missing")
     with pytest.raises(CommandError, match="cannot load MNIST"):

@@ -190,3 +190,23 @@ def test_the_overlay_shows_the_heat_over_the_digit():
 def test_the_overlay_refuses_mismatched_arrays():
     with pytest.raises(ValueError, match="expected two"):
         heatmap_overlay(np.zeros((28, 28), np.uint8), np.zeros((7, 7), np.float32))
+
+
+def test_an_ensemble_is_explained_by_its_members_for_the_class_it_chose(digits):
+    from ml.architectures import ensemble, members_of
+
+    keras.utils.set_random_seed(3)
+    first, second = _tiny_model("softmax"), _tiny_model("softmax")
+    single = GradCam(first)(digits / 255.0)
+    second.set_weights(first.get_weights())
+    twins = ensemble([first, second], name="tiny")
+    # Two identical members: the ensemble's map is the member's.
+    np.testing.assert_allclose(GradCam(twins)(digits / 255.0), single, atol=1e-5)
+
+    keras.utils.set_random_seed(4)
+    different = ensemble([_tiny_model("softmax"), _tiny_model("softmax")], name="tiny")
+    chosen = different.predict(digits[..., None] / 255.0, verbose=0).argmax(axis=1)
+    maps = [GradCam(member)(digits / 255.0, chosen) for member in members_of(different)]
+    mean = np.mean(maps, axis=0)
+    expected = mean / np.maximum(mean.max(axis=(1, 2), keepdims=True), 1e-12)
+    np.testing.assert_allclose(GradCam(different)(digits / 255.0), expected, atol=1e-5)

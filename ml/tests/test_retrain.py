@@ -89,3 +89,32 @@ def test_a_retrain_writes_its_own_bundle_and_judges_it(tiny_model_dir, mnist, tm
     assert metadata["test_accuracy"] == result.verdict.candidate.mnist_accuracy
     assert result.metrics["flag_eval_samples"] == 2 and result.metrics["flag_eval"] == "held-out"
     assert result.rows(parent="v1", candidate="v2")[0] == ("version", "v1", "v2")
+
+
+def test_fine_tuning_an_ensemble_trains_every_member(mnist, tmp_path):
+    import keras
+
+    from ml.architectures import build, ensemble, members_of
+    from ml.artifacts import to_model_array
+    from ml.retrain import fine_tune
+
+    bundle = ModelBundle(tmp_path / "ensemble")
+    bundle.directory.mkdir()
+    keras.utils.set_random_seed(1)
+    ensemble([build("dense"), build("dense")], name="dense").save(bundle.model_path)
+    before = [member.get_weights() for member in members_of(keras.saving.load_model(bundle.model_path))]
+
+    result = fine_tune(
+        model_path=bundle.directory,
+        mnist_x=to_model_array(mnist.train.images[:512]),
+        mnist_y=mnist.train.labels[:512].astype("int32"),
+        extra_x=to_model_array(mnist.test.images[:8]),
+        extra_y=mnist.test.labels[:8].astype("int32"),
+        epochs=1,
+        log=lambda line: None,
+    )
+    after = [member.get_weights() for member in members_of(result.model)]
+    assert len(after) == 2
+    for old, new in zip(before, after, strict=True):
+        # Every layer of every member moved.
+        assert all(not np.allclose(o, n) for o, n in zip(old, new, strict=True) if o.size > 1)

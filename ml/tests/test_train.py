@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -110,3 +111,40 @@ def test_confusion_matrix_counts_true_rows_and_predicted_columns():
     matrix = confusion_matrix(np.array([1, 1, 2, 3]), np.array([1, 7, 2, 3]))
     assert matrix[1, 1] == 1 and matrix[1, 7] == 1 and matrix[2, 2] == 1 and matrix[3, 3] == 1
     assert matrix.sum() == 4
+
+
+def test_an_ensemble_trains_each_member_and_serves_their_mean(tmp_path, mnist):
+    from ml.architectures import members_of
+    from ml.inference import Predictor
+    from ml.train import train_model
+
+    lines = []
+    config = TrainConfig.for_arch("dense", epochs=1, members=2, train_limit=1000, test_limit=200)
+    # The first member was trained before (a run that stopped): it is kept, not trained again.
+    train_model(mnist=mnist, config=replace(config, members=1), out_dir=tmp_path / "members" / "seed-42", log=print)
+    first = json.loads((tmp_path / "members" / "seed-42" / METADATA_FILE).read_text())
+    result = train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
+
+    metadata = json.loads((tmp_path / METADATA_FILE).read_text())
+    assert metadata["members"][0]["seed"] == 42 and metadata["members"][1]["seed"] == 43
+    assert metadata["members"][0]["history"] == first["history"]
+    assert sum(1 for line in lines if line.startswith("epoch ")) == 1  # only the second member trained
+    assert any("trained before to the same recipe" in line for line in lines)
+    assert metadata["training_seconds"] == pytest.approx(
+        sum(m["training_seconds"] for m in metadata["members"]), abs=0.2
+    )
+    for name in (MODEL_FILE, CURVES_FILE, CONFUSION_FILE):
+        assert (tmp_path / name).is_file(), name
+    for member in metadata["members"]:
+        directory = tmp_path / member["path"]
+        assert (directory / METADATA_FILE).is_file() and (directory / CURVES_FILE).is_file()
+
+    predictor = Predictor(tmp_path)
+    members = members_of(predictor.model)
+    assert len(members) == 2
+    batch = to_model_array(mnist.test.images[:200])
+    mean = np.mean([member.predict(batch, verbose=0) for member in members], axis=0)
+    np.testing.assert_allclose(predictor.probabilities(batch), mean, atol=1e-6)
+    assert (predictor.probabilities(batch).argmax(axis=1) == mnist.test.labels[:200]).mean() == pytest.approx(
+        result.test_accuracy
+    )

@@ -25,12 +25,28 @@ class Command(BaseCommand):
             "crossed 7s (default: the architecture's recipe)",
         )
 
-    def handle(self, *args, arch, epochs, seed, out, limit, writers, **options):
+        parser.add_argument(
+            "--members",
+            type=int,
+            help="train that many models (seeds SEED, SEED+1, ...) and serve their mean as one model "
+            "(default: the architecture's recipe)",
+        )
+
+    def handle(self, *args, arch, epochs, seed, out, limit, writers, members, **options):
         positive_epochs(epochs)
+        if members is not None and members < 1:
+            raise CommandError("--members must be at least 1")
         log = line_logger(self)
         try:
             result = model_train(
-                arch=arch, out_dir=out, epochs=epochs, seed=seed, train_limit=limit, writers=writers, log=log
+                arch=arch,
+                out_dir=out,
+                epochs=epochs,
+                seed=seed,
+                train_limit=limit,
+                writers=writers,
+                members=members,
+                log=log,
             )
         except MnistDataError as exc:
             raise CommandError(f"cannot load MNIST: {exc}") from exc
