@@ -39,9 +39,8 @@ def test_train_command_trains_an_ensemble_served_as_one_model(tmp_path):
     output = run("train", "--arch", "dense", "--epochs", "1", "--limit", "1000", "--members", "2", "--out", str(out))
     assert "ensemble member 2/2 (seed 43)" in output and "ensemble of 2: test accuracy" in output
     metadata = json.loads((out / "metadata.json").read_text())
-    assert metadata["members"] == [
-        member | {"seed": seed, "path": f"members/seed-{seed}"} for member, seed in zip(metadata["members"], (42, 43))
-    ]
+    runs = [(run["seed"], run["path"]) for run in metadata["member_models"]]
+    assert runs == [(42, "members/seed-42"), (43, "members/seed-43")] and metadata["members"] == 2
     with pytest.raises(CommandError, match="--members must be at least 1"):
         run("train", "--arch", "dense", "--members", "0")
 

@@ -347,9 +347,9 @@ def visible(mnist):
     return [(case, int(mnist.test.labels[i])) for i in picks for case in visible_cases(mnist.test.images[i], rng)]
 
 
-# Share read as the right digit by the shipped model, just under what was measured (2026-11-27:
-# tight 100%, filled 95.2%, small 90.8% (8x8 whole digits 50%), palette 99.2%, one-bit 99.0%).
-VISIBLE_FLOORS = {"tight": 0.99, "filled": 0.94, "small": 0.89, "palette": 0.98, "one-bit": 0.98}
+# Share read as the right digit by the shipped model, just under what was measured (2026-11-27,
+# the writers ensemble: tight 98.9%, filled 95.3%, small 97.0%, palette 99.0%, one-bit 98.0%).
+VISIBLE_FLOORS = {"tight": 0.98, "filled": 0.94, "small": 0.96, "palette": 0.98, "one-bit": 0.97}
 
 
 def test_no_visible_digit_is_refused(visible, shipped_predictor):

@@ -103,8 +103,9 @@ def test_writer_variants_add_flagged_ones_and_crossed_sevens(mnist):
 
 
 def test_writer_augmentation_is_a_choice_the_metadata_records():
-    assert not TrainConfig.for_arch("deep").writers  # the recipe of the shipped model
-    assert TrainConfig.for_arch("deep", writers=True).writers
+    assert TrainConfig.for_arch("deep").writers  # the recipe of the shipped model
+    assert not TrainConfig.for_arch("deep", writers=False).writers
+    assert not TrainConfig.for_arch("deeper").writers
 
 
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():
@@ -126,16 +127,16 @@ def test_an_ensemble_trains_each_member_and_serves_their_mean(tmp_path, mnist):
     result = train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
 
     metadata = json.loads((tmp_path / METADATA_FILE).read_text())
-    assert metadata["members"][0]["seed"] == 42 and metadata["members"][1]["seed"] == 43
-    assert metadata["members"][0]["history"] == first["history"]
+    assert metadata["member_models"][0]["seed"] == 42 and metadata["member_models"][1]["seed"] == 43
+    assert metadata["member_models"][0]["history"] == first["history"]
     assert sum(1 for line in lines if line.startswith("epoch ")) == 1  # only the second member trained
     assert any("trained before to the same recipe" in line for line in lines)
     assert metadata["training_seconds"] == pytest.approx(
-        sum(m["training_seconds"] for m in metadata["members"]), abs=0.2
+        sum(m["training_seconds"] for m in metadata["member_models"]), abs=0.2
     )
     for name in (MODEL_FILE, CURVES_FILE, CONFUSION_FILE):
         assert (tmp_path / name).is_file(), name
-    for member in metadata["members"]:
+    for member in metadata["member_models"]:
         directory = tmp_path / member["path"]
         assert (directory / METADATA_FILE).is_file() and (directory / CURVES_FILE).is_file()
 
