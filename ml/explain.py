@@ -53,10 +53,15 @@ class GradCam:
         members = members_of(model)
         self._members = [GradCam(member) for member in members]
         if members:
+            # Every member's map in one traced graph: one call per batch, not one per member.
             self.num_classes = int(model.outputs[0].shape[-1])
-            self._predict = tf.function(
-                lambda x: tf.argmax(model(x, training=False), axis=-1, output_type=tf.int32),
-                input_signature=[tf.TensorSpec(shape=(None, *INPUT_SHAPE), dtype=tf.float32)],
+            self._heat = tf.function(
+                self._ensemble_heat_maps,
+                input_signature=[
+                    tf.TensorSpec(shape=(None, *INPUT_SHAPE), dtype=tf.float32),
+                    tf.TensorSpec(shape=(None,), dtype=tf.int32),
+                ],
+                reduce_retracing=True,
             )
             return
         self.feature_layer = _feature_layer(model)
@@ -92,13 +97,21 @@ class GradCam:
                 raise ValueError(f"class indices must lie in [0, {self.num_classes})")
         if len(batch) == 0:
             return np.zeros((0, *HEATMAP_SIZE), dtype=np.float32)
-        if self._members:
-            if class_indices is None:
-                classes = self._predict(batch).numpy()
-            mean = np.mean([member(batch, classes) for member in self._members], axis=0)
-            peak = mean.max(axis=(1, 2), keepdims=True)
-            return np.divide(mean, peak, out=np.zeros_like(mean), where=peak > 0)
         return self._heat(batch, classes).numpy()
+
+    def _ensemble_heat_maps(self, batch: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+        classes = tf.cond(
+            tf.reduce_any(classes == _PREDICTED_CLASS),
+            lambda: tf.where(
+                classes == _PREDICTED_CLASS,
+                tf.argmax(self.model(batch, training=False), axis=-1, output_type=tf.int32),
+                classes,
+            ),
+            lambda: classes,
+        )
+        mean = tf.add_n([member._heat_maps(batch, classes) for member in self._members]) / len(self._members)
+        peak = tf.reduce_max(mean, axis=(1, 2), keepdims=True)
+        return tf.math.divide_no_nan(mean, peak)
 
     def _heat_maps(self, batch: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
         # Watching the input records every op downstream of it, so the gradient reaches the

@@ -162,10 +162,11 @@ def _predictor_for(version: ModelVersion) -> Predictor:
     return predictor
 
 
-def _saliency(predictor: Predictor, arrays: np.ndarray) -> list[bytes | None]:
-    """Grad-CAM heat maps as stored; predictions are stored even if this fails."""
+def _saliency(predictor: Predictor, arrays: np.ndarray, digits: np.ndarray) -> list[bytes | None]:
+    """Grad-CAM heat maps of the predicted ``digits``, as stored; predictions are stored even
+    if this fails."""
     try:
-        heat = predictor.explain(arrays)
+        heat = predictor.explain(arrays, digits)
     except Exception:
         logger.exception("Grad-CAM failed; the predictions are stored without it")
         return [None] * len(arrays)
@@ -274,7 +275,11 @@ def _predictions_store(
 ) -> dict[int, Prediction]:
     """Store a Prediction (with its Grad-CAM heat map) for each classified image, mark them
     done, and return the stored predictions by image id."""
-    saliency = _saliency(predictor, np.stack([result.model_input.array for _, result in classified]))
+    saliency = _saliency(
+        predictor,
+        np.stack([result.model_input.array for _, result in classified]),
+        np.array([result.prediction.digit for _, result in classified]),
+    )
     with transaction.atomic():
         # ignore_conflicts: a duplicate delivery that got here first keeps its prediction.
         Prediction.objects.bulk_create(
