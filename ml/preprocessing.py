@@ -10,6 +10,10 @@ digits anywhere in a frame of any size. ``to_model_input`` undoes each of those:
 3. decide polarity from the border (the background) against the extremes (the ink);
 4. subtract a local background estimate, which removes uneven lighting and paper tone;
 5. threshold (Otsu) a lightly blurred ink map, keep the digit's connected components;
+   an image over LOCATE_SIDE px does 3-5 twice: on a copy of at most LOCATE_SIDE squared
+   pixels to find the polarity, the paper and where the digit is, then on the region around
+   the digit alone, cut from the decoded image at no more than DETAIL_SIDE squared pixels and
+   measured against that paper (the page's border is paper, a tight region's may be ink);
 6. crop to them, thicken strokes too thin to survive the downscale, scale the longest
    side to 20 px, pad to 28x28 and shift the centre of mass to the centre.
 
@@ -350,7 +354,7 @@ def _ink_against(gray: np.ndarray, paper: np.ndarray) -> np.ndarray:
     return cv2.subtract(np.maximum(paper, gray), gray)
 
 
-def _digit_mask(ink: np.ndarray, rank: int | None = None) -> np.ndarray:
+def _digit_mask(ink: np.ndarray, rank: int | None = None, sigma: float | None = None) -> np.ndarray:
     """The pixels that belong to the digit: thresholded ink without specks and texture."""
     # The ink's strength: a high value that a few specks of noise cannot reach on their own,
     # yet one that a small digit on a big page still supplies.
@@ -360,7 +364,7 @@ def _digit_mask(ink: np.ndarray, rank: int | None = None) -> np.ndarray:
         raise PreprocessingError("No digit found: the image looks blank.")
     small = max(ink.shape) < SMALL_IMAGE_SIDE
     # Blur away paper grain and JPEG noise, in proportion to the image: strokes are wider.
-    sigma = max(ink.shape) / 300
+    sigma = max(ink.shape) / 300 if sigma is None else sigma
     smooth = cv2.GaussianBlur(ink, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma >= 0.6 else ink
     # Otsu splits ink from paper. Two floors keep paper texture out: a multiple of the paper's
     # own noise, and a share of the ink. The noise is measured on the paper side of the split
@@ -413,21 +417,28 @@ def _reduced(image: Image.Image, factor: int, box: tuple[int, int, int, int] | N
     return np.clip(pixels, 0.0, 1.0)
 
 
+def _factor_to(size: tuple[int, int], side: int) -> int:
+    """The smallest whole factor that shrinks ``size`` to at most ``side`` squared pixels: by
+    area, not the longest side, so that a long strip keeps its digit's detail."""
+    return max(1, int(np.ceil(np.sqrt(size[0] * size[1]) / side)))
+
+
 def _ink_near_the_digit(image: Image.Image) -> np.ndarray:
     """The ink map of the region around the digit, at a resolution just enough for 20 px.
 
-    A copy at most LOCATE_SIDE px wide says where the digit is, which way round the ink is and
-    where the paper lies (judged on the whole page, whose border is paper); then only that
-    region is cut from the decoded image, shrunk to at most DETAIL_SIDE px, and its ink
-    measured against that paper: a small digit on a big page keeps its detail, and a big
-    image costs a small one's pixel work.
+    A copy of at most LOCATE_SIDE squared pixels says where the digit is, which way round the
+    ink is and where the paper lies (judged on the whole page, whose border is paper); then
+    only that region is cut from the decoded image, shrunk to at most DETAIL_SIDE squared
+    pixels, and its ink measured against that paper: a small digit on a big page keeps its
+    detail, and a big image costs a small one's pixel work.
     """
     image = _flattened(image)  # 8-bit grey, or float for deep images
-    factor = -(-max(image.size) // LOCATE_SIDE)
+    factor = _factor_to(image.size, LOCATE_SIDE)
     ink, inverted, paper = _ink_map(_reduced(image, factor))
     # Wherever there is ink at all: a few pixels suffice, since the overview may hold a small
     # digit in a few dozen; the region's own pixels then decide whether it is a digit.
-    found = _digit_mask(ink, rank=LOCATE_RANK)
+    # A long strip's overview is wide but its digit no bigger: blur by its area, not its length.
+    found = _digit_mask(ink, rank=LOCATE_RANK, sigma=np.sqrt(ink.size) / 300)
     rows, cols = np.flatnonzero(found.any(axis=1)), np.flatnonzero(found.any(axis=0))
     margin = max(LOCATE_MARGIN * max(rows[-1] - rows[0], cols[-1] - cols[0]), 2.0)
     top, left = max(0, int(rows[0] - margin)), max(0, int(cols[0] - margin))
@@ -435,7 +446,7 @@ def _ink_near_the_digit(image: Image.Image) -> np.ndarray:
     paper = paper[top:bottom, left:right]
     width, height = image.size
     box = (left * factor, top * factor, min(width, right * factor), min(height, bottom * factor))
-    detail = -(-max(box[2] - box[0], box[3] - box[1]) // DETAIL_SIDE)
+    detail = _factor_to((box[2] - box[0], box[3] - box[1]), DETAIL_SIDE)
     gray = _reduced(image, detail, box)
     if inverted:
         gray = 1.0 - gray
