@@ -10,6 +10,10 @@ digits anywhere in a frame of any size. ``to_model_input`` undoes each of those:
 3. decide polarity from the border (the background) against the extremes (the ink);
 4. subtract a local background estimate, which removes uneven lighting and paper tone;
 5. threshold (Otsu) a lightly blurred ink map, keep the digit's connected components;
+   an image over LOCATE_SIDE px does 3-5 twice: on a copy of at most LOCATE_SIDE squared
+   pixels to find the polarity, the paper and where the digit is, then on the region around
+   the digit alone, cut from the decoded image at no more than DETAIL_SIDE squared pixels and
+   measured against that paper (the page's border is paper, a tight region's may be ink);
 6. crop to them, thicken strokes too thin to survive the downscale, scale the longest
    side to 20 px, pad to 28x28 and shift the centre of mass to the centre.
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageOps
+from PIL import Image, ImageChops, ImageOps
 
 from ml.artifacts import INPUT_SIDE
 
@@ -54,8 +58,17 @@ _NAMES_FOR_PEOPLE = [{"HEIF": "HEIC"}.get(name, name) for name in ACCEPTED_FORMA
 ACCEPTED_FORMATS_TEXT = f"{', '.join(_NAMES_FOR_PEOPLE[:-1])} or {_NAMES_FOR_PEOPLE[-1]}"
 # Our own pixel limit, below Pillow's decompression-bomb threshold; a 50 MP phone photo fits.
 MAX_PIXELS = 64_000_000
-# Ink is found at this working resolution: plenty for a digit that ends up 20 px tall.
+# JPEGs are decoded (by DCT scaling) at no less than this: a digit a tenth of the page wide
+# still has 50 px to be read from.
 WORKING_SIDE = 512
+# Larger images are read in two steps: where the digit is, on a copy this size ...
+LOCATE_SIDE = 256
+# ... then the region around it (this share of the digit's size added on each side) ...
+LOCATE_MARGIN = 0.25
+# ... at no more than this: plenty for a digit that ends up 20 px tall.
+DETAIL_SIDE = 160
+# Ink pixels enough for the overview to say where a digit is (a small one has few there).
+LOCATE_RANK = 8
 # The paper under the ink is estimated at this fraction of the working resolution.
 PAPER_REDUCTION = 8
 # Below this side the paper is taken as one level rather than estimated locally.
@@ -224,13 +237,28 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     return alpha * gray + (1.0 - alpha) * background
 
 
-def _working_copy(image: Image.Image) -> Image.Image:
+def _flattened(image: Image.Image) -> Image.Image:
+    """``_to_gray``'s flattening of transparency done in 8 bits, where a large image's
+    pixels stay small: an image without alpha is returned as it is."""
+    if image.mode not in ("LA", "RGBA"):
+        return image
+    gray, alpha = image.convert("LA").split()
+    lowest, highest = cv2.minMaxLoc(np.asarray(alpha))[:2]
+    if lowest > 127:
+        return gray
+    if highest <= 127:
+        return alpha
+    # Dark strokes go onto white, light ones onto black (stroke level: the opaque pixels' grey).
+    opaque = cv2.compare(np.asarray(alpha), 127, cv2.CMP_GT)
+    if cv2.mean(np.asarray(gray), mask=opaque)[0] < 127.5:
+        return ImageChops.invert(ImageChops.multiply(ImageChops.invert(gray), alpha))
+    return ImageChops.multiply(gray, alpha)
+
+
+def _upright(image: Image.Image) -> Image.Image:
     image = ImageOps.exif_transpose(image)
     if image.mode == "RGB":
         image = image.convert("L")  # grey first: a third of the pixels to shrink
-    if max(image.size) > WORKING_SIDE:
-        image = image.copy()
-        image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BOX)
     return image
 
 
@@ -291,8 +319,9 @@ def _ink_is_light(gray: np.ndarray, border: np.ndarray, histogram: _Histogram, l
     return (border > split).mean() + np.count_nonzero(gray > split) / gray.size < 1.0
 
 
-def _ink_map(gray: np.ndarray) -> np.ndarray:
-    """How much ink each pixel holds (0 = paper), whatever the polarity and lighting."""
+def _ink_map(gray: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray]:
+    """How much ink each pixel holds (0 = paper), whatever the polarity and lighting; with
+    whether the ink is light and the paper's level under it (on the ink-dark side)."""
     border = _border(gray)
     histogram = _Histogram(gray, top=1.0)
     low, high = histogram.quantile(0.005), histogram.quantile(0.995)
@@ -317,20 +346,25 @@ def _ink_map(gray: np.ndarray) -> np.ndarray:
         paper = cv2.morphologyEx(np.ascontiguousarray(coarse), cv2.MORPH_CLOSE, square, borderType=cv2.BORDER_REPLICATE)
         paper = cv2.blur(paper, (size, size), borderType=cv2.BORDER_REPLICATE)
         paper = cv2.resize(paper, (width, height), interpolation=cv2.INTER_LINEAR)
+    return _ink_against(gray, paper), inverted, paper
+
+
+def _ink_against(gray: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """Ink as the darkness below the paper's level (both on the ink-dark side)."""
     return cv2.subtract(np.maximum(paper, gray), gray)
 
 
-def _digit_mask(ink: np.ndarray) -> np.ndarray:
+def _digit_mask(ink: np.ndarray, rank: int | None = None, sigma: float | None = None) -> np.ndarray:
     """The pixels that belong to the digit: thresholded ink without specks and texture."""
     # The ink's strength: a high value that a few specks of noise cannot reach on their own,
     # yet one that a small digit on a big page still supplies.
-    rank = int(np.clip(ink.size // 400, 1, 50))
+    rank = int(np.clip(ink.size // 400, 1, 50)) if rank is None else rank
     contrast = _Histogram(ink).kth_largest(rank)
     if contrast < MIN_INK_CONTRAST:
         raise PreprocessingError("No digit found: the image looks blank.")
     small = max(ink.shape) < SMALL_IMAGE_SIDE
     # Blur away paper grain and JPEG noise, in proportion to the image: strokes are wider.
-    sigma = max(ink.shape) / 300
+    sigma = max(ink.shape) / 300 if sigma is None else sigma
     smooth = cv2.GaussianBlur(ink, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma >= 0.6 else ink
     # Otsu splits ink from paper. Two floors keep paper texture out: a multiple of the paper's
     # own noise, and a share of the ink. The noise is measured on the paper side of the split
@@ -374,12 +408,62 @@ def _centre_by_mass(field: np.ndarray) -> np.ndarray:
     return cv2.warpAffine(field, shift, field.shape[::-1], flags=cv2.INTER_NEAREST, borderValue=0.0)
 
 
+def _reduced(image: Image.Image, factor: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Float grey in [0, 1] of ``image`` (or its ``box``), each pixel the mean of a block of
+    ``factor`` x ``factor``: Pillow's fastest shrinking, and the right one for finding ink."""
+    pixels = np.asarray(image.reduce(factor, box=box) if factor > 1 else image.crop(box) if box else image)
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) * (1.0 / 255.0)
+    return np.clip(pixels, 0.0, 1.0)
+
+
+def _factor_to(size: tuple[int, int], side: int) -> int:
+    """The smallest whole factor that shrinks ``size`` to at most ``side`` squared pixels: by
+    area, not the longest side, so that a long strip keeps its digit's detail."""
+    return max(1, int(np.ceil(np.sqrt(size[0] * size[1]) / side)))
+
+
+def _ink_near_the_digit(image: Image.Image) -> np.ndarray:
+    """The ink map of the region around the digit, at a resolution just enough for 20 px.
+
+    A copy of at most LOCATE_SIDE squared pixels says where the digit is, which way round the
+    ink is and where the paper lies (judged on the whole page, whose border is paper); then
+    only that region is cut from the decoded image, shrunk to at most DETAIL_SIDE squared
+    pixels, and its ink measured against that paper: a small digit on a big page keeps its
+    detail, and a big image costs a small one's pixel work.
+    """
+    image = _flattened(image)  # 8-bit grey, or float for deep images
+    factor = _factor_to(image.size, LOCATE_SIDE)
+    ink, inverted, paper = _ink_map(_reduced(image, factor))
+    # Wherever there is ink at all: a few pixels suffice, since the overview may hold a small
+    # digit in a few dozen; the region's own pixels then decide whether it is a digit.
+    # A long strip's overview is wide but its digit no bigger: blur by its area, not its length.
+    found = _digit_mask(ink, rank=LOCATE_RANK, sigma=np.sqrt(ink.size) / 300)
+    rows, cols = np.flatnonzero(found.any(axis=1)), np.flatnonzero(found.any(axis=0))
+    margin = max(LOCATE_MARGIN * max(rows[-1] - rows[0], cols[-1] - cols[0]), 2.0)
+    top, left = max(0, int(rows[0] - margin)), max(0, int(cols[0] - margin))
+    bottom, right = int(np.ceil(rows[-1] + 1 + margin)), int(np.ceil(cols[-1] + 1 + margin))
+    paper = paper[top:bottom, left:right]
+    width, height = image.size
+    box = (left * factor, top * factor, min(width, right * factor), min(height, bottom * factor))
+    detail = _factor_to((box[2] - box[0], box[3] - box[1]), DETAIL_SIDE)
+    gray = _reduced(image, detail, box)
+    if inverted:
+        gray = 1.0 - gray
+    paper = cv2.resize(paper, gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    return _ink_against(gray, paper)
+
+
 def to_model_input(data: bytes) -> ModelInput:
     """Turn uploaded image bytes into the model's 28x28 input and a picture of it."""
-    gray = _to_gray(_working_copy(_normalised(open_image(data))))
-    if gray.size < 4:
-        raise PreprocessingError("No digit found: the image is too small to hold one.")
-    ink = _ink_map(gray)
+    image = _upright(_normalised(open_image(data)))
+    if max(image.size) <= LOCATE_SIDE:
+        gray = _to_gray(image)
+        if gray.size < 4:
+            raise PreprocessingError("No digit found: the image is too small to hold one.")
+        ink, _, _ = _ink_map(gray)
+    else:
+        ink = _ink_near_the_digit(image)
     mask = _digit_mask(ink)
 
     # Keep the ink of the digit's components plus one pixel around them (anti-aliased edges);

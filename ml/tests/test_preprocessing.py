@@ -221,6 +221,19 @@ def test_a_small_digit_on_a_big_page_is_not_taken_for_a_blank_page(seven):
     assert correlation(result.array, to_model_input(encode(seven)).array) > 0.8
 
 
+@pytest.mark.parametrize(
+    ("width", "height", "top", "left"), [(1600, 1200, 100, 1400), (1600, 1200, 900, 700), (2000, 60, 10, 1500)]
+)
+def test_a_digit_a_fortieth_of_a_big_page_is_read(seven, width, height, top, left):
+    page = np.full((height, width), 240, dtype=np.uint8)
+    digit = 255 - upscale(seven, width // 40)
+    region = page[top : top + digit.shape[0], left : left + digit.shape[1]]
+    region[...] = np.minimum(region, digit)
+    result = to_model_input(encode(page, "JPEG", quality=85))
+    assert_mnist_like(result)
+    assert correlation(result.array, to_model_input(encode(seven)).array) > 0.8
+
+
 def test_inspect_image_reports_the_real_format_and_size(seven):
     info = inspect_image(encode(upscale(seven, 300), "JPEG"))
     assert (info.format, info.mime, info.width, info.height) == ("JPEG", "image/jpeg", 300, 300)
