@@ -50,36 +50,21 @@ class GradCam:
 
     def __init__(self, model: keras.Model):
         self.model = model
+        self.num_classes = int(model.outputs[0].shape[-1])
         members = members_of(model)
         self._members = [GradCam(member) for member in members]
         if members:
             # Every member's map in one traced graph: one call per batch, not one per member.
-            self.num_classes = int(model.outputs[0].shape[-1])
-            self._heat = tf.function(
-                self._ensemble_heat_maps,
-                input_signature=[
-                    tf.TensorSpec(shape=(None, *INPUT_SHAPE), dtype=tf.float32),
-                    tf.TensorSpec(shape=(None,), dtype=tf.int32),
-                ],
-                reduce_retracing=True,
-            )
+            self._heat = _traced(self._ensemble_heat_maps)
             return
         self.feature_layer = _feature_layer(model)
-        self.num_classes = int(model.outputs[0].shape[-1])
         head = model.layers[-1]
         if _ends_in_softmax(head):
             score_input, self._scores = head.input, _logits(head)
         else:
             score_input, self._scores = model.outputs[0], tf.identity
         self._gradient_model = keras.Model(model.inputs, [self.feature_layer.output, score_input])
-        self._heat = tf.function(
-            self._heat_maps,
-            input_signature=[
-                tf.TensorSpec(shape=(None, *INPUT_SHAPE), dtype=tf.float32),
-                tf.TensorSpec(shape=(None,), dtype=tf.int32),
-            ],
-            reduce_retracing=True,
-        )
+        self._heat = _traced(self._heat_maps)
 
     def __call__(self, inputs: np.ndarray, class_indices: np.ndarray | None = None) -> np.ndarray:
         """(n, 28, 28) or (n, 28, 28, 1) floats in [0, 1] -> (n, 28, 28) float32 maps in [0, 1].
@@ -131,6 +116,18 @@ class GradCam:
         # Scale by the peak, not min-max, so that zero still means "no evidence"; an empty map stays empty.
         peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
         return tf.clip_by_value(tf.math.divide_no_nan(cam, peak), 0.0, 1.0)
+
+
+def _traced(heat_maps: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]):
+    """``heat_maps(batch, classes)`` traced once for every batch size."""
+    return tf.function(
+        heat_maps,
+        input_signature=[
+            tf.TensorSpec(shape=(None, *INPUT_SHAPE), dtype=tf.float32),
+            tf.TensorSpec(shape=(None,), dtype=tf.int32),
+        ],
+        reduce_retracing=True,
+    )
 
 
 def grad_cam(model: keras.Model, inputs: np.ndarray, class_indices: np.ndarray | None = None) -> np.ndarray:
