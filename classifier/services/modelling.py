@@ -26,12 +26,19 @@ def model_train(
     train_limit: int | None = None,
     writers: bool | None = None,
     members: int | None = None,
+    clean_epochs: int | None = None,
     log: Callable[[str], None] = print,
 ):
     from ml.train import TrainConfig, train_model
 
     config = TrainConfig.for_arch(
-        arch, epochs=epochs, seed=seed, train_limit=train_limit, writers=writers, members=members
+        arch,
+        epochs=epochs,
+        seed=seed,
+        train_limit=train_limit,
+        writers=writers,
+        members=members,
+        clean_epochs=clean_epochs,
     )
     out = Path(out_dir) if out_dir else settings.TRAINED_MODELS_DIR / arch
     return train_model(mnist=mnist_load(), config=config, out_dir=out, log=log)

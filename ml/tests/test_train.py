@@ -108,6 +108,23 @@ def test_writer_augmentation_is_a_choice_the_metadata_records():
     assert not TrainConfig.for_arch("deeper").writers
 
 
+def test_a_clean_finish_trains_the_last_epochs_without_the_writer_augmentation(tmp_path, mnist):
+    from ml.train import train_model
+
+    assert TrainConfig.for_arch("deep").clean_epochs == 0  # the recipe of the shipped model
+    with pytest.raises(ValueError, match="clean_epochs"):
+        TrainConfig.for_arch("dense", epochs=2, clean_epochs=3)
+    lines = []
+    config = TrainConfig.for_arch("dense", epochs=2, clean_epochs=1, writers=True, train_limit=1000, test_limit=200)
+    train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
+
+    metadata = json.loads((tmp_path / METADATA_FILE).read_text())
+    assert metadata["clean_epochs"] == 1 and metadata["writers"] is True
+    assert all(len(values) == 2 for values in metadata["history"].values())
+    # One run as far as the log can tell: the second phase goes on counting the epochs.
+    assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/2", "2/2"]
+
+
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():
     matrix = confusion_matrix(np.array([1, 1, 2, 3]), np.array([1, 7, 2, 3]))
     assert matrix[1, 1] == 1 and matrix[1, 7] == 1 and matrix[2, 2] == 1 and matrix[3, 3] == 1

@@ -24,7 +24,12 @@ class Command(BaseCommand):
             help="also augment for other writers and scanners: elastic distortion, low resolution, flagged 1s and "
             "crossed 7s (default: the architecture's recipe)",
         )
-
+        parser.add_argument(
+            "--clean-epochs",
+            type=int,
+            help="with --writers, train the last N epochs without the writer augmentation (default: the "
+            "architecture's recipe)",
+        )
         parser.add_argument(
             "--members",
             type=int,
@@ -32,10 +37,12 @@ class Command(BaseCommand):
             "(default: the architecture's recipe)",
         )
 
-    def handle(self, *args, arch, epochs, seed, out, limit, writers, members, **options):
+    def handle(self, *args, arch, epochs, seed, out, limit, writers, members, clean_epochs, **options):
         positive_epochs(epochs)
         if members is not None and members < 1:
             raise CommandError("--members must be at least 1")
+        if clean_epochs is not None and clean_epochs < 0:
+            raise CommandError("--clean-epochs must be at least 0")
         log = line_logger(self)
         try:
             result = model_train(
@@ -46,6 +53,7 @@ class Command(BaseCommand):
                 train_limit=limit,
                 writers=writers,
                 members=members,
+                clean_epochs=clean_epochs,
                 log=log,
             )
         except MnistDataError as exc:
