@@ -43,6 +43,8 @@ def test_train_command_trains_an_ensemble_served_as_one_model(tmp_path):
     assert runs == [(42, "members/seed-42"), (43, "members/seed-43")] and metadata["members"] == 2
     with pytest.raises(CommandError, match="--members must be at least 1"):
         run("train", "--arch", "dense", "--members", "0")
+    with pytest.raises(CommandError, match=r"--clean-epochs must be between 0 and the number of epochs \(10\)"):
+        run("train", "--arch", "dense", "--clean-epochs", "11")
 
 
 def test_train_command_refuses_a_bad_mnist_directory(settings, tmp_path):

@@ -41,8 +41,9 @@ class Command(BaseCommand):
         positive_epochs(epochs)
         if members is not None and members < 1:
             raise CommandError("--members must be at least 1")
-        if clean_epochs is not None and clean_epochs < 0:
-            raise CommandError("--clean-epochs must be at least 0")
+        total = epochs or RECIPES[arch].epochs
+        if clean_epochs is not None and not 0 <= clean_epochs <= total:
+            raise CommandError(f"--clean-epochs must be between 0 and the number of epochs ({total})")
         log = line_logger(self)
         try:
             result = model_train(
