@@ -21,25 +21,14 @@ def model_train(
     *,
     arch: str,
     out_dir: Path | None = None,
-    epochs: int | None = None,
-    seed: int | None = None,
-    train_limit: int | None = None,
-    writers: bool | None = None,
-    members: int | None = None,
-    clean_epochs: int | None = None,
     log: Callable[[str], None] = print,
+    **recipe: int | bool | None,
 ):
+    """Train ``arch`` with its recipe, changed by ``recipe`` (``TrainConfig`` fields: epochs,
+    seed, train_limit, writers, members, clean_epochs; None keeps the recipe's value)."""
     from ml.train import TrainConfig, train_model
 
-    config = TrainConfig.for_arch(
-        arch,
-        epochs=epochs,
-        seed=seed,
-        train_limit=train_limit,
-        writers=writers,
-        members=members,
-        clean_epochs=clean_epochs,
-    )
+    config = TrainConfig.for_arch(arch, **recipe)
     out = Path(out_dir) if out_dir else settings.TRAINED_MODELS_DIR / arch
     return train_model(mnist=mnist_load(), config=config, out_dir=out, log=log)
 
