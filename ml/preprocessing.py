@@ -216,30 +216,14 @@ def _normalised(image: Image.Image) -> Image.Image:
         raise _unknown_mode(mode) from exc
 
 
-def _to_gray(image: Image.Image) -> np.ndarray:
-    """Float grayscale in [0, 1]; transparency flattened onto a contrasting background."""
-    if image.mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)
-    if image.mode not in ("LA", "RGBA"):
-        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-
-    rgba = image.convert("RGBA")
-    gray = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
-    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
-    opaque = alpha > 0.5
-    if opaque.all() or not opaque.any():
-        # Fully opaque: alpha says nothing. Fully transparent: the strokes are the alpha itself.
-        return gray if opaque.all() else alpha
-    # Canvas exports: strokes opaque, background transparent (and often black underneath).
-    # Flatten onto white behind dark strokes and onto black behind light ones.
-    stroke_level = float(np.average(gray, weights=alpha))
-    background = 1.0 if stroke_level < 0.5 else 0.0
-    return alpha * gray + (1.0 - alpha) * background
-
-
 def _flattened(image: Image.Image) -> Image.Image:
-    """``_to_gray``'s flattening of transparency done in 8 bits, where a large image's
-    pixels stay small: an image without alpha is returned as it is."""
+    """Transparency flattened onto a contrasting background, in 8 bits (a large image's pixels
+    stay small); an image without alpha is returned as it is.
+
+    Fully opaque: alpha says nothing. Fully transparent: the strokes are the alpha itself.
+    Canvas exports have opaque strokes on a transparent background (often black underneath):
+    dark strokes go onto white, light ones onto black, by the opaque pixels' grey.
+    """
     if image.mode not in ("LA", "RGBA"):
         return image
     gray, alpha = image.convert("LA").split()
@@ -248,11 +232,18 @@ def _flattened(image: Image.Image) -> Image.Image:
         return gray
     if highest <= 127:
         return alpha
-    # Dark strokes go onto white, light ones onto black (stroke level: the opaque pixels' grey).
     opaque = cv2.compare(np.asarray(alpha), 127, cv2.CMP_GT)
     if cv2.mean(np.asarray(gray), mask=opaque)[0] < 127.5:
         return ImageChops.invert(ImageChops.multiply(ImageChops.invert(gray), alpha))
     return ImageChops.multiply(gray, alpha)
+
+
+def _to_gray(image: Image.Image) -> np.ndarray:
+    """Float grayscale in [0, 1], transparency flattened (``_flattened``)."""
+    image = _flattened(image)
+    if image.mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    return np.asarray(image.convert("L"), dtype=np.float32) * (1.0 / 255.0)
 
 
 def _upright(image: Image.Image) -> Image.Image:

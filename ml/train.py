@@ -73,8 +73,14 @@ class TrainConfig:
     test_limit: int | None = None
 
     def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"the epochs must be at least 1, not {self.epochs}")
+        if self.members < 1:
+            raise ValueError(f"an ensemble needs at least 1 member, not {self.members}")
         if not 0 <= self.clean_epochs <= self.epochs:
-            raise ValueError(f"clean_epochs must be between 0 and epochs ({self.epochs}), not {self.clean_epochs}")
+            raise ValueError(
+                f"the clean epochs must be between 0 and the number of epochs ({self.epochs}), not {self.clean_epochs}"
+            )
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> TrainConfig:
@@ -376,6 +382,16 @@ def train_model(
     return _train_one(mnist=mnist, config=config, out_dir=out_dir, log=log)
 
 
+def _scores(model, x_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Test accuracy, cross-entropy loss and confusion matrix: one pass, one way for a model
+    and an ensemble alike."""
+    probabilities = model.predict(x_test, batch_size=1000, verbose=0)
+    picked = probabilities[np.arange(len(y_test)), y_test]
+    predicted = probabilities.argmax(axis=1)
+    loss = float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
+    return float((predicted == y_test).mean()), loss, confusion_matrix(y_test, predicted)
+
+
 def _recipe(config: TrainConfig) -> dict:
     return {k: v for k, v in asdict(config).items() if k not in ("arch", "test_limit")}
 
@@ -404,13 +420,7 @@ def _train_ensemble(*, mnist: Mnist, config: TrainConfig, out: Path, log: Callab
     )
     x_test = to_model_array(mnist.test.images[: config.test_limit])
     y_test = mnist.test.labels[: config.test_limit].astype("int32")
-    probabilities = model.predict(x_test, batch_size=1000, verbose=0)
-    test_loss = float(
-        keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(y_test, probabilities)).mean()
-    )
-    predicted = probabilities.argmax(axis=1)
-    test_accuracy = float((predicted == y_test).mean())
-    matrix = confusion_matrix(y_test, predicted)
+    test_accuracy, test_loss, matrix = _scores(model, x_test, y_test)
 
     bundle = ModelBundle(out)
     model.save(bundle.model_path)
@@ -532,9 +542,7 @@ def _train_one(
         validation_data=(x_test, y_test),
     )
 
-    test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=1000, verbose=0)
-    predicted = np.argmax(model.predict(x_test, batch_size=1000, verbose=0), axis=1)
-    matrix = confusion_matrix(y_test, predicted)
+    test_accuracy, test_loss, matrix = _scores(model, x_test, y_test)
 
     bundle = ModelBundle(out)
     model.save(bundle.model_path)
@@ -546,8 +554,8 @@ def _train_one(
         train_count=len(x_train),
         test_count=len(x_test),
         training_seconds=training_seconds,
-        test_loss=float(test_loss),
-        test_accuracy=float(test_accuracy),
+        test_loss=test_loss,
+        test_accuracy=test_accuracy,
         matrix=matrix,
         history=history,
     )
@@ -556,8 +564,8 @@ def _train_one(
     log(f"test accuracy {test_accuracy:.4%}  test loss {test_loss:.4f}  trained in {training_seconds:.0f}s  -> {out}")
     return TrainResult(
         out_dir=out,
-        test_accuracy=float(test_accuracy),
-        test_loss=float(test_loss),
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
         training_seconds=training_seconds,
         metadata=metadata,
     )

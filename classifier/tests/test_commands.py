@@ -41,9 +41,10 @@ def test_train_command_trains_an_ensemble_served_as_one_model(tmp_path):
     metadata = json.loads((out / "metadata.json").read_text())
     runs = [(run["seed"], run["path"]) for run in metadata["member_models"]]
     assert runs == [(42, "members/seed-42"), (43, "members/seed-43")] and metadata["members"] == 2
-    with pytest.raises(CommandError, match="--members must be at least 1"):
+    with pytest.raises(CommandError, match="an ensemble needs at least 1 member, not 0"):
         run("train", "--arch", "dense", "--members", "0")
-    with pytest.raises(CommandError, match=r"--clean-epochs must be between 0 and the number of epochs \(10\)"):
+    too_many = r"the clean epochs must be between 0 and the number of epochs \(10\), not 11"
+    with pytest.raises(CommandError, match=too_many):
         run("train", "--arch", "dense", "--clean-epochs", "11")
 
 

@@ -112,7 +112,7 @@ def test_a_clean_finish_trains_the_last_epochs_without_the_writer_augmentation(t
     from ml.train import train_model
 
     assert TrainConfig.for_arch("deep").clean_epochs == 0  # the recipe of the shipped model
-    with pytest.raises(ValueError, match="clean_epochs"):
+    with pytest.raises(ValueError, match="clean epochs"):
         TrainConfig.for_arch("dense", epochs=2, clean_epochs=3)
     lines = []
     config = TrainConfig.for_arch("dense", epochs=2, clean_epochs=1, writers=True, train_limit=1000, test_limit=200)

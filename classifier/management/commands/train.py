@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from classifier.management.progress import line_logger, positive_epochs
 from classifier.services import model_train
 from ml.data import MnistDataError
-from ml.train import RECIPES
+from ml.train import RECIPES, TrainConfig
 
 
 class Command(BaseCommand):
@@ -39,24 +39,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, arch, epochs, seed, out, limit, writers, members, clean_epochs, **options):
         positive_epochs(epochs)
-        if members is not None and members < 1:
-            raise CommandError("--members must be at least 1")
-        total = epochs or RECIPES[arch].epochs
-        if clean_epochs is not None and not 0 <= clean_epochs <= total:
-            raise CommandError(f"--clean-epochs must be between 0 and the number of epochs ({total})")
-        log = line_logger(self)
+        recipe = {
+            "epochs": epochs,
+            "seed": seed,
+            "train_limit": limit,
+            "writers": writers,
+            "members": members,
+            "clean_epochs": clean_epochs,
+        }
         try:
-            result = model_train(
-                arch=arch,
-                out_dir=out,
-                epochs=epochs,
-                seed=seed,
-                train_limit=limit,
-                writers=writers,
-                members=members,
-                clean_epochs=clean_epochs,
-                log=log,
-            )
+            TrainConfig.for_arch(arch, **recipe)  # the recipe's own rules, checked before any work
+        except ValueError as exc:
+            raise CommandError(f"{exc}.") from exc
+        try:
+            result = model_train(arch=arch, out_dir=out, log=line_logger(self), **recipe)
         except MnistDataError as exc:
             raise CommandError(f"cannot load MNIST: {exc}") from exc
         self.stdout.write(self.style.SUCCESS(f"test accuracy {result.test_accuracy:.2%}; model in {result.out_dir}"))
