@@ -297,6 +297,17 @@ class _Histogram:
         return float(self.centres[np.argmax(between)])
 
 
+def _quantile(values: np.ndarray, share: float) -> float:
+    """``np.percentile(values, 100 * share)`` (linear interpolation) by partitioning only: a
+    tenth of its cost on a few thousand pixels."""
+    values = values.ravel()
+    position = share * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    parted = np.partition(values, (low, high))
+    return float(parted[low] + (parted[high] - parted[low]) * (position - low))
+
+
 def _ink_is_light(gray: np.ndarray, border: np.ndarray, histogram: _Histogram, low: float, high: float) -> bool:
     """Polarity. A page's border is paper, so the ink is the extreme farther from it. A digit
     cropped tight to its box has ink on the border too (sometimes most of it): then ink is
@@ -304,7 +315,7 @@ def _ink_is_light(gray: np.ndarray, border: np.ndarray, histogram: _Histogram, l
     reach = 0.15 * (high - low)
     border_has_both = min((border < low + reach).mean(), (border > high - reach).mean()) >= 0.05
     if not border_has_both:
-        background_level = float(np.median(border))
+        background_level = _quantile(border, 0.5)
         return high - background_level > background_level - low
     split = histogram.otsu()
     return (border > split).mean() + np.count_nonzero(gray > split) / gray.size < 1.0
@@ -349,7 +360,7 @@ def _digit_mask(ink: np.ndarray, rank: int | None = None, sigma: float | None = 
     """The pixels that belong to the digit: thresholded ink without specks and texture."""
     # The ink's strength: a high value that a few specks of noise cannot reach on their own,
     # yet one that a small digit on a big page still supplies.
-    rank = int(np.clip(ink.size // 400, 1, 50)) if rank is None else rank
+    rank = min(max(ink.size // 400, 1), 50) if rank is None else rank
     contrast = _Histogram(ink).kth_largest(rank)
     if contrast < MIN_INK_CONTRAST:
         raise PreprocessingError("No digit found: the image looks blank.")
@@ -378,7 +389,12 @@ def _digit_mask(ink: np.ndarray, rank: int | None = None, sigma: float | None = 
     # in a tiny image a faint stroke may be cut into pieces, so keep smaller parts there.
     keep = mass >= (0.02 if small else 0.08) * mass.max()
     keep[0] = False
-    return keep[labels]
+    kept = np.flatnonzero(keep)
+    if len(kept) == count - 1:
+        return inked  # every component: the mask itself
+    if len(kept) == 1:
+        return labels == kept[0]
+    return np.take(keep, labels)
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -459,7 +475,7 @@ def to_model_input(data: bytes) -> ModelInput:
 
     # Keep the ink of the digit's components plus one pixel around them (anti-aliased edges);
     # stroke cores become 1 whatever the ink's contrast (pencil, blue ballpoint, marker).
-    core = float(np.percentile(ink[mask], 75))
+    core = _quantile(ink[mask], 0.75)
     near = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))).astype(bool)
     soft = np.where(near, np.clip(ink * (1.0 / max(core, 1e-6)), 0.0, 1.0), 0.0).astype(np.float32)
     # The box is the extent of all visible ink, as MNIST's 20 px box is of the whole digit.
