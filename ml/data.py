@@ -40,6 +40,21 @@ class Mnist:
     train: Split
     test: Split
 
+    def training(self, holdout: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The training images and labels a model may learn from: all but the last
+        ``holdout``, which stay unseen (``held_out``)."""
+        end = len(self.train.images) - holdout
+        if not 0 <= holdout < len(self.train.images):
+            raise ValueError(f"cannot hold out {holdout:,} of {len(self.train.images):,} training images")
+        return self.train.images[:end], self.train.labels[:end]
+
+    def held_out(self, holdout: int) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``holdout`` training images and labels, which a model trained with that
+        holdout never saw: for calibrating its confidence and choosing its thresholds, so
+        that the test set stays for measuring alone (as MNIST's classic 55,000/5,000 split)."""
+        start = len(self.train.images) - holdout
+        return self.train.images[start:], self.train.labels[start:]
+
 
 def _find(directory: Path, stem: str) -> Path:
     for candidate in (directory / stem, directory / f"{stem}.gz"):

@@ -67,6 +67,8 @@ class TrainConfig:
     writers: bool = False
     members: int = 1
     clean_epochs: int = 0
+    # The last N training images are never trained on: they calibrate the confidence.
+    holdout: int = 0
     seed: int = 42
     # Train on the first N training images only (tests and quick experiments).
     train_limit: int | None = None
@@ -77,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"the epochs must be at least 1, not {self.epochs}")
         if self.members < 1:
             raise ValueError(f"an ensemble needs at least 1 member, not {self.members}")
+        if self.holdout < 0:
+            raise ValueError(f"the held-out images cannot be fewer than 0, not {self.holdout}")
         if not 0 <= self.clean_epochs <= self.epochs:
             raise ValueError(
                 f"the clean epochs must be between 0 and the number of epochs ({self.epochs}), not {self.clean_epochs}"
@@ -501,7 +505,8 @@ def _train_one(
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
 
-    train_images, train_labels = mnist.train.images[: config.train_limit], mnist.train.labels[: config.train_limit]
+    train_images, train_labels = mnist.training(config.holdout)
+    train_images, train_labels = train_images[: config.train_limit], train_labels[: config.train_limit]
     if config.writers:
         extra_images, extra_labels = writer_variants(train_images, train_labels, seed=config.seed)
         train_images = np.concatenate([train_images, extra_images])
@@ -519,7 +524,9 @@ def _train_one(
         metrics=["accuracy"],
     )
     log(
-        f"training {config.arch}: {model.count_params():,} parameters, {len(x_train):,} images, "
+        f"training {config.arch}: {model.count_params():,} parameters, {len(x_train):,} images"
+        + (f" ({config.holdout:,} more held out)" if config.holdout else "")
+        + ", "
         f"{config.epochs} epochs of {steps_per_epoch} steps, augment={config.augment}"
         + (
             f", the last {config.clean_epochs} without the writer augmentation"

@@ -25,7 +25,7 @@ def model_train(
     **recipe: int | bool | None,
 ):
     """Train ``arch`` with its recipe, changed by ``recipe`` (``TrainConfig`` fields: epochs,
-    seed, train_limit, writers, members, clean_epochs; None keeps the recipe's value)."""
+    seed, train_limit, writers, members, clean_epochs, holdout; None keeps the recipe's value)."""
     from ml.train import TrainConfig, train_model
 
     config = TrainConfig.for_arch(arch, **recipe)

@@ -36,11 +36,26 @@ def test_train_command_with_writer_augmentation_records_it(tmp_path, mnist):
 
 def test_train_command_trains_an_ensemble_served_as_one_model(tmp_path):
     out = tmp_path / "e"
-    output = run("train", "--arch", "dense", "--epochs", "1", "--limit", "1000", "--members", "2", "--out", str(out))
+    output = run(
+        "train",
+        "--arch",
+        "dense",
+        "--epochs",
+        "1",
+        "--limit",
+        "1000",
+        "--members",
+        "2",
+        "--holdout",
+        "100",
+        "--out",
+        str(out),
+    )
     assert "ensemble member 2/2 (seed 43)" in output and "ensemble of 2: test accuracy" in output
     metadata = json.loads((out / "metadata.json").read_text())
     runs = [(run["seed"], run["path"]) for run in metadata["member_models"]]
     assert runs == [(42, "members/seed-42"), (43, "members/seed-43")] and metadata["members"] == 2
+    assert metadata["holdout"] == 100
     with pytest.raises(CommandError, match="an ensemble needs at least 1 member, not 0"):
         run("train", "--arch", "dense", "--members", "0")
     too_many = r"the clean epochs must be between 0 and the number of epochs \(10\), not 11"

@@ -109,3 +109,16 @@ def test_canonical_mnist_loads_with_its_known_hash(mnist):
     assert mnist.test.images.shape == (10_000, 28, 28)
     assert mnist.train.sha256 == CANONICAL_TRAIN_SHA256
     assert sorted(np.unique(mnist.test.labels)) == list(range(10))
+
+
+def test_a_holdout_is_the_last_training_images_and_never_among_the_learned(mnist):
+    learned_images, learned_labels = mnist.training(5000)
+    held_images, held_labels = mnist.held_out(5000)
+    assert len(learned_images) == len(learned_labels) == 55_000 and len(held_images) == len(held_labels) == 5000
+    assert np.array_equal(np.concatenate([learned_images, held_images]), mnist.train.images)
+    assert np.array_equal(np.concatenate([learned_labels, held_labels]), mnist.train.labels)
+    assert len(mnist.training()[0]) == 60_000 and len(mnist.held_out(0)[0]) == 0
+    # Every digit is held out in about its share (MNIST's order is not sorted by digit).
+    assert np.bincount(held_labels, minlength=10).min() >= 400
+    with pytest.raises(ValueError, match="cannot hold out 60,000 of 60,000"):
+        mnist.training(60_000)

@@ -125,6 +125,19 @@ def test_a_clean_finish_trains_the_last_epochs_without_the_writer_augmentation(t
     assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/2", "2/2"]
 
 
+def test_a_holdout_is_never_trained_on_and_the_metadata_records_it(tmp_path, mnist):
+    from ml.train import train_model
+
+    with pytest.raises(ValueError, match="held-out images"):
+        TrainConfig.for_arch("dense", holdout=-1)
+    lines = []
+    config = TrainConfig.for_arch("dense", epochs=1, holdout=59_000, test_limit=200)
+    train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
+    metadata = json.loads((tmp_path / METADATA_FILE).read_text())
+    assert metadata["holdout"] == 59_000 and metadata["train_samples"] == 1000
+    assert any("1,000 images (59,000 more held out)" in line for line in lines)
+
+
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():
     matrix = confusion_matrix(np.array([1, 1, 2, 3]), np.array([1, 7, 2, 3]))
     assert matrix[1, 1] == 1 and matrix[1, 7] == 1 and matrix[2, 2] == 1 and matrix[3, 3] == 1

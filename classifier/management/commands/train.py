@@ -31,13 +31,19 @@ class Command(BaseCommand):
             "architecture's recipe)",
         )
         parser.add_argument(
+            "--holdout",
+            type=int,
+            help="never train on the last N training images: they calibrate the confidence (default: the "
+            "architecture's recipe)",
+        )
+        parser.add_argument(
             "--members",
             type=int,
             help="train that many models (seeds SEED, SEED+1, ...) and serve their mean as one model "
             "(default: the architecture's recipe)",
         )
 
-    def handle(self, *args, arch, epochs, seed, out, limit, writers, members, clean_epochs, **options):
+    def handle(self, *args, arch, epochs, seed, out, limit, writers, members, clean_epochs, holdout, **options):
         positive_epochs(epochs)
         recipe = {
             "epochs": epochs,
@@ -46,6 +52,7 @@ class Command(BaseCommand):
             "writers": writers,
             "members": members,
             "clean_epochs": clean_epochs,
+            "holdout": holdout,
         }
         try:
             TrainConfig.for_arch(arch, **recipe)  # the recipe's own rules, checked before any work
