@@ -19,10 +19,13 @@ def test_metadata_records_how_the_model_was_made(metadata, mnist):
     assert metadata["architecture"] == "deep"
     assert metadata["augment"] is True
     assert metadata["train_data_sha256"] == CANONICAL_TRAIN_SHA256
-    # MNIST's 60,000 and the flagged 1s and crossed 7s made from 30% of its own (train --writers).
-    ones, sevens = (int((mnist.train.labels == digit).sum()) for digit in (1, 7))
+    # MNIST's 60,000 less the 5,000 held out for calibration, and the flagged 1s and crossed 7s
+    # made from 30% of its own (train --writers).
+    assert metadata["holdout"] == 5000
+    _, learned = mnist.training(metadata["holdout"])
+    ones, sevens = (int((learned == digit).sum()) for digit in (1, 7))
     assert metadata["writers"] is True
-    assert metadata["train_samples"] == 60_000 + int(ones * 0.3) + int(sevens * 0.3)
+    assert metadata["train_samples"] == 55_000 + int(ones * 0.3) + int(sevens * 0.3)
     for key in ("epochs", "seed", "training_seconds", "test_accuracy", "test_loss", "confusion_matrix"):
         assert key in metadata
     # Trained on two CPU cores within the 30-minute budget (each member, for an ensemble).

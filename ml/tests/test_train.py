@@ -45,7 +45,8 @@ def test_progress_is_reported_per_epoch(tmp_path, mnist):
 def test_recipes_and_overrides():
     deep = TrainConfig.for_arch("deep")
     assert deep.augment and deep.schedule == "cosine"
-    assert TrainConfig.for_arch("deep", epochs=3, seed=None).epochs == 3
+    quick = TrainConfig.for_arch("deep", epochs=3, seed=None)
+    assert quick.epochs == 3 and quick.clean_epochs == 3  # the recipe's clean finish, cut to fit
     assert TrainConfig.for_arch("deep", seed=None).seed == 42
     with pytest.raises(ValueError, match="unknown architecture"):
         TrainConfig.for_arch("resnet")
@@ -111,7 +112,7 @@ def test_writer_augmentation_is_a_choice_the_metadata_records():
 def test_a_clean_finish_trains_the_last_epochs_without_the_writer_augmentation(tmp_path, mnist):
     from ml.train import train_model
 
-    assert TrainConfig.for_arch("deep").clean_epochs == 0  # the recipe of the shipped model
+    assert TrainConfig.for_arch("deep").clean_epochs == 5  # the recipe of the shipped model
     with pytest.raises(ValueError, match="clean epochs"):
         TrainConfig.for_arch("dense", epochs=2, clean_epochs=3)
     lines = []
