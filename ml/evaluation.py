@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
-from ml.artifacts import confusion_matrix, to_model_array
-from ml.data import Split
+from ml.artifacts import ModelBundle, confusion_matrix, to_model_array
+from ml.calibration import (
+    CALIBRATION_MAX_DIGITS,
+    expected_calibration_error,
+    fit_calibration,
+    held_out_inputs,
+    tempered,
+)
+from ml.data import Mnist, Split
 from ml.inference import Predictor
 from ml.styles import STYLES, load_digits_uploads, style_set
 from ml.synth import SCENARIOS, Upload, realistic_set
@@ -28,6 +37,14 @@ def evaluate_mnist(predictor: Predictor, split: Split, *, batch_size: int = 1000
         "samples": len(labels),
         "errors": int((predicted != labels).sum()),
         "confusion_matrix": confusion_matrix(labels, predicted).tolist(),
+    } | _calibration_errors(predictor, probabilities, labels)
+
+
+def _calibration_errors(predictor: Predictor, probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    """ECE (15 bins) of the confidence served, and of the model's own before calibration."""
+    return {
+        "ece": expected_calibration_error(probabilities, labels),
+        "ece_uncalibrated": expected_calibration_error(predictor.uncalibrated(probabilities), labels),
     }
 
 
@@ -36,13 +53,19 @@ def _uploads_accuracy(predictor: Predictor, uploads: list[Upload], *, by_scenari
     results = predictor.predict_images([upload.data for upload in uploads])
     right, seen = Counter(), Counter()
     refused = 0
+    answered, answered_labels = [], []
     for upload, result in zip(uploads, results, strict=True):
         seen[upload.scenario] += 1
         if result.prediction is None:
             refused += 1
-        elif result.prediction.digit == upload.label:
+            continue
+        answered.append(result.prediction.probabilities)
+        answered_labels.append(upload.label)
+        if result.prediction.digit == upload.label:
             right[upload.scenario] += 1
     report = {"accuracy": sum(right.values()) / max(len(uploads), 1), "samples": len(uploads), "refused": refused}
+    if answered:
+        report |= _calibration_errors(predictor, np.array(answered), np.array(answered_labels))
     if by_scenario:
         report["by_scenario"] = {name: right[name] / seen[name] for name in seen}
     return report
@@ -65,3 +88,34 @@ def evaluate_styles(predictor: Predictor, split: Split, *, count: int, seed: int
     # One scenario per set: its breakdown would repeat the overall figure.
     report = {name: _uploads_accuracy(predictor, uploads, by_scenario=False) for name, uploads in sets.items()}
     return report | {"seed": seed}
+
+
+def calibrate_bundle(directory, mnist: Mnist, *, holdout: int, seed: int, log: Callable[[str], None] = print) -> dict:
+    """Fit the calibration of the model in bundle ``directory`` on the ``holdout`` training
+    digits it never trained on (``ml.calibration``), record it in the bundle's metadata, and
+    return it with the MNIST test set's ECE before and after (measured, not fitted on)."""
+    if holdout <= 0:
+        raise ValueError(
+            "this model was trained on every training image, so none is left to calibrate it on "
+            "without touching the test set: train it with a holdout (train --holdout N)"
+        )
+    bundle = ModelBundle.at(directory)
+    images, labels = (part[:CALIBRATION_MAX_DIGITS] for part in mnist.held_out(holdout))
+    log(f"calibrating on {len(images):,} held-out training digits: clean, as realistic uploads, in other styles")
+    predictor = Predictor(bundle.directory)
+    raw = partial(predictor.probabilities, calibrated=False)
+    calibration = fit_calibration(raw, held_out_inputs(images, labels, seed=seed))
+    test = raw(to_model_array(mnist.test.images))
+    test_labels = mnist.test.labels.astype(int)
+    calibration["test_ece_before"] = expected_calibration_error(test, test_labels)
+    calibration["test_ece_after"] = expected_calibration_error(tempered(test, calibration["temperature"]), test_labels)
+    bundle.write_metadata(bundle.metadata() | {"calibration": calibration})
+    log(
+        f"temperature {calibration['temperature']:.3f}; ECE on the held-out digits "
+        + ", ".join(
+            f"{kind} {100 * calibration['ece_before'][kind]:.2f} -> {100 * calibration['ece_after'][kind]:.2f}%"
+            for kind in calibration["ece_before"]
+        )
+        + f"; MNIST test {100 * calibration['test_ece_before']:.2f} -> {100 * calibration['test_ece_after']:.2f}%"
+    )
+    return calibration

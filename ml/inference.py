@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from ml.artifacts import INPUT_SHAPE, NUM_CLASSES, ModelBundle
+from ml.calibration import tempered
 from ml.explain import GradCam
 from ml.preprocessing import ModelInput, PreprocessingError, to_model_input
 
@@ -59,6 +60,9 @@ class Predictor:
             raise FileNotFoundError(f"no model at {self.model_path}")
         self.model = keras.saving.load_model(self.model_path, compile=False)
         self.metadata = self.bundle.metadata()
+        # Calibrated confidence (ml.calibration): fitted when the model was trained on digits
+        # it never saw; a model without it answers with its raw probabilities.
+        self.temperature = float((self.metadata.get("calibration") or {}).get("temperature", 1.0))
         model = self.model
         self._forward = tf.function(
             lambda x: model(x, training=False),
@@ -67,12 +71,22 @@ class Predictor:
         )
         self._grad_cam: GradCam | None = None  # built on the first explain(): most workers never need it
 
-    def probabilities(self, arrays: np.ndarray) -> np.ndarray:
-        """(n, 28, 28) or (n, 28, 28, 1) floats in [0, 1] -> (n, 10) probabilities."""
+    def probabilities(self, arrays: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """(n, 28, 28) or (n, 28, 28, 1) floats in [0, 1] -> (n, 10) probabilities, calibrated
+        unless asked for the model's own."""
         batch = np.asarray(arrays, dtype=np.float32).reshape((-1, *INPUT_SHAPE))
         if len(batch) == 0:
             return np.zeros((0, NUM_CLASSES), dtype=np.float32)
-        return self._forward(batch).numpy()
+        raw = self._forward(batch).numpy()
+        if not calibrated or self.temperature == 1.0:
+            return raw
+        return tempered(raw, self.temperature).astype(np.float32)
+
+    def uncalibrated(self, probabilities: np.ndarray) -> np.ndarray:
+        """The model's own probabilities back from calibrated ones (tempering is invertible)."""
+        if self.temperature == 1.0:
+            return np.asarray(probabilities)
+        return tempered(probabilities, 1.0 / self.temperature).astype(np.float32)
 
     def predict_arrays(self, arrays: np.ndarray) -> list[Prediction]:
         return [_prediction(row) for row in self.probabilities(arrays)]

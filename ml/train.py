@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 from ml.architectures import build, ensemble
 from ml.artifacts import INPUT_SIDE, ModelBundle, confusion_matrix, to_model_array
 from ml.data import Mnist
+from ml.evaluation import calibrate_bundle
 
 
 @dataclass(frozen=True)
@@ -380,10 +381,16 @@ def train_model(
     log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train the model ``config`` describes (an ensemble when it has several members) and write
-    its bundle to ``out_dir``."""
+    its bundle to ``out_dir``; with a holdout, calibrate its confidence on those digits."""
     if config.members > 1:
-        return _train_ensemble(mnist=mnist, config=config, out=Path(out_dir), log=log)
-    return _train_one(mnist=mnist, config=config, out_dir=out_dir, log=log)
+        result = _train_ensemble(mnist=mnist, config=config, out=Path(out_dir), log=log)
+    else:
+        result = _train_one(mnist=mnist, config=config, out_dir=out_dir, log=log)
+    if config.holdout:
+        result.metadata["calibration"] = calibrate_bundle(
+            result.out_dir, mnist, holdout=config.holdout, seed=config.seed, log=log
+        )
+    return result
 
 
 def _scores(model, x_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float, np.ndarray]:

@@ -18,6 +18,7 @@ from classifier.services.images import (
 from classifier.services.modelling import (
     image_files_predict,
     mnist_load,
+    model_calibrate,
     model_evaluate,
     model_path_default,
     model_train,
@@ -40,6 +41,7 @@ __all__ = [
     "image_upload_create",
     "images_requeue_stale",
     "mnist_load",
+    "model_calibrate",
     "model_evaluate",
     "model_path_default",
     "model_retrain",

@@ -59,6 +59,20 @@ def model_evaluate(*, model_path: Path | None = None, realistic: int = 0, styles
     return report
 
 
+def model_calibrate(*, model_path: Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """Fit the calibrated confidence of a model bundle again, on the training digits its
+    metadata says it was never trained on, and record it in the bundle."""
+    from ml.evaluation import calibrate_bundle
+
+    bundle = ModelBundle.at(model_path or model_path_default())
+    metadata = bundle.metadata()
+    if not metadata:
+        raise FileNotFoundError(f"no model metadata at {bundle.metadata_path}")
+    return calibrate_bundle(
+        bundle.directory, mnist_load(), holdout=metadata.get("holdout", 0), seed=metadata.get("seed", 0), log=log
+    )
+
+
 def image_files_predict(*, paths: list[Path], model_path: Path | None = None) -> list[dict]:
     """Classify image files: one dict per file, in order, with the prediction or an error."""
     from ml.inference import Predictor

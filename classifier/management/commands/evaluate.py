@@ -43,12 +43,15 @@ class Command(BaseCommand):
             f"MNIST     accuracy {report['accuracy']:.2%}  loss {report['loss']:.4f}  "
             f"({report['errors']} wrong of {report['samples']:,})"
         )
+        self.stdout.write(f"          {_ece(report)}")
         if "realistic" in report:
             real = report["realistic"]
             self.stdout.write(
                 f"realistic accuracy {real['accuracy']:.2%} of {real['samples']:,} "
                 f"({real['refused']} refused, seed {real['seed']})"
             )
+            if "ece" in real:
+                self.stdout.write(f"          {_ece(real)}")
             for name, accuracy in real["by_scenario"].items():
                 self.stdout.write(f"  {name:<11} {accuracy:.2%}")
         if "styles" in report:
@@ -58,3 +61,10 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"  {name:<11} {result['accuracy']:.2%} of {result['samples']:,} ({result['refused']} refused)"
                     )
+
+
+def _ece(report: dict) -> str:
+    return (
+        f"calibration error (ECE, 15 bins) {100 * report['ece']:.2f}% "
+        f"(the model's own, uncalibrated: {100 * report['ece_uncalibrated']:.2f}%)"
+    )
