@@ -2,7 +2,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 
-from classifier.models import DIGIT_CHOICES, DigitImage
+from classifier.models import DIGIT_CHOICES, DigitImage, Prediction
 from classifier.selectors import ImageFilters
 from ml.preprocessing import ACCEPTED_FORMATS_TEXT
 
@@ -59,6 +59,12 @@ class HistoryFilterForm(forms.Form):
     status = forms.ChoiceField(
         label="Status", choices=[("", "any status")], required=False, widget=forms.Select(attrs=SELECT)
     )
+    verdict = forms.ChoiceField(
+        label="Verdict",
+        choices=[("", "any verdict"), *Prediction.Verdict.choices],
+        required=False,
+        widget=forms.Select(attrs=SELECT),
+    )
     below = forms.IntegerField(
         label="Confidence below (%)",
         min_value=1,
@@ -95,6 +101,7 @@ class HistoryFilterForm(forms.Form):
         return ImageFilters(
             digit=data.get("digit"),
             status=data.get("status") or None,
+            verdict=data.get("verdict") or None,
             max_confidence=below / 100 if below else None,
             flagged=data.get("flagged"),
             everyone=bool(data.get("everyone")),

@@ -78,27 +78,37 @@ CALIBRATION_KINDS = ("clean", "realistic", "styles")
 CALIBRATION_MAX_DIGITS = 5000
 
 
+def model_inputs(uploads) -> tuple[np.ndarray, np.ndarray]:
+    """The model inputs (n, 28, 28, 1) of the uploads the preprocessing reads, and which
+    those are (a boolean per upload): what it refuses gets no confidence at all."""
+    from ml.preprocessing import PreprocessingError, to_model_input
+
+    arrays, read = [], []
+    for upload in uploads:
+        try:
+            arrays.append(to_model_input(upload.data).array)
+            read.append(True)
+        except PreprocessingError:
+            read.append(False)
+    stacked = np.stack(arrays)[..., np.newaxis] if arrays else np.zeros((0, 28, 28, 1), np.float32)
+    return stacked, np.array(read, dtype=bool)
+
+
+def labelled_inputs(uploads) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs and labels of the labelled uploads the preprocessing reads."""
+    arrays, read = model_inputs(uploads)
+    return arrays, np.array([upload.label for upload in uploads], dtype=np.int64)[read]
+
+
 def held_out_inputs(images: np.ndarray, labels: np.ndarray, *, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Model inputs and labels of each kind in ``CALIBRATION_KINDS`` made from ``images``: as
     many of each as there are images (the styles share that number); what the preprocessing
     refuses is left out, since it gets no confidence at all."""
     from ml.artifacts import to_model_array
-    from ml.preprocessing import PreprocessingError, to_model_input
     from ml.styles import STYLES, style_set
     from ml.synth import realistic_set
 
     count = len(images)
-
-    def inputs_of(uploads) -> tuple[np.ndarray, np.ndarray]:
-        arrays, kept = [], []
-        for upload in uploads:
-            try:
-                arrays.append(to_model_input(upload.data).array)
-            except PreprocessingError:
-                continue
-            kept.append(upload.label)
-        return np.stack(arrays)[..., np.newaxis], np.array(kept, dtype=np.int64)
-
     styled = [
         upload
         for style in STYLES
@@ -106,8 +116,8 @@ def held_out_inputs(images: np.ndarray, labels: np.ndarray, *, seed: int) -> dic
     ]
     return {
         "clean": (to_model_array(images), labels.astype(np.int64)),
-        "realistic": inputs_of(realistic_set(images, labels, count=count, seed=seed)),
-        "styles": inputs_of(styled),
+        "realistic": labelled_inputs(realistic_set(images, labels, count=count, seed=seed)),
+        "styles": labelled_inputs(styled),
     }
 
 

@@ -18,6 +18,7 @@ from ml.calibration import (
 )
 from ml.data import Mnist, Split
 from ml.inference import Predictor
+from ml.reject import DETECTOR_DIGITS, fit_reject_option
 from ml.styles import STYLES, load_digits_uploads, style_set
 from ml.synth import SCENARIOS, Upload, realistic_set
 
@@ -90,10 +91,20 @@ def evaluate_styles(predictor: Predictor, split: Split, *, count: int, seed: int
     return report | {"seed": seed}
 
 
-def calibrate_bundle(directory, mnist: Mnist, *, holdout: int, seed: int, log: Callable[[str], None] = print) -> dict:
-    """Fit the calibration of the model in bundle ``directory`` on the ``holdout`` training
-    digits it never trained on (``ml.calibration``), record it in the bundle's metadata, and
-    return it with the MNIST test set's ECE before and after (measured, not fitted on)."""
+def calibrate_bundle(
+    directory,
+    mnist: Mnist,
+    *,
+    holdout: int,
+    seed: int,
+    detector_digits: int = DETECTOR_DIGITS,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Make the model in bundle ``directory`` honest, on the ``holdout`` training digits it
+    never trained on: fit its calibration (``ml.calibration``) and, with ``detector_digits``,
+    its reject option (``ml.reject``: the detector, saved in the bundle, and the verdict
+    thresholds). Record both in the bundle's metadata; return the calibration, with the
+    MNIST test set's ECE before and after (measured, not fitted on)."""
     if holdout <= 0:
         raise ValueError(
             "this model was trained on every training image, so none is left to calibrate it on "
@@ -104,12 +115,12 @@ def calibrate_bundle(directory, mnist: Mnist, *, holdout: int, seed: int, log: C
     log(f"calibrating on {len(images):,} held-out training digits: clean, as realistic uploads, in other styles")
     predictor = Predictor(bundle.directory)
     raw = partial(predictor.probabilities, calibrated=False)
-    calibration = fit_calibration(raw, held_out_inputs(images, labels, seed=seed))
+    held_out = held_out_inputs(images, labels, seed=seed)
+    calibration = fit_calibration(raw, held_out)
     test = raw(to_model_array(mnist.test.images))
     test_labels = mnist.test.labels.astype(int)
     calibration["test_ece_before"] = expected_calibration_error(test, test_labels)
     calibration["test_ece_after"] = expected_calibration_error(tempered(test, calibration["temperature"]), test_labels)
-    bundle.write_metadata(bundle.metadata() | {"calibration": calibration})
     log(
         f"temperature {calibration['temperature']:.3f}; ECE on the held-out digits "
         + ", ".join(
@@ -118,4 +129,14 @@ def calibrate_bundle(directory, mnist: Mnist, *, holdout: int, seed: int, log: C
         )
         + f"; MNIST test {100 * calibration['test_ece_before']:.2f} -> {100 * calibration['test_ece_after']:.2f}%"
     )
+    metadata = bundle.metadata() | {"calibration": calibration}
+    metadata.pop("verdict", None)
+    bundle.detector_path.unlink(missing_ok=True)
+    if detector_digits:
+        predictor.temperature = calibration["temperature"]
+        detector, metadata["verdict"] = fit_reject_option(
+            predictor, mnist, held_out, holdout=holdout, seed=seed, digits=detector_digits, log=log
+        )
+        detector.save(bundle.detector_path)
+    bundle.write_metadata(metadata)
     return calibration

@@ -106,14 +106,14 @@ class Scores:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Decision:
     parent: Scores
     candidate: Scores
     promoted: bool
     reason: str
 
 
-def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bool = False) -> Verdict:
+def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bool = False) -> Decision:
     """Promote a candidate no worse on MNIST than its parent (within ``max_mnist_drop``) and
     better on the corrections; ``force`` promotes it anyway, saying what it failed."""
     mnist_ok = candidate.mnist_accuracy >= parent.mnist_accuracy - max_mnist_drop
@@ -140,7 +140,7 @@ def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bo
         )
     if force and not passed:
         reason = f"forced, although {reason}"
-    return Verdict(parent=parent, candidate=candidate, promoted=force or passed, reason=reason)
+    return Decision(parent=parent, candidate=candidate, promoted=force or passed, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -168,14 +168,14 @@ def split_corrections(count: int, *, seed: int, min_for_holdout: int) -> Correct
 @dataclass(frozen=True)
 class RetrainResult:
     bundle: ModelBundle
-    verdict: Verdict
+    decision: Decision
     split: CorrectionSplit
     test_samples: int
 
     @property
     def metrics(self) -> dict:
         """The candidate's figures, with its parent's to compare."""
-        parent, candidate = self.verdict.parent, self.verdict.candidate
+        parent, candidate = self.decision.parent, self.decision.candidate
         return {
             "test_accuracy": candidate.mnist_accuracy,
             "test_loss": candidate.mnist_loss,
@@ -195,7 +195,7 @@ class RetrainResult:
         def pct(value: float | None) -> str:
             return "-" if value is None else f"{value:.2%}"
 
-        old, new, promoted = self.verdict.parent, self.verdict.candidate, self.verdict.promoted
+        old, new, promoted = self.decision.parent, self.decision.candidate, self.decision.promoted
         return [
             ("version", parent, candidate),
             ("MNIST test accuracy", pct(old.mnist_accuracy), pct(new.mnist_accuracy)),
@@ -260,14 +260,16 @@ def retrain(
     result.model.save(out.model_path)
     if holdout:
         # Calibrated before it is judged: the gate compares the confidence each would serve.
+        detector_digits = int(parent.metadata().get("detector_digits", 0))
         out.write_metadata({"holdout": holdout, "seed": seed})
-        calibration = calibrate_bundle(out.directory, mnist, holdout=holdout, seed=seed, log=log)
+        calibrate_bundle(out.directory, mnist, holdout=holdout, seed=seed, detector_digits=detector_digits, log=log)
+        honesty = {key: out.metadata()[key] for key in ("calibration", "verdict") if key in out.metadata()}
 
     test = Split(images=mnist.test.images[:test_limit], labels=mnist.test.labels[:test_limit], sha256=mnist.test.sha256)
     judged_x, judged_y = corrections_x[split.judged], corrections_y[split.judged]
     parent_scores, _ = _scores(Predictor(parent.directory), test, judged_x, judged_y)
     candidate_scores, report = _scores(Predictor(out.directory), test, judged_x, judged_y)
-    verdict = judge(parent=parent_scores, candidate=candidate_scores, max_mnist_drop=max_mnist_drop, force=force)
+    decision = judge(parent=parent_scores, candidate=candidate_scores, max_mnist_drop=max_mnist_drop, force=force)
 
     recipe = {
         "epochs": epochs,
@@ -279,6 +281,7 @@ def retrain(
         "members": max(len(members_of(result.model)), 1),
         "seed": seed,
         "holdout": holdout,
+        **({"detector_digits": detector_digits} if holdout else {}),
         "parent_version": parent_version,
         "corrections": len(split.train),
         "correction_share": CORRECTION_SHARE,
@@ -297,7 +300,7 @@ def retrain(
             matrix=np.array(report["confusion_matrix"]),
             history=result.history,
         )
-        | ({"calibration": calibration} if holdout else {})
+        | (honesty if holdout else {})
     )
     name = out.directory.name
     out.write_plots(
@@ -306,4 +309,4 @@ def retrain(
         title=f"{name}: fine-tuned from v{parent_version}",
         name=name,
     )
-    return RetrainResult(bundle=out, verdict=verdict, split=split, test_samples=report["samples"])
+    return RetrainResult(bundle=out, decision=decision, split=split, test_samples=report["samples"])

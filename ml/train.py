@@ -24,6 +24,7 @@ from ml.architectures import build, ensemble
 from ml.artifacts import INPUT_SIDE, ModelBundle, confusion_matrix, to_model_array
 from ml.data import Mnist
 from ml.evaluation import calibrate_bundle
+from ml.reject import DETECTOR_DIGITS
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class TrainConfig:
     clean_epochs: int = 0
     # The last N training images are never trained on: they calibrate the confidence.
     holdout: int = 0
+    # With a holdout: the reject option's detector learns from this many training digits.
+    detector_digits: int = DETECTOR_DIGITS
     seed: int = 42
     # Train on the first N training images only (tests and quick experiments).
     train_limit: int | None = None
@@ -387,9 +390,15 @@ def train_model(
     else:
         result = _train_one(mnist=mnist, config=config, out_dir=out_dir, log=log)
     if config.holdout:
-        result.metadata["calibration"] = calibrate_bundle(
-            result.out_dir, mnist, holdout=config.holdout, seed=config.seed, log=log
+        calibrate_bundle(
+            result.out_dir,
+            mnist,
+            holdout=config.holdout,
+            seed=config.seed,
+            detector_digits=config.detector_digits,
+            log=log,
         )
+        result.metadata = ModelBundle(result.out_dir).metadata()
     return result
 
 

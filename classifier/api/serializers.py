@@ -15,7 +15,12 @@ class PredictionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Prediction
-        fields = ["digit", "confidence", "probabilities", "model_version", "created_at"]
+        fields = ["digit", "confidence", "verdict", "verdict_reason", "probabilities", "model_version", "created_at"]
+        extra_kwargs = {
+            "digit": {"help_text": "the best guess, whatever the verdict"},
+            "confidence": {"help_text": "calibrated probability of the digit"},
+            "verdict": {"help_text": "digit: read with confidence; unsure: a best guess; not_a_digit: not one digit"},
+        }
 
 
 class ImageSerializer(serializers.ModelSerializer):

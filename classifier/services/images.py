@@ -288,6 +288,8 @@ def _predictions_store(
                     image_id=image.pk,
                     digit=result.prediction.digit,
                     confidence=result.prediction.confidence,
+                    verdict=result.prediction.verdict,
+                    verdict_reason=result.prediction.reason,
                     probabilities=list(result.prediction.probabilities),
                     model_version=version,
                     model_input=Prediction.encode_model_input(result.model_input.display),
@@ -338,6 +340,14 @@ def image_flag(*, image: DigitImage, correct_digit: int, flagged_by, note: str =
         },
     )
     return flag
+
+
+def images_mark_reviewed(*, images: Iterable[DigitImage], reviewed_by) -> int:
+    """Staff found these predictions right: they leave the review queue. Returns how many."""
+    ids = [image.pk for image in images]
+    return DigitImage.objects.filter(pk__in=ids, status=DigitImage.Status.DONE).update(
+        reviewed_at=timezone.now(), reviewed_by=reviewed_by
+    )
 
 
 # --- Feedback from owners -----------------------------------------------------------------

@@ -63,13 +63,19 @@ def model_calibrate(*, model_path: Path | None = None, log: Callable[[str], None
     """Fit the calibrated confidence of a model bundle again, on the training digits its
     metadata says it was never trained on, and record it in the bundle."""
     from ml.evaluation import calibrate_bundle
+    from ml.reject import DETECTOR_DIGITS
 
     bundle = ModelBundle.at(model_path or model_path_default())
     metadata = bundle.metadata()
     if not metadata:
         raise FileNotFoundError(f"no model metadata at {bundle.metadata_path}")
     return calibrate_bundle(
-        bundle.directory, mnist_load(), holdout=metadata.get("holdout", 0), seed=metadata.get("seed", 0), log=log
+        bundle.directory,
+        mnist_load(),
+        holdout=metadata.get("holdout", 0),
+        seed=metadata.get("seed", 0),
+        detector_digits=metadata.get("detector_digits", DETECTOR_DIGITS),
+        log=log,
     )
 
 

@@ -115,7 +115,7 @@ def model_retrain(
     candidate = _candidate_record(active=active, number=number, flags=flags, result=result)
     rows = result.rows(parent=f"v{active.number}", candidate=f"v{number}")
     return RetrainReport(
-        active=active, candidate=candidate, promoted=result.verdict.promoted, reason=result.verdict.reason, rows=rows
+        active=active, candidate=candidate, promoted=result.decision.promoted, reason=result.decision.reason, rows=rows
     )
 
 
@@ -129,9 +129,9 @@ def _candidate_record(*, active: ModelVersion, number: int, flags: list[Flag], r
             metrics=result.metrics,
             parent=active,
             flags_used=len(result.split.train),
-            notes=result.verdict.reason,
+            notes=result.decision.reason,
         )
-        if result.verdict.promoted:
+        if result.decision.promoted:
             model_version_activate(number=number)
             candidate.is_active = True
             Flag.objects.filter(pk__in=[flags[i].pk for i in result.split.train]).update(trained_in=candidate)

@@ -117,7 +117,8 @@ def test_predict_json_contract_with_a_failing_file(tmp_path, tiny_model_dir, mni
     assert exit_info.value.code == 1
     report = json.loads(out.getvalue())
     assert [item["file"] for item in report] == [str(good), str(bad), str(missing)]
-    assert set(report[0]) == {"file", "digit", "confidence", "probabilities"}
+    assert set(report[0]) == {"file", "digit", "confidence", "probabilities", "verdict"}
+    assert report[0]["verdict"] in ("digit", "unsure", "not_a_digit")
     assert len(report[0]["probabilities"]) == 10
     assert report[0]["digit"] == max(range(10), key=lambda d: report[0]["probabilities"][d])
     assert set(report[1]) == {"file", "error"} and "not an image" in report[1]["error"]

@@ -11,32 +11,32 @@ PARENT = Scores(mnist_accuracy=0.990, mnist_loss=0.03, corrections_accuracy=0.50
 
 def test_a_candidate_better_on_the_corrections_and_as_good_on_mnist_is_promoted():
     candidate = Scores(mnist_accuracy=0.989, mnist_loss=0.03, corrections_accuracy=0.75)
-    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
-    assert verdict.promoted
-    assert verdict.reason == "better on the corrections, within the MNIST tolerance and as honest about its confidence"
-    assert (verdict.parent, verdict.candidate) == (PARENT, candidate)
+    decision = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
+    assert decision.promoted
+    assert decision.reason == "better on the corrections, within the MNIST tolerance and as honest about its confidence"
+    assert (decision.parent, decision.candidate) == (PARENT, candidate)
 
 
 def test_a_candidate_that_loses_more_mnist_accuracy_than_allowed_is_refused():
     candidate = Scores(mnist_accuracy=0.987, mnist_loss=0.04, corrections_accuracy=1.0)
-    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
-    assert not verdict.promoted
-    assert "98.70% is below the active model's 99.00% minus the 0.20-point tolerance" in verdict.reason
+    decision = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
+    assert not decision.promoted
+    assert "98.70% is below the active model's 99.00% minus the 0.20-point tolerance" in decision.reason
 
 
 @pytest.mark.parametrize("corrections", [0.50, 0.25])
 def test_a_candidate_not_better_on_the_corrections_is_refused(corrections):
     candidate = Scores(mnist_accuracy=0.995, mnist_loss=0.02, corrections_accuracy=corrections)
-    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
-    assert not verdict.promoted
-    assert verdict.reason == f"not better on the corrections ({corrections:.2%} vs 50.00%)"
+    decision = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
+    assert not decision.promoted
+    assert decision.reason == f"not better on the corrections ({corrections:.2%} vs 50.00%)"
 
 
 def test_a_forced_candidate_is_promoted_and_the_reason_says_what_it_failed():
     candidate = Scores(mnist_accuracy=0.95, mnist_loss=0.2, corrections_accuracy=0.5)
-    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002, force=True)
-    assert verdict.promoted
-    assert verdict.reason.startswith("forced, although its MNIST test accuracy 95.00%")
+    decision = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002, force=True)
+    assert decision.promoted
+    assert decision.reason.startswith("forced, although its MNIST test accuracy 95.00%")
 
 
 def test_a_candidate_whose_calibration_error_grows_by_more_than_half_a_point_is_refused():
@@ -44,9 +44,9 @@ def test_a_candidate_whose_calibration_error_grows_by_more_than_half_a_point_is_
     slightly = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=0.75, mnist_ece=0.0089)
     assert judge(parent=parent, candidate=slightly, max_mnist_drop=0.002).promoted
     worse = Scores(mnist_accuracy=0.995, mnist_loss=0.03, corrections_accuracy=1.0, mnist_ece=0.0091)
-    verdict = judge(parent=parent, candidate=worse, max_mnist_drop=0.002)
-    assert not verdict.promoted
-    assert verdict.reason == (
+    decision = judge(parent=parent, candidate=worse, max_mnist_drop=0.002)
+    assert not decision.promoted
+    assert decision.reason == (
         "its calibration error on MNIST test 0.91% is more than 0.5 points above the active model's 0.40%"
     )
 
@@ -98,7 +98,7 @@ def test_a_retrain_writes_its_own_bundle_and_judges_it(tiny_model_dir, mnist, tm
     assert metadata["parent_version"] == 1 and metadata["corrections"] == 8 and metadata["epochs"] == 1
     assert metadata["train_samples"] == 500 and metadata["test_samples"] == 200
     assert metadata["train_data_sha256"] == mnist.train.sha256
-    assert metadata["test_accuracy"] == result.verdict.candidate.mnist_accuracy
+    assert metadata["test_accuracy"] == result.decision.candidate.mnist_accuracy
     assert result.metrics["flag_eval_samples"] == 2 and result.metrics["flag_eval"] == "held-out"
     assert result.rows(parent="v1", candidate="v2")[0] == ("version", "v1", "v2")
 
@@ -132,7 +132,7 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
     assert metadata["holdout"] == 500 and metadata["train_samples"] == 1000
     assert metadata["calibration"]["fitted_on"]["clean"] == 500
     assert metadata["calibration"]["temperature"] != 1.0
-    assert result.verdict.candidate.mnist_ece == pytest.approx(result.metrics["test_ece"])
+    assert result.decision.candidate.mnist_ece == pytest.approx(result.metrics["test_ece"])
     assert 0 < result.metrics["parent_test_ece"] < 1
 
 
