@@ -84,7 +84,7 @@ class FlagInline(admin.StackedInline):
     """Flag a single image from its change page."""
 
     model = Flag
-    fields = ("correct_digit", "note", "flagged_by", "flagged_at", "trained_in")
+    fields = ("correct_digit", "not_a_digit", "note", "flagged_by", "flagged_at", "trained_in")
     readonly_fields = ("flagged_by", "flagged_at", "trained_in")
     extra = 0
     max_num = 1
@@ -181,7 +181,7 @@ class DigitImageAdmin(admin.ModelAdmin):
     @admin.display(description="flag")
     def flag_digit(self, obj):
         flag = obj.flag_or_none
-        return f"is a {flag.correct_digit}" if flag else ""
+        return flag.says if flag else ""
 
     @admin.display(description="model", ordering="prediction__model_version__number")
     def model_version(self, obj):
@@ -229,7 +229,9 @@ class DigitImageAdmin(admin.ModelAdmin):
                 continue
             image_flag(
                 image=form.instance,
-                correct_digit=inline_form.cleaned_data["correct_digit"],
+                correct_digit=None
+                if inline_form.cleaned_data.get("not_a_digit")
+                else inline_form.cleaned_data["correct_digit"],
                 flagged_by=request.user,
                 note=inline_form.cleaned_data.get("note", ""),
             )
@@ -247,12 +249,12 @@ class DigitImageAdmin(admin.ModelAdmin):
                         note=form.cleaned_data["note"],
                     )
                 count = queryset.count()
+                digit = form.cleaned_data["correct_digit"]
                 message = ngettext(
-                    "Flagged %(count)d image as %(digit)d.", "Flagged %(count)d images as %(digit)d.", count
+                    "Flagged %(count)d image as %(answer)s.", "Flagged %(count)d images as %(answer)s.", count
                 )
-                self.message_user(
-                    request, message % {"count": count, "digit": form.cleaned_data["correct_digit"]}, messages.SUCCESS
-                )
+                answer = "not a digit" if digit is None else str(digit)
+                self.message_user(request, message % {"count": count, "answer": answer}, messages.SUCCESS)
                 return None
         else:
             form = FlagForm()
@@ -284,8 +286,8 @@ class PredictionAdmin(admin.ModelAdmin):
 
 @admin.register(Flag)
 class FlagAdmin(admin.ModelAdmin):
-    list_display = ("image", "correct_digit", "predicted", "flagged_by", "flagged_at", "trained_in")
-    list_filter = ("correct_digit", "trained_in")
+    list_display = ("image", "correct_digit", "not_a_digit", "predicted", "flagged_by", "flagged_at", "trained_in")
+    list_filter = ("not_a_digit", "correct_digit", "trained_in")
     search_fields = ("image__original_name", "image__owner__username", "note")
     list_select_related = ("image__prediction", "flagged_by", "trained_in")
     readonly_fields = ("image", "flagged_by", "flagged_at", "trained_in")

@@ -118,8 +118,16 @@ class HistoryFilterForm(forms.Form):
         ]
 
 
+NOT_A_DIGIT = "not_a_digit"
+
+
 class FlagForm(forms.Form):
-    correct_digit = forms.TypedChoiceField(choices=DIGIT_CHOICES, coerce=int)
+    """The digit an image really shows, or "not a digit" (``correct_digit`` is then None)."""
+
+    correct_digit = forms.TypedChoiceField(
+        choices=[*DIGIT_CHOICES, (NOT_A_DIGIT, "not a digit")],
+        coerce=lambda value: None if value == NOT_A_DIGIT else int(value),
+    )
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -219,10 +219,14 @@ class Feedback(models.Model):
 
 
 class Flag(models.Model):
-    """A staff correction: the digit an image really shows."""
+    """A staff correction: the digit an image really shows, or that it shows no one digit
+    (which teaches the reject option, not a digit class)."""
 
     image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="flag")
-    correct_digit = models.PositiveSmallIntegerField(validators=DIGIT_VALIDATORS)
+    correct_digit = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=DIGIT_VALIDATORS, help_text="empty when it is not a digit"
+    )
+    not_a_digit = models.BooleanField(default=False, help_text="the image does not show one digit")
     flagged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="flags_made"
     )
@@ -232,8 +236,25 @@ class Flag(models.Model):
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="flags_learned"
     )
 
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(not_a_digit=True, correct_digit__isnull=True)
+                | models.Q(not_a_digit=False, correct_digit__isnull=False),
+                name="flag_says_a_digit_or_not_a_digit",
+            )
+        ]
+
     def __str__(self) -> str:
-        return f"#{self.image_id} is a {self.correct_digit}"
+        return f"#{self.image_id} {self.says}"
+
+    @property
+    def says(self) -> str:
+        return "is not a digit" if self.not_a_digit else f"is a {self.correct_digit}"
+
+    def clean(self):
+        if self.not_a_digit == (self.correct_digit is not None):
+            raise ValidationError("Give the correct digit, or say that it is not a digit (not both).")
 
 
 class WorkerHeartbeat(models.Model):

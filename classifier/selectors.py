@@ -147,7 +147,7 @@ def site_stats(*, days: int = 30) -> SiteStats:
     ]
     corrections = [[0] * len(DIGITS) for _ in DIGITS]
     pairs = (
-        Flag.objects.filter(image__prediction__isnull=False)
+        Flag.objects.filter(image__prediction__isnull=False, not_a_digit=False)
         .values_list("image__prediction__digit", "correct_digit")
         .annotate(n=Count("id"))
     )

@@ -308,7 +308,7 @@ def history_export(request):
                 prediction.verdict_reason if prediction else "",
                 *probabilities,
                 f"v{prediction.model_version.number}" if prediction else "",
-                flag.correct_digit if flag else "",
+                ("not_a_digit" if flag.not_a_digit else flag.correct_digit) if flag else "",
                 feedback.suggested_digit if feedback else "",
                 _csv_cell(image.error_message),
             ]

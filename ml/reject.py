@@ -13,7 +13,8 @@ Each prediction then gets a verdict:
     unsure       a digit, but the calibrated confidence is below ``unsure_below``
     digit        otherwise
 Both thresholds are chosen on the model's held-out training digits (never on the test set):
-``reject_below`` keeps ``KEEP_DIGITS`` of them, ``unsure_below`` is the lowest confidence at
+``reject_below`` is one half (the detector finds "not a digit" likelier), lowered where that
+would lose more than 1 - ``KEEP_DIGITS`` of them; ``unsure_below`` is the lowest confidence at
 which the digits answered are right ``TARGET_ACCURACY`` of the time.
 """
 
@@ -134,7 +135,9 @@ def train_detector(
 def choose_thresholds(digit_share: np.ndarray, confidence: np.ndarray, correct: np.ndarray) -> dict:
     """Thresholds from held-out genuine digits: the detector's ``digit_share`` for each, the
     calibrated ``confidence`` and whether the digit model was right."""
-    reject_below = float(np.quantile(digit_share, 1 - KEEP_DIGITS))
+    # Reject what the detector finds more likely not a digit, unless that loses more than
+    # 1 - KEEP_DIGITS of the genuine digits: then only as many as that.
+    reject_below = min(0.5, float(np.quantile(digit_share, 1 - KEEP_DIGITS)))
     kept = digit_share >= reject_below
     order = np.argsort(-confidence[kept])
     right = np.cumsum(correct[kept][order]) / np.arange(1, kept.sum() + 1)
@@ -149,6 +152,8 @@ def choose_thresholds(digit_share: np.ndarray, confidence: np.ndarray, correct: 
 # and three times as many non-digits; a few epochs of a small CNN (about a minute on 2 cores).
 DETECTOR_DIGITS = 4000
 DETECTOR_EPOCHS = 8
+# Share of the detector's training samples that are staff corrections (after oversampling).
+EXTRA_SHARE = 0.05
 
 
 def shares(verdict_list: list[Verdict]) -> dict:
@@ -164,6 +169,7 @@ def fit_reject_option(
     seed: int,
     digits: int = DETECTOR_DIGITS,
     epochs: int = DETECTOR_EPOCHS,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[keras.Model, dict]:
     """Train the detector on learned digits and generated non-digits, choose the thresholds on
@@ -174,6 +180,13 @@ def fit_reject_option(
     from ml.negatives import FAMILIES, negative_set
 
     x, y = detector_data(mnist.training(holdout), count=digits, seed=seed, log=log)
+    if extra is not None and len(extra[0]):
+        # Staff corrections (inputs, kinds): few, so shown as a fixed share of every epoch.
+        wanted = max(len(extra[0]), int(len(x) * EXTRA_SHARE))
+        picks = np.random.default_rng(seed).choice(len(extra[0]), size=wanted, replace=wanted > len(extra[0]))
+        x = np.concatenate([x, extra[0][picks].astype("float32")])
+        y = np.concatenate([y, extra[1][picks].astype("int32")])
+        log(f"detector data: {len(extra[0])} staff corrections, shown {wanted:,} times an epoch")
     detector, record = train_detector(x, y, epochs=epochs, seed=seed, log=log)
 
     def judged(arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

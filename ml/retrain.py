@@ -28,6 +28,7 @@ from ml.artifacts import ModelBundle, to_model_array
 from ml.data import Mnist, Split
 from ml.evaluation import calibrate_bundle, evaluate_mnist
 from ml.inference import Predictor
+from ml.reject import KINDS
 from ml.train import bundle_metadata, fit
 
 # Share of each epoch's samples that are corrections (after oversampling).
@@ -165,6 +166,22 @@ def split_corrections(count: int, *, seed: int, min_for_holdout: int) -> Correct
 # --- A whole retraining run ---------------------------------------------------------------
 
 
+def _detector_corrections(
+    parent: ModelBundle, digits_x: np.ndarray, rejects_x: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The detector's lessons from staff: corrected digits are digits; an image that is not a
+    digit is of the kind the parent's detector finds likeliest among the others (staff say
+    "not a digit", not whether it is a word or a drawing)."""
+    rejects_x = np.zeros((0, *digits_x.shape[1:]), "float32") if rejects_x is None else rejects_x
+    kinds = np.full(len(rejects_x), KINDS.index("drawing"), dtype="int32")
+    if len(rejects_x) and ModelBundle(parent.directory).detector_path.is_file():
+        kinds = 1 + Predictor(parent.directory).kinds(rejects_x)[:, 1:].argmax(axis=1)
+    return (
+        np.concatenate([digits_x, rejects_x]).astype("float32"),
+        np.concatenate([np.zeros(len(digits_x), dtype="int32"), kinds.astype("int32")]),
+    )
+
+
 @dataclass(frozen=True)
 class RetrainResult:
     bundle: ModelBundle
@@ -236,11 +253,13 @@ def retrain(
     force: bool = False,
     train_limit: int | None = None,
     test_limit: int | None = None,
+    rejects_x: np.ndarray | None = None,
     log: Callable[[str], None] = print,
 ) -> RetrainResult:
     """Fine-tune ``parent`` on MNIST plus the corrections ``split.train``, write the candidate's
     bundle to ``out`` (model, metadata, plots, as training does) and judge it against its parent
-    on MNIST test and the corrections ``split.judged``."""
+    on MNIST test and the corrections ``split.judged``. Images staff said are not digits
+    (``rejects_x``) and the corrections trained on teach the candidate's reject option."""
     holdout = int(parent.metadata().get("holdout", 0))
     learned_images, learned_labels = mnist.training(holdout)
     learned_images, learned_labels = learned_images[:train_limit], learned_labels[:train_limit]
@@ -262,7 +281,15 @@ def retrain(
         # Calibrated before it is judged: the gate compares the confidence each would serve.
         detector_digits = int(parent.metadata().get("detector_digits", 0))
         out.write_metadata({"holdout": holdout, "seed": seed})
-        calibrate_bundle(out.directory, mnist, holdout=holdout, seed=seed, detector_digits=detector_digits, log=log)
+        calibrate_bundle(
+            out.directory,
+            mnist,
+            holdout=holdout,
+            seed=seed,
+            detector_digits=detector_digits,
+            detector_extra=_detector_corrections(parent, corrections_x[split.train], rejects_x),
+            log=log,
+        )
         honesty = {key: out.metadata()[key] for key in ("calibration", "verdict") if key in out.metadata()}
 
     test = Split(images=mnist.test.images[:test_limit], labels=mnist.test.labels[:test_limit], sha256=mnist.test.sha256)

@@ -83,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"the epochs must be at least 1, not {self.epochs}")
         if self.members < 1:
             raise ValueError(f"an ensemble needs at least 1 member, not {self.members}")
+        if self.detector_digits < 0:
+            raise ValueError(f"the detector's digits cannot be fewer than 0, not {self.detector_digits}")
         if self.holdout < 0:
             raise ValueError(f"the held-out images cannot be fewer than 0, not {self.holdout}")
         if not 0 <= self.clean_epochs <= self.epochs:

@@ -326,14 +326,15 @@ def images_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:
 # --- Flags --------------------------------------------------------------------------------
 
 
-def image_flag(*, image: DigitImage, correct_digit: int, flagged_by, note: str = "") -> Flag:
-    """Record (or correct) the digit an image really shows."""
-    if int(correct_digit) not in DIGITS:
+def image_flag(*, image: DigitImage, correct_digit: int | None, flagged_by, note: str = "") -> Flag:
+    """Record (or correct) the digit an image really shows; ``None``: it is not a digit."""
+    if correct_digit is not None and int(correct_digit) not in DIGITS:
         raise ValueError("The correct digit must be between 0 and 9.")
     flag, _ = Flag.objects.update_or_create(
         image=image,
         defaults={
-            "correct_digit": int(correct_digit),
+            "correct_digit": None if correct_digit is None else int(correct_digit),
+            "not_a_digit": correct_digit is None,
             "flagged_by": flagged_by,
             "note": note,
             "flagged_at": timezone.now(),

@@ -81,17 +81,45 @@ def test_evaluate_json_contract(tiny_model_dir):
 
 
 @pytest.mark.django_db
-def test_evaluate_with_realistic_uploads(tiny_model_dir):
-    output = run("evaluate", "--model", str(tiny_model_dir), "--realistic", "12")
+def test_evaluate_with_realistic_uploads_non_digits_and_a_coverage_plot(tiny_model_dir, tmp_path):
+    plot = tmp_path / "coverage.png"
+    output = run(
+        "evaluate",
+        "--model",
+        str(tiny_model_dir),
+        "--realistic",
+        "12",
+        "--non-digits",
+        "12",
+        "--coverage-plot",
+        str(plot),
+    )
     assert "MNIST     accuracy" in output
     assert "realistic accuracy" in output and "photo" in output
     assert output.count("calibration error (ECE, 15 bins)") == 2
+    # The tiny model has no reject option: every reading is a "digit", and few non-digits are caught.
+    assert output.count("verdicts: digit 100.0%") == 2
+    assert "non-digits caught" in output and "scribble" in output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.django_db
 def test_calibrate_fits_a_model_with_a_holdout_and_refuses_one_without(tmp_path, tiny_model_dir):
     out = tmp_path / "held"
-    run("train", "--arch", "dense", "--epochs", "1", "--limit", "2000", "--holdout", "300", "--out", str(out))
+    train = (
+        "train",
+        "--arch",
+        "dense",
+        "--epochs",
+        "1",
+        "--limit",
+        "2000",
+        "--holdout",
+        "300",
+        "--detector-digits",
+        "0",
+    )
+    run(*train, "--out", str(out))
     first = json.loads((out / "metadata.json").read_text())["calibration"]
     output = run("calibrate", "--model", str(out))
     assert "calibrating on 300 held-out training digits" in output and "MNIST test ECE" in output

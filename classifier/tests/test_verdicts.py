@@ -159,3 +159,48 @@ def test_the_statistics_page_counts_uncertain_predictions_per_version(client, us
     page = text(client.get(reverse("classifier:stats")))
     assert "Not sure or not a digit, per model version" in page and "2 not sure and 1 not a digit of 4" in page
     assert "Review queue at the end of each day" in page
+
+
+def test_staff_can_say_an_image_is_not_a_digit_from_the_list_and_the_change_page(client, user, png):
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+    from django.db import IntegrityError, transaction
+
+    from classifier.models import Flag
+
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    word = judged(user, png, digit=4, verdict="not_a_digit", confidence=0.97, reason=REASON)
+    doodle = judged(user, png, digit=0, verdict="unsure", confidence=0.5)
+    url = reverse("admin:classifier_digitimage_changelist")
+    page = client.post(url, {"action": "flag_selected", ACTION_CHECKBOX_NAME: [word.pk]})
+    assert b"not a digit" in page.content
+    done = client.post(
+        url,
+        {"action": "flag_selected", ACTION_CHECKBOX_NAME: [word.pk], "apply": "1", "correct_digit": "not_a_digit"},
+        follow=True,
+    )
+    assert "Flagged 1 image as not a digit." in text(done)
+    flag = Flag.objects.get(image=word)
+    assert flag.not_a_digit and flag.correct_digit is None and flag.says == "is not a digit"
+
+    change = reverse("admin:classifier_digitimage_change", args=[doodle.pk])
+    form = {
+        "flag-TOTAL_FORMS": "1",
+        "flag-INITIAL_FORMS": "0",
+        "flag-MIN_NUM_FORMS": "0",
+        "flag-MAX_NUM_FORMS": "1",
+        "flag-0-image": str(doodle.pk),
+        "flag-0-note": "",
+    }
+    refused = client.post(change, form)  # neither a digit nor "not a digit"
+    assert refused.status_code == 200 and not Flag.objects.filter(image=doodle).exists()
+    assert "Give the correct digit, or say that it is not a digit" in text(refused)
+    client.post(change, form | {"flag-0-not_a_digit": "on"})
+    assert Flag.objects.get(image=doodle).not_a_digit
+    # The database keeps the rule too: a digit and "not a digit" at once is refused.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Flag.objects.filter(image=doodle).update(correct_digit=3)
+    listed = text(client.get(url, {"q": word.original_name}))
+    assert "is not a digit" in listed
+    flags = text(client.get(reverse("admin:classifier_flag_changelist"), {"not_a_digit__exact": "1"}))
+    assert word.original_name in flags and doodle.original_name in flags

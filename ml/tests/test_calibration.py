@@ -60,7 +60,7 @@ def test_training_with_a_holdout_calibrates_the_model_it_serves(tmp_path, mnist)
     from ml.inference import Predictor
     from ml.train import TrainConfig, train_model
 
-    config = TrainConfig.for_arch("basic", epochs=1, train_limit=3000, holdout=600, test_limit=1000)
+    config = TrainConfig.for_arch("basic", epochs=1, train_limit=3000, holdout=600, detector_digits=0, test_limit=1000)
     lines = []
     result = train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
     calibration = json.loads((tmp_path / METADATA_FILE).read_text())["calibration"]

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from ml.artifacts import METADATA_FILE, ModelBundle
+from ml.calibration import model_inputs
+from ml.negatives import negative_set
 from ml.retrain import Scores, judge, retrain, split_corrections
 
 PARENT = Scores(mnist_accuracy=0.990, mnist_loss=0.03, corrections_accuracy=0.50)
@@ -108,10 +110,12 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
     from ml.train import TrainConfig, train_model
 
     parent = ModelBundle(tmp_path / "v1")
-    config = TrainConfig.for_arch("dense", epochs=1, holdout=500, train_limit=1000, test_limit=300)
+    config = TrainConfig.for_arch("dense", epochs=1, holdout=500, train_limit=1000, detector_digits=60, test_limit=300)
     train_model(mnist=mnist, config=config, out_dir=parent.directory, log=lambda line: None)
     rng = np.random.default_rng(0)
     out = ModelBundle(tmp_path / "v2")
+    lines = []
+    words, _ = model_inputs(negative_set(mnist.test.images, count=6, seed=1, families=("printed", "drawn")))
     result = retrain(
         parent=parent,
         parent_version=1,
@@ -125,9 +129,13 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
         max_mnist_drop=1.0,
         train_limit=1000,
         test_limit=300,
-        log=lambda line: None,
+        rejects_x=words,
+        log=lines.append,
     )
     metadata = out.metadata()
+    # Images staff said are not digits, and the corrections, taught the candidate's reject option.
+    assert any(f"{len(words) + 4} staff corrections" in line for line in lines)
+    assert out.detector_path.is_file() and metadata["verdict"]["reject_below"] > 0
     # Fine-tuned as the parent learned, without the 500 digits it held out: calibrated on those.
     assert metadata["holdout"] == 500 and metadata["train_samples"] == 1000
     assert metadata["calibration"]["fitted_on"]["clean"] == 500
