@@ -81,9 +81,14 @@ class Predictor:
         if self.bundle.detector_path.is_file() and self.thresholds:
             self.detector = keras.saving.load_model(self.bundle.detector_path, compile=False)
             detector = self.detector
+            signature = [tf.TensorSpec(shape=(None, *INPUT_SHAPE), dtype=tf.float32)]
             self._detect = tf.function(
-                lambda x: detector(x, training=False),
-                input_signature=[tf.TensorSpec(shape=(None, *INPUT_SHAPE), dtype=tf.float32)],
+                lambda x: detector(x, training=False), input_signature=signature, reduce_retracing=True
+            )
+            # Serving asks both at once: one call into TensorFlow a batch, not two.
+            self._forward_both = tf.function(
+                lambda x: (model(x, training=False), detector(x, training=False)),
+                input_signature=signature,
                 reduce_retracing=True,
             )
 
@@ -112,10 +117,14 @@ class Predictor:
         return self._detect(batch).numpy()
 
     def predict_arrays(self, arrays: np.ndarray) -> list[Prediction]:
-        probabilities = self.probabilities(arrays)
         if not self.thresholds:
-            return [_prediction(row) for row in probabilities]
-        kinds = self.kinds(arrays)
+            return [_prediction(row) for row in self.probabilities(arrays)]
+        batch = np.asarray(arrays, dtype=np.float32).reshape((-1, *INPUT_SHAPE))
+        if self.detector is None or len(batch) == 0:
+            probabilities, kinds = self.probabilities(batch), self.kinds(batch)
+        else:
+            raw, kinds = (part.numpy() for part in self._forward_both(batch))
+            probabilities = raw if self.temperature == 1.0 else tempered(raw, self.temperature).astype(np.float32)
         judged = verdicts(kinds[:, 0], kinds, probabilities.max(axis=1), self.thresholds)
         return [_prediction(row, verdict) for row, verdict in zip(probabilities, judged, strict=True)]
 
