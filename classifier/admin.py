@@ -2,7 +2,7 @@ from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -10,7 +10,8 @@ from django.utils.translation import ngettext
 
 from classifier.forms import FlagForm
 from classifier.models import DIGIT_CHOICES, DigitImage, Feedback, Flag, ModelVersion, Prediction
-from classifier.services import feedback_confirm, image_flag, model_version_activate
+from classifier.selectors import REVIEW_ORDER, review_queue
+from classifier.services import feedback_confirm, image_flag, images_mark_reviewed, model_version_activate
 
 
 class PredictedDigitFilter(admin.SimpleListFilter):
@@ -55,6 +56,23 @@ class _IsSetFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ReviewFilter(admin.SimpleListFilter):
+    """ "To review": predictions nobody has flagged or found right yet, least certain first."""
+
+    title = "review"
+    parameter_name = "review"
+
+    def lookups(self, request, model_admin):
+        return [("todo", "to review (least certain first)"), ("done", "reviewed or flagged")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "todo":
+            return review_queue(queryset)
+        if self.value() == "done":
+            return queryset.filter(Q(reviewed_at__isnull=False) | Q(flag__isnull=False))
+        return queryset
+
+
 class FlaggedFilter(_IsSetFilter):
     title = "flagged"
     parameter_name = "flagged"
@@ -66,7 +84,7 @@ class FlagInline(admin.StackedInline):
     """Flag a single image from its change page."""
 
     model = Flag
-    fields = ("correct_digit", "note", "flagged_by", "flagged_at", "trained_in")
+    fields = ("correct_digit", "not_a_digit", "note", "flagged_by", "flagged_at", "trained_in")
     readonly_fields = ("flagged_by", "flagged_at", "trained_in")
     extra = 0
     max_num = 1
@@ -99,6 +117,7 @@ class DigitImageAdmin(admin.ModelAdmin):
         "owner",
         "predicted_digit",
         "confidence",
+        "verdict",
         "status",
         "flag_digit",
         "model_version",
@@ -106,8 +125,10 @@ class DigitImageAdmin(admin.ModelAdmin):
     )
     list_display_links = ("thumbnail", "original_name")
     list_filter = (
+        ReviewFilter,
         "status",
         PredictedDigitFilter,
+        ("prediction__verdict", admin.ChoicesFieldListFilter),
         ConfidenceBandFilter,
         FlaggedFilter,
         ("prediction__model_version", admin.RelatedOnlyFieldListFilter),
@@ -115,7 +136,7 @@ class DigitImageAdmin(admin.ModelAdmin):
     search_fields = ("owner__username", "original_name")
     list_select_related = ("owner", "prediction", "prediction__model_version", "flag")
     date_hierarchy = "uploaded_at"
-    actions = ["flag_selected"]
+    actions = ["flag_selected", "mark_reviewed"]
     inlines = [FlagInline]
     readonly_fields = (
         "preview",
@@ -132,6 +153,8 @@ class DigitImageAdmin(admin.ModelAdmin):
         "error_message",
         "attempts",
         "prediction_summary",
+        "reviewed_at",
+        "reviewed_by",
     )
     exclude = ("file",)
 
@@ -151,10 +174,14 @@ class DigitImageAdmin(admin.ModelAdmin):
     def confidence(self, obj):
         return _of_prediction(obj, lambda prediction: f"{prediction.confidence:.1%}")
 
+    @admin.display(description="verdict", ordering="prediction__verdict")
+    def verdict(self, obj):
+        return _of_prediction(obj, lambda prediction: prediction.get_verdict_display())
+
     @admin.display(description="flag")
     def flag_digit(self, obj):
         flag = obj.flag_or_none
-        return f"is a {flag.correct_digit}" if flag else ""
+        return flag.says if flag else ""
 
     @admin.display(description="model", ordering="prediction__model_version__number")
     def model_version(self, obj):
@@ -166,15 +193,30 @@ class DigitImageAdmin(admin.ModelAdmin):
         if prediction is None:
             return "-"
         return format_html(
-            '{} at {} by v{} <img src="{}" alt="model input" width="84" height="84" style="vertical-align:middle">',
+            '{} at {} ({}{}) by v{} <img src="{}" alt="model input" width="84" height="84" '
+            'style="vertical-align:middle">',
             prediction.digit,
             f"{prediction.confidence:.1%}",
+            prediction.get_verdict_display(),
+            f": {prediction.verdict_reason}" if prediction.verdict_reason else "",
             prediction.model_version.number,
             reverse("classifier:image_model_input", args=[obj.pk]),
         )
 
     def has_add_permission(self, request):
         return False  # images come from uploads
+
+    def get_ordering(self, request):
+        # The review queue keeps its order (least certain first) unless a column is clicked.
+        if request.GET.get(ReviewFilter.parameter_name) == "todo":
+            return list(REVIEW_ORDER)
+        return super().get_ordering(request)
+
+    @admin.action(description="Looks right: mark selected images reviewed")
+    def mark_reviewed(self, request, queryset):
+        count = images_mark_reviewed(images=queryset, reviewed_by=request.user)
+        message = ngettext("Marked %(count)d image reviewed.", "Marked %(count)d images reviewed.", count)
+        self.message_user(request, message % {"count": count}, messages.SUCCESS)
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not Flag:
@@ -187,7 +229,9 @@ class DigitImageAdmin(admin.ModelAdmin):
                 continue
             image_flag(
                 image=form.instance,
-                correct_digit=inline_form.cleaned_data["correct_digit"],
+                correct_digit=None
+                if inline_form.cleaned_data.get("not_a_digit")
+                else inline_form.cleaned_data["correct_digit"],
                 flagged_by=request.user,
                 note=inline_form.cleaned_data.get("note", ""),
             )
@@ -205,12 +249,12 @@ class DigitImageAdmin(admin.ModelAdmin):
                         note=form.cleaned_data["note"],
                     )
                 count = queryset.count()
+                digit = form.cleaned_data["correct_digit"]
                 message = ngettext(
-                    "Flagged %(count)d image as %(digit)d.", "Flagged %(count)d images as %(digit)d.", count
+                    "Flagged %(count)d image as %(answer)s.", "Flagged %(count)d images as %(answer)s.", count
                 )
-                self.message_user(
-                    request, message % {"count": count, "digit": form.cleaned_data["correct_digit"]}, messages.SUCCESS
-                )
+                answer = "not a digit" if digit is None else str(digit)
+                self.message_user(request, message % {"count": count, "answer": answer}, messages.SUCCESS)
                 return None
         else:
             form = FlagForm()
@@ -227,8 +271,8 @@ class DigitImageAdmin(admin.ModelAdmin):
 
 @admin.register(Prediction)
 class PredictionAdmin(admin.ModelAdmin):
-    list_display = ("image", "digit", "confidence", "model_version", "inference_ms", "created_at")
-    list_filter = ("digit", "model_version")
+    list_display = ("image", "digit", "confidence", "verdict", "model_version", "inference_ms", "created_at")
+    list_filter = ("verdict", "digit", "model_version")
     search_fields = ("image__original_name", "image__owner__username")
     list_select_related = ("image", "model_version")
     exclude = ("model_input",)
@@ -242,8 +286,8 @@ class PredictionAdmin(admin.ModelAdmin):
 
 @admin.register(Flag)
 class FlagAdmin(admin.ModelAdmin):
-    list_display = ("image", "correct_digit", "predicted", "flagged_by", "flagged_at", "trained_in")
-    list_filter = ("correct_digit", "trained_in")
+    list_display = ("image", "correct_digit", "not_a_digit", "predicted", "flagged_by", "flagged_at", "trained_in")
+    list_filter = ("not_a_digit", "correct_digit", "trained_in")
     search_fields = ("image__original_name", "image__owner__username", "note")
     list_select_related = ("image__prediction", "flagged_by", "trained_in")
     readonly_fields = ("image", "flagged_by", "flagged_at", "trained_in")

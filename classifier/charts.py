@@ -138,6 +138,53 @@ def flagged_share_per_version(versions: list[str], shares: list[float], totals: 
     return _render(title, f"Bar chart of the share of flagged predictions per model version: {per_version}", draw)
 
 
+def unsure_share_per_version(versions: list[str], unsure: list[int], not_a_digit: list[int], totals: list[int]) -> str:
+    """Stacked bars: the share of each version's predictions it was not sure of, and the share
+    it judged not a digit."""
+    title = "Not sure or not a digit, per model version"
+    rows = list(zip(versions, unsure, not_a_digit, totals, strict=True))
+    if not any(totals):
+        return _no_data(title)
+    unsure_share = [u / t if t else 0.0 for _, u, _, t in rows]
+    reject_share = [n / t if t else 0.0 for _, _, n, t in rows]
+
+    def draw(ax: Axes) -> None:
+        ax.bar(versions, unsure_share, color="#ffc107", label="not sure")  # Bootstrap's warning
+        bars = ax.bar(versions, reject_share, bottom=unsure_share, color=MUTED_COLOUR, label="not a digit")
+        ax.bar_label(bars, labels=[f"{u} + {n} of {t}" for _, u, n, t in rows], padding=2, fontsize="small")
+        ax.set_ylim(0, max(*(u + n for u, n in zip(unsure_share, reject_share, strict=True)), 0.01) * 1.25)
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1))
+        ax.set(xlabel="Model version", ylabel="Predictions")
+        ax.legend(frameon=False, fontsize="small", loc="upper left")
+
+    per_version = ", ".join(f"{v} {u} not sure and {n} not a digit of {t}" for v, u, n, t in rows)
+    return _render(title, f"Stacked bar chart of uncertain predictions per model version: {per_version}", draw)
+
+
+def review_queue(days: list[datetime.date], sizes: list[int]) -> str:
+    """How many predictions waited for review at the end of each day."""
+    title = "Review queue at the end of each day"
+    if len(days) != len(sizes):
+        raise ValueError(f"{len(days)} days but {len(sizes)} sizes")
+    if not any(sizes):
+        return _no_data(title)
+
+    def draw(ax: Axes) -> None:
+        ax.plot(days, sizes, color=BAR_COLOUR, marker="o", markersize=3)
+        locator = AutoDateLocator(maxticks=MAX_DATE_TICKS)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("Predictions to review")
+
+    label = (
+        f"Line chart of the review queue from {min(days).isoformat()} to {max(days).isoformat()}: "
+        f"{sizes[0]} at the start, at most {max(sizes)}, {sizes[-1]} now"
+    )
+    return _render(title, label, draw)
+
+
 def correction_confusion(matrix: list[list[int]]) -> str:
     title = "Flagged corrections: predicted vs correct"
     counts = np.asarray(matrix, dtype=int)

@@ -2,7 +2,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 
-from classifier.models import DIGIT_CHOICES, DigitImage
+from classifier.models import DIGIT_CHOICES, DigitImage, Prediction
 from classifier.selectors import ImageFilters
 from ml.preprocessing import ACCEPTED_FORMATS_TEXT
 
@@ -59,6 +59,12 @@ class HistoryFilterForm(forms.Form):
     status = forms.ChoiceField(
         label="Status", choices=[("", "any status")], required=False, widget=forms.Select(attrs=SELECT)
     )
+    verdict = forms.ChoiceField(
+        label="Verdict",
+        choices=[("", "any verdict"), *Prediction.Verdict.choices],
+        required=False,
+        widget=forms.Select(attrs=SELECT),
+    )
     below = forms.IntegerField(
         label="Confidence below (%)",
         min_value=1,
@@ -95,6 +101,7 @@ class HistoryFilterForm(forms.Form):
         return ImageFilters(
             digit=data.get("digit"),
             status=data.get("status") or None,
+            verdict=data.get("verdict") or None,
             max_confidence=below / 100 if below else None,
             flagged=data.get("flagged"),
             everyone=bool(data.get("everyone")),
@@ -111,8 +118,16 @@ class HistoryFilterForm(forms.Form):
         ]
 
 
+NOT_A_DIGIT = "not_a_digit"
+
+
 class FlagForm(forms.Form):
-    correct_digit = forms.TypedChoiceField(choices=DIGIT_CHOICES, coerce=int)
+    """The digit an image really shows, or "not a digit" (``correct_digit`` is then None)."""
+
+    correct_digit = forms.TypedChoiceField(
+        choices=[*DIGIT_CHOICES, (NOT_A_DIGIT, "not a digit")],
+        coerce=lambda value: None if value == NOT_A_DIGIT else int(value),
+    )
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 

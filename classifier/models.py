@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -86,6 +86,12 @@ class DigitImage(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Staff looked at the prediction and found it right ("looks right" in the admin's review
+    # queue); a flag says it was wrong. Either takes the image out of the queue.
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="images_reviewed"
+    )
 
     class Meta:
         ordering = ["-uploaded_at", "-id"]
@@ -119,9 +125,23 @@ class Prediction(models.Model):
     which pixels drove it. Both are stored as INPUT_SIDE x INPUT_SIDE uint8 bytes, row by row;
     the methods below are the one place that encodes and decodes them."""
 
+    class Verdict(models.TextChoices):
+        """How far the answer can be trusted (``ml.reject``): a digit read with confidence, a
+        best guess the model is not sure of, or an image that does not show one digit."""
+
+        DIGIT = "digit", "digit"
+        UNSURE = "unsure", "not sure"
+        NOT_A_DIGIT = "not_a_digit", "not a digit"
+
     image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="prediction")
-    digit = models.PositiveSmallIntegerField(validators=DIGIT_VALIDATORS)
-    confidence = models.FloatField()
+    digit = models.PositiveSmallIntegerField(
+        validators=DIGIT_VALIDATORS, help_text="the best guess, whatever the verdict"
+    )
+    confidence = models.FloatField(help_text="calibrated probability of the digit, where the model is calibrated")
+    verdict = models.CharField(max_length=12, choices=Verdict.choices, default=Verdict.DIGIT, db_index=True)
+    verdict_reason = models.CharField(
+        max_length=200, blank=True, help_text="for not a digit: what the image looks like instead"
+    )
     probabilities = models.JSONField(help_text="ten probabilities, digit 0 first")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
     model_input = models.BinaryField(help_text="the 28x28 uint8 image the model saw, row by row")
@@ -132,7 +152,17 @@ class Prediction(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
-        return f"{self.digit} ({self.confidence:.0%})"
+        return f"{self.digit} ({self.confidence:.0%}, {self.get_verdict_display()})"
+
+    @property
+    def runner_up(self) -> tuple[int, float]:
+        """The second most likely digit and its probability."""
+        ranked = sorted(range(len(self.probabilities)), key=lambda d: self.probabilities[d], reverse=True)
+        return ranked[1], float(self.probabilities[ranked[1]])
+
+    @property
+    def runner_up_digit(self) -> int:
+        return self.runner_up[0]
 
     @staticmethod
     def encode_model_input(pixels: np.ndarray) -> bytes:
@@ -189,10 +219,14 @@ class Feedback(models.Model):
 
 
 class Flag(models.Model):
-    """A staff correction: the digit an image really shows."""
+    """A staff correction: the digit an image really shows, or that it shows no one digit
+    (which teaches the reject option, not a digit class)."""
 
     image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="flag")
-    correct_digit = models.PositiveSmallIntegerField(validators=DIGIT_VALIDATORS)
+    correct_digit = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=DIGIT_VALIDATORS, help_text="empty when it is not a digit"
+    )
+    not_a_digit = models.BooleanField(default=False, help_text="the image does not show one digit")
     flagged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="flags_made"
     )
@@ -202,8 +236,25 @@ class Flag(models.Model):
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="flags_learned"
     )
 
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(not_a_digit=True, correct_digit__isnull=True)
+                | models.Q(not_a_digit=False, correct_digit__isnull=False),
+                name="flag_says_a_digit_or_not_a_digit",
+            )
+        ]
+
     def __str__(self) -> str:
-        return f"#{self.image_id} is a {self.correct_digit}"
+        return f"#{self.image_id} {self.says}"
+
+    @property
+    def says(self) -> str:
+        return "is not a digit" if self.not_a_digit else f"is a {self.correct_digit}"
+
+    def clean(self):
+        if self.not_a_digit == (self.correct_digit is not None):
+            raise ValidationError("Give the correct digit, or say that it is not a digit (not both).")
 
 
 class WorkerHeartbeat(models.Model):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -17,6 +18,7 @@ from classifier.models import DIGITS, DigitImage, Feedback, Flag, ModelVersion, 
 class ImageFilters:
     digit: int | None = None
     status: str | None = None
+    verdict: str | None = None  # Prediction.Verdict
     max_confidence: float | None = None  # "confidence below": a fraction in (0, 1]
     flagged: bool | None = None
     everyone: bool = False  # staff only: every user's images
@@ -32,6 +34,8 @@ def image_list_for(user, filters: ImageFilters | None = None) -> QuerySet[DigitI
         images = images.filter(prediction__digit=filters.digit)
     if filters.status:
         images = images.filter(status=filters.status)
+    if filters.verdict:
+        images = images.filter(prediction__verdict=filters.verdict)
     if filters.max_confidence is not None:
         images = images.filter(prediction__confidence__lt=filters.max_confidence)
     if filters.flagged is not None:
@@ -45,6 +49,27 @@ def image_get_for(user, pk: int) -> DigitImage | None:
     if not user.is_staff:
         images = images.filter(owner=user)
     return images.filter(pk=pk).first()
+
+
+def review_queue(images: QuerySet[DigitImage] | None = None) -> QuerySet[DigitImage]:
+    """Predictions staff have neither flagged nor found right, least certain first: the unsure
+    ones, then those judged not a digit, then the rest, each by rising confidence; a
+    correction teaches the model most where it was least sure."""
+    images = DigitImage.objects.all() if images is None else images
+    return images.filter(status=DigitImage.Status.DONE, flag__isnull=True, reviewed_at__isnull=True).order_by(
+        *REVIEW_ORDER
+    )
+
+
+REVIEW_ORDER = (
+    Case(
+        When(prediction__verdict=Prediction.Verdict.UNSURE, then=Value(0)),
+        When(prediction__verdict=Prediction.Verdict.NOT_A_DIGIT, then=Value(1)),
+        default=Value(2),
+    ).asc(),
+    F("prediction__confidence").asc(),
+    F("id").asc(),
+)
 
 
 def flags_for_training() -> QuerySet[Flag]:
@@ -63,6 +88,8 @@ class VersionStats:
     test_accuracy: float | None
     predictions: int
     flagged: int
+    unsure: int = 0
+    not_a_digit: int = 0
 
     @property
     def test_accuracy_percent(self) -> float | None:
@@ -82,6 +109,7 @@ class SiteStats:
     versions: list[VersionStats]
     corrections: list[list[int]]  # [predicted][correct] counts of flagged images
     totals: dict[str, int]
+    review_queue_per_day: list[int]  # predictions waiting for review at the end of each day
 
 
 def site_stats(*, days: int = 30) -> SiteStats:
@@ -105,15 +133,21 @@ def site_stats(*, days: int = 30) -> SiteStats:
             test_accuracy=version.test_accuracy,
             predictions=version.n_predictions,
             flagged=version.n_flagged,
+            unsure=version.n_unsure,
+            not_a_digit=version.n_not_a_digit,
         )
         for version in ModelVersion.objects.order_by("number").annotate(
             n_predictions=Count("predictions", distinct=True),
             n_flagged=Count("predictions", filter=Q(predictions__image__flag__isnull=False), distinct=True),
+            n_unsure=Count("predictions", filter=Q(predictions__verdict=Prediction.Verdict.UNSURE), distinct=True),
+            n_not_a_digit=Count(
+                "predictions", filter=Q(predictions__verdict=Prediction.Verdict.NOT_A_DIGIT), distinct=True
+            ),
         )
     ]
     corrections = [[0] * len(DIGITS) for _ in DIGITS]
     pairs = (
-        Flag.objects.filter(image__prediction__isnull=False)
+        Flag.objects.filter(image__prediction__isnull=False, not_a_digit=False)
         .values_list("image__prediction__digit", "correct_digit")
         .annotate(n=Count("id"))
     )
@@ -132,8 +166,25 @@ def site_stats(*, days: int = 30) -> SiteStats:
             "failed": DigitImage.objects.filter(status=DigitImage.Status.FAILED).count(),
             "flags": Flag.objects.count(),
             "open_feedback": Feedback.objects.filter(confirmed_at__isnull=True).count(),
+            "to_review": review_queue().count(),
         },
+        review_queue_per_day=_review_queue_per_day(day_list),
     )
+
+
+def _review_queue_per_day(days: list[date]) -> list[int]:
+    """The queue's size at the end of each day: predictions made by then, less those reviewed
+    or flagged by then (in one pass over the predictions' and reviews' dates)."""
+    zone = timezone.get_current_timezone()
+    ends = [timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min), zone) for day in days]
+    made = sorted(Prediction.objects.filter(created_at__lt=ends[-1]).values_list("created_at", flat=True))
+    settled = sorted(
+        min(moment for moment in pair if moment is not None)
+        for pair in DigitImage.objects.filter(Q(reviewed_at__isnull=False) | Q(flag__isnull=False)).values_list(
+            "reviewed_at", "flag__flagged_at"
+        )
+    )
+    return [bisect_left(made, end) - bisect_left(settled, end) for end in ends]
 
 
 def workers_alive(*, within_seconds: float) -> list[WorkerHeartbeat]:

@@ -260,6 +260,8 @@ CSV_HEADER = [
     "status",
     "digit",
     "confidence",
+    "verdict",
+    "verdict_reason",
     *[f"p{digit}" for digit in DIGITS],
     "model_version",
     "flagged_as",
@@ -302,9 +304,11 @@ def history_export(request):
                 image.status,
                 prediction.digit if prediction else "",
                 f"{prediction.confidence:.6f}" if prediction else "",
+                prediction.verdict if prediction else "",
+                prediction.verdict_reason if prediction else "",
                 *probabilities,
                 f"v{prediction.model_version.number}" if prediction else "",
-                flag.correct_digit if flag else "",
+                ("not_a_digit" if flag.not_a_digit else flag.correct_digit) if flag else "",
                 feedback.suggested_digit if feedback else "",
                 _csv_cell(image.error_message),
             ]
@@ -412,6 +416,13 @@ def stats(request):
         charts.flagged_share_per_version(
             [v.label for v in versions], [v.flagged_share for v in versions], [v.predictions for v in versions]
         ),
+        charts.unsure_share_per_version(
+            [v.label for v in versions],
+            [v.unsure for v in versions],
+            [v.not_a_digit for v in versions],
+            [v.predictions for v in versions],
+        ),
+        charts.review_queue(data.days, data.review_queue_per_day),
         charts.correction_confusion(data.corrections),
         charts.version_metrics([v.label for v in versions], [v.test_accuracy for v in versions]),
     ]

@@ -5,6 +5,7 @@ A model bundle is a directory that training and fine-tuning write and serving re
     metadata.json          how it was made and how good it is
     training_curves.png    loss and accuracy per epoch
     confusion_matrix.png   on the MNIST test set
+    reject.keras           the reject option's detector (``ml.reject``), where it was fitted
 
 No Keras or TensorFlow here: the web process reads these names and files too.
 """
@@ -25,6 +26,7 @@ MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 CURVES_FILE = "training_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
+DETECTOR_FILE = "reject.keras"
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,13 @@ class ModelBundle:
     def confusion_path(self) -> Path:
         return self.directory / CONFUSION_FILE
 
+    @property
+    def detector_path(self) -> Path:
+        return self.directory / DETECTOR_FILE
+
     def files(self) -> list[Path]:
         """The bundle's files that exist, model first."""
-        paths = [self.model_path, self.metadata_path, self.curves_path, self.confusion_path]
+        paths = [self.model_path, self.metadata_path, self.curves_path, self.confusion_path, self.detector_path]
         return [path for path in paths if path.is_file()]
 
     def metadata(self) -> dict:

@@ -15,8 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from ml.artifacts import INPUT_SHAPE, NUM_CLASSES, ModelBundle
+from ml.calibration import tempered
 from ml.explain import GradCam
 from ml.preprocessing import ModelInput, PreprocessingError, to_model_input
+from ml.reject import KINDS, Verdict, verdicts
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +29,17 @@ UNEXPECTED_ERROR = "This image could not be read: saving it again as PNG or JPEG
 @dataclass(frozen=True)
 class Prediction:
     digit: int
-    confidence: float
+    confidence: float  # calibrated, where the model was
     probabilities: tuple[float, ...]  # NUM_CLASSES values that sum to 1
+    verdict: str = "digit"  # ml.reject.VERDICTS
+    reason: str = ""  # for not_a_digit: what it looks like instead
 
     def as_dict(self) -> dict:
         return {
             "digit": self.digit,
             "confidence": self.confidence,
             "probabilities": list(self.probabilities),
+            "verdict": self.verdict,
         }
 
 
@@ -59,6 +64,9 @@ class Predictor:
             raise FileNotFoundError(f"no model at {self.model_path}")
         self.model = keras.saving.load_model(self.model_path, compile=False)
         self.metadata = self.bundle.metadata()
+        # Calibrated confidence (ml.calibration): fitted when the model was trained on digits
+        # it never saw; a model without it answers with its raw probabilities.
+        self.temperature = float((self.metadata.get("calibration") or {}).get("temperature", 1.0))
         model = self.model
         self._forward = tf.function(
             lambda x: model(x, training=False),
@@ -66,16 +74,59 @@ class Predictor:
             reduce_retracing=True,
         )
         self._grad_cam: GradCam | None = None  # built on the first explain(): most workers never need it
+        # The reject option (ml.reject): its detector where the bundle has one, and the
+        # thresholds chosen on held-out digits; without them every prediction is a "digit".
+        self.thresholds = self.metadata.get("verdict") or None
+        self.detector = None
+        if self.bundle.detector_path.is_file() and self.thresholds:
+            self.detector = keras.saving.load_model(self.bundle.detector_path, compile=False)
+            detector = self.detector
+            signature = [tf.TensorSpec(shape=(None, *INPUT_SHAPE), dtype=tf.float32)]
+            self._detect = tf.function(
+                lambda x: detector(x, training=False), input_signature=signature, reduce_retracing=True
+            )
+            # Serving asks both at once: one call into TensorFlow a batch, not two.
+            self._forward_both = tf.function(
+                lambda x: (model(x, training=False), detector(x, training=False)),
+                input_signature=signature,
+                reduce_retracing=True,
+            )
 
-    def probabilities(self, arrays: np.ndarray) -> np.ndarray:
-        """(n, 28, 28) or (n, 28, 28, 1) floats in [0, 1] -> (n, 10) probabilities."""
+    def probabilities(self, arrays: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """(n, 28, 28) or (n, 28, 28, 1) floats in [0, 1] -> (n, 10) probabilities, calibrated
+        unless asked for the model's own."""
         batch = np.asarray(arrays, dtype=np.float32).reshape((-1, *INPUT_SHAPE))
         if len(batch) == 0:
             return np.zeros((0, NUM_CLASSES), dtype=np.float32)
-        return self._forward(batch).numpy()
+        raw = self._forward(batch).numpy()
+        if not calibrated or self.temperature == 1.0:
+            return raw
+        return tempered(raw, self.temperature).astype(np.float32)
+
+    def uncalibrated(self, probabilities: np.ndarray) -> np.ndarray:
+        """The model's own probabilities back from calibrated ones (tempering is invertible)."""
+        if self.temperature == 1.0:
+            return np.asarray(probabilities)
+        return tempered(probabilities, 1.0 / self.temperature).astype(np.float32)
+
+    def kinds(self, arrays: np.ndarray) -> np.ndarray:
+        """The detector's (n, len(KINDS)) probabilities of what each input is (digit first)."""
+        batch = np.asarray(arrays, dtype=np.float32).reshape((-1, *INPUT_SHAPE))
+        if self.detector is None or len(batch) == 0:
+            return np.tile(np.eye(len(KINDS), dtype=np.float32)[0], (len(batch), 1))
+        return self._detect(batch).numpy()
 
     def predict_arrays(self, arrays: np.ndarray) -> list[Prediction]:
-        return [_prediction(row) for row in self.probabilities(arrays)]
+        if not self.thresholds:
+            return [_prediction(row) for row in self.probabilities(arrays)]
+        batch = np.asarray(arrays, dtype=np.float32).reshape((-1, *INPUT_SHAPE))
+        if self.detector is None or len(batch) == 0:
+            probabilities, kinds = self.probabilities(batch), self.kinds(batch)
+        else:
+            raw, kinds = (part.numpy() for part in self._forward_both(batch))
+            probabilities = raw if self.temperature == 1.0 else tempered(raw, self.temperature).astype(np.float32)
+        judged = verdicts(kinds[:, 0], kinds, probabilities.max(axis=1), self.thresholds)
+        return [_prediction(row, verdict) for row, verdict in zip(probabilities, judged, strict=True)]
 
     def explain(self, arrays: np.ndarray, class_indices: np.ndarray | None = None) -> np.ndarray:
         """Grad-CAM heat maps, (n, 28, 28) float32 in [0, 1], for the predicted or the given classes."""
@@ -110,10 +161,12 @@ class Predictor:
         ]
 
 
-def _prediction(probabilities: np.ndarray) -> Prediction:
+def _prediction(probabilities: np.ndarray, verdict: Verdict | None = None) -> Prediction:
     digit = int(np.argmax(probabilities))
     return Prediction(
         digit=digit,
         confidence=float(probabilities[digit]),
         probabilities=tuple(float(p) for p in probabilities),
+        verdict=verdict.verdict if verdict else "digit",
+        reason=verdict.reason if verdict else "",
     )

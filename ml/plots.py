@@ -56,3 +56,31 @@ def plot_confusion_matrix(matrix: np.ndarray, path: Path, *, title: str) -> None
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_coverage_accuracy(curves: dict, path: Path, *, title: str) -> None:
+    """Accuracy of the answers against the share of inputs answered, answering the most
+    confident first; ``curves``: name -> (coverage, accuracy, (coverage, accuracy) of the
+    verdicts as served), that point marked on each curve."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, (coverage, accuracy, (served_coverage, served_accuracy)) in curves.items():
+        (line,) = ax.plot(coverage * 100, accuracy * 100, label=name)
+        ax.plot(
+            served_coverage * 100,
+            served_accuracy * 100,
+            marker="o",
+            color=line.get_color(),
+            label=f"{name}: the 'digit' verdicts ({served_coverage:.1%} answered, {served_accuracy:.2%} right)",
+        )
+    low = min(float(np.min(accuracy[len(accuracy) // 2 :])) for _, accuracy, _ in curves.values())
+    ax.set(
+        xlabel="inputs answered as a digit, most confident first (%)",
+        ylabel="answers right (%)",
+        title=title,
+        ylim=(min(99.0, low * 100 - 0.2), 100.05),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

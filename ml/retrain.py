@@ -6,7 +6,11 @@ oversampled to a fixed share of every epoch and augmented like the rest, which m
 handful of them matter without letting the model forget MNIST.
 
 The gate (``judge``) is a plain function: a candidate is promoted when it loses at most
-``max_mnist_drop`` of MNIST test accuracy and is better on the corrections it is judged on.
+``max_mnist_drop`` of MNIST test accuracy, its calibration error on MNIST test grows by at
+most ``MAX_ECE_RISE``, and it is better on the corrections it is judged on.
+
+The training digits the parent held out stay out of fine-tuning too: the candidate's
+confidence is calibrated on them again, as training calibrated the parent's.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ import numpy as np
 from ml.architectures import members_of
 from ml.artifacts import ModelBundle, to_model_array
 from ml.data import Mnist, Split
-from ml.evaluation import evaluate_mnist
+from ml.evaluation import calibrate_bundle, evaluate_mnist
 from ml.inference import Predictor
+from ml.reject import KINDS
 from ml.train import bundle_metadata, fit
 
 # Share of each epoch's samples that are corrections (after oversampling).
 CORRECTION_SHARE = 0.05
 FINE_TUNE_LEARNING_RATE = 3e-4
 FINE_TUNE_BATCH_SIZE = 256
+# How much worse a candidate's calibration error on MNIST test may be (0.5 points).
+MAX_ECE_RISE = 0.005
 
 
 @dataclass(frozen=True)
@@ -96,37 +103,45 @@ class Scores:
     mnist_accuracy: float
     mnist_loss: float
     corrections_accuracy: float | None  # None: no corrections to judge on
+    mnist_ece: float = 0.0  # expected calibration error of the confidence served
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Decision:
     parent: Scores
     candidate: Scores
     promoted: bool
     reason: str
 
 
-def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bool = False) -> Verdict:
+def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bool = False) -> Decision:
     """Promote a candidate no worse on MNIST than its parent (within ``max_mnist_drop``) and
     better on the corrections; ``force`` promotes it anyway, saying what it failed."""
     mnist_ok = candidate.mnist_accuracy >= parent.mnist_accuracy - max_mnist_drop
+    ece_ok = candidate.mnist_ece <= parent.mnist_ece + MAX_ECE_RISE
     corrections_ok = parent.corrections_accuracy is None or (
         candidate.corrections_accuracy is not None and candidate.corrections_accuracy > parent.corrections_accuracy
     )
-    if mnist_ok and corrections_ok:
-        reason = "better on the corrections and within the MNIST tolerance"
+    passed = mnist_ok and ece_ok and corrections_ok
+    if passed:
+        reason = "better on the corrections, within the MNIST tolerance and as honest about its confidence"
     elif not mnist_ok:
         reason = (
             f"its MNIST test accuracy {candidate.mnist_accuracy:.2%} is below the active model's "
             f"{parent.mnist_accuracy:.2%} minus the {100 * max_mnist_drop:.2f}-point tolerance"
         )
+    elif not ece_ok:
+        reason = (
+            f"its calibration error on MNIST test {100 * candidate.mnist_ece:.2f}% is more than "
+            f"{100 * MAX_ECE_RISE:.1f} points above the active model's {100 * parent.mnist_ece:.2f}%"
+        )
     else:
         reason = (
             f"not better on the corrections ({candidate.corrections_accuracy:.2%} vs {parent.corrections_accuracy:.2%})"
         )
-    if force and not (mnist_ok and corrections_ok):
+    if force and not passed:
         reason = f"forced, although {reason}"
-    return Verdict(parent=parent, candidate=candidate, promoted=force or (mnist_ok and corrections_ok), reason=reason)
+    return Decision(parent=parent, candidate=candidate, promoted=force or passed, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -151,20 +166,38 @@ def split_corrections(count: int, *, seed: int, min_for_holdout: int) -> Correct
 # --- A whole retraining run ---------------------------------------------------------------
 
 
+def _detector_corrections(
+    parent: ModelBundle, digits_x: np.ndarray, rejects_x: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The detector's lessons from staff: corrected digits are digits; an image that is not a
+    digit is of the kind the parent's detector finds likeliest among the others (staff say
+    "not a digit", not whether it is a word or a drawing)."""
+    rejects_x = np.zeros((0, *digits_x.shape[1:]), "float32") if rejects_x is None else rejects_x
+    kinds = np.full(len(rejects_x), KINDS.index("drawing"), dtype="int32")
+    if len(rejects_x) and ModelBundle(parent.directory).detector_path.is_file():
+        kinds = 1 + Predictor(parent.directory).kinds(rejects_x)[:, 1:].argmax(axis=1)
+    return (
+        np.concatenate([digits_x, rejects_x]).astype("float32"),
+        np.concatenate([np.zeros(len(digits_x), dtype="int32"), kinds.astype("int32")]),
+    )
+
+
 @dataclass(frozen=True)
 class RetrainResult:
     bundle: ModelBundle
-    verdict: Verdict
+    decision: Decision
     split: CorrectionSplit
     test_samples: int
 
     @property
     def metrics(self) -> dict:
         """The candidate's figures, with its parent's to compare."""
-        parent, candidate = self.verdict.parent, self.verdict.candidate
+        parent, candidate = self.decision.parent, self.decision.candidate
         return {
             "test_accuracy": candidate.mnist_accuracy,
             "test_loss": candidate.mnist_loss,
+            "test_ece": candidate.mnist_ece,
+            "parent_test_ece": parent.mnist_ece,
             "test_samples": self.test_samples,
             "flag_accuracy": candidate.corrections_accuracy,
             "parent_test_accuracy": parent.mnist_accuracy,
@@ -179,11 +212,12 @@ class RetrainResult:
         def pct(value: float | None) -> str:
             return "-" if value is None else f"{value:.2%}"
 
-        old, new, promoted = self.verdict.parent, self.verdict.candidate, self.verdict.promoted
+        old, new, promoted = self.decision.parent, self.decision.candidate, self.decision.promoted
         return [
             ("version", parent, candidate),
             ("MNIST test accuracy", pct(old.mnist_accuracy), pct(new.mnist_accuracy)),
             ("MNIST test loss", f"{old.mnist_loss:.4f}", f"{new.mnist_loss:.4f}"),
+            ("MNIST test calibration error", f"{100 * old.mnist_ece:.2f}%", f"{100 * new.mnist_ece:.2f}%"),
             (
                 f"corrections ({self.split.kind}, {len(self.split.judged)})",
                 pct(old.corrections_accuracy),
@@ -197,7 +231,10 @@ def _scores(predictor: Predictor, test: Split, x: np.ndarray, y: np.ndarray) -> 
     report = evaluate_mnist(predictor, test)
     corrections = float((predictor.probabilities(x).argmax(axis=1) == y).mean()) if len(x) else None
     return Scores(
-        mnist_accuracy=report["accuracy"], mnist_loss=report["loss"], corrections_accuracy=corrections
+        mnist_accuracy=report["accuracy"],
+        mnist_loss=report["loss"],
+        corrections_accuracy=corrections,
+        mnist_ece=report["ece"],
     ), report
 
 
@@ -216,15 +253,20 @@ def retrain(
     force: bool = False,
     train_limit: int | None = None,
     test_limit: int | None = None,
+    rejects_x: np.ndarray | None = None,
     log: Callable[[str], None] = print,
 ) -> RetrainResult:
     """Fine-tune ``parent`` on MNIST plus the corrections ``split.train``, write the candidate's
     bundle to ``out`` (model, metadata, plots, as training does) and judge it against its parent
-    on MNIST test and the corrections ``split.judged``."""
+    on MNIST test and the corrections ``split.judged``. Images staff said are not digits
+    (``rejects_x``) and the corrections trained on teach the candidate's reject option."""
+    holdout = int(parent.metadata().get("holdout", 0))
+    learned_images, learned_labels = mnist.training(holdout)
+    learned_images, learned_labels = learned_images[:train_limit], learned_labels[:train_limit]
     result = fine_tune(
         model_path=parent.directory,
-        mnist_x=to_model_array(mnist.train.images[:train_limit]),
-        mnist_y=mnist.train.labels[:train_limit].astype("int32"),
+        mnist_x=to_model_array(learned_images),
+        mnist_y=learned_labels.astype("int32"),
         extra_x=corrections_x[split.train],
         extra_y=corrections_y[split.train],
         epochs=epochs,
@@ -235,12 +277,26 @@ def retrain(
     )
     out.directory.mkdir(parents=True, exist_ok=True)
     result.model.save(out.model_path)
+    if holdout:
+        # Calibrated before it is judged: the gate compares the confidence each would serve.
+        detector_digits = int(parent.metadata().get("detector_digits", 0))
+        out.write_metadata({"holdout": holdout, "seed": seed})
+        calibrate_bundle(
+            out.directory,
+            mnist,
+            holdout=holdout,
+            seed=seed,
+            detector_digits=detector_digits,
+            detector_extra=_detector_corrections(parent, corrections_x[split.train], rejects_x),
+            log=log,
+        )
+        honesty = {key: out.metadata()[key] for key in ("calibration", "verdict") if key in out.metadata()}
 
     test = Split(images=mnist.test.images[:test_limit], labels=mnist.test.labels[:test_limit], sha256=mnist.test.sha256)
     judged_x, judged_y = corrections_x[split.judged], corrections_y[split.judged]
     parent_scores, _ = _scores(Predictor(parent.directory), test, judged_x, judged_y)
     candidate_scores, report = _scores(Predictor(out.directory), test, judged_x, judged_y)
-    verdict = judge(parent=parent_scores, candidate=candidate_scores, max_mnist_drop=max_mnist_drop, force=force)
+    decision = judge(parent=parent_scores, candidate=candidate_scores, max_mnist_drop=max_mnist_drop, force=force)
 
     recipe = {
         "epochs": epochs,
@@ -251,6 +307,8 @@ def retrain(
         "writers": bool(parent.metadata().get("writers")),
         "members": max(len(members_of(result.model)), 1),
         "seed": seed,
+        "holdout": holdout,
+        **({"detector_digits": detector_digits} if holdout else {}),
         "parent_version": parent_version,
         "corrections": len(split.train),
         "correction_share": CORRECTION_SHARE,
@@ -261,7 +319,7 @@ def retrain(
             model=result.model,
             recipe=recipe,
             mnist=mnist,
-            train_count=len(mnist.train.images[:train_limit]),
+            train_count=len(learned_images),
             test_count=report["samples"],
             training_seconds=result.seconds,
             test_loss=report["loss"],
@@ -269,6 +327,7 @@ def retrain(
             matrix=np.array(report["confusion_matrix"]),
             history=result.history,
         )
+        | (honesty if holdout else {})
     )
     name = out.directory.name
     out.write_plots(
@@ -277,4 +336,4 @@ def retrain(
         title=f"{name}: fine-tuned from v{parent_version}",
         name=name,
     )
-    return RetrainResult(bundle=out, verdict=verdict, split=split, test_samples=report["samples"])
+    return RetrainResult(bundle=out, decision=decision, split=split, test_samples=report["samples"])

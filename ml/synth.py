@@ -39,9 +39,11 @@ class Upload:
 
 
 def _ink_layer(digit: np.ndarray, *, height: int, rng: np.random.Generator, thickness: float) -> np.ndarray:
-    """The digit as ink coverage in [0, 1], ``height`` pixels tall, rotated a little."""
+    """The digit (or any ink drawn at MNIST's scale, white on black) as ink coverage in
+    [0, 1], ``height`` pixels tall and as wide as its shape says, rotated a little."""
     image = Image.fromarray(digit.astype(np.uint8))
-    image = image.resize((height, height), Image.Resampling.BICUBIC)
+    width = max(1, round(height * digit.shape[1] / digit.shape[0]))
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
     image = image.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR, expand=True)
     ink = np.asarray(image, dtype=np.float32) / 255.0
     # Thicker or thinner strokes than MNIST's, in proportion to the size.
@@ -103,7 +105,8 @@ def _encode(pixels: np.ndarray, *, fmt: str, mode: str = "RGB", quality: int = 9
 
 
 def render_upload(digit: np.ndarray, *, scenario: str, rng: np.random.Generator, label: int | None = None) -> Upload:
-    """Render a 28x28 uint8 MNIST digit (white on black) as one realistic upload."""
+    """Render a 28x28 uint8 MNIST digit (white on black) as one realistic upload; anything
+    else drawn that way (28 px tall, any width: a word, a number) renders the same way."""
     if scenario == "photo":
         paper_name = str(rng.choice(list(PAPERS)))
         ink_name = str(rng.choice(["black", "blue"]))

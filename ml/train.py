@@ -23,6 +23,8 @@ from PIL import Image, ImageDraw
 from ml.architectures import build, ensemble
 from ml.artifacts import INPUT_SIDE, ModelBundle, confusion_matrix, to_model_array
 from ml.data import Mnist
+from ml.evaluation import calibrate_bundle
+from ml.reject import DETECTOR_DIGITS
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class TrainConfig:
     members: int = 1
     clean_epochs: int = 0
     holdout: int = 0
+    # With a holdout: the reject option's detector learns from this many training digits.
+    detector_digits: int = DETECTOR_DIGITS
     seed: int = 42
     # Train on the first N training images only (tests and quick experiments).
     train_limit: int | None = None
@@ -90,6 +94,8 @@ class TrainConfig:
             raise ValueError(f"the epochs must be at least 1, not {self.epochs}")
         if self.members < 1:
             raise ValueError(f"an ensemble needs at least 1 member, not {self.members}")
+        if self.detector_digits < 0:
+            raise ValueError(f"the detector's digits cannot be fewer than 0, not {self.detector_digits}")
         if self.holdout < 0:
             raise ValueError(f"the held-out images cannot be fewer than 0, not {self.holdout}")
         if not 0 <= self.clean_epochs <= self.epochs:
@@ -395,10 +401,22 @@ def train_model(
     log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train the model ``config`` describes (an ensemble when it has several members) and write
-    its bundle to ``out_dir``."""
+    its bundle to ``out_dir``; with a holdout, calibrate its confidence on those digits."""
     if config.members > 1:
-        return _train_ensemble(mnist=mnist, config=config, out=Path(out_dir), log=log)
-    return _train_one(mnist=mnist, config=config, out_dir=out_dir, log=log)
+        result = _train_ensemble(mnist=mnist, config=config, out=Path(out_dir), log=log)
+    else:
+        result = _train_one(mnist=mnist, config=config, out_dir=out_dir, log=log)
+    if config.holdout:
+        calibrate_bundle(
+            result.out_dir,
+            mnist,
+            holdout=config.holdout,
+            seed=config.seed,
+            detector_digits=config.detector_digits,
+            log=log,
+        )
+        result.metadata = ModelBundle(result.out_dir).metadata()
+    return result
 
 
 def _scores(model, x_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float, np.ndarray]:

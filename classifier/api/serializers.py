@@ -15,7 +15,12 @@ class PredictionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Prediction
-        fields = ["digit", "confidence", "probabilities", "model_version", "created_at"]
+        fields = ["digit", "confidence", "verdict", "verdict_reason", "probabilities", "model_version", "created_at"]
+        extra_kwargs = {
+            "digit": {"help_text": "the best guess, whatever the verdict"},
+            "confidence": {"help_text": "calibrated probability of the digit"},
+            "verdict": {"help_text": "digit: read with confidence; unsure: a best guess; not_a_digit: not one digit"},
+        }
 
 
 class ImageSerializer(serializers.ModelSerializer):
@@ -25,6 +30,7 @@ class ImageSerializer(serializers.ModelSerializer):
     error = serializers.CharField(source="error_message", help_text="why it failed; empty otherwise")
     prediction = PredictionSerializer(allow_null=True, read_only=True, help_text="null until the status is done")
     flagged_as = serializers.SerializerMethodField(help_text="the digit staff say it really is")
+    flagged_not_a_digit = serializers.SerializerMethodField(help_text="staff say it is not a digit")
     your_feedback = serializers.SerializerMethodField(help_text="the digit you said it really is")
 
     class Meta:
@@ -44,6 +50,7 @@ class ImageSerializer(serializers.ModelSerializer):
             "error",
             "prediction",
             "flagged_as",
+            "flagged_not_a_digit",
             "your_feedback",
         ]
 
@@ -61,6 +68,11 @@ class ImageSerializer(serializers.ModelSerializer):
     def get_flagged_as(self, image):
         flag = image.flag_or_none
         return flag.correct_digit if flag else None
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_flagged_not_a_digit(self, image) -> bool:
+        flag = image.flag_or_none
+        return bool(flag and flag.not_a_digit)
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_your_feedback(self, image):

@@ -31,6 +31,7 @@ FILTERS = [
         "digit", {"type": "integer", "minimum": DIGITS[0], "maximum": DIGITS[-1]}, description="predicted digit"
     ),
     OpenApiParameter("status", str, enum=["pending", "processing", "done", "failed"]),
+    OpenApiParameter("verdict", str, enum=["digit", "unsure", "not_a_digit"], description="how far to trust it"),
     OpenApiParameter(
         "below", {"type": "integer", "minimum": 1, "maximum": 100}, description="confidence below this percentage"
     ),

@@ -288,6 +288,8 @@ def _predictions_store(
                     image_id=image.pk,
                     digit=result.prediction.digit,
                     confidence=result.prediction.confidence,
+                    verdict=result.prediction.verdict,
+                    verdict_reason=result.prediction.reason,
                     probabilities=list(result.prediction.probabilities),
                     model_version=version,
                     model_input=Prediction.encode_model_input(result.model_input.display),
@@ -324,20 +326,29 @@ def images_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:
 # --- Flags --------------------------------------------------------------------------------
 
 
-def image_flag(*, image: DigitImage, correct_digit: int, flagged_by, note: str = "") -> Flag:
-    """Record (or correct) the digit an image really shows."""
-    if int(correct_digit) not in DIGITS:
+def image_flag(*, image: DigitImage, correct_digit: int | None, flagged_by, note: str = "") -> Flag:
+    """Record (or correct) the digit an image really shows; ``None``: it is not a digit."""
+    if correct_digit is not None and int(correct_digit) not in DIGITS:
         raise ValueError("The correct digit must be between 0 and 9.")
     flag, _ = Flag.objects.update_or_create(
         image=image,
         defaults={
-            "correct_digit": int(correct_digit),
+            "correct_digit": None if correct_digit is None else int(correct_digit),
+            "not_a_digit": correct_digit is None,
             "flagged_by": flagged_by,
             "note": note,
             "flagged_at": timezone.now(),
         },
     )
     return flag
+
+
+def images_mark_reviewed(*, images: Iterable[DigitImage], reviewed_by) -> int:
+    """Staff found these predictions right: they leave the review queue. Returns how many."""
+    ids = [image.pk for image in images]
+    return DigitImage.objects.filter(pk__in=ids, status=DigitImage.Status.DONE).update(
+        reviewed_at=timezone.now(), reviewed_by=reviewed_by
+    )
 
 
 # --- Feedback from owners -----------------------------------------------------------------

@@ -42,11 +42,27 @@ def model_path_default() -> Path:
     return active.directory if active else settings.SHIPPED_MODEL_DIR
 
 
-def model_evaluate(*, model_path: Path | None = None, realistic: int = 0, styles: int = 0, seed: int = 0) -> dict:
-    """Accuracy and loss on the MNIST test set; with ``realistic``, also on that many
-    realistic uploads rendered from the test set; with ``styles``, on that many per stand-in
-    for other writers and scanners, and on scikit-learn's digits by 43 writers."""
-    from ml.evaluation import evaluate_mnist, evaluate_realistic, evaluate_styles
+def model_evaluate(
+    *,
+    model_path: Path | None = None,
+    realistic: int = 0,
+    styles: int = 0,
+    non_digits: int = 0,
+    seed: int = 0,
+    coverage_plot: Path | None = None,
+) -> dict:
+    """Accuracy, loss, calibration error and verdicts on the MNIST test set; with ``realistic``,
+    also on that many realistic uploads rendered from the test set; with ``styles``, on that
+    many per stand-in for other writers and scanners, and on scikit-learn's digits by 43
+    writers; with ``non_digits``, how many of that many generated non-digits are caught.
+    ``coverage_plot``: where to draw accuracy against coverage (MNIST and realistic uploads)."""
+    from ml.evaluation import (
+        coverage_curves,
+        evaluate_mnist,
+        evaluate_non_digits,
+        evaluate_realistic,
+        evaluate_styles,
+    )
     from ml.inference import Predictor
 
     predictor = Predictor(model_path or model_path_default())
@@ -56,7 +72,35 @@ def model_evaluate(*, model_path: Path | None = None, realistic: int = 0, styles
         report["realistic"] = evaluate_realistic(predictor, test, count=realistic, seed=seed)
     if styles:
         report["styles"] = evaluate_styles(predictor, test, count=styles, seed=seed)
+    if non_digits:
+        report["non_digits"] = evaluate_non_digits(predictor, test.images, count=non_digits, seed=seed)
+    if coverage_plot:
+        from ml.plots import plot_coverage_accuracy
+
+        curves = coverage_curves(predictor, test, realistic=realistic, seed=seed)
+        plot_coverage_accuracy(curves, Path(coverage_plot), title="Accuracy against coverage (calibrated confidence)")
+        report["coverage_plot"] = str(coverage_plot)
     return report
+
+
+def model_calibrate(*, model_path: Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """Fit the calibrated confidence of a model bundle again, on the training digits its
+    metadata says it was never trained on, and record it in the bundle."""
+    from ml.evaluation import calibrate_bundle
+    from ml.reject import DETECTOR_DIGITS
+
+    bundle = ModelBundle.at(model_path or model_path_default())
+    metadata = bundle.metadata()
+    if not metadata:
+        raise FileNotFoundError(f"no model metadata at {bundle.metadata_path}")
+    return calibrate_bundle(
+        bundle.directory,
+        mnist_load(),
+        holdout=metadata.get("holdout", 0),
+        seed=metadata.get("seed", 0),
+        detector_digits=metadata.get("detector_digits", DETECTOR_DIGITS),
+        log=log,
+    )
 
 
 def image_files_predict(*, paths: list[Path], model_path: Path | None = None) -> list[dict]:

@@ -47,7 +47,8 @@ class RetrainReport:
 
 
 def _flag_arrays(flags: list[Flag]) -> tuple[list[Flag], np.ndarray, np.ndarray]:
-    """Model inputs and correct digits of the flagged images that still preprocess."""
+    """Model inputs and correct digits of the flagged images that still preprocess (for
+    not-a-digit flags, the digit is -1)."""
     usable, arrays = [], []
     for flag in flags:
         try:
@@ -58,7 +59,7 @@ def _flag_arrays(flags: list[Flag]) -> tuple[list[Flag], np.ndarray, np.ndarray]
             continue
         usable.append(flag)
     x = np.stack(arrays)[..., None] if arrays else np.zeros((0, *INPUT_SHAPE), dtype="float32")
-    y = np.array([flag.correct_digit for flag in usable], dtype="int32")
+    y = np.array([-1 if flag.not_a_digit else flag.correct_digit for flag in usable], dtype="int32")
     return usable, x, y
 
 
@@ -82,15 +83,19 @@ def model_retrain(
 
     active = model_version_ensure_initial()
     epochs = epochs or settings.RETRAIN_EPOCHS
-    flags, flag_x, flag_y = _flag_arrays(list(flags_for_training()))
-    if not flags and not force:
+    usable, all_x, all_y = _flag_arrays(list(flags_for_training()))
+    if not usable and not force:
         raise RetrainError("There are no flagged images to learn from (use --force to fine-tune on MNIST alone).")
+    # Digit corrections train and judge the digit model; "not a digit" ones teach the reject option.
+    flags = [flag for flag in usable if not flag.not_a_digit]
+    flag_x, flag_y = all_x[all_y >= 0], all_y[all_y >= 0]
+    rejects_x = all_x[all_y < 0]
     split = split_corrections(
         len(flags), seed=settings.RETRAIN_SEED, min_for_holdout=settings.RETRAIN_MIN_FLAGS_FOR_HOLDOUT
     )
     log(
         f"active model v{active.number}; {len(flags)} corrections ({len(split.train)} to train on, "
-        f"{len(split.judged)} to judge: {split.kind}); {epochs} epochs"
+        f"{len(split.judged)} to judge: {split.kind}), {len(rejects_x)} images that are not digits; {epochs} epochs"
     )
     if dry_run:
         return RetrainReport(active=active, candidate=None, promoted=False, reason="dry run: nothing trained", rows=[])
@@ -110,16 +115,21 @@ def model_retrain(
         force=force,
         train_limit=settings.RETRAIN_TRAIN_LIMIT,
         test_limit=settings.RETRAIN_TEST_LIMIT,
+        rejects_x=rejects_x,
         log=log,
     )
-    candidate = _candidate_record(active=active, number=number, flags=flags, result=result)
+    candidate = _candidate_record(
+        active=active, number=number, flags=flags, rejects=[f for f in usable if f.not_a_digit], result=result
+    )
     rows = result.rows(parent=f"v{active.number}", candidate=f"v{number}")
     return RetrainReport(
-        active=active, candidate=candidate, promoted=result.verdict.promoted, reason=result.verdict.reason, rows=rows
+        active=active, candidate=candidate, promoted=result.decision.promoted, reason=result.decision.reason, rows=rows
     )
 
 
-def _candidate_record(*, active: ModelVersion, number: int, flags: list[Flag], result: RetrainResult) -> ModelVersion:
+def _candidate_record(
+    *, active: ModelVersion, number: int, flags: list[Flag], rejects: list[Flag], result: RetrainResult
+) -> ModelVersion:
     """The candidate as a ModelVersion; if promoted, active, with its corrections marked as learnt."""
     with transaction.atomic():
         candidate = ModelVersion.objects.create(
@@ -129,10 +139,13 @@ def _candidate_record(*, active: ModelVersion, number: int, flags: list[Flag], r
             metrics=result.metrics,
             parent=active,
             flags_used=len(result.split.train),
-            notes=result.verdict.reason,
+            notes=result.decision.reason,
         )
-        if result.verdict.promoted:
+        if result.decision.promoted:
             model_version_activate(number=number)
             candidate.is_active = True
-            Flag.objects.filter(pk__in=[flags[i].pk for i in result.split.train]).update(trained_in=candidate)
+            learnt = [flags[i].pk for i in result.split.train]
+            if result.bundle.detector_path.is_file():  # only a reject option learns "not a digit"
+                learnt += [flag.pk for flag in rejects]
+            Flag.objects.filter(pk__in=learnt).update(trained_in=candidate)
     return candidate

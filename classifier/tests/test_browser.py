@@ -576,3 +576,52 @@ def test_the_webcam_works_under_the_content_security_policy(camera_browser, live
     assert wait_for_result(page, "#gallery .digit-card") in ("done", "failed")
     assert csp_violations(page, console) == []
     context.close()
+
+
+def test_verdicts_on_the_card_and_the_detail_page(page, worker, tmp_path, mnist):
+    """A digit is a digit, a written word is not, and an unsure guess says so with the runner-up."""
+    from classifier.models import Prediction
+    from classifier.services import model_version_ensure_initial
+    from classifier.tests.factories import DigitImageFactory
+    from ml.negatives import _printed
+
+    user = UserFactory()
+    rng = np.random.default_rng(3)
+    word = tmp_path / "hello.jpg"
+    word.write_bytes(render_upload(_printed("hello world", rng), scenario="photo", rng=rng).data)
+    digit = tmp_path / "seven.png"
+    digit.write_bytes(encode(255 - mnist.test.images[0]))
+    guessed = DigitImageFactory(owner=user, data=encode(255 - mnist.test.images[1]), original_name="blurry.png")
+    probabilities = [0.0] * 10
+    probabilities[4], probabilities[9] = 0.58, 0.42
+    Prediction.objects.create(
+        image=guessed,
+        digit=4,
+        confidence=0.58,
+        probabilities=probabilities,
+        verdict=Prediction.Verdict.UNSURE,
+        model_version=model_version_ensure_initial(),
+        model_input=bytes(784),
+        inference_ms=1.0,
+    )
+    DigitImage.objects.filter(pk=guessed.pk).update(status=DigitImage.Status.DONE)
+    log_in(page, user.username)
+    upload(page, [str(word), str(digit)], 3)
+
+    cards = {name: page.locator(".digit-card", has_text=name) for name in ("hello.jpg", "seven.png", "blurry.png")}
+    assert cards["seven.png"].locator("[data-verdict]").get_attribute("data-verdict") == "digit"
+    assert cards["seven.png"].locator(".predicted-digit").inner_text() == "7"
+    assert "This does not look like a digit" in cards["hello.jpg"].inner_text()
+    assert "probably" in cards["blurry.png"].inner_text() and "not sure" in cards["blurry.png"].inner_text()
+    shot(page, "17-verdicts-gallery")
+
+    cards["hello.jpg"].click()
+    page.locator("#verdict").wait_for()
+    assert page.locator("#verdict").get_attribute("data-verdict") == "not_a_digit"
+    assert "It looks like" in page.locator("#verdict").inner_text()
+    shot(page, "17-verdict-not-a-digit")
+    page.go_back()
+    page.locator(".digit-card", has_text="blurry.png").click()
+    page.locator("#runner-up").wait_for()
+    assert page.locator("#runner-up").inner_text() == "9"
+    assert csp_violations(page, page.csp_console) == []

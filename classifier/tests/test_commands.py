@@ -72,17 +72,65 @@ def test_train_command_refuses_a_bad_mnist_directory(settings, tmp_path):
 @pytest.mark.django_db
 def test_evaluate_json_contract(tiny_model_dir):
     report = json.loads(run("evaluate", "--model", str(tiny_model_dir), "--json"))
-    assert {"accuracy", "loss", "samples", "model"} <= report.keys()
+    assert {"accuracy", "loss", "samples", "model", "ece", "ece_uncalibrated"} <= report.keys()
     assert report["samples"] == 10_000
+    # The tiny model has no calibration: the confidence served is its own.
+    assert 0 < report["ece"] == report["ece_uncalibrated"] < 1
     assert 0.5 < report["accuracy"] <= 1.0
     assert report["model"].endswith("model.keras")
 
 
 @pytest.mark.django_db
-def test_evaluate_with_realistic_uploads(tiny_model_dir):
-    output = run("evaluate", "--model", str(tiny_model_dir), "--realistic", "12")
+def test_evaluate_with_realistic_uploads_non_digits_and_a_coverage_plot(tiny_model_dir, tmp_path):
+    plot = tmp_path / "coverage.png"
+    output = run(
+        "evaluate",
+        "--model",
+        str(tiny_model_dir),
+        "--realistic",
+        "12",
+        "--non-digits",
+        "12",
+        "--coverage-plot",
+        str(plot),
+    )
     assert "MNIST     accuracy" in output
     assert "realistic accuracy" in output and "photo" in output
+    assert output.count("calibration error (ECE, 15 bins)") == 2
+    # The tiny model has no reject option: every reading is a "digit", and few non-digits are caught.
+    assert output.count("verdicts: digit 100.0%") == 2
+    assert "non-digits caught" in output and "scribble" in output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.django_db
+def test_calibrate_fits_a_model_with_a_holdout_and_refuses_one_without(tmp_path, tiny_model_dir):
+    out = tmp_path / "held"
+    train = (
+        "train",
+        "--arch",
+        "dense",
+        "--epochs",
+        "1",
+        "--limit",
+        "2000",
+        "--holdout",
+        "300",
+        "--detector-digits",
+        "0",
+    )
+    run(*train, "--out", str(out))
+    first = json.loads((out / "metadata.json").read_text())["calibration"]
+    output = run("calibrate", "--model", str(out))
+    assert "calibrating on 300 held-out training digits" in output and "MNIST test ECE" in output
+    again = json.loads((out / "metadata.json").read_text())["calibration"]
+    assert again["temperature"] == first["temperature"] and again["fitted_on"]["clean"] == 300
+    report = json.loads(run("evaluate", "--model", str(out), "--realistic", "30", "--json"))
+    assert report["ece"] == pytest.approx(again["test_ece_after"], abs=1e-6)
+    assert report["ece_uncalibrated"] == pytest.approx(again["test_ece_before"], abs=1e-6)
+    assert {"ece", "ece_uncalibrated"} <= set(report["realistic"])
+    with pytest.raises(CommandError, match="none is left to calibrate it on"):
+        run("calibrate", "--model", str(tiny_model_dir))
 
 
 def test_predict_json_contract_with_a_failing_file(tmp_path, tiny_model_dir, mnist):
@@ -97,7 +145,8 @@ def test_predict_json_contract_with_a_failing_file(tmp_path, tiny_model_dir, mni
     assert exit_info.value.code == 1
     report = json.loads(out.getvalue())
     assert [item["file"] for item in report] == [str(good), str(bad), str(missing)]
-    assert set(report[0]) == {"file", "digit", "confidence", "probabilities"}
+    assert set(report[0]) == {"file", "digit", "confidence", "probabilities", "verdict"}
+    assert report[0]["verdict"] in ("digit", "unsure", "not_a_digit")
     assert len(report[0]["probabilities"]) == 10
     assert report[0]["digit"] == max(range(10), key=lambda d: report[0]["probabilities"][d])
     assert set(report[1]) == {"file", "error"} and "not an image" in report[1]["error"]

@@ -101,3 +101,18 @@ def test_activate_model_rolls_back_and_models_lists_versions(flagged, tiny_activ
     assert any(line.startswith(f"  v{candidate.number} ") for line in lines)
     with pytest.raises(CommandError, match="no v9"):
         call_command("activate_model", "9", stdout=StringIO())
+
+
+def test_not_a_digit_flags_are_counted_apart_and_never_train_a_digit_class(flagged, tiny_active, mnist):
+    from ml.negatives import negative_set
+
+    word = negative_set(mnist.test.images, count=1, seed=2, families=("printed",))[0]
+    image = DigitImageFactory(data=word.data)
+    prediction_run(image_id=image.pk)
+    FlagFactory(image=image, correct_digit=None, not_a_digit=True)
+    output = run("--force")
+    assert "12 corrections" in output and "1 images that are not digits" in output
+    candidate = ModelVersion.objects.get(parent=tiny_active)
+    assert candidate.flags_used == 10
+    # The tiny model has no reject option to teach: the flag waits for a model that has one.
+    assert Flag.objects.get(image=image).trained_in is None

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from ml.artifacts import METADATA_FILE, ModelBundle
+from ml.calibration import model_inputs
+from ml.negatives import negative_set
 from ml.retrain import Scores, judge, retrain, split_corrections
 
 PARENT = Scores(mnist_accuracy=0.990, mnist_loss=0.03, corrections_accuracy=0.50)
@@ -11,32 +13,44 @@ PARENT = Scores(mnist_accuracy=0.990, mnist_loss=0.03, corrections_accuracy=0.50
 
 def test_a_candidate_better_on_the_corrections_and_as_good_on_mnist_is_promoted():
     candidate = Scores(mnist_accuracy=0.989, mnist_loss=0.03, corrections_accuracy=0.75)
-    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
-    assert verdict.promoted
-    assert verdict.reason == "better on the corrections and within the MNIST tolerance"
-    assert (verdict.parent, verdict.candidate) == (PARENT, candidate)
+    decision = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
+    assert decision.promoted
+    assert decision.reason == "better on the corrections, within the MNIST tolerance and as honest about its confidence"
+    assert (decision.parent, decision.candidate) == (PARENT, candidate)
 
 
 def test_a_candidate_that_loses_more_mnist_accuracy_than_allowed_is_refused():
     candidate = Scores(mnist_accuracy=0.987, mnist_loss=0.04, corrections_accuracy=1.0)
-    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
-    assert not verdict.promoted
-    assert "98.70% is below the active model's 99.00% minus the 0.20-point tolerance" in verdict.reason
+    decision = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
+    assert not decision.promoted
+    assert "98.70% is below the active model's 99.00% minus the 0.20-point tolerance" in decision.reason
 
 
 @pytest.mark.parametrize("corrections", [0.50, 0.25])
 def test_a_candidate_not_better_on_the_corrections_is_refused(corrections):
     candidate = Scores(mnist_accuracy=0.995, mnist_loss=0.02, corrections_accuracy=corrections)
-    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
-    assert not verdict.promoted
-    assert verdict.reason == f"not better on the corrections ({corrections:.2%} vs 50.00%)"
+    decision = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002)
+    assert not decision.promoted
+    assert decision.reason == f"not better on the corrections ({corrections:.2%} vs 50.00%)"
 
 
 def test_a_forced_candidate_is_promoted_and_the_reason_says_what_it_failed():
     candidate = Scores(mnist_accuracy=0.95, mnist_loss=0.2, corrections_accuracy=0.5)
-    verdict = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002, force=True)
-    assert verdict.promoted
-    assert verdict.reason.startswith("forced, although its MNIST test accuracy 95.00%")
+    decision = judge(parent=PARENT, candidate=candidate, max_mnist_drop=0.002, force=True)
+    assert decision.promoted
+    assert decision.reason.startswith("forced, although its MNIST test accuracy 95.00%")
+
+
+def test_a_candidate_whose_calibration_error_grows_by_more_than_half_a_point_is_refused():
+    parent = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=0.5, mnist_ece=0.004)
+    slightly = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=0.75, mnist_ece=0.0089)
+    assert judge(parent=parent, candidate=slightly, max_mnist_drop=0.002).promoted
+    worse = Scores(mnist_accuracy=0.995, mnist_loss=0.03, corrections_accuracy=1.0, mnist_ece=0.0091)
+    decision = judge(parent=parent, candidate=worse, max_mnist_drop=0.002)
+    assert not decision.promoted
+    assert decision.reason == (
+        "its calibration error on MNIST test 0.91% is more than 0.5 points above the active model's 0.40%"
+    )
 
 
 def test_without_corrections_only_mnist_decides():
@@ -86,9 +100,48 @@ def test_a_retrain_writes_its_own_bundle_and_judges_it(tiny_model_dir, mnist, tm
     assert metadata["parent_version"] == 1 and metadata["corrections"] == 8 and metadata["epochs"] == 1
     assert metadata["train_samples"] == 500 and metadata["test_samples"] == 200
     assert metadata["train_data_sha256"] == mnist.train.sha256
-    assert metadata["test_accuracy"] == result.verdict.candidate.mnist_accuracy
+    assert metadata["test_accuracy"] == result.decision.candidate.mnist_accuracy
     assert result.metrics["flag_eval_samples"] == 2 and result.metrics["flag_eval"] == "held-out"
     assert result.rows(parent="v1", candidate="v2")[0] == ("version", "v1", "v2")
+
+
+@pytest.mark.slow
+def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on_it(mnist, tmp_path):
+    from ml.train import TrainConfig, train_model
+
+    parent = ModelBundle(tmp_path / "v1")
+    config = TrainConfig.for_arch("dense", epochs=1, holdout=500, train_limit=1000, detector_digits=60, test_limit=300)
+    train_model(mnist=mnist, config=config, out_dir=parent.directory, log=lambda line: None)
+    rng = np.random.default_rng(0)
+    out = ModelBundle(tmp_path / "v2")
+    lines = []
+    words, _ = model_inputs(negative_set(mnist.test.images, count=6, seed=1, families=("printed", "drawn")))
+    result = retrain(
+        parent=parent,
+        parent_version=1,
+        out=out,
+        mnist=mnist,
+        corrections_x=rng.random((5, 28, 28, 1), dtype=np.float32),
+        corrections_y=rng.integers(0, 10, 5).astype("int32"),
+        split=split_corrections(5, seed=42, min_for_holdout=10),
+        epochs=1,
+        seed=42,
+        max_mnist_drop=1.0,
+        train_limit=1000,
+        test_limit=300,
+        rejects_x=words,
+        log=lines.append,
+    )
+    metadata = out.metadata()
+    # Images staff said are not digits, and the corrections, taught the candidate's reject option.
+    assert any(f"{len(words) + 4} staff corrections" in line for line in lines)
+    assert out.detector_path.is_file() and metadata["verdict"]["reject_below"] > 0
+    # Fine-tuned as the parent learned, without the 500 digits it held out: calibrated on those.
+    assert metadata["holdout"] == 500 and metadata["train_samples"] == 1000
+    assert metadata["calibration"]["fitted_on"]["clean"] == 500
+    assert metadata["calibration"]["temperature"] != 1.0
+    assert result.decision.candidate.mnist_ece == pytest.approx(result.metrics["test_ece"])
+    assert 0 < result.metrics["parent_test_ece"] < 1
 
 
 def test_fine_tuning_an_ensemble_trains_every_member(mnist, tmp_path):

@@ -28,11 +28,32 @@ class Command(BaseCommand):
             help="also N test digits per stand-in for other writers and scanners (European forms, low-resolution "
             "scans, slant, fine pens), and scikit-learn's 1,797 digits by 43 writers",
         )
-        parser.add_argument("--seed", type=int, default=0, help="seed for --realistic and --styles")
+        parser.add_argument(
+            "--non-digits",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also N generated images that are not one digit (letters, words, symbols, shapes, scribbles, "
+            "numbers, photos of things): how many come back unsure, not a digit or refused",
+        )
+        parser.add_argument(
+            "--coverage-plot",
+            type=Path,
+            metavar="PNG",
+            help="draw accuracy against coverage (MNIST test and, with --realistic, realistic uploads) to this file",
+        )
+        parser.add_argument("--seed", type=int, default=0, help="seed for --realistic, --styles and --non-digits")
 
-    def handle(self, *args, model, realistic, styles, seed, **options):
+    def handle(self, *args, model, realistic, styles, non_digits, coverage_plot, seed, **options):
         try:
-            report = model_evaluate(model_path=model, realistic=realistic, styles=styles, seed=seed)
+            report = model_evaluate(
+                model_path=model,
+                realistic=realistic,
+                styles=styles,
+                non_digits=non_digits,
+                seed=seed,
+                coverage_plot=coverage_plot,
+            )
         except (FileNotFoundError, ValueError, MnistDataError) as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
@@ -43,14 +64,29 @@ class Command(BaseCommand):
             f"MNIST     accuracy {report['accuracy']:.2%}  loss {report['loss']:.4f}  "
             f"({report['errors']} wrong of {report['samples']:,})"
         )
+        self.stdout.write(f"          {_ece(report)}")
+        self.stdout.write(f"          {_verdicts(report)}")
         if "realistic" in report:
             real = report["realistic"]
             self.stdout.write(
                 f"realistic accuracy {real['accuracy']:.2%} of {real['samples']:,} "
                 f"({real['refused']} refused, seed {real['seed']})"
             )
+            if "ece" in real:
+                self.stdout.write(f"          {_ece(real)}")
+                self.stdout.write(f"          {_verdicts(real)}")
             for name, accuracy in real["by_scenario"].items():
                 self.stdout.write(f"  {name:<11} {accuracy:.2%}")
+        if "non_digits" in report:
+            caught = report["non_digits"]
+            self.stdout.write(
+                f"non-digits caught {caught['caught']:.1%} of {caught['samples']:,} (unsure, not a digit or refused; "
+                f"seed {caught['seed']})"
+            )
+            for family, share in caught["by_family"].items():
+                self.stdout.write(f"  {family:<11} {share:.1%}")
+        if "coverage_plot" in report:
+            self.stdout.write(f"coverage plot in {report['coverage_plot']}")
         if "styles" in report:
             self.stdout.write(f"other writers and scanners (seed {report['styles']['seed']})")
             for name, result in report["styles"].items():
@@ -58,3 +94,19 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"  {name:<11} {result['accuracy']:.2%} of {result['samples']:,} ({result['refused']} refused)"
                     )
+
+
+def _ece(report: dict) -> str:
+    return (
+        f"calibration error (ECE, 15 bins) {100 * report['ece']:.2f}% "
+        f"(the model's own, uncalibrated: {100 * report['ece_uncalibrated']:.2f}%)"
+    )
+
+
+def _verdicts(report: dict) -> str:
+    verdicts = report["verdicts"]
+    accuracy = verdicts["digit_accuracy"]
+    return (
+        f"verdicts: digit {verdicts['digit']:.1%} (right {'-' if accuracy is None else f'{accuracy:.2%}'}), "
+        f"unsure {verdicts['unsure']:.1%}, not a digit {verdicts['not_a_digit']:.1%}"
+    )

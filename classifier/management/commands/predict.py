@@ -26,6 +26,16 @@ class Command(BaseCommand):
                 if "error" in item:
                     self.stdout.write(self.style.ERROR(f"{item['file']}: {item['error']}"))
                 else:
-                    self.stdout.write(f"{item['file']}: {item['digit']} ({item['confidence']:.1%})")
+                    self.stdout.write(f"{item['file']}: {_answer(item)}")
         if any("error" in item for item in report):
             raise SystemExit(1)
+
+
+def _answer(item: dict) -> str:
+    """What a person reads: the digit, a guess it is not sure of, or that it is no digit."""
+    sure = f"{item['confidence']:.1%}"
+    if item["verdict"] == "not_a_digit":
+        return f"not a digit (best guess {item['digit']}, {sure})"
+    if item["verdict"] == "unsure":
+        return f"probably {item['digit']}, not sure ({sure})"
+    return f"{item['digit']} ({sure})"

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from classifier.management.progress import line_logger, positive_epochs
 from classifier.services import model_train
 from ml.data import MnistDataError
+from ml.reject import DETECTOR_DIGITS
 from ml.train import RECIPES, TrainConfig
 
 
@@ -37,13 +38,21 @@ class Command(BaseCommand):
             "architecture's recipe)",
         )
         parser.add_argument(
+            "--detector-digits",
+            type=int,
+            help="with --holdout: the reject option's detector learns from this many training digits, three ways, "
+            f"against three times as many generated non-digits; 0 for none (default: {DETECTOR_DIGITS})",
+        )
+        parser.add_argument(
             "--members",
             type=int,
             help="train that many models (seeds SEED, SEED+1, ...) and serve their mean as one model "
             "(default: the architecture's recipe)",
         )
 
-    def handle(self, *args, arch, epochs, seed, out, limit, writers, members, clean_epochs, holdout, **options):
+    def handle(
+        self, *args, arch, epochs, seed, out, limit, writers, members, clean_epochs, holdout, detector_digits, **options
+    ):
         positive_epochs(epochs)
         recipe = {
             "epochs": epochs,
@@ -53,6 +62,7 @@ class Command(BaseCommand):
             "members": members,
             "clean_epochs": clean_epochs,
             "holdout": holdout,
+            "detector_digits": detector_digits,
         }
         try:
             TrainConfig.for_arch(arch, **recipe)  # the recipe's own rules, checked before any work

@@ -1,0 +1,226 @@
+"""The reject option: is this one handwritten digit at all, and if not, what does it look like?
+
+The digit model answers every input with a digit; its confidence, even calibrated, says how
+sure it is *which* digit, not whether there is one: it reads an "A" as a 4 at 100%. A second,
+small network (the detector) tells digits from what people upload instead: text (letters,
+words, symbols), drawings, scribbles, numbers of several digits and photos of things. It is
+trained on MNIST digits, the same digits as realistic uploads and in other writers' styles,
+against ``ml.negatives``' families; its answer for the kind names the reason a person is
+shown.
+
+Each prediction then gets a verdict:
+    not_a_digit  the detector's probability of "digit" is below ``reject_below``
+    unsure       a digit, but the calibrated confidence is below ``unsure_below``
+    digit        otherwise
+Both thresholds are chosen on the model's held-out training digits (never on the test set):
+``reject_below`` is one half (the detector finds "not a digit" likelier), lowered where that
+would lose more than 1 - ``KEEP_DIGITS`` of them; ``unsure_below`` is the lowest confidence at
+which the digits answered are right ``TARGET_ACCURACY`` of the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import layers
+
+from ml.artifacts import INPUT_SHAPE
+
+KINDS = ("digit", "text", "drawing", "scribble", "number", "photo")
+FAMILY_KIND = {
+    "printed": "text",
+    "drawn": "text",
+    "shapes": "drawing",
+    "scribble": "scribble",
+    "number": "number",
+    "photo": "photo",
+}
+# What a person is told, after "This does not look like a digit:".
+REASONS = {
+    "text": "it looks like letters, a word or a symbol.",
+    "drawing": "it looks like a drawing or a shape.",
+    "scribble": "it looks like a scribble.",
+    "number": "it looks like several digits; upload them one at a time.",
+    "photo": "it looks like a photo of something else.",
+}
+VERDICTS = ("digit", "unsure", "not_a_digit")
+# Share of genuine held-out digits the reject threshold keeps, and the accuracy a "digit"
+# verdict should reach on them (the product's promise: 99.7%, with a margin for other writers).
+KEEP_DIGITS = 0.99
+TARGET_ACCURACY = 0.998
+
+
+def build_detector() -> keras.Model:
+    """A small CNN, a few percent of the digit model's cost: one softmax over ``KINDS``."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dropout(0.3),
+            layers.Dense(len(KINDS), activation="softmax"),
+        ],
+        name="reject",
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str  # one of VERDICTS
+    kind: str  # the detector's answer, one of KINDS
+    reason: str  # for not_a_digit: what it looks like instead; else ""
+
+
+def verdicts(
+    digit_share: np.ndarray, kind_probabilities: np.ndarray, confidence: np.ndarray, thresholds: dict
+) -> list[Verdict]:
+    """The verdict of each prediction from the detector's output and the calibrated confidence."""
+    out = []
+    for p_digit, kinds, sure in zip(digit_share, kind_probabilities, confidence, strict=True):
+        other = KINDS[1 + int(np.argmax(kinds[1:]))]
+        if p_digit < thresholds["reject_below"]:
+            out.append(Verdict("not_a_digit", other, REASONS[other]))
+        elif sure < thresholds["unsure_below"]:
+            out.append(Verdict("unsure", "digit", ""))
+        else:
+            out.append(Verdict("digit", "digit", ""))
+    return out
+
+
+def detector_data(
+    learned: tuple[np.ndarray, np.ndarray], *, count: int, seed: int, log: Callable[[str], None] = print
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and kind indices to train the detector: ``count`` digits of each of three kinds
+    (MNIST as it is, realistic uploads, other styles) made from the ``learned`` training digits
+    (never the held-out ones), and as many non-digits, spread over ``ml.negatives``' families."""
+    from ml.calibration import held_out_inputs, model_inputs
+    from ml.negatives import negative_set
+
+    images, labels = learned
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(images), size=min(count, len(images)), replace=False)
+    log(f"detector data: {len(picks):,} digits three ways and {3 * len(picks):,} non-digits")
+    digits = held_out_inputs(images[picks], labels[picks], seed=seed)
+    positives = np.concatenate([arrays for arrays, _ in digits.values()])
+    uploads = negative_set(images, count=3 * len(picks), seed=seed + 1)
+    negatives, read = model_inputs(uploads)
+    kinds = np.array([KINDS.index(FAMILY_KIND[upload.scenario]) for upload in uploads])[read]
+    x = np.concatenate([positives, negatives]).astype("float32")
+    y = np.concatenate([np.zeros(len(positives), dtype="int32"), kinds.astype("int32")])
+    return x, y
+
+
+def train_detector(
+    x: np.ndarray, y: np.ndarray, *, epochs: int, seed: int, log: Callable[[str], None] = print
+) -> tuple[keras.Model, dict]:
+    """Fit the detector, digits and non-digits weighted alike whatever their numbers."""
+    from ml.train import fit
+
+    keras.utils.set_random_seed(seed)
+    model = build_detector()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history, seconds = fit(model, x, y, epochs=epochs, batch_size=128, augment=True, seed=seed, log=log)
+    return model, {"history": history, "training_seconds": round(seconds, 1), "samples": len(x)}
+
+
+def choose_thresholds(digit_share: np.ndarray, confidence: np.ndarray, correct: np.ndarray) -> dict:
+    """Thresholds from held-out genuine digits: the detector's ``digit_share`` for each, the
+    calibrated ``confidence`` and whether the digit model was right."""
+    # Reject what the detector finds more likely not a digit, unless that loses more than
+    # 1 - KEEP_DIGITS of the genuine digits: then only as many as that.
+    reject_below = min(0.5, float(np.quantile(digit_share, 1 - KEEP_DIGITS)))
+    kept = digit_share >= reject_below
+    order = np.argsort(-confidence[kept])
+    right = np.cumsum(correct[kept][order]) / np.arange(1, kept.sum() + 1)
+    # The lowest confidence such that every answer at or above it is right often enough.
+    ok = np.flatnonzero(right >= TARGET_ACCURACY)
+    last = ok[-1] if len(ok) else 0
+    unsure_below = float(confidence[kept][order][last])
+    return {"reject_below": reject_below, "unsure_below": unsure_below}
+
+
+# Detector training: digits of each of three kinds made from this many learned training digits,
+# and three times as many non-digits; a few epochs of a small CNN (about a minute on 2 cores).
+DETECTOR_DIGITS = 4000
+DETECTOR_EPOCHS = 8
+# Share of the detector's training samples that are staff corrections (after oversampling).
+EXTRA_SHARE = 0.05
+
+
+def shares(verdict_list: list[Verdict]) -> dict:
+    return {name: sum(v.verdict == name for v in verdict_list) / max(len(verdict_list), 1) for name in VERDICTS}
+
+
+def fit_reject_option(
+    predictor,
+    mnist,
+    held_out: dict[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    holdout: int,
+    seed: int,
+    digits: int = DETECTOR_DIGITS,
+    epochs: int = DETECTOR_EPOCHS,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[keras.Model, dict]:
+    """Train the detector on learned digits and generated non-digits, choose the thresholds on
+    the ``held_out`` digits (kind -> (inputs, labels)) through the calibrated ``predictor``, and
+    measure the verdicts on held-out digits and on non-digits made with another seed (numbers
+    from held-out digits): what the bundle's metadata records under ``verdict``."""
+    from ml.calibration import model_inputs
+    from ml.negatives import FAMILIES, negative_set
+
+    x, y = detector_data(mnist.training(holdout), count=digits, seed=seed, log=log)
+    if extra is not None and len(extra[0]):
+        # Staff corrections (inputs, kinds): few, so shown as a fixed share of every epoch.
+        wanted = max(len(extra[0]), int(len(x) * EXTRA_SHARE))
+        picks = np.random.default_rng(seed).choice(len(extra[0]), size=wanted, replace=wanted > len(extra[0]))
+        x = np.concatenate([x, extra[0][picks].astype("float32")])
+        y = np.concatenate([y, extra[1][picks].astype("int32")])
+        log(f"detector data: {len(extra[0])} staff corrections, shown {wanted:,} times an epoch")
+    detector, record = train_detector(x, y, epochs=epochs, seed=seed, log=log)
+
+    def judged(arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        kinds = detector.predict(arrays, batch_size=1000, verbose=0)
+        probabilities = predictor.probabilities(arrays)
+        return kinds, probabilities, probabilities.max(axis=1)
+
+    arrays = np.concatenate([inputs for inputs, _ in held_out.values()])
+    labels = np.concatenate([kind_labels for _, kind_labels in held_out.values()])
+    kinds, probabilities, confidence = judged(arrays)
+    thresholds = choose_thresholds(kinds[:, 0], confidence, probabilities.argmax(axis=1) == labels)
+    report = {}
+    for name, (inputs, kind_labels) in held_out.items():
+        kinds, probabilities, confidence = judged(inputs)
+        given = verdicts(kinds[:, 0], kinds, confidence, thresholds)
+        answered = np.array([v.verdict == "digit" for v in given])
+        right = probabilities.argmax(axis=1) == kind_labels
+        report[name] = shares(given) | {"digit_accuracy": float(right[answered].mean()) if answered.any() else None}
+    images, _ = mnist.held_out(holdout)
+    uploads = negative_set(images, count=max(len(FAMILIES) * 50, digits // 4), seed=seed + 2)
+    inputs, read = model_inputs(uploads)
+    kinds, _, confidence = judged(inputs)
+    given = iter(verdicts(kinds[:, 0], kinds, confidence, thresholds))
+    by_family: dict[str, list[str]] = {}
+    for upload, was_read in zip(uploads, read, strict=True):
+        by_family.setdefault(upload.scenario, []).append(next(given).verdict if was_read else "refused")
+    report["non_digits"] = {
+        family: {"caught": sum(v != "digit" for v in seen) / len(seen), "samples": len(seen)}
+        for family, seen in by_family.items()
+    }
+    caught = [v != "digit" for seen in by_family.values() for v in seen]
+    log(
+        f"reject below {thresholds['reject_below']:.3f}, unsure below {thresholds['unsure_below']:.3f}: "
+        + ", ".join(f"{name} {100 * report[name]['digit']:.1f}% digit" for name in held_out)
+        + f"; non-digits caught {100 * np.mean(caught):.1f}%"
+    )
+    return detector, thresholds | {"held_out": report, "detector": record}
