@@ -233,7 +233,7 @@ def test_staff_flag_in_the_admin_then_retrain(page, worker, tmp_path, mnist, set
     page.get_by_label("Correct digit").select_option("3")
     page.get_by_label("Note").fill("the loop is closed: a 3")
     shot(page, "05-admin-flag")
-    page.get_by_role("button", name="Flag with this digit").click()
+    page.get_by_role("button", name="Flag with this answer").click()
     page.get_by_text("Flagged 1 image as 3").wait_for()
     flag = Flag.objects.get()
     assert (flag.correct_digit, flag.flagged_by) == (3, staff)
@@ -462,7 +462,7 @@ def test_download_history_as_csv(page, worker, tmp_path, mnist):
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
     lines = Path(download.value.path()).read_text().splitlines()
-    assert lines[0].startswith("file_name,uploaded_at,status,digit,confidence,p0,")
+    assert lines[0].startswith("file_name,uploaded_at,status,digit,confidence,verdict,verdict_reason,p0,")
     assert sorted(line.split(",")[0] for line in lines[1:]) == ["canvas-1.png", "clean-7.png", "photo-2.jpg"]
 
 
@@ -472,8 +472,8 @@ def test_staff_statistics_page_shows_charts(page, worker, tmp_path, mnist):
     upload(page, [str(p) for p in digit_files(tmp_path, mnist)], 3)
     page.get_by_role("link", name="Statistics").click()
     charts = page.locator("figure.chart svg")
-    assert charts.count() == 6
-    assert all(charts.nth(i).bounding_box()["height"] > 100 for i in range(6))
+    assert charts.count() == 8
+    assert all(charts.nth(i).bounding_box()["height"] > 100 for i in range(8))
     shot(page, "10-statistics")
 
 

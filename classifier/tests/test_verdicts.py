@@ -192,7 +192,9 @@ def test_staff_can_say_an_image_is_not_a_digit_from_the_list_and_the_change_page
         "flag-0-image": str(doodle.pk),
         "flag-0-note": "",
     }
-    refused = client.post(change, form)  # neither a digit nor "not a digit"
+    assert client.post(change, form).status_code == 302  # an empty correction form is no flag
+    assert not Flag.objects.filter(image=doodle).exists()
+    refused = client.post(change, form | {"flag-0-note": "hmm"})  # neither a digit nor "not a digit"
     assert refused.status_code == 200 and not Flag.objects.filter(image=doodle).exists()
     assert "Give the correct digit, or say that it is not a digit" in text(refused)
     client.post(change, form | {"flag-0-not_a_digit": "on"})

@@ -352,12 +352,14 @@ def test_statistics_page_shows_charts_and_numbers_to_staff(client, user, png):
     response = client.get(reverse("classifier:stats"))
     assert response.status_code == 200
     html = response.content.decode()
-    assert html.count("<svg") == 6
+    assert html.count("<svg") == 8
     for title in (
         "Uploads per day",
         "Predictions per digit",
         "Confidence of predictions",
         "Flagged share per model version",
+        "Not sure or not a digit, per model version",
+        "Review queue at the end of each day",
     ):
         assert title in html
     stats = response.context["stats"]

@@ -76,3 +76,19 @@ def test_stand_ins_for_other_writers_and_scanners(shipped_predictor, mnist):
     for style, floor in STYLE_FLOORS.items():
         assert report[style]["refused"] == 0, style
         assert report[style]["accuracy"] >= floor, style
+
+
+def test_the_shipped_model_is_calibrated_and_answers_honestly(shipped_predictor, mnist, metadata):
+    """Its confidence is fitted on the digits it held out; on the test set a "digit" verdict
+    covers nearly all digits and is right more often than the model alone; generated images
+    that are not digits mostly come back unsure or not a digit (floors just under what it
+    reached: see the issue 17 note)."""
+    from ml.evaluation import evaluate_non_digits
+
+    assert metadata["calibration"]["fitted_on"] == {"clean": 5000, "realistic": 5000, "styles": 5000}
+    assert shipped_predictor.temperature == metadata["calibration"]["temperature"]
+    report = evaluate_mnist(shipped_predictor, mnist.test)
+    assert report["ece"] <= 0.006
+    assert report["verdicts"]["digit"] >= 0.96 and report["verdicts"]["digit_accuracy"] >= 0.998
+    caught = evaluate_non_digits(shipped_predictor, mnist.test.images, count=300, seed=11)
+    assert caught["caught"] >= 0.88, caught
