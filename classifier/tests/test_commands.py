@@ -48,6 +48,8 @@ def test_train_command_trains_an_ensemble_served_as_one_model(tmp_path):
         "2",
         "--holdout",
         "100",
+        "--detector-digits",
+        "0",
         "--out",
         str(out),
     )

@@ -134,7 +134,7 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
     )
     metadata = out.metadata()
     # Images staff said are not digits, and the corrections, taught the candidate's reject option.
-    assert any(f"{len(words) + 4} staff corrections" in line for line in lines)
+    assert any(f"{len(words) + 5} staff corrections" in line for line in lines)  # all 5 train: too few to judge
     assert out.detector_path.is_file() and metadata["verdict"]["reject_below"] > 0
     # Fine-tuned as the parent learned, without the 500 digits it held out: calibrated on those.
     assert metadata["holdout"] == 500 and metadata["train_samples"] == 1000

@@ -132,11 +132,11 @@ def test_a_holdout_is_never_trained_on_and_the_metadata_records_it(tmp_path, mni
     with pytest.raises(ValueError, match="held-out images"):
         TrainConfig.for_arch("dense", holdout=-1)
     lines = []
-    config = TrainConfig.for_arch("dense", epochs=1, holdout=59_000, test_limit=200)
+    config = TrainConfig.for_arch("dense", epochs=1, holdout=300, train_limit=1000, detector_digits=0, test_limit=200)
     train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
     metadata = json.loads((tmp_path / METADATA_FILE).read_text())
-    assert metadata["holdout"] == 59_000 and metadata["train_samples"] == 1000
-    assert any("1,000 images (59,000 more held out)" in line for line in lines)
+    assert metadata["holdout"] == 300 and metadata["train_samples"] == 1000
+    assert any("1,000 images (300 more held out)" in line for line in lines)
 
 
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():
