@@ -11,9 +11,10 @@ import pytest
 import redis
 from django.db import connection
 
+from classifier.tests.factories import UserFactory
 from digitsite.brokers import FILESYSTEM_TRANSPORT, filesystem_broker_options
 from digitsite.celery import app as celery_app
-from ml.tests.conftest import SHIPPED_MODEL_DIR, mnist, mnist_dir, tiny_model_dir  # noqa: F401
+from ml.tests.conftest import SHIPPED_MODEL_DIR, encode, mnist, mnist_dir, tiny_model_dir  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -212,3 +213,20 @@ def worker(worker_env, tmp_path):
     process = Worker(worker_env, tmp_path / "worker.log").start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def user():
+    return UserFactory()
+
+
+@pytest.fixture
+def signed_in(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def png(mnist):  # noqa: F811 (the fixture imported above)
+    """A clean MNIST test digit (a 7), dark ink on white, as a PNG upload."""
+    return encode(255 - mnist.test.images[0])

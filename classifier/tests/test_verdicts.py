@@ -17,24 +17,6 @@ pytestmark = pytest.mark.django_db
 REASON = "it looks like letters, a word or a symbol."
 
 
-@pytest.fixture
-def user():
-    return UserFactory()
-
-
-@pytest.fixture
-def signed_in(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def png(mnist):
-    from ml.tests.conftest import encode
-
-    return encode(255 - mnist.test.images[0])
-
-
 def judged(owner, data, *, digit: int, verdict: str, confidence: float, runner_up: int = 1, reason: str = ""):
     image = done_image(owner, data, digit=digit)
     probabilities = [0.0] * 10

@@ -9,25 +9,8 @@ from django.urls import reverse
 from classifier.models import DigitImage, Feedback, Prediction
 from classifier.services import model_version_ensure_initial
 from classifier.tests.factories import DigitImageFactory, UserFactory
-from ml.tests.conftest import encode
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def user():
-    return UserFactory()
-
-
-@pytest.fixture
-def signed_in(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def png(mnist):
-    return encode(255 - mnist.test.images[0])
 
 
 def done_image(owner, data, digit=7):
