@@ -31,9 +31,25 @@ def _imports_of(path: Path) -> set[str]:
 
 def test_only_training_imports_the_training_module():
     """Serving (inference, evaluation, explanations, preprocessing) must not pull in training;
-    fine-tuning (ml/retrain.py) is training and builds on it."""
+    fine-tuning (ml/retrain.py) is training and builds on it, and so does the detector's own
+    training in ml/reject.py (inside ``train_detector``, which serving never calls)."""
     importers = sorted(path.name for path in ML.glob("*.py") if "ml.train" in _imports_of(path))
-    assert importers == ["retrain.py"]
+    assert importers == ["reject.py", "retrain.py"]
+    module_level = {
+        node.module
+        for node in ast.parse((ML / "reject.py").read_text()).body
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert "ml.train" not in module_level
+
+
+def test_serving_does_not_load_the_training_module():
+    code = (
+        "import sys, ml.inference, ml.evaluation, ml.explain, ml.preprocessing, ml.reject; "
+        "print('ml.train' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ML.parent, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_a_bundle_knows_its_files_and_round_trips_its_metadata(tmp_path):
