@@ -48,9 +48,12 @@ REASONS = {
 }
 VERDICTS = ("digit", "unsure", "not_a_digit")
 # Share of genuine held-out digits the reject threshold keeps, and the accuracy a "digit"
-# verdict should reach on them (the product's promise: 99.7%, with a margin for other writers).
+# verdict should reach on them: the product's promise, 99.7%. The held-out digits pool MNIST's
+# own, realistic uploads and other writers' styles, so the line is set on harder digits than
+# most uploads are; a margin above 99.7% (99.8% until 2026-11-27) cost 1.4 points of realistic
+# uploads answered (96.2 -> 94.8%) for 0.15 points of accuracy that were already above it.
 KEEP_DIGITS = 0.99
-TARGET_ACCURACY = 0.998
+TARGET_ACCURACY = 0.997
 
 
 def build_detector() -> keras.Model:
@@ -206,7 +209,7 @@ def fit_reject_option(
         right = probabilities.argmax(axis=1) == kind_labels
         report[name] = shares(given) | {"digit_accuracy": float(right[answered].mean()) if answered.any() else None}
     images, _ = mnist.held_out(holdout)
-    uploads = negative_set(images, count=max(len(FAMILIES) * 50, digits // 4), seed=seed + 2)
+    uploads = negative_set(images, count=max(len(FAMILIES) * 20, digits // 4), seed=seed + 2)
     inputs, read = model_inputs(uploads)
     kinds, _, confidence = judged(inputs)
     given = iter(verdicts(kinds[:, 0], kinds, confidence, thresholds))

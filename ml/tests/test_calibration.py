@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ml.artifacts import METADATA_FILE, to_model_array
-from ml.calibration import expected_calibration_error, fit_temperature, tempered
+from ml.calibration import expected_calibration_error, fit_temperature, least_ece_temperature, tempered
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -51,6 +51,22 @@ def test_the_fitted_temperature_is_the_true_one_and_removes_the_error():
     before = expected_calibration_error(probabilities, labels)
     after = expected_calibration_error(tempered(probabilities, temperature), labels)
     assert before > 0.1 and after < 0.02
+
+
+def test_the_served_temperature_has_the_least_ece_and_is_one_for_a_calibrated_model():
+    overconfident = overconfident_model(n=6000, true_temperature=2.5, seed=1)
+    assert least_ece_temperature([overconfident]) == pytest.approx(2.5, rel=0.1)
+    # A calibrated model stays as it is, however a few confident errors pull the likelihood.
+    calibrated = overconfident_model(n=6000, true_temperature=1.0, seed=2)
+    probabilities, labels = calibrated
+    sure = np.flatnonzero(probabilities.max(axis=1) > 0.999)[:6]
+    labels = labels.copy()
+    labels[sure] = (probabilities[sure].argmax(axis=1) + 1) % 10
+    temperature = least_ece_temperature([(probabilities, labels)])
+    assert temperature == pytest.approx(1.0, abs=0.05)
+    assert fit_temperature(probabilities, labels) > temperature
+    after = expected_calibration_error(tempered(probabilities, temperature), labels)
+    assert after <= expected_calibration_error(probabilities, labels)
 
 
 def test_training_with_a_holdout_calibrates_the_model_it_serves(tmp_path, mnist):
