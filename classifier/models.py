@@ -263,6 +263,9 @@ class WorkerHeartbeat(models.Model):
     hostname = models.CharField(max_length=255, unique=True)
     seen_at = models.DateTimeField()
     started_at = models.DateTimeField()
+    # When one of its pool processes had loaded the active model and could classify at once;
+    # cleared when the worker starts (again), so that a restart warms up visibly.
+    ready_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.hostname} (seen {self.seen_at:%Y-%m-%d %H:%M:%S})"

@@ -193,6 +193,12 @@ def workers_alive(*, within_seconds: float) -> list[WorkerHeartbeat]:
     return list(WorkerHeartbeat.objects.filter(seen_at__gte=since).order_by("hostname"))
 
 
+def workers_ready() -> bool:
+    """Whether a live worker has the model loaded (else new uploads wait for one to warm up)."""
+    since = timezone.now() - timedelta(seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
+    return WorkerHeartbeat.objects.filter(seen_at__gte=since, ready_at__isnull=False).exists()
+
+
 @dataclass(frozen=True)
 class RequeueHealth:
     last_run_seconds_ago: float | None

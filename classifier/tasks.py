@@ -4,7 +4,7 @@ import logging
 import threading
 
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
@@ -13,11 +13,14 @@ from classifier.services import (
     RetrainError,
     images_requeue_stale,
     model_retrain,
+    model_warm_up,
     prediction_run,
     predictions_run,
     requeue_run_record,
     worker_heartbeat_clear,
     worker_heartbeat_record,
+    worker_ready_record,
+    worker_warming_record,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,38 @@ def retrain(epochs: int | None = None, force: bool = False) -> str:
         return str(exc)
     logger.info("retraining finished: %s", report.reason)
     return report.reason
+
+
+# --- Warm start: each pool process loads the model before its first task ------------------------
+
+
+@worker_init.connect
+def _warming(sender, **kwargs) -> None:
+    """In the worker's main process, before its pool starts: not ready until a process is."""
+    try:
+        worker_warming_record(hostname=sender.hostname)
+    except DatabaseError:
+        logger.warning("could not record that this worker is warming up", exc_info=True)
+    finally:
+        connection.close()  # never share a connection with the processes forked next
+
+
+@worker_process_init.connect
+def _warm_up(sender=None, **kwargs) -> None:
+    """In each pool process as it starts (celery allows it WORKER_PROC_ALIVE_TIMEOUT): load
+    the active model and run it once, so that the first upload waits for nothing. A failure is
+    logged and left to the first task, which loads the model itself and fails visibly."""
+    if not settings.WORKER_WARM_UP:
+        return
+    try:
+        version, seconds = model_warm_up()
+        logger.info("model version %s loaded and warmed up in %.1f s: ready to classify", version.number, seconds)
+        if sender:
+            worker_ready_record(hostname=str(sender))
+    except Exception:
+        logger.warning("could not load the model at start; the first task will try again", exc_info=True)
+    finally:
+        connection.close()
 
 
 # --- Heartbeat: each worker says it is alive, for /healthz -----------------------------------

@@ -84,6 +84,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
+                "classifier.context_processors.workers",
             ],
         },
     },
@@ -305,6 +306,11 @@ REQUEUE_STALE_INTERVAL_SECONDS = env.int("REQUEUE_STALE_INTERVAL_SECONDS", defau
 
 # --- Celery -------------------------------------------------------------------------------
 # Redis when CELERY_BROKER_URL is set; otherwise the embedded filesystem broker (no server).
+# Each pool process loads and runs the model as it starts (the first upload then waits for
+# nothing); celery kills a process that is not up within WORKER_PROC_ALIVE_TIMEOUT (4 s by
+# default), and loading takes a few seconds on 2 cores: time enough for a slow disk.
+WORKER_WARM_UP = env.bool("WORKER_WARM_UP", default=True)
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = 120
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem"):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(

@@ -13,6 +13,7 @@ from classifier.services.images import (
     image_upload_create,
     images_mark_reviewed,
     images_requeue_stale,
+    model_warm_up,
     prediction_run,
     predictions_run,
 )
@@ -27,7 +28,13 @@ from classifier.services.modelling import (
     model_version_ensure_initial,
 )
 from classifier.services.retraining import RetrainError, RetrainReport, model_retrain
-from classifier.services.workers import requeue_run_record, worker_heartbeat_clear, worker_heartbeat_record
+from classifier.services.workers import (
+    requeue_run_record,
+    worker_heartbeat_clear,
+    worker_heartbeat_record,
+    worker_ready_record,
+    worker_warming_record,
+)
 
 __all__ = [
     "RetrainError",
@@ -50,10 +57,13 @@ __all__ = [
     "model_train",
     "model_version_activate",
     "model_version_ensure_initial",
+    "model_warm_up",
     "password_reset_request_allow",
     "prediction_run",
     "predictions_run",
     "requeue_run_record",
     "worker_heartbeat_clear",
     "worker_heartbeat_record",
+    "worker_ready_record",
+    "worker_warming_record",
 ]

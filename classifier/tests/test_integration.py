@@ -102,3 +102,46 @@ def test_a_running_worker_shows_in_healthz_until_it_stops(client, worker):
     worker.stop()  # a clean shutdown says so at once
     assert not WorkerHeartbeat.objects.exists()
     assert client.get("/healthz").json()["status"] == "degraded"
+
+
+@pytest.mark.parametrize("broker_env", ["embedded"], indirect=True)
+def test_the_worker_loads_the_model_as_it_starts_and_cards_say_warming_up_until_then(
+    client, worker_env, tmp_path, mnist
+):
+    """Cold start: the pool process loads and runs the model before it takes a task, logs it,
+    and records the worker ready; until a worker is, a waiting card says it is warming up."""
+    from classifier.models import WorkerHeartbeat
+    from classifier.tasks import classify_images
+    from classifier.tests.conftest import Worker
+    from classifier.tests.factories import DigitImageFactory
+
+    image = DigitImageFactory(data=encode(255 - mnist.test.images[0]))
+    client.force_login(image.owner)
+    card = client.get(reverse("classifier:image_card", args=[image.pk])).content.decode()
+    assert "warming up…" in card and "queued…" not in card
+
+    worker = Worker(worker_env, tmp_path / "worker.log").start()
+    try:
+        deadline = time.monotonic() + 120
+        while not WorkerHeartbeat.objects.filter(ready_at__isnull=False).exists():
+            assert time.monotonic() < deadline, f"the worker never got ready; see {worker.log_path}"
+            assert worker.poll() is None, f"the worker died; see {worker.log_path}"
+            time.sleep(0.3)
+        card = client.get(reverse("classifier:image_card", args=[image.pk])).content.decode()
+        assert "queued…" in card and "warming up" not in card
+        classify_images.delay([image.pk])
+        wait_until_finished([image.pk], worker)
+    finally:
+        worker.stop()
+    log = worker.log_path.read_text()
+    loaded = log.index("loaded and warmed up")
+    assert "model version 1 loaded and warmed up in" in log
+    assert loaded < log.index("Task classifier.classify_images[")  # before the task was even received
+    image.refresh_from_db()
+    assert image.prediction.digit == mnist.test.labels[0]
+    # A worker that starts again is not ready until its process has loaded the model again.
+    from classifier.services import worker_warming_record
+
+    WorkerHeartbeat.objects.create(hostname="celery@again", seen_at=image.uploaded_at, started_at=image.uploaded_at)
+    worker_warming_record(hostname="celery@again")
+    assert not WorkerHeartbeat.objects.filter(hostname="celery@again", ready_at__isnull=False).exists()
