@@ -327,7 +327,7 @@ def image_detail(request, pk: int):
     bars = []
     if prediction is not None:
         bars = [
-            {"digit": digit, "percent": 100 * p, "top": digit == prediction.digit}
+            {"digit": digit, "percent": 100 * p, "probability": p, "top": digit == prediction.digit}
             for digit, p in enumerate(prediction.probabilities)
         ]
     feedback = image.feedback_or_none

@@ -37,7 +37,7 @@ def test_each_verdict_reads_as_it_should_on_the_card_and_the_detail_page(signed_
     rejected = judged(user, png, digit=4, verdict="not_a_digit", confidence=0.97, reason=REASON)
 
     card = text(signed_in.get(reverse("classifier:image_card", args=[sure.pk])))
-    assert 'data-verdict="digit"' in card and "99% sure" in card and "not sure" not in card
+    assert 'data-verdict="digit"' in card and "99.0% sure" in card and "not sure" not in card
     card = text(signed_in.get(reverse("classifier:image_card", args=[unsure.pk])))
     assert 'data-verdict="unsure"' in card and "probably" in card and "not sure" in card and "or 9" in card
     card = text(signed_in.get(reverse("classifier:image_card", args=[rejected.pk])))
@@ -50,7 +50,7 @@ def test_each_verdict_reads_as_it_should_on_the_card_and_the_detail_page(signed_
     detail = text(signed_in.get(rejected.get_absolute_url()))
     assert "This does not look like a digit" in detail and "the best guess is" in detail
     detail = text(signed_in.get(sure.get_absolute_url()))
-    assert 'data-verdict="digit"' in detail and "99% confidence" in detail
+    assert 'data-verdict="digit"' in detail and "99.0% confidence" in detail
 
 
 def test_history_csv_and_api_filter_by_verdict_and_say_it(signed_in, user, png):
@@ -188,3 +188,33 @@ def test_staff_can_say_an_image_is_not_a_digit_from_the_list_and_the_change_page
     assert "is not a digit" in listed
     flags = text(client.get(reverse("admin:classifier_flag_changelist"), {"not_a_digit__exact": "1"}))
     assert word.original_name in flags and doodle.original_name in flags
+
+
+@pytest.mark.parametrize(
+    ("probability", "shown"),
+    [
+        (1.0, "100%"),
+        (0.99996, "99.9%"),
+        (0.9987, "99.9%"),
+        (0.991, "99.1%"),
+        (0.99, "99.0%"),
+        (0.873, "87%"),
+        (0.0121, "1%"),
+        (0.004, "<1%"),
+        (0.0, "0%"),
+    ],
+)
+def test_a_probability_is_never_shown_as_certain_or_impossible_when_it_is_not(probability, shown):
+    from classifier.templatetags.digits import percent
+
+    assert percent(probability) == shown
+
+
+def test_card_detail_bars_and_history_show_the_same_figure_and_never_100_for_less(signed_in, user, png):
+    image = judged(user, png, digit=7, verdict="digit", confidence=0.9987)
+    card = text(signed_in.get(reverse("classifier:image_card", args=[image.pk])))
+    detail = text(signed_in.get(image.get_absolute_url()))
+    history = text(signed_in.get(reverse("classifier:history")))
+    assert "99.9% sure" in card and "99.9% confidence" in detail and "99.9%" in history
+    assert '<span class="bar-value">99.9%</span>' in detail
+    assert not any("100%" in page for page in (card, detail, history))
