@@ -320,9 +320,7 @@ def history_export(request):
     return response
 
 
-@require_GET
-def image_detail(request, pk: int):
-    image = _image_or_404(request, pk)
+def _detail_context(request, image: DigitImage) -> dict:
     prediction = image.prediction_or_none
     bars = []
     if prediction is not None:
@@ -335,7 +333,7 @@ def image_detail(request, pk: int):
     if prediction is not None and image.owner_id == request.user.pk:
         initial = {"digit": feedback.suggested_digit} if feedback else {}
         feedback_form = FeedbackForm(initial=initial, predicted=prediction.digit)
-    context = {
+    return {
         "image": image,
         "prediction": prediction,
         "bars": bars,
@@ -344,7 +342,21 @@ def image_detail(request, pk: int):
         # An all-zero map means nothing in the image spoke for the digit: say so, show no picture.
         "grad_cam_empty": prediction is not None and prediction.heat_map_is_empty,
     }
-    return render(request, "classifier/detail.html", context)
+
+
+@require_GET
+def image_detail(request, pk: int):
+    image = _image_or_404(request, pk)
+    return render(request, "classifier/detail.html", _detail_context(request, image))
+
+
+@require_GET
+def image_detail_result(request, pk: int):
+    """The detail page's answer, polled by htmx while the image waits: the verdict, the bars,
+    Grad-CAM and the feedback form replace the waiting notice in place when it is done."""
+    image = _image_or_404(request, pk)
+    html = render_to_string("classifier/_detail_result.html", _detail_context(request, image), request=request)
+    return HttpResponseStopPolling(html) if image.is_finished else HttpResponse(html)
 
 
 @require_POST

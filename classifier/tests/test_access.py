@@ -36,6 +36,7 @@ RULES = {
     "api:docs": "user",
     "classifier:image_detail": "owner",
     "classifier:image_card": "owner",
+    "classifier:image_detail_result": "owner",
     "classifier:image_file": "owner",
     "classifier:image_model_input": "owner",
     "classifier:image_grad_cam": "owner",

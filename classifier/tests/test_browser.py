@@ -186,6 +186,30 @@ def test_upload_three_and_watch_them_classified(page, worker, tmp_path, mnist):
     shot(page, "02-detail")
 
 
+def test_a_waiting_detail_page_finishes_in_place_answer_first_on_a_phone(page, worker, mnist):
+    from classifier.tasks import classify_images
+    from classifier.tests.factories import DigitImageFactory
+
+    user = UserFactory()
+    log_in(page, user.username)
+    image = DigitImageFactory(owner=user, data=encode(255 - mnist.test.images[0]))  # a 7, not queued yet
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(image.get_absolute_url())
+    page.locator(".wait .status-badge").wait_for()
+    assert page.locator("img.detail-original").count() == 1  # the photo once, no second card
+    loaded_at = page.evaluate("performance.timeOrigin")
+    classify_images.delay([image.pk])
+    page.locator("#predicted-digit").wait_for(timeout=90_000)
+    assert page.evaluate("performance.timeOrigin") == loaded_at  # no reload
+    assert page.locator("#predicted-digit").inner_text() == "7"
+    assert page.locator(".bar-row").count() == 10 and page.locator(".wait").count() == 0
+    page.get_by_role("button", name="Tell us it is wrong").wait_for()
+    # Answer first on a phone: the digit is on the first screen, above the photo.
+    digit_top = page.locator("#predicted-digit").bounding_box()["y"]
+    assert digit_top < page.locator("img.detail-original").bounding_box()["y"] and digit_top < 844
+    shot(page, "06-phone-detail-live")
+
+
 def test_a_broken_file_gets_a_message_and_the_rest_are_classified(page, worker, tmp_path, mnist):
     user = UserFactory()
     log_in(page, user.username)

@@ -134,6 +134,42 @@ def test_detail_page_shows_prediction_model_input_and_ten_bars(signed_in, user, 
     assert picture["Content-Type"] == "image/png"
 
 
+def test_a_waiting_detail_page_shows_the_photo_once_and_finishes_in_place(signed_in, user, png):
+    from django.utils import timezone
+
+    from classifier.models import WorkerHeartbeat
+
+    image = DigitImageFactory(owner=user, data=png)
+    page = signed_in.get(image.get_absolute_url()).content.decode()
+    assert page.count(reverse("classifier:image_file", args=[image.pk])) == 1  # the photo, once
+    result_url = reverse("classifier:image_detail_result", args=[image.pk])
+    assert f'hx-get="{result_url}"' in page and "warming up…" in page and "reload" not in page
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(hostname="celery@here", seen_at=now, started_at=now, ready_at=now)
+    waiting = signed_in.get(result_url)
+    assert waiting.status_code == 200 and "queued…" in waiting.content.decode()
+    # The worker is done: the answer, the bars and the feedback form replace the notice, and
+    # htmx stops polling (286).
+    Prediction.objects.create(
+        image=image,
+        digit=7,
+        confidence=0.93,
+        probabilities=[0.007] * 7 + [0.93] + [0.007] * 2,
+        model_version=model_version_ensure_initial(),
+        model_input=bytes(784),
+        inference_ms=1.5,
+    )
+    DigitImage.objects.filter(pk=image.pk).update(status=DigitImage.Status.DONE)
+    done = signed_in.get(result_url)
+    html = done.content.decode()
+    assert done.status_code == 286 and 'id="predicted-digit">7<' in html and html.count('class="bar-row') == 10
+    assert "Tell us it is wrong" in html and "hx-get" not in html
+    # Answer first: on a phone the result column comes before the photo.
+    page = signed_in.get(image.get_absolute_url()).content.decode()
+    assert page.index("order-1 order-md-2") < page.index('id="predicted-digit"')
+    assert 'class="col-md-6 order-2 order-md-1"' in page
+
+
 def test_image_file_is_served_to_its_owner_with_its_type(signed_in, user, png):
     image = DigitImageFactory(owner=user, data=png)
     response = signed_in.get(reverse("classifier:image_file", args=[image.pk]))
@@ -143,13 +179,17 @@ def test_image_file_is_served_to_its_owner_with_its_type(signed_in, user, png):
     assert b"".join(response.streaming_content) == png
 
 
-@pytest.mark.parametrize("name", ["image_detail", "image_file", "image_card", "image_model_input"])
+@pytest.mark.parametrize(
+    "name", ["image_detail", "image_detail_result", "image_file", "image_card", "image_model_input"]
+)
 def test_other_users_images_answer_404(signed_in, png, name):
     theirs = done_image(UserFactory(), png)
     assert signed_in.get(reverse(f"classifier:{name}", args=[theirs.pk])).status_code == 404
 
 
-@pytest.mark.parametrize("name", ["image_detail", "image_file", "image_card", "image_model_input"])
+@pytest.mark.parametrize(
+    "name", ["image_detail", "image_detail_result", "image_file", "image_card", "image_model_input"]
+)
 def test_anonymous_visitors_are_sent_to_log_in(client, png, name):
     image = done_image(UserFactory(), png)
     response = client.get(reverse(f"classifier:{name}", args=[image.pk]))
