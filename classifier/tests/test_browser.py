@@ -359,7 +359,11 @@ def test_draw_a_digit_with_the_mouse_undo_clear_and_see_it_classified_live(page,
     assert page.locator("#draw-results .predicted-digit").inner_text() == "7"
     assert page.evaluate("performance.timeOrigin") == loaded_at  # live: no reload
     image = DigitImage.objects.get(owner=user)
-    assert image.original_name == "drawing.png" and image.image_format == "PNG"
+    assert re.fullmatch(r"drawing \d{4}-\d\d-\d\d \d\d:\d\d\.png", image.original_name), image.original_name
+    assert image.image_format == "PNG"
+    # The status beside the button ends with the answer, not "Classifying…".
+    wait_until(page, "!document.getElementById('draw-status').textContent.includes('Classifying')")
+    assert "7" in page.locator("#draw-status").inner_text()
     shot(page, "07-draw")
 
     page.get_by_role("button", name="Clear").click()
@@ -391,6 +395,10 @@ def test_draw_with_a_finger_on_a_phone(browser, live_server, worker):
     page.get_by_role("button", name="Classify drawing").click()
     assert wait_for_result(page) == "done"
     assert page.locator("#draw-results .predicted-digit").inner_text() == "1"
+    # The answer is on the first screen, under the button, where the finger was.
+    wait_until(page, "!document.getElementById('draw-status').textContent.includes('Classifying')")
+    status = page.locator("#draw-status")
+    assert "1" in status.inner_text() and status.bounding_box()["y"] + status.bounding_box()["height"] < 740
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0
     shot(page, "07-draw-phone")
@@ -418,7 +426,8 @@ def test_take_a_photo_with_the_webcam(camera_browser, live_server, worker):
     # The fake camera shows a test pattern, not a digit: what matters is the way through.
     assert wait_for_result(page, "#gallery .digit-card") in ("done", "failed")
     image = DigitImage.objects.get(owner=user)
-    assert image.original_name == "camera.jpg" and image.image_format == "JPEG"
+    assert re.fullmatch(r"photo \d{4}-\d\d-\d\d \d\d:\d\d\.jpg", image.original_name), image.original_name
+    assert image.image_format == "JPEG"
     shot(page, "08-camera")
     page.get_by_role("button", name="Close camera").click()
     assert page.locator("#camera-panel").is_hidden()

@@ -58,8 +58,38 @@
     });
     const empty = document.getElementById("draw-empty") || document.getElementById("gallery-empty");
     if (cards.length && empty) empty.remove();
-    if (cards.length) say(status, "Classifying…");
+    if (cards.length) {
+      say(status, "Classifying…");
+      untilFinished(cards.map((column) => column.querySelector(".digit-card").id), status);
+    }
     return cards.length > 0;
+  }
+
+  // htmx swaps each polled card whole (htmx:load fires on the new one): watch until every new card is finished, then
+  // put the answer where the person is looking (beside the button) instead of "Classifying…".
+  function untilFinished(ids, status) {
+    function check() {
+      const found = ids.map((id) => document.getElementById(id));
+      if (!found.every((card) => card && ["done", "failed"].includes(card.dataset.status))) return;
+      document.body.removeEventListener("htmx:load", check);
+      const answers = found.map((card) => {
+        const verdict = card.querySelector(".verdict");
+        const failed = card.querySelector(".text-danger");
+        return (verdict || failed || card).textContent.replace(/\s+/g, " ").trim();
+      });
+      say(status, answers.join(" · "));
+    }
+    document.body.addEventListener("htmx:load", check);
+    check();
+  }
+
+  // "drawing 2026-11-27 16:40.png": what history and the admin call the picture, in the
+  // person's own time.
+  function stamped(kind, extension) {
+    const now = new Date();
+    const pad = (n) => String(n).padStart(2, "0");
+    const day = now.getFullYear() + "-" + pad(now.getMonth() + 1) + "-" + pad(now.getDate());
+    return kind + " " + day + " " + pad(now.getHours()) + ":" + pad(now.getMinutes()) + "." + extension;
   }
 
   function initCanvas(app) {
@@ -131,7 +161,7 @@
     submit.addEventListener("click", () => {
       submit.disabled = true;
       canvas.toBlob(async (blob) => {
-        await uploadPicture(app.dataset.uploadUrl, blob, "drawing.png", results, status);
+        await uploadPicture(app.dataset.uploadUrl, blob, stamped("drawing", "png"), results, status);
         submit.disabled = strokes.length === 0;
       }, "image/png");
     });
@@ -193,7 +223,7 @@
       frame.width = video.videoWidth;
       frame.height = video.videoHeight;
       frame.getContext("2d").drawImage(video, 0, 0);
-      frame.toBlob((blob) => uploadPicture(url, blob, "camera.jpg", results, status), "image/jpeg", 0.92);
+      frame.toBlob((blob) => uploadPicture(url, blob, stamped("photo", "jpg"), results, status), "image/jpeg", 0.92);
     });
     root.querySelector("#camera-close").addEventListener("click", () => {
       stop();
