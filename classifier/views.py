@@ -112,13 +112,14 @@ def page_not_found(request, exception):
     """404: JSON under /api/ (clients parse it), the site's page elsewhere."""
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=404)
-    return defaults.page_not_found(request, exception)
+    return render(request, "404.html", {"path": request.path}, status=404)
 
 
 def server_error(request):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Something went wrong on our side; please try again."}, status=500)
-    return defaults.server_error(request)
+    # No context processors, no database: whatever failed may fail again while rendering this.
+    return defaults.server_error(request, template_name="500.html")
 
 
 @login_not_required
@@ -235,8 +236,14 @@ def api_token(request):
             if api_token_revoke(user=request.user):
                 messages.success(request, "Your API token is revoked: requests with it are refused from now on.")
         else:
+            replaced = Token.objects.filter(user=request.user).exists()
             api_token_create(user=request.user)
-            messages.success(request, "Your new API token is ready. An older one no longer works.")
+            messages.success(
+                request,
+                "Your new API token is ready. The old one no longer works."
+                if replaced
+                else "Your API token is ready: copy it into your script or app.",
+            )
         return redirect("classifier:api_token")
     token = Token.objects.filter(user=request.user).first()
     return render(request, "classifier/api_token.html", {"token": token})

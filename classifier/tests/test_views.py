@@ -390,3 +390,36 @@ def test_statistics_page_shows_charts_and_numbers_to_staff(client, user, png):
     assert stats.corrections[7][1] == 1
     assert stats.versions[0].flagged == 1 and stats.versions[0].flagged_share == 0.5
     assert stats.totals["open_feedback"] == 1
+
+
+def test_a_mistyped_address_gets_the_sites_404_page_with_a_way_back(signed_in):
+    response = signed_in.get("/gallery/nothing-here/")
+    page = response.content.decode()
+    assert response.status_code == 404
+    assert "This page does not exist" in page and 'class="navbar' in page
+    assert f'href="{reverse("classifier:home")}"' in page and "Back to your gallery" in page
+    assert "/gallery/nothing-here/" in page
+
+
+def test_the_500_page_uses_the_sites_look_and_needs_nothing_that_may_have_failed(rf):
+    from classifier.views import server_error
+
+    response = server_error(rf.get("/history/"))
+    page = response.content.decode()
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in page and 'class="navbar' in page and 'href="/"' in page
+
+
+def test_the_favicon_is_served_to_anyone(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("favicon.svg")
+    assert 'rel="icon"' in client.get(reverse("login")).content.decode()
+
+
+def test_the_token_page_says_what_happened_and_offers_a_copy_button(signed_in):
+    page = reverse("classifier:api_token")
+    first = signed_in.post(page, {"action": "create"}, follow=True).content.decode()
+    assert "Your API token is ready" in first and "no longer works" not in first
+    assert 'id="api-token-copy"' in first and "js/copy.js" in first
+    again = signed_in.post(page, {"action": "create"}, follow=True).content.decode()
+    assert "The old one no longer works" in again
