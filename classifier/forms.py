@@ -40,8 +40,21 @@ class UploadForm(forms.Form):
 
 
 class SignUpForm(UserCreationForm):
+    """Sign-up whose errors sit under the field they concern: a refused password under the
+    password (Django puts it under the confirmation), a mismatch under the confirmation. The
+    passwords are kept when only the username was refused, so that only it is typed again."""
+
     class Meta(UserCreationForm.Meta):
         fields = ("username",)
+
+    def validate_password_for_user(self, user, password_field_name="password1"):
+        super().validate_password_for_user(user, password_field_name=password_field_name)
+
+    def _post_clean(self):
+        super()._post_clean()
+        keep = not (self.has_error("password1") or self.has_error("password2"))
+        for name in ("password1", "password2"):
+            self.fields[name].widget.render_value = keep
 
 
 SELECT = {"class": "form-select form-select-sm"}

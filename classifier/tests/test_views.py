@@ -423,3 +423,37 @@ def test_the_token_page_says_what_happened_and_offers_a_copy_button(signed_in):
     assert 'id="api-token-copy"' in first and "js/copy.js" in first
     again = signed_in.post(page, {"action": "create"}, follow=True).content.decode()
     assert "The old one no longer works" in again
+
+
+def test_sign_up_errors_sit_under_the_field_they_concern(client):
+    import html
+    import re
+
+    def errors_of(page: str) -> dict[str, str]:
+        """The error messages crispy-forms renders for each field (ids error_N_id_FIELD)."""
+        return {
+            name: html.unescape(
+                " ".join(re.findall(rf'id="error_\d+_id_{name}"[^>]*>\s*<strong>(.*?)</strong>', page, re.S))
+            )
+            for name in ("username", "password1", "password2")
+        }
+
+    weak = client.post(
+        reverse("classifier:signup"), {"username": "ada", "password1": "password", "password2": "password"}
+    )
+    errors = errors_of(weak.content.decode())
+    assert "too common" in errors["password1"] and not errors["password2"]
+    assert 'value="password"' not in weak.content.decode()  # a refused password is typed anew
+
+    UserFactory(username="taken")
+    good = "a long and unusual passphrase 42"
+    taken = client.post(reverse("classifier:signup"), {"username": "taken", "password1": good, "password2": good})
+    errors = errors_of(taken.content.decode())
+    assert "already exists" in errors["username"] and not errors["password1"] and not errors["password2"]
+    assert taken.content.decode().count(f'value="{good}"') == 2  # only the username needs typing again
+
+    mismatch = client.post(
+        reverse("classifier:signup"), {"username": "bob", "password1": good, "password2": good + "!"}
+    )
+    errors = errors_of(mismatch.content.decode())
+    assert "match" in errors["password2"] and not errors["password1"]
