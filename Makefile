@@ -31,14 +31,19 @@ $(BIN)/.installed: requirements.txt
 
 install: $(BIN)/.installed
 
+# `make run PORT=8080` when 8000 is taken.
+PORT ?= 8000
+
 run: install
 	$(BIN)/python manage.py migrate --noinput
+	@# The static files served as in production (and no warning about a missing staticfiles/).
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	@echo ""
-	@echo "digitsite is starting on http://127.0.0.1:8000/ (web and a Celery worker; Ctrl-C stops both)"
-	@echo "  create an account at http://127.0.0.1:8000/signup/"
+	@echo "digitsite is starting on http://127.0.0.1:$(PORT)/ (web and a Celery worker, in the foreground; Ctrl-C stops both)"
+	@echo "  create an account at http://127.0.0.1:$(PORT)/signup/"
 	@echo "  staff account for the admin: $(BIN)/python manage.py createsuperuser"
 	@echo ""
-	$(BIN)/honcho start
+	DIGITSITE_PORT=$(PORT) $(BIN)/honcho start
 
 test: install
 	$(BIN)/ruff check .

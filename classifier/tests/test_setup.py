@@ -252,3 +252,16 @@ def test_requirements_resolve_to_wheels_on_linux_and_macos(tmp_path):
         resolved = {canonicalize_name(item["metadata"]["name"]) for item in report["install"]}
         wanted = {canonicalize_name(requirement.name) for requirement in requirements_for(target)}
         assert wanted <= resolved, f"{name}: {wanted - resolved} not resolved"
+
+
+@pytest.mark.parametrize(("args", "port"), [((), "8000"), (("PORT=8123",), "8123")])
+def test_make_run_serves_on_the_port_asked_for(args, port):
+    """`make run PORT=N` reaches the Procfile's web process, which binds that port."""
+    dry = subprocess.run(["make", "-n", "run", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert f"DIGITSITE_PORT={port} .venv/bin/honcho start" in dry and f"http://127.0.0.1:{port}/" in dry
+    web = next(line for line in (REPO / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    command = web.removeprefix("web:").strip()
+    expanded = subprocess.run(
+        ["sh", "-c", f"echo {command}"], env={"DIGITSITE_PORT": port}, capture_output=True, text=True, check=True
+    ).stdout
+    assert expanded.strip().endswith(f"runserver 127.0.0.1:{port}")
