@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import TooManyFilesSent
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
@@ -27,6 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 from rest_framework.authtoken.models import Token
 
+from classifier import landing
 from classifier.forms import FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
 from classifier.models import DIGITS, DigitImage, Prediction
 from classifier.responses import image_file_response, png_response
@@ -169,8 +171,16 @@ def signup(request):
     return render(request, "registration/signup.html", {"form": form})
 
 
+@login_not_required
 @require_http_methods(["GET", "POST"])
 def home(request):
+    """The gallery and its upload form; for visitors without an account, the landing page
+    (what the site does, three answers of the real model, sign up or log in). Uploading
+    still needs an account."""
+    if not request.user.is_authenticated:
+        if request.method == "POST":
+            return redirect_to_login(request.get_full_path())
+        return render(request, "classifier/landing.html", {"examples": landing.examples()})
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         outcome = image_upload_create(owner=request.user, files=form.cleaned_data["images"])

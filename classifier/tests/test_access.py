@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 # POST only), "owner-post" (the image's owner only, POST only; everyone else 404).
 # Admin URLs are covered by their own rule below.
 RULES = {
-    "classifier:home": "user",
+    "classifier:home": "public",  # the landing page for visitors; uploading needs an account
     "classifier:signup": "public",
     "classifier:draw": "user",
     "classifier:upload_inline": "post-only",

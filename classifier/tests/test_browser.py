@@ -149,8 +149,13 @@ def upload(page, files, count: int) -> None:
 
 def test_sign_up_log_out_and_log_in_again(page):
     page.goto("/")
-    assert "/accounts/login/" in page.url  # anonymous visitors are sent to log in
-    page.get_by_role("link", name="Sign up").click()
+    page.get_by_role("heading", name="Handwritten digits, read honestly").wait_for()  # the landing page
+    assert page.locator(".landing-example img").count() == 3
+    wait_until(
+        page, "[...document.querySelectorAll('.landing-example img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    shot(page, "00-landing")
+    page.get_by_role("link", name="Sign up, it is free").click()
     page.get_by_label("Username").fill("grace")
     page.locator("#id_password1").fill(PASSWORD)
     page.locator("#id_password2").fill(PASSWORD)

@@ -172,3 +172,25 @@ def test_evaluate_on_the_stand_ins_for_other_writers(tiny_model_dir):
     assert report["styles"]["european"]["samples"] == 8
     assert report["styles"]["load_digits"]["samples"] == 1797
     assert {"accuracy", "loss", "samples", "errors", "confusion_matrix"} <= set(report)
+
+
+def test_the_landing_pages_examples_are_what_the_shipped_model_answers(tmp_path):
+    """static/landing/ holds the model's real answers: regenerated, they come out the same."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from classifier.landing import EXAMPLES_FILE, LANDING_DIR
+    from ml.tests.conftest import SHIPPED_MODEL_DIR
+
+    call_command("landing_examples", "--model", str(SHIPPED_MODEL_DIR), "--out", str(tmp_path), stdout=StringIO())
+    committed = json.loads((LANDING_DIR / EXAMPLES_FILE).read_text())
+    fresh = json.loads((tmp_path / EXAMPLES_FILE).read_text())
+    assert [(e["file"], e["digit"], e["verdict"], e["runner_up"]) for e in fresh] == [
+        (e["file"], e["digit"], e["verdict"], e["runner_up"]) for e in committed
+    ]
+    assert np.allclose([e["confidence"] for e in fresh], [e["confidence"] for e in committed], atol=1e-3)
+    for example in committed:
+        pixels = [np.asarray(Image.open(folder / example["file"])) for folder in (LANDING_DIR, tmp_path)]
+        assert np.array_equal(*pixels)

@@ -47,9 +47,10 @@ def test_sign_up_logs_in_and_lands_on_the_gallery(client):
 def test_login_and_logout(client, user):
     response = client.post(reverse("login"), {"username": user.username, "password": "correct horse battery staple"})
     assert response.status_code == 302
-    assert client.get(reverse("classifier:home")).status_code == 200
+    assert "Your gallery" in client.get(reverse("classifier:home")).content.decode()
     client.post(reverse("logout"))
-    assert client.get(reverse("classifier:home")).status_code == 302
+    assert client.get(reverse("classifier:history")).status_code == 302
+    assert "Your gallery" not in client.get(reverse("classifier:home")).content.decode()  # the landing page
 
 
 def test_password_change(signed_in, user):
@@ -66,7 +67,7 @@ def test_password_change(signed_in, user):
     assert user.check_password("another long passphrase 7")
 
 
-@pytest.mark.parametrize("name", ["classifier:home", "classifier:history", "password_change"])
+@pytest.mark.parametrize("name", ["classifier:draw", "classifier:history", "password_change"])
 def test_pages_need_a_signed_in_user(client, name):
     response = client.get(reverse(name))
     assert response.status_code == 302
@@ -457,3 +458,21 @@ def test_sign_up_errors_sit_under_the_field_they_concern(client):
     )
     errors = errors_of(mismatch.content.decode())
     assert "match" in errors["password2"] and not errors["password1"]
+
+
+def test_visitors_get_the_landing_page_with_the_models_own_examples(client):
+    from classifier.landing import examples
+
+    shown = examples()
+    assert {example["verdict"] for example in shown} == {"digit", "unsure", "not_a_digit"}
+    response = client.get(reverse("classifier:home"))
+    page = " ".join(response.content.decode().split())
+    assert response.status_code == 200 and "Handwritten digits, read honestly" in page
+    assert f'href="{reverse("classifier:signup")}"' in page and f'href="{reverse("login")}"' in page
+    assert page.count('class="card h-100 landing-example') == 3
+    assert "This does not look like a digit" in page and "not sure" in page
+    # Uploading still needs an account: nothing is stored for a visitor.
+    before = DigitImage.objects.count()
+    upload = client.post(reverse("classifier:home"), {"images": [SimpleUploadedFile("a.png", b"x")]})
+    assert upload.status_code == 302 and upload["Location"].startswith(reverse("login"))
+    assert DigitImage.objects.count() == before
