@@ -19,6 +19,7 @@ from django.db import DatabaseError, connection
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.translation import ngettext
@@ -122,6 +123,14 @@ def server_error(request):
         return JsonResponse({"detail": "Something went wrong on our side; please try again."}, status=500)
     # No context processors, no database: whatever failed may fail again while rendering this.
     return defaults.server_error(request, template_name="500.html")
+
+
+@login_not_required
+@require_GET
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page says; the icon is a static file (its
+    hashed name is known only at request time in production)."""
+    return redirect(static("favicon.svg"), permanent=True)
 
 
 @login_not_required

@@ -1,10 +1,7 @@
 from django.contrib import admin
-from django.contrib.auth.decorators import login_not_required
-from django.templatetags.static import static
 from django.urls import include, path
-from django.views.generic import RedirectView
 
-from classifier.views import PasswordResetView, healthz
+from classifier.views import PasswordResetView, favicon, healthz
 
 admin.site.site_header = "digitsite administration"
 admin.site.site_title = "digitsite admin"
@@ -12,7 +9,7 @@ admin.site.site_title = "digitsite admin"
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # Browsers ask for /favicon.ico whatever the page says; anonymous visitors too.
-    path("favicon.ico", login_not_required(RedirectView.as_view(url=static("favicon.svg"), permanent=True))),
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     # Before Django's own: the same URL and name, rate-limited (see the view).
     path("accounts/password_reset/", PasswordResetView.as_view(), name="password_reset"),
