@@ -551,6 +551,14 @@ def test_every_control_is_labelled_every_image_has_alt_and_the_keyboard_works(pa
         reached.add(page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
     assert {"pen-width", "draw-undo", "draw-clear", "Draw"} <= reached
     page.goto("/")
+    # On a desktop the phone's camera input is no invisible tab stop: Tab goes from the upload
+    # button to the webcam button.
+    page.get_by_role("button", name="Upload and classify").focus()
+    tabbed = []
+    for _ in range(3):
+        page.keyboard.press("Tab")
+        tabbed.append(page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()"))
+    assert "camera-input" not in tabbed and tabbed[0] == "camera-open", tabbed
     page.get_by_role("link", name="History", exact=True).focus()
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/history/$"))
