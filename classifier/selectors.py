@@ -27,7 +27,7 @@ class ImageFilters:
 def image_list_for(user, filters: ImageFilters | None = None) -> QuerySet[DigitImage]:
     """The images a user may see, newest first, narrowed by the filters."""
     filters = filters or ImageFilters()
-    images = DigitImage.objects.select_related("prediction", "prediction__model_version", "flag", "owner")
+    images = DigitImage.objects.select_related("prediction", "prediction__model_version", "flag", "feedback", "owner")
     if not (user.is_staff and filters.everyone):
         images = images.filter(owner=user)
     if filters.digit is not None:

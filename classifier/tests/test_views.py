@@ -476,3 +476,12 @@ def test_visitors_get_the_landing_page_with_the_models_own_examples(client):
     upload = client.post(reverse("classifier:home"), {"images": [SimpleUploadedFile("a.png", b"x")]})
     assert upload.status_code == 302 and upload["Location"].startswith(reverse("login"))
     assert DigitImage.objects.count() == before
+
+
+def test_history_shows_the_persons_own_feedback(signed_in, user, png):
+    from classifier.services import feedback_give
+
+    image = done_image(user, png, digit=7)
+    feedback_give(image=image, user=user, suggested_digit=1)
+    row = " ".join(signed_in.get(reverse("classifier:history")).content.decode().split())
+    assert "you said <strong>1</strong>" in row and "staff agreed" not in row
