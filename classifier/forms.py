@@ -44,8 +44,14 @@ class SignUpForm(UserCreationForm):
     password (Django puts it under the confirmation), a mismatch under the confirmation. The
     passwords are kept when only the username was refused, so that only it is typed again."""
 
+    email = forms.EmailField(
+        label="E-mail address (optional)",
+        required=False,
+        help_text="Only to reset your password if you forget it. We send nothing else.",
+    )
+
     class Meta(UserCreationForm.Meta):
-        fields = ("username",)
+        fields = ("username", "email")
 
     def validate_password_for_user(self, user, password_field_name="password1"):
         super().validate_password_for_user(user, password_field_name=password_field_name)

@@ -169,6 +169,27 @@ def test_sign_up_log_out_and_log_in_again(page):
     assert page.get_by_role("heading", name="Your gallery").is_visible()
 
 
+def test_reset_a_forgotten_password_by_e_mail(page, mailoutbox):
+    user = UserFactory(email="ada@example.com")
+    page.goto("/accounts/login/")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_role("button", name="Send the link").click()
+    page.get_by_role("heading", name="Check your inbox").wait_for()
+    assert page.locator("link[href*='bootstrap']").count() == 1  # the site's look, not the admin's
+    assert len(mailoutbox) == 1 and mailoutbox[0].to == ["ada@example.com"]
+    link = re.search(r"https?://\S+", mailoutbox[0].body).group(0)
+    page.goto(link)
+    new = "a brand new passphrase 19"
+    page.locator("#id_new_password1").fill(new)
+    page.locator("#id_new_password2").fill(new)
+    page.get_by_role("button", name="Set the new password").click()
+    page.get_by_role("heading", name="Your new password is set").wait_for()
+    page.get_by_role("link", name="Log in", exact=True).last.click()
+    log_in(page, user.username, new)
+    assert page.get_by_role("heading", name="Your gallery").is_visible()
+
+
 def test_upload_three_and_watch_them_classified(page, worker, tmp_path, mnist):
     user = UserFactory()
     log_in(page, user.username)

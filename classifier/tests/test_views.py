@@ -485,3 +485,19 @@ def test_history_shows_the_persons_own_feedback(signed_in, user, png):
     feedback_give(image=image, user=user, suggested_digit=1)
     row = " ".join(signed_in.get(reverse("classifier:history")).content.decode().split())
     assert "you said <strong>1</strong>" in row and "staff agreed" not in row
+
+
+def test_sign_up_takes_an_optional_e_mail_address_for_password_reset(client):
+    from django.contrib.auth import get_user_model
+
+    good = "a long and unusual passphrase 42"
+    client.post(
+        reverse("classifier:signup"),
+        {"username": "ada", "email": "ada@example.com", "password1": good, "password2": good},
+    )
+    client.post(reverse("logout"))
+    client.post(reverse("classifier:signup"), {"username": "bob", "password1": good, "password2": good})
+    users = get_user_model().objects
+    assert users.get(username="ada").email == "ada@example.com" and users.get(username="bob").email == ""
+    login = client.get(reverse("login")).content.decode()
+    assert f'href="{reverse("password_reset")}"' in login and "Forgot your password?" in login
