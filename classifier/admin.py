@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import ngettext
 
-from classifier.forms import FlagForm
+from classifier.forms import FlagImagesForm
 from classifier.models import DIGIT_CHOICES, DigitImage, Feedback, Flag, ModelVersion, Prediction
 from classifier.selectors import REVIEW_ORDER, review_queue
 from classifier.services import feedback_confirm, image_flag, images_mark_reviewed, model_version_activate
@@ -238,30 +238,38 @@ class DigitImageAdmin(admin.ModelAdmin):
 
     @admin.action(description="Flag selected images as misclassified…")
     def flag_selected(self, request, queryset):
+        images = list(queryset.select_related("prediction"))
         if "apply" in request.POST:
-            form = FlagForm(request.POST)
+            form = FlagImagesForm(request.POST, images=images)
             if form.is_valid():
-                for image in queryset:
+                answers = form.cleaned_data["answers"]
+                for image in images:
                     image_flag(
                         image=image,
-                        correct_digit=form.cleaned_data["correct_digit"],
+                        correct_digit=answers[image.pk],
                         flagged_by=request.user,
                         note=form.cleaned_data["note"],
                     )
-                count = queryset.count()
-                digit = form.cleaned_data["correct_digit"]
-                message = ngettext(
-                    "Flagged %(count)d image as %(answer)s.", "Flagged %(count)d images as %(answer)s.", count
-                )
-                answer = "not a digit" if digit is None else str(digit)
-                self.message_user(request, message % {"count": count, "answer": answer}, messages.SUCCESS)
+                said = {"not a digit" if answer is None else str(answer) for answer in answers.values()}
+                count = len(images)
+                if len(said) == 1:
+                    message = ngettext(
+                        "Flagged %(count)d image as %(answer)s.", "Flagged %(count)d images as %(answer)s.", count
+                    ) % {"count": count, "answer": said.pop()}
+                else:
+                    each = [
+                        f"{image.original_name} as {'not a digit' if answers[image.pk] is None else answers[image.pk]}"
+                        for image in images
+                    ]
+                    message = f"Flagged {count} images: {', '.join(each)}."
+                self.message_user(request, message, messages.SUCCESS)
                 return None
         else:
-            form = FlagForm()
+            form = FlagImagesForm(images=images)
         context = {
             **self.admin_site.each_context(request),
             "title": "Flag images with their correct digit",
-            "images": queryset,
+            "images": images,
             "form": form,
             "opts": self.model._meta,
             "action_checkbox_name": ACTION_CHECKBOX_NAME,

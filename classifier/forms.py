@@ -140,14 +140,72 @@ class HistoryFilterForm(forms.Form):
 NOT_A_DIGIT = "not_a_digit"
 
 
-class FlagForm(forms.Form):
-    """The digit an image really shows, or "not a digit" (``correct_digit`` is then None)."""
+ANSWER_CHOICES = [("", "— choose —"), *DIGIT_CHOICES, (NOT_A_DIGIT, "not a digit")]
+# A correction that contradicts a prediction at least this confident is asked about again.
+CONFIDENT = 0.99
+
+
+def _answer(value):
+    return None if value == NOT_A_DIGIT else int(value)
+
+
+class FlagImagesForm(forms.Form):
+    """What each selected image really shows: one answer for all of them (``correct_digit``)
+    or one per image (``digit_<pk>``, which wins), never a default; "not a digit" is None.
+    Overruling a prediction of 99% or more needs ``confirm``."""
 
     correct_digit = forms.TypedChoiceField(
-        choices=[*DIGIT_CHOICES, (NOT_A_DIGIT, "not a digit")],
-        coerce=lambda value: None if value == NOT_A_DIGIT else int(value),
+        label="Correct digit (every image without its own answer)",
+        choices=ANSWER_CHOICES,
+        coerce=_answer,
+        empty_value="",
+        required=False,
     )
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    confirm = forms.BooleanField(
+        label="Yes: these corrections overrule predictions the model was at least 99% sure of", required=False
+    )
+
+    def __init__(self, *args, images, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.images = list(images)
+        for image in self.images:
+            self.fields[f"digit_{image.pk}"] = forms.TypedChoiceField(
+                label=image.original_name, choices=ANSWER_CHOICES, coerce=_answer, empty_value="", required=False
+            )
+        self.contradicted: list = []
+
+    def per_image_fields(self):
+        return [(image, self[f"digit_{image.pk}"]) for image in self.images]
+
+    def clean(self):
+        cleaned = super().clean()
+        answers, missing = {}, []
+        for image in self.images:
+            own = cleaned.get(f"digit_{image.pk}", "")
+            answer = own if own != "" else cleaned.get("correct_digit", "")
+            if answer == "":
+                missing.append(image.original_name)
+            else:
+                answers[image.pk] = answer
+        if missing:
+            raise forms.ValidationError(f"Choose what each image shows (no answer for: {', '.join(missing)}).")
+        self.contradicted = [
+            image
+            for image in self.images
+            if (prediction := image.prediction_or_none) is not None
+            and prediction.confidence >= CONFIDENT
+            and answers[image.pk] != prediction.digit
+        ]
+        if self.contradicted and not cleaned.get("confirm"):
+            self.add_error(
+                "confirm",
+                "The model was at least 99% sure of "
+                + ", ".join(f"{i.original_name} ({i.prediction.digit})" for i in self.contradicted)
+                + ": check the answer, then tick this box.",
+            )
+        cleaned["answers"] = answers
+        return cleaned
 
 
 class FeedbackForm(forms.Form):

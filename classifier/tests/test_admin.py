@@ -46,18 +46,18 @@ def test_flag_action_asks_for_the_digit_then_flags(staff_client, classified):
     page = staff_client.post(url, {"action": "flag_selected", ACTION_CHECKBOX_NAME: chosen})
     assert page.status_code == 200
     assert b"really show" in page.content  # the intermediate page
+    assert b'<option value="" selected>' in page.content  # no answer chosen for anyone
     assert not Flag.objects.exists()
-    done = staff_client.post(
-        url,
-        {
-            "action": "flag_selected",
-            ACTION_CHECKBOX_NAME: chosen,
-            "apply": "1",
-            "correct_digit": "4",
-            "note": "staff review",
-        },
-        follow=True,
-    )
+    form = {"action": "flag_selected", ACTION_CHECKBOX_NAME: chosen, "apply": "1", "note": "staff review"}
+    # No answer at all: asked again, nothing flagged.
+    again = staff_client.post(url, form)
+    assert b"Choose what each image shows" in again.content and not Flag.objects.exists()
+    # Overruling predictions the model was at least 99% sure of needs a tick.
+    sure = [image for image in classified if image.pk in chosen and image.prediction.confidence >= 0.99]
+    if sure:
+        unconfirmed = staff_client.post(url, form | {"correct_digit": "4"})
+        assert "at least 99% sure of" in unconfirmed.content.decode() and not Flag.objects.exists()
+    done = staff_client.post(url, form | {"correct_digit": "4", "confirm": "on"}, follow=True)
     assert b"Flagged 2 images as 4" in done.content
     flags = Flag.objects.order_by("image_id")
     assert [(f.image_id, f.correct_digit, f.flagged_by, f.note) for f in flags] == [
@@ -129,3 +129,21 @@ def test_staff_confirm_owner_feedback_into_flags(staff_client, classified):
     assert flag.correct_digit == chosen.suggested_digit and flag.flagged_by == staff_client.staff
     assert not Flag.objects.filter(image=second).exists()
     assert len(staff_client.get(url, {"confirmed": "no"}).context["cl"].result_list) == 1
+
+
+def test_flag_action_takes_one_answer_per_image(staff_client, classified):
+    url = reverse("admin:classifier_digitimage_changelist")
+    first, second = classified[0], classified[1]
+    form = {
+        "action": "flag_selected",
+        ACTION_CHECKBOX_NAME: [first.pk, second.pk],
+        "apply": "1",
+        "correct_digit": "",
+        f"digit_{first.pk}": "5",
+        f"digit_{second.pk}": "not_a_digit",
+        "confirm": "on",
+    }
+    done = staff_client.post(url, form, follow=True)
+    assert "Flagged 2 images:" in done.content.decode()
+    flags = {flag.image_id: flag for flag in Flag.objects.all()}
+    assert flags[first.pk].correct_digit == 5 and flags[second.pk].not_a_digit

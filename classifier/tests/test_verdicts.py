@@ -123,7 +123,13 @@ def test_the_review_queue_puts_the_least_certain_first_and_shrinks_as_staff_revi
     # Flagging from the queue works as anywhere and takes the image out of it.
     client.post(
         url + "?review=todo",
-        {"action": "flag_selected", "_selected_action": [unsure_high.pk], "apply": "1", "correct_digit": "9"},
+        {
+            "action": "flag_selected",
+            "_selected_action": [unsure_high.pk],
+            "apply": "1",
+            "correct_digit": "9",
+            "confirm": "on",
+        },
     )
     assert [image.pk for image in review_queue()] == [rejected.pk, less_sure.pk]
     stats = site_stats()
@@ -158,7 +164,13 @@ def test_staff_can_say_an_image_is_not_a_digit_from_the_list_and_the_change_page
     assert b"not a digit" in page.content
     done = client.post(
         url,
-        {"action": "flag_selected", ACTION_CHECKBOX_NAME: [word.pk], "apply": "1", "correct_digit": "not_a_digit"},
+        {
+            "action": "flag_selected",
+            ACTION_CHECKBOX_NAME: [word.pk],
+            "apply": "1",
+            "correct_digit": "not_a_digit",
+            "confirm": "on",
+        },
         follow=True,
     )
     assert "Flagged 1 image as not a digit." in text(done)
