@@ -16,6 +16,7 @@ urlpatterns = [
     path("images/<int:pk>/", views.image_detail, name="image_detail"),
     path("images/<int:pk>/card/", views.image_card, name="image_card"),
     path("images/<int:pk>/result/", views.image_detail_result, name="image_detail_result"),
+    path("images/<int:pk>/retry/", views.image_retry_view, name="image_retry"),
     path("images/<int:pk>/file/", views.image_file, name="image_file"),
     path("images/<int:pk>/model-input.png", views.image_model_input, name="image_model_input"),
     path("images/<int:pk>/grad-cam.png", views.image_grad_cam, name="image_grad_cam"),

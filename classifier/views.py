@@ -46,6 +46,7 @@ from classifier.services import (
     api_token_create,
     api_token_revoke,
     feedback_give,
+    image_retry,
     image_upload_create,
     password_reset_request_allow,
 )
@@ -402,6 +403,19 @@ def image_feedback(request, pk: int):
     else:
         for error in form.errors.get("digit", []):
             messages.error(request, error)
+    return redirect(image)
+
+
+@require_POST
+def image_retry_view(request, pk: int):
+    """The owner asks for a failed image to be classified again."""
+    image = _image_or_404(request, pk)
+    if image.owner_id != request.user.pk:
+        raise Http404
+    if image_retry(image=image):
+        messages.success(request, "Trying again: the answer appears here in a moment.")
+    else:
+        messages.info(request, "This image has not failed: there is nothing to try again.")
     return redirect(image)
 
 

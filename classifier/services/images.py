@@ -340,6 +340,18 @@ def images_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:
 # --- Flags --------------------------------------------------------------------------------
 
 
+def image_retry(*, image: DigitImage) -> bool:
+    """Classify a failed image again (its attempts start over), queued as the transaction
+    commits; False, and nothing changes, for an image that has not failed."""
+    with transaction.atomic():
+        retried = DigitImage.objects.filter(pk=image.pk, status=DigitImage.Status.FAILED).update(
+            status=DigitImage.Status.PENDING, error_message="", attempts=0
+        )
+        if retried:
+            transaction.on_commit(partial(_enqueue_classifications, [image.pk]))
+    return bool(retried)
+
+
 def image_flag(*, image: DigitImage, correct_digit: int | None, flagged_by, note: str = "") -> Flag:
     """Record (or correct) the digit an image really shows; ``None``: it is not a digit."""
     if correct_digit is not None and int(correct_digit) not in DIGITS:

@@ -41,6 +41,7 @@ RULES = {
     "classifier:image_model_input": "owner",
     "classifier:image_grad_cam": "owner",
     "classifier:image_feedback": "owner-post",
+    "classifier:image_retry": "owner-post",
     "login": "public",
     "logout": "post-only",
     "password_change": "user",

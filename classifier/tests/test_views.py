@@ -501,3 +501,21 @@ def test_sign_up_takes_an_optional_e_mail_address_for_password_reset(client):
     assert users.get(username="ada").email == "ada@example.com" and users.get(username="bob").email == ""
     login = client.get(reverse("login")).content.decode()
     assert f'href="{reverse("password_reset")}"' in login and "Forgot your password?" in login
+
+
+def test_the_owner_can_retry_a_failed_image(signed_in, user, png, django_capture_on_commit_callbacks):
+    image = DigitImageFactory(owner=user, data=png, status=DigitImage.Status.FAILED)
+    DigitImage.objects.filter(pk=image.pk).update(error_message="the worker died on it", attempts=3)
+    url = reverse("classifier:image_retry", args=[image.pk])
+    assert f'action="{url}"' in signed_in.get(image.get_absolute_url()).content.decode()
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = signed_in.post(url, follow=True)
+    assert "Trying again" in response.content.decode()
+    image.refresh_from_db()
+    assert (image.status, image.error_message, image.attempts) == (DigitImage.Status.PENDING, "", 0)
+    assert len(callbacks) == 1 and callbacks[0].args == ([image.pk],)  # queued once committed
+    # Only a failed image is tried again, and only by its owner.
+    again = signed_in.post(url, follow=True)
+    assert "nothing to try again" in again.content.decode()
+    theirs = DigitImageFactory(owner=UserFactory(), data=png, status=DigitImage.Status.FAILED)
+    assert signed_in.post(reverse("classifier:image_retry", args=[theirs.pk])).status_code == 404
