@@ -187,16 +187,23 @@ def _review_queue_per_day(days: list[date]) -> list[int]:
     return [bisect_left(made, end) - bisect_left(settled, end) for end in ends]
 
 
+def heartbeat_window() -> float:
+    """A worker is alive if it recorded a heartbeat within three of its beats."""
+    return 3 * settings.WORKER_HEARTBEAT_SECONDS
+
+
+def _heartbeats_within(within_seconds: float) -> QuerySet[WorkerHeartbeat]:
+    return WorkerHeartbeat.objects.filter(seen_at__gte=timezone.now() - timedelta(seconds=within_seconds))
+
+
 def workers_alive(*, within_seconds: float) -> list[WorkerHeartbeat]:
     """The workers that recorded a heartbeat within the last ``within_seconds``."""
-    since = timezone.now() - timedelta(seconds=within_seconds)
-    return list(WorkerHeartbeat.objects.filter(seen_at__gte=since).order_by("hostname"))
+    return list(_heartbeats_within(within_seconds).order_by("hostname"))
 
 
 def workers_ready() -> bool:
     """Whether a live worker has the model loaded (else new uploads wait for one to warm up)."""
-    since = timezone.now() - timedelta(seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
-    return WorkerHeartbeat.objects.filter(seen_at__gte=since, ready_at__isnull=False).exists()
+    return _heartbeats_within(heartbeat_window()).filter(ready_at__isnull=False).exists()
 
 
 @dataclass(frozen=True)

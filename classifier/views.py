@@ -36,6 +36,7 @@ from classifier.responses import image_file_response, png_response
 from classifier.selectors import (
     ImageFilters,
     RequeueHealth,
+    heartbeat_window,
     image_get_for,
     image_list_for,
     requeue_stale_health,
@@ -81,7 +82,7 @@ def healthz(request):
     workers, requeue = [], RequeueHealth(last_run_seconds_ago=None, requeued=None, overdue=False)
     if checks["database"] == "ok":
         try:
-            workers = workers_alive(within_seconds=3 * settings.WORKER_HEARTBEAT_SECONDS)
+            workers = workers_alive(within_seconds=heartbeat_window())
             requeue = requeue_stale_health(workers=workers)
         except DatabaseError:  # not migrated yet: no worker has a place to say it is alive
             pass
