@@ -1,13 +1,18 @@
 """The embedded broker: kombu's filesystem transport, so `make run` needs no Redis yet runs a
 real, separate worker process. Web and worker exchange messages as files in one folder."""
 
+import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from time import monotonic
 
 from kombu import Connection
+from kombu.exceptions import ChannelError
 from kombu.exceptions import ConnectionError as KombuConnectionError
 from kombu.transport import filesystem
+from kombu.utils.encoding import str_to_bytes
+from kombu.utils.json import dumps
 
 # The transport Celery uses for filesystem:// (CELERY_BROKER_TRANSPORT).
 FILESYSTEM_TRANSPORT = "digitsite.brokers:Transport"
@@ -54,8 +59,21 @@ class Channel(filesystem.Channel):
             return super()._get(queue)
 
     def _put(self, queue, payload, **kwargs):
+        # Kombu creates the message file under its final name and then writes it, so a worker
+        # polling the folder can take it while it is still empty: it died of a JSONDecodeError
+        # and the message was lost (seen under load, with the draw page's frequent previews).
+        # Written under a name no reader takes ('.' first: not "<queue>.msg" after the first
+        # dot), then renamed into place, a message appears whole or not at all.
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        final = Path(self.data_folder_out) / name
+        partial = final.with_name(f".{name}.partial")
         with self._folders_ready():
-            super()._put(queue, payload, **kwargs)
+            try:
+                partial.write_bytes(str_to_bytes(dumps(payload)))
+                os.replace(partial, final)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                raise ChannelError(f"Cannot add file {str(final)!r} to directory") from exc
 
     def _size(self, queue):
         with self._folders_ready():

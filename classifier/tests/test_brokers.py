@@ -15,6 +15,8 @@ from classifier.tests.factories import UserFactory
 from digitsite.brokers import filesystem_broker_options
 from ml.tests.conftest import encode
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture
 def broker_env(tmp_path_factory):
@@ -54,3 +56,50 @@ def test_healthz_finds_a_broker_folder_that_is_gone(client, broker_env):
     assert response.json()["broker"] == "unreachable (FileNotFoundError)"
     filesystem_broker_options(broker_env["CELERY_BROKER_FOLDER"])  # creates the folders again
     assert client.get("/healthz").json()["broker"] == "ok"
+
+
+# A separate process writes, as the web process does for the worker.
+WRITER = """
+import sys
+from kombu import Connection
+from digitsite.brokers import FILESYSTEM_TRANSPORT, filesystem_broker_options
+options = filesystem_broker_options(sys.argv[1])
+with Connection(transport=FILESYSTEM_TRANSPORT, transport_options=options) as connection:
+    outbox = connection.SimpleQueue("race", serializer="json")
+    for n in range(int(sys.argv[2])):
+        outbox.put({"n": n, "padding": "x" * 4000})
+    outbox.close()
+"""
+
+
+def test_a_message_is_never_read_before_it_is_written_whole(tmp_path):
+    """Kombu writes a message file in place, so a consumer polling the folder could take it
+    while still empty; the worker died of the JSONDecodeError and the message was lost. Here
+    a writer process and this reader race on one folder: every message arrives, whole."""
+    import queue as queues
+    import subprocess
+    import sys
+
+    from kombu import Connection
+
+    from digitsite.brokers import FILESYSTEM_TRANSPORT
+
+    count = 3000
+    options = filesystem_broker_options(tmp_path)
+    with Connection(transport=FILESYSTEM_TRANSPORT, transport_options=options) as connection:
+        inbox = connection.SimpleQueue("race", serializer="json")
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(count)], cwd=REPO)
+        received = []
+        deadline = time.monotonic() + 120
+        while len(received) < count and time.monotonic() < deadline:
+            try:
+                message = inbox.get(timeout=0.5)
+            except queues.Empty:
+                assert writer.poll() in (None, 0), "the writer failed"
+                continue
+            received.append(message.payload)
+            message.ack()
+        assert writer.wait(timeout=30) == 0
+        inbox.close()
+    assert sorted(m["n"] for m in received) == list(range(count))
+    assert all(m["padding"] == "x" * 4000 for m in received)
