@@ -138,15 +138,16 @@ class Stack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                requests.get(f"{self.base}/api/schema/", timeout=2)
+                requests.get(f"{self.base}/api/schema/", timeout=10)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or a busy machine
                 time.sleep(0.2)
         raise SystemExit("gunicorn did not come up")
 
     def start_worker(self, warm: bool = True) -> None:
         command = [sys.executable, "-m", "celery", "-A", "digitsite", "worker", "--pool", "prefork"]
-        options = ["--concurrency", str(self.concurrency), "--loglevel", "WARNING", "--without-mingle"]
+        options = ["--queues", "classify,preview", "--concurrency", str(self.concurrency), "--loglevel", "WARNING"]
+        options.append("--without-mingle")
         self.worker = self._spawn("worker", [*command, *options, "--without-gossip"])
         if warm:
             self.warm_up()

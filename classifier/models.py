@@ -280,3 +280,26 @@ class RequeueRun(models.Model):
 
     def __str__(self) -> str:
         return f"requeue_stale at {self.ran_at:%Y-%m-%d %H:%M:%S}: {self.requeued} requeued"
+
+
+class DrawingPreview(models.Model):
+    """A drawing in progress, read by a worker while the person draws (the draw page's live
+    answer). Not an upload: never in the gallery, one per person at a time (a newer one
+    replaces it), and gone within ``DRAW_PREVIEW_KEEP_SECONDS``."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="drawing_previews")
+    drawing = models.BinaryField(help_text="the canvas as PNG")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # {"digit", "confidence", "probabilities", "verdict", "reason"}, or {"error"} when it could not be read.
+    result = models.JSONField(null=True, blank=True)
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    inference_ms = models.FloatField(null=True, blank=True, help_text="preprocessing and model, in the worker")
+
+    def __str__(self) -> str:
+        return f"drawing preview of {self.owner_id} at {self.created_at:%H:%M:%S}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.finished_at is not None

@@ -11,7 +11,17 @@ from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from classifier.models import DIGITS, DigitImage, Feedback, Flag, ModelVersion, Prediction, RequeueRun, WorkerHeartbeat
+from classifier.models import (
+    DIGITS,
+    DigitImage,
+    DrawingPreview,
+    Feedback,
+    Flag,
+    ModelVersion,
+    Prediction,
+    RequeueRun,
+    WorkerHeartbeat,
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,11 @@ def image_get_for(user, pk: int) -> DigitImage | None:
     if not user.is_staff:
         images = images.filter(owner=user)
     return images.filter(pk=pk).first()
+
+
+def drawing_preview_get_for(user, pk) -> DrawingPreview | None:
+    """The user's own drawing in progress; None for anyone else's or one already replaced."""
+    return DrawingPreview.objects.select_related("model_version").filter(pk=pk, owner=user).first()
 
 
 def review_queue(images: QuerySet[DigitImage] | None = None) -> QuerySet[DigitImage]:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from classifier.services import (
     RetrainError,
+    drawing_preview_run,
     images_requeue_stale,
     model_retrain,
     model_warm_up,
@@ -45,6 +46,13 @@ def classify_image(image_id: int) -> None:
 def classify_images(image_ids: list[int]) -> None:
     """One upload's images (up to CLASSIFY_BATCH_SIZE): one model call for all of them."""
     predictions_run(image_ids=image_ids)
+
+
+@shared_task(name="classifier.preview_drawing", acks_late=False, ignore_result=True)
+def preview_drawing(preview_id: str) -> None:
+    """The draw page's live answer (queue ``preview``). Disposable: never retried, acknowledged
+    on receipt, and dropped unstarted after DRAW_PREVIEW_EXPIRES_SECONDS (``expires``)."""
+    drawing_preview_run(preview_id=preview_id)
 
 
 @shared_task(name="classifier.requeue_stale")

@@ -20,6 +20,7 @@ from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonRespo
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.translation import ngettext
@@ -31,11 +32,12 @@ from rest_framework.authtoken.models import Token
 
 from classifier import landing
 from classifier.forms import FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
-from classifier.models import DIGITS, DigitImage, Prediction
+from classifier.models import DIGITS, DigitImage, DrawingPreview, Prediction
 from classifier.responses import image_file_response, png_response
 from classifier.selectors import (
     ImageFilters,
     RequeueHealth,
+    drawing_preview_get_for,
     heartbeat_window,
     image_get_for,
     image_list_for,
@@ -44,8 +46,10 @@ from classifier.selectors import (
     workers_alive,
 )
 from classifier.services import (
+    PreviewError,
     api_token_create,
     api_token_revoke,
+    drawing_preview_create,
     feedback_give,
     image_retry,
     image_upload_create,
@@ -211,6 +215,53 @@ def home(request):
 @require_GET
 def draw(request):
     return render(request, "classifier/draw.html")
+
+
+@require_POST
+def draw_preview(request):
+    """The canvas as the person draws: stored in place of their previous drawing and queued
+    for a worker; answered with where to ask for the live answer."""
+    drawing = request.FILES.get("drawing")
+    if drawing is None:
+        return JsonResponse({"error": "No drawing was sent."}, status=400)
+    if drawing.size > settings.DRAW_PREVIEW_MAX_BYTES:
+        return JsonResponse({"error": "The drawing is too large for a live answer."}, status=400)
+    try:
+        preview = drawing_preview_create(owner=request.user, drawing=drawing.read())
+    except PreviewError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({"url": reverse("classifier:draw_preview_result", args=[preview.pk])}, status=202)
+
+
+@never_cache
+@require_GET
+def draw_preview_result(request, pk):
+    """The live answer for a drawing in progress once a worker has read it (200), "still
+    reading" until then (202); 404 for another person's drawing or one already replaced."""
+    preview = drawing_preview_get_for(request.user, pk)
+    if preview is None:
+        raise Http404
+    if not preview.is_finished:
+        return HttpResponse(status=202)
+    return render(request, "classifier/_live_answer.html", _live_answer_context(preview))
+
+
+def _live_answer_context(preview: DrawingPreview) -> dict:
+    answer = preview.result or {}
+    if "error" in answer:
+        return {"error": answer["error"]}
+    probabilities = answer["probabilities"]
+    ranked = sorted(range(len(probabilities)), key=lambda d: probabilities[d], reverse=True)
+    return {
+        "answer": answer,
+        "runner_up": ranked[1],
+        "bars": [
+            {"digit": digit, "percent": 100 * p, "probability": p, "top": digit == answer["digit"]}
+            for digit, p in enumerate(probabilities)
+        ],
+        "model_version": preview.model_version,
+        "inference_ms": preview.inference_ms,
+    }
 
 
 @require_POST

@@ -304,6 +304,15 @@ CLASSIFY_STALE_AFTER_SECONDS = env.int("CLASSIFY_STALE_AFTER_SECONDS", default=1
 # How often beat queues requeue_stale; /healthz calls it overdue after three intervals.
 REQUEUE_STALE_INTERVAL_SECONDS = env.int("REQUEUE_STALE_INTERVAL_SECONDS", default=60)
 
+# --- The live answer while drawing ------------------------------------------------------------
+# The draw page sends the canvas as the person draws; a worker reads it with the active model
+# (the web process never loads TensorFlow). A 280x280 canvas PNG is 3-15 KB.
+DRAW_PREVIEW_MAX_BYTES = 200_000
+# A preview no worker has started by then is dropped: the person has drawn on since.
+DRAW_PREVIEW_EXPIRES_SECONDS = 10
+# Previews are deleted after this long (and when the same person sends the next one).
+DRAW_PREVIEW_KEEP_SECONDS = 600
+
 # --- Celery -------------------------------------------------------------------------------
 # Redis when CELERY_BROKER_URL is set; otherwise the embedded filesystem broker (no server).
 # Each pool process loads and runs the model as it starts (the first upload then waits for
@@ -337,10 +346,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Celery's file-backed schedule, but beat creates the file's folder (a fresh clone has no var/).
 CELERY_BEAT_SCHEDULER = "digitsite.celery:Scheduler"
-# Two queues: classification, and retraining on its own so that a long retrain never holds up
-# a prediction. `celery worker` without --queues takes only the first; see docs/deploy.md.
+# Three queues: classification; the draw page's live previews, on their own so that a backlog
+# of uploads never makes them late (a late one is dropped); and retraining, so that a long
+# retrain never holds up a prediction. `celery worker` without --queues takes only the first;
+# see docs/deploy.md.
 CELERY_TASK_DEFAULT_QUEUE = "classify"
-CELERY_TASK_ROUTES = {"classifier.retrain": {"queue": "training"}}
+CELERY_TASK_ROUTES = {"classifier.retrain": {"queue": "training"}, "classifier.preview_drawing": {"queue": "preview"}}
 # Every worker records that it is alive this often; /healthz counts the recent ones.
 WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=15)
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")

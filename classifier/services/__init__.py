@@ -28,6 +28,7 @@ from classifier.services.modelling import (
     model_version_activate,
     model_version_ensure_initial,
 )
+from classifier.services.previews import PreviewError, drawing_preview_create, drawing_preview_run
 from classifier.services.retraining import RetrainError, RetrainReport, model_retrain
 from classifier.services.workers import (
     requeue_run_record,
@@ -38,11 +39,14 @@ from classifier.services.workers import (
 )
 
 __all__ = [
+    "PreviewError",
     "RetrainError",
     "RetrainReport",
     "UploadOutcome",
     "api_token_create",
     "api_token_revoke",
+    "drawing_preview_create",
+    "drawing_preview_run",
     "feedback_confirm",
     "feedback_give",
     "image_files_predict",

@@ -118,8 +118,9 @@ def wait_until_finished(ids, worker, timeout=120.0) -> None:
 
 
 class Worker:
-    """A real `celery worker` process (prefork, one child) on the test database and broker;
-    ``args`` adds options (``--beat``...)."""
+    """A real `celery worker` process (prefork, one child) on the test database and broker,
+    taking the queues the site's own worker takes (classification and the draw page's live
+    answer); ``args`` adds options (``--beat``...)."""
 
     def __init__(self, env: dict, log_path: Path, args: tuple[str, ...] = ()):
         self.env, self.log_path, self.args, self.process = env, log_path, args, None
@@ -142,6 +143,8 @@ class Worker:
                 "INFO",
                 "--without-mingle",
                 "--without-gossip",
+                "--queues",
+                "classify,preview",
                 *self.args,
             ],
             cwd=REPO,

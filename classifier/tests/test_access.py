@@ -6,7 +6,7 @@ The test walks all URL patterns: a new URL without an entry in RULES fails it.
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from classifier.models import DigitImage, Prediction
+from classifier.models import DigitImage, DrawingPreview, Prediction
 from classifier.services import model_version_ensure_initial
 from classifier.tests.factories import DigitImageFactory, UserFactory
 from ml.tests.conftest import encode
@@ -15,13 +15,16 @@ pytestmark = pytest.mark.django_db
 
 # name -> who may open it: "public" (anyone), "user" (any signed-in user), "owner" (the
 # image's owner and staff; others 404), "staff" (others 404), "post-only" (signed-in users,
-# POST only), "owner-post" (the image's owner only, POST only; everyone else 404).
+# POST only), "owner-post" (the image's owner only, POST only; everyone else 404), "drawer"
+# (the person drawing, staff included, only their own drawing in progress; others 404).
 # Admin URLs are covered by their own rule below.
 RULES = {
     "classifier:home": "public",  # the landing page for visitors; uploading needs an account
     "classifier:signup": "public",
     "classifier:draw": "user",
     "classifier:upload_inline": "post-only",
+    "classifier:draw_preview": "post-only",
+    "classifier:draw_preview_result": "drawer",
     "classifier:history": "user",
     "classifier:history_export": "user",
     "classifier:stats": "staff",
@@ -92,6 +95,9 @@ def image(mnist):
 def _url(name, image):
     if RULES[name] in ("owner", "owner-post"):
         return reverse(name, args=[image.pk])
+    if RULES[name] == "drawer":
+        preview = DrawingPreview.objects.create(owner=image.owner, drawing=b"\x89PNG")
+        return reverse(name, args=[preview.pk])
     if name == "password_reset_confirm":
         return reverse(name, kwargs={"uidb64": "MQ", "token": "set-password"})
     return reverse(name)
@@ -120,6 +126,16 @@ def test_owner_gets_it_and_everyone_else_gets_404(client, image, name):
     assert client.get(url).status_code == 404
     client.force_login(UserFactory(is_staff=True))
     assert client.get(url).status_code in (200, 286)
+
+
+@pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "drawer"])
+def test_a_drawing_in_progress_is_its_drawers_alone(client, image, name):
+    url = _url(name, image)
+    client.force_login(image.owner)
+    assert client.get(url).status_code == 202  # no worker has read it yet
+    for outsider in (UserFactory(), UserFactory(is_staff=True, is_superuser=True)):
+        client.force_login(outsider)
+        assert client.get(url).status_code == 404
 
 
 @pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "user"])

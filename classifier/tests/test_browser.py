@@ -382,6 +382,13 @@ def test_draw_a_digit_with_the_mouse_undo_clear_and_see_it_classified_live(page,
     assert canvas_ink(page) > seven_ink
     page.get_by_role("button", name="Undo").click()
     assert canvas_ink(page) == seven_ink
+    # The live answer beside the canvas follows the drawing (here: after the undo), before any
+    # "Classify drawing", and keeps nothing.
+    wait_until(page, "document.querySelector('#live-verdict')?.dataset.digit === '7'", timeout=60_000)
+    assert page.locator("#live-answer .live-bar-fill").count() == 10
+    canvas_box, live_box = page.locator("#draw-canvas").bounding_box(), page.locator("#live-panel").bounding_box()
+    assert live_box["x"] >= canvas_box["x"] + canvas_box["width"]  # beside it on a desktop
+    assert not DigitImage.objects.filter(owner=user).exists()
     loaded_at = page.evaluate("performance.timeOrigin")
     submit.click()
     assert wait_for_result(page) == "done"
@@ -397,6 +404,7 @@ def test_draw_a_digit_with_the_mouse_undo_clear_and_see_it_classified_live(page,
 
     page.get_by_role("button", name="Clear").click()
     assert canvas_ink(page) == 0 and submit.is_disabled()
+    assert page.locator("#live-verdict").count() == 0  # the live answer went with the drawing
 
 
 def test_draw_with_a_finger_on_a_phone(browser, live_server, worker):
@@ -421,6 +429,9 @@ def test_draw_with_a_finger_on_a_phone(browser, live_server, worker):
     finger("touchEnd", 140, 240)
     assert canvas_ink(page) > 500
     assert page.evaluate("window.scrollY") == 0  # the finger drew instead of scrolling the page
+    # The live answer above the canvas, where the finger does not cover it.
+    wait_until(page, "document.querySelector('#live-verdict')?.dataset.digit === '1'", timeout=60_000)
+    assert page.locator("#live-panel").bounding_box()["y"] < box["y"]
     page.get_by_role("button", name="Classify drawing").click()
     assert wait_for_result(page) == "done"
     assert page.locator("#draw-results .predicted-digit").inner_text() == "1"

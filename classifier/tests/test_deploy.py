@@ -71,7 +71,7 @@ def test_commands_name_real_things():
     for name in ("worker", "trainer"):
         command = SERVICES[name]["command"]
         consumed |= set(command[command.index("--queues") + 1].split(","))
-    assert consumed == routed == {"classify", "training"}
+    assert consumed == routed == {"classify", "preview", "training"}
     assert SERVICES["beat"]["command"][3] == "beat"
     flower = " ".join(SERVICES["flower"]["command"])
     assert "flower" in flower and "--basic-auth=${FLOWER_USER" in flower  # behind a password

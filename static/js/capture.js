@@ -92,6 +92,111 @@
     return kind + " " + day + " " + pad(now.getHours()) + ":" + pad(now.getMinutes()) + "." + extension;
   }
 
+  // The live answer: the canvas goes to the worker (through draw/preview/) a moment after the
+  // pen pauses, and at least every MAX_WAIT_MS during a long stroke; one request at a time,
+  // and a drawing that changed meanwhile is sent as soon as the one before is answered.
+  const QUIET_MS = 200;
+  const MAX_WAIT_MS = 700;
+  const POLL_MS = 80;
+  // A preview no worker starts within DRAW_PREVIEW_EXPIRES_SECONDS (10 s) is dropped; then the
+  // same drawing is sent again a little later (a worker may be starting), until one answers.
+  const POLL_FOR_MS = 11000;
+  const RETRY_MS = 2000;
+
+  function initLive(panel, canvas) {
+    const answer = panel.querySelector("#live-answer");
+    const idle = answer.innerHTML;
+    let timer = null;
+    let firstChange = null;
+    let busy = false;
+    let again = false;
+    let generation = 0;
+
+    function show(html) {
+      answer.innerHTML = html;
+    }
+
+    function note(text) {
+      const line = document.createElement("p");
+      line.className = "small text-body-secondary mb-0";
+      line.id = "live-error";
+      line.textContent = text;
+      answer.replaceChildren(line);
+    }
+
+    async function until(url, mine) {
+      const deadline = performance.now() + POLL_FOR_MS;
+      while (performance.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+        if (mine !== generation || again) return;  // cleared, or a newer drawing replaces this one
+        const response = await fetch(url, {credentials: "same-origin", cache: "no-store"});
+        if (response.status === 200) {
+          const html = await response.text();
+          if (mine === generation) show(html);
+          return;
+        }
+        if (response.status !== 202) return;
+      }
+      note("No live answer yet: the classifier is busy or starting. “Classify drawing” still works.");
+      if (timer === null) timer = setTimeout(send, RETRY_MS);
+    }
+
+    async function send() {
+      timer = null;
+      firstChange = null;
+      if (busy) {
+        again = true;
+        return;
+      }
+      busy = true;
+      again = false;
+      const mine = generation;
+      panel.classList.add("updating");
+      try {
+        const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+        const data = new FormData();
+        data.append("drawing", blob, "drawing.png");
+        const response = await fetch(panel.dataset.previewUrl, {
+          method: "POST",
+          body: data,
+          headers: {"X-CSRFToken": csrfToken()},
+          credentials: "same-origin",
+        });
+        if (mine !== generation) return;
+        if (response.status === 202) {
+          await until((await response.json()).url, mine);
+        } else if (response.status === 400) {
+          note((await response.json()).error);
+        } else if (!response.redirected) {
+          note("No live answer (error " + response.status + "). “Classify drawing” still works.");
+        }
+      } catch (error) {
+        note("No live answer: digitsite could not be reached.");
+      } finally {
+        busy = false;
+        panel.classList.remove("updating");
+        if (again && mine === generation) send();
+      }
+    }
+
+    return {
+      changed() {
+        const now = performance.now();
+        if (firstChange === null) firstChange = now;
+        clearTimeout(timer);
+        timer = setTimeout(send, now - firstChange >= MAX_WAIT_MS ? 0 : QUIET_MS);
+      },
+      cleared() {
+        clearTimeout(timer);
+        timer = null;
+        firstChange = null;
+        again = false;
+        generation += 1;
+        show(idle);
+      },
+    };
+  }
+
   function initCanvas(app) {
     const canvas = app.querySelector("#draw-canvas");
     const context = canvas.getContext("2d");
@@ -100,6 +205,7 @@
     const status = app.querySelector("#draw-status");
     const results = app.querySelector("#draw-results");
     const strokes = [];
+    const live = initLive(app.querySelector("#live-panel"), canvas);
     let current = null;
 
     function point(event) {
@@ -143,19 +249,24 @@
       const moves = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
       for (const move of moves.length ? moves : [event]) current.points.push(point(move));
       redraw();
+      live.changed();
     });
     for (const end of ["pointerup", "pointercancel", "lostpointercapture"]) {
       canvas.addEventListener(end, () => {
+        if (current) live.changed();
         current = null;
       });
     }
     app.querySelector("#draw-undo").addEventListener("click", () => {
       strokes.pop();
       redraw();
+      if (strokes.length) live.changed();
+      else live.cleared();
     });
     app.querySelector("#draw-clear").addEventListener("click", () => {
       strokes.length = 0;
       redraw();
+      live.cleared();
       say(status, "");
     });
     submit.addEventListener("click", () => {

@@ -1,0 +1,87 @@
+"""The draw page's live answer: the drawing in progress, read by a worker with the active model.
+
+The web process stores the canvas and queues it; a worker reads it as it reads uploads
+(preprocessing, calibrated confidence, verdict) but stores no upload, no file and no heat
+map. Each person has at most one preview: a newer drawing replaces the one before, whose
+task then finds nothing and ends at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from classifier.models import DrawingPreview
+from classifier.services.images import _predictor_for
+from classifier.services.modelling import model_version_ensure_initial
+
+logger = logging.getLogger(__name__)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class PreviewError(ValueError):
+    """A drawing the live answer cannot take; the message is for people."""
+
+
+def drawing_preview_create(*, owner, drawing: bytes) -> DrawingPreview:
+    """Store the owner's drawing in progress in place of their previous one and queue it for
+    a worker. A broker that cannot be reached leaves the preview answered with an error: the
+    live answer is a convenience, and "Classify drawing" still stores the drawing for later."""
+    if len(drawing) > settings.DRAW_PREVIEW_MAX_BYTES:
+        raise PreviewError(f"The drawing is larger than {settings.DRAW_PREVIEW_MAX_BYTES // 1000} KB.")
+    if not drawing.startswith(PNG_SIGNATURE):
+        raise PreviewError("Send the drawing as a PNG image.")
+    stale = timezone.now() - timedelta(seconds=settings.DRAW_PREVIEW_KEEP_SECONDS)
+    with transaction.atomic():
+        DrawingPreview.objects.filter(owner=owner).delete()
+        DrawingPreview.objects.filter(created_at__lt=stale).delete()
+        preview = DrawingPreview.objects.create(owner=owner, drawing=drawing)
+        transaction.on_commit(lambda: _enqueue(preview))
+    return preview
+
+
+def _enqueue(preview: DrawingPreview) -> None:
+    from classifier.tasks import preview_drawing
+
+    try:
+        preview_drawing.apply_async((str(preview.pk),), expires=settings.DRAW_PREVIEW_EXPIRES_SECONDS)
+    except Exception:
+        logger.warning("the broker is unreachable; no live answer for this drawing", exc_info=True)
+        DrawingPreview.objects.filter(pk=preview.pk).update(
+            finished_at=timezone.now(), result={"error": "The live answer is not available right now."}
+        )
+
+
+def drawing_preview_run(*, preview_id: UUID | str) -> DrawingPreview | None:
+    """Read a drawing in progress with the active model and store the answer. None when the
+    preview is gone (replaced by a newer drawing, or expired); a finished one is left alone."""
+    preview = DrawingPreview.objects.filter(pk=preview_id).first()
+    if preview is None or preview.is_finished:
+        return preview
+    version = model_version_ensure_initial()
+    predictor = _predictor_for(version)
+    started = time.perf_counter()
+    (result,) = predictor.predict_images([bytes(preview.drawing)])
+    inference_ms = (time.perf_counter() - started) * 1000
+    if result.prediction is None:
+        answer = {"error": result.error}
+    else:
+        p = result.prediction
+        answer = {
+            "digit": p.digit,
+            "confidence": p.confidence,
+            "probabilities": list(p.probabilities),
+            "verdict": p.verdict,
+            "reason": p.reason,
+        }
+    DrawingPreview.objects.filter(pk=preview.pk).update(
+        result=answer, model_version=version, inference_ms=inference_ms, finished_at=timezone.now()
+    )
+    return DrawingPreview.objects.filter(pk=preview.pk).first()

@@ -1,0 +1,159 @@
+"""The draw page's live answer: drawings in progress, read by a worker, never stored as uploads."""
+
+import os
+import time
+from contextlib import contextmanager
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+
+from classifier.models import DigitImage, DrawingPreview
+from classifier.services import PreviewError, drawing_preview_create, drawing_preview_run
+from classifier.tests.conftest import use_broker
+from classifier.tests.factories import UserFactory
+from digitsite.celery import app as celery_app
+from ml.tests.conftest import encode
+
+pytestmark = pytest.mark.django_db
+
+
+def canvas(mnist, index: int = 0) -> bytes:
+    """An MNIST test digit as the canvas sends it: 280x280, dark ink on white, PNG."""
+    digit = np.kron(mnist.test.images[index], np.ones((10, 10), dtype=np.uint8))
+    return encode(255 - digit)
+
+
+def test_a_drawing_replaces_the_same_persons_previous_one_and_no_one_elses(mnist):
+    alice, bob = UserFactory(), UserFactory()
+    first = drawing_preview_create(owner=alice, drawing=canvas(mnist))
+    bobs = drawing_preview_create(owner=bob, drawing=canvas(mnist))
+    second = drawing_preview_create(owner=alice, drawing=canvas(mnist, 1))
+    assert set(DrawingPreview.objects.values_list("pk", flat=True)) == {bobs.pk, second.pk}
+    assert drawing_preview_run(preview_id=first.pk) is None  # replaced: its task ends at once
+    assert not DigitImage.objects.exists()  # a preview is never an upload
+
+
+def test_old_previews_are_deleted_when_anyone_draws(mnist, settings):
+    old = drawing_preview_create(owner=UserFactory(), drawing=canvas(mnist))
+    DrawingPreview.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.DRAW_PREVIEW_KEEP_SECONDS + 1)
+    )
+    recent = drawing_preview_create(owner=UserFactory(), drawing=canvas(mnist))
+    drawing_preview_create(owner=UserFactory(), drawing=canvas(mnist))
+    assert not DrawingPreview.objects.filter(pk=old.pk).exists()
+    assert DrawingPreview.objects.filter(pk=recent.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("drawing", "message"),
+    [(b"GIF89a not a png", "Send the drawing as a PNG image."), (b"\x89PNG\r\n\x1a\n" + bytes(300_000), "larger than")],
+)
+def test_what_a_preview_refuses(drawing, message, settings):
+    settings.DRAW_PREVIEW_MAX_BYTES = 200_000
+    with pytest.raises(PreviewError, match=message):
+        drawing_preview_create(owner=UserFactory(), drawing=drawing)
+    assert not DrawingPreview.objects.exists()
+
+
+def test_the_worker_reads_a_drawing_with_the_active_model(mnist):
+    preview = drawing_preview_create(owner=UserFactory(), drawing=canvas(mnist))  # a 7
+    done = drawing_preview_run(preview_id=preview.pk)
+    answer = done.result
+    assert done.is_finished and done.model_version.is_active and done.inference_ms > 0
+    assert answer["digit"] == 7 and answer["verdict"] == "digit" and answer["confidence"] > 0.9
+    assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-4)
+    assert max(answer["probabilities"]) == answer["confidence"]
+    finished_at = done.finished_at
+    assert drawing_preview_run(preview_id=preview.pk).finished_at == finished_at  # idempotent
+
+
+def test_a_drawing_that_cannot_be_read_gets_the_reason(mnist):
+    preview = drawing_preview_create(owner=UserFactory(), drawing=b"\x89PNG\r\n\x1a\n but then garbage")
+    assert "error" in drawing_preview_run(preview_id=preview.pk).result
+
+
+# --- The pages ----------------------------------------------------------------------------------
+
+
+def post(client, drawing: bytes):
+    return client.post(reverse("classifier:draw_preview"), {"drawing": SimpleUploadedFile("drawing.png", drawing)})
+
+
+def test_the_live_answer_through_the_pages(signed_in, user, mnist):
+    response = post(signed_in, canvas(mnist, 1))  # a 2
+    assert response.status_code == 202
+    url = response.json()["url"]
+    assert signed_in.get(url).status_code == 202  # no worker has read it yet
+
+    drawing_preview_run(preview_id=DrawingPreview.objects.get(owner=user).pk)
+    response = signed_in.get(url)
+    assert response.status_code == 200 and response["Cache-Control"].startswith("max-age=0")
+    html = response.content.decode()
+    assert 'data-digit="2"' in html and 'data-verdict="digit"' in html
+    assert html.count('class="live-bar-fill"') == 10
+
+    # Another person, or the same person after drawing on: nothing to see.
+    other = UserFactory()
+    signed_in.force_login(other)
+    assert signed_in.get(url).status_code == 404
+    signed_in.force_login(user)
+    post(signed_in, canvas(mnist, 2))
+    assert signed_in.get(url).status_code == 404
+
+
+def test_the_pages_refuse_what_is_not_a_drawing_with_a_message(signed_in, settings):
+    assert signed_in.post(reverse("classifier:draw_preview")).json() == {"error": "No drawing was sent."}
+    response = post(signed_in, encode(np.zeros((8, 8), dtype=np.uint8))[:-20])  # cut short: the worker says so
+    assert response.status_code == 202
+    response = post(signed_in, b"not an image at all")
+    assert response.status_code == 400 and response.json()["error"] == "Send the drawing as a PNG image."
+    settings.DRAW_PREVIEW_MAX_BYTES = 100
+    response = post(signed_in, encode(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)))
+    assert response.status_code == 400 and "too large" in response.json()["error"]
+
+
+@contextmanager
+def broker_down():
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    saved = celery_app.conf.broker_url, celery_app.conf.broker_transport_options
+    use_broker("redis://127.0.0.1:9/0", {})  # nothing listens on port 9
+    try:
+        yield
+    finally:
+        use_broker(*saved)
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
+
+
+def test_a_broker_that_cannot_be_reached_answers_the_preview_with_a_reason(
+    signed_in, mnist, django_capture_on_commit_callbacks
+):
+    with broker_down(), django_capture_on_commit_callbacks(execute=True):
+        response = post(signed_in, canvas(mnist))
+    assert response.status_code == 202
+    html = signed_in.get(response.json()["url"]).content.decode()
+    assert "The live answer is not available right now." in html
+
+
+# --- With a real worker -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_answers_a_drawing_in_progress(client, worker, mnist):
+    user = UserFactory()
+    client.force_login(user)
+    url = post(client, canvas(mnist, 1)).json()["url"]
+    deadline = time.monotonic() + 90  # the worker loads the model first
+    while (response := client.get(url)).status_code == 202:
+        assert time.monotonic() < deadline, f"no live answer; see {worker.log_path}"
+        assert worker.poll() is None, f"the worker died; see {worker.log_path}"
+        time.sleep(0.05)
+    assert response.status_code == 200 and 'data-digit="2"' in response.content.decode()
+    assert not DigitImage.objects.exists()
