@@ -131,6 +131,22 @@ def test_staff_confirm_owner_feedback_into_flags(staff_client, classified):
     assert len(staff_client.get(url, {"confirmed": "no"}).context["cl"].result_list) == 1
 
 
+def test_the_image_list_shows_the_owners_waiting_feedback(staff_client, classified):
+    from classifier.services import feedback_confirm, feedback_give
+
+    first, second, third = classified
+    waiting = feedback_give(image=first, user=first.owner, suggested_digit=(first.prediction.digit + 1) % 10)
+    confirmed = feedback_give(image=second, user=second.owner, suggested_digit=(second.prediction.digit + 1) % 10)
+    feedback_confirm(feedback=[confirmed], confirmed_by=staff_client.staff)
+    url = reverse("admin:classifier_digitimage_changelist")
+    html = staff_client.get(url).content.decode()
+    assert f"{waiting.suggested_digit} <small>(waiting)</small>" in html
+    assert f"{confirmed.suggested_digit} <small>(confirmed)</small>" in html
+    for value, expected in (("waiting", [first]), ("confirmed", [second]), ("none", [third])):
+        listed = staff_client.get(url, {"owner_feedback": value}).context["cl"].result_list
+        assert list(listed) == expected, value
+
+
 def test_flag_action_takes_one_answer_per_image(staff_client, classified):
     url = reverse("admin:classifier_digitimage_changelist")
     first, second = classified[0], classified[1]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from classifier.models import DigitImage, Flag, ModelVersion
-from classifier.tests.factories import ModelVersionFactory, UserFactory
+from classifier.models import DigitImage, Flag, ModelVersion, Prediction
+from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, UserFactory
 from ml.synth import render_upload
 from ml.tests.conftest import encode
 
@@ -275,7 +275,26 @@ def test_staff_flag_in_the_admin_then_retrain(page, worker, tmp_path, mnist, set
 
     staff = UserFactory(is_staff=True, is_superuser=True)
     log_in(page, staff.username)
+    # A phone's long file name, an unsure verdict and a long username, as real lists have them.
+    long_named = DigitImageFactory(
+        owner=UserFactory(username="a.person.with.a.long.name@example.org"),
+        original_name="IMG_20261127_164012345_HDR_portrait.jpg",
+        status=DigitImage.Status.DONE,
+    )
+    Prediction.objects.create(
+        image=long_named,
+        digit=4,
+        confidence=0.512,
+        verdict=Prediction.Verdict.UNSURE,
+        probabilities=[0.05] * 4 + [0.512] + [0.4 / 5] * 5,
+        model_version=ModelVersion.objects.get(is_active=True),
+        model_input=bytes(784),
+        inference_ms=1.0,
+    )
     page.goto("/admin/classifier/digitimage/")
+    # Every column of the changelist, beside its filters, on a 1280 px screen.
+    assert page.evaluate("document.querySelector('#result_list').getBoundingClientRect().right") <= 1280
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     page.locator("tr", has_text="photo-2.jpg").locator("input.action-select").check()
     page.locator("select[name=action]").select_option("flag_selected")
     page.get_by_role("button", name="Go").click()
