@@ -135,6 +135,29 @@ def test_detail_page_shows_prediction_model_input_and_ten_bars(signed_in, user, 
     assert picture["Content-Type"] == "image/png"
 
 
+def test_card_and_detail_page_say_the_same_while_an_image_waits(signed_in, user, png):
+    import re
+
+    from django.utils import timezone
+
+    from classifier.models import WorkerHeartbeat
+
+    def badges(image) -> tuple[list[str], list[str]]:
+        found = []
+        for name in ("classifier:image_card", "classifier:image_detail_result"):
+            html = signed_in.get(reverse(name, args=[image.pk])).content.decode()
+            found.append(re.findall(r'status-badge"[^>]*>([^<]+)<', html))
+        return tuple(found)
+
+    image = DigitImageFactory(owner=user, data=png)
+    assert badges(image) == (["warming up…"], ["warming up…"])
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(hostname="celery@here", seen_at=now, started_at=now, ready_at=now)
+    assert badges(image) == (["queued…"], ["queued…"])
+    DigitImage.objects.filter(pk=image.pk).update(status=DigitImage.Status.PROCESSING)
+    assert badges(image) == (["classifying…"], ["classifying…"])
+
+
 def test_a_waiting_detail_page_shows_the_photo_once_and_finishes_in_place(signed_in, user, png):
     from django.utils import timezone
 
