@@ -1,6 +1,7 @@
 """Celery tasks: thin, idempotent, taking primary keys."""
 
 import logging
+import signal
 import threading
 
 from celery import shared_task
@@ -87,6 +88,17 @@ def _warming(sender, **kwargs) -> None:
         logger.warning("could not record that this worker is warming up", exc_info=True)
     finally:
         connection.close()  # never share a connection with the processes forked next
+
+
+@worker_process_init.connect
+def _leave_stopping_to_the_parent(**kwargs) -> None:
+    """A pool process ignores SIGTERM: its worker stops it. Process managers that stop a
+    whole process group (honcho under `make run`, systemd's default) send SIGTERM to every
+    process at once; a pool process that died of it was logged as an ERROR and replaced by a
+    new one that loaded the model during the shutdown, which outlasted honcho's 5 s and ended
+    in a SIGKILL. The worker's warm shutdown lets each process finish its task and exit; a
+    process left behind by a dead worker gets SIGKILL from the kernel (celery's pdeathsig)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @worker_process_init.connect

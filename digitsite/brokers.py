@@ -98,6 +98,23 @@ class Channel(filesystem.Channel):
 class Transport(filesystem.Transport):
     Channel = Channel
 
+    # The folders are the whole address: no host to fall back to (kombu warned "No hostname
+    # was supplied" at every start).
+    @property
+    def default_connection_params(self) -> dict:
+        return {}
+
+    # Celery's loop for a transport without events waits 2 s for a message before it looks
+    # for a shutdown request; shorter waits let Ctrl-C stop the worker at once. The loop goes
+    # round a few more times a second, and the folder is polled as often as before. A wait
+    # without a timeout (blocking) stays one.
+    MAX_WAIT_SECONDS = 0.25
+
+    def drain_events(self, connection, timeout=None):
+        if timeout is not None:
+            timeout = min(timeout, self.MAX_WAIT_SECONDS)
+        return super().drain_events(connection, timeout=timeout)
+
 
 def broker_check(connection: Connection) -> None:
     """Raise unless the broker would take a message: the embedded broker's folders must exist

@@ -265,3 +265,74 @@ def test_make_run_serves_on_the_port_asked_for(args, port):
         ["sh", "-c", f"echo {command}"], env={"DIGITSITE_PORT": port}, capture_output=True, text=True, check=True
     ).stdout
     assert expanded.strip().endswith(f"runserver 127.0.0.1:{port}")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_make_run_starts_quietly_and_ctrl_c_stops_both_without_a_sigkill(tmp_path):
+    """`make run` as on a fresh machine (SQLite, the embedded broker): its start logs nothing a
+    person has to wonder about, and Ctrl-C (SIGINT to the terminal's process group) stops the
+    web process and the worker within honcho's grace time, so it never needs a SIGKILL."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "DJANGO_SETTINGS_MODULE")
+    } | {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CELERY_BROKER_FOLDER": str(tmp_path / "broker"),
+        "MEDIA_ROOT": str(tmp_path / "media"),
+    }
+    log_path = tmp_path / "make-run.log"
+    with open(log_path, "w") as log:
+        make = subprocess.Popen(
+            ["make", "run", f"PORT={port}"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while "ready to classify" not in log_path.read_text():
+            assert make.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the worker was not ready in 240 s"
+            time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as response:
+            assert response.status == 200
+        os.killpg(make.pid, signal.SIGINT)  # what Ctrl-C does in a terminal
+        stopping = time.monotonic()
+        while (make.poll() is None or _group_alive(make.pid)) and time.monotonic() - stopping < 30:
+            time.sleep(0.2)
+        text = log_path.read_text()
+        assert not _group_alive(make.pid), text[-3000:]
+    finally:
+        if _group_alive(make.pid):
+            os.killpg(make.pid, signal.SIGKILL)
+    assert "web.1 stopped" in text and "worker.1 stopped" in text
+    assert "SIGKILL" not in text, text[-3000:]
+    # Django's own note that runserver is a development server says what it is; nothing else
+    # may warn: no missing staticfiles/, no Celery root warning (CI runs as root), no kombu
+    # "No hostname was supplied", no pool process dying at shutdown.
+    worrying = [
+        line
+        for line in text.splitlines()
+        if re.search(r"warn|error|traceback|superuser privileges", line, re.IGNORECASE)
+        and "development server" not in line
+        and "add_error_messages" not in line  # the name of one of Django's own migrations
+    ]
+    assert worrying == []
