@@ -588,14 +588,33 @@ ACCESSIBILITY_PROBLEMS = """() => {
 
 
 def test_every_control_is_labelled_every_image_has_alt_and_the_keyboard_works(page, worker, tmp_path, mnist):
+    # A visitor's pages: the landing page, sign-up, log-in, password reset (an expired link
+    # included) and a mistyped address.
+    visitor = (
+        "/",
+        "/signup/",
+        "/accounts/login/",
+        "/accounts/password_reset/",
+        "/accounts/password_reset/done/",
+        "/accounts/reset/MQ/expired-token/",
+        "/no-such-page/",
+    )
+    for path in visitor:
+        page.goto(path)
+        assert page.evaluate(ACCESSIBILITY_PROBLEMS) == [], path
     staff = UserFactory(is_staff=True)
     log_in(page, staff.username)
     upload(page, [str(digit_files(tmp_path, mnist)[0])], 1)
     image = DigitImage.objects.get(owner=staff)
     pages = ("/", "/draw/", "/history/", image.get_absolute_url(), "/stats/", "/account/api-token/", "/api/docs/")
-    for path in (*pages, "/accounts/password_change/"):
+    for path in (*pages, "/accounts/password_change/", "/no-such-page/", "/images/999999/"):
         page.goto(path)
         assert page.evaluate(ACCESSIBILITY_PROBLEMS) == [], path
+    # The draw page with its live answer showing.
+    page.goto("/draw/")
+    canvas_strokes(page, SEVEN)
+    wait_until(page, "document.querySelector('#live-verdict') !== null", timeout=60_000)
+    assert page.evaluate(ACCESSIBILITY_PROBLEMS) == [], "/draw/ with a live answer"
 
     # The keyboard alone reaches every drawing control, and Enter presses them.
     page.goto("/draw/")
