@@ -464,6 +464,60 @@ def test_draw_with_a_finger_on_a_phone(browser, live_server, worker):
     context.close()
 
 
+def phone(browser, live_server):
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    return context, page
+
+
+def test_try_a_failed_image_again_and_find_the_way_back_from_a_404(page, browser, live_server, worker, mnist):
+    """Desktop and phone: "Try again" on a failed image's page classifies it in place; a
+    mistyped address gets the site's 404 page with a way back; a visitor's landing page fits a
+    phone with its way in on the first screen."""
+    user = UserFactory()
+    failed = [
+        DigitImageFactory(
+            owner=user,
+            data=encode(255 - mnist.test.images[i]),  # a 7, then a 2
+            status=DigitImage.Status.FAILED,
+            error_message="This image could not be classified after 3 attempts.",
+            attempts=3,
+        )
+        for i in (0, 1)
+    ]
+    phone_context, phone_page = phone(browser, live_server)
+    for screen, digit, image in ((page, "7", failed[0]), (phone_page, "2", failed[1])):
+        log_in(screen, user.username)
+        screen.goto(image.get_absolute_url())
+        screen.get_by_text("could not be classified after 3 attempts").wait_for()
+        screen.get_by_role("button", name="Try again").click()
+        screen.get_by_text("Trying again").wait_for()
+        wait_until(
+            screen, "(digit) => document.getElementById('predicted-digit')?.textContent.trim() === digit", digit, 60_000
+        )
+
+        assert screen.goto("/no-such-page/").status == 404
+        screen.get_by_role("heading", name="This page does not exist").wait_for()
+        assert screen.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        screen.get_by_role("link", name="Back to your gallery").click()
+        screen.wait_for_url(re.compile(r"/$"))
+    shot(phone_page, "18-retry-phone")
+
+    # A visitor on a phone: what the site does, the examples, and the way in on the first screen.
+    phone_context.clear_cookies()  # signed out
+    phone_page.goto("/")
+    phone_page.get_by_role("heading", name="Handwritten digits, read honestly").wait_for()
+    sign_up = phone_page.get_by_role("link", name=re.compile("sign up", re.IGNORECASE)).first
+    assert sign_up.bounding_box()["y"] + sign_up.bounding_box()["height"] <= 844
+    assert phone_page.locator(".landing-example img").count() == 3
+    assert phone_page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(phone_page, "00-landing-phone")
+    phone_context.close()
+
+
 @pytest.fixture(scope="module")
 def camera_browser(chromium):
     """Chromium with a fake camera (a moving test pattern) instead of a real one."""
