@@ -314,8 +314,8 @@ def test_the_account_page_explains_and_the_password_confirms(signed_in, user, ac
         in signed_in.get(reverse("classifier:account")).content.decode()
     )
     page = " ".join(signed_in.get(reverse("classifier:account_delete")).content.decode().split())
-    assert "your 3 images and their files" in page and "their 2 predictions" in page
-    assert "your API token: scripts using it stop working" in page
+    assert "your 3 images and their files, 2 predictions with the 28\N{MULTIPLICATION SIGN}28 pictures" in page
+    assert "your API token: scripts that use it stop working" in page
     assert "staff corrected 1 of your images that you agreed" in page
     wrong = signed_in.post(reverse("classifier:account_delete"), {"password": "not it"})
     assert wrong.status_code == 400 and "That is not your password; nothing was deleted." in wrong.content.decode()
