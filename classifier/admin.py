@@ -2,6 +2,8 @@ from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -15,6 +17,9 @@ from classifier.forms import FlagImagesForm
 from classifier.models import DIGIT_CHOICES, DigitImage, Feedback, Flag, ModelVersion, Prediction, TrainingExample
 from classifier.selectors import REVIEW_ORDER, review_queue
 from classifier.services import (
+    AccountDeleteRefused,
+    account_delete,
+    account_delete_refusal,
     feedback_confirm,
     image_delete,
     image_flag,
@@ -520,3 +525,26 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         version = model_version_activate(number=queryset.get().number)
         self.message_user(request, f"v{version.number} is now active.", messages.SUCCESS)
+
+
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class AccountAdmin(UserAdmin):
+    """Django's user admin, but deleting a user deletes their account as they would: each
+    image through ``image_delete`` (files included, consented corrections kept), never a
+    cascade that would leave their files behind. The last superuser is refused."""
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and (obj is None or account_delete_refusal(user=obj) is None)
+
+    def delete_model(self, request, obj):
+        account_delete(user=obj)
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset:
+            try:
+                account_delete(user=user)
+            except AccountDeleteRefused as exc:  # the last superuser, among those selected
+                self.message_user(request, f"{user}: {exc}", messages.ERROR)

@@ -369,3 +369,22 @@ def test_the_admin_deletes_images_through_the_same_service(client, user, png, dj
     with django_capture_on_commit_callbacks(execute=True):
         assert client.post(url, {"post": "yes"}).status_code == 302
     assert not DigitImage.objects.exists() and not file_exists(image)
+
+
+def test_deleting_a_user_in_the_admin_deletes_their_files_too(client, user, mnist, django_capture_on_commit_callbacks):
+    kept = classified_and_corrected(user, encode(255 - mnist.test.images[0]), consent=True, digit=4)
+    plain = uploaded(user, encode(255 - mnist.test.images[1]), consent=False)
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    url = reverse("admin:auth_user_delete", args=[user.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not get_user_model().objects.filter(pk=user.pk).exists()
+    assert not file_exists(kept) and not file_exists(plain) and not DigitImage.objects.exists()
+    assert TrainingExample.objects.get().correct_digit == 4
+
+
+def test_the_admin_offers_no_delete_for_the_last_superuser(client):
+    only = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(only)
+    assert client.get(reverse("admin:auth_user_delete", args=[only.pk])).status_code == 403
+    assert get_user_model().objects.filter(pk=only.pk).exists()
