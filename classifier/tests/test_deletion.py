@@ -388,3 +388,12 @@ def test_the_admin_offers_no_delete_for_the_last_superuser(client):
     client.force_login(only)
     assert client.get(reverse("admin:auth_user_delete", args=[only.pk])).status_code == 403
     assert get_user_model().objects.filter(pk=only.pk).exists()
+
+
+def test_the_admin_lists_kept_examples_with_their_picture(client, user, mnist, django_capture_on_commit_callbacks):
+    image = classified_and_corrected(user, encode(255 - mnist.test.images[0]), consent=True, digit=6)
+    with django_capture_on_commit_callbacks(execute=True):
+        image_delete(image=image)
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(reverse("admin:classifier_trainingexample_changelist")).content.decode()
+    assert "is a 6" in page and 'src="data:image/png;base64,' in page
