@@ -2,6 +2,8 @@ from collections.abc import Callable
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -12,9 +14,18 @@ from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
 from classifier.forms import FlagImagesForm
-from classifier.models import DIGIT_CHOICES, DigitImage, Feedback, Flag, ModelVersion, Prediction
+from classifier.models import DIGIT_CHOICES, DigitImage, Feedback, Flag, ModelVersion, Prediction, TrainingExample
 from classifier.selectors import REVIEW_ORDER, review_queue
-from classifier.services import feedback_confirm, image_flag, images_mark_reviewed, model_version_activate
+from classifier.services import (
+    AccountDeleteRefused,
+    account_delete,
+    account_delete_refusal,
+    feedback_confirm,
+    image_delete,
+    image_flag,
+    images_mark_reviewed,
+    model_version_activate,
+)
 
 
 class PredictedDigitFilter(admin.SimpleListFilter):
@@ -160,6 +171,7 @@ class DigitImageAdmin(admin.ModelAdmin):
         ("prediction__verdict", admin.ChoicesFieldListFilter),
         ConfidenceBandFilter,
         FlaggedFilter,
+        "training_consent",
         ("prediction__model_version", admin.RelatedOnlyFieldListFilter),
     )
     search_fields = ("owner__username", "original_name")
@@ -181,6 +193,7 @@ class DigitImageAdmin(admin.ModelAdmin):
         "status",
         "error_message",
         "attempts",
+        "training_consent",
         "prediction_summary",
         "reviewed_at",
         "reviewed_by",
@@ -252,6 +265,15 @@ class DigitImageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # images come from uploads
+
+    # Deleting here goes through the same service as the owner's delete: files go too, and a
+    # consented correction is kept as a training example.
+    def delete_model(self, request, obj):
+        image_delete(image=obj)
+
+    def delete_queryset(self, request, queryset):
+        for image in queryset:
+            image_delete(image=image)
 
     def get_ordering(self, request):
         # The review queue keeps its order (least certain first) unless a column is clicked.
@@ -330,7 +352,33 @@ class PredictionAdmin(admin.ModelAdmin):
     list_filter = ("verdict", "digit", "model_version")
     search_fields = ("image__original_name", "image__owner__username")
     list_select_related = ("image", "model_version")
-    exclude = ("model_input",)
+    exclude = ("model_input", "model_input_exact")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TrainingExample)
+class TrainingExampleAdmin(admin.ModelAdmin):
+    """Corrections kept after their image was deleted (its owner agreed at upload): read-only,
+    deletable (retraining then no longer learns from it)."""
+
+    list_display = ("pk", "says", "source", "created_at", "trained_in", "picture")
+    list_filter = ("not_a_digit", "correct_digit", "source", "trained_in")
+    list_select_related = ("trained_in",)
+    fields = ("picture", "correct_digit", "not_a_digit", "source", "created_at", "trained_in")
+    readonly_fields = fields
+
+    @admin.display(description="28x28 input")
+    def picture(self, obj):
+        return format_html(
+            '<img src="data:image/png;base64,{}" alt="the 28x28 model input" width="56" height="56" '
+            'style="image-rendering:pixelated">',
+            obj.png_base64(),
+        )
 
     def has_add_permission(self, request):
         return False
@@ -477,3 +525,26 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return
         version = model_version_activate(number=queryset.get().number)
         self.message_user(request, f"v{version.number} is now active.", messages.SUCCESS)
+
+
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class AccountAdmin(UserAdmin):
+    """Django's user admin, but deleting a user deletes their account as they would: each
+    image through ``image_delete`` (files included, consented corrections kept), never a
+    cascade that would leave their files behind. The last superuser is refused."""
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and (obj is None or account_delete_refusal(user=obj) is None)
+
+    def delete_model(self, request, obj):
+        account_delete(user=obj)
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset:
+            try:
+                account_delete(user=user)
+            except AccountDeleteRefused as exc:  # the last superuser, among those selected
+                self.message_user(request, f"{user}: {exc}", messages.ERROR)

@@ -1,5 +1,6 @@
 from django import forms
 from django.conf import settings
+from django.contrib.auth import authenticate
 from django.contrib.auth.forms import UserCreationForm
 
 from classifier.models import DIGIT_CHOICES, DigitImage, Prediction
@@ -32,11 +33,39 @@ class UploadForm(forms.Form):
         widget=MultipleFileInput(attrs={"accept": "image/*", "multiple": True}),
     )
 
+    training_consent = forms.BooleanField(
+        label="If staff correct one of these images, keep the corrected 28x28 version to train the model, "
+        "even if I delete the image",
+        help_text="Only the small 28x28 picture the model saw and the right answer are kept, with nothing "
+        "that leads back to you. Without this, deleting an image deletes everything about it.",
+        required=False,
+    )
+
     def clean_images(self):
         files = self.cleaned_data["images"]
         if len(files) > settings.UPLOAD_MAX_FILES:
             raise forms.ValidationError(f"Upload at most {settings.UPLOAD_MAX_FILES} files at once.")
         return files
+
+
+class AccountDeleteForm(forms.Form):
+    """The password, typed again: a session left open is not enough to delete an account.
+    Checked through ``authenticate``, so that django-axes counts wrong guesses as at login."""
+
+    password = forms.CharField(
+        label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+    def __init__(self, *args, request, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        user = self.request.user
+        if authenticate(self.request, username=user.get_username(), password=password) != user:
+            raise forms.ValidationError("That is not your password; nothing was deleted.")
+        return password
 
 
 class SignUpForm(UserCreationForm):

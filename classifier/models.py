@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import uuid
 from pathlib import Path
 
@@ -86,6 +88,13 @@ class DigitImage(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Asked once, at upload: if staff correct this image, may the correction outlive the image
+    # (as a 28x28 TrainingExample, with nothing that leads back to the person)?
+    training_consent = models.BooleanField(
+        default=False,
+        help_text="if staff correct it, its owner lets the 28x28 model input and the answer be kept "
+        "for training after the image is deleted",
+    )
     # Staff looked at the prediction and found it right ("looks right" in the admin's review
     # queue); a flag says it was wrong. Either takes the image out of the queue.
     reviewed_at = models.DateTimeField(null=True, blank=True)
@@ -148,6 +157,11 @@ class Prediction(models.Model):
     saliency = models.BinaryField(
         null=True, blank=True, help_text="Grad-CAM: 28x28 uint8, how much each pixel drove the prediction"
     )
+    # model_input is rounded to 8 bits for people; a kept TrainingExample must train on exactly
+    # what the model took, so the float input is stored too, only where the owner consented.
+    model_input_exact = models.BinaryField(
+        null=True, blank=True, help_text="the 28x28 float32 input itself, kept only with the owner's training consent"
+    )
     inference_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -188,8 +202,18 @@ class Prediction(models.Model):
         return bool(self.saliency) and not any(bytes(self.saliency))
 
 
-def _decode_square(stored: bytes | memoryview) -> np.ndarray:
-    return np.frombuffer(bytes(stored), dtype=np.uint8).reshape(INPUT_SIDE, INPUT_SIDE)
+def _decode_square(stored: bytes | memoryview, dtype=np.uint8) -> np.ndarray:
+    return np.frombuffer(bytes(stored), dtype=dtype).reshape(INPUT_SIDE, INPUT_SIDE)
+
+
+def encode_model_array(array: np.ndarray) -> bytes:
+    """The float32 model input (``ModelInput.array``), row by row, little-endian: stored as is,
+    it decodes to the very array the model took."""
+    return array.astype("<f4", copy=False).reshape(INPUT_SIDE, INPUT_SIDE).tobytes()
+
+
+def decode_model_array(stored: bytes | memoryview) -> np.ndarray:
+    return _decode_square(stored, dtype="<f4").astype(np.float32)
 
 
 class Feedback(models.Model):
@@ -255,6 +279,56 @@ class Flag(models.Model):
     def clean(self):
         if self.not_a_digit == (self.correct_digit is not None):
             raise ValidationError("Give the correct digit, or say that it is not a digit (not both).")
+
+
+class TrainingExample(models.Model):
+    """What retraining needs of a corrected image whose owner deleted it, having agreed at
+    upload that a correction may be kept: the 28x28 input the model took and the right answer.
+    Nothing links it to the person, the file or the upload; retraining learns from it as from
+    a flag."""
+
+    class Source(models.TextChoices):
+        FLAG = "flag", "staff correction"
+
+    model_input = models.BinaryField(help_text="the 28x28 float32 model input, row by row")
+    correct_digit = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=DIGIT_VALIDATORS, help_text="empty when it is not a digit"
+    )
+    not_a_digit = models.BooleanField(default=False, help_text="the image did not show one digit")
+    source = models.CharField(max_length=12, choices=Source.choices, default=Source.FLAG)
+    created_at = models.DateTimeField(auto_now_add=True, help_text="when its image was deleted")
+    trained_in = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="examples_learned"
+    )
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(not_a_digit=True, correct_digit__isnull=True)
+                | models.Q(not_a_digit=False, correct_digit__isnull=False),
+                name="example_says_a_digit_or_not_a_digit",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"example #{self.pk} {self.says}"
+
+    @property
+    def says(self) -> str:
+        return "is not a digit" if self.not_a_digit else f"is a {self.correct_digit}"
+
+    def array(self) -> np.ndarray:
+        """The float32 input the model took, as retraining feeds it."""
+        return decode_model_array(self.model_input)
+
+    def png_base64(self) -> str:
+        """The input as a small PNG for the admin, base64-encoded for a data: URL."""
+        from PIL import Image
+
+        out = io.BytesIO()
+        Image.fromarray(np.round(self.array() * 255).astype(np.uint8), mode="L").save(out, "PNG")
+        return base64.b64encode(out.getvalue()).decode("ascii")
 
 
 class WorkerHeartbeat(models.Model):

@@ -20,6 +20,7 @@ from classifier.models import (
     ModelVersion,
     Prediction,
     RequeueRun,
+    TrainingExample,
     WorkerHeartbeat,
 )
 
@@ -87,8 +88,20 @@ REVIEW_ORDER = (
 )
 
 
+def images_kept_on_delete(images: QuerySet[DigitImage]) -> QuerySet[DigitImage]:
+    """Those of ``images`` whose deletion keeps a TrainingExample: the owner agreed at upload,
+    staff corrected it, and the worker stored the input the model took (a failed image has
+    none). Everything else about a deleted image goes."""
+    return images.filter(training_consent=True, flag__isnull=False, prediction__model_input_exact__isnull=False)
+
+
 def flags_for_training() -> QuerySet[Flag]:
     return Flag.objects.select_related("image").order_by("pk")
+
+
+def training_examples_for_training() -> QuerySet[TrainingExample]:
+    """Corrections kept after their image was deleted (with the owner's consent)."""
+    return TrainingExample.objects.order_by("pk")
 
 
 def model_version_list() -> QuerySet[ModelVersion]:
@@ -240,4 +253,31 @@ def requeue_stale_health(*, workers: list[WorkerHeartbeat]) -> RequeueHealth:
         last_run_seconds_ago=round((now - last.ran_at).total_seconds(), 1) if last else None,
         requeued=last.requeued if last else None,
         overdue=bool(workers) and now - since > limit,
+    )
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    """What deleting an account removes, and what it keeps."""
+
+    images: int
+    predictions: int
+    flagged: int
+    kept: int  # corrections kept as 28x28 training examples (the owner agreed at upload)
+    has_token: bool
+
+
+def account_summary(user) -> AccountSummary:
+    from rest_framework.authtoken.models import Token
+
+    images = DigitImage.objects.filter(owner=user)
+    counts = images.aggregate(
+        images=Count("id"), predictions=Count("prediction"), flagged=Count("flag", filter=Q(flag__isnull=False))
+    )
+    return AccountSummary(
+        images=counts["images"],
+        predictions=counts["predictions"],
+        flagged=counts["flagged"],
+        kept=images_kept_on_delete(images).count(),
+        has_token=Token.objects.filter(user=user).exists(),
     )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import asdict
 
 import numpy as np
 from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
@@ -30,27 +29,33 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 from rest_framework.authtoken.models import Token
 
-from classifier import landing
-from classifier.forms import FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
-from classifier.models import DIGITS, DigitImage, DrawingPreview, Prediction
+from classifier import exports, landing
+from classifier.forms import AccountDeleteForm, FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
+from classifier.models import DigitImage, DrawingPreview, Prediction
 from classifier.responses import image_file_response, png_response
 from classifier.selectors import (
     ImageFilters,
     RequeueHealth,
+    account_summary,
     drawing_preview_get_for,
     heartbeat_window,
     image_get_for,
     image_list_for,
+    images_kept_on_delete,
     requeue_stale_health,
     site_stats,
     workers_alive,
 )
 from classifier.services import (
+    AccountDeleteRefused,
     PreviewError,
+    account_delete,
+    account_delete_refusal,
     api_token_create,
     api_token_revoke,
     drawing_preview_create,
     feedback_give,
+    image_delete,
     image_retry,
     image_upload_create,
     password_reset_request_allow,
@@ -198,7 +203,11 @@ def home(request):
         return render(request, "classifier/landing.html", {"examples": landing.examples()})
     form = UploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        outcome = image_upload_create(owner=request.user, files=form.cleaned_data["images"])
+        outcome = image_upload_create(
+            owner=request.user,
+            files=form.cleaned_data["images"],
+            training_consent=form.cleaned_data["training_consent"],
+        )
         for name, reason in outcome.refused:
             messages.error(request, f"{name}: {reason}")
         if outcome.created:
@@ -272,7 +281,9 @@ def upload_inline(request):
     if not form.is_valid():
         errors = [error for field_errors in form.errors.values() for error in field_errors]
         return render(request, "classifier/_upload_result.html", {"errors": errors}, status=400)
-    outcome = image_upload_create(owner=request.user, files=form.cleaned_data["images"])
+    outcome = image_upload_create(
+        owner=request.user, files=form.cleaned_data["images"], training_consent=form.cleaned_data["training_consent"]
+    )
     errors = [f"{name}: {reason}" for name, reason in outcome.refused]
     context = {"images": outcome.created, "errors": errors}
     return render(request, "classifier/_upload_result.html", context, status=201 if outcome.created else 400)
@@ -322,6 +333,62 @@ def api_token(request):
 
 
 @require_GET
+def account(request):
+    """The signed-in user's account: password, API token, their data, deleting it all."""
+    return render(request, "classifier/account.html", {"summary": account_summary(request.user)})
+
+
+@never_cache  # personal data: no proxy or browser cache keeps a copy
+@require_GET
+def account_data(request):
+    """ "Download my data": the history CSV and every image file, as a zip streamed while it is
+    written (memory stays bounded whatever the number of images)."""
+    images = image_list_for(request.user).select_related("feedback")
+    stamp = timezone.now().strftime("%Y-%m-%d")
+    response = StreamingHttpResponse(exports.data_zip(images, stamp=stamp), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="digitsite-data-{stamp}.zip"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def account_delete_view(request):
+    """Delete the account and everything in it, once the password confirms it; the person
+    lands, signed out, on the landing page with a word that it is done."""
+    refusal = account_delete_refusal(user=request.user)
+    form = AccountDeleteForm(request.POST or None, request=request)
+    if request.method == "POST" and refusal is None and form.is_valid():
+        try:
+            deletion = account_delete(user=request.user)
+        except AccountDeleteRefused as exc:  # became the last superuser since the page was shown
+            messages.error(request, str(exc))
+            return redirect("classifier:account_delete")
+        logout(request)
+        kept = (
+            ngettext(
+                " %(count)d corrected image is kept as a 28x28 training example, as you agreed.",
+                " %(count)d corrected images are kept as 28x28 training examples, as you agreed.",
+                deletion.kept,
+            )
+            % {"count": deletion.kept}
+            if deletion.kept
+            else ""
+        )
+        messages.success(
+            request,
+            ngettext(
+                "Your account was deleted, with its %(count)d image and everything about it.",
+                "Your account was deleted, with its %(count)d images and everything about them.",
+                deletion.images,
+            )
+            % {"count": deletion.images}
+            + kept,
+        )
+        return redirect("classifier:home")
+    context = {"form": form, "summary": account_summary(request.user), "refusal": refusal}
+    return render(request, "classifier/account_delete.html", context, status=400 if form.errors else 200)
+
+
+@require_GET
 def history(request):
     form, filters = _history_filters(request)
     page = Paginator(image_list_for(request.user, filters), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -331,33 +398,6 @@ def history(request):
         query.pop(name, None)
     context = {"form": form, "page": page, "query": query.urlencode(), "ignored": form.invalid_filters()}
     return render(request, "classifier/history.html", context)
-
-
-CSV_HEADER = [
-    "file_name",
-    "uploaded_at",
-    "status",
-    "digit",
-    "confidence",
-    "verdict",
-    "verdict_reason",
-    *[f"p{digit}" for digit in DIGITS],
-    "model_version",
-    "flagged_as",
-    "your_feedback",
-    "error",
-]
-
-
-def _csv_cell(value) -> str:
-    """A cell a spreadsheet shows as text: names starting with = + - @ would run as formulas."""
-    text = "" if value is None else str(value)
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-class _Echo:
-    def write(self, value):
-        return value
 
 
 @require_GET
@@ -371,29 +411,7 @@ def history_export(request):
         reason = "Not exported; fix these filters and try again:\n" + "\n".join(invalid) + "\n"
         return HttpResponseBadRequest(reason, content_type="text/plain; charset=utf-8")
     images = image_list_for(request.user, filters).select_related("feedback")
-
-    def rows():
-        yield CSV_HEADER
-        for image in images.iterator(chunk_size=500):
-            prediction, flag, feedback = image.prediction_or_none, image.flag_or_none, image.feedback_or_none
-            probabilities = [f"{p:.6f}" for p in prediction.probabilities] if prediction else [""] * len(DIGITS)
-            yield [
-                _csv_cell(image.original_name),
-                image.uploaded_at.isoformat(),
-                image.status,
-                prediction.digit if prediction else "",
-                f"{prediction.confidence:.6f}" if prediction else "",
-                prediction.verdict if prediction else "",
-                prediction.verdict_reason if prediction else "",
-                *probabilities,
-                f"v{prediction.model_version.number}" if prediction else "",
-                ("not_a_digit" if flag.not_a_digit else flag.correct_digit) if flag else "",
-                feedback.suggested_digit if feedback else "",
-                _csv_cell(image.error_message),
-            ]
-
-    writer = csv.writer(_Echo())
-    response = StreamingHttpResponse((writer.writerow(row) for row in rows()), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(exports.history_csv(images), content_type="text/csv; charset=utf-8")
     stamp = timezone.now().strftime("%Y-%m-%d")
     response["Content-Disposition"] = f'attachment; filename="digitsite-history-{stamp}.csv"'
     return response
@@ -469,6 +487,35 @@ def image_retry_view(request, pk: int):
     else:
         messages.info(request, "This image has not failed: there is nothing to try again.")
     return redirect(image)
+
+
+def _own_image_or_404(request, pk: int) -> DigitImage:
+    """An image of the signed-in user; 404 for any other, staff included."""
+    image = _image_or_404(request, pk)
+    if image.owner_id != request.user.pk:
+        raise Http404
+    return image
+
+
+@require_http_methods(["GET", "POST"])
+def image_delete_view(request, pk: int):
+    """The owner deletes an image: a page that says what goes and what is kept, whose button
+    posts here (no script needed)."""
+    image = _own_image_or_404(request, pk)
+    keeps_example = images_kept_on_delete(DigitImage.objects.filter(pk=image.pk)).exists()
+    if request.method == "POST":
+        kept = image_delete(image=image)
+        messages.success(
+            request,
+            f"Deleted {image.original_name}"
+            + (
+                "; its corrected 28x28 version is kept to train the model, as you agreed at upload."
+                if kept
+                else ", with its prediction and everything about it."
+            ),
+        )
+        return redirect("classifier:home")
+    return render(request, "classifier/image_delete.html", {"image": image, "keeps_example": keeps_example})
 
 
 @require_GET

@@ -52,7 +52,11 @@ class ImageSerializer(serializers.ModelSerializer):
             "flagged_as",
             "flagged_not_a_digit",
             "your_feedback",
+            "training_consent",
         ]
+        extra_kwargs = {
+            "training_consent": {"help_text": "if staff correct it, its 28x28 version may be kept for training"}
+        }
 
     def to_representation(self, instance):
         # The one-to-one reverse accessors raise when missing; the API says null instead.
@@ -91,6 +95,12 @@ class UploadSerializer(serializers.Serializer):
             "empty": "No files: send them in the `images` field.",
             "max_length": f"Upload at most {settings.UPLOAD_MAX_FILES} files at once.",
         },
+    )
+    training_consent = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="if staff correct one of these images, keep its corrected 28x28 version to train the model, "
+        "even after you delete the image (nothing else is kept)",
     )
 
 

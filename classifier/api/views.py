@@ -100,7 +100,11 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             # One shape for every refusal: no images, and what was wrong.
             errors = [{"file": "", "error": str(error)} for errors in upload.errors.values() for error in errors]
             return Response({"images": [], "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
-        outcome = image_upload_create(owner=request.user, files=upload.validated_data["images"])
+        outcome = image_upload_create(
+            owner=request.user,
+            files=upload.validated_data["images"],
+            training_consent=upload.validated_data["training_consent"],
+        )
         result = {
             "images": ImageSerializer(outcome.created, many=True, context={"request": request}).data,
             "errors": [{"file": name, "error": reason} for name, reason in outcome.refused],

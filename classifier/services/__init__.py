@@ -5,6 +5,13 @@ functions that run in the worker or in commands.
 """
 
 from classifier.services.accounts import api_token_create, api_token_revoke, password_reset_request_allow
+from classifier.services.deletion import (
+    AccountDeleteRefused,
+    AccountDeletion,
+    account_delete,
+    account_delete_refusal,
+    image_delete,
+)
 from classifier.services.images import (
     UploadOutcome,
     feedback_confirm,
@@ -39,16 +46,21 @@ from classifier.services.workers import (
 )
 
 __all__ = [
+    "AccountDeleteRefused",
+    "AccountDeletion",
     "PreviewError",
     "RetrainError",
     "RetrainReport",
     "UploadOutcome",
+    "account_delete",
+    "account_delete_refusal",
     "api_token_create",
     "api_token_revoke",
     "drawing_preview_create",
     "drawing_preview_run",
     "feedback_confirm",
     "feedback_give",
+    "image_delete",
     "image_files_predict",
     "image_flag",
     "image_retry",

@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
-from classifier.models import DIGITS, DigitImage, Feedback, Flag, ModelVersion, Prediction
+from classifier.models import DIGITS, DigitImage, Feedback, Flag, ModelVersion, Prediction, encode_model_array
 from classifier.services.modelling import model_version_ensure_initial
 from ml.preprocessing import PreprocessingError, inspect_image
 
@@ -128,8 +128,10 @@ def _uploads_judge(*, owner, files: Iterable[UploadedFile], refused: list[tuple[
     return accepted
 
 
-def image_upload_create(*, owner, files: Iterable[UploadedFile]) -> UploadOutcome:
+def image_upload_create(*, owner, files: Iterable[UploadedFile], training_consent: bool = False) -> UploadOutcome:
     """Store each acceptable file as a pending DigitImage and queue its classification.
+    ``training_consent``: the owner agrees that a staff correction of these images may be
+    kept for training, as a 28x28 example, after they delete them.
 
     A refused file (too large, not an image we read, too many pixels on its own or for the
     request, over the owner's upload rate) gets a reason; the others in the same upload go
@@ -139,6 +141,8 @@ def image_upload_create(*, owner, files: Iterable[UploadedFile]) -> UploadOutcom
     """
     outcome = UploadOutcome()
     accepted = _uploads_judge(owner=owner, files=files, refused=outcome.refused)
+    for image in accepted:
+        image.training_consent = bool(training_consent)
     if accepted:
         with transaction.atomic():
             outcome.created = DigitImage.objects.bulk_create(accepted)
@@ -251,14 +255,20 @@ def _images_claim(images: dict[int, DigitImage], *, existing: dict[int, Predicti
 
 
 def _files_read(images: list[DigitImage]) -> tuple[list[DigitImage], list[bytes]]:
-    """The images whose stored file could be read, and its bytes; the others fail."""
+    """The images whose stored file could be read, and its bytes; the others fail, but for
+    those their owner deleted meanwhile, which are left out."""
     readable, blobs = [], []
     for image in images:
         try:
             with image.file.open("rb") as fh:
                 blobs.append(fh.read())
             readable.append(image)
-        except OSError:
+        except Exception as exc:  # a storage's own error for a missing file (S3's ClientError), or OSError
+            if not DigitImage.objects.filter(pk=image.pk).exists():
+                logger.info("image %s was deleted while it waited; skipped", image.pk)
+                continue
+            if not isinstance(exc, OSError):
+                raise
             _image_fail(image.pk, "The stored file could not be read.")
     return readable, blobs
 
@@ -287,14 +297,21 @@ def _predictions_store(
     version: ModelVersion,
     inference_ms: float,
 ) -> dict[int, Prediction]:
-    """Store a Prediction (with its Grad-CAM heat map) for each classified image, mark them
-    done, and return the stored predictions by image id."""
+    """Store a Prediction (with its Grad-CAM heat map) for each classified image still there,
+    mark them done, and return the stored predictions by image id. An image its owner deleted
+    meanwhile is skipped: its row is locked first, as ``image_delete`` locks it, so either the
+    delete waits and removes the new prediction with the image, or the image is gone here."""
     saliency = _saliency(
         predictor,
         np.stack([result.model_input.array for _, result in classified]),
         np.array([result.prediction.digit for _, result in classified]),
     )
     with transaction.atomic():
+        present = set(
+            DigitImage.objects.select_for_update()
+            .filter(pk__in=[image.pk for image, _ in classified])
+            .values_list("pk", flat=True)
+        )
         # ignore_conflicts: a duplicate delivery that got here first keeps its prediction.
         Prediction.objects.bulk_create(
             [
@@ -307,14 +324,16 @@ def _predictions_store(
                     probabilities=list(result.prediction.probabilities),
                     model_version=version,
                     model_input=Prediction.encode_model_input(result.model_input.display),
+                    model_input_exact=encode_model_array(result.model_input.array) if image.training_consent else None,
                     inference_ms=inference_ms,
                     saliency=heat,
                 )
                 for (image, result), heat in zip(classified, saliency, strict=True)
+                if image.pk in present
             ],
             ignore_conflicts=True,
         )
-        done = [image.pk for image, _ in classified]
+        done = [image.pk for image, _ in classified if image.pk in present]
         DigitImage.objects.filter(pk__in=done).update(status=DigitImage.Status.DONE, error_message="")
     return {p.image_id: p for p in Prediction.objects.filter(image_id__in=done)}
 

@@ -1,7 +1,10 @@
 """Retraining: fine-tune the active model on MNIST plus staff corrections, promote if better.
 
 The training, the candidate's bundle and the gate live in ``ml.retrain``; this module adds
-what needs the database: the corrections, the version numbers, and the promotion."""
+what needs the database: the corrections, the version numbers, and the promotion.
+
+A correction is a Flag on a stored image, or a TrainingExample: a flag whose image its owner
+deleted, kept (with their consent) as the very input the model took."""
 
 from __future__ import annotations
 
@@ -16,8 +19,8 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from classifier.models import Flag, ModelVersion
-from classifier.selectors import flags_for_training
+from classifier.models import Flag, ModelVersion, TrainingExample
+from classifier.selectors import flags_for_training, training_examples_for_training
 from classifier.services.modelling import (
     mnist_load,
     model_version_activate,
@@ -46,10 +49,16 @@ class RetrainReport:
     rows: list[tuple[str, str, str]]  # (metric, active, candidate) for the report table
 
 
-def _flag_arrays(flags: list[Flag]) -> tuple[list[Flag], np.ndarray, np.ndarray]:
-    """Model inputs and correct digits of the flagged images that still preprocess (for
-    not-a-digit flags, the digit is -1)."""
-    usable, arrays = [], []
+Correction = Flag | TrainingExample
+
+
+def _correction_arrays(
+    flags: list[Flag], examples: list[TrainingExample]
+) -> tuple[list[Correction], np.ndarray, np.ndarray]:
+    """Model inputs and correct digits of the flagged images that still preprocess, then of
+    the kept examples (for not-a-digit ones, the digit is -1)."""
+    usable: list[Correction] = []
+    arrays = []
     for flag in flags:
         try:
             with flag.image.file.open("rb") as fh:
@@ -58,8 +67,11 @@ def _flag_arrays(flags: list[Flag]) -> tuple[list[Flag], np.ndarray, np.ndarray]
             logger.warning("flag on image %s skipped: %s", flag.image_id, exc)
             continue
         usable.append(flag)
+    for example in examples:
+        arrays.append(example.array())
+        usable.append(example)
     x = np.stack(arrays)[..., None] if arrays else np.zeros((0, *INPUT_SHAPE), dtype="float32")
-    y = np.array([-1 if flag.not_a_digit else flag.correct_digit for flag in usable], dtype="int32")
+    y = np.array([-1 if item.not_a_digit else item.correct_digit for item in usable], dtype="int32")
     return usable, x, y
 
 
@@ -83,7 +95,7 @@ def model_retrain(
 
     active = model_version_ensure_initial()
     epochs = epochs or settings.RETRAIN_EPOCHS
-    usable, all_x, all_y = _flag_arrays(list(flags_for_training()))
+    usable, all_x, all_y = _correction_arrays(list(flags_for_training()), list(training_examples_for_training()))
     if not usable and not force:
         raise RetrainError("There are no flagged images to learn from (use --force to fine-tune on MNIST alone).")
     # Digit corrections train and judge the digit model; "not a digit" ones teach the reject option.
@@ -97,6 +109,8 @@ def model_retrain(
         f"active model v{active.number}; {len(flags)} corrections ({len(split.train)} to train on, "
         f"{len(split.judged)} to judge: {split.kind}), {len(rejects_x)} images that are not digits; {epochs} epochs"
     )
+    if kept := sum(isinstance(item, TrainingExample) for item in usable):
+        log(f"{kept} of these corrections are kept examples of deleted images")
     if dry_run:
         return RetrainReport(active=active, candidate=None, promoted=False, reason="dry run: nothing trained", rows=[])
 
@@ -128,7 +142,7 @@ def model_retrain(
 
 
 def _candidate_record(
-    *, active: ModelVersion, number: int, flags: list[Flag], rejects: list[Flag], result: RetrainResult
+    *, active: ModelVersion, number: int, flags: list[Correction], rejects: list[Correction], result: RetrainResult
 ) -> ModelVersion:
     """The candidate as a ModelVersion; if promoted, active, with its corrections marked as learnt."""
     with transaction.atomic():
@@ -144,8 +158,9 @@ def _candidate_record(
         if result.decision.promoted:
             model_version_activate(number=number)
             candidate.is_active = True
-            learnt = [flags[i].pk for i in result.split.train]
+            learnt = [flags[i] for i in result.split.train]
             if result.bundle.detector_path.is_file():  # only a reject option learns "not a digit"
-                learnt += [flag.pk for flag in rejects]
-            Flag.objects.filter(pk__in=learnt).update(trained_in=candidate)
+                learnt += rejects
+            for model in (Flag, TrainingExample):
+                model.objects.filter(pk__in=[c.pk for c in learnt if isinstance(c, model)]).update(trained_in=candidate)
     return candidate

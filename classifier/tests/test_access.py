@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db
 # name -> who may open it: "public" (anyone), "user" (any signed-in user), "owner" (the
 # image's owner and staff; others 404), "staff" (others 404), "post-only" (signed-in users,
 # POST only), "owner-post" (the image's owner only, POST only; everyone else 404), "drawer"
-# (the person drawing, staff included, only their own drawing in progress; others 404).
+# (the person drawing, staff included, only their own drawing in progress; others 404),
+# "owner-only" (the image's owner only, GET and POST; everyone else, staff included, 404).
 # Admin URLs are covered by their own rule below.
 RULES = {
     "classifier:home": "public",  # the landing page for visitors; uploading needs an account
@@ -29,6 +30,9 @@ RULES = {
     "classifier:history_export": "user",
     "classifier:stats": "staff",
     "classifier:api_token": "user",
+    "classifier:account": "user",
+    "classifier:account_data": "user",
+    "classifier:account_delete": "user",
     "healthz": "public",
     "api:image-list": "user",
     "api:image-detail": "owner",
@@ -45,6 +49,7 @@ RULES = {
     "classifier:image_grad_cam": "owner",
     "classifier:image_feedback": "owner-post",
     "classifier:image_retry": "owner-post",
+    "classifier:image_delete": "owner-only",  # GET: the confirmation page; POST: delete
     "login": "public",
     "logout": "post-only",
     "password_change": "user",
@@ -93,7 +98,7 @@ def image(mnist):
 
 
 def _url(name, image):
-    if RULES[name] in ("owner", "owner-post"):
+    if RULES[name] in ("owner", "owner-post", "owner-only"):
         return reverse(name, args=[image.pk])
     if RULES[name] == "drawer":
         preview = DrawingPreview.objects.create(owner=image.owner, drawing=b"\x89PNG")
@@ -168,6 +173,19 @@ def test_only_the_owner_may_post(client, image, name):
     assert client.post(url, {"digit": 3}).status_code in (200, 302)  # the API answers, the site redirects
 
 
+@pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "owner-only"])
+def test_only_the_owner_may_open_or_post(client, image, name):
+    url = _url(name, image)
+    for outsider in (UserFactory(), UserFactory(is_staff=True)):
+        client.force_login(outsider)
+        assert client.get(url).status_code == 404
+        assert client.post(url).status_code == 404
+    assert DigitImage.objects.filter(pk=image.pk).exists()  # nothing happened to it
+    client.force_login(image.owner)
+    assert client.get(url).status_code == 200
+    assert client.post(url).status_code == 302
+
+
 def test_the_admin_is_for_staff_only(client):
     url = reverse("admin:classifier_digitimage_changelist")
     assert client.get(url).status_code == 302
@@ -186,5 +204,5 @@ def test_posts_need_a_csrf_token(image, mnist):
     assert response.status_code == 403
     response = client.post(reverse("logout"))
     assert response.status_code == 403
-    for name in [n for n in SITE_URLS if RULES[n] in ("post-only", "owner-post")]:
+    for name in [n for n in SITE_URLS if RULES[n] in ("post-only", "owner-post", "owner-only")]:
         assert client.post(_url(name, image), {}).status_code == 403, name

@@ -5,6 +5,7 @@ regenerates the ones the README shows)."""
 import os
 import re
 import time
+import zipfile
 from io import StringIO
 from pathlib import Path
 
@@ -600,6 +601,60 @@ def test_feedback_grad_cam_and_staff_confirmation(page, worker, tmp_path, mnist)
     shot(page, "09-feedback-admin")
 
 
+def test_delete_images_from_their_page_on_a_desktop_and_a_phone(page, worker, tmp_path, mnist):
+    user = UserFactory()
+    log_in(page, user.username)
+    upload(page, [str(p) for p in digit_files(tmp_path, mnist)[:2]], 2)
+    for width, name in ((1280, "clean-7.png"), (390, "photo-2.jpg")):
+        page.set_viewport_size({"width": width, "height": 844})
+        image = DigitImage.objects.get(owner=user, original_name=name)
+        stored = Path(image.file.path)
+        page.goto(image.get_absolute_url())
+        page.get_by_role("link", name="Delete this image…").click()
+        page.get_by_role("heading", name=f"Delete {name}?").wait_for()
+        page.get_by_text("Nothing about it is kept.").wait_for()
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"the confirmation overflows a {width} px screen by {overflow} px"
+        shot(page, f"12-delete-image-{width}")
+        page.get_by_role("button", name="Delete this image").click()
+        page.get_by_text(f"Deleted {name}, with its prediction and everything about it.").wait_for()
+        assert page.locator(".digit-card", has_text=name).count() == 0
+        assert not DigitImage.objects.filter(pk=image.pk).exists() and not stored.exists()
+    page.get_by_text("Nothing here yet.").wait_for()
+
+
+def test_download_my_data_then_delete_the_account(page, tmp_path, mnist):
+    from classifier.tests.factories import DigitImageFactory
+
+    user = UserFactory(email="ada@example.com")
+    image = DigitImageFactory(owner=user, data=encode(mnist.test.images[0]), original_name="seven.png")
+    log_in(page, user.username)
+    page.get_by_role("link", name=user.username).click()  # the navigation's way to the account
+    page.get_by_role("heading", name="Your account", exact=True).wait_for()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download my data (zip)").click()
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert archive.read(f"images/{image.pk}-seven.png") == encode(mnist.test.images[0])
+        assert "seven.png" in archive.read("history.csv").decode()
+    page.get_by_role("link", name="Delete my account…").click()
+    page.get_by_text("your 1 image and its file;").wait_for()
+    page.get_by_label("Your password").fill("not my password")
+    page.get_by_role("button", name="Delete my account and my data").click()
+    page.get_by_text("That is not your password; nothing was deleted.").wait_for()
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "13-delete-account-phone")
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_role("button", name="Delete my account and my data").click()
+    page.get_by_text("Your account was deleted, with its 1 image and everything about it.").wait_for()
+    page.get_by_role("heading", name="Handwritten digits, read honestly").wait_for()  # signed out, the landing page
+    assert not DigitImage.objects.exists() and not Path(image.file.path).exists()
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    assert page.url.endswith("/accounts/login/")  # the account is gone
+
+
 def test_download_history_as_csv(page, worker, tmp_path, mnist):
     user = UserFactory()
     log_in(page, user.username)
@@ -661,7 +716,8 @@ def test_every_control_is_labelled_every_image_has_alt_and_the_keyboard_works(pa
     upload(page, [str(digit_files(tmp_path, mnist)[0])], 1)
     image = DigitImage.objects.get(owner=staff)
     pages = ("/", "/draw/", "/history/", image.get_absolute_url(), "/stats/", "/account/api-token/", "/api/docs/")
-    for path in (*pages, "/accounts/password_change/", "/no-such-page/", "/images/999999/"):
+    mine = ("/account/", "/account/delete/", f"/images/{image.pk}/delete/")
+    for path in (*pages, *mine, "/accounts/password_change/", "/no-such-page/", "/images/999999/"):
         page.goto(path)
         assert page.evaluate(ACCESSIBILITY_PROBLEMS) == [], path
     # The draw page with its live answer showing.
@@ -709,6 +765,9 @@ def test_every_page_works_under_the_content_security_policy_with_no_violation(pa
         image.get_absolute_url(),
         "/stats/",
         "/account/api-token/",
+        "/account/",
+        "/account/delete/",
+        f"/images/{image.pk}/delete/",
         "/accounts/password_change/",
         "/admin/",
         "/admin/classifier/digitimage/",

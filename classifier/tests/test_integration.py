@@ -145,3 +145,32 @@ def test_the_worker_loads_the_model_as_it_starts_and_cards_say_warming_up_until_
     WorkerHeartbeat.objects.create(hostname="celery@again", seen_at=image.uploaded_at, started_at=image.uploaded_at)
     worker_warming_record(hostname="celery@again")
     assert not WorkerHeartbeat.objects.filter(hostname="celery@again", ready_at__isnull=False).exists()
+
+
+def test_images_deleted_while_the_worker_has_them_are_skipped_and_it_goes_on(worker, mnist):
+    from classifier.services import image_delete, image_upload_create
+
+    user = UserFactory()
+    files = [SimpleUploadedFile(f"{i}.png", encode(255 - mnist.test.images[i])) for i in range(6)]
+    images = image_upload_create(owner=user, files=files).created  # one batch, queued on commit
+    image_delete(image=images[0])  # before the worker gets to it
+    # The others are deleted as soon as the worker claims them: mid-classification.
+    doomed = {image.pk: image for image in images[1:3]}
+    deadline = time.monotonic() + 90
+    while doomed and time.monotonic() < deadline:
+        claimed = DigitImage.objects.filter(pk__in=doomed).exclude(status=DigitImage.Status.PENDING)
+        for pk in claimed.values_list("pk", flat=True):
+            image_delete(image=doomed.pop(pk))
+        time.sleep(0.02)
+    for image in doomed.values():  # the worker was quicker: delete them after all
+        image_delete(image=image)
+    survivors = [image.pk for image in images[3:]]
+    wait_until_finished(survivors, worker)
+    assert set(DigitImage.objects.values_list("pk", flat=True)) == set(survivors)
+    assert set(Prediction.objects.values_list("image_id", flat=True)) == set(survivors)
+    assert not any(image.file.storage.exists(image.file.name) for image in images[:3])
+    # The worker is alive and still classifies.
+    later = image_upload_create(owner=user, files=[SimpleUploadedFile("7.png", encode(255 - mnist.test.images[0]))])
+    wait_until_finished([later.created[0].pk], worker)
+    assert Prediction.objects.get(image=later.created[0]).digit == mnist.test.labels[0]
+    assert "Traceback" not in worker.log_path.read_text()

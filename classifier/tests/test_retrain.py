@@ -116,3 +116,45 @@ def test_not_a_digit_flags_are_counted_apart_and_never_train_a_digit_class(flagg
     assert candidate.flags_used == 10
     # The tiny model has no reject option to teach: the flag waits for a model that has one.
     assert Flag.objects.get(image=image).trained_in is None
+
+
+def test_retrain_learns_from_corrections_kept_after_their_images_were_deleted(
+    tiny_active, mnist, django_capture_on_commit_callbacks
+):
+    import numpy as np
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from classifier.models import DigitImage, TrainingExample
+    from classifier.services import image_delete, image_flag, image_upload_create
+    from classifier.services.retraining import _correction_arrays
+    from classifier.tests.factories import UserFactory
+    from ml.preprocessing import to_model_input
+    from ml.synth import render_upload
+
+    owner, staff, rng = UserFactory(), UserFactory(is_staff=True), np.random.default_rng(1)
+    uploads = {}
+    for i, consent in enumerate([True, True, True, False]):
+        upload = render_upload(mnist.train.images[i], scenario="photo", rng=rng, label=int(mnist.train.labels[i]))
+        file = SimpleUploadedFile(f"{i}.jpg", upload.data)
+        image = image_upload_create(owner=owner, files=[file], training_consent=consent).created[0]
+        prediction_run(image_id=image.pk)
+        image_flag(image=image, correct_digit=upload.label, flagged_by=staff)
+        uploads[image.pk] = upload
+    with django_capture_on_commit_callbacks(execute=True):
+        for image in DigitImage.objects.order_by("pk"):
+            image_delete(image=image)
+    assert not DigitImage.objects.exists() and not Flag.objects.exists()
+    examples = list(TrainingExample.objects.order_by("pk"))
+    assert len(examples) == 3  # the fourth owner did not agree: nothing of it is left
+    # What retraining feeds the model is, bit for bit, what it would have read from the files.
+    usable, x, y = _correction_arrays([], examples)
+    expected = list(uploads.values())[:3]
+    assert usable == examples and list(y) == [upload.label for upload in expected]
+    for row, upload in zip(x, expected, strict=True):
+        assert np.array_equal(row[..., 0], to_model_input(upload.data).array)
+
+    output = run("--force")
+    assert "3 corrections" in output and "3 of these corrections are kept examples" in output
+    candidate = ModelVersion.objects.get(parent=tiny_active)
+    assert candidate.is_active and candidate.flags_used == 3  # too few to hold out: all trained on
+    assert TrainingExample.objects.filter(trained_in=candidate).count() == 3

@@ -23,6 +23,9 @@
   async function uploadPicture(url, blob, name, results, status) {
     const data = new FormData();
     data.append("images", blob, name);
+    // The page's consent box (upload form or draw page) covers camera shots and drawings too.
+    const consent = document.querySelector('input[name="training_consent"]');
+    if (consent && consent.checked) data.append("training_consent", "on");
     say(status, "Uploading…");
     let response;
     try {
