@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Case, Count, F, Q, QuerySet, Value, When
-from django.db.models.functions import TruncDate
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce, Least
 from django.utils import timezone
 
 from classifier.models import (
@@ -115,12 +114,15 @@ class VersionStats:
         return self.flagged / self.predictions if self.predictions else 0.0
 
 
+CONFIDENCE_BINS = 20  # 5% wide: fine enough to see the bulk near 100% and the tail below the reject line
+
+
 @dataclass(frozen=True)
 class SiteStats:
     days: list[date]
     uploads_per_day: list[int]
     predictions_per_digit: list[int]
-    confidences: list[float]
+    confidence_bins: list[int]  # predictions per CONFIDENCE_BINS-th of [0, 1]; 100% counts in the last
     versions: list[VersionStats]
     corrections: list[list[int]]  # [predicted][correct] counts of flagged images
     totals: dict[str, int]
@@ -128,78 +130,115 @@ class SiteStats:
 
 
 def site_stats(*, days: int = 30) -> SiteStats:
-    """Everything the staff statistics page shows, computed in the database where it can be."""
-    today = timezone.localdate()
-    first = today - timedelta(days=days - 1)
-    per_day = dict(
-        DigitImage.objects.filter(uploaded_at__date__gte=first)
-        .annotate(day=TruncDate("uploaded_at"))
-        .values_list("day")
-        .annotate(n=Count("id"))
-        .values_list("day", "n")
+    """Everything the staff statistics page shows, each figure one aggregate query over the
+    whole table (a bounded number of queries, whatever the number of predictions)."""
+    zone = timezone.get_current_timezone()
+    day_list = [timezone.localdate() - timedelta(days=days - 1 - offset) for offset in range(days)]
+    ends = [timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min), zone) for day in day_list]
+    start = timezone.make_aware(datetime.combine(day_list[0], time.min), zone)
+
+    uploads = _count_by(
+        DigitImage.objects.filter(uploaded_at__gte=start, uploaded_at__lt=ends[-1]), _bucket("uploaded_at", ends)
     )
-    day_list = [first + timedelta(days=i) for i in range(days)]
-    per_digit = dict(Prediction.objects.values_list("digit").annotate(n=Count("id")).values_list("digit", "n"))
-    versions = [
+    per_digit = _count_by(Prediction.objects.all(), F("digit"))
+    bin_edges = [(index + 1) / CONFIDENCE_BINS for index in range(CONFIDENCE_BINS - 1)]
+    bins = _count_by(Prediction.objects.all(), _bucket("confidence", bin_edges, beyond=CONFIDENCE_BINS - 1))
+
+    corrections = [[0] * len(DIGITS) for _ in DIGITS]
+    pairs = (
+        Flag.objects.filter(image__prediction__isnull=False, not_a_digit=False)
+        .values_list("image__prediction__digit", "correct_digit")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for predicted, correct, n in pairs:
+        corrections[predicted][correct] = n
+
+    images = DigitImage.objects.aggregate(
+        images=Count("pk"),
+        users=Count("owner", distinct=True),
+        failed=Count("pk", filter=Q(status=DigitImage.Status.FAILED)),
+    )
+    return SiteStats(
+        days=day_list,
+        uploads_per_day=[uploads.get(index, 0) for index in range(days)],
+        predictions_per_digit=[per_digit.get(digit, 0) for digit in DIGITS],
+        confidence_bins=[bins.get(index, 0) for index in range(CONFIDENCE_BINS)],
+        versions=_version_stats(),
+        corrections=corrections,
+        totals={
+            **images,
+            "flags": Flag.objects.count(),
+            "open_feedback": Feedback.objects.filter(confirmed_at__isnull=True).count(),
+            "to_review": review_queue().count(),
+        },
+        review_queue_per_day=_review_queue_per_day(ends),
+    )
+
+
+def _bucket(field: str, upper_bounds: list, *, beyond: int | None = None) -> Case:
+    """The index of the first bound a row's ``field`` lies below (``beyond`` past the last).
+
+    Plain comparisons against bounds computed here, rather than a database date or rounding
+    function: they mean the same on SQLite and PostgreSQL (whose float-to-integer cast rounds
+    where SQLite's truncates), day bounds carry the site's time zone, and SQLite runs no Python
+    function per row, as it does for TruncDate."""
+    whens = [When(**{f"{field}__lt": bound}, then=Value(index)) for index, bound in enumerate(upper_bounds)]
+    return Case(*whens, default=Value(beyond), output_field=IntegerField())
+
+
+def _count_by(rows: QuerySet, key) -> dict:
+    """Rows counted per value of ``key``, in one GROUP BY."""
+    grouped = rows.order_by().annotate(key=key).values("key").annotate(n=Count("pk")).values_list("key", "n")
+    return {key: n for key, n in grouped if key is not None}
+
+
+def _version_stats() -> list[VersionStats]:
+    counts = {
+        row["model_version"]: row
+        for row in Prediction.objects.order_by()
+        .values("model_version")
+        .annotate(
+            predictions=Count("pk"),
+            flagged=Count("pk", filter=Q(image__flag__isnull=False)),
+            unsure=Count("pk", filter=Q(verdict=Prediction.Verdict.UNSURE)),
+            not_a_digit=Count("pk", filter=Q(verdict=Prediction.Verdict.NOT_A_DIGIT)),
+        )
+    }
+    none = {"predictions": 0, "flagged": 0, "unsure": 0, "not_a_digit": 0}
+    return [
         VersionStats(
             label=f"v{version.number}",
             architecture=version.architecture,
             is_active=version.is_active,
             test_accuracy=version.test_accuracy,
-            predictions=version.n_predictions,
-            flagged=version.n_flagged,
-            unsure=version.n_unsure,
-            not_a_digit=version.n_not_a_digit,
+            predictions=counts.get(version.pk, none)["predictions"],
+            flagged=counts.get(version.pk, none)["flagged"],
+            unsure=counts.get(version.pk, none)["unsure"],
+            not_a_digit=counts.get(version.pk, none)["not_a_digit"],
         )
-        for version in ModelVersion.objects.order_by("number").annotate(
-            n_predictions=Count("predictions", distinct=True),
-            n_flagged=Count("predictions", filter=Q(predictions__image__flag__isnull=False), distinct=True),
-            n_unsure=Count("predictions", filter=Q(predictions__verdict=Prediction.Verdict.UNSURE), distinct=True),
-            n_not_a_digit=Count(
-                "predictions", filter=Q(predictions__verdict=Prediction.Verdict.NOT_A_DIGIT), distinct=True
-            ),
-        )
+        for version in ModelVersion.objects.order_by("number")
     ]
-    corrections = [[0] * len(DIGITS) for _ in DIGITS]
-    pairs = (
-        Flag.objects.filter(image__prediction__isnull=False, not_a_digit=False)
-        .values_list("image__prediction__digit", "correct_digit")
-        .annotate(n=Count("id"))
-    )
-    for predicted, correct, n in pairs:
-        corrections[predicted][correct] = n
-    return SiteStats(
-        days=day_list,
-        uploads_per_day=[per_day.get(day, 0) for day in day_list],
-        predictions_per_digit=[per_digit.get(digit, 0) for digit in DIGITS],
-        confidences=list(Prediction.objects.values_list("confidence", flat=True)),
-        versions=versions,
-        corrections=corrections,
-        totals={
-            "images": DigitImage.objects.count(),
-            "users": DigitImage.objects.values("owner").distinct().count(),
-            "failed": DigitImage.objects.filter(status=DigitImage.Status.FAILED).count(),
-            "flags": Flag.objects.count(),
-            "open_feedback": Feedback.objects.filter(confirmed_at__isnull=True).count(),
-            "to_review": review_queue().count(),
-        },
-        review_queue_per_day=_review_queue_per_day(day_list),
-    )
 
 
-def _review_queue_per_day(days: list[date]) -> list[int]:
+def _review_queue_per_day(ends: list[datetime]) -> list[int]:
     """The queue's size at the end of each day: predictions made by then, less those reviewed
-    or flagged by then (in one pass over the predictions' and reviews' dates)."""
-    zone = timezone.get_current_timezone()
-    ends = [timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min), zone) for day in days]
-    made = sorted(Prediction.objects.filter(created_at__lt=ends[-1]).values_list("created_at", flat=True))
-    settled = sorted(
-        min(moment for moment in pair if moment is not None)
-        for pair in DigitImage.objects.filter(Q(reviewed_at__isnull=False) | Q(flag__isnull=False)).values_list(
-            "reviewed_at", "flag__flagged_at"
-        )
+    or flagged by then. Two grouped counts, the first day's bucket holding all that came
+    before it, then a running sum over the days."""
+    made = _count_by(Prediction.objects.filter(created_at__lt=ends[-1]), _bucket("created_at", ends))
+    # The earlier of the review and the flag; Coalesce first, as SQLite's MIN() of a NULL is NULL.
+    reviewed, flagged = "image__reviewed_at", "image__flag__flagged_at"
+    settled = _count_by(
+        Prediction.objects.annotate(settled_at=Least(Coalesce(reviewed, flagged), Coalesce(flagged, reviewed))).filter(
+            settled_at__lt=ends[-1]
+        ),
+        _bucket("settled_at", ends),
     )
-    return [bisect_left(made, end) - bisect_left(settled, end) for end in ends]
+    sizes, waiting = [], 0
+    for index in range(len(ends)):
+        waiting += made.get(index, 0) - settled.get(index, 0)
+        sizes.append(waiting)
+    return sizes
 
 
 def heartbeat_window() -> float:
