@@ -144,9 +144,20 @@ def site_stats(*, days: int = 30) -> SiteStats:
         DigitImage.objects.filter(uploaded_at__gte=start, uploaded_at__lt=ends[-1]),
         _bucket("uploaded_at", ends),
     )
-    per_digit = _count_by(Prediction.objects.all(), F("digit"))
+    # One pass over prediction_stats_idx, grouped by all four keys (a few hundred groups at
+    # most), rather than a pass for each of the charts that need one of them.
     upper_bounds = [index / CONFIDENCE_BINS for index in range(1, CONFIDENCE_BINS)]
-    bins = _count_by(Prediction.objects.all(), _bucket("confidence", upper_bounds, beyond=CONFIDENCE_BINS - 1))
+    groups = (
+        Prediction.objects.order_by()
+        .annotate(bin=_bucket("confidence", upper_bounds))
+        .values_list("model_version", "verdict", "digit", "bin")
+        .annotate(n=Count("*"))
+    )
+    per_verdict, per_digit, bins = Counter(), Counter(), Counter()
+    for version, verdict, digit, confidence_bin, n in groups:
+        per_verdict[version, verdict] += n
+        per_digit[digit] += n
+        bins[confidence_bin] += n
 
     corrections = [[0] * len(DIGITS) for _ in DIGITS]
     # Subqueries rather than joins here and below: the query starts from the few flags and looks
@@ -157,7 +168,7 @@ def site_stats(*, days: int = 30) -> SiteStats:
         .annotate(predicted=predicted_digit)
         .filter(predicted__isnull=False)
         .values_list("predicted", "correct_digit")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))
         .order_by()
     )
     for predicted, correct, n in pairs:
@@ -168,7 +179,7 @@ def site_stats(*, days: int = 30) -> SiteStats:
         uploads_per_day=[uploads.get(index, 0) for index in range(days)],
         predictions_per_digit=[per_digit.get(digit, 0) for digit in DIGITS],
         confidence_bins=[bins.get(index, 0) for index in range(CONFIDENCE_BINS)],
-        versions=_version_stats(),
+        versions=_version_stats(per_verdict),
         corrections=corrections,
         totals={
             "images": DigitImage.objects.count(),
@@ -182,37 +193,34 @@ def site_stats(*, days: int = 30) -> SiteStats:
     )
 
 
-def _bucket(field: str, bounds: Sequence, *, beyond: int | None = None, first: int = 0) -> Case:
-    """The index of the first of the rising ``bounds`` that ``field`` lies below, ``beyond``
-    past the last: a binary search written as nested CASEs, five comparisons a row for 30 days.
+def _bucket(field: str, bounds: Sequence, *, low: int = 0, high: int | None = None) -> Case | Value:
+    """How many of the rising ``bounds`` ``field`` is at or above (0 below the first, len(bounds)
+    from the last on), as a binary search written as nested CASEs: five comparisons a row for
+    30 days, where one WHEN per day would take up to thirty.
 
     Plain comparisons against bounds computed here, rather than a database date or rounding
     function: they mean the same on SQLite and PostgreSQL (whose float-to-integer cast rounds
     where SQLite's truncates), day bounds carry the site's time zone, and SQLite runs no Python
     function per row, as it does for TruncDate."""
-    if len(bounds) == 1:
-        below = When(**{f"{field}__lt": bounds[0]}, then=Value(first))
-        return Case(below, default=Value(beyond), output_field=IntegerField())
-    middle = len(bounds) // 2
+    high = len(bounds) if high is None else high
+    if low == high:
+        return Value(low)
+    middle = (low + high) // 2
     return Case(
-        When(**{f"{field}__lt": bounds[middle - 1]}, then=_bucket(field, bounds[:middle], first=first)),
-        default=_bucket(field, bounds[middle:], beyond=beyond, first=first + middle),
+        When(**{f"{field}__lt": bounds[middle]}, then=_bucket(field, bounds, low=low, high=middle)),
+        default=_bucket(field, bounds, low=middle + 1, high=high),
         output_field=IntegerField(),
     )
 
 
 def _count_by(rows: QuerySet, key) -> dict:
     """Rows counted per value of ``key``, in one GROUP BY."""
-    grouped = rows.order_by().annotate(key=key).values("key").annotate(n=Count("pk")).values_list("key", "n")
-    return {key: n for key, n in grouped if key is not None}
+    grouped = rows.order_by().annotate(key=key).values("key").annotate(n=Count("*")).values_list("key", "n")
+    return dict(grouped)
 
 
-def _version_stats() -> list[VersionStats]:
-    per_verdict = Counter()
-    for version, verdict, n in (
-        Prediction.objects.order_by().values_list("model_version", "verdict").annotate(n=Count("pk"))
-    ):
-        per_verdict[version, verdict] = n
+def _version_stats(per_verdict: Counter) -> list[VersionStats]:
+    """Each version with its predictions, from their counts per (version, verdict)."""
     # Looked up from the flags, one index search each, not a join for every prediction.
     flagged = _count_by(Prediction.objects.filter(image_id__in=Flag.objects.values("image_id")), F("model_version"))
     verdicts = Prediction.Verdict
