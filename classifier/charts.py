@@ -202,8 +202,9 @@ def _columns(
     levels = _axis(max(values), integer=True)
     labels = [_compact(level) for level in levels]
     left = max(len(label) for label in labels) * CHARACTER_WIDTH + 6
-    last_tick = max(len(text) for _, text in ticks) * CHARACTER_WIDTH / 2 if ticks else 0
-    right = WIDTH - max(4.0, last_tick if ticks and ticks[-1][0] >= len(values) - 0.5 else 4.0)
+    # Room on the right for half the last tick label where it sits at the last bar or beyond.
+    overhang = len(ticks[-1][1]) * CHARACTER_WIDTH / 2 + 4 if ticks and ticks[-1][0] >= len(values) - 0.5 else 0
+    right = WIDTH - max(4.0, overhang)
     top = LINE + 2 if value_labels else 8
     bottom = COLUMNS_HEIGHT - LINE - 4
     step = (right - left) / len(values)
