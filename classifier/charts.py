@@ -3,8 +3,9 @@ selectors count, with those numbers again as a table for screen readers and exac
 
 Every chart is WIDTH user units wide and scales to its container through its viewBox. On a
 390 px phone a chart's box is about 348 CSS px wide, so text set at FONT_SIZE units renders at
-about 13 px there (about 19 px in a desktop's half-width column). Presentation attributes
-only, no style attributes: the Content-Security-Policy has no say over them.
+about 13 px there, and at most 18 px anywhere (static/css/site.css caps a chart at 30rem).
+Presentation attributes only, no style attributes: the Content-Security-Policy has no say
+over them.
 """
 
 from __future__ import annotations

@@ -268,7 +268,7 @@ def _review_queue_per_day(start: datetime, ends: list[datetime]) -> list[int]:
     made = per_day(Prediction.objects.all(), "created_at")
     # Settled from the reviewed images (when reviewed, or when flagged if that came first) and
     # from the flags of images never reviewed: a few among many, each found through an index. A
-    # join, not a subquery, for the flag: the day's CASE repeats the expression once per day.
+    # join, not a subquery, for the flag: the CASE tree repeats the expression at each test.
     reviewed = per_day(
         DigitImage.objects.filter(status=DigitImage.Status.DONE, reviewed_at__isnull=False).annotate(
             settled_at=Least("reviewed_at", Coalesce("flag__flagged_at", "reviewed_at"))
