@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -204,8 +205,9 @@ def main() -> None:
     logging.getLogger("axes").setLevel(logging.WARNING)  # a line per force_login otherwise
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic here
     database_url, drop = scratch_postgres()
+    stack = Stack(start=False, database_url=database_url)
     try:
-        with Stack(start=False, database_url=database_url) as stack:
+        with stack:
             from django.contrib.auth.models import User
             from django.db import connection
             from django.test import Client
@@ -259,6 +261,7 @@ def main() -> None:
     finally:
         if drop:
             drop()
+        shutil.rmtree(stack.scratch, ignore_errors=True)  # the SQLite file alone takes 500 MB at 200,000
 
 
 if __name__ == "__main__":
