@@ -62,7 +62,7 @@ format: install
 screenshots: install
 	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest classifier/tests/test_browser.py -q
 
-# Every performance figure of docs/performance.md (about 15 minutes on 2 cores; each script
+# Every performance figure of docs/performance.md (about 18 minutes on 2 cores; each script
 # starts what it needs and stops by itself).
 bench: install
 	$(BIN)/python bench/inference.py
@@ -70,6 +70,7 @@ bench: install
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/retrain.py
+	$(BIN)/python bench/stats_page.py
 
 # The same without the load test and retraining (about 3 minutes).
 bench-quick: install

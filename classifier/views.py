@@ -29,7 +29,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 from rest_framework.authtoken.models import Token
 
-from classifier import exports, landing
+from classifier import charts, exports, landing
 from classifier.forms import AccountDeleteForm, FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
 from classifier.models import DigitImage, DrawingPreview, Prediction
 from classifier.responses import image_file_response, png_response
@@ -556,25 +556,19 @@ def stats(request):
     """Staff only: how the site and its models are doing, as charts with their numbers."""
     if not request.user.is_staff:
         raise Http404
-    from classifier import charts  # matplotlib: loaded by the pages that draw only
-
     data = site_stats()
     versions = data.versions
+    labels = [v.label for v in versions]
     figures = [
         charts.uploads_per_day(data.days, data.uploads_per_day),
         charts.predictions_per_digit(data.predictions_per_digit),
-        charts.confidence_histogram(data.confidences),
-        charts.flagged_share_per_version(
-            [v.label for v in versions], [v.flagged_share for v in versions], [v.predictions for v in versions]
-        ),
+        charts.confidence_histogram(data.confidence_bins),
+        charts.flagged_share_per_version(labels, [v.flagged for v in versions], [v.predictions for v in versions]),
         charts.unsure_share_per_version(
-            [v.label for v in versions],
-            [v.unsure for v in versions],
-            [v.not_a_digit for v in versions],
-            [v.predictions for v in versions],
+            labels, [v.unsure for v in versions], [v.not_a_digit for v in versions], [v.predictions for v in versions]
         ),
         charts.review_queue(data.days, data.review_queue_per_day),
         charts.correction_confusion(data.corrections),
-        charts.version_metrics([v.label for v in versions], [v.test_accuracy for v in versions]),
+        charts.version_metrics(labels, [v.test_accuracy for v in versions]),
     ]
     return render(request, "classifier/stats.html", {"stats": data, "charts": figures})

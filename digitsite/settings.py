@@ -165,7 +165,7 @@ USE_TZ = True
 # --- Content-Security-Policy (django-csp) --------------------------------------------------------
 # Scripts and style sheets come from this site only; the few inline ones (Swagger UI's page) carry
 # the request's nonce, so injected markup runs nothing. Style *attributes* stay allowed: the
-# confidence bars and matplotlib's SVG charts use them, and an attribute cannot run script.
+# confidence bars use them, and an attribute cannot run script.
 # Images may be data: and blob: URLs (canvas drawings, Swagger UI's icons); the camera preview is
 # a MediaStream, which needs no source.
 CONTENT_SECURITY_POLICY = {

@@ -15,6 +15,7 @@ from django.core.management import call_command
 
 from classifier.models import DigitImage, Flag, ModelVersion, Prediction
 from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, UserFactory
+from classifier.tests.test_selectors import flag, predicted
 from ml.synth import render_upload
 from ml.tests.conftest import encode
 
@@ -672,10 +673,52 @@ def test_staff_statistics_page_shows_charts(page, worker, tmp_path, mnist):
     log_in(page, user.username)
     upload(page, [str(p) for p in digit_files(tmp_path, mnist)], 3)
     page.get_by_role("link", name="Statistics").click()
+    assert page.locator("figure.chart").count() == 8
     charts = page.locator("figure.chart svg")
-    assert charts.count() == 8
-    assert all(charts.nth(i).bounding_box()["height"] > 100 for i in range(8))
+    assert charts.count() == 7  # no flags yet: the corrections chart says "No data yet"
+    assert page.locator("figure.chart", has_text="No data yet").count() == 1
+    assert min(page.evaluate(CHART_TEXT_SIZES)) >= 12
     shot(page, "10-statistics")
+
+
+# The size each chart's text is drawn at: its font size in the SVG's units times the scale from
+# the viewBox to the box the page gives the chart.
+CHART_TEXT_SIZES = """() => [...document.querySelectorAll('figure.chart svg text')].map((text) => {
+  const svg = text.ownerSVGElement;
+  return parseFloat(getComputedStyle(text).fontSize) * svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+})"""
+
+
+def test_the_statistics_page_reads_on_a_phone(browser, live_server):
+    staff = UserFactory(is_staff=True)
+    second = ModelVersionFactory(number=2)
+    for index in range(12):
+        image = predicted(owner=staff, version=second if index % 3 else None, digit=index % 10)
+        if index % 4 == 0:
+            flag(image, correct_digit=(index + 3) % 10)
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    log_in(page, staff.username)
+    page.goto("/stats/")
+    assert page.locator("figure.chart svg").count() == 8
+    sizes = page.evaluate(CHART_TEXT_SIZES)
+    assert len(sizes) > 50 and min(sizes) >= 12, min(sizes)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
+    # The versions table scrolls in its own box, and its last column comes into view.
+    active = page.get_by_role("columnheader", name="Active")
+    active.scroll_into_view_if_needed()
+    box = active.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    # The numbers behind a chart open under it.
+    digits = page.locator("figure.chart", has_text="Predictions per digit")
+    digits.get_by_text("The numbers").click()
+    assert digits.get_by_role("table").is_visible() and digits.get_by_role("row").count() == 1 + 10
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, "10-statistics-phone")
+    context.close()
 
 
 ACCESSIBILITY_PROBLEMS = """() => {

@@ -399,7 +399,8 @@ def test_statistics_page_shows_charts_and_numbers_to_staff(client, user, png):
     response = client.get(reverse("classifier:stats"))
     assert response.status_code == 200
     html = response.content.decode()
-    assert html.count("<svg") == 8
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg" viewBox=') == 8
+    assert html.count("<summary>The numbers</summary>") == 8
     for title in (
         "Uploads per day",
         "Predictions per digit",
@@ -407,10 +408,15 @@ def test_statistics_page_shows_charts_and_numbers_to_staff(client, user, png):
         "Flagged share per model version",
         "Not sure or not a digit, per model version",
         "Review queue at the end of each day",
+        "Flagged corrections: predicted vs correct",
+        "MNIST test accuracy per model version",
     ):
-        assert title in html
+        assert f'<figcaption class="fw-semibold mb-1">{title}</figcaption>' in html
+    assert "50% (1 of 2)" in html  # the flagged share, as text in the chart
+    assert '<div class="table-responsive">' in html  # the versions table scrolls in its own box on a phone
     stats = response.context["stats"]
     assert stats.predictions_per_digit[7] == 2 and stats.uploads_per_day[-1] == 2
+    assert stats.confidence_bins[18] == 2  # 91%
     assert stats.corrections[7][1] == 1
     assert stats.versions[0].flagged == 1 and stats.versions[0].flagged_share == 0.5
     assert stats.totals["open_feedback"] == 1
