@@ -128,8 +128,12 @@ class Stack:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {self.token}"
         if self.start:
-            self.start_web()
-            self.start_worker()
+            try:
+                self.start_web()
+                self.start_worker()
+            except BaseException:
+                self.__exit__()  # a stack that did not come up leaves no process behind
+                raise
         return self
 
     def start_web(self) -> None:

@@ -137,10 +137,6 @@ class VersionStats:
     def test_accuracy_percent(self) -> float | None:
         return None if self.test_accuracy is None else 100 * self.test_accuracy
 
-    @property
-    def flagged_share(self) -> float:
-        return self.flagged / self.predictions if self.predictions else 0.0
-
 
 CONFIDENCE_BINS = 20  # 5% wide: fine enough to see the bulk near 100% and the tail below the reject line
 

@@ -310,6 +310,7 @@ def _predictions_store(
         present = set(
             DigitImage.objects.select_for_update()
             .filter(pk__in=[image.pk for image, _ in classified])
+            .order_by("pk")  # one order for every locker: two deliveries of a batch never deadlock
             .values_list("pk", flat=True)
         )
         # ignore_conflicts: a duplicate delivery that got here first keeps its prediction.

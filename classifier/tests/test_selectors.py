@@ -115,7 +115,6 @@ def test_versions_count_their_own_predictions_flags_and_verdicts():
     assert [v.label for v in versions] == ["v1", "v2", "v3"]
     counts = [(v.predictions, v.flagged, v.unsure, v.not_a_digit) for v in versions]
     assert counts == [(2, 1, 1, 0), (5, 2, 0, 3), (0, 0, 0, 0)]
-    assert versions[1].flagged_share == 0.4
     stats = site_stats()
     assert stats.corrections[4][9] == 2 and sum(map(sum, stats.corrections)) == 2  # "not a digit" is no digit pair
     assert stats.predictions_per_digit[4] == 2 and sum(stats.predictions_per_digit) == 7
