@@ -160,6 +160,12 @@ class Predictor:
             for i in range(len(blobs))
         ]
 
+    def read_numbers(self, blobs: list[bytes]) -> list:
+        """Each image read as a number of one or more digits (``ml.numbers.read_numbers``)."""
+        from ml.numbers import read_numbers  # ml.numbers builds on this module
+
+        return read_numbers(self, blobs)
+
 
 def _prediction(probabilities: np.ndarray, verdict: Verdict | None = None) -> Prediction:
     digit = int(np.argmax(probabilities))
