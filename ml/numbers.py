@@ -1,6 +1,11 @@
 """Reading whole numbers: each image segmented into digits (``ml.segment``), all the digits of
 all the images classified in one model call, and a reading per image.
 
+The groups of strokes of every image in a batch are judged in one model call (model and
+detector together): for digits written apart, that call is every digit's answer. A group the
+model doubts (touching digits read whole are a "number" to the detector) is cut, and its
+candidate pieces judged in calls of their own; the pieces kept are answered from them.
+
 A number's verdict is ``number`` when every digit is confident (each judged alone, as a single
 digit is: the detector's "digit" and the calibrated confidence over the bundle's ``unsure``
 line) and ``unsure`` when any is not. An image of one digit keeps the single-digit result
@@ -16,7 +21,7 @@ import numpy as np
 
 from ml.inference import UNEXPECTED_ERROR, Prediction, Predictor
 from ml.preprocessing import ModelInput, PreprocessingError
-from ml.segment import Scorer, Segment, segment_digits
+from ml.segment import Page, Scorer, Segment, read_page, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -62,32 +67,57 @@ def split_scorer(predictor: Predictor) -> Scorer:
     """How sure ``predictor`` is that each input is one digit, and which: the detector's share
     for "digit" times the calibrated confidence. A cut through the middle of a digit leaves
     halves the detector doubts; two touching digits left whole are a "number" to it."""
+    return _Reader(predictor).score
 
-    def score(arrays: np.ndarray) -> np.ndarray:
-        return predictor.kinds(arrays)[:, 0] * predictor.probabilities(arrays).max(axis=1)
 
-    return score
+class _Reader:
+    """The predictor's answers for a batch, each input judged once: the groups of every image
+    in one call, then the pieces of doubtful groups (touching digits) as they are cut."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+        self.answers: dict[bytes, Prediction] = {}
+
+    def score(self, arrays: np.ndarray) -> np.ndarray:
+        predictions, kinds = self.predictor.assess(arrays)
+        for array, prediction in zip(arrays, predictions, strict=True):
+            self.answers[np.asarray(array, dtype=np.float32).tobytes()] = prediction
+        return kinds[:, 0] * np.array([prediction.confidence for prediction in predictions])
+
+    def predictions(self, arrays: list[np.ndarray]) -> list[Prediction]:
+        """Predictions for inputs, judging in one call any not judged yet."""
+        keys = [array.tobytes() for array in arrays]
+        fresh = [array for key, array in zip(keys, arrays, strict=True) if key not in self.answers]
+        if fresh:
+            self.score(np.stack(fresh))
+        return [self.answers[key] for key in keys]
 
 
 def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]:
-    """Segment each image and classify the digits of all of them in one batch. Whatever goes
-    wrong with one image is that image's error: its neighbours are read all the same."""
-    score = split_scorer(predictor)
-    segmented: list[list[Segment] | None] = []
+    """Segment each image and read its digits. The groups of strokes of all the images are
+    classified in one model call, which is every digit's answer where digits stand apart;
+    only groups the model doubts (touching digits) cost calls of their own, to choose a cut.
+    Whatever goes wrong with one image is that image's error: its neighbours are read all the
+    same."""
+    reader = _Reader(predictor)
+    pages: list[Page | None] = []
     errors: list[str | None] = []
     for blob in blobs:
-        try:
-            segmented.append(segment_digits(blob, score=score))
-            errors.append(None)
-        except PreprocessingError as exc:
+        page, error = _attempt(read_page, blob)
+        pages.append(page)
+        errors.append(error)
+    groups = [model_input.array for page in pages if page for model_input in page.inputs]
+    wholes = iter(reader.score(np.stack(groups)) if groups else [])
+    segmented: list[list[Segment] | None] = []
+    for i, page in enumerate(pages):
+        if page is None:
             segmented.append(None)
-            errors.append(str(exc))
-        except Exception:
-            logger.exception("segmentation failed on an image of %d bytes", len(blob))
-            segmented.append(None)
-            errors.append(UNEXPECTED_ERROR)
+            continue
+        scores = np.array([next(wholes) for _ in page.groups])
+        segments, errors[i] = _attempt(resolve, page, scores, reader.score)
+        segmented.append(segments)
     arrays = [segment.model_input.array for segments in segmented if segments for segment in segments]
-    predictions = iter(predictor.predict_arrays(np.stack(arrays)) if arrays else [])
+    predictions = iter(reader.predictions(arrays))
     results = []
     for segments, error in zip(segmented, errors, strict=True):
         if segments is None:
@@ -96,6 +126,17 @@ def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]
         digits = tuple(DigitReading(next(predictions), s.model_input, s.box) for s in segments)
         results.append(_reading(digits))
     return results
+
+
+def _attempt(step, blob_or_page, *args):
+    """``step(blob_or_page, *args)`` and no error, or None and the error for people."""
+    try:
+        return step(blob_or_page, *args), None
+    except PreprocessingError as exc:
+        return None, str(exc)
+    except Exception:
+        logger.exception("reading a number failed at %s", step.__name__)
+        return None, UNEXPECTED_ERROR
 
 
 def _reading(digits: tuple[DigitReading, ...]) -> NumberResult:

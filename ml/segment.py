@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -69,7 +69,7 @@ MIN_PIECE_WIDTH = 0.12
 # Cuts tried per group: lines upright or leaning by these slopes (x per y: slanted writing
 # touches along a slant), through the thinnest passes, at least CUT_SPACING pixels apart.
 CUT_SLOPES = (0.0, -0.2, 0.2, -0.4, 0.4)
-CUTS_PER_SLOPE = 4
+CUTS_PER_SLOPE = 2
 EVEN_CUTS = 8
 CUT_SPACING = 2
 # Pieces of a cut side smaller than this share of its largest are crumbs of the other digit.
@@ -94,9 +94,43 @@ class Segment:
     box: tuple[int, int, int, int]
 
 
+@dataclass
+class Page:
+    """An image's line of writing as groups of strokes, each maybe one digit, left to right:
+    what ``resolve`` joins and cuts into digits."""
+
+    ink: np.ndarray
+    mask: np.ndarray
+    placement: Placement
+    scale: float  # full-size image pixels per decoded pixel
+    groups: list[np.ndarray]
+    # Each piece's model input, made once: a piece is scored, then read. Keyed by id(), with
+    # the piece kept alive beside it so that no other array can take its id.
+    _inputs: dict[int, tuple[np.ndarray, ModelInput]] = field(default_factory=dict)
+
+    def input_of(self, piece: np.ndarray) -> ModelInput:
+        if id(piece) not in self._inputs:
+            self._inputs[id(piece)] = (piece, digit_input(self.ink, piece))
+        return self._inputs[id(piece)][1]
+
+    @property
+    def inputs(self) -> list[ModelInput]:
+        return [self.input_of(group) for group in self.groups]
+
+
 def segment_digits(data: bytes, *, score: Scorer | None = None) -> list[Segment]:
-    """The digits of the one line of writing in an image, left to right. ``score`` chooses
-    between cuts of touching digits (without it, the thinnest pass is cut)."""
+    """The digits of the one line of writing in an image, left to right. ``score`` reads
+    doubtful groups (touching digits, a digit's scattered pieces); without it, only a group
+    too wide for one digit is cut, at its thinnest pass."""
+    page = read_page(data)
+    if score is None:
+        return _segments(page, [piece for group in page.groups for piece in _cut_again(group)])
+    return resolve(page, score(np.stack([model_input.array for model_input in page.inputs])), score)
+
+
+def read_page(data: bytes) -> Page:
+    """Decode an image and find its groups of strokes; refuse several lines, or more than
+    ``MAX_DIGITS`` groups, with a reason for people."""
     image, info = _open_lazily(data, max_pixels=MAX_PIXELS)
     _decode(image)
     # A JPEG may be decoded at a reduced scale (DCT scaling): boxes are on the full-size image.
@@ -104,16 +138,40 @@ def segment_digits(data: bytes, *, score: Scorer | None = None) -> list[Segment]
     ink, placement = ink_of(upright(image))
     mask = digit_mask(ink)
     _refuse_several_lines(mask, ink)
-    pieces = _digit_masks(mask, ink, score)
-    if len(pieces) > MAX_DIGITS:
-        raise PreprocessingError(
-            f"We read up to {MAX_DIGITS} digits in one image and found {len(pieces)}: "
-            "photograph a shorter number, or the number in parts."
-        )
+    groups = _groups(mask)
+    _refuse_too_many(len(groups))
+    return Page(ink, mask, placement, scale, groups)
+
+
+def resolve(page: Page, whole_scores: np.ndarray, score: Scorer) -> list[Segment]:
+    """A page's digits: its groups (``whole_scores`` says how sure the scorer is of each as
+    one digit) joined where pieces of one digit, and cut where touching digits."""
+    groups, wholes = _joined(page.groups, list(whole_scores), page.input_of, score)
+    # Widths are judged against the line's height: a 7's bar cut from its stem is wide for its
+    # own height, not for a digit's.
+    line = float(np.median([_extent(group.any(axis=1)) for group in groups]))
+    pieces = [
+        piece
+        for group, whole in zip(groups, wholes, strict=True)
+        for piece in _split(group, page.input_of, score, float(whole), line)
+    ]
+    _refuse_too_many(len(pieces))
+    return _segments(page, pieces)
+
+
+def _segments(page: Page, pieces: list[np.ndarray]) -> list[Segment]:
     if len(pieces) == 1:
         # The single-digit path: the whole mask, whatever the grouping dropped.
-        return [Segment(digit_input(ink, mask), _box(mask, placement, scale))]
-    return [Segment(digit_input(ink, piece), _box(piece, placement, scale)) for piece in pieces]
+        pieces = [page.mask]
+    return [Segment(page.input_of(piece), _box(piece, page.placement, page.scale)) for piece in pieces]
+
+
+def _refuse_too_many(count: int) -> None:
+    if count > MAX_DIGITS:
+        raise PreprocessingError(
+            f"We read up to {MAX_DIGITS} digits in one image and found {count}: "
+            "photograph a shorter number, or the number in parts."
+        )
 
 
 def _refuse_several_lines(mask: np.ndarray, ink: np.ndarray) -> None:
@@ -137,8 +195,9 @@ def _refuse_several_lines(mask: np.ndarray, ink: np.ndarray) -> None:
         )
 
 
-def _digit_masks(mask: np.ndarray, ink: np.ndarray, score: Scorer | None) -> list[np.ndarray]:
-    """Each digit's pixels (a boolean mask the size of ``mask``), left to right."""
+def _groups(mask: np.ndarray) -> list[np.ndarray]:
+    """Strokes grouped where they overlap in columns, specks dropped, left to right: each a
+    boolean mask the size of ``mask``."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     # Column ranges [left, right) of the strokes, grouped while any two groups overlap enough.
     groups = [[label] for label in range(1, count)]
@@ -166,56 +225,45 @@ def _digit_masks(mask: np.ndarray, ink: np.ndarray, score: Scorer | None) -> lis
     tallest = max(heights)
     digits = [member for member, height in zip(members, heights, strict=True) if height >= SPECK_HEIGHT * tallest]
     digits.sort(key=lambda member: int(np.argmax(member.any(axis=0))))
-    if len(digits) > MAX_DIGITS:
-        return digits  # refused by the caller: no cuts to try
-    if score is None:
-        return [piece for member in digits for piece in _cut_again(member)]
-    digits = _joined(digits, ink, score)
-    # Each group read whole first, all in one call: only doubtful or wide ones are cut.
-    wholes = score(np.stack([digit_input(ink, member).array for member in digits]))
-    # Widths are judged against the line's height: a 7's bar cut from its stem is wide for its
-    # own height, not for a digit's.
-    line = float(np.median([_extent(member.any(axis=1)) for member in digits]))
-    return [
-        piece
-        for member, whole in zip(digits, wholes, strict=True)
-        for piece in _split(member, ink, score, float(whole), line)
-    ]
+    return digits
 
 
-def _joined(digits: list[np.ndarray], ink: np.ndarray, score: Scorer) -> list[np.ndarray]:
+def _joined(
+    groups: list[np.ndarray], wholes: list[float], input_of: Callable[[np.ndarray], ModelInput], score: Scorer
+) -> tuple[list[np.ndarray], list[float]]:
     """Neighbours close enough to be one digit's pieces (a 4 whose strokes do not meet, a 3
     with a stroke apart) joined where the scorer is surer of them as one digit than of the
-    less sure of them alone."""
-    line = float(np.median([_extent(member.any(axis=1)) for member in digits]))
-    spans = [np.flatnonzero(member.any(axis=0))[[0, -1]] for member in digits]
-    pairs = []
-    for i in range(len(digits) - 1):
-        joined = digits[i] | digits[i + 1]
-        rows = np.flatnonzero(joined.any(axis=1))
+    less sure of them alone; with each group's score."""
+    line = float(np.median([_extent(group.any(axis=1)) for group in groups]))
+    spans = [np.flatnonzero(group.any(axis=0))[[0, -1]] for group in groups]
+    pairs, joined = [], {}
+    for i in range(len(groups) - 1):
+        rows = np.flatnonzero((groups[i] | groups[i + 1]).any(axis=1))
         close = spans[i + 1][0] - spans[i][1] <= JOIN_GAP * line
         narrow = spans[i + 1][1] - spans[i][0] + 1 <= SPLIT_WIDTH * (rows[-1] - rows[0] + 1)
         if close and narrow:
             pairs.append(i)
+            joined[i] = groups[i] | groups[i + 1]
     if not pairs:
-        return digits
-    inputs = [digit_input(ink, m).array for i in pairs for m in (digits[i], digits[i + 1], digits[i] | digits[i + 1])]
-    scores = score(np.stack(inputs)).reshape(-1, 3)
-    out, skip = [], set()
+        return groups, wholes
+    together = dict(zip(pairs, score(np.stack([input_of(joined[i]).array for i in pairs])), strict=True))
     # Two pieces each shorter than a digit, one above the other, are a stroke broken across
     # its middle (each half reads as a fair 1, the whole with its gap less so): digits on a
     # line stand side by side, never stacked.
-    stacked = {i for i in pairs if _stacked(digits[i], digits[i + 1], line)}
-    wins = {i: i in stacked or whole > min(left, right) for i, (left, right, whole) in zip(pairs, scores, strict=True)}
-    for i, member in enumerate(digits):
-        if i in skip:
+    wins = {i: _stacked(groups[i], groups[i + 1], line) or together[i] > min(wholes[i], wholes[i + 1]) for i in pairs}
+    out, scores, skip = [], [], False
+    for i, group in enumerate(groups):
+        if skip:
+            skip = False
             continue
         if wins.get(i):
-            out.append(member | digits[i + 1])
-            skip.add(i + 1)
+            out.append(joined[i])
+            scores.append(float(together[i]))
+            skip = True
         else:
-            out.append(member)
-    return out
+            out.append(group)
+            scores.append(wholes[i])
+    return out, scores
 
 
 def _stacked(upper: np.ndarray, lower: np.ndarray, line: float) -> bool:
@@ -232,7 +280,12 @@ def _extent(present: np.ndarray) -> int:
 
 
 def _split(
-    member: np.ndarray, ink: np.ndarray, score: Scorer, whole_score: float, line: float, depth: int = 0
+    member: np.ndarray,
+    input_of: Callable[[np.ndarray], ModelInput],
+    score: Scorer,
+    whole_score: float,
+    line: float,
+    depth: int = 0,
 ) -> list[np.ndarray]:
     """A group as one digit, or cut into the touching digits it holds.
 
@@ -252,11 +305,11 @@ def _split(
     if not cuts:
         return [member]
     pieces = [piece for cut in cuts for piece in cut]
-    scores = score(np.stack([digit_input(ink, piece).array for piece in pieces])).reshape(-1, 2)
+    scores = score(np.stack([input_of(piece).array for piece in pieces])).reshape(-1, 2)
     best = int(np.argmax(scores.sum(axis=1)))
     out, weakest = [], 1.0
     for side, side_score in zip(cuts[best], scores[best], strict=True):
-        parts = _split(side, ink, score, float(side_score), line, depth + 1)
+        parts = _split(side, input_of, score, float(side_score), line, depth + 1)
         out += parts
         weakest = min(weakest, float(side_score) if len(parts) == 1 else 1.0)
     # A digit the scorer doubts for other reasons (an odd 2, a faint 7) is not cut into a
