@@ -356,8 +356,11 @@ def _ink_against(gray: np.ndarray, paper: np.ndarray) -> np.ndarray:
     return cv2.subtract(np.maximum(paper, gray), gray)
 
 
-def _digit_mask(ink: np.ndarray, rank: int | None = None, sigma: float | None = None) -> np.ndarray:
-    """The pixels that belong to the digit: thresholded ink without specks and texture."""
+def _digit_mask(
+    ink: np.ndarray, rank: int | None = None, sigma: float | None = None, keep_share: float | None = None
+) -> np.ndarray:
+    """The pixels that belong to the digit: thresholded ink without specks and texture
+    (components with less than ``keep_share`` of the largest's ink)."""
     # The ink's strength: a high value that a few specks of noise cannot reach on their own,
     # yet one that a small digit on a big page still supplies.
     rank = min(max(ink.size // 400, 1), 50) if rank is None else rank
@@ -387,7 +390,9 @@ def _digit_mask(ink: np.ndarray, rank: int | None = None, sigma: float | None = 
     mass[0] = 0.0  # the background
     # Keep every part of a digit (the bar of a 5 may stand apart) but drop specks of noise;
     # in a tiny image a faint stroke may be cut into pieces, so keep smaller parts there.
-    keep = mass >= (0.02 if small else 0.08) * mass.max()
+    if keep_share is None:
+        keep_share = 0.02 if small else 0.08
+    keep = mass >= keep_share * mass.max()
     keep[0] = False
     kept = np.flatnonzero(keep)
     if len(kept) == count - 1:
@@ -495,9 +500,10 @@ def to_model_input(data: bytes) -> ModelInput:
     return digit_input(ink, digit_mask(ink))
 
 
-def digit_mask(ink: np.ndarray) -> np.ndarray:
-    """The pixels of the digit (or digits) on an ink map: ``_digit_mask`` at its defaults."""
-    return _digit_mask(ink)
+def digit_mask(ink: np.ndarray, keep_share: float | None = None) -> np.ndarray:
+    """The pixels of the digit (or digits) on an ink map: ``_digit_mask``, at its defaults
+    unless told what share of the largest component's ink a component needs to be kept."""
+    return _digit_mask(ink, keep_share=keep_share)
 
 
 def digit_input(ink: np.ndarray, mask: np.ndarray) -> ModelInput:

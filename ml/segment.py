@@ -48,6 +48,9 @@ JOIN_GAP = 0.08
 # other (their rows overlapping by at most STACKED_OVERLAP of the shorter's height).
 JOIN_SHORT = 0.75
 STACKED_OVERLAP = 0.2
+# In a number, strokes with at least this share of the largest stroke's ink are kept (a
+# single digit keeps a twelfth: ``ml.preprocessing``).
+STROKE_SHARE = 0.02
 # A group shorter than this share of the tallest is a speck, a full stop or a dash, not a digit.
 SPECK_HEIGHT = 0.35
 # Width over height: MNIST digits are at most about as wide as tall (a wide 0, 2 or 4). Pieces
@@ -139,6 +142,12 @@ def read_page(data: bytes) -> Page:
     mask = digit_mask(ink)
     _refuse_several_lines(mask, ink)
     groups = _groups(mask)
+    if len(groups) > 1:
+        # A single digit drops components with less than a twelfth of its largest's ink:
+        # noise. In a number the largest may be a bold 0 or two touching digits, beside a thin
+        # 1 or a flat 5 with less than that: a lower share keeps them (the groups drop specks).
+        # What is one group at the single digit's share stays so: one digit reads as it did.
+        groups = _groups(digit_mask(ink, keep_share=STROKE_SHARE))
     _refuse_too_many(len(groups))
     return Page(ink, mask, placement, scale, groups)
 
@@ -225,6 +234,17 @@ def _groups(mask: np.ndarray) -> list[np.ndarray]:
     tallest = max(heights)
     digits = [member for member, height in zip(members, heights, strict=True) if height >= SPECK_HEIGHT * tallest]
     digits.sort(key=lambda member: int(np.argmax(member.any(axis=0))))
+    # What is too short to be a digit is part of the digit it touches in columns (a 5's bar
+    # drawn off to the side, a dot over a stroke), else a speck, a full stop or a dash.
+    spans = [np.flatnonzero(digit.any(axis=0))[[0, -1]] for digit in digits]
+    reach = JOIN_GAP * tallest
+    for member, height in zip(members, heights, strict=True):
+        if height >= SPECK_HEIGHT * tallest:
+            continue
+        left, right = np.flatnonzero(member.any(axis=0))[[0, -1]]
+        near = [i for i, (start, end) in enumerate(spans) if left <= end + reach and right >= start - reach]
+        if len(near) == 1:
+            digits[near[0]] = digits[near[0]] | member
     return digits
 
 
