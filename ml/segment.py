@@ -6,9 +6,14 @@ digit mask), so photos, scans and canvas drawings read the same way. Then:
 1. connected components of the mask are the strokes;
 2. strokes that overlap horizontally are pieces of one digit (a 5's detached bar, a broken 4,
    a dot over a stroke): people write a number's digits side by side, not above each other;
-3. groups too short to be a digit (a speck, a full stop, a dash) are dropped;
-4. a group much wider than a digit is digits that touch: it is cut at thin vertical passes,
-   and the cut kept is the one whose pieces a scoring callable (the model) is surest of;
+3. groups too short to be a digit join the digit whose columns they reach, or are dropped (a
+   speck, a full stop, a dash);
+4. with a scoring callable (``ml.numbers.split_scorer``: the model and its detector, so that
+   this module needs no model): neighbours that read better as one digit are joined, and a
+   group it doubts (two touching digits are a "number" to the detector) is cut along straight
+   lines, upright or slanted, through thin passes and across its middle, keeping the cut
+   whose pieces it reads best, when they beat the group read whole; without one, only a
+   group far wider than a digit is cut, at its thinnest pass;
 5. each digit becomes its own 28x28 input through ``digit_input``, the single-digit path.
 
 One digit found is exactly the single-digit input (``to_model_input``): the whole mask, with

@@ -249,4 +249,7 @@ def test_evaluating_numbers_reports_exact_and_per_digit_rates(mnist, shipped_pre
     assert len(report["misread"]) == round(20 * (1 - report["exact"]))
 
 
-NUMBERS_FLOOR = 0.6
+# Under what the shipped model reads of these 20 numbers today (18 exact, 96.8% of digits), by
+# a margin of two numbers. On 500 numbers (seed 2026) it reads 78.2% exactly, 93.7% of digits:
+# short of the 97%, mostly touching digits (63% of numbers with a touching pair).
+NUMBERS_FLOOR = 0.8
