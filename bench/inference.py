@@ -2,6 +2,8 @@
 
 Prints figures next to Keras' ``model.predict`` on the same model in the same run, and
 the ratios. Run: ``make bench`` (or ``.venv/bin/python bench/inference.py [--model DIR]``).
+``--numbers N`` measures reading whole numbers instead: ms per digit of N rendered numbers
+beside ms per single-digit upload, both in batches of 32 images, in the same run.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ml.artifacts import to_model_array  # noqa: E402
 from ml.data import load_mnist  # noqa: E402
 from ml.inference import Predictor  # noqa: E402
 from ml.preprocessing import to_model_input  # noqa: E402
-from ml.synth import realistic_set  # noqa: E402
+from ml.synth import number_set, realistic_set  # noqa: E402
 
 
 def percentiles(samples_ms: list[float]) -> str:
@@ -83,11 +85,37 @@ def tflite_runner(model):
     return run
 
 
+def numbers_mode(predictor: Predictor, test, count: int) -> None:
+    """The worker's path for numbers (segment, score doubtful groups, one model call for all
+    digits) per digit, beside today's single-digit path per image, batches of 32 images."""
+    numbers = [upload.data for upload in number_set(test.images, test.labels, count=count, seed=7)]
+    singles = [upload.data for upload in realistic_set(test.images, test.labels, count=count, seed=7)]
+    predictor.read_numbers(numbers[:32])  # warm up: tracing, first allocations
+    predictor.predict_images(singles[:32])
+
+    def per_item(fn, blobs, items_of) -> list[float]:
+        samples = []
+        for chunk in (blobs[i : i + 32] for i in range(0, len(blobs), 32)):
+            started = time.perf_counter()
+            results = fn(chunk)
+            samples.append((time.perf_counter() - started) * 1000 / max(items_of(results), 1))
+        return samples
+
+    per_digit = per_item(predictor.read_numbers, numbers, lambda results: sum(len(r.digits) for r in results))
+    per_image = per_item(predictor.predict_images, singles, len)
+    digits = sum(len(r.digits) for r in predictor.read_numbers(numbers))
+    print(f"== whole numbers: {count} rendered numbers ({digits} digits found), batches of 32 images ==")
+    print(f"read_numbers    p50 {statistics.median(per_digit):7.3f} ms per digit     (target: under 3 ms)")
+    print(f"predict_images  p50 {statistics.median(per_image):7.3f} ms per single-digit image")
+    print(f"ratio (p50)     {statistics.median(per_digit) / statistics.median(per_image):.2f}x a single digit's cost")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=REPO / "models" / "deep")
     parser.add_argument("--images", type=int, default=300, help="realistic uploads for the latency run")
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--numbers", type=int, default=0, help="measure reading this many whole numbers instead")
     args = parser.parse_args()
 
     test = load_mnist(MNIST_DIR).test
@@ -95,6 +123,9 @@ def main() -> None:
     model = predictor.model
     x = to_model_array(test.images)
     print(f"model {predictor.model_path}  ({model.count_params():,} parameters)")
+    if args.numbers:
+        numbers_mode(predictor, test, args.numbers)
+        return
 
     # Warm both paths up: tracing and first-call allocation are not what we measure.
     predictor.probabilities(x[:1])

@@ -213,3 +213,70 @@ def coverage_curves(predictor: Predictor, split: Split, *, realistic: int, seed:
         point = (float(answered.mean()), float(correct[answered].mean()) if answered.any() else 1.0)
         curves[name] = (*coverage_accuracy(confidence, correct), point)
     return curves
+
+
+def _digits_right(truth: str, read: str) -> int:
+    """Digits of ``truth`` read right: its length less the edit distance to ``read``, so that a
+    digit missed or split in two costs one, not every digit after it."""
+    previous = list(range(len(read) + 1))
+    for i, expected in enumerate(truth, 1):
+        current = [i]
+        for j, got in enumerate(read, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (expected != got)))
+        previous = current
+    return max(len(truth) - previous[-1], 0)
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(width, 0) * max(height, 0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: int = 0, batch: int = 32) -> dict:
+    """Numbers of 2 to 8 digits rendered from ``split``'s digits (``ml.synth.number_set``) read
+    back: how many exactly, how many digits right, the numbers with touching digits apart, and
+    how well the boxes found cover the true ones (where as many were found)."""
+    from ml.synth import number_set
+
+    uploads = number_set(split.images, split.labels, count=count, seed=seed)
+    results = [
+        r for i in range(0, count, batch) for r in predictor.read_numbers([u.data for u in uploads[i : i + batch]])
+    ]
+    exact = np.array([r.number == u.number for r, u in zip(results, uploads, strict=True)])
+    touching = np.array([any(u.touching) for u in uploads])
+    right = sum(_digits_right(u.number, r.number) for r, u in zip(results, uploads, strict=True))
+    verdicts = Counter(r.verdict if r.error is None else "refused" for r in results)
+    sure = np.array([r.verdict == "number" for r in results])
+    ious = [
+        _iou(d.box, box)
+        for r, u in zip(results, uploads, strict=True)
+        if len(r.digits) == len(u.boxes)
+        for d, box in zip(r.digits, u.boxes, strict=True)
+    ]
+    by_scenario = {}
+    for scenario in sorted({u.scenario for u in uploads}):
+        chosen = np.array([u.scenario == scenario for u in uploads])
+        by_scenario[scenario] = float(exact[chosen].mean())
+    return {
+        "numbers": count,
+        "seed": seed,
+        "exact": float(exact.mean()),
+        "digit_accuracy": right / sum(len(u.number) for u in uploads),
+        "touching_numbers": int(touching.sum()),
+        "touching_exact": float(exact[touching].mean()) if touching.any() else None,
+        "apart_exact": float(exact[~touching].mean()) if (~touching).any() else None,
+        "digit_count_right": float(
+            np.mean([len(r.number) == len(u.number) for r, u in zip(results, uploads, strict=True)])
+        ),
+        "verdicts": {name: n / count for name, n in sorted(verdicts.items())},
+        "sure_exact": float(exact[sure].mean()) if sure.any() else None,
+        "box_iou_median": float(np.median(ious)) if ious else None,
+        "by_scenario": by_scenario,
+        "misread": [
+            (u.number, r.number or r.error, u.description)
+            for r, u in zip(results, uploads, strict=True)
+            if r.number != u.number
+        ],
+    }

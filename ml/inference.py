@@ -117,16 +117,21 @@ class Predictor:
         return self._detect(batch).numpy()
 
     def predict_arrays(self, arrays: np.ndarray) -> list[Prediction]:
-        if not self.thresholds:
-            return [_prediction(row) for row in self.probabilities(arrays)]
+        return self.assess(arrays)[0]
+
+    def assess(self, arrays: np.ndarray) -> tuple[list[Prediction], np.ndarray]:
+        """Predictions with their verdicts, and the detector's (n, len(KINDS)) probabilities of
+        what each input is (digit first): one call into TensorFlow for both."""
         batch = np.asarray(arrays, dtype=np.float32).reshape((-1, *INPUT_SHAPE))
         if self.detector is None or len(batch) == 0:
             probabilities, kinds = self.probabilities(batch), self.kinds(batch)
         else:
             raw, kinds = (part.numpy() for part in self._forward_both(batch))
             probabilities = raw if self.temperature == 1.0 else tempered(raw, self.temperature).astype(np.float32)
+        if not self.thresholds:
+            return [_prediction(row) for row in probabilities], kinds
         judged = verdicts(kinds[:, 0], kinds, probabilities.max(axis=1), self.thresholds)
-        return [_prediction(row, verdict) for row, verdict in zip(probabilities, judged, strict=True)]
+        return [_prediction(row, verdict) for row, verdict in zip(probabilities, judged, strict=True)], kinds
 
     def explain(self, arrays: np.ndarray, class_indices: np.ndarray | None = None) -> np.ndarray:
         """Grad-CAM heat maps, (n, 28, 28) float32 in [0, 1], for the predicted or the given classes."""
@@ -159,6 +164,12 @@ class Predictor:
             else ImageResult(error=errors[i])
             for i in range(len(blobs))
         ]
+
+    def read_numbers(self, blobs: list[bytes]) -> list:
+        """Each image read as a number of one or more digits (``ml.numbers.read_numbers``)."""
+        from ml.numbers import read_numbers  # ml.numbers builds on this module
+
+        return read_numbers(self, blobs)
 
 
 def _prediction(probabilities: np.ndarray, verdict: Verdict | None = None) -> Prediction:

@@ -356,8 +356,11 @@ def _ink_against(gray: np.ndarray, paper: np.ndarray) -> np.ndarray:
     return cv2.subtract(np.maximum(paper, gray), gray)
 
 
-def _digit_mask(ink: np.ndarray, rank: int | None = None, sigma: float | None = None) -> np.ndarray:
-    """The pixels that belong to the digit: thresholded ink without specks and texture."""
+def _digit_mask(
+    ink: np.ndarray, rank: int | None = None, sigma: float | None = None, keep_share: float | None = None
+) -> np.ndarray:
+    """The pixels that belong to the digit: thresholded ink without specks and texture
+    (components with less than ``keep_share`` of the largest's ink)."""
     # The ink's strength: a high value that a few specks of noise cannot reach on their own,
     # yet one that a small digit on a big page still supplies.
     rank = min(max(ink.size // 400, 1), 50) if rank is None else rank
@@ -387,7 +390,9 @@ def _digit_mask(ink: np.ndarray, rank: int | None = None, sigma: float | None = 
     mass[0] = 0.0  # the background
     # Keep every part of a digit (the bar of a 5 may stand apart) but drop specks of noise;
     # in a tiny image a faint stroke may be cut into pieces, so keep smaller parts there.
-    keep = mass >= (0.02 if small else 0.08) * mass.max()
+    if keep_share is None:
+        keep_share = 0.02 if small else 0.08
+    keep = mass >= keep_share * mass.max()
     keep[0] = False
     kept = np.flatnonzero(keep)
     if len(kept) == count - 1:
@@ -430,8 +435,9 @@ def _factor_to(size: tuple[int, int], side: int) -> int:
     return max(1, int(np.ceil(np.sqrt(size[0] * size[1]) / side)))
 
 
-def _ink_near_the_digit(image: Image.Image) -> np.ndarray:
-    """The ink map of the region around the digit, at a resolution just enough for 20 px.
+def _ink_near_the_digit(image: Image.Image) -> tuple[np.ndarray, Placement]:
+    """The ink map of the region around the digit, at a resolution just enough for 20 px,
+    and where that region lies on the image.
 
     A copy of at most LOCATE_SIDE squared pixels says where the digit is, which way round the
     ink is and where the paper lies (judged on the whole page, whose border is paper); then
@@ -458,21 +464,52 @@ def _ink_near_the_digit(image: Image.Image) -> np.ndarray:
     if inverted:
         gray = 1.0 - gray
     paper = cv2.resize(paper, gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
-    return _ink_against(gray, paper)
+    return _ink_against(gray, paper), Placement(left=box[0], top=box[1], step=detail)
 
 
-def to_model_input(data: bytes) -> ModelInput:
-    """Turn uploaded image bytes into the model's 28x28 input and a picture of it."""
-    image = _upright(_normalised(open_image(data)))
+@dataclass(frozen=True)
+class Placement:
+    """Where an ink map lies on the image it came from: its pixel (x, y) covers the image's
+    pixels from (left + x * step, top + y * step), ``step`` wide and tall."""
+
+    left: int = 0
+    top: int = 0
+    step: int = 1
+
+
+def ink_of(image: Image.Image) -> tuple[np.ndarray, Placement]:
+    """The ink map of a decoded, upright image (``upright``): the whole image when small, the
+    region around its ink when large (``_ink_near_the_digit``); with where that lies on it."""
     if max(image.size) <= LOCATE_SIDE:
         gray = _to_gray(image)
         if gray.size < 4:
             raise PreprocessingError("No digit found: the image is too small to hold one.")
         ink, _, _ = _ink_map(gray)
-    else:
-        ink = _ink_near_the_digit(image)
-    mask = _digit_mask(ink)
+        return ink, Placement()
+    return _ink_near_the_digit(image)
 
+
+def upright(image: Image.Image) -> Image.Image:
+    """A decoded image in a mode we work in, turned the way its EXIF orientation says."""
+    return _upright(_normalised(image))
+
+
+def to_model_input(data: bytes) -> ModelInput:
+    """Turn uploaded image bytes into the model's 28x28 input and a picture of it."""
+    ink, _ = ink_of(upright(open_image(data)))
+    return digit_input(ink, digit_mask(ink))
+
+
+def digit_mask(ink: np.ndarray, keep_share: float | None = None) -> np.ndarray:
+    """The pixels of the digit (or digits) on an ink map: ``_digit_mask``, at its defaults
+    unless told what share of the largest component's ink a component needs to be kept."""
+    return _digit_mask(ink, keep_share=keep_share)
+
+
+def digit_input(ink: np.ndarray, mask: np.ndarray) -> ModelInput:
+    """The model's input for the digit whose pixels ``mask`` holds on the ``ink`` map: MNIST's
+    normalisation (box, stroke width, 20 px, centre of mass). Every digit goes through here,
+    alone in its image or one of a number's."""
     # Keep the ink of the digit's components plus one pixel around them (anti-aliased edges);
     # stroke cores become 1 whatever the ink's contrast (pencil, blue ballpoint, marker).
     core = _quantile(ink[mask], 0.75)

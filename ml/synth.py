@@ -187,3 +187,164 @@ def realistic_set(
         render_upload(images[i], scenario=scenarios[n % len(scenarios)], rng=rng, label=int(labels[i]))
         for n, i in enumerate(picks)
     ]
+
+
+# Numbers: the scenarios where a whole number is written (a tiny image holds one digit at most).
+NUMBER_SCENARIOS = ("photo", "scan", "canvas", "screenshot", "pencil")
+NUMBER_LENGTHS = (2, 8)  # digits in a number, inclusive
+# At MNIST's scale (a digit's ink about 20 px tall): the space people leave between digits ...
+NUMBER_GAP = (3, 10)
+# ... how much the baseline wanders from one digit to the next, and how much sizes vary.
+BASELINE_DRIFT = 1.2
+SIZE_RANGE = (0.8, 1.15)
+# The share of neighbouring digits written touching: moved together until a stroke meets.
+TOUCH_RATE = 0.15
+TOUCH_MAX_OVERLAP = 4
+INK_LEVEL = 60  # of 255: a pixel of a digit's own ink, for touching and for boxes
+
+
+@dataclass(frozen=True)
+class NumberUpload:
+    """A rendered number: the image, its digits as a string, each digit's true box (x, y,
+    width, height, on the upright image) and, per neighbouring pair, whether their ink touches."""
+
+    data: bytes
+    number: str
+    boxes: tuple[tuple[int, int, int, int], ...]
+    touching: tuple[bool, ...]
+    scenario: str
+    description: str
+
+
+def _connected(row: np.ndarray, left: np.ndarray, right: np.ndarray) -> bool:
+    """Whether the ink of ``left`` and ``right`` (masks on ``row``) is one stroke somewhere."""
+    labels, _ = ndimage.label(row > INK_LEVEL, structure=np.ones((3, 3)))
+    return bool(np.intersect1d(labels[left & (labels > 0)], labels[right & (labels > 0)]).size)
+
+
+def number_row(digits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[bool, ...]]:
+    """MNIST digits (n, 28, 28) written as one number at MNIST's scale: white on black, each a
+    little larger or smaller, higher or lower than the last, apart or touching. Returns the row,
+    a map of which digit (1..n, 0 for none) owns each inked pixel, and the pairs that touch."""
+    parts = []
+    for digit in digits:
+        size = round(28 * rng.uniform(*SIZE_RANGE))
+        image = np.asarray(Image.fromarray(digit.astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR))
+        cols = np.flatnonzero(image.max(axis=0) > INK_LEVEL)
+        parts.append(image[:, cols[0] : cols[-1] + 1] if len(cols) else image)
+    height = max(part.shape[0] for part in parts) + 16
+    row = np.zeros((height, sum(part.shape[1] for part in parts) + NUMBER_GAP[1] * len(parts) + 4), dtype=np.uint8)
+    owner = np.zeros(row.shape, dtype=np.uint8)
+    baseline, x, start, touching = 8.0, 2, 2, []
+    for n, part in enumerate(parts):
+        h, w = part.shape
+        baseline = float(np.clip(baseline + rng.normal(0, BASELINE_DRIFT), 2, 14))
+        top = round(baseline) + (height - 16 - h)  # bottoms line up, bigger digits reach higher
+        if n and rng.random() < TOUCH_RATE:
+            # Box against box, then slid in until a stroke meets the last digit's (or a few
+            # pixels in: then the two only come close, and ``touching`` says so).
+            for _ in range(TOUCH_MAX_OVERLAP):
+                trial, mine = row.copy(), np.zeros(row.shape, dtype=bool)
+                trial[top : top + h, x : x + w] = np.maximum(trial[top : top + h, x : x + w], part)
+                mine[top : top + h, x : x + w] = part > INK_LEVEL
+                if _connected(trial, owner == n, mine) or x <= start + 1:
+                    break
+                x -= 1
+        elif n:
+            x += int(rng.integers(*NUMBER_GAP))
+        row[top : top + h, x : x + w] = np.maximum(row[top : top + h, x : x + w], part)
+        mine = np.zeros(row.shape, dtype=bool)
+        mine[top : top + h, x : x + w] = part > INK_LEVEL
+        if n:
+            touching.append(_connected(row, owner == n, mine))
+        owner[mine & (owner == 0)] = n + 1
+        start, x = x, x + w
+    return row[:, : x + 2], owner[:, : x + 2], tuple(touching)
+
+
+def render_number(digits: np.ndarray, *, scenario: str, rng: np.random.Generator, number: str) -> NumberUpload:
+    """Render MNIST digits (white on black, (n, 28, 28)) as one realistic photo, scan, canvas
+    drawing, screenshot or pencil sketch of the number ``number``, with each digit's true box."""
+    row, owner, _ = number_row(digits, rng)
+    ranges = {"photo": (50, 260), "pencil": (50, 200), "scan": (30, 150), "canvas": (60, 200), "screenshot": (24, 110)}
+    if scenario not in ranges:
+        raise ValueError(f"unknown scenario {scenario!r}; choose from {NUMBER_SCENARIOS}")
+    height = int(rng.integers(*ranges[scenario]))
+    width = max(1, round(height * row.shape[1] / row.shape[0]))
+    angle = float(rng.uniform(-4, 4))
+    ink = Image.fromarray(row).resize((width, height), Image.Resampling.BICUBIC)
+    ink = np.asarray(ink.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True), dtype=np.float32) / 255
+    owners = Image.fromarray(owner).resize((width, height), Image.Resampling.NEAREST)
+    owners = np.asarray(owners.rotate(angle, resample=Image.Resampling.NEAREST, expand=True))
+    thickness = rng.uniform(-0.2, 1.0)
+    radius = round(abs(thickness) * height / 36)
+    if radius:
+        size = 2 * radius + 1
+        ink = ndimage.maximum_filter(ink, size) if thickness > 0 else ndimage.minimum_filter(ink, size)
+    ink = np.clip((ink - 0.25) * 2.0, 0.0, 1.0)
+    # On a page: more room above and below than beside, as a number is photographed.
+    h, w = ink.shape
+    page_h, page_w = int(h * rng.uniform(1.5, 4.0)), int(w * rng.uniform(1.1, 1.6))
+    top, left = int(rng.integers(0, page_h - h + 1)), int(rng.integers(0, page_w - w + 1))
+    coverage = np.zeros((page_h, page_w), dtype=np.float32)
+    coverage[top : top + h, left : left + w] = ink
+    # Touching as the reader meets it: after the strokes were thickened, which can join digits
+    # written close.
+    components, _ = ndimage.label(ink > 0.5, structure=np.ones((3, 3)))
+    touching = tuple(
+        bool(
+            np.intersect1d(
+                components[(owners == n) & (components > 0)], components[(owners == n + 1) & (components > 0)]
+            ).size
+        )
+        for n in range(1, len(digits))
+    )
+    boxes = []
+    for n in range(1, len(digits) + 1):
+        rows, cols = np.flatnonzero((owners == n).any(axis=1)), np.flatnonzero((owners == n).any(axis=0))
+        boxes.append(
+            (left + int(cols[0]), top + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
+        )
+    data, description = _dressed(coverage, scenario, rng)
+    return NumberUpload(data, number, tuple(boxes), touching, scenario, description)
+
+
+def _dressed(coverage: np.ndarray, scenario: str, rng: np.random.Generator) -> tuple[bytes, str]:
+    """Ink coverage on a page as the file a person would send: the paper, ink and camera of
+    ``render_upload``'s scenarios (the EXIF turn included: boxes are on the upright image)."""
+    if scenario in ("photo", "pencil"):
+        paper_name = str(rng.choice(list(PAPERS)))
+        ink_name = "pencil" if scenario == "pencil" else str(rng.choice(["black", "blue"]))
+        opacity = rng.uniform(0.55, 0.9) if scenario == "pencil" else 1.0
+        pixels = _compose(coverage, PAPERS[paper_name], INKS[ink_name], opacity=opacity)
+        pixels = pixels * _lighting(coverage.shape, rng) + _texture(coverage.shape, rng, rng.uniform(0.01, 0.04))
+        pixels += rng.normal(0, 3, pixels.shape)
+        quality, turn = int(rng.integers(50, 92)), bool(rng.random() < 0.3)
+        data = _encode(pixels, fmt="JPEG", quality=quality, exif_turn=turn)
+        return data, f"{scenario}: {ink_name} on {paper_name} paper, JPEG q{quality}" + (
+            ", EXIF-rotated" if turn else ""
+        )
+    if scenario == "scan":
+        ink_name = str(rng.choice(["black", "blue"]))
+        pixels = _compose(coverage, PAPERS["white"], INKS[ink_name]) + rng.normal(0, 2, (*coverage.shape, 1))
+        return _encode(pixels, fmt="PNG"), f"scan: {ink_name} ink on white, PNG"
+    if scenario == "canvas":
+        rgba = np.zeros((*coverage.shape, 4), dtype=np.float32)
+        rgba[..., 3] = coverage * 255
+        return _encode(rgba, fmt="PNG", mode="RGBA"), "canvas: black strokes on a transparent background, PNG"
+    background = tuple(np.array(rng.choice([(18, 18, 22), (40, 44, 52), (10, 30, 60)]), dtype=np.float32))
+    return _encode(_compose(coverage, background, (235, 235, 235)), fmt="PNG"), "screenshot: light on dark, PNG"
+
+
+def number_set(
+    images: np.ndarray, labels: np.ndarray, *, count: int, seed: int = 0, scenarios=NUMBER_SCENARIOS
+) -> list[NumberUpload]:
+    """``count`` numbers of 2 to 8 random digits from ``images``, cycling through the scenarios."""
+    rng = np.random.default_rng(seed)
+    uploads = []
+    for n in range(count):
+        length = int(rng.integers(NUMBER_LENGTHS[0], NUMBER_LENGTHS[1] + 1))
+        picks = rng.choice(len(images), size=length, replace=False)
+        number = "".join(str(int(labels[i])) for i in picks)
+        uploads.append(render_number(images[picks], scenario=scenarios[n % len(scenarios)], rng=rng, number=number))
+    return uploads

@@ -1,0 +1,148 @@
+"""Reading whole numbers: each image segmented into digits (``ml.segment``), all the digits of
+all the images classified in one model call, and a reading per image.
+
+The groups of strokes of every image in a batch are judged in one model call (model and
+detector together): for digits written apart, that call is every digit's answer. A group the
+model doubts (touching digits read whole are a "number" to the detector) is cut, and its
+candidate pieces judged in calls of their own; the pieces kept are answered from them.
+
+A number's verdict is ``number`` when every digit is confident (each judged alone, as a single
+digit is: the detector's "digit" and the calibrated confidence over the bundle's ``unsure``
+line) and ``unsure`` when any is not. An image of one digit keeps the single-digit result
+(``digit``, ``unsure`` or ``not_a_digit``, with its reason) exactly as ``predict_images`` gives it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ml.inference import UNEXPECTED_ERROR, Prediction, Predictor
+from ml.preprocessing import ModelInput, PreprocessingError
+from ml.segment import Page, Scorer, Segment, read_page, resolve
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DigitReading:
+    """One digit of a number: the model's prediction for it, its input and its box (x, y, w, h)."""
+
+    prediction: Prediction
+    model_input: ModelInput
+    box: tuple[int, int, int, int]
+
+    def as_dict(self) -> dict:
+        return {
+            "digit": self.prediction.digit,
+            "confidence": self.prediction.confidence,
+            "probabilities": list(self.prediction.probabilities),
+            "box": list(self.box),
+        }
+
+
+@dataclass(frozen=True)
+class NumberResult:
+    """The outcome for one image: its digits read left to right, or an error.
+
+    ``number`` is the digits as a string ("" for an image that is not a digit); ``verdict`` is
+    ``number`` or ``unsure`` for several digits, the single digit's own verdict for one, and
+    ``prediction`` that single digit's prediction (None for several).
+    """
+
+    number: str = ""
+    digits: tuple[DigitReading, ...] = ()
+    verdict: str = ""
+    reason: str = ""
+    prediction: Prediction | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"number": self.number, "verdict": self.verdict, "digits": [d.as_dict() for d in self.digits]}
+
+
+def split_scorer(predictor: Predictor) -> Scorer:
+    """How sure ``predictor`` is that each input is one digit, and which: the detector's share
+    for "digit" times the calibrated confidence. A cut through the middle of a digit leaves
+    halves the detector doubts; two touching digits left whole are a "number" to it."""
+    return _Reader(predictor).score
+
+
+class _Reader:
+    """The predictor's answers for a batch, each input judged once: the groups of every image
+    in one call, then the pieces of doubtful groups (touching digits) as they are cut."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+        self.answers: dict[bytes, Prediction] = {}
+
+    def score(self, arrays: np.ndarray) -> np.ndarray:
+        predictions, kinds = self.predictor.assess(arrays)
+        for array, prediction in zip(arrays, predictions, strict=True):
+            self.answers[np.asarray(array, dtype=np.float32).tobytes()] = prediction
+        return kinds[:, 0] * np.array([prediction.confidence for prediction in predictions])
+
+    def predictions(self, arrays: list[np.ndarray]) -> list[Prediction]:
+        """Predictions for inputs, judging in one call any not judged yet."""
+        keys = [array.tobytes() for array in arrays]
+        fresh = [array for key, array in zip(keys, arrays, strict=True) if key not in self.answers]
+        if fresh:
+            self.score(np.stack(fresh))
+        return [self.answers[key] for key in keys]
+
+
+def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]:
+    """Segment each image and read its digits. The groups of strokes of all the images are
+    classified in one model call, which is every digit's answer where digits stand apart;
+    only groups the model doubts (touching digits) cost calls of their own, to choose a cut.
+    Whatever goes wrong with one image is that image's error: its neighbours are read all the
+    same."""
+    reader = _Reader(predictor)
+    pages: list[Page | None] = []
+    errors: list[str | None] = []
+    for blob in blobs:
+        page, error = _attempt(read_page, blob)
+        pages.append(page)
+        errors.append(error)
+    groups = [model_input.array for page in pages if page for model_input in page.inputs]
+    wholes = iter(reader.score(np.stack(groups)) if groups else [])
+    segmented: list[list[Segment] | None] = []
+    for i, page in enumerate(pages):
+        if page is None:
+            segmented.append(None)
+            continue
+        scores = np.array([next(wholes) for _ in page.groups])
+        segments, errors[i] = _attempt(resolve, page, scores, reader.score)
+        segmented.append(segments)
+    arrays = [segment.model_input.array for segments in segmented if segments for segment in segments]
+    predictions = iter(reader.predictions(arrays))
+    results = []
+    for segments, error in zip(segmented, errors, strict=True):
+        if segments is None:
+            results.append(NumberResult(error=error))
+            continue
+        digits = tuple(DigitReading(next(predictions), s.model_input, s.box) for s in segments)
+        results.append(_reading(digits))
+    return results
+
+
+def _attempt(step, blob_or_page, *args):
+    """``step(blob_or_page, *args)`` and no error, or None and the error for people."""
+    try:
+        return step(blob_or_page, *args), None
+    except PreprocessingError as exc:
+        return None, str(exc)
+    except Exception:
+        logger.exception("reading a number failed at %s", step.__name__)
+        return None, UNEXPECTED_ERROR
+
+
+def _reading(digits: tuple[DigitReading, ...]) -> NumberResult:
+    if len(digits) == 1:
+        prediction = digits[0].prediction
+        number = "" if prediction.verdict == "not_a_digit" else str(prediction.digit)
+        return NumberResult(number, digits, prediction.verdict, prediction.reason, prediction)
+    sure = all(d.prediction.verdict == "digit" for d in digits)
+    return NumberResult("".join(str(d.prediction.digit) for d in digits), digits, "number" if sure else "unsure")

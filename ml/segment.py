@@ -1,0 +1,413 @@
+"""One line of handwritten digits -> each digit's MNIST-style input and its box, left to right.
+
+The ink is found as for a single digit (``ml.preprocessing``: polarity, paper, ink map, the
+digit mask), so photos, scans and canvas drawings read the same way. Then:
+
+1. connected components of the mask are the strokes;
+2. strokes that overlap horizontally are pieces of one digit (a 5's detached bar, a broken 4,
+   a dot over a stroke): people write a number's digits side by side, not above each other;
+3. groups too short to be a digit join the digit whose columns they reach, or are dropped (a
+   speck, a full stop, a dash);
+4. with a scoring callable (``ml.numbers.split_scorer``: the model and its detector, so that
+   this module needs no model): neighbours that read better as one digit are joined, and a
+   group it doubts (two touching digits are a "number" to the detector) is cut along straight
+   lines, upright or slanted, through thin passes and across its middle, keeping the cut
+   whose pieces it reads best, when they beat the group read whole; without one, only a
+   group far wider than a digit is cut, at its thinnest pass;
+5. each digit becomes its own 28x28 input through ``digit_input``, the single-digit path.
+
+One digit found is exactly the single-digit input (``to_model_input``): the whole mask, with
+nothing dropped, so single digits read as they always have. Several lines of writing, or more
+than ``MAX_DIGITS`` digits, are refused with a reason for people.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ml.preprocessing import (
+    MAX_PIXELS,
+    ModelInput,
+    Placement,
+    PreprocessingError,
+    _decode,
+    _open_lazily,
+    digit_input,
+    digit_mask,
+    ink_of,
+    upright,
+)
+
+# A number longer than this is not what the product reads (meter readings, amounts, postcodes).
+MAX_DIGITS = 12
+# Strokes are one digit's pieces when their column ranges overlap by this share of the narrower.
+MERGE_OVERLAP = 0.5
+# Neighbours at most this share of the line's height apart may be one digit's pieces.
+JOIN_GAP = 0.08
+# ... and are one when both are shorter than this share of it and one stands above the
+# other (their rows overlapping by at most STACKED_OVERLAP of the shorter's height).
+JOIN_SHORT = 0.75
+STACKED_OVERLAP = 0.2
+# In a number, strokes with at least this share of the largest stroke's ink are kept (a
+# single digit keeps a twelfth: ``ml.preprocessing``).
+STROKE_SHARE = 0.02
+# A group shorter than this share of the tallest is a speck, a full stop or a dash, not a digit.
+SPECK_HEIGHT = 0.35
+# Width over height: MNIST digits are at most about as wide as tall (a wide 0, 2 or 4). Pieces
+# at most SPLIT_WIDTH wide may be one digit's; a group wider than MUST_SPLIT times the line's
+# height is several digits and is cut. (Width alone does not say "touching": on the tuning
+# seed single digits reached 1.19 and touching pairs went down to 0.77; the scorer says it.)
+SPLIT_WIDTH = 0.9
+MUST_SPLIT = 1.6
+# A group is tried in pieces when its score is below this, however narrow (a 1 touching a 2 is
+# no wider than a 0): on numbers of the tuning seed, single digits scored a median 0.97 and
+# touching pairs nearly 0, the detector finding them a "number".
+SURE_WHOLE = 0.2
+# A piece of a cut narrower than this (width over height) is not cut again.
+PAIR_WIDTH = 0.8
+# What a cut's least sure piece must beat the whole group's score by.
+WHOLE_PREFERENCE = 0.1
+# A cut leaves each side at least this share of the group's height wide (a 1 is narrow).
+MIN_PIECE_WIDTH = 0.12
+# Cuts tried per group: lines upright or leaning by these slopes (x per y: slanted writing
+# touches along a slant), through the thinnest passes, at least CUT_SPACING pixels apart.
+CUT_SLOPES = (0.0, -0.2, 0.2, -0.4, 0.4)
+CUTS_PER_SLOPE = 2
+EVEN_CUTS = 8
+CUT_SPACING = 2
+# Pieces of a cut side smaller than this share of its largest are crumbs of the other digit.
+CRUMB_SHARE = 0.08
+# Ink bands (rows with ink, separated by empty rows) at least this share of the tallest band
+# tall, holding this share of the ink, are lines of writing (a 5's bar or a dot is neither)
+# when the empty rows between them are this share of the tallest band (a digit broken across
+# its middle leaves a few).
+LINE_HEIGHT = 0.4
+LINE_INK = 0.1
+LINE_GAP = 0.25
+
+# (n, 28, 28) model inputs -> n scores in [0, 1]: how sure the model is that each is one digit.
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One digit of a number: its model input and its box (x, y, width, height) on the image."""
+
+    model_input: ModelInput
+    box: tuple[int, int, int, int]
+
+
+@dataclass
+class Page:
+    """An image's line of writing as groups of strokes, each maybe one digit, left to right:
+    what ``resolve`` joins and cuts into digits."""
+
+    ink: np.ndarray
+    mask: np.ndarray
+    placement: Placement
+    scale: float  # full-size image pixels per decoded pixel
+    groups: list[np.ndarray]
+    # Each piece's model input, made once: a piece is scored, then read. Keyed by id(), with
+    # the piece kept alive beside it so that no other array can take its id.
+    _inputs: dict[int, tuple[np.ndarray, ModelInput]] = field(default_factory=dict)
+
+    def input_of(self, piece: np.ndarray) -> ModelInput:
+        if id(piece) not in self._inputs:
+            self._inputs[id(piece)] = (piece, digit_input(self.ink, piece))
+        return self._inputs[id(piece)][1]
+
+    @property
+    def inputs(self) -> list[ModelInput]:
+        return [self.input_of(group) for group in self.groups]
+
+
+def segment_digits(data: bytes, *, score: Scorer | None = None) -> list[Segment]:
+    """The digits of the one line of writing in an image, left to right. ``score`` reads
+    doubtful groups (touching digits, a digit's scattered pieces); without it, only a group
+    too wide for one digit is cut, at its thinnest pass."""
+    page = read_page(data)
+    if score is None:
+        return _segments(page, [piece for group in page.groups for piece in _cut_again(group)])
+    return resolve(page, score(np.stack([model_input.array for model_input in page.inputs])), score)
+
+
+def read_page(data: bytes) -> Page:
+    """Decode an image and find its groups of strokes; refuse several lines, or more than
+    ``MAX_DIGITS`` groups, with a reason for people."""
+    image, info = _open_lazily(data, max_pixels=MAX_PIXELS)
+    _decode(image)
+    # A JPEG may be decoded at a reduced scale (DCT scaling): boxes are on the full-size image.
+    scale = info.width / image.width
+    ink, placement = ink_of(upright(image))
+    mask = digit_mask(ink)
+    _refuse_several_lines(mask, ink)
+    groups = _groups(mask)
+    if len(groups) > 1:
+        # A single digit drops components with less than a twelfth of its largest's ink:
+        # noise. In a number the largest may be a bold 0 or two touching digits, beside a thin
+        # 1 or a flat 5 with less than that: a lower share keeps them (the groups drop specks).
+        # What is one group at the single digit's share stays so: one digit reads as it did.
+        groups = _groups(digit_mask(ink, keep_share=STROKE_SHARE))
+    _refuse_too_many(len(groups))
+    return Page(ink, mask, placement, scale, groups)
+
+
+def resolve(page: Page, whole_scores: np.ndarray, score: Scorer) -> list[Segment]:
+    """A page's digits: its groups (``whole_scores`` says how sure the scorer is of each as
+    one digit) joined where pieces of one digit, and cut where touching digits."""
+    groups, wholes = _joined(page.groups, list(whole_scores), page.input_of, score)
+    # Widths are judged against the line's height: a 7's bar cut from its stem is wide for its
+    # own height, not for a digit's.
+    line = float(np.median([_extent(group.any(axis=1)) for group in groups]))
+    pieces = [
+        piece
+        for group, whole in zip(groups, wholes, strict=True)
+        for piece in _split(group, page.input_of, score, float(whole), line)
+    ]
+    _refuse_too_many(len(pieces))
+    return _segments(page, pieces)
+
+
+def _segments(page: Page, pieces: list[np.ndarray]) -> list[Segment]:
+    if len(pieces) == 1:
+        # The single-digit path: the whole mask, whatever the grouping dropped.
+        pieces = [page.mask]
+    return [Segment(page.input_of(piece), _box(piece, page.placement, page.scale)) for piece in pieces]
+
+
+def _refuse_too_many(count: int) -> None:
+    if count > MAX_DIGITS:
+        raise PreprocessingError(
+            f"We read up to {MAX_DIGITS} digits in one image and found {count}: "
+            "photograph a shorter number, or the number in parts."
+        )
+
+
+def _refuse_several_lines(mask: np.ndarray, ink: np.ndarray) -> None:
+    rows = mask.any(axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], rows.astype(np.int8), [0]])))
+    bands = list(zip(edges[::2], edges[1::2], strict=True))
+    if len(bands) < 2:
+        return
+    heights = np.array([end - start for start, end in bands])
+    row_ink = np.where(mask, ink, 0.0).sum(axis=1)
+    shares = np.array([row_ink[start:end].sum() for start, end in bands]) / max(row_ink.sum(), 1e-9)
+    lines = [
+        band
+        for band, height, share in zip(bands, heights, shares, strict=True)
+        if height >= LINE_HEIGHT * heights.max() and share >= LINE_INK
+    ]
+    apart = sum(below[0] - above[1] >= LINE_GAP * heights.max() for above, below in itertools.pairwise(lines))
+    if apart:
+        raise PreprocessingError(
+            f"We read one line of digits and found {apart + 1} lines of writing: photograph one line at a time."
+        )
+
+
+def _groups(mask: np.ndarray) -> list[np.ndarray]:
+    """Strokes grouped where they overlap in columns, specks dropped, left to right: each a
+    boolean mask the size of ``mask``."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    # Column ranges [left, right) of the strokes, grouped while any two groups overlap enough.
+    groups = [[label] for label in range(1, count)]
+    spans = [
+        (int(stats[label, cv2.CC_STAT_LEFT]), int(stats[label, cv2.CC_STAT_LEFT] + stats[label, 2]))
+        for label in range(1, count)
+    ]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                (a0, a1), (b0, b1) = spans[i], spans[j]
+                overlap = min(a1, b1) - max(a0, b0)
+                if overlap >= MERGE_OVERLAP * min(a1 - a0, b1 - b0):
+                    groups[i] += groups.pop(j)
+                    spans[i] = (min(a0, b0), max(a1, b1))
+                    spans.pop(j)
+                    merged = True
+                    break
+            if merged:
+                break
+    members = [np.isin(labels, group) for group in groups]
+    heights = [_extent(member.any(axis=1)) for member in members]
+    tallest = max(heights)
+    digits = [member for member, height in zip(members, heights, strict=True) if height >= SPECK_HEIGHT * tallest]
+    digits.sort(key=lambda member: int(np.argmax(member.any(axis=0))))
+    # What is too short to be a digit is part of the digit it touches in columns (a 5's bar
+    # drawn off to the side, a dot over a stroke), else a speck, a full stop or a dash.
+    spans = [np.flatnonzero(digit.any(axis=0))[[0, -1]] for digit in digits]
+    reach = JOIN_GAP * tallest
+    for member, height in zip(members, heights, strict=True):
+        if height >= SPECK_HEIGHT * tallest:
+            continue
+        left, right = np.flatnonzero(member.any(axis=0))[[0, -1]]
+        near = [i for i, (start, end) in enumerate(spans) if left <= end + reach and right >= start - reach]
+        if len(near) == 1:
+            digits[near[0]] = digits[near[0]] | member
+    return digits
+
+
+def _joined(
+    groups: list[np.ndarray], wholes: list[float], input_of: Callable[[np.ndarray], ModelInput], score: Scorer
+) -> tuple[list[np.ndarray], list[float]]:
+    """Neighbours close enough to be one digit's pieces (a 4 whose strokes do not meet, a 3
+    with a stroke apart) joined where the scorer is surer of them as one digit than of the
+    less sure of them alone; with each group's score."""
+    line = float(np.median([_extent(group.any(axis=1)) for group in groups]))
+    spans = [np.flatnonzero(group.any(axis=0))[[0, -1]] for group in groups]
+    pairs, joined = [], {}
+    for i in range(len(groups) - 1):
+        rows = np.flatnonzero((groups[i] | groups[i + 1]).any(axis=1))
+        close = spans[i + 1][0] - spans[i][1] <= JOIN_GAP * line
+        narrow = spans[i + 1][1] - spans[i][0] + 1 <= SPLIT_WIDTH * (rows[-1] - rows[0] + 1)
+        if close and narrow:
+            pairs.append(i)
+            joined[i] = groups[i] | groups[i + 1]
+    if not pairs:
+        return groups, wholes
+    together = dict(zip(pairs, score(np.stack([input_of(joined[i]).array for i in pairs])), strict=True))
+    # Two pieces each shorter than a digit, one above the other, are a stroke broken across
+    # its middle (each half reads as a fair 1, the whole with its gap less so): digits on a
+    # line stand side by side, never stacked.
+    wins = {i: _stacked(groups[i], groups[i + 1], line) or together[i] > min(wholes[i], wholes[i + 1]) for i in pairs}
+    out, scores, skip = [], [], False
+    for i, group in enumerate(groups):
+        if skip:
+            skip = False
+            continue
+        if wins.get(i):
+            out.append(joined[i])
+            scores.append(float(together[i]))
+            skip = True
+        else:
+            out.append(group)
+            scores.append(wholes[i])
+    return out, scores
+
+
+def _stacked(upper: np.ndarray, lower: np.ndarray, line: float) -> bool:
+    """Whether two pieces, each shorter than the line, lie one above the other."""
+    (top_a, bottom_a), (top_b, bottom_b) = (np.flatnonzero(m.any(axis=1))[[0, -1]] for m in (upper, lower))
+    short = max(bottom_a - top_a, bottom_b - top_b) + 1 < JOIN_SHORT * line
+    overlap = min(bottom_a, bottom_b) - max(top_a, top_b) + 1
+    return bool(short and overlap <= STACKED_OVERLAP * min(bottom_a - top_a + 1, bottom_b - top_b + 1))
+
+
+def _extent(present: np.ndarray) -> int:
+    where = np.flatnonzero(present)
+    return int(where[-1] - where[0] + 1) if len(where) else 0
+
+
+def _split(
+    member: np.ndarray,
+    input_of: Callable[[np.ndarray], ModelInput],
+    score: Scorer,
+    whole_score: float,
+    line: float,
+    depth: int = 0,
+) -> list[np.ndarray]:
+    """A group as one digit, or cut into the touching digits it holds.
+
+    A group the scorer is sure of stays whole; one it doubts (two touching digits are a
+    "number" to the detector, not a digit) is cut where the two sides are likeliest digits, a
+    side still doubted and wide enough for two digits is cut again, and the cut is kept when
+    its least sure piece beats the whole.
+    """
+    height, width = _size(member)
+    height = max(height, line)
+    wide = width > MUST_SPLIT * height
+    # Cut again only what could hold two digits side by side: a doubted narrow piece is one
+    # odd digit, and cutting it would only make slivers that read as 1s.
+    if not (whole_score < SURE_WHOLE or wide) or (depth and width < PAIR_WIDTH * height) or depth >= MAX_DIGITS:
+        return [member]
+    cuts = _cuts(member)
+    if not cuts:
+        return [member]
+    pieces = [piece for cut in cuts for piece in cut]
+    scores = score(np.stack([input_of(piece).array for piece in pieces])).reshape(-1, 2)
+    best = int(np.argmax(scores.sum(axis=1)))
+    out, weakest = [], 1.0
+    for side, side_score in zip(cuts[best], scores[best], strict=True):
+        parts = _split(side, input_of, score, float(side_score), line, depth + 1)
+        out += parts
+        weakest = min(weakest, float(side_score) if len(parts) == 1 else 1.0)
+    # A digit the scorer doubts for other reasons (an odd 2, a faint 7) is not cut into a
+    # sliver and a rest that each read as a fair 1.
+    if not wide and whole_score + WHOLE_PREFERENCE >= weakest:
+        return [member]
+    return out
+
+
+def _size(member: np.ndarray) -> tuple[int, int]:
+    return _extent(member.any(axis=1)), _extent(member.any(axis=0))
+
+
+def _cut_again(side: np.ndarray) -> list[np.ndarray]:
+    """Without a scorer: a group too wide for one digit cut at its thinnest passes until each
+    piece could be one."""
+    height, width = _size(side)
+    cuts = _cuts(side) if width > MUST_SPLIT * height else []
+    if not cuts:
+        return [side]
+    return _cut_again(cuts[0][0]) + _cut_again(cuts[0][1])
+
+
+def _cuts(member: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Ways to cut a group in two (left, right) along straight lines through its thinnest
+    passes (fewest ink pixels crossed), upright or leaning as slanted writing does; the
+    thinnest first, each side left wide enough for a digit."""
+    ys, xs = np.nonzero(member)
+    height = int(ys.max() - ys.min() + 1)
+    margin = max(1, int(np.ceil(MIN_PIECE_WIDTH * height)))
+    middle = (ys.min() + ys.max()) / 2
+    found = []
+    for slope in CUT_SLOPES:
+        # Where each ink pixel lies across the cut line's direction: a cut keeps those below c.
+        across = np.round(xs - slope * (ys - middle)).astype(int)
+        low = across.min()
+        thickness = np.bincount(across - low)
+        inside = np.arange(margin, len(thickness) - margin)
+        if not len(inside):
+            continue
+        # The thinnest passes, and upright cuts across the whole middle: where a stroke runs
+        # into an upright one (a 4's bar into a 0) the join is no thin column.
+        chosen: list[int] = []
+        if slope == 0:
+            chosen = [int(c) for c in np.unique(np.linspace(inside[0], inside[-1], EVEN_CUTS).round())]
+        for position in inside[np.argsort(thickness[inside], kind="stable")]:
+            if all(abs(position - other) >= CUT_SPACING for other in chosen):
+                chosen.append(int(position))
+            if len(chosen) >= CUTS_PER_SLOPE + (EVEN_CUTS if slope == 0 else 0):
+                break
+        for position in chosen:
+            left = np.zeros_like(member)
+            keep = across - low < position
+            left[ys[keep], xs[keep]] = True
+            found.append((int(thickness[position]), slope != 0, _trimmed(left), _trimmed(member & ~left)))
+    found.sort(key=lambda cut: cut[:2])
+    return [(left, right) for _, _, left, right in found]
+
+
+def _trimmed(side: np.ndarray) -> np.ndarray:
+    """A side of a cut without the crumbs of the other digit's strokes that it crossed."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(side.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return side
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= CRUMB_SHARE * areas.max()) + 1
+    return np.isin(labels, keep)
+
+
+def _box(piece: np.ndarray, placement: Placement, scale: float) -> tuple[int, int, int, int]:
+    """A piece's bounding box on the full-size image: (x, y, width, height) in pixels."""
+    rows, cols = np.flatnonzero(piece.any(axis=1)), np.flatnonzero(piece.any(axis=0))
+    step = placement.step * scale
+    x0, y0 = (placement.left * scale + cols[0] * step), (placement.top * scale + rows[0] * step)
+    x1, y1 = (placement.left * scale + (cols[-1] + 1) * step), (placement.top * scale + (rows[-1] + 1) * step)
+    return int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1 - np.floor(x0))), int(np.ceil(y1 - np.floor(y0)))

@@ -1,0 +1,255 @@
+"""Whole numbers: segmentation into digits, the reading API and the numbers renderer.
+
+Numbers are built from MNIST test digits placed by hand (so each case knows where every digit
+is), as dark ink on light paper the way people write them.
+"""
+
+import io
+import itertools
+from unittest import mock
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+from scipy import ndimage
+
+from ml.numbers import split_scorer
+from ml.preprocessing import PreprocessingError, to_model_input
+from ml.segment import MAX_DIGITS, segment_digits
+from ml.synth import NUMBER_SCENARIOS, number_set, realistic_set
+from ml.tests.conftest import encode
+
+SCALE = 3  # MNIST's 28 px digits drawn 84 px tall: a small photo's size
+TOP = 40  # paper above and below the line
+
+
+def first_of(mnist, digit: int, skip: int = 0) -> np.ndarray:
+    """An MNIST test digit (white on black, 28x28): the ``skip``-th of its class."""
+    return mnist.test.images[np.flatnonzero(mnist.test.labels == digit)[skip]]
+
+
+def ink_columns(digit: np.ndarray) -> np.ndarray:
+    cols = np.flatnonzero(digit.max(axis=0) > 40)
+    return digit[:, cols[0] : cols[-1] + 1]
+
+
+def page(digits: list[np.ndarray], gaps: list[int], *, lifts: list[int] | None = None) -> tuple[np.ndarray, list]:
+    """Digits (white on black, any width, 28 tall) side by side on white paper, ``gaps`` pixels
+    apart at MNIST's scale (negative: overlapping), raised by ``lifts``; with each digit's box
+    (x, y, w, h) on the page."""
+    lifts = lifts or [0] * len(digits)
+    width = sum(d.shape[1] for d in digits) + sum(gaps) + 20
+    ink = np.zeros((28 + 2 * TOP // SCALE, width), dtype=np.float32)
+    boxes, x = [], 10
+    for digit, gap, lift in zip(digits, [0, *gaps], lifts, strict=True):
+        x += gap
+        y = TOP // SCALE - lift
+        ink[y : y + 28, x : x + digit.shape[1]] = np.maximum(ink[y : y + 28, x : x + digit.shape[1]], digit)
+        rows, cols = np.flatnonzero(digit.max(axis=1) > 40), np.flatnonzero(digit.max(axis=0) > 40)
+        boxes.append(
+            ((x + cols[0]) * SCALE, (y + rows[0]) * SCALE, len(cols) * SCALE, (rows[-1] - rows[0] + 1) * SCALE)
+        )
+        x += digit.shape[1]
+    big = np.asarray(Image.fromarray(ink.astype(np.uint8)).resize((ink.shape[1] * SCALE, ink.shape[0] * SCALE)))
+    return 255 - big, boxes
+
+
+def assert_boxes_match(found, expected, tolerance):
+    assert len(found) == len(expected)
+    for box, truth in zip(found, expected, strict=True):
+        assert np.abs(np.subtract(box, truth)).max() <= tolerance, (box, truth)
+
+
+def iou(a, b) -> float:
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(width, 0) * max(height, 0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@pytest.fixture(scope="module")
+def score(shipped_predictor):
+    return split_scorer(shipped_predictor)
+
+
+def test_one_digit_is_exactly_the_single_digit_path(mnist, score):
+    """Photos, scans, canvas drawings, screenshots, pencil and tiny images of one digit: the
+    segmentation finds one digit, and its input is the very array ``to_model_input`` makes."""
+    for upload in realistic_set(mnist.test.images, mnist.test.labels, count=18, seed=5):
+        segments = segment_digits(upload.data, score=score)
+        assert len(segments) == 1, upload.description
+        np.testing.assert_array_equal(segments[0].model_input.array, to_model_input(upload.data).array)
+
+
+def test_digits_apart_come_left_to_right_with_their_boxes(mnist, score):
+    digits = [ink_columns(first_of(mnist, d)) for d in (5, 8, 3, 1, 2, 4)]
+    pixels, boxes = page(digits, gaps=[4, 7, 3, 9, 5], lifts=[0, 1, 3, 2, -1, 0])
+    segments = segment_digits(encode(pixels), score=score)
+    assert_boxes_match([s.box for s in segments], boxes, tolerance=2 * SCALE)
+    # Each digit is normalised as a single digit is (20 px box, centred by mass): its strokes
+    # lie where they do when it is alone on the page (the ink's threshold is the page's, so
+    # the grey edges differ a little).
+    for segment, digit in zip(segments, digits, strict=True):
+        alone, _ = page([digit], gaps=[])
+        here, there = segment.model_input.array > 0.3, to_model_input(encode(alone)).array > 0.3
+        # Centring moves by whole pixels: a centre of mass half a pixel off may round either way.
+        shifted = [np.roll(here, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        assert max((s & there).sum() / (s | there).sum() for s in shifted) >= 0.75
+
+
+def test_boxes_are_on_the_original_image_of_a_large_rotated_jpeg(mnist):
+    """A big phone photo is decoded at a reduced scale and located in two steps, and stored
+    sideways with an EXIF turn: the boxes still land on the upright full-size image."""
+    digits = [ink_columns(first_of(mnist, d)) for d in (7, 0, 9)]
+    pixels, boxes = page(digits, gaps=[6, 6])
+    factor = 8  # 84 px digits become 672 px: a 12-megapixel photo's handwriting
+    large = np.asarray(Image.fromarray(pixels).resize((pixels.shape[1] * factor, pixels.shape[0] * factor)))
+    sideways = Image.fromarray(large).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    sideways.save(buffer, "JPEG", quality=90, exif=exif)
+    segments = segment_digits(buffer.getvalue())
+    expected = [tuple(v * factor for v in box) for box in boxes]
+    assert_boxes_match([s.box for s in segments], expected, tolerance=3 * SCALE * factor)
+
+
+def touching(left: np.ndarray, right: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """The gap (at MNIST's scale) at which ``right`` first touches ``left``."""
+    for gap in range(3, -14, -1):
+        pixels, _ = page([left, right], gaps=[gap])
+        _, count = ndimage.label(pixels < 128, structure=np.ones((3, 3)))
+        if count == 1:
+            return [left, right], gap
+    raise AssertionError("the digits never touch")
+
+
+@pytest.mark.parametrize("pair", [(4, 0), (2, 4), (8, 9), (9, 4), (3, 8), (1, 6), (4, 7)])
+def test_touching_digits_are_cut_where_the_model_reads_both(mnist, shipped_predictor, score, pair):
+    digits, gap = touching(*(ink_columns(first_of(mnist, d)) for d in pair))
+    pixels, boxes = page(digits, gaps=[gap])
+    segments = segment_digits(encode(pixels), score=score)
+    assert len(segments) == 2
+    # Slid together until they touch, the two boxes overlap (by up to a third of a digit) and
+    # a straight cut gives some of one digit's strokes to the other: each box found is centred
+    # within its digit's and covers much of it, and the reading below is exact.
+    for (x, y, w, h), truth in zip((s.box for s in segments), boxes, strict=True):
+        assert truth[0] <= x + w / 2 <= truth[0] + truth[2] and truth[1] <= y + h / 2 <= truth[1] + truth[3]
+        assert iou((x, y, w, h), truth) >= 0.45, ((x, y, w, h), truth)
+    (result,) = shipped_predictor.read_numbers([encode(pixels)])
+    assert result.number == f"{pair[0]}{pair[1]}"
+
+
+def test_a_broken_stroke_and_a_detached_bar_stay_one_digit(mnist, score):
+    """A 1 broken across its middle and a 5 whose bar stands apart: the pieces overlap in
+    columns, so each is one digit, between two whole ones."""
+    one = ink_columns(first_of(mnist, 1)).copy()
+    one[13:16] = 0
+    five = ink_columns(first_of(mnist, 5, skip=3)).copy()
+    rows = np.flatnonzero(five.max(axis=1) > 40)
+    five[rows[0] + 4 : rows[0] + 6] = 0  # the bar's join to the body
+    assert ndimage.label(one > 40, structure=np.ones((3, 3)))[1] > 1
+    digits = [ink_columns(first_of(mnist, 3)), one, five, ink_columns(first_of(mnist, 8))]
+    pixels, boxes = page(digits, gaps=[6, 6, 6])
+    segments = segment_digits(encode(pixels), score=score)
+    assert_boxes_match([s.box for s in segments], boxes, tolerance=2 * SCALE)
+
+
+def test_specks_between_digits_are_dropped(mnist, score):
+    digits = [ink_columns(first_of(mnist, d)) for d in (6, 0, 9)]
+    pixels, boxes = page(digits, gaps=[10, 10])
+    pixels = pixels.copy()
+    for (x, y, w, h), nxt in itertools.pairwise(boxes):
+        middle = (x + w + nxt[0]) // 2
+        pixels[y + h - 6 : y + h, middle - 3 : middle + 3] = 0  # a full stop between digits
+        pixels[y + 5 : y + 8, middle : middle + 3] = 40  # a speck of dirt
+    segments = segment_digits(encode(pixels), score=score)
+    assert_boxes_match([s.box for s in segments], boxes, tolerance=2 * SCALE)
+
+
+def test_more_than_twelve_digits_are_refused(mnist):
+    digits = [ink_columns(first_of(mnist, d % 10, skip=d)) for d in range(MAX_DIGITS + 1)]
+    pixels, _ = page(digits, gaps=[6] * MAX_DIGITS)
+    with pytest.raises(PreprocessingError, match=f"up to {MAX_DIGITS} digits"):
+        segment_digits(encode(pixels))
+    shorter, _ = page(digits[:MAX_DIGITS], gaps=[6] * (MAX_DIGITS - 1))
+    assert len(segment_digits(encode(shorter))) == MAX_DIGITS
+
+
+def test_two_lines_of_writing_are_refused(mnist):
+    line, _ = page([ink_columns(first_of(mnist, d)) for d in (1, 2, 3)], gaps=[6, 6])
+    second, _ = page([ink_columns(first_of(mnist, d)) for d in (4, 5, 6)], gaps=[6, 6])
+    width = max(line.shape[1], second.shape[1])
+    stacked = np.full((line.shape[0] + second.shape[0], width), 255, dtype=np.uint8)
+    stacked[: line.shape[0], : line.shape[1]] = line
+    stacked[line.shape[0] :, : second.shape[1]] = second
+    with pytest.raises(PreprocessingError, match="2 lines"):
+        segment_digits(encode(stacked))
+
+
+def test_all_digits_of_all_images_are_read_in_one_model_call(mnist, shipped_predictor):
+    numbers = [(3, 4), (7, 0, 2), (9,)]
+    blobs = [encode(page([ink_columns(first_of(mnist, d)) for d in n], gaps=[8] * (len(n) - 1))[0]) for n in numbers]
+    blobs.insert(1, b"not an image")
+    with mock.patch.object(shipped_predictor, "assess", wraps=shipped_predictor.assess) as call:
+        results = shipped_predictor.read_numbers(blobs)
+    # Digits apart: the one call that judged every group of every image is every digit's answer.
+    call.assert_called_once()
+    assert len(call.call_args.args[0]) == 6
+    assert [r.number for r in results] == ["34", "", "702", "9"]
+    assert results[1].error and not results[1].digits
+    several = results[2]
+    assert several.verdict in ("number", "unsure") and several.prediction is None
+    assert [d.as_dict()["digit"] for d in several.digits] == [7, 0, 2]
+    for reading in several.digits:
+        item = reading.as_dict()
+        assert set(item) == {"digit", "confidence", "probabilities", "box"}
+        assert len(item["probabilities"]) == 10 and item["confidence"] == max(item["probabilities"])
+    # "number" only when every digit is confident on its own.
+    sure = all(d.prediction.verdict == "digit" for d in several.digits)
+    assert several.verdict == ("number" if sure else "unsure")
+
+
+def test_a_single_digit_keeps_todays_result(mnist, shipped_predictor):
+    uploads = realistic_set(mnist.test.images, mnist.test.labels, count=12, seed=9)
+    blobs = [u.data for u in uploads]
+    for today, reading in zip(
+        shipped_predictor.predict_images(blobs), shipped_predictor.read_numbers(blobs), strict=True
+    ):
+        assert reading.prediction.digit == today.prediction.digit
+        assert reading.prediction.verdict == today.prediction.verdict == reading.verdict
+        np.testing.assert_allclose(reading.prediction.probabilities, today.prediction.probabilities, atol=1e-5)
+        np.testing.assert_array_equal(reading.digits[0].model_input.array, today.model_input.array)
+
+
+def test_rendered_numbers_know_their_digits_boxes_and_touching_pairs(mnist):
+    uploads = number_set(mnist.test.images, mnist.test.labels, count=25, seed=3)
+    assert {u.scenario for u in uploads} == set(NUMBER_SCENARIOS)
+    for upload in uploads:
+        assert 2 <= len(upload.number) <= 8 and upload.number.isdigit()
+        assert len(upload.boxes) == len(upload.number) and len(upload.touching) == len(upload.number) - 1
+        width, height = ImageOps.exif_transpose(Image.open(io.BytesIO(upload.data))).size
+        lefts = [x for x, _, _, _ in upload.boxes]
+        assert lefts == sorted(lefts)
+        for x, y, w, h in upload.boxes:
+            assert x >= 0 and x + w <= width and y >= 0 and y + h <= height and w > 0 and h > 0
+    assert any(any(u.touching) for u in uploads)
+    # Seeded: the same numbers again.
+    again = number_set(mnist.test.images, mnist.test.labels, count=3, seed=3)
+    assert [u.data for u in again] == [u.data for u in uploads[:3]]
+
+
+def test_evaluating_numbers_reports_exact_and_per_digit_rates(mnist, shipped_predictor):
+    from ml.evaluation import evaluate_numbers
+
+    report = evaluate_numbers(shipped_predictor, mnist.test, count=20, seed=4)
+    assert report["numbers"] == 20
+    assert 0 <= report["exact"] <= report["digit_accuracy"] <= 1
+    assert report["exact"] >= NUMBERS_FLOOR
+    assert len(report["misread"]) == round(20 * (1 - report["exact"]))
+
+
+# Under what the shipped model reads of these 20 numbers today (18 exact, 96.8% of digits), by
+# a margin of two numbers. On 500 numbers (seed 2026) it reads 78.2% exactly, 93.7% of digits:
+# short of the issue's 97%, mostly touching digits (63% of numbers with a touching pair).
+NUMBERS_FLOOR = 0.8
