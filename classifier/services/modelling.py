@@ -48,18 +48,21 @@ def model_evaluate(
     realistic: int = 0,
     styles: int = 0,
     non_digits: int = 0,
+    numbers: int = 0,
     seed: int = 0,
     coverage_plot: Path | None = None,
 ) -> dict:
     """Accuracy, loss, calibration error and verdicts on the MNIST test set; with ``realistic``,
     also on that many realistic uploads rendered from the test set; with ``styles``, on that
     many per stand-in for other writers and scanners, and on scikit-learn's digits by 43
-    writers; with ``non_digits``, how many of that many generated non-digits are caught.
+    writers; with ``non_digits``, how many of that many generated non-digits are caught; with
+    ``numbers``, how many of that many numbers of 2 to 8 test digits are read exactly.
     ``coverage_plot``: where to draw accuracy against coverage (MNIST and realistic uploads)."""
     from ml.evaluation import (
         coverage_curves,
         evaluate_mnist,
         evaluate_non_digits,
+        evaluate_numbers,
         evaluate_realistic,
         evaluate_styles,
     )
@@ -74,6 +77,8 @@ def model_evaluate(
         report["styles"] = evaluate_styles(predictor, test, count=styles, seed=seed)
     if non_digits:
         report["non_digits"] = evaluate_non_digits(predictor, test.images, count=non_digits, seed=seed)
+    if numbers:
+        report["numbers"] = evaluate_numbers(predictor, test, count=numbers, seed=seed)
     if coverage_plot:
         from ml.plots import plot_coverage_accuracy
 
@@ -104,7 +109,12 @@ def model_calibrate(*, model_path: Path | None = None, log: Callable[[str], None
 
 
 def image_files_predict(*, paths: list[Path], model_path: Path | None = None) -> list[dict]:
-    """Classify image files: one dict per file, in order, with the prediction or an error."""
+    """Read image files: one dict per file, in order, with an error or the reading: ``number``
+    (the digits left to right) and ``digits`` (each digit's ``digit``, ``confidence``,
+    ``probabilities`` and ``box`` on the image) for every image; for an image of one digit also
+    the single-digit fields (``digit``, ``confidence``, ``probabilities``, ``verdict``, and
+    ``reason`` when it is not a digit); for several, ``verdict`` (``number`` or ``unsure``) and
+    ``confidence``, that of the least sure digit."""
     from ml.inference import Predictor
 
     blobs, read_errors = [], {}
@@ -115,15 +125,19 @@ def image_files_predict(*, paths: list[Path], model_path: Path | None = None) ->
             blobs.append(b"")
             read_errors[index] = f"cannot read the file: {exc.strerror or exc}"
     predictor = Predictor(model_path or model_path_default())
-    results = predictor.predict_images(blobs)
+    results = predictor.read_numbers(blobs)
     report = []
     for index, (path, result) in enumerate(zip(paths, results, strict=True)):
         if index in read_errors:
             report.append({"file": str(path), "error": read_errors[index]})
-        elif result.prediction is None:
+        elif result.error is not None:
             report.append({"file": str(path), "error": result.error})
+        elif result.prediction is not None:
+            single = result.prediction.as_dict() | ({"reason": result.reason} if result.reason else {})
+            report.append({"file": str(path)} | single | result.as_dict() | {"verdict": result.verdict})
         else:
-            report.append({"file": str(path)} | result.prediction.as_dict())
+            least = min(digit.prediction.confidence for digit in result.digits)
+            report.append({"file": str(path)} | result.as_dict() | {"confidence": least})
     return report
 
 

@@ -1,6 +1,7 @@
 import json
 from io import StringIO
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -147,7 +148,7 @@ def test_predict_json_contract_with_a_failing_file(tmp_path, tiny_model_dir, mni
     assert exit_info.value.code == 1
     report = json.loads(out.getvalue())
     assert [item["file"] for item in report] == [str(good), str(bad), str(missing)]
-    assert set(report[0]) == {"file", "digit", "confidence", "probabilities", "verdict"}
+    assert set(report[0]) == {"file", "digit", "confidence", "probabilities", "verdict", "number", "digits"}
     assert report[0]["verdict"] in ("digit", "unsure", "not_a_digit")
     assert len(report[0]["probabilities"]) == 10
     assert report[0]["digit"] == max(range(10), key=lambda d: report[0]["probabilities"][d])
@@ -162,8 +163,35 @@ def test_predict_succeeds_with_the_active_model(tmp_path, mnist):
         path = tmp_path / f"{i}.png"
         path.write_bytes(encode(255 - mnist.test.images[i]))  # dark ink on white paper
         paths.append(str(path))
-    report = json.loads(run("predict", *paths, "--json"))
-    assert [item["digit"] for item in report] == [int(d) for d in mnist.test.labels[:5]]
+    # A number: the first three test digits (7, 2, 1) written side by side with gaps.
+    gap = np.full((28, 10), 255, dtype=np.uint8)
+    row = np.hstack([gap, *[np.hstack([255 - mnist.test.images[i], gap]) for i in range(3)]])
+    number = tmp_path / "number.png"
+    number.write_bytes(encode(np.pad(row, 10, constant_values=255)))
+    report = json.loads(run("predict", *paths, str(number), "--json"))
+    singles, read = report[:5], report[5]
+    assert [item["digit"] for item in singles] == [int(d) for d in mnist.test.labels[:5]]
+    # Single digits keep their fields, and gain their one-digit reading.
+    assert all(item["number"] == str(item["digit"]) and len(item["digits"]) == 1 for item in singles)
+    assert read["number"] == "721" and read["verdict"] in ("number", "unsure") and "digit" not in read
+    xs = [digit["box"][0] for digit in read["digits"]]
+    assert xs == sorted(xs) and all(len(digit["probabilities"]) == 10 for digit in read["digits"])
+    # Each box lies on its digit: 10 px of margin, then digit i's 28 px after i gaps of 10.
+    for i, digit in enumerate(read["digits"]):
+        x, _, w, _ = digit["box"]
+        assert 20 + 38 * i - 2 <= x and x + w <= 20 + 38 * i + 28 + 2
+    assert read["confidence"] == min(digit["confidence"] for digit in read["digits"])
+    text = run("predict", str(number))
+    assert "721 (least sure digit" in text or "probably 721, not sure" in text
+
+
+def test_evaluate_reads_rendered_numbers(tiny_model_dir):
+    report = json.loads(run("evaluate", "--model", str(tiny_model_dir), "--numbers", "6", "--seed", "3", "--json"))
+    numbers = report["numbers"]
+    assert numbers["numbers"] == 6 and numbers["seed"] == 3
+    assert 0 <= numbers["exact"] <= numbers["digit_accuracy"] <= 1
+    output = run("evaluate", "--model", str(tiny_model_dir), "--numbers", "6", "--seed", "3")
+    assert f"read exactly {numbers['exact']:.1%} of 6 (seed 3)" in output
 
 
 def test_evaluate_on_the_stand_ins_for_other_writers(tiny_model_dir):

@@ -8,7 +8,8 @@ from ml.data import MnistDataError
 
 
 class Command(BaseCommand):
-    help = "Evaluate a model on the 10,000 MNIST test images (and optionally on realistic uploads)."
+    help = "Evaluate a model on the 10,000 MNIST test images (and optionally on realistic uploads, other writers, "
+    "non-digits and whole numbers)."
 
     def add_arguments(self, parser):
         parser.add_argument("--model", type=Path, help="model directory or .keras file (default: the shipped model)")
@@ -37,6 +38,14 @@ class Command(BaseCommand):
             "numbers, photos of things): how many come back unsure, not a digit or refused",
         )
         parser.add_argument(
+            "--numbers",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also N numbers of 2 to 8 test digits, written as people write them (gaps, drift, sizes, touching "
+            "pairs) and rendered as realistic uploads: how many are read exactly, and per digit",
+        )
+        parser.add_argument(
             "--coverage-plot",
             type=Path,
             metavar="PNG",
@@ -44,13 +53,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=0, help="seed for --realistic, --styles and --non-digits")
 
-    def handle(self, *args, model, realistic, styles, non_digits, coverage_plot, seed, **options):
+    def handle(self, *args, model, realistic, styles, non_digits, numbers, coverage_plot, seed, **options):
         try:
             report = model_evaluate(
                 model_path=model,
                 realistic=realistic,
                 styles=styles,
                 non_digits=non_digits,
+                numbers=numbers,
                 seed=seed,
                 coverage_plot=coverage_plot,
             )
@@ -85,6 +95,8 @@ class Command(BaseCommand):
             )
             for family, share in caught["by_family"].items():
                 self.stdout.write(f"  {family:<11} {share:.1%}")
+        if "numbers" in report:
+            self.stdout.write(_numbers(report["numbers"]))
         if "coverage_plot" in report:
             self.stdout.write(f"coverage plot in {report['coverage_plot']}")
         if "styles" in report:
@@ -109,4 +121,16 @@ def _verdicts(report: dict) -> str:
     return (
         f"verdicts: digit {verdicts['digit']:.1%} (right {'-' if accuracy is None else f'{accuracy:.2%}'}), "
         f"unsure {verdicts['unsure']:.1%}, not a digit {verdicts['not_a_digit']:.1%}"
+    )
+
+
+def _numbers(result: dict) -> str:
+    def share(value):
+        return "-" if value is None else f"{value:.1%}"
+
+    return (
+        f"numbers   read exactly {result['exact']:.1%} of {result['numbers']:,} (seed {result['seed']}); "
+        f"per digit {result['digit_accuracy']:.1%}; with touching digits {share(result['touching_exact'])} "
+        f"of {result['touching_numbers']}, digits apart {share(result['apart_exact'])}; "
+        f"digit count right {share(result['digit_count_right'])}"
     )

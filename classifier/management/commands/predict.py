@@ -7,7 +7,7 @@ from classifier.services import image_files_predict
 
 
 class Command(BaseCommand):
-    help = "Classify image files with the shipped model. Exit status 1 if any file failed."
+    help = "Read image files (a digit or a whole number) with the shipped model. Exit status 1 if any file failed."
 
     def add_arguments(self, parser):
         parser.add_argument("files", nargs="+", type=Path)
@@ -32,8 +32,12 @@ class Command(BaseCommand):
 
 
 def _answer(item: dict) -> str:
-    """What a person reads: the digit, a guess it is not sure of, or that it is no digit."""
+    """What a person reads: the digit or number, a guess it is not sure of, or that it is no digit."""
     sure = f"{item['confidence']:.1%}"
+    if len(item["digits"]) > 1:
+        if item["verdict"] == "unsure":
+            return f"probably {item['number']}, not sure (least sure digit {sure})"
+        return f"{item['number']} (least sure digit {sure})"
     if item["verdict"] == "not_a_digit":
         return f"not a digit (best guess {item['digit']}, {sure})"
     if item["verdict"] == "unsure":
