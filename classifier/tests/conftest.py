@@ -63,6 +63,22 @@ def use_broker(url: str, options: dict) -> None:
 
 
 @contextmanager
+def broker_down():
+    """This (web) process's broker unreachable: nothing listens on port 9."""
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    saved = celery_app.conf.broker_url, celery_app.conf.broker_transport_options
+    use_broker("redis://127.0.0.1:9/0", {})
+    try:
+        yield
+    finally:
+        use_broker(*saved)
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
+
+
+@contextmanager
 def broker(kind: str, folder: Path, redis_url: str = REDIS_URL):
     """Web process and worker on one broker: ``embedded`` (files in ``folder``) or ``redis``."""
     if kind == "redis":

@@ -237,20 +237,10 @@ def test_requeue_stale_records_its_run(broker_env):
 
 @pytest.mark.django_db
 def test_healthz_answers_503_when_the_broker_is_down(client, tmp_path):
-    from classifier.tests.conftest import use_broker
-    from digitsite.celery import app
+    from classifier.tests.conftest import broker_down
 
-    saved_env = os.environ.get("CELERY_BROKER_URL")
-    saved = app.conf.broker_url, app.conf.broker_transport_options
-    use_broker("redis://127.0.0.1:9/0", {})  # nothing listens on port 9
-    try:
+    with broker_down():
         response = client.get("/healthz")
-    finally:
-        use_broker(*saved)
-        if saved_env is None:
-            os.environ.pop("CELERY_BROKER_URL", None)
-        else:
-            os.environ["CELERY_BROKER_URL"] = saved_env
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "down" and body["database"] == "ok" and body["broker"].startswith("unreachable")

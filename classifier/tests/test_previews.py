@@ -1,8 +1,6 @@
 """The draw page's live answer: drawings in progress, read by a worker, never stored as uploads."""
 
-import os
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 import numpy as np
@@ -13,9 +11,8 @@ from django.utils import timezone
 
 from classifier.models import DigitImage, DrawingPreview
 from classifier.services import PreviewError, drawing_preview_create, drawing_preview_run
-from classifier.tests.conftest import use_broker
+from classifier.tests.conftest import broker_down
 from classifier.tests.factories import UserFactory
-from digitsite.celery import app as celery_app
 from ml.tests.conftest import encode
 
 pytestmark = pytest.mark.django_db
@@ -114,21 +111,6 @@ def test_the_pages_refuse_what_is_not_a_drawing_with_a_message(signed_in, settin
     settings.DRAW_PREVIEW_MAX_BYTES = 100
     response = post(signed_in, encode(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)))
     assert response.status_code == 400 and "too large" in response.json()["error"]
-
-
-@contextmanager
-def broker_down():
-    saved_env = os.environ.get("CELERY_BROKER_URL")
-    saved = celery_app.conf.broker_url, celery_app.conf.broker_transport_options
-    use_broker("redis://127.0.0.1:9/0", {})  # nothing listens on port 9
-    try:
-        yield
-    finally:
-        use_broker(*saved)
-        if saved_env is None:
-            os.environ.pop("CELERY_BROKER_URL", None)
-        else:
-            os.environ["CELERY_BROKER_URL"] = saved_env
 
 
 def test_a_broker_that_cannot_be_reached_answers_the_preview_with_a_reason(
