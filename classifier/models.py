@@ -133,6 +133,12 @@ class DigitImage(models.Model):
         return _reverse_one_to_one(self, "feedback")
 
 
+def runner_up(probabilities) -> tuple[int, float]:
+    """The second most likely of ten probabilities (digit 0 first): its digit and probability."""
+    ranked = sorted(range(len(probabilities)), key=lambda d: probabilities[d], reverse=True)
+    return ranked[1], float(probabilities[ranked[1]])
+
+
 class Prediction(models.Model):
     """A model version's answer for an image, with the input it saw and, where Grad-CAM ran,
     which pixels drove it. Both are stored as INPUT_SIDE x INPUT_SIDE uint8 bytes, row by row;
@@ -184,8 +190,7 @@ class Prediction(models.Model):
     @property
     def runner_up(self) -> tuple[int, float]:
         """The second most likely digit and its probability."""
-        ranked = sorted(range(len(self.probabilities)), key=lambda d: self.probabilities[d], reverse=True)
-        return ranked[1], float(self.probabilities[ranked[1]])
+        return runner_up(self.probabilities)
 
     @property
     def runner_up_digit(self) -> int:

@@ -31,7 +31,7 @@ from rest_framework.authtoken.models import Token
 
 from classifier import charts, exports, landing
 from classifier.forms import AccountDeleteForm, FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
-from classifier.models import DigitImage, DrawingPreview, Prediction
+from classifier.models import DigitImage, DrawingPreview, Prediction, runner_up
 from classifier.responses import image_file_response, png_response
 from classifier.selectors import (
     ImageFilters,
@@ -259,15 +259,10 @@ def _live_answer_context(preview: DrawingPreview) -> dict:
     answer = preview.result or {}
     if "error" in answer:
         return {"error": answer["error"]}
-    probabilities = answer["probabilities"]
-    ranked = sorted(range(len(probabilities)), key=lambda d: probabilities[d], reverse=True)
     return {
         "answer": answer,
-        "runner_up": ranked[1],
-        "bars": [
-            {"digit": digit, "percent": 100 * p, "probability": p, "top": digit == answer["digit"]}
-            for digit, p in enumerate(probabilities)
-        ],
+        "runner_up": runner_up(answer["probabilities"])[0],
+        "bars": _bars(answer["probabilities"], answer["digit"]),
         "model_version": preview.model_version,
         "inference_ms": preview.inference_ms,
     }
@@ -417,14 +412,14 @@ def history_export(request):
     return response
 
 
+def _bars(probabilities: list[float], digit: int) -> list[dict]:
+    """The ten confidence bars of the detail page and the live answer; the answer's stands out."""
+    return [{"digit": d, "percent": 100 * p, "probability": p, "top": d == digit} for d, p in enumerate(probabilities)]
+
+
 def _detail_context(request, image: DigitImage) -> dict:
     prediction = image.prediction_or_none
-    bars = []
-    if prediction is not None:
-        bars = [
-            {"digit": digit, "percent": 100 * p, "probability": p, "top": digit == prediction.digit}
-            for digit, p in enumerate(prediction.probabilities)
-        ]
+    bars = _bars(prediction.probabilities, prediction.digit) if prediction is not None else []
     feedback = image.feedback_or_none
     feedback_form = None
     if prediction is not None and image.owner_id == request.user.pk:
