@@ -10,17 +10,32 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
 from ml.artifacts import INPUT_SIDE, NUM_CLASSES
 from ml.preprocessing import FORMAT_SUFFIXES
+from ml.segment import MAX_DIGITS
 
 DIGITS = range(NUM_CLASSES)
 DIGIT_CHOICES = [(digit, str(digit)) for digit in DIGITS]
 DIGIT_VALIDATORS = [MinValueValidator(DIGITS[0]), MaxValueValidator(DIGITS[-1])]
+NUMBER_VALIDATOR = RegexValidator(r"^[0-9]+$", "Write the digits only, left to right, such as 583124.")
+
+
+def _in_step(number: str, digit: int | None) -> tuple[str, int | None]:
+    """A reading and its one-digit field kept in step: the digit is the reading where that is
+    one digit; a reading given only as its digit gets it as the reading."""
+    if not number and digit is not None:
+        number = str(int(digit))
+    return number, int(number) if len(number) == 1 else None
+
+
+def _a_reading(number: str) -> str:
+    """A reading as people say it: "a 7" for one digit, "583124" for a number."""
+    return f"a {number}" if len(number) == 1 else number
 
 
 class ModelVersion(models.Model):
@@ -142,13 +157,21 @@ def runner_up(probabilities) -> tuple[int, float]:
 class Prediction(models.Model):
     """A model version's answer for an image, with the input it saw and, where Grad-CAM ran,
     which pixels drove it. Both are stored as INPUT_SIDE x INPUT_SIDE uint8 bytes, row by row;
-    the methods below are the one place that encodes and decodes them."""
+    the methods below are the one place that encodes and decodes them.
+
+    An image is read as a number (``ml.numbers``): ``number`` holds its digits left to right
+    and ``digits`` each digit's reading and box. For an image of one digit every field is that
+    digit's, as it always was. For several, the verdict is ``number`` (every digit confident)
+    or ``unsure``, and ``digit``, ``confidence``, ``probabilities``, ``model_input`` and
+    ``saliency`` are those of the least sure digit: a number is as sure as its weakest digit.
+    """
 
     class Verdict(models.TextChoices):
         """How far the answer can be trusted (``ml.reject``): a digit read with confidence, a
         best guess the model is not sure of, or an image that does not show one digit."""
 
         DIGIT = "digit", "digit"
+        NUMBER = "number", "number"
         UNSURE = "unsure", "not sure"
         NOT_A_DIGIT = "not_a_digit", "not a digit"
 
@@ -162,6 +185,15 @@ class Prediction(models.Model):
         max_length=200, blank=True, help_text="for not a digit: what the image looks like instead"
     )
     probabilities = models.JSONField(help_text="ten probabilities, digit 0 first")
+    number = models.CharField(
+        max_length=MAX_DIGITS, blank=True, help_text="the digits read, left to right; empty when it is not a digit"
+    )
+    digits = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="each digit left to right: digit, confidence, probabilities, verdict, box [x, y, width, height] "
+        "on the image; empty for predictions made before numbers were read",
+    )
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
     model_input = models.BinaryField(help_text="the 28x28 uint8 image the model saw, row by row")
     saliency = models.BinaryField(
@@ -171,6 +203,9 @@ class Prediction(models.Model):
     # what the model took, so the float input is stored too, only where the owner consented.
     model_input_exact = models.BinaryField(
         null=True, blank=True, help_text="the 28x28 float32 input itself, kept only with the owner's training consent"
+    )
+    digit_inputs = models.BinaryField(
+        null=True, blank=True, help_text="for a number: each digit's 28x28 uint8 input, one after another"
     )
     inference_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -207,8 +242,40 @@ class Prediction(models.Model):
         return np.round(np.clip(heat, 0, 1) * 255).astype(np.uint8).reshape(INPUT_SIDE, INPUT_SIDE).tobytes()
 
     def model_input_pixels(self) -> np.ndarray:
-        """The uint8 image the model saw."""
+        """The uint8 image the model saw (for a number, its least sure digit's)."""
         return _decode_square(self.model_input)
+
+    @property
+    def is_number(self) -> bool:
+        return len(self.digits) > 1
+
+    def readings(self) -> list[dict]:
+        """Each digit's reading, left to right (``digits``); a prediction made before numbers
+        were read is its one digit, with no box."""
+        if self.digits:
+            return self.digits
+        return [
+            {
+                "digit": self.digit,
+                "confidence": self.confidence,
+                "probabilities": self.probabilities,
+                "verdict": self.verdict,
+                "box": None,
+            }
+        ]
+
+    def digit_input_pixels(self) -> np.ndarray:
+        """Each digit's uint8 input, (n, 28, 28), left to right."""
+        if not self.digit_inputs:
+            return self.model_input_pixels()[None]
+        return np.frombuffer(bytes(self.digit_inputs), dtype=np.uint8).reshape(-1, INPUT_SIDE, INPUT_SIDE)
+
+    def exact_inputs(self) -> np.ndarray | None:
+        """Each digit's float32 input as the model took it, (n, 28, 28), where the owner
+        consented to its keeping; None otherwise."""
+        if not self.model_input_exact:
+            return None
+        return np.frombuffer(bytes(self.model_input_exact), dtype="<f4").reshape(-1, INPUT_SIDE, INPUT_SIDE)
 
     def heat_map(self) -> np.ndarray | None:
         """The Grad-CAM heat map as float32 in [0, 1]; None where Grad-CAM failed."""
@@ -226,8 +293,9 @@ def _decode_square(stored: bytes | memoryview, dtype=np.uint8) -> np.ndarray:
 
 def encode_model_array(array: np.ndarray) -> bytes:
     """The float32 model input (``ModelInput.array``), row by row, little-endian: stored as is,
-    it decodes to the very array the model took."""
-    return array.astype("<f4", copy=False).reshape(INPUT_SIDE, INPUT_SIDE).tobytes()
+    it decodes to the very array the model took. Several inputs (a number's digits) are stored
+    one after another."""
+    return array.astype("<f4", copy=False).reshape(-1, INPUT_SIDE, INPUT_SIDE).tobytes()
 
 
 def decode_model_array(stored: bytes | memoryview) -> np.ndarray:
@@ -241,7 +309,12 @@ class Feedback(models.Model):
     """
 
     image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="feedback")
-    suggested_digit = models.PositiveSmallIntegerField(validators=DIGIT_VALIDATORS)
+    suggested_digit = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=DIGIT_VALIDATORS, help_text="where the owner says it is one digit"
+    )
+    suggested_number = models.CharField(
+        max_length=MAX_DIGITS, validators=[NUMBER_VALIDATOR], help_text="what the owner says it reads, digit by digit"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     confirmed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback_confirmed"
@@ -253,7 +326,11 @@ class Feedback(models.Model):
         verbose_name_plural = "feedback"
 
     def __str__(self) -> str:
-        return f"#{self.image_id} may be a {self.suggested_digit}"
+        return f"#{self.image_id} may be {_a_reading(self.suggested_number)}"
+
+    def save(self, *args, **kwargs):
+        self.suggested_number, self.suggested_digit = _in_step(self.suggested_number, self.suggested_digit)
+        super().save(*args, **kwargs)
 
     @property
     def is_confirmed(self) -> bool:
@@ -266,9 +343,15 @@ class Flag(models.Model):
 
     image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="flag")
     correct_digit = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=DIGIT_VALIDATORS, help_text="empty when it is not a digit"
+        null=True, blank=True, validators=DIGIT_VALIDATORS, help_text="where the image shows one digit: that digit"
     )
-    not_a_digit = models.BooleanField(default=False, help_text="the image does not show one digit")
+    correct_number = models.CharField(
+        max_length=MAX_DIGITS,
+        blank=True,
+        validators=[NUMBER_VALIDATOR],
+        help_text="what the image really reads, digit by digit; empty when it is not a digit",
+    )
+    not_a_digit = models.BooleanField(default=False, help_text="the image shows no digits")
     flagged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="flags_made"
     )
@@ -280,23 +363,29 @@ class Flag(models.Model):
 
     class Meta:
         constraints = [
+            # Not a digit, one digit (correct_digit is correct_number's one digit), or a number.
             models.CheckConstraint(
-                condition=models.Q(not_a_digit=True, correct_digit__isnull=True)
-                | models.Q(not_a_digit=False, correct_digit__isnull=False),
-                name="flag_says_a_digit_or_not_a_digit",
+                condition=models.Q(not_a_digit=True, correct_digit__isnull=True, correct_number="")
+                | (models.Q(not_a_digit=False) & ~models.Q(correct_number="")),
+                name="flag_says_a_reading_or_not_a_digit",
             )
         ]
 
     def __str__(self) -> str:
         return f"#{self.image_id} {self.says}"
 
+    def save(self, *args, **kwargs):
+        self.correct_number, self.correct_digit = _in_step(self.correct_number, self.correct_digit)
+        super().save(*args, **kwargs)
+
     @property
     def says(self) -> str:
-        return "is not a digit" if self.not_a_digit else f"is a {self.correct_digit}"
+        return "is not a digit" if self.not_a_digit else f"is {_a_reading(self.correct_number)}"
 
     def clean(self):
-        if self.not_a_digit == (self.correct_digit is not None):
-            raise ValidationError("Give the correct digit, or say that it is not a digit (not both).")
+        self.correct_number, self.correct_digit = _in_step(self.correct_number, self.correct_digit)
+        if self.not_a_digit == bool(self.correct_number):
+            raise ValidationError("Give the correct digit or number, or say that it is not a digit (not both).")
 
 
 class TrainingExample(models.Model):

@@ -26,7 +26,8 @@ from classifier.services.modelling import model_version_ensure_initial
 from ml.preprocessing import PreprocessingError, inspect_image
 
 if TYPE_CHECKING:  # TensorFlow stays out of web processes: the worker imports it when it classifies
-    from ml.inference import ImageResult, Predictor
+    from ml.inference import Predictor
+    from ml.numbers import DigitReading, NumberResult
 
 logger = logging.getLogger(__name__)
 
@@ -275,23 +276,56 @@ def _files_read(images: list[DigitImage]) -> tuple[list[DigitImage], list[bytes]
 
 def _images_classify(
     predictor: Predictor, images: list[DigitImage], blobs: list[bytes]
-) -> tuple[list[tuple[DigitImage, ImageResult]], float]:
-    """(image, result) for each image the model classified, and the milliseconds per image of
-    the batch; each image that could not be classified fails with the reason."""
+) -> tuple[list[tuple[DigitImage, NumberResult]], float]:
+    """(image, reading) for each image the model read, as a number of one or more digits, and
+    the milliseconds per image of the batch; each image that could not be read fails with the
+    reason."""
     started = time.perf_counter()
-    results = predictor.predict_images(blobs)
+    results = predictor.read_numbers(blobs)
     inference_ms = (time.perf_counter() - started) * 1000 / max(len(blobs), 1)
     classified = []
     for image, result in zip(images, results, strict=True):
-        if result.prediction is None:
+        if result.error is not None:
             _image_fail(image.pk, result.error)
+        elif not result.digits:
+            _image_fail(image.pk, "No writing was found in this image.")
         else:
             classified.append((image, result))
     return classified, inference_ms
 
 
+def _weakest(result: NumberResult) -> DigitReading:
+    """The digit a reading is as sure as: for one digit, that digit."""
+    return min(result.digits, key=lambda reading: reading.prediction.confidence)
+
+
+def _prediction_of(image: DigitImage, result: NumberResult, **fields) -> Prediction:
+    """The Prediction row of a reading: the number and each digit, and in the single-digit
+    fields the least sure digit (``Prediction``'s docstring says why)."""
+    weakest = _weakest(result).prediction
+    several = len(result.digits) > 1
+    return Prediction(
+        image_id=image.pk,
+        digit=weakest.digit,
+        confidence=weakest.confidence,
+        verdict=result.verdict,
+        verdict_reason=result.reason,
+        probabilities=list(weakest.probabilities),
+        number=result.number,
+        digits=[reading.as_dict() | {"verdict": reading.prediction.verdict} for reading in result.digits],
+        model_input=Prediction.encode_model_input(_weakest(result).model_input.display),
+        digit_inputs=b"".join(Prediction.encode_model_input(r.model_input.display) for r in result.digits)
+        if several
+        else None,
+        model_input_exact=encode_model_array(np.stack([r.model_input.array for r in result.digits]))
+        if image.training_consent
+        else None,
+        **fields,
+    )
+
+
 def _predictions_store(
-    classified: list[tuple[DigitImage, ImageResult]],
+    classified: list[tuple[DigitImage, NumberResult]],
     *,
     predictor: Predictor,
     version: ModelVersion,
@@ -301,10 +335,11 @@ def _predictions_store(
     mark them done, and return the stored predictions by image id. An image its owner deleted
     meanwhile is skipped: its row is locked first, as ``image_delete`` locks it, so either the
     delete waits and removes the new prediction with the image, or the image is gone here."""
+    weakest = [_weakest(result) for _, result in classified]
     saliency = _saliency(
         predictor,
-        np.stack([result.model_input.array for _, result in classified]),
-        np.array([result.prediction.digit for _, result in classified]),
+        np.stack([reading.model_input.array for reading in weakest]),
+        np.array([reading.prediction.digit for reading in weakest]),
     )
     with transaction.atomic():
         present = set(
@@ -316,19 +351,7 @@ def _predictions_store(
         # ignore_conflicts: a duplicate delivery that got here first keeps its prediction.
         Prediction.objects.bulk_create(
             [
-                Prediction(
-                    image_id=image.pk,
-                    digit=result.prediction.digit,
-                    confidence=result.prediction.confidence,
-                    verdict=result.prediction.verdict,
-                    verdict_reason=result.prediction.reason,
-                    probabilities=list(result.prediction.probabilities),
-                    model_version=version,
-                    model_input=Prediction.encode_model_input(result.model_input.display),
-                    model_input_exact=encode_model_array(result.model_input.array) if image.training_consent else None,
-                    inference_ms=inference_ms,
-                    saliency=heat,
-                )
+                _prediction_of(image, result, model_version=version, inference_ms=inference_ms, saliency=heat)
                 for (image, result), heat in zip(classified, saliency, strict=True)
                 if image.pk in present
             ],
@@ -380,6 +403,7 @@ def image_flag(*, image: DigitImage, correct_digit: int | None, flagged_by, note
         image=image,
         defaults={
             "correct_digit": None if correct_digit is None else int(correct_digit),
+            "correct_number": "" if correct_digit is None else str(int(correct_digit)),
             "not_a_digit": correct_digit is None,
             "flagged_by": flagged_by,
             "note": note,
@@ -415,7 +439,12 @@ def feedback_give(*, image: DigitImage, user, suggested_digit: int) -> Feedback:
         raise ValueError(f"The model already says {prediction.digit}; name the digit it really is.")
     feedback, _ = Feedback.objects.update_or_create(
         image=image,
-        defaults={"suggested_digit": int(suggested_digit), "confirmed_by": None, "confirmed_at": None},
+        defaults={
+            "suggested_digit": int(suggested_digit),
+            "suggested_number": str(int(suggested_digit)),
+            "confirmed_by": None,
+            "confirmed_at": None,
+        },
     )
     return feedback
 

@@ -143,7 +143,7 @@ def test_an_image_deleted_while_it_is_classified_is_skipped_and_the_batch_goes_o
 
     images = [uploaded(user, encode(255 - mnist.test.images[i]), consent=False, name=f"{i}.png") for i in range(3)]
     victim = images[1]
-    real = Predictor.predict_images
+    real = Predictor.read_numbers
 
     def delete_then_predict(self, blobs):
         # The owner deletes one image after the worker has read its file, before the results
@@ -152,7 +152,7 @@ def test_an_image_deleted_while_it_is_classified_is_skipped_and_the_batch_goes_o
             image_delete(image=victim)
         return real(self, blobs)
 
-    monkeypatch.setattr(Predictor, "predict_images", delete_then_predict)
+    monkeypatch.setattr(Predictor, "read_numbers", delete_then_predict)
     predictions = predictions_run(image_ids=[image.pk for image in images])
     assert set(predictions) == {images[0].pk, images[2].pk}
     assert {p.digit for p in predictions.values()} == {int(mnist.test.labels[0]), int(mnist.test.labels[2])}

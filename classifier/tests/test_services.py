@@ -160,10 +160,10 @@ def test_a_batch_is_classified_with_one_model_call(mnist, monkeypatch):
     images = [DigitImageFactory(data=encode(255 - mnist.test.images[i])) for i in range(3)]
     blank = DigitImageFactory(data=encode(np.full((40, 40), 255)))
     calls = []
-    real = Predictor.predict_images
-    monkeypatch.setattr(Predictor, "predict_images", lambda self, blobs: calls.append(len(blobs)) or real(self, blobs))
+    real = Predictor.assess
+    monkeypatch.setattr(Predictor, "assess", lambda self, arrays: calls.append(len(arrays)) or real(self, arrays))
     predictions = predictions_run(image_ids=[i.pk for i in [*images, blank]])
-    assert calls == [4]
+    assert calls == [3]  # the blank one fails before the model
     assert {pk: p.digit for pk, p in predictions.items()} == {
         image.pk: int(mnist.test.labels[i]) for i, image in enumerate(images)
     }
@@ -171,7 +171,40 @@ def test_a_batch_is_classified_with_one_model_call(mnist, monkeypatch):
     assert blank.status == DigitImage.Status.FAILED and "No digit found" in blank.error_message
     assert all(p.saliency and p.inference_ms > 0 for p in predictions.values())
     assert predictions_run(image_ids=[i.pk for i in images]) == predictions  # idempotent: nothing new
-    assert calls == [4]
+    assert calls == [3]
+    for i, image in enumerate(images):  # one digit: its reading is the single-digit answer
+        prediction = predictions[image.pk]
+        assert prediction.number == str(mnist.test.labels[i]) and len(prediction.digits) == 1
+        assert prediction.digits[0]["digit"] == prediction.digit and prediction.digit_inputs is None
+        assert prediction.digits[0]["probabilities"] == prediction.probabilities
+
+
+def _number_page(mnist, indices: list[int], gap: int = 12) -> np.ndarray:
+    """MNIST test digits side by side with ``gap`` pixels between them, dark ink on white."""
+    spacer = np.zeros((28, gap), dtype=np.uint8)
+    parts = [part for i in indices for part in (mnist.test.images[i], spacer)]
+    return 255 - np.pad(np.hstack([spacer, *parts]), 10)
+
+
+def test_a_number_is_stored_with_each_digit_its_box_and_input(mnist):
+    indices = [0, 1, 2, 3]  # 7 2 1 0
+    image = DigitImageFactory(data=encode(_number_page(mnist, indices)), width=28 * 4 + 12 * 5 + 20, height=48)
+    consenting = DigitImageFactory(data=encode(_number_page(mnist, indices)), training_consent=True)
+    predictions = predictions_run(image_ids=[image.pk, consenting.pk])
+    prediction = predictions[image.pk]
+    expected = "".join(str(mnist.test.labels[i]) for i in indices)
+    assert prediction.number == expected
+    assert prediction.verdict in (Prediction.Verdict.NUMBER, Prediction.Verdict.UNSURE)
+    assert [reading["digit"] for reading in prediction.digits] == [int(d) for d in expected]
+    lefts = [reading["box"][0] for reading in prediction.digits]
+    assert lefts == sorted(lefts) and all(0 <= left < image.width for left in lefts)
+    weakest = min(prediction.digits, key=lambda reading: reading["confidence"])
+    assert (prediction.digit, prediction.confidence) == (weakest["digit"], weakest["confidence"])
+    inputs = prediction.digit_input_pixels()
+    assert inputs.shape == (4, 28, 28) and all(inputs[k].max() > 200 for k in range(4))
+    assert prediction.exact_inputs() is None  # kept only with consent
+    kept = predictions[consenting.pk].exact_inputs()
+    assert kept.shape == (4, 28, 28) and np.allclose(kept, inputs / 255, atol=1 / 255)
 
 
 def test_a_batch_delivered_again_splits_into_one_task_per_image(mnist, monkeypatch):

@@ -190,7 +190,7 @@ def test_staff_can_say_an_image_is_not_a_digit_from_the_list_and_the_change_page
     assert not Flag.objects.filter(image=doodle).exists()
     refused = client.post(change, form | {"flag-0-note": "hmm"})  # neither a digit nor "not a digit"
     assert refused.status_code == 200 and not Flag.objects.filter(image=doodle).exists()
-    assert "Give the correct digit, or say that it is not a digit" in text(refused)
+    assert "Give the correct digit or number, or say that it is not a digit" in text(refused)
     client.post(change, form | {"flag-0-not_a_digit": "on"})
     assert Flag.objects.get(image=doodle).not_a_digit
     # The database keeps the rule too: a digit and "not a digit" at once is refused.
