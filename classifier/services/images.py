@@ -172,7 +172,9 @@ def model_warm_up() -> tuple[ModelVersion, float]:
 
 def _predictor_for(version: ModelVersion) -> Predictor:
     """The Predictor of a model version, loaded once per process and replaced on change."""
-    from ml.inference import Predictor
+    from ml.quiet import import_quietly
+
+    Predictor = import_quietly("ml.inference").Predictor
 
     predictor = _predictor_cache.get(version.pk)
     if predictor is None:
