@@ -218,12 +218,13 @@ class DigitImageAdmin(admin.ModelAdmin):
 
     @admin.display(description="prediction", ordering="prediction__confidence")
     def prediction_column(self, obj):
-        """ "7 · 99.9% · v1", and the verdict when it is not a plain digit."""
+        """ "7 · 99.9% · v1", and the verdict when it is not a plain digit; for a number,
+        "583124 · 97.1% · number · v1" with its least sure digit's confidence."""
         return _of_prediction(
             obj,
             lambda prediction: format_html(
                 "<strong>{}</strong> · {}{} · v{}",
-                prediction.digit,
+                prediction.reading,
                 f"{prediction.confidence:.1%}",
                 "" if prediction.verdict == Prediction.Verdict.DIGIT else f" · {prediction.get_verdict_display()}",
                 prediction.model_version.number,
@@ -255,8 +256,8 @@ class DigitImageAdmin(admin.ModelAdmin):
         return format_html(
             '{} at {} ({}{}) by v{} <img src="{}" alt="model input" width="84" height="84" '
             'style="vertical-align:middle">',
-            prediction.digit,
-            f"{prediction.confidence:.1%}",
+            prediction.reading,
+            f"{prediction.confidence:.1%}" + (" for its least sure digit" if prediction.is_number else ""),
             prediction.get_verdict_display(),
             f": {prediction.verdict_reason}" if prediction.verdict_reason else "",
             prediction.model_version.number,

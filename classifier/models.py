@@ -249,6 +249,11 @@ class Prediction(models.Model):
     def is_number(self) -> bool:
         return len(self.digits) > 1
 
+    @property
+    def reading(self) -> str:
+        """What it reads, in a word: the number, or the one digit (the best guess when it is not a digit)."""
+        return self.number if self.is_number else str(self.digit)
+
     def readings(self) -> list[dict]:
         """Each digit's reading, left to right (``digits``); a prediction made before numbers
         were read is its one digit, with no box."""

@@ -5,6 +5,7 @@ from django.urls import reverse
 from classifier.models import Flag, ModelVersion
 from classifier.services import model_version_ensure_initial, prediction_run
 from classifier.tests.factories import DigitImageFactory, FlagFactory, ModelVersionFactory, UserFactory
+from classifier.tests.test_services import _number_page
 from ml.tests.conftest import encode
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +39,16 @@ def test_image_list_shows_thumbnails_digits_and_filters(staff_client, classified
     assert all(obj.prediction.digit == digit for obj in filtered.context["cl"].result_list)
     searched = staff_client.get(reverse("admin:classifier_digitimage_changelist"), {"q": classified[1].original_name})
     assert list(searched.context["cl"].result_list) == [classified[1]]
+
+
+def test_image_list_and_page_show_a_numbers_reading(staff_client, mnist):
+    number = DigitImageFactory(data=encode(_number_page(mnist, [0, 1, 2])))
+    prediction = prediction_run(image_id=number.pk)
+    assert prediction.is_number and len(prediction.number) == 3
+    listed = staff_client.get(reverse("admin:classifier_digitimage_changelist")).content.decode()
+    assert f"<strong>{prediction.number}</strong> · {prediction.confidence:.1%}" in listed
+    page = staff_client.get(reverse("admin:classifier_digitimage_change", args=[number.pk])).content.decode()
+    assert f"{prediction.number} at {prediction.confidence:.1%} for its least sure digit" in page
 
 
 def test_flag_action_asks_for_the_digit_then_flags(staff_client, classified):
