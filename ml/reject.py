@@ -43,7 +43,7 @@ REASONS = {
     "text": "it looks like letters, a word or a symbol.",
     "drawing": "it looks like a drawing or a shape.",
     "scribble": "it looks like a scribble.",
-    "number": "it looks like several digits; upload them one at a time.",
+    "number": "it looks like several digits written together, which could not be told apart.",
     "photo": "it looks like a photo of something else.",
 }
 VERDICTS = ("digit", "unsure", "not_a_digit")
