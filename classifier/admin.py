@@ -298,9 +298,9 @@ class DigitImageAdmin(admin.ModelAdmin):
                 continue
             image_flag(
                 image=form.instance,
-                correct_digit=None
+                correct_number=None
                 if inline_form.cleaned_data.get("not_a_digit")
-                else inline_form.cleaned_data["correct_digit"],
+                else str(inline_form.cleaned_data["correct_digit"]),
                 flagged_by=request.user,
                 note=inline_form.cleaned_data.get("note", ""),
             )
@@ -315,7 +315,7 @@ class DigitImageAdmin(admin.ModelAdmin):
                 for image in images:
                     image_flag(
                         image=image,
-                        correct_digit=answers[image.pk],
+                        correct_number=None if answers[image.pk] is None else str(answers[image.pk]),
                         flagged_by=request.user,
                         note=form.cleaned_data["note"],
                     )

@@ -459,7 +459,7 @@ def image_feedback(request, pk: int):
         raise Http404
     form = FeedbackForm(request.POST, predicted=image.prediction.digit)
     if form.is_valid():
-        feedback_give(image=image, user=request.user, suggested_digit=form.cleaned_data["digit"])
+        feedback_give(image=image, user=request.user, suggested_number=str(form.cleaned_data["digit"]))
         messages.success(
             request,
             f"Thank you: you said this is a {form.cleaned_data['digit']}. "

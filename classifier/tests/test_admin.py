@@ -113,8 +113,8 @@ def test_staff_confirm_owner_feedback_into_flags(staff_client, classified):
     from classifier.services import feedback_give
 
     first, second, _ = classified
-    feedback_give(image=first, user=first.owner, suggested_digit=(first.prediction.digit + 1) % 10)
-    feedback_give(image=second, user=second.owner, suggested_digit=(second.prediction.digit + 1) % 10)
+    feedback_give(image=first, user=first.owner, suggested_number=str((first.prediction.digit + 1) % 10))
+    feedback_give(image=second, user=second.owner, suggested_number=str((second.prediction.digit + 1) % 10))
     url = reverse("admin:classifier_feedback_changelist")
     waiting = staff_client.get(url, {"confirmed": "no"})
     assert len(waiting.context["cl"].result_list) == 2
@@ -135,8 +135,8 @@ def test_the_image_list_shows_the_owners_waiting_feedback(staff_client, classifi
     from classifier.services import feedback_confirm, feedback_give
 
     first, second, third = classified
-    waiting = feedback_give(image=first, user=first.owner, suggested_digit=(first.prediction.digit + 1) % 10)
-    confirmed = feedback_give(image=second, user=second.owner, suggested_digit=(second.prediction.digit + 1) % 10)
+    waiting = feedback_give(image=first, user=first.owner, suggested_number=str((first.prediction.digit + 1) % 10))
+    confirmed = feedback_give(image=second, user=second.owner, suggested_number=str((second.prediction.digit + 1) % 10))
     feedback_confirm(feedback=[confirmed], confirmed_by=staff_client.staff)
     url = reverse("admin:classifier_digitimage_changelist")
     html = staff_client.get(url).content.decode()

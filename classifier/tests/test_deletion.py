@@ -47,7 +47,7 @@ def uploaded(owner, data: bytes, *, consent: bool, name: str = "seven.png") -> D
 def classified_and_corrected(owner, data: bytes, *, consent: bool, digit: int = 1) -> DigitImage:
     image = uploaded(owner, data, consent=consent)
     assert prediction_run(image_id=image.pk) is not None
-    image_flag(image=image, correct_digit=digit, flagged_by=UserFactory(is_staff=True))
+    image_flag(image=image, correct_number=str(digit), flagged_by=UserFactory(is_staff=True))
     return DigitImage.objects.get(pk=image.pk)
 
 
@@ -61,8 +61,8 @@ def file_exists(image: DigitImage) -> bool:
 def test_deleting_an_image_removes_its_file_prediction_feedback_and_flag(user, png, django_capture_on_commit_callbacks):
     image = uploaded(user, png, consent=False)
     prediction_run(image_id=image.pk)
-    feedback_give(image=image, user=user, suggested_digit=1)
-    image_flag(image=image, correct_digit=1, flagged_by=UserFactory(is_staff=True))
+    feedback_give(image=image, user=user, suggested_number="1")
+    image_flag(image=image, correct_number="1", flagged_by=UserFactory(is_staff=True))
     assert file_exists(image) and Prediction.objects.get(image=image).saliency
     with django_capture_on_commit_callbacks(execute=True):
         kept = image_delete(image=image)
@@ -126,7 +126,7 @@ def test_without_consent_or_without_a_correction_nothing_is_kept(user, mnist, dj
 
 def test_a_not_a_digit_correction_is_kept_as_such(user, mnist, django_capture_on_commit_callbacks):
     image = classified_and_corrected(user, encode(255 - mnist.test.images[0]), consent=True)
-    image_flag(image=image, correct_digit=None, flagged_by=UserFactory(is_staff=True))
+    image_flag(image=image, correct_number=None, flagged_by=UserFactory(is_staff=True))
     with django_capture_on_commit_callbacks(execute=True):
         image_delete(image=image)
     example = TrainingExample.objects.get()
@@ -344,7 +344,7 @@ def test_deleting_the_account_deletes_everything_but_consented_corrections(
 def test_staff_may_delete_their_account_but_not_the_last_superuser(client, png, django_capture_on_commit_callbacks):
     staff = UserFactory(is_staff=True)
     flagged = uploaded(UserFactory(), png, consent=False)
-    image_flag(image=flagged, correct_digit=3, flagged_by=staff)
+    image_flag(image=flagged, correct_number="3", flagged_by=staff)
     with django_capture_on_commit_callbacks(execute=True):
         assert account_delete(user=staff).images == 0
     assert Flag.objects.get().flagged_by is None  # their corrections stay, without their name

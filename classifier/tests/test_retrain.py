@@ -138,7 +138,7 @@ def test_retrain_learns_from_corrections_kept_after_their_images_were_deleted(
         file = SimpleUploadedFile(f"{i}.jpg", upload.data)
         image = image_upload_create(owner=owner, files=[file], training_consent=consent).created[0]
         prediction_run(image_id=image.pk)
-        image_flag(image=image, correct_digit=upload.label, flagged_by=staff)
+        image_flag(image=image, correct_number=str(upload.label), flagged_by=staff)
         uploads[image.pk] = upload
     with django_capture_on_commit_callbacks(execute=True):
         for image in DigitImage.objects.order_by("pk"):

@@ -511,7 +511,7 @@ def test_history_shows_the_persons_own_feedback(signed_in, user, png):
     from classifier.services import feedback_give
 
     image = done_image(user, png, digit=7)
-    feedback_give(image=image, user=user, suggested_digit=1)
+    feedback_give(image=image, user=user, suggested_number="1")
     row = " ".join(signed_in.get(reverse("classifier:history")).content.decode().split())
     assert "you said <strong>1</strong>" in row and "staff agreed" not in row
 
