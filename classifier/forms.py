@@ -3,9 +3,10 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import UserCreationForm
 
-from classifier.models import DIGIT_CHOICES, DigitImage, Prediction
+from classifier.models import DIGIT_CHOICES, NUMBER_VALIDATOR, DigitImage, Prediction
 from classifier.selectors import ImageFilters
 from ml.preprocessing import ACCEPTED_FORMATS_TEXT
+from ml.segment import MAX_DIGITS
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -167,29 +168,33 @@ class HistoryFilterForm(forms.Form):
 
 
 NOT_A_DIGIT = "not_a_digit"
-
-
-ANSWER_CHOICES = [("", "— choose —"), *DIGIT_CHOICES, (NOT_A_DIGIT, "not a digit")]
 # A correction that contradicts a prediction at least this confident is asked about again.
 CONFIDENT = 0.99
 
 
-def _answer(value):
-    return None if value == NOT_A_DIGIT else int(value)
+class ReadingField(forms.CharField):
+    """A correction as staff type it: the digits left to right ("7", "583124"), or "not a
+    digit", which cleans to None; left empty, "" (no answer)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, max_length=MAX_DIGITS, validators=[NUMBER_VALIDATOR], **kwargs)
+        self.widget.attrs.update({"placeholder": "583124 or not a digit", "list": "readings", "autocomplete": "off"})
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return None if value.lower() in (NOT_A_DIGIT, "not a digit") else value
+
+
+def _current_reading(prediction: Prediction) -> str:
+    return prediction.number or str(prediction.digit)
 
 
 class FlagImagesForm(forms.Form):
-    """What each selected image really shows: one answer for all of them (``correct_digit``)
-    or one per image (``digit_<pk>``, which wins), never a default; "not a digit" is None.
+    """What each selected image really reads: one answer for all of them (``correct_number``)
+    or one per image (``number_<pk>``, which wins), never a default; "not a digit" is None.
     Overruling a prediction of 99% or more needs ``confirm``."""
 
-    correct_digit = forms.TypedChoiceField(
-        label="Correct digit (every image without its own answer)",
-        choices=ANSWER_CHOICES,
-        coerce=_answer,
-        empty_value="",
-        required=False,
-    )
+    correct_number = ReadingField(label="Correct reading (every image without its own answer)")
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     confirm = forms.BooleanField(
         label="Yes: these corrections overrule predictions the model was at least 99% sure of", required=False
@@ -199,38 +204,36 @@ class FlagImagesForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.images = list(images)
         for image in self.images:
-            self.fields[f"digit_{image.pk}"] = forms.TypedChoiceField(
-                label=image.original_name, choices=ANSWER_CHOICES, coerce=_answer, empty_value="", required=False
-            )
+            self.fields[f"number_{image.pk}"] = ReadingField(label=image.original_name)
         self.contradicted: list = []
 
     def per_image_fields(self):
-        return [(image, self[f"digit_{image.pk}"]) for image in self.images]
+        return [(image, self[f"number_{image.pk}"]) for image in self.images]
 
     def clean(self):
         cleaned = super().clean()
         answers, missing = {}, []
         for image in self.images:
-            own = cleaned.get(f"digit_{image.pk}", "")
-            answer = own if own != "" else cleaned.get("correct_digit", "")
+            own = cleaned.get(f"number_{image.pk}", "")
+            answer = own if own != "" else cleaned.get("correct_number", "")
             if answer == "":
                 missing.append(image.original_name)
             else:
                 answers[image.pk] = answer
         if missing:
-            raise forms.ValidationError(f"Choose what each image shows (no answer for: {', '.join(missing)}).")
+            raise forms.ValidationError(f"Write what each image reads (no answer for: {', '.join(missing)}).")
         self.contradicted = [
             image
             for image in self.images
             if (prediction := image.prediction_or_none) is not None
             and prediction.confidence >= CONFIDENT
-            and answers[image.pk] != prediction.digit
+            and answers[image.pk] != _current_reading(prediction)
         ]
         if self.contradicted and not cleaned.get("confirm"):
             self.add_error(
                 "confirm",
                 "The model was at least 99% sure of "
-                + ", ".join(f"{i.original_name} ({i.prediction.digit})" for i in self.contradicted)
+                + ", ".join(f"{i.original_name} ({_current_reading(i.prediction)})" for i in self.contradicted)
                 + ": check the answer, then tick this box.",
             )
         cleaned["answers"] = answers
