@@ -13,7 +13,7 @@ from django.utils.text import Truncator
 from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
-from classifier.forms import FlagImagesForm
+from classifier.forms import FlagImagesForm, current_reading
 from classifier.models import DIGIT_CHOICES, DigitImage, Feedback, Flag, ModelVersion, Prediction, TrainingExample
 from classifier.selectors import REVIEW_ORDER, review_queue
 from classifier.services import (
@@ -136,11 +136,6 @@ def _of_prediction(image: DigitImage, show: Callable[[Prediction], object]):
     return show(prediction) if prediction else "-"
 
 
-def _reading(prediction: Prediction):
-    """What the model read: the number, or for one digit (or none) its best guess."""
-    return prediction.number or prediction.digit
-
-
 def _training(correct_number: str, image: DigitImage) -> str:
     """Whether retraining learns from a correction of ``image``, and why not."""
     refusal = correction_training_refusal(correct_number=correct_number, prediction=image.prediction_or_none)
@@ -239,7 +234,7 @@ class DigitImageAdmin(admin.ModelAdmin):
             obj,
             lambda prediction: format_html(
                 "<strong>{}</strong> · {}{} · v{}",
-                _reading(prediction),
+                current_reading(prediction),
                 f"{prediction.confidence:.1%}",
                 "" if prediction.verdict == Prediction.Verdict.DIGIT else f" · {prediction.get_verdict_display()}",
                 prediction.model_version.number,
@@ -275,7 +270,7 @@ class DigitImageAdmin(admin.ModelAdmin):
         return format_html(
             '{} at {} ({}{}) by v{} <img src="{}" alt="model input" width="84" height="84" '
             'style="vertical-align:middle">',
-            _reading(prediction),
+            current_reading(prediction),
             f"{prediction.confidence:.1%}",
             prediction.get_verdict_display(),
             f": {prediction.verdict_reason}" if prediction.verdict_reason else "",
@@ -422,7 +417,7 @@ class FlagAdmin(admin.ModelAdmin):
 
     @admin.display(description="predicted")
     def predicted(self, obj):
-        return _of_prediction(obj.image, _reading)
+        return _of_prediction(obj.image, current_reading)
 
     @admin.display(description="retraining")
     def training(self, obj):
@@ -480,7 +475,7 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     @admin.display(description="predicted", ordering="image__prediction__digit")
     def predicted(self, obj):
-        return _of_prediction(obj.image, _reading)
+        return _of_prediction(obj.image, current_reading)
 
     @admin.display(description="retraining, once confirmed")
     def training(self, obj):
