@@ -110,7 +110,9 @@ def images_kept_on_delete(images: QuerySet[DigitImage]) -> QuerySet[DigitImage]:
 
 
 def flags_for_training() -> QuerySet[Flag]:
-    return Flag.objects.select_related("image").order_by("pk")
+    """Every flag with its image and prediction: a number's digits are learnt from the inputs
+    stored with the prediction, and its boxes say whether the correction fits."""
+    return Flag.objects.select_related("image", "image__prediction").order_by("pk")
 
 
 def training_examples_for_training() -> QuerySet[TrainingExample]:
