@@ -22,7 +22,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Least
+from django.db.models.functions import Coalesce, Greatest, Least, Length
 from django.utils import timezone
 
 from classifier.models import (
@@ -102,11 +102,28 @@ REVIEW_ORDER = (
 )
 
 
+class _JsonArrayLength(Func):
+    """The length of a JSON list column, on SQLite and PostgreSQL (whose JSONField is jsonb)."""
+
+    function = "JSON_ARRAY_LENGTH"
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return super().as_sql(compiler, connection, function="JSONB_ARRAY_LENGTH", **extra_context)
+
+
 def images_kept_on_delete(images: QuerySet[DigitImage]) -> QuerySet[DigitImage]:
-    """Those of ``images`` whose deletion keeps a TrainingExample: the owner agreed at upload,
-    staff corrected it, and the worker stored the input the model took (a failed image has
-    none). Everything else about a deleted image goes."""
-    return images.filter(training_consent=True, flag__isnull=False, prediction__model_input_exact__isnull=False)
+    """Those of ``images`` whose deletion keeps TrainingExamples: the owner agreed at upload,
+    staff corrected it as retraining learns from (a digit for each box the model found, or
+    "not a digit" for an image of one box), and the worker stored the inputs the model took
+    (a failed image has none). Everything else about a deleted image goes."""
+    # A prediction made before numbers were read has no boxes listed: it is one digit.
+    boxes = Greatest(_JsonArrayLength("prediction__digits"), Value(1))
+    return (
+        images.filter(training_consent=True, flag__isnull=False, prediction__model_input_exact__isnull=False)
+        .annotate(boxes=boxes, given=Length("flag__correct_number"))
+        .filter(Q(flag__not_a_digit=True, boxes=1) | Q(flag__not_a_digit=False, given=F("boxes")))
+    )
 
 
 def flags_for_training() -> QuerySet[Flag]:
