@@ -486,6 +486,18 @@ def test_statistics_page_shows_charts_and_numbers_to_staff(client, user, png):
     assert stats.totals["open_feedback"] == 1
 
 
+def test_statistics_page_counts_corrected_numbers_and_digits(client, user, png):
+    from classifier.models import Flag
+
+    Flag.objects.create(image=number_image(user, png, "583"), correct_number="588")
+    Flag.objects.create(image=number_image(user, png, "72"), correct_number="721")
+    client.force_login(UserFactory(is_staff=True))
+    html = client.get(reverse("classifier:stats")).content.decode()
+    assert '<dd class="fs-4 mb-0" id="corrected-numbers">2</dd>' in html
+    assert '<dd class="fs-4 mb-0" id="corrected-digits">3</dd>' in html
+    assert '<dd class="fs-4 mb-0" id="not-trained">1</dd>' in html
+
+
 def test_a_mistyped_address_gets_the_sites_404_page_with_a_way_back(signed_in):
     response = signed_in.get("/gallery/nothing-here/")
     page = response.content.decode()
