@@ -35,7 +35,7 @@ def main() -> None:
         predictions_run(image_ids=[image.pk for image in images])
         for image in images:  # staff say each is the next digit: corrections the model must learn
             image.refresh_from_db()
-            image_flag(image=image, correct_digit=(image.prediction.digit + 1) % 10, flagged_by=owner)
+            image_flag(image=image, correct_number=str((image.prediction.digit + 1) % 10), flagged_by=owner)
         print(f"stack: {stack.describe()}; {args.flags} flags")
         out = StringIO()
         started = time.monotonic()

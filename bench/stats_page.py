@@ -111,12 +111,24 @@ def insert(count: int, *, owners: list, versions: list, staff, rng: random.Rando
                 confidence = min(1.0, rng.betavariate(12, 0.6))
                 probabilities = [(1 - confidence) / 9] * 10
                 probabilities[digit] = confidence
+                # A tenth are numbers of 2 to 6 digits, each listed with its box as the worker stores it.
+                number = [digit, *(rng.randrange(10) for _ in range(rng.randrange(1, 6)))] if rng.random() < 0.1 else []
                 predictions.append(
                     Prediction(
                         image=image,
                         digit=digit,
                         confidence=confidence,
-                        verdict=rng.choice(verdicts),
+                        verdict=Prediction.Verdict.NUMBER if number else rng.choice(verdicts),
+                        number="".join(map(str, number)),
+                        digits=[
+                            {
+                                "digit": d,
+                                "confidence": confidence,
+                                "probabilities": probabilities,
+                                "box": [30 * k, 0, 28, 28],
+                            }
+                            for k, d in enumerate(number)
+                        ],
                         probabilities=probabilities,
                         model_version=rng.choice(versions),
                         model_input=model_input,
@@ -126,13 +138,24 @@ def insert(count: int, *, owners: list, versions: list, staff, rng: random.Rando
                     )
                 )
             Prediction.objects.bulk_create(predictions)
-            flagged = [image for image in images if rng.random() < 0.01]
-            # bulk_create skips save(), which keeps a reading and its one digit in step
+            flagged = [prediction for prediction in predictions if rng.random() < 0.01]
+            # bulk_create skips save(), which keeps a reading and its one digit in step. A number's
+            # correction changes its last digit, or (a fifth) adds one: kept, not trained on.
+            corrections = [
+                p.number[:-1] + str(rng.randrange(10)) + ("7" if rng.random() < 0.2 else "")
+                if p.number
+                else str(rng.randrange(10))
+                for p in flagged
+            ]
             Flag.objects.bulk_create(
                 Flag(
-                    image=image, correct_digit=d, correct_number=str(d), flagged_by=staff, flagged_at=image.uploaded_at
+                    image=p.image,
+                    correct_digit=int(number) if len(number) == 1 else None,
+                    correct_number=number,
+                    flagged_by=staff,
+                    flagged_at=p.image.uploaded_at,
                 )
-                for image, d in ((image, rng.randrange(10)) for image in flagged)
+                for p, number in zip(flagged, corrections, strict=True)
             )
             Feedback.objects.bulk_create(
                 Feedback(image=image, suggested_digit=d, suggested_number=str(d), created_at=image.uploaded_at)

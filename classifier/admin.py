@@ -20,6 +20,7 @@ from classifier.services import (
     AccountDeleteRefused,
     account_delete,
     account_delete_refusal,
+    correction_training_refusal,
     feedback_confirm,
     image_delete,
     image_flag,
@@ -117,18 +118,28 @@ class FlagInline(admin.StackedInline):
     """Flag a single image from its change page."""
 
     model = Flag
-    fields = ("correct_digit", "not_a_digit", "note", "flagged_by", "flagged_at", "trained_in")
-    readonly_fields = ("flagged_by", "flagged_at", "trained_in")
+    fields = ("correct_number", "not_a_digit", "note", "training", "flagged_by", "flagged_at", "trained_in")
+    readonly_fields = ("training", "flagged_by", "flagged_at", "trained_in")
     extra = 0
     max_num = 1
     verbose_name = verbose_name_plural = "correction (flag)"
     can_delete = True
+
+    @admin.display(description="retraining")
+    def training(self, obj):
+        return _training(obj.correct_number, obj.image) if obj.pk else "-"
 
 
 def _of_prediction(image: DigitImage, show: Callable[[Prediction], object]):
     """A column that shows something of the image's prediction; "-" while there is none."""
     prediction = image.prediction_or_none
     return show(prediction) if prediction else "-"
+
+
+def _training(correct_number: str, image: DigitImage) -> str:
+    """Whether retraining learns from a correction of ``image``, and why not."""
+    refusal = correction_training_refusal(correct_number=correct_number, prediction=image.prediction_or_none)
+    return refusal or "trained on"
 
 
 def _cut(text: str, length: int = 24):
@@ -237,12 +248,16 @@ class DigitImageAdmin(admin.ModelAdmin):
         if feedback is None:
             return ""
         state = "confirmed" if feedback.is_confirmed else "waiting"
-        return format_html("{} <small>({})</small>", feedback.suggested_digit, state)
+        return format_html("{} <small>({})</small>", feedback.suggested_number, state)
 
     @admin.display(description="flag")
     def flag_digit(self, obj):
         flag = obj.flag_or_none
-        return flag.says if flag else ""
+        if flag is None:
+            return ""
+        if correction_training_refusal(correct_number=flag.correct_number, prediction=obj.prediction_or_none):
+            return format_html("{} <small>(not trained on)</small>", flag.says)
+        return flag.says
 
     @admin.display(description="uploaded", ordering="uploaded_at")
     def uploaded(self, obj):
@@ -299,9 +314,9 @@ class DigitImageAdmin(admin.ModelAdmin):
                 continue
             image_flag(
                 image=form.instance,
-                correct_digit=None
+                correct_number=None
                 if inline_form.cleaned_data.get("not_a_digit")
-                else inline_form.cleaned_data["correct_digit"],
+                else inline_form.cleaned_data["correct_number"],
                 flagged_by=request.user,
                 note=inline_form.cleaned_data.get("note", ""),
             )
@@ -316,11 +331,11 @@ class DigitImageAdmin(admin.ModelAdmin):
                 for image in images:
                     image_flag(
                         image=image,
-                        correct_digit=answers[image.pk],
+                        correct_number=answers[image.pk],
                         flagged_by=request.user,
                         note=form.cleaned_data["note"],
                     )
-                said = {"not a digit" if answer is None else str(answer) for answer in answers.values()}
+                said = {"not a digit" if answer is None else answer for answer in answers.values()}
                 count = len(images)
                 if len(said) == 1:
                     message = ngettext(
@@ -333,12 +348,17 @@ class DigitImageAdmin(admin.ModelAdmin):
                     ]
                     message = f"Flagged {count} images: {', '.join(each)}."
                 self.message_user(request, message, messages.SUCCESS)
+                for image in images:
+                    if refusal := correction_training_refusal(
+                        correct_number=answers[image.pk], prediction=image.prediction_or_none
+                    ):
+                        self.message_user(request, f"{image.original_name}: {refusal}", messages.WARNING)
                 return None
         else:
             form = FlagImagesForm(images=images)
         context = {
             **self.admin_site.each_context(request),
-            "title": "Flag images with their correct digit",
+            "title": "Flag images with their correct reading",
             "images": images,
             "form": form,
             "opts": self.model._meta,
@@ -390,15 +410,19 @@ class TrainingExampleAdmin(admin.ModelAdmin):
 
 @admin.register(Flag)
 class FlagAdmin(admin.ModelAdmin):
-    list_display = ("image", "correct_digit", "not_a_digit", "predicted", "flagged_by", "flagged_at", "trained_in")
+    list_display = ("image", "says", "predicted", "training", "flagged_by", "flagged_at", "trained_in")
     list_filter = ("not_a_digit", "correct_digit", "trained_in")
-    search_fields = ("image__original_name", "image__owner__username", "note")
+    search_fields = ("image__original_name", "image__owner__username", "note", "correct_number")
     list_select_related = ("image__prediction", "flagged_by", "trained_in")
     readonly_fields = ("image", "flagged_by", "flagged_at", "trained_in")
 
     @admin.display(description="predicted")
     def predicted(self, obj):
-        return _of_prediction(obj.image, lambda prediction: prediction.digit)
+        return _of_prediction(obj.image, lambda prediction: prediction.reading)
+
+    @admin.display(description="retraining")
+    def training(self, obj):
+        return _training(obj.correct_number, obj.image)
 
     def has_add_permission(self, request):
         return False  # flags are made on images
@@ -424,8 +448,9 @@ class FeedbackAdmin(admin.ModelAdmin):
         "image_link",
         "owner",
         "predicted",
-        "suggested_digit",
+        "suggested_number",
         "confidence",
+        "training",
         "created_at",
         "confirmed",
     )
@@ -434,7 +459,7 @@ class FeedbackAdmin(admin.ModelAdmin):
     ordering = ("confirmed_at", "-created_at")  # waiting ones first, newest first
     list_select_related = ("image__prediction", "image__owner")
     actions = ["confirm_as_flags"]
-    readonly_fields = ("image", "suggested_digit", "created_at", "confirmed_by", "confirmed_at")
+    readonly_fields = ("image", "suggested_number", "created_at", "confirmed_by", "confirmed_at")
 
     @admin.display(description="image")
     def thumbnail(self, obj):
@@ -451,7 +476,11 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     @admin.display(description="predicted", ordering="image__prediction__digit")
     def predicted(self, obj):
-        return _of_prediction(obj.image, lambda prediction: prediction.digit)
+        return _of_prediction(obj.image, lambda prediction: prediction.reading)
+
+    @admin.display(description="retraining, once confirmed")
+    def training(self, obj):
+        return _training(obj.suggested_number, obj.image)
 
     @admin.display(description="confidence", ordering="image__prediction__confidence")
     def confidence(self, obj):

@@ -3,9 +3,10 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import UserCreationForm
 
-from classifier.models import DIGIT_CHOICES, DigitImage, Prediction
+from classifier.models import DIGIT_CHOICES, NUMBER_VALIDATOR, DigitImage, Feedback, Prediction
 from classifier.selectors import ImageFilters
 from ml.preprocessing import ACCEPTED_FORMATS_TEXT
+from ml.segment import MAX_DIGITS
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -167,29 +168,29 @@ class HistoryFilterForm(forms.Form):
 
 
 NOT_A_DIGIT = "not_a_digit"
-
-
-ANSWER_CHOICES = [("", "— choose —"), *DIGIT_CHOICES, (NOT_A_DIGIT, "not a digit")]
 # A correction that contradicts a prediction at least this confident is asked about again.
 CONFIDENT = 0.99
 
 
-def _answer(value):
-    return None if value == NOT_A_DIGIT else int(value)
+class ReadingField(forms.CharField):
+    """A correction as staff type it: the digits left to right ("7", "583124"), or "not a
+    digit", which cleans to None; left empty, "" (no answer)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, max_length=MAX_DIGITS, validators=[NUMBER_VALIDATOR], **kwargs)
+        self.widget.attrs.update({"placeholder": "583124 or not a digit", "list": "readings", "autocomplete": "off"})
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return None if value.lower() in (NOT_A_DIGIT, "not a digit") else value
 
 
 class FlagImagesForm(forms.Form):
-    """What each selected image really shows: one answer for all of them (``correct_digit``)
-    or one per image (``digit_<pk>``, which wins), never a default; "not a digit" is None.
+    """What each selected image really reads: one answer for all of them (``correct_number``)
+    or one per image (``number_<pk>``, which wins), never a default; "not a digit" is None.
     Overruling a prediction of 99% or more needs ``confirm``."""
 
-    correct_digit = forms.TypedChoiceField(
-        label="Correct digit (every image without its own answer)",
-        choices=ANSWER_CHOICES,
-        coerce=_answer,
-        empty_value="",
-        required=False,
-    )
+    correct_number = ReadingField(label="Correct reading (every image without its own answer)")
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     confirm = forms.BooleanField(
         label="Yes: these corrections overrule predictions the model was at least 99% sure of", required=False
@@ -199,60 +200,94 @@ class FlagImagesForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.images = list(images)
         for image in self.images:
-            self.fields[f"digit_{image.pk}"] = forms.TypedChoiceField(
-                label=image.original_name, choices=ANSWER_CHOICES, coerce=_answer, empty_value="", required=False
-            )
+            self.fields[f"number_{image.pk}"] = ReadingField(label=image.original_name)
         self.contradicted: list = []
 
     def per_image_fields(self):
-        return [(image, self[f"digit_{image.pk}"]) for image in self.images]
+        return [(image, self[f"number_{image.pk}"]) for image in self.images]
 
     def clean(self):
         cleaned = super().clean()
         answers, missing = {}, []
         for image in self.images:
-            own = cleaned.get(f"digit_{image.pk}", "")
-            answer = own if own != "" else cleaned.get("correct_digit", "")
+            own = cleaned.get(f"number_{image.pk}", "")
+            answer = own if own != "" else cleaned.get("correct_number", "")
             if answer == "":
                 missing.append(image.original_name)
             else:
                 answers[image.pk] = answer
         if missing:
-            raise forms.ValidationError(f"Choose what each image shows (no answer for: {', '.join(missing)}).")
+            raise forms.ValidationError(f"Write what each image reads (no answer for: {', '.join(missing)}).")
         self.contradicted = [
             image
             for image in self.images
             if (prediction := image.prediction_or_none) is not None
             and prediction.confidence >= CONFIDENT
-            and answers[image.pk] != prediction.digit
+            and answers[image.pk] != prediction.reading
         ]
         if self.contradicted and not cleaned.get("confirm"):
             self.add_error(
                 "confirm",
                 "The model was at least 99% sure of "
-                + ", ".join(f"{i.original_name} ({i.prediction.digit})" for i in self.contradicted)
+                + ", ".join(f"{i.original_name} ({i.prediction.reading})" for i in self.contradicted)
                 + ": check the answer, then tick this box.",
             )
         cleaned["answers"] = answers
         return cleaned
 
 
-class FeedbackForm(forms.Form):
-    """An owner's "this is wrong, it is a ...": any digit but the predicted one."""
+# A reading typed on a phone: the digit keypad, and the browser's own check before it is sent.
+READING_INPUT = {
+    "class": "form-control",
+    "inputmode": "numeric",
+    "pattern": f"[0-9]{{1,{MAX_DIGITS}}}",
+    "maxlength": MAX_DIGITS,
+    "autocomplete": "off",
+    "title": "digits only, left to right, such as 583124",
+}
 
-    digit = forms.TypedChoiceField(
-        label="It is really a",
-        coerce=int,
-        choices=DIGIT_CHOICES,
-        widget=forms.Select(attrs={"class": "form-select"}),
+
+class FeedbackForm(forms.Form):
+    """An owner's "this is wrong, it reads ...": digits left to right, prefilled with their
+    last suggestion or the current reading. ``feedback_give`` judges the reading."""
+
+    number = forms.CharField(
+        label="It really reads",
+        error_messages={"required": "Write what it really reads, digits only, left to right."},
+        widget=forms.TextInput(attrs=READING_INPUT),
     )
 
-    def __init__(self, *args, predicted: int, **kwargs):
+    def __init__(self, *args, prediction: Prediction, feedback: Feedback | None = None, **kwargs):
+        kwargs.setdefault("initial", {"number": feedback.suggested_number if feedback else prediction.reading})
         super().__init__(*args, **kwargs)
-        field = self.fields["digit"]
-        field.choices = [("", "choose…"), *((digit, label) for digit, label in DIGIT_CHOICES if digit != predicted)]
-        field.error_messages["invalid_choice"] = (
-            f"The model already says {predicted}; choose the digit it really is."
-            if str(self.data.get("digit")) == str(predicted)
-            else "Choose a digit from 0 to 9."
-        )
+
+
+class StaffFlagForm(forms.Form):
+    """Staff's correction on the image's page, as in the admin: what it really reads, or that
+    it is not a digit; prefilled with the flag there is, else the current reading.
+    ``image_flag`` judges the reading."""
+
+    number = forms.CharField(label="It really reads", required=False, widget=forms.TextInput(attrs=READING_INPUT))
+    not_a_digit = forms.BooleanField(
+        label="It is not a digit", required=False, widget=forms.CheckboxInput(attrs={"class": "form-check-input"})
+    )
+    note = forms.CharField(required=False, widget=forms.TextInput(attrs={"class": "form-control"}))
+
+    def __init__(self, *args, image: DigitImage, **kwargs):
+        flag, prediction = image.flag_or_none, image.prediction_or_none
+        if flag is not None:
+            initial = {"number": flag.correct_number, "not_a_digit": flag.not_a_digit, "note": flag.note}
+        else:
+            initial = {"number": prediction.reading if prediction else ""}
+        super().__init__(*args, initial=initial, prefix="flag", **kwargs)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("not_a_digit") == bool(cleaned.get("number")):
+            raise forms.ValidationError('Write what it really reads, or tick "It is not a digit" (not both).')
+        return cleaned
+
+    @property
+    def correct_number(self) -> str | None:
+        """The correction as ``image_flag`` takes it."""
+        return None if self.cleaned_data["not_a_digit"] else self.cleaned_data["number"]

@@ -251,8 +251,8 @@ class Prediction(models.Model):
 
     @property
     def reading(self) -> str:
-        """What it reads, in a word: the number, or the one digit (the best guess when it is not a digit)."""
-        return self.number if self.is_number else str(self.digit)
+        """What it reads, in a word: the number, or for one digit (or none) its best guess."""
+        return self.number or str(self.digit)
 
     def readings(self) -> list[dict]:
         """Each digit's reading, left to right (``digits``); a prediction made before numbers

@@ -19,10 +19,11 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    Sum,
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, Least
+from django.db.models.functions import Coalesce, Greatest, Least, Length
 from django.utils import timezone
 
 from classifier.models import (
@@ -102,15 +103,42 @@ REVIEW_ORDER = (
 )
 
 
+class _JsonArrayLength(Func):
+    """The length of a JSON list column, on SQLite and PostgreSQL (whose JSONField is jsonb)."""
+
+    function = "JSON_ARRAY_LENGTH"
+    output_field = IntegerField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return super().as_sql(compiler, connection, function="JSONB_ARRAY_LENGTH", **extra_context)
+
+
+def _trains(prediction: str, not_a_digit: str, correct_number: str) -> tuple[dict, Q]:
+    """Annotations and the condition of a correction retraining learns from (as
+    ``correction_training_refusal`` decides it): a digit for each box the model found, or "not
+    a digit" on an image of one box. A prediction made before numbers were read lists no
+    boxes, and an image with no prediction is read again from its file: one box each."""
+    boxes = Greatest(Coalesce(_JsonArrayLength(f"{prediction}__digits"), Value(0)), Value(1))
+    annotations = {"boxes": boxes, "given": Length(correct_number)}
+    return annotations, Q(**{not_a_digit: True, "boxes": 1}) | Q(**{not_a_digit: False, "given": F("boxes")})
+
+
 def images_kept_on_delete(images: QuerySet[DigitImage]) -> QuerySet[DigitImage]:
-    """Those of ``images`` whose deletion keeps a TrainingExample: the owner agreed at upload,
-    staff corrected it, and the worker stored the input the model took (a failed image has
-    none). Everything else about a deleted image goes."""
-    return images.filter(training_consent=True, flag__isnull=False, prediction__model_input_exact__isnull=False)
+    """Those of ``images`` whose deletion keeps TrainingExamples: the owner agreed at upload,
+    staff corrected it as retraining learns from, and the worker stored the inputs the model
+    took (a failed image has none). Everything else about a deleted image goes."""
+    annotations, trains = _trains("prediction", "flag__not_a_digit", "flag__correct_number")
+    return (
+        images.filter(training_consent=True, flag__isnull=False, prediction__model_input_exact__isnull=False)
+        .annotate(**annotations)
+        .filter(trains)
+    )
 
 
 def flags_for_training() -> QuerySet[Flag]:
-    return Flag.objects.select_related("image").order_by("pk")
+    """Every flag with its image and prediction: a number's digits are learnt from the inputs
+    stored with the prediction, and its boxes say whether the correction fits."""
+    return Flag.objects.select_related("image", "image__prediction").order_by("pk")
 
 
 def training_examples_for_training() -> QuerySet[TrainingExample]:
@@ -186,7 +214,7 @@ def site_stats(*, days: int = 30) -> SiteStats:
     # each prediction up, where SQLite, without table statistics, would join from every image.
     predicted_digit = Subquery(Prediction.objects.filter(image_id=OuterRef("image_id")).values("digit"))
     pairs = (
-        Flag.objects.filter(not_a_digit=False)
+        Flag.objects.filter(correct_digit__isnull=False)  # one-digit corrections: a number is no digit pair
         .annotate(predicted=predicted_digit)
         .filter(predicted__isnull=False)
         .values_list("predicted", "correct_digit")
@@ -207,11 +235,24 @@ def site_stats(*, days: int = 30) -> SiteStats:
             "images": DigitImage.objects.count(),
             "users": DigitImage.objects.values("owner").distinct().count(),
             "failed": DigitImage.objects.filter(status=DigitImage.Status.FAILED).count(),
-            "flags": Flag.objects.count(),
+            **_correction_totals(),
             "open_feedback": Feedback.objects.filter(confirmed_at__isnull=True).count(),
             "to_review": review_queue().count(),
         },
         review_queue_per_day=_review_queue_per_day(start, ends),
+    )
+
+
+def _correction_totals() -> dict[str, int]:
+    """The flags; the corrected numbers (two digits or more); the digits retraining learns from
+    (those of the corrections it trains on); and the corrections it does not train on (their
+    digit count differs from the boxes found). One query."""
+    annotations, trains = _trains("image__prediction", "not_a_digit", "correct_number")
+    return Flag.objects.annotate(**annotations).aggregate(
+        flags=Count("pk"),
+        corrected_numbers=Count("pk", filter=Q(given__gte=2)),
+        corrected_digits=Coalesce(Sum("given", filter=trains), 0),
+        not_trained=Count("pk", filter=~trains),
     )
 
 

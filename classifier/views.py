@@ -30,7 +30,7 @@ from django_htmx.http import HttpResponseStopPolling
 from rest_framework.authtoken.models import Token
 
 from classifier import charts, exports, landing
-from classifier.forms import AccountDeleteForm, FeedbackForm, HistoryFilterForm, SignUpForm, UploadForm
+from classifier.forms import AccountDeleteForm, FeedbackForm, HistoryFilterForm, SignUpForm, StaffFlagForm, UploadForm
 from classifier.models import DigitImage, DrawingPreview, Prediction, runner_up
 from classifier.responses import image_file_response, png_response
 from classifier.selectors import (
@@ -53,9 +53,11 @@ from classifier.services import (
     account_delete_refusal,
     api_token_create,
     api_token_revoke,
+    correction_training_refusal,
     drawing_preview_create,
     feedback_give,
     image_delete,
+    image_flag,
     image_retry,
     image_upload_create,
     password_reset_request_allow,
@@ -423,14 +425,17 @@ def _detail_context(request, image: DigitImage) -> dict:
     feedback = image.feedback_or_none
     feedback_form = None
     if prediction is not None and image.owner_id == request.user.pk:
-        initial = {"digit": feedback.suggested_digit} if feedback else {}
-        feedback_form = FeedbackForm(initial=initial, predicted=prediction.digit)
+        feedback_form = FeedbackForm(prediction=prediction, feedback=feedback)
+    flag = image.flag_or_none
     return {
         "image": image,
         "prediction": prediction,
         "bars": bars,
         "feedback": feedback,
         "feedback_form": feedback_form,
+        "flag_form": StaffFlagForm(image=image) if request.user.is_staff and image.is_finished else None,
+        "flag_not_trained": flag
+        and correction_training_refusal(correct_number=flag.correct_number, prediction=prediction),
         # An all-zero map means nothing in the image spoke for the digit: say so, show no picture.
         "grad_cam_empty": prediction is not None and prediction.heat_map_is_empty,
     }
@@ -451,23 +456,56 @@ def image_detail_result(request, pk: int):
     return HttpResponseStopPolling(html) if image.is_finished else HttpResponse(html)
 
 
+def _form_errors_tell(request, form) -> None:
+    for errors in form.errors.values():
+        for error in errors:
+            messages.error(request, error)
+
+
 @require_POST
 def image_feedback(request, pk: int):
-    """The owner says the prediction is wrong; staff see it as a suggestion."""
+    """The owner says the reading is wrong; staff see it as a suggestion."""
     image = _image_or_404(request, pk)
     if image.owner_id != request.user.pk or image.prediction_or_none is None:
         raise Http404
-    form = FeedbackForm(request.POST, predicted=image.prediction.digit)
-    if form.is_valid():
-        feedback_give(image=image, user=request.user, suggested_digit=form.cleaned_data["digit"])
+    form = FeedbackForm(request.POST, prediction=image.prediction)
+    if not form.is_valid():
+        _form_errors_tell(request, form)
+        return redirect(image)
+    try:
+        feedback = feedback_give(image=image, user=request.user, suggested_number=form.cleaned_data["number"])
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        number = feedback.suggested_number
         messages.success(
             request,
-            f"Thank you: you said this is a {form.cleaned_data['digit']}. "
+            f"Thank you: you said this {f'is a {number}' if len(number) == 1 else f'reads {number}'}. "
             "The prediction stays as it is; our staff will review your suggestion.",
         )
-    else:
-        for error in form.errors.get("digit", []):
-            messages.error(request, error)
+    return redirect(image)
+
+
+@require_POST
+def image_flag_view(request, pk: int):
+    """Staff correct the reading from the image's page, as they would in the admin."""
+    if not request.user.is_staff:
+        raise Http404
+    image = _image_or_404(request, pk)
+    form = StaffFlagForm(request.POST, image=image)
+    if not form.is_valid():
+        _form_errors_tell(request, form)
+        return redirect(image)
+    try:
+        flag = image_flag(
+            image=image, correct_number=form.correct_number, flagged_by=request.user, note=form.cleaned_data["note"]
+        )
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect(image)
+    messages.success(request, f"Flagged: this {flag.says}.")
+    if refusal := correction_training_refusal(correct_number=flag.correct_number, prediction=image.prediction_or_none):
+        messages.warning(request, refusal)
     return redirect(image)
 
 

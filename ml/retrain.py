@@ -16,7 +16,7 @@ confidence is calibrated on them again, as training calibrated the parent's.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,19 +148,34 @@ def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bo
 class CorrectionSplit:
     """Which corrections the candidate trains on and which it is judged on."""
 
-    train: np.ndarray  # indices
+    train: np.ndarray  # indices of the examples (rows of the corrections' arrays)
     judged: np.ndarray
     kind: str  # "held-out", or "all (too few to hold out)"
+    trained: np.ndarray  # indices of the corrections whose examples are ``train``
 
 
-def split_corrections(count: int, *, seed: int, min_for_holdout: int) -> CorrectionSplit:
+def split_corrections(
+    count: int, *, seed: int, min_for_holdout: int, sizes: Sequence[int] | None = None
+) -> CorrectionSplit:
     """With enough corrections a fifth is held out, so that "better on the corrections" is
-    measured on images the candidate never saw; with few, all are used for both."""
+    measured on images the candidate never saw; with few, all are used for both.
+
+    ``sizes``: how many examples each correction gives, one after another (a number's
+    digits; one each by default). A correction goes whole to one side: the candidate is never
+    judged on a digit of a number it was trained on."""
     order = np.random.default_rng(seed).permutation(count)
     held = order[: count // 5] if count >= min_for_holdout else order[:0]
+    sizes = np.ones(count, dtype=int) if sizes is None else np.asarray(sizes, dtype=int)
+    starts = np.cumsum(sizes) - sizes
+
+    def rows(corrections: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.arange(starts[c], starts[c] + sizes[c]) for c in corrections] or [np.zeros(0, int)])
+
     if len(held):
-        return CorrectionSplit(train=np.setdiff1d(order, held), judged=held, kind="held-out")
-    return CorrectionSplit(train=np.sort(order), judged=order, kind="all (too few to hold out)")
+        trained = np.setdiff1d(order, held)
+        return CorrectionSplit(train=rows(trained), judged=rows(held), kind="held-out", trained=trained)
+    trained = np.sort(order)
+    return CorrectionSplit(train=rows(trained), judged=rows(order), kind="all (too few to hold out)", trained=trained)
 
 
 # --- A whole retraining run ---------------------------------------------------------------
@@ -310,7 +325,8 @@ def retrain(
         "holdout": holdout,
         **({"detector_digits": detector_digits} if holdout else {}),
         "parent_version": parent_version,
-        "corrections": len(split.train),
+        "corrections": len(split.trained),
+        "correction_examples": len(split.train),
         "correction_share": CORRECTION_SHARE,
     }
     out.write_metadata(

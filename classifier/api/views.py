@@ -124,7 +124,9 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         serializer = FeedbackSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            feedback = feedback_give(image=image, user=request.user, suggested_digit=serializer.validated_data["digit"])
+            feedback = feedback_give(
+                image=image, user=request.user, suggested_number=str(serializer.validated_data["digit"])
+            )
         except ValueError as exc:  # no prediction yet, or the digit the model already says
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(

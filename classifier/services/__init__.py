@@ -14,6 +14,7 @@ from classifier.services.deletion import (
 )
 from classifier.services.images import (
     UploadOutcome,
+    correction_training_refusal,
     feedback_confirm,
     feedback_give,
     image_flag,
@@ -56,6 +57,7 @@ __all__ = [
     "account_delete_refusal",
     "api_token_create",
     "api_token_revoke",
+    "correction_training_refusal",
     "drawing_preview_create",
     "drawing_preview_run",
     "feedback_confirm",

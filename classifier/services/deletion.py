@@ -2,8 +2,9 @@
 
 What survives is decided here (with ``selectors.images_kept_on_delete``): a staff
 correction of an image whose owner agreed at upload (``DigitImage.training_consent``) is
-kept as a ``TrainingExample`` (the 28x28 input the model took and the right answer, nothing
-that leads back to the person); of every other image nothing is kept.
+kept as ``TrainingExample``s, one per digit the model found (the 28x28 input the model took
+and the right digit, nothing that leads back to the person), where retraining would learn
+from it; of every other image nothing is kept.
 """
 
 from __future__ import annotations
@@ -40,25 +41,32 @@ def _file_delete(storage: Storage, name: str) -> None:
         logger.exception("the row of %s is deleted but its file could not be; remove it by hand", name)
 
 
-def _training_example_keep(image: DigitImage) -> TrainingExample | None:
-    """The image's correction as a TrainingExample, where ``images_kept_on_delete`` says so."""
+def _training_examples_keep(image: DigitImage) -> list[TrainingExample]:
+    """The image's correction as TrainingExamples, one per digit (one for "not a digit"),
+    where ``images_kept_on_delete`` says so: then the correction has a digit for each input
+    stored."""
     if not images_kept_on_delete(DigitImage.objects.filter(pk=image.pk)).exists():
-        return None
+        return []
     flag = Flag.objects.get(image=image)
-    prediction = Prediction.objects.only("model_input_exact").get(image=image)
-    return TrainingExample.objects.create(
-        model_input=bytes(prediction.model_input_exact),  # the same encoding: copied, never re-rounded
-        correct_digit=flag.correct_digit,
-        not_a_digit=flag.not_a_digit,
-        source=TrainingExample.Source.FLAG,
-        trained_in=flag.trained_in,
-    )
+    stored = bytes(Prediction.objects.only("model_input_exact").get(image=image).model_input_exact)
+    size = len(stored) // max(len(flag.correct_number), 1)
+    answers = [None] if flag.not_a_digit else [int(digit) for digit in flag.correct_number]
+    return [
+        TrainingExample.objects.create(
+            model_input=stored[index * size : (index + 1) * size],  # the same encoding: copied, never re-rounded
+            correct_digit=digit,
+            not_a_digit=flag.not_a_digit,
+            source=TrainingExample.Source.FLAG,
+            trained_in=flag.trained_in,
+        )
+        for index, digit in enumerate(answers)
+    ]
 
 
-def image_delete(*, image: DigitImage) -> TrainingExample | None:
+def image_delete(*, image: DigitImage) -> list[TrainingExample]:
     """Delete an image: its row, its prediction (with the model input and the Grad-CAM heat
     map stored in it), feedback and flag, and, once that commits, its file. Returns the
-    TrainingExample kept of its correction (see the module), or None.
+    TrainingExamples kept of its correction (see the module), none for most images.
 
     The row is locked first, as the worker locks it before it stores a prediction, so an image
     deleted while it is classified loses the new prediction with it, or the worker skips it.
@@ -67,8 +75,8 @@ def image_delete(*, image: DigitImage) -> TrainingExample | None:
     with transaction.atomic():
         locked = DigitImage.objects.select_for_update().filter(pk=image.pk).first()
         if locked is None:
-            return None
-        kept = _training_example_keep(locked)
+            return []
+        kept = _training_examples_keep(locked)
         name, storage = locked.file.name, locked.file.storage
         locked.delete()
         if name:
@@ -79,7 +87,7 @@ def image_delete(*, image: DigitImage) -> TrainingExample | None:
 @dataclass(frozen=True)
 class AccountDeletion:
     images: int  # deleted
-    kept: int  # corrections kept as training examples
+    kept: int  # images whose correction is kept as training examples
 
 
 def account_delete_refusal(*, user) -> str | None:
@@ -109,9 +117,9 @@ def account_delete(*, user) -> AccountDeletion:
     images = kept = 0
     while batch := list(DigitImage.objects.filter(owner=user).order_by("pk")[:ACCOUNT_DELETE_BATCH]):
         for image in batch:
-            example = image_delete(image=image)
+            examples = image_delete(image=image)
             images += 1
-            kept += example is not None
+            kept += bool(examples)
     with transaction.atomic():
         Token.objects.filter(user=user).delete()
         user.delete()

@@ -21,9 +21,10 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
-from classifier.models import DIGITS, DigitImage, Feedback, Flag, ModelVersion, Prediction, encode_model_array
+from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, encode_model_array
 from classifier.services.modelling import model_version_ensure_initial
 from ml.preprocessing import PreprocessingError, inspect_image
+from ml.segment import MAX_DIGITS
 
 if TYPE_CHECKING:  # TensorFlow stays out of web processes: the worker imports it when it classifies
     from ml.inference import Predictor
@@ -397,16 +398,41 @@ def image_retry(*, image: DigitImage) -> bool:
     return bool(retried)
 
 
-def image_flag(*, image: DigitImage, correct_digit: int | None, flagged_by, note: str = "") -> Flag:
-    """Record (or correct) the digit an image really shows; ``None``: it is not a digit."""
-    if correct_digit is not None and int(correct_digit) not in DIGITS:
-        raise ValueError("The correct digit must be between 0 and 9.")
+def _reading_clean(text: str, *, what: str) -> str:
+    """A reading as typed: its digits, left to right; ValueError for anything else."""
+    reading = str(text).strip()
+    if not reading.isascii() or not reading.isdigit() or len(reading) > MAX_DIGITS:
+        raise ValueError(f"Write {what} as digits only, left to right, such as 583124 (1 to {MAX_DIGITS} digits).")
+    return reading
+
+
+def correction_training_refusal(*, correct_number: str | None, prediction: Prediction | None) -> str | None:
+    """Why retraining will not learn from a correction, for people; None when it will.
+
+    Each digit of a correction teaches the digit in one box the model found, so a correction
+    trains only with as many digits as boxes: otherwise nothing says which digit belongs to
+    which box. "Not a digit" teaches the reject option the one input of an image of one box.
+    An image with no prediction (it failed) is read again from its file, as one digit."""
+    found = len(prediction.readings()) if prediction is not None else 1
+    if not correct_number:
+        return None if found == 1 else f"Not a digit, {found} digits found: kept, not trained on."
+    given = len(correct_number)
+    if given == found:
+        return None
+    return f"{given} {'digit' if given == 1 else 'digits'} given, {found} found: kept, not trained on."
+
+
+def image_flag(*, image: DigitImage, correct_number: str | None, flagged_by, note: str = "") -> Flag:
+    """Record (or correct) what an image really reads: its digits left to right ("7",
+    "583124"); ``None``: it is not a digit. Anything else raises ValueError with a message for
+    people."""
+    number = "" if correct_number is None else _reading_clean(correct_number, what="the correct reading")
     flag, _ = Flag.objects.update_or_create(
         image=image,
         defaults={
-            "correct_digit": None if correct_digit is None else int(correct_digit),
-            "correct_number": "" if correct_digit is None else str(int(correct_digit)),
-            "not_a_digit": correct_digit is None,
+            "correct_number": number,
+            "correct_digit": None,  # Flag.save() sets it from the number
+            "not_a_digit": correct_number is None,
             "flagged_by": flagged_by,
             "note": note,
             "flagged_at": timezone.now(),
@@ -426,24 +452,25 @@ def images_mark_reviewed(*, images: Iterable[DigitImage], reviewed_by) -> int:
 # --- Feedback from owners -----------------------------------------------------------------
 
 
-def feedback_give(*, image: DigitImage, user, suggested_digit: int) -> Feedback:
-    """The owner says the prediction is wrong and which digit it is (not the predicted one).
-    The prediction stays as it is; staff see the suggestion in the admin. Saying it again
-    replaces it. Refusals raise ValueError with a message for people."""
+def feedback_give(*, image: DigitImage, user, suggested_number: str) -> Feedback:
+    """The owner says the reading is wrong and what the image really reads, digit by digit
+    (not the current reading). The prediction stays as it is; staff see the suggestion in the
+    admin. Saying it again replaces it. Refusals raise ValueError with a message for people."""
     if image.owner_id != user.pk:
         raise PermissionError("Only the owner of an image can give feedback on it.")
-    if int(suggested_digit) not in DIGITS:
-        raise ValueError("The digit must be between 0 and 9.")
+    number = _reading_clean(suggested_number, what="what it reads")
     prediction = Prediction.objects.filter(image=image).first()
     if prediction is None:
         raise ValueError("This image has no prediction yet.")
-    if int(suggested_digit) == prediction.digit:
-        raise ValueError(f"The model already says {prediction.digit}; name the digit it really is.")
+    # An image judged not a digit still has a best guess, which is what people see offered.
+    current = prediction.number or str(prediction.digit)
+    if number == current:
+        raise ValueError(f"The model already reads {current}; write what it really reads.")
     feedback, _ = Feedback.objects.update_or_create(
         image=image,
         defaults={
-            "suggested_digit": int(suggested_digit),
-            "suggested_number": str(int(suggested_digit)),
+            "suggested_number": number,
+            "suggested_digit": None,  # Feedback.save() sets it from the number
             "confirmed_by": None,
             "confirmed_at": None,
         },
@@ -458,7 +485,7 @@ def feedback_confirm(*, feedback: Iterable[Feedback], confirmed_by) -> int:
         for item in feedback:
             image_flag(
                 image=item.image,
-                correct_digit=item.suggested_digit,
+                correct_number=item.suggested_number,
                 flagged_by=confirmed_by,
                 note=f"confirmed from the owner's feedback ({item.image.owner})",
             )

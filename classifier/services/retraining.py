@@ -21,6 +21,7 @@ from django.db import transaction
 
 from classifier.models import Flag, ModelVersion, TrainingExample
 from classifier.selectors import flags_for_training, training_examples_for_training
+from classifier.services.images import correction_training_refusal
 from classifier.services.modelling import (
     mnist_load,
     model_version_activate,
@@ -47,32 +48,72 @@ class RetrainReport:
     promoted: bool
     reason: str
     rows: list[tuple[str, str, str]]  # (metric, active, candidate) for the report table
+    corrections: int  # digit corrections learnt from (trained on or judged on)
+    examples: int  # their examples: a number gives one per digit
+    not_trained: int  # corrections left out: their digit count differs from the digits found
 
 
 Correction = Flag | TrainingExample
 
 
-def _correction_arrays(
-    flags: list[Flag], examples: list[TrainingExample]
-) -> tuple[list[Correction], np.ndarray, np.ndarray]:
-    """Model inputs and correct digits of the flagged images that still preprocess, then of
-    the kept examples (for not-a-digit ones, the digit is -1)."""
+@dataclass
+class CorrectionArrays:
+    """What retraining learns from: each usable correction gives ``sizes`` examples (a number
+    one per digit), one after another in ``x`` and ``y`` (the digit; -1: not a digit)."""
+
+    corrections: list[Correction]
+    sizes: list[int]
+    x: np.ndarray
+    y: np.ndarray
+    not_trained: int  # corrections whose digit count differs from the digits found
+
+
+def _flag_inputs(flag: Flag) -> tuple[np.ndarray, list[int]]:
+    """The model inputs of a corrected image and their digits. A number's digits are the inputs
+    the worker stored for each box: their float32 originals where the owner let them be kept,
+    else the 8-bit ones (what a person saw, within 1/255). One digit, or not a digit, is the
+    file preprocessed again, as before numbers were read."""
+    prediction = flag.image.prediction_or_none
+    if prediction is not None and prediction.is_number:
+        inputs = prediction.exact_inputs()
+        if inputs is None:
+            inputs = prediction.digit_input_pixels().astype("float32") / 255
+        return inputs, [int(digit) for digit in flag.correct_number]
+    with flag.image.file.open("rb") as fh:
+        array = to_model_input(fh.read()).array
+    return array[None], [-1 if flag.not_a_digit else flag.correct_digit]
+
+
+def _correction_arrays(flags: list[Flag], examples: list[TrainingExample]) -> CorrectionArrays:
+    """The examples of the flagged images that can be learnt from, then of the kept examples.
+    A flag whose digit count differs from the digits found is left out (nothing says which
+    digit is which box) and counted; one whose file no longer preprocesses is left out."""
     usable: list[Correction] = []
-    arrays = []
+    sizes, arrays, labels = [], [], []
+    not_trained = 0
     for flag in flags:
+        if refusal := correction_training_refusal(
+            correct_number=flag.correct_number, prediction=flag.image.prediction_or_none
+        ):
+            logger.info("flag on image %s not trained on: %s", flag.image_id, refusal)
+            not_trained += 1
+            continue
         try:
-            with flag.image.file.open("rb") as fh:
-                arrays.append(to_model_input(fh.read()).array)
+            inputs, digits = _flag_inputs(flag)
         except (OSError, PreprocessingError) as exc:
             logger.warning("flag on image %s skipped: %s", flag.image_id, exc)
             continue
         usable.append(flag)
+        sizes.append(len(digits))
+        arrays.extend(inputs)
+        labels.extend(digits)
     for example in examples:
-        arrays.append(example.array())
         usable.append(example)
+        sizes.append(1)
+        arrays.append(example.array())
+        labels.append(-1 if example.not_a_digit else example.correct_digit)
     x = np.stack(arrays)[..., None] if arrays else np.zeros((0, *INPUT_SHAPE), dtype="float32")
-    y = np.array([-1 if item.not_a_digit else item.correct_digit for item in usable], dtype="int32")
-    return usable, x, y
+    return CorrectionArrays(usable, sizes, x.astype("float32"), np.array(labels, dtype="int32"), not_trained)
 
 
 def _next_number() -> int:
@@ -95,24 +136,33 @@ def model_retrain(
 
     active = model_version_ensure_initial()
     epochs = epochs or settings.RETRAIN_EPOCHS
-    usable, all_x, all_y = _correction_arrays(list(flags_for_training()), list(training_examples_for_training()))
+    arrays = _correction_arrays(list(flags_for_training()), list(training_examples_for_training()))
+    usable = arrays.corrections
     if not usable and not force:
         raise RetrainError("There are no flagged images to learn from (use --force to fine-tune on MNIST alone).")
     # Digit corrections train and judge the digit model; "not a digit" ones teach the reject option.
+    # A correction's examples are all digits or its one not-a-digit input, so the rows stay in step.
     flags = [flag for flag in usable if not flag.not_a_digit]
-    flag_x, flag_y = all_x[all_y >= 0], all_y[all_y >= 0]
-    rejects_x = all_x[all_y < 0]
+    sizes = [size for item, size in zip(usable, arrays.sizes, strict=True) if not item.not_a_digit]
+    flag_x, flag_y = arrays.x[arrays.y >= 0], arrays.y[arrays.y >= 0]
+    rejects_x = arrays.x[arrays.y < 0]
     split = split_corrections(
-        len(flags), seed=settings.RETRAIN_SEED, min_for_holdout=settings.RETRAIN_MIN_FLAGS_FOR_HOLDOUT
+        len(flags), seed=settings.RETRAIN_SEED, min_for_holdout=settings.RETRAIN_MIN_FLAGS_FOR_HOLDOUT, sizes=sizes
     )
     log(
-        f"active model v{active.number}; {len(flags)} corrections ({len(split.train)} to train on, "
-        f"{len(split.judged)} to judge: {split.kind}), {len(rejects_x)} images that are not digits; {epochs} epochs"
+        f"active model v{active.number}; {len(flags)} corrections, {len(flag_y)} examples ({len(split.train)} to "
+        f"train on, {len(split.judged)} to judge: {split.kind}), {len(rejects_x)} images that are not digits; "
+        f"{epochs} epochs"
     )
+    if arrays.not_trained:
+        log(f"{arrays.not_trained} corrections not trained on: digit count differs")
     if kept := sum(isinstance(item, TrainingExample) for item in usable):
         log(f"{kept} of these corrections are kept examples of deleted images")
+    counts = {"corrections": len(flags), "examples": len(flag_y), "not_trained": arrays.not_trained}
     if dry_run:
-        return RetrainReport(active=active, candidate=None, promoted=False, reason="dry run: nothing trained", rows=[])
+        return RetrainReport(
+            active=active, candidate=None, promoted=False, reason="dry run: nothing trained", rows=[], **counts
+        )
 
     number = _next_number()
     result = retrain(
@@ -137,7 +187,12 @@ def model_retrain(
     )
     rows = result.rows(parent=f"v{active.number}", candidate=f"v{number}")
     return RetrainReport(
-        active=active, candidate=candidate, promoted=result.decision.promoted, reason=result.decision.reason, rows=rows
+        active=active,
+        candidate=candidate,
+        promoted=result.decision.promoted,
+        reason=result.decision.reason,
+        rows=rows,
+        **counts,
     )
 
 
@@ -152,13 +207,13 @@ def _candidate_record(
             path=relative_to_base(result.bundle.directory),
             metrics=result.metrics,
             parent=active,
-            flags_used=len(result.split.train),
+            flags_used=len(result.split.trained),
             notes=result.decision.reason,
         )
         if result.decision.promoted:
             model_version_activate(number=number)
             candidate.is_active = True
-            learnt = [flags[i] for i in result.split.train]
+            learnt = [flags[i] for i in result.split.trained]
             if result.bundle.detector_path.is_file():  # only a reject option learns "not a digit"
                 learnt += rejects
             for model in (Flag, TrainingExample):

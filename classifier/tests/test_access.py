@@ -17,7 +17,8 @@ pytestmark = pytest.mark.django_db
 # image's owner and staff; others 404), "staff" (others 404), "post-only" (signed-in users,
 # POST only), "owner-post" (the image's owner only, POST only; everyone else 404), "drawer"
 # (the person drawing, staff included, only their own drawing in progress; others 404),
-# "owner-only" (the image's owner only, GET and POST; everyone else, staff included, 404).
+# "owner-only" (the image's owner only, GET and POST; everyone else, staff included, 404),
+# "staff-post" (staff only, on any image, POST only; everyone else, the owner included, 404).
 # Admin URLs are covered by their own rule below.
 RULES = {
     "classifier:home": "public",  # the landing page for visitors; uploading needs an account
@@ -49,6 +50,7 @@ RULES = {
     "classifier:image_grad_cam": "owner",
     "classifier:image_feedback": "owner-post",
     "classifier:image_retry": "owner-post",
+    "classifier:image_flag": "staff-post",
     "classifier:image_delete": "owner-only",  # GET: the confirmation page; POST: delete
     "login": "public",
     "logout": "post-only",
@@ -98,7 +100,7 @@ def image(mnist):
 
 
 def _url(name, image):
-    if RULES[name] in ("owner", "owner-post", "owner-only"):
+    if RULES[name] in ("owner", "owner-post", "owner-only", "staff-post"):
         return reverse(name, args=[image.pk])
     if RULES[name] == "drawer":
         preview = DrawingPreview.objects.create(owner=image.owner, drawing=b"\x89PNG")
@@ -171,6 +173,17 @@ def test_only_the_owner_may_post(client, image, name):
         assert client.post(url, {"digit": 3}).status_code == 404
     client.force_login(image.owner)
     assert client.post(url, {"digit": 3}).status_code in (200, 302)  # the API answers, the site redirects
+
+
+@pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "staff-post"])
+def test_only_staff_may_post(client, image, name):
+    url = _url(name, image)
+    for outsider in (UserFactory(), image.owner):
+        client.force_login(outsider)
+        assert client.post(url, {"flag-number": "3"}).status_code == 404
+    client.force_login(UserFactory(is_staff=True))
+    assert client.get(url).status_code == 405
+    assert client.post(url, {"flag-number": "3"}).status_code == 302
 
 
 @pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "owner-only"])

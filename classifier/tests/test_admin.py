@@ -56,19 +56,21 @@ def test_flag_action_asks_for_the_digit_then_flags(staff_client, classified):
     chosen = [classified[0].pk, classified[2].pk]
     page = staff_client.post(url, {"action": "flag_selected", ACTION_CHECKBOX_NAME: chosen})
     assert page.status_code == 200
-    assert b"really show" in page.content  # the intermediate page
-    assert b'<option value="" selected>' in page.content  # no answer chosen for anyone
+    assert b"really read" in page.content  # the intermediate page
+    html = page.content.decode()
+    for pk in chosen:  # no answer written for anyone
+        assert f'name="number_{pk}"' in html and f'name="number_{pk}" value=' not in html
     assert not Flag.objects.exists()
     form = {"action": "flag_selected", ACTION_CHECKBOX_NAME: chosen, "apply": "1", "note": "staff review"}
     # No answer at all: asked again, nothing flagged.
     again = staff_client.post(url, form)
-    assert b"Choose what each image shows" in again.content and not Flag.objects.exists()
+    assert b"Write what each image reads" in again.content and not Flag.objects.exists()
     # Overruling predictions the model was at least 99% sure of needs a tick.
     sure = [image for image in classified if image.pk in chosen and image.prediction.confidence >= 0.99]
     if sure:
-        unconfirmed = staff_client.post(url, form | {"correct_digit": "4"})
+        unconfirmed = staff_client.post(url, form | {"correct_number": "4"})
         assert "at least 99% sure of" in unconfirmed.content.decode() and not Flag.objects.exists()
-    done = staff_client.post(url, form | {"correct_digit": "4", "confirm": "on"}, follow=True)
+    done = staff_client.post(url, form | {"correct_number": "4", "confirm": "on"}, follow=True)
     assert b"Flagged 2 images as 4" in done.content
     flags = Flag.objects.order_by("image_id")
     assert [(f.image_id, f.correct_digit, f.flagged_by, f.note) for f in flags] == [
@@ -89,7 +91,7 @@ def test_flag_a_single_image_from_its_change_page(staff_client, classified):
             "flag-INITIAL_FORMS": "0",
             "flag-MIN_NUM_FORMS": "0",
             "flag-MAX_NUM_FORMS": "1",
-            "flag-0-correct_digit": "9",
+            "flag-0-correct_number": "9",
             "flag-0-note": "a 9, surely",
             "flag-0-image": str(image.pk),
         },
@@ -124,8 +126,8 @@ def test_staff_confirm_owner_feedback_into_flags(staff_client, classified):
     from classifier.services import feedback_give
 
     first, second, _ = classified
-    feedback_give(image=first, user=first.owner, suggested_digit=(first.prediction.digit + 1) % 10)
-    feedback_give(image=second, user=second.owner, suggested_digit=(second.prediction.digit + 1) % 10)
+    feedback_give(image=first, user=first.owner, suggested_number=str((first.prediction.digit + 1) % 10))
+    feedback_give(image=second, user=second.owner, suggested_number=str((second.prediction.digit + 1) % 10))
     url = reverse("admin:classifier_feedback_changelist")
     waiting = staff_client.get(url, {"confirmed": "no"})
     assert len(waiting.context["cl"].result_list) == 2
@@ -146,13 +148,13 @@ def test_the_image_list_shows_the_owners_waiting_feedback(staff_client, classifi
     from classifier.services import feedback_confirm, feedback_give
 
     first, second, third = classified
-    waiting = feedback_give(image=first, user=first.owner, suggested_digit=(first.prediction.digit + 1) % 10)
-    confirmed = feedback_give(image=second, user=second.owner, suggested_digit=(second.prediction.digit + 1) % 10)
+    waiting = feedback_give(image=first, user=first.owner, suggested_number=str((first.prediction.digit + 1) % 10))
+    confirmed = feedback_give(image=second, user=second.owner, suggested_number=str((second.prediction.digit + 1) % 10))
     feedback_confirm(feedback=[confirmed], confirmed_by=staff_client.staff)
     url = reverse("admin:classifier_digitimage_changelist")
     html = staff_client.get(url).content.decode()
-    assert f"{waiting.suggested_digit} <small>(waiting)</small>" in html
-    assert f"{confirmed.suggested_digit} <small>(confirmed)</small>" in html
+    assert f"{waiting.suggested_number} <small>(waiting)</small>" in html
+    assert f"{confirmed.suggested_number} <small>(confirmed)</small>" in html
     for value, expected in (("waiting", [first]), ("confirmed", [second]), ("none", [third])):
         listed = staff_client.get(url, {"owner_feedback": value}).context["cl"].result_list
         assert list(listed) == expected, value
@@ -165,12 +167,76 @@ def test_flag_action_takes_one_answer_per_image(staff_client, classified):
         "action": "flag_selected",
         ACTION_CHECKBOX_NAME: [first.pk, second.pk],
         "apply": "1",
-        "correct_digit": "",
-        f"digit_{first.pk}": "5",
-        f"digit_{second.pk}": "not_a_digit",
+        "correct_number": "",
+        f"number_{first.pk}": "5",
+        f"number_{second.pk}": "not a digit",
         "confirm": "on",
     }
     done = staff_client.post(url, form, follow=True)
     assert "Flagged 2 images:" in done.content.decode()
     flags = {flag.image_id: flag for flag in Flag.objects.all()}
     assert flags[first.pk].correct_digit == 5 and flags[second.pk].not_a_digit
+
+
+@pytest.fixture
+def number_image(mnist):
+    from classifier.tests.test_services import _number_page
+
+    image = DigitImageFactory(data=encode(_number_page(mnist, [0, 1, 2, 3])), original_name="7210.png")
+    assert prediction_run(image_id=image.pk).number == "7210"
+    return image
+
+
+def test_flag_action_takes_a_number_and_says_which_corrections_train(staff_client, classified, number_image):
+    url = reverse("admin:classifier_digitimage_changelist")
+    chosen = [number_image.pk, classified[0].pk]
+    page = staff_client.post(url, {"action": "flag_selected", ACTION_CHECKBOX_NAME: chosen}).content.decode()
+    assert "<td>7210 (" in page and "<td>4</td>" in page  # the reading and its digits found
+    form = {"action": "flag_selected", ACTION_CHECKBOX_NAME: chosen, "apply": "1", "confirm": "on"}
+    refused = staff_client.post(url, form | {f"number_{number_image.pk}": "72 10", "correct_number": "7"})
+    assert "Write the digits only" in refused.content.decode() and not Flag.objects.exists()
+    done = staff_client.post(url, form | {f"number_{number_image.pk}": "72190", "correct_number": "7"}, follow=True)
+    html = done.content.decode()
+    assert "Flagged 2 images: 7210.png as 72190" in html
+    assert "7210.png: 5 digits given, 4 found: kept, not trained on." in html
+    flags = {flag.image_id: flag for flag in Flag.objects.all()}
+    assert (flags[number_image.pk].correct_number, flags[number_image.pk].correct_digit) == ("72190", None)
+    assert flags[classified[0].pk].correct_digit == 7
+
+    listed = staff_client.get(url).content.decode()
+    assert "is 72190 <small>(not trained on)</small>" in listed and "<strong>7210</strong>" in listed
+    flag_list = staff_client.get(reverse("admin:classifier_flag_changelist")).content.decode()
+    assert "5 digits given, 4 found: kept, not trained on." in flag_list and "trained on" in flag_list
+
+
+def test_flag_a_number_from_its_change_page(staff_client, number_image):
+    url = reverse("admin:classifier_digitimage_change", args=[number_image.pk])
+    form = {
+        "flag-TOTAL_FORMS": "1",
+        "flag-INITIAL_FORMS": "0",
+        "flag-MIN_NUM_FORMS": "0",
+        "flag-MAX_NUM_FORMS": "1",
+        "flag-0-note": "",
+        "flag-0-image": str(number_image.pk),
+    }
+    refused = staff_client.post(url, form | {"flag-0-correct_number": "7x10"})
+    assert refused.status_code == 200 and "Write the digits only" in refused.content.decode()
+    assert staff_client.post(url, form | {"flag-0-correct_number": "7219"}).status_code == 302
+    flag = Flag.objects.get(image=number_image)
+    assert (flag.correct_number, flag.correct_digit, flag.flagged_by) == ("7219", None, staff_client.staff)
+    page = staff_client.get(url).content.decode()
+    assert "Retraining:" in page and "trained on" in page
+
+
+def test_feedback_list_shows_suggested_numbers_and_confirming_flags_them(staff_client, number_image):
+    from classifier.models import Feedback
+    from classifier.services import feedback_give
+
+    feedback_give(image=number_image, user=number_image.owner, suggested_number="721")
+    url = reverse("admin:classifier_feedback_changelist")
+    html = staff_client.get(url).content.decode()
+    assert '<td class="field-suggested_number">721</td>' in html
+    assert "3 digits given, 4 found: kept, not trained on." in html
+    chosen = Feedback.objects.get()
+    staff_client.post(url, {"action": "confirm_as_flags", ACTION_CHECKBOX_NAME: [chosen.pk]})
+    assert Flag.objects.get(image=number_image).says == "is 721"

@@ -47,7 +47,7 @@ def uploaded(owner, data: bytes, *, consent: bool, name: str = "seven.png") -> D
 def classified_and_corrected(owner, data: bytes, *, consent: bool, digit: int = 1) -> DigitImage:
     image = uploaded(owner, data, consent=consent)
     assert prediction_run(image_id=image.pk) is not None
-    image_flag(image=image, correct_digit=digit, flagged_by=UserFactory(is_staff=True))
+    image_flag(image=image, correct_number=str(digit), flagged_by=UserFactory(is_staff=True))
     return DigitImage.objects.get(pk=image.pk)
 
 
@@ -61,12 +61,12 @@ def file_exists(image: DigitImage) -> bool:
 def test_deleting_an_image_removes_its_file_prediction_feedback_and_flag(user, png, django_capture_on_commit_callbacks):
     image = uploaded(user, png, consent=False)
     prediction_run(image_id=image.pk)
-    feedback_give(image=image, user=user, suggested_digit=1)
-    image_flag(image=image, correct_digit=1, flagged_by=UserFactory(is_staff=True))
+    feedback_give(image=image, user=user, suggested_number="1")
+    image_flag(image=image, correct_number="1", flagged_by=UserFactory(is_staff=True))
     assert file_exists(image) and Prediction.objects.get(image=image).saliency
     with django_capture_on_commit_callbacks(execute=True):
         kept = image_delete(image=image)
-    assert kept is None  # no consent: nothing survives
+    assert kept == []  # no consent: nothing survives
     assert not DigitImage.objects.filter(pk=image.pk).exists()
     assert not Prediction.objects.exists() and not Feedback.objects.exists() and not Flag.objects.exists()
     assert not file_exists(image)
@@ -86,8 +86,8 @@ def test_a_missing_file_or_a_second_delete_is_no_error(user, png, django_capture
     image = uploaded(user, png, consent=False)
     image.file.storage.delete(image.file.name)
     with django_capture_on_commit_callbacks(execute=True):
-        assert image_delete(image=image) is None
-        assert image_delete(image=image) is None
+        assert image_delete(image=image) == []
+        assert image_delete(image=image) == []
     assert not DigitImage.objects.exists()
 
 
@@ -100,7 +100,7 @@ def test_a_consented_correction_survives_as_exactly_the_input_the_model_took(
         kept = image_delete(image=image)
     assert not DigitImage.objects.exists() and not file_exists(image)
     example = TrainingExample.objects.get()
-    assert kept == example
+    assert kept == [example]
     assert (example.correct_digit, example.not_a_digit, example.source) == (1, False, "flag")
     # Bit for bit what the model took (and what retraining reads from a stored file), not the
     # 8-bit picture shown to people.
@@ -124,9 +124,41 @@ def test_without_consent_or_without_a_correction_nothing_is_kept(user, mnist, dj
     assert not DigitImage.objects.exists() and not TrainingExample.objects.exists()
 
 
+def test_a_corrected_number_is_kept_as_one_example_per_box_when_the_counts_match(
+    user, mnist, django_capture_on_commit_callbacks
+):
+    from classifier.selectors import account_summary, images_kept_on_delete
+    from classifier.tests.test_services import _number_page
+
+    staff = UserFactory(is_staff=True)
+    data = encode(_number_page(mnist, [0, 1, 2, 3]))
+    fits, too_long, not_a_digit = (uploaded(user, data, consent=True) for _ in range(3))
+    for image in (fits, too_long, not_a_digit):
+        assert prediction_run(image_id=image.pk).number == "7210"
+    image_flag(image=fits, correct_number="7219", flagged_by=staff)
+    image_flag(image=too_long, correct_number="72190", flagged_by=staff)
+    image_flag(image=not_a_digit, correct_number=None, flagged_by=staff)  # four boxes: nothing says which
+    assert list(images_kept_on_delete(DigitImage.objects.order_by("pk"))) == [fits]
+    assert account_summary(user).kept == 1
+    exact = Prediction.objects.get(image=fits).exact_inputs().copy()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        kept = image_delete(image=fits)
+        assert image_delete(image=too_long) == [] and image_delete(image=not_a_digit) == []
+    assert kept == list(TrainingExample.objects.order_by("pk"))
+    assert [(example.correct_digit, example.not_a_digit) for example in kept] == [
+        (7, False),
+        (2, False),
+        (1, False),
+        (9, False),
+    ]
+    for example, digit_input in zip(kept, exact, strict=True):
+        assert np.array_equal(example.array(), digit_input)  # each box's input, bit for bit
+
+
 def test_a_not_a_digit_correction_is_kept_as_such(user, mnist, django_capture_on_commit_callbacks):
     image = classified_and_corrected(user, encode(255 - mnist.test.images[0]), consent=True)
-    image_flag(image=image, correct_digit=None, flagged_by=UserFactory(is_staff=True))
+    image_flag(image=image, correct_number=None, flagged_by=UserFactory(is_staff=True))
     with django_capture_on_commit_callbacks(execute=True):
         image_delete(image=image)
     example = TrainingExample.objects.get()
@@ -344,7 +376,7 @@ def test_deleting_the_account_deletes_everything_but_consented_corrections(
 def test_staff_may_delete_their_account_but_not_the_last_superuser(client, png, django_capture_on_commit_callbacks):
     staff = UserFactory(is_staff=True)
     flagged = uploaded(UserFactory(), png, consent=False)
-    image_flag(image=flagged, correct_digit=3, flagged_by=staff)
+    image_flag(image=flagged, correct_number="3", flagged_by=staff)
     with django_capture_on_commit_callbacks(execute=True):
         assert account_delete(user=staff).images == 0
     assert Flag.objects.get().flagged_by is None  # their corrections stay, without their name

@@ -6,9 +6,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from classifier.models import Flag, ModelVersion
+from classifier.models import Flag, ModelVersion, Prediction
 from classifier.services import model_version_activate, prediction_run
-from classifier.tests.factories import DigitImageFactory, FlagFactory, ModelVersionFactory
+from classifier.tests.factories import DigitImageFactory, FlagFactory, ModelVersionFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -106,16 +106,21 @@ def test_activate_model_rolls_back_and_models_lists_versions(flagged, tiny_activ
 def test_not_a_digit_flags_are_counted_apart_and_never_train_a_digit_class(flagged, tiny_active, mnist):
     from ml.negatives import negative_set
 
-    word = negative_set(mnist.test.images, count=1, seed=2, families=("printed",))[0]
-    image = DigitImageFactory(data=word.data)
-    prediction_run(image_id=image.pk)
-    FlagFactory(image=image, correct_digit=None, not_a_digit=True)
+    # "Not a digit" teaches the reject option an image's one input: an image read as several
+    # boxes has no one input the reader would show it, so its flag is kept, not trained on.
+    uploads = negative_set(mnist.test.images, count=6, seed=2, families=("printed", "shapes", "scribble"))
+    predictions = [prediction_run(image_id=DigitImageFactory(data=upload.data).pk) for upload in uploads]
+    one_box = next(p for p in predictions if p is not None and not p.is_number)
+    several = [p for p in predictions if p is not None and p.is_number][:1]
+    for prediction in [one_box, *several]:
+        FlagFactory(image=prediction.image, correct_digit=None, not_a_digit=True)
     output = run("--force")
     assert "12 corrections" in output and "1 images that are not digits" in output
+    assert ("1 corrections not trained on" in output) == bool(several)
     candidate = ModelVersion.objects.get(parent=tiny_active)
     assert candidate.flags_used == 10
     # The tiny model has no reject option to teach: the flag waits for a model that has one.
-    assert Flag.objects.get(image=image).trained_in is None
+    assert Flag.objects.get(image=one_box.image).trained_in is None
 
 
 def test_retrain_learns_from_corrections_kept_after_their_images_were_deleted(
@@ -127,7 +132,6 @@ def test_retrain_learns_from_corrections_kept_after_their_images_were_deleted(
     from classifier.models import DigitImage, TrainingExample
     from classifier.services import image_delete, image_flag, image_upload_create
     from classifier.services.retraining import _correction_arrays
-    from classifier.tests.factories import UserFactory
     from ml.preprocessing import to_model_input
     from ml.synth import render_upload
 
@@ -138,7 +142,7 @@ def test_retrain_learns_from_corrections_kept_after_their_images_were_deleted(
         file = SimpleUploadedFile(f"{i}.jpg", upload.data)
         image = image_upload_create(owner=owner, files=[file], training_consent=consent).created[0]
         prediction_run(image_id=image.pk)
-        image_flag(image=image, correct_digit=upload.label, flagged_by=staff)
+        image_flag(image=image, correct_number=str(upload.label), flagged_by=staff)
         uploads[image.pk] = upload
     with django_capture_on_commit_callbacks(execute=True):
         for image in DigitImage.objects.order_by("pk"):
@@ -147,10 +151,10 @@ def test_retrain_learns_from_corrections_kept_after_their_images_were_deleted(
     examples = list(TrainingExample.objects.order_by("pk"))
     assert len(examples) == 3  # the fourth owner did not agree: nothing of it is left
     # What retraining feeds the model is, bit for bit, what it would have read from the files.
-    usable, x, y = _correction_arrays([], examples)
+    arrays = _correction_arrays([], examples)
     expected = list(uploads.values())[:3]
-    assert usable == examples and list(y) == [upload.label for upload in expected]
-    for row, upload in zip(x, expected, strict=True):
+    assert arrays.corrections == examples and list(arrays.y) == [upload.label for upload in expected]
+    for row, upload in zip(arrays.x, expected, strict=True):
         assert np.array_equal(row[..., 0], to_model_input(upload.data).array)
 
     output = run("--force")
@@ -158,3 +162,59 @@ def test_retrain_learns_from_corrections_kept_after_their_images_were_deleted(
     candidate = ModelVersion.objects.get(parent=tiny_active)
     assert candidate.is_active and candidate.flags_used == 3  # too few to hold out: all trained on
     assert TrainingExample.objects.filter(trained_in=candidate).count() == 3
+
+
+@pytest.fixture
+def numbers(mnist):
+    """Two images of four digits each, read by the shipped model (before a tiny one is active),
+    one whose owner let its exact inputs be kept."""
+    from classifier.services import predictions_run
+    from classifier.tests.test_services import _number_page
+    from ml.tests.conftest import encode
+
+    images = [
+        DigitImageFactory(data=encode(_number_page(mnist, [0, 1, 2, 3])), training_consent=False),
+        DigitImageFactory(data=encode(_number_page(mnist, [4, 5, 6, 7])), training_consent=True),
+    ]
+    predictions = predictions_run(image_ids=[image.pk for image in images])
+    return [predictions[image.pk] for image in images]
+
+
+def test_a_retrain_learns_each_digit_of_a_corrected_number_from_its_box(numbers, tiny_active):
+    import numpy as np
+
+    from classifier.selectors import flags_for_training
+    from classifier.services import image_flag
+    from classifier.services.retraining import _correction_arrays
+
+    staff = UserFactory(is_staff=True)
+    plain, consented = numbers
+    assert plain.is_number and consented.is_number and consented.exact_inputs() is not None
+    # Staff write a digit for each box (each the next digit, so that the labels are theirs).
+    corrected = {p.pk: "".join(str((r["digit"] + 1) % 10) for r in p.readings()) for p in numbers}
+    for prediction in numbers:
+        image_flag(image=prediction.image, correct_number=corrected[prediction.pk], flagged_by=staff)
+    # A correction with a digit too many, and "not a digit" on a number: kept, not trained on.
+    for number in ["1" * (len(plain.readings()) + 1), None]:
+        copy = Prediction.objects.get(pk=plain.pk)  # the same reading of another image
+        copy.pk, copy.image = None, DigitImageFactory(data=b"never read")
+        copy.save()
+        image_flag(image=copy.image, correct_number=number, flagged_by=staff)
+
+    arrays = _correction_arrays(list(flags_for_training()), [])
+    assert [flag.image_id for flag in arrays.corrections] == [plain.image_id, consented.image_id]
+    assert arrays.sizes == [len(plain.readings()), len(consented.readings())] and arrays.not_trained == 2
+    expected_x = np.concatenate([plain.digit_input_pixels() / 255, consented.exact_inputs()])
+    assert arrays.x.dtype == np.float32 and np.array_equal(arrays.x[..., 0], expected_x.astype("float32"))
+    assert list(arrays.y) == [int(d) for d in corrected[plain.pk] + corrected[consented.pk]]
+
+    output = run("--force")
+    examples = sum(arrays.sizes)
+    assert f"2 corrections, {examples} examples ({examples} to train on, {examples} to judge" in output
+    assert "2 corrections not trained on: digit count differs" in output
+    candidate = ModelVersion.objects.get(parent=tiny_active)
+    assert candidate.flags_used == 2
+    metadata = json.loads((Path(candidate.directory) / "metadata.json").read_text())
+    assert (metadata["corrections"], metadata["correction_examples"]) == (2, examples)
+    learnt = set(Flag.objects.filter(trained_in=candidate).values_list("image_id", flat=True))
+    assert learnt == {plain.image_id, consented.image_id}

@@ -121,6 +121,33 @@ def test_versions_count_their_own_predictions_flags_and_verdicts():
     assert stats.totals["flags"] == 3
 
 
+def number_predicted(number: str) -> DigitImage:
+    """An image read as ``number``, one box per digit, the weakest digit the first."""
+    image = predicted(digit=int(number[0]))
+    readings = [{"digit": int(d), "confidence": 0.9, "box": [20 * k, 0, 18, 28]} for k, d in enumerate(number)]
+    Prediction.objects.filter(image=image).update(number=number, digits=readings, verdict=Prediction.Verdict.NUMBER)
+    return image
+
+
+def test_corrected_numbers_and_digits_are_counted_and_those_not_trained_on():
+    flag(predicted(digit=4), correct_digit=9)  # one digit: trains
+    Flag.objects.create(image=number_predicted("583"), correct_number="588")  # trains: 3 digits
+    Flag.objects.create(image=number_predicted("583"), correct_number="5831")  # a digit too many
+    Flag.objects.create(image=number_predicted("72"), correct_number="7")  # one digit, two boxes
+    Flag.objects.create(image=number_predicted("72"), not_a_digit=True)  # not a digit, two boxes
+    Flag.objects.create(image=predicted(), not_a_digit=True)  # trains the reject option
+    Flag.objects.create(image=DigitImageFactory(status=DigitImage.Status.FAILED), correct_number="3")  # read again
+
+    stats = site_stats()
+    totals = stats.totals
+    assert totals["flags"] == 7
+    assert totals["corrected_numbers"] == 2  # 588 and 5831
+    assert totals["corrected_digits"] == 1 + 3 + 1  # the 9, 588 and the failed image's 3
+    assert totals["not_trained"] == 3
+    # The digit pairs are of one-digit corrections only (the 7 on "72" was predicted 7 there).
+    assert stats.corrections[4][9] == 1 and stats.corrections[7][7] == 1 and sum(map(sum, stats.corrections)) == 2
+
+
 def test_the_number_of_queries_does_not_grow_with_the_data():
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
@@ -134,4 +161,5 @@ def test_the_number_of_queries_does_not_grow_with_the_data():
         image = predicted(owner=owner, version=version if index % 2 else None, digit=index % 10, confidence=index / 12)
         if index % 3 == 0:
             flag(image, correct_digit=(index + 1) % 10)
+    Flag.objects.create(image=number_predicted("583"), correct_number="5831")
     assert queries() == empty <= 20

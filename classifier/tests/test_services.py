@@ -4,6 +4,7 @@ from django.db import IntegrityError
 
 from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction
 from classifier.services import (
+    correction_training_refusal,
     feedback_confirm,
     feedback_give,
     image_flag,
@@ -99,13 +100,42 @@ def test_only_one_version_can_be_active():
 def test_image_flag_records_and_updates_the_correction(mnist):
     image = DigitImageFactory(data=encode(mnist.test.images[0]))
     staff = UserFactory(is_staff=True)
-    flag = image_flag(image=image, correct_digit=1, flagged_by=staff, note="looks like a 1")
-    assert (flag.correct_digit, flag.flagged_by, flag.note) == (1, staff, "looks like a 1")
-    image_flag(image=image, correct_digit=7, flagged_by=staff)
+    flag = image_flag(image=image, correct_number="1", flagged_by=staff, note="looks like a 1")
+    assert (flag.correct_number, flag.correct_digit, flag.flagged_by, flag.note) == ("1", 1, staff, "looks like a 1")
+    image_flag(image=image, correct_number="583124", flagged_by=staff)
     flag.refresh_from_db()
-    assert flag.correct_digit == 7
-    with pytest.raises(ValueError, match="between 0 and 9"):
-        image_flag(image=image, correct_digit=12, flagged_by=staff)
+    assert (flag.correct_number, flag.correct_digit, flag.not_a_digit) == ("583124", None, False)
+    assert flag.says == "is 583124"
+    image_flag(image=image, correct_number=None, flagged_by=staff)
+    flag.refresh_from_db()
+    assert (flag.correct_number, flag.correct_digit, flag.not_a_digit) == ("", None, True)
+    for refused in ("", "7a", "-1", "1 2", "²", "1" * 13):
+        with pytest.raises(ValueError, match="digits only, left to right"):
+            image_flag(image=image, correct_number=refused, flagged_by=staff)
+    assert Flag.objects.get().not_a_digit  # a refusal changes nothing
+
+
+def test_a_correction_trains_only_with_as_many_digits_as_boxes(mnist):
+    page = DigitImageFactory(data=encode(_number_page(mnist, [0, 1, 2, 3])))  # 7 2 1 0
+    four = prediction_run(image_id=page.pk)
+    one = prediction_run(image_id=DigitImageFactory(data=encode(255 - mnist.test.images[0])).pk)
+    assert len(four.readings()) == 4 and len(one.readings()) == 1
+    assert correction_training_refusal(correct_number="7219", prediction=four) is None
+    assert correction_training_refusal(correct_number="3", prediction=one) is None
+    assert correction_training_refusal(correct_number=None, prediction=one) is None  # teaches "not a digit"
+    assert correction_training_refusal(correct_number="3", prediction=None) is None  # read again from its file
+    assert correction_training_refusal(correct_number="72190", prediction=four) == (
+        "5 digits given, 4 found: kept, not trained on."
+    )
+    assert correction_training_refusal(correct_number="7", prediction=four) == (
+        "1 digit given, 4 found: kept, not trained on."
+    )
+    assert correction_training_refusal(correct_number="72", prediction=one) == (
+        "2 digits given, 1 found: kept, not trained on."
+    )
+    assert correction_training_refusal(correct_number=None, prediction=four) == (
+        "Not a digit, 4 digits found: kept, not trained on."
+    )
 
 
 def test_an_image_whose_deliveries_keep_dying_ends_failed(mnist):
@@ -129,22 +159,22 @@ def test_prediction_run_stores_a_grad_cam_heat_map_on_the_ink(mnist):
 def test_feedback_is_a_suggestion_until_staff_confirm_it(mnist):
     image = DigitImageFactory(data=encode(255 - mnist.test.images[0]))
     prediction = prediction_run(image_id=image.pk)
-    feedback = feedback_give(image=image, user=image.owner, suggested_digit=1)
-    feedback = feedback_give(image=image, user=image.owner, suggested_digit=4)  # changed their mind
+    feedback = feedback_give(image=image, user=image.owner, suggested_number="1")
+    feedback = feedback_give(image=image, user=image.owner, suggested_number="4")  # changed their mind
     assert Feedback.objects.get(image=image).suggested_digit == 4 and not feedback.is_confirmed
     image.refresh_from_db()
     assert image.prediction.digit == prediction.digit  # the prediction stays
     assert not Flag.objects.exists()
 
     with pytest.raises(PermissionError):
-        feedback_give(image=image, user=UserFactory(), suggested_digit=3)
-    with pytest.raises(ValueError, match="between 0 and 9"):
-        feedback_give(image=image, user=image.owner, suggested_digit=10)
-    with pytest.raises(ValueError, match=f"already says {prediction.digit}"):
-        feedback_give(image=image, user=image.owner, suggested_digit=prediction.digit)
+        feedback_give(image=image, user=UserFactory(), suggested_number="3")
+    with pytest.raises(ValueError, match="digits only"):
+        feedback_give(image=image, user=image.owner, suggested_number="ten")
+    with pytest.raises(ValueError, match=f"already reads {prediction.digit}; write what it really reads"):
+        feedback_give(image=image, user=image.owner, suggested_number=str(prediction.digit))
     pending = DigitImageFactory(owner=image.owner, data=encode(255 - mnist.test.images[1]))
     with pytest.raises(ValueError, match="no prediction yet"):
-        feedback_give(image=pending, user=pending.owner, suggested_digit=3)
+        feedback_give(image=pending, user=pending.owner, suggested_number="3")
 
     staff = UserFactory(is_staff=True)
     assert feedback_confirm(feedback=Feedback.objects.all(), confirmed_by=staff) == 1
@@ -152,6 +182,19 @@ def test_feedback_is_a_suggestion_until_staff_confirm_it(mnist):
     assert flag.correct_digit == 4 and flag.flagged_by == staff and "feedback" in flag.note
     feedback.refresh_from_db()
     assert feedback.is_confirmed and feedback.confirmed_by == staff
+
+
+def test_feedback_on_a_number_is_a_number_and_confirms_into_a_flag_of_it(mnist):
+    image = DigitImageFactory(data=encode(_number_page(mnist, [0, 1, 2])))  # 7 2 1
+    prediction = prediction_run(image_id=image.pk)
+    assert prediction.number == "721"
+    with pytest.raises(ValueError, match="The model already reads 721; write what it really reads"):
+        feedback_give(image=image, user=image.owner, suggested_number="721")
+    feedback = feedback_give(image=image, user=image.owner, suggested_number=" 7210 ")
+    assert (feedback.suggested_number, feedback.suggested_digit) == ("7210", None)
+    feedback_confirm(feedback=[feedback], confirmed_by=UserFactory(is_staff=True))
+    flag = Flag.objects.get(image=image)
+    assert (flag.correct_number, flag.correct_digit, flag.says) == ("7210", None, "is 7210")
 
 
 def test_a_batch_is_classified_with_one_model_call(mnist, monkeypatch):

@@ -127,7 +127,7 @@ def test_the_review_queue_puts_the_least_certain_first_and_shrinks_as_staff_revi
             "action": "flag_selected",
             "_selected_action": [unsure_high.pk],
             "apply": "1",
-            "correct_digit": "9",
+            "correct_number": "9",
             "confirm": "on",
         },
     )
@@ -168,7 +168,7 @@ def test_staff_can_say_an_image_is_not_a_digit_from_the_list_and_the_change_page
             "action": "flag_selected",
             ACTION_CHECKBOX_NAME: [word.pk],
             "apply": "1",
-            "correct_digit": "not_a_digit",
+            "correct_number": "not a digit",
             "confirm": "on",
         },
         follow=True,

@@ -307,17 +307,81 @@ def test_owner_feedback_is_recorded_and_shown(signed_in, user, png):
     image = done_image(user, png, digit=7)
     detail = signed_in.get(image.get_absolute_url()).content.decode()
     assert "Is this wrong?" in detail and "Tell us it is wrong" in detail
-    assert '<option value="7">' not in detail  # the predicted digit is not offered
+    assert 'name="number" value="7"' in detail and 'inputmode="numeric"' in detail  # prefilled with the reading
+    assert 'pattern="[0-9]{1,12}"' in detail
 
-    response = signed_in.post(reverse("classifier:image_feedback", args=[image.pk]), {"digit": 1}, follow=True)
+    response = signed_in.post(reverse("classifier:image_feedback", args=[image.pk]), {"number": "1"}, follow=True)
     text = response.content.decode()
     assert "you said this is a 1" in text and "staff will review" in text
     assert Feedback.objects.get(image=image).suggested_digit == 1
     assert Prediction.objects.get(image=image).digit == 7
+    assert 'name="number" value="1"' in text  # their answer, to change
 
-    response = signed_in.post(reverse("classifier:image_feedback", args=[image.pk]), {"digit": 7}, follow=True)
-    assert "The model already says 7" in response.content.decode()
+    response = signed_in.post(reverse("classifier:image_feedback", args=[image.pk]), {"number": "7"}, follow=True)
+    assert "The model already reads 7; write what it really reads." in response.content.decode()
+    for refused, reason in (("7a", "digits only, left to right"), ("", "Write what it really reads")):
+        response = signed_in.post(
+            reverse("classifier:image_feedback", args=[image.pk]), {"number": refused}, follow=True
+        )
+        assert reason in response.content.decode()
     assert Feedback.objects.get(image=image).suggested_digit == 1
+
+
+def number_image(owner, data, number: str):
+    """A done image read as ``number``, one box per digit."""
+    image = done_image(owner, data, digit=int(number[0]))
+    readings = [
+        {
+            "digit": int(d),
+            "confidence": 0.91,
+            "probabilities": [0.01] * 10,
+            "box": [20 * k, 0, 18, 28],
+            "verdict": "digit",
+        }
+        for k, d in enumerate(number)
+    ]
+    Prediction.objects.filter(image=image).update(number=number, digits=readings, verdict=Prediction.Verdict.NUMBER)
+    image.refresh_from_db()
+    return image
+
+
+def test_owner_feedback_on_a_number(signed_in, user, png):
+    image = number_image(user, png, "583")
+    assert 'name="number" value="583"' in signed_in.get(image.get_absolute_url()).content.decode()
+    url = reverse("classifier:image_feedback", args=[image.pk])
+    assert "The model already reads 583" in signed_in.post(url, {"number": "583"}, follow=True).content.decode()
+    text = signed_in.post(url, {"number": "5831"}, follow=True).content.decode()
+    assert "you said this reads 5831" in text and "You said this reads <strong>5831</strong>" in text
+    assert (Feedback.objects.get().suggested_number, Feedback.objects.get().suggested_digit) == ("5831", None)
+
+
+def test_staff_correct_a_reading_from_the_images_page(client, user, png):
+    from classifier.models import Flag
+
+    image = number_image(user, png, "583")
+    url = reverse("classifier:image_flag", args=[image.pk])
+    client.force_login(user)
+    assert "Staff: correct the reading" not in client.get(image.get_absolute_url()).content.decode()
+    assert client.post(url, {"flag-number": "1"}).status_code == 404  # staff only
+    client.force_login(UserFactory(is_staff=True))
+    detail = client.get(image.get_absolute_url()).content.decode()
+    assert "Staff: correct the reading" in detail and 'name="flag-number" value="583"' in detail
+
+    text = client.post(url, {"flag-number": "588"}, follow=True).content.decode()
+    assert "Flagged: this is 588." in text and Flag.objects.get().correct_number == "588"
+    assert 'name="flag-number" value="588"' in text  # the flag there is, to change
+    text = client.post(url, {"flag-number": "5880"}, follow=True).content.decode()
+    assert "Flagged: this is 5880." in text and "4 digits given, 3 found: kept, not trained on." in text
+    for form, reason in (
+        ({"flag-number": "5a"}, "digits only, left to right"),
+        ({"flag-number": "", "flag-not_a_digit": ""}, "or tick &quot;It is not a digit&quot; (not both)"),
+        ({"flag-number": "5", "flag-not_a_digit": "on"}, "(not both)"),
+    ):
+        assert reason in client.post(url, form, follow=True).content.decode(), form
+    assert Flag.objects.get().correct_number == "5880"
+    text = client.post(url, {"flag-not_a_digit": "on", "flag-note": "a scribble"}, follow=True).content.decode()
+    assert "Flagged: this is not a digit." in text and "Not a digit, 3 digits found" in text
+    assert Flag.objects.get().not_a_digit
 
 
 def test_staff_see_no_feedback_form_on_other_peoples_images(client, user, png):
@@ -422,6 +486,18 @@ def test_statistics_page_shows_charts_and_numbers_to_staff(client, user, png):
     assert stats.totals["open_feedback"] == 1
 
 
+def test_statistics_page_counts_corrected_numbers_and_digits(client, user, png):
+    from classifier.models import Flag
+
+    Flag.objects.create(image=number_image(user, png, "583"), correct_number="588")
+    Flag.objects.create(image=number_image(user, png, "72"), correct_number="721")
+    client.force_login(UserFactory(is_staff=True))
+    html = client.get(reverse("classifier:stats")).content.decode()
+    assert '<dd class="fs-4 mb-0" id="corrected-numbers">2</dd>' in html
+    assert '<dd class="fs-4 mb-0" id="corrected-digits">3</dd>' in html
+    assert '<dd class="fs-4 mb-0" id="not-trained">1</dd>' in html
+
+
 def test_a_mistyped_address_gets_the_sites_404_page_with_a_way_back(signed_in):
     response = signed_in.get("/gallery/nothing-here/")
     page = response.content.decode()
@@ -511,7 +587,7 @@ def test_history_shows_the_persons_own_feedback(signed_in, user, png):
     from classifier.services import feedback_give
 
     image = done_image(user, png, digit=7)
-    feedback_give(image=image, user=user, suggested_digit=1)
+    feedback_give(image=image, user=user, suggested_number="1")
     row = " ".join(signed_in.get(reverse("classifier:history")).content.decode().split())
     assert "you said <strong>1</strong>" in row and "staff agreed" not in row
 

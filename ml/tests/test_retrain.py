@@ -66,6 +66,19 @@ def test_a_fifth_of_the_corrections_is_held_out_once_there_are_enough():
     few = split_corrections(9, seed=42, min_for_holdout=10)
     assert few.kind == "all (too few to hold out)"
     assert sorted(few.train) == sorted(few.judged) == list(range(9))
+    assert list(split.trained) == list(split.train) and list(few.trained) == list(few.train)
+
+
+def test_a_number_goes_whole_to_training_or_to_judging():
+    sizes = [1, 4, 1, 1, 3, 1, 1, 1, 2, 1]  # rows 0, 1-4, 5, 6, 7-9, 10, 11, 12, 13-14, 15
+    starts = np.cumsum(sizes) - sizes
+    split = split_corrections(10, seed=42, min_for_holdout=10, sizes=sizes)
+    plain = split_corrections(10, seed=42, min_for_holdout=10)
+    assert list(split.trained) == list(plain.train)  # the same corrections as one example each
+    assert sorted([*split.train, *split.judged]) == list(range(sum(sizes)))
+    for corrections, rows in ((split.trained, split.train), (plain.judged, split.judged)):
+        expected = [row for c in corrections for row in range(starts[c], starts[c] + sizes[c])]
+        assert list(rows) == expected
 
 
 @pytest.mark.slow
