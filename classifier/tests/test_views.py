@@ -29,6 +29,43 @@ def done_image(owner, data, digit=7):
     return image
 
 
+def number_image(owner, data, number="583", confidences=(0.99, 0.97, 0.98), width=120, height=48):
+    """A finished image read as ``number``: each digit in a box of its own, left to right; the
+    prediction's own fields are those of the least sure digit, as the worker stores them."""
+    image = DigitImageFactory(owner=owner, data=data, status=DigitImage.Status.DONE, width=width, height=height)
+    digits = []
+    for k, (digit, confidence) in enumerate(zip(number, confidences, strict=True)):
+        probabilities = [(1 - confidence) / 9] * 10
+        probabilities[int(digit)] = confidence
+        verdict = Prediction.Verdict.DIGIT if confidence >= 0.9 else Prediction.Verdict.UNSURE
+        box = [10 + 35 * k, 8, 28, 32]
+        digits.append(
+            {
+                "digit": int(digit),
+                "confidence": confidence,
+                "probabilities": probabilities,
+                "box": box,
+                "verdict": verdict,
+            }
+        )
+    weakest = min(digits, key=lambda reading: reading["confidence"])
+    sure = all(reading["verdict"] == Prediction.Verdict.DIGIT for reading in digits)
+    Prediction.objects.create(
+        image=image,
+        digit=weakest["digit"],
+        confidence=weakest["confidence"],
+        probabilities=weakest["probabilities"],
+        verdict=Prediction.Verdict.NUMBER if sure else Prediction.Verdict.UNSURE,
+        number=number,
+        digits=digits,
+        model_version=model_version_ensure_initial(),
+        model_input=bytes(784),
+        digit_inputs=bytes(range(len(number))) * 784,
+        inference_ms=2.5,
+    )
+    return image
+
+
 def test_sign_up_logs_in_and_lands_on_the_gallery(client):
     response = client.post(
         reverse("classifier:signup"),
@@ -122,6 +159,20 @@ def test_pending_card_polls_and_a_finished_card_stops_polling(signed_in, user, p
     response = signed_in.get(reverse("classifier:image_card", args=[finished.pk]))
     assert response.status_code == 286  # htmx: stop polling
     assert b"hx-trigger" not in response.content and b">4<" in response.content
+
+
+def test_the_card_shows_a_number_and_how_sure_its_least_sure_digit_is(signed_in, user, png):
+    sure = number_image(user, png, number="583124", confidences=(0.99, 0.97, 0.995, 0.99, 0.98, 0.99))
+    html = signed_in.get(reverse("classifier:image_card", args=[sure.pk])).content.decode()
+    assert 'data-number="583124"' in html and 'data-verdict="number"' in html
+    assert ">583124</div>" in html and "number · least sure digit 97%" in html
+    assert "not sure" not in html
+    doubtful = number_image(user, png, number="58", confidences=(0.99, 0.6))
+    html = signed_in.get(reverse("classifier:image_card", args=[doubtful.pk])).content.decode()
+    assert 'data-verdict="unsure"' in html and ">58</div>" in html
+    assert "not sure</span>" in html and "least sure digit 60%" in html
+    single = signed_in.get(reverse("classifier:image_card", args=[done_image(user, png, digit=4).pk])).content.decode()
+    assert 'data-verdict="digit"' in single and "data-number" not in single
 
 
 def test_detail_page_shows_prediction_model_input_and_ten_bars(signed_in, user, png):
