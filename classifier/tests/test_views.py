@@ -60,7 +60,7 @@ def number_image(owner, data, number="583", confidences=(0.99, 0.97, 0.98), widt
         digits=digits,
         model_version=model_version_ensure_initial(),
         model_input=bytes(784),
-        digit_inputs=bytes(range(len(number))) * 784,
+        digit_inputs=b"".join(bytes([k]) * 784 for k in range(len(number))),
         inference_ms=2.5,
     )
     return image
@@ -184,6 +184,50 @@ def test_detail_page_shows_prediction_model_input_and_ten_bars(signed_in, user, 
     assert reverse("classifier:image_model_input", args=[image.pk]).encode() in response.content
     picture = signed_in.get(reverse("classifier:image_model_input", args=[image.pk]))
     assert picture["Content-Type"] == "image/png"
+
+
+def test_detail_page_boxes_each_digit_of_a_number_and_shows_its_input_and_bars(signed_in, user, png):
+    import re
+
+    image = number_image(user, png, number="583", confidences=(0.99, 0.6, 0.98), width=120, height=48)
+    html = signed_in.get(image.get_absolute_url()).content.decode()
+    assert 'viewBox="0 0 120 48"' in html and 'id="predicted-number">583<' in html
+    assert re.findall(r'<rect x="(\d+)" y="8" width="28" height="32">', html) == ["10", "45", "80"]
+    assert html.count('class="reading-box"') == 2 and html.count('class="reading-box reading-box-unsure"') == 1
+    assert ">8 60% ?</text>" in html and "8 (60%, not sure)" in html  # said in words, not by colour alone
+    assert html.count("<details") == 3 and html.count('class="bar-row') == 30
+    assert 'Digit 2: <strong>8</strong>, 60% <span class="badge text-bg-warning">not sure</span>' in html
+    assert html.count(reverse("classifier:image_file", args=[image.pk])) == 1  # the photo once, boxed
+    for index in range(3):
+        assert reverse("classifier:image_digit_input", args=[image.pk, index]) in html
+    assert "hx-swap-oob" not in html
+
+
+def test_a_number_finished_in_place_redraws_the_photo_with_its_boxes(signed_in, user, png):
+    image = number_image(user, png)
+    html = signed_in.get(reverse("classifier:image_detail_result", args=[image.pk])).content.decode()
+    assert 'id="reading-photo" hx-swap-oob="true"' in html and html.count("<rect") == 3
+
+
+def test_single_digits_keep_their_detail_page(signed_in, user, png):
+    html = signed_in.get(done_image(user, png, digit=7).get_absolute_url()).content.decode()
+    assert "<svg" not in html and "<details" not in html and 'id="predicted-digit">7<' in html
+
+
+def test_each_digit_input_is_its_own_28x28_png_to_the_owner_only(signed_in, user, png, client):
+    from io import BytesIO
+
+    from PIL import Image
+
+    image = number_image(user, png, number="58", confidences=(0.99, 0.98))
+    for index in range(2):
+        response = signed_in.get(reverse("classifier:image_digit_input", args=[image.pk, index]))
+        picture = np.asarray(Image.open(BytesIO(response.content)))
+        assert response["Content-Type"] == "image/png" and picture.shape == (224, 224)
+        assert (picture == index).all()
+    assert signed_in.get(reverse("classifier:image_digit_input", args=[image.pk, 2])).status_code == 404
+    client.force_login(UserFactory())
+    assert client.get(reverse("classifier:image_digit_input", args=[image.pk, 0])).status_code == 404
 
 
 def test_card_and_detail_page_say_the_same_while_an_image_waits(signed_in, user, png):
