@@ -259,8 +259,12 @@ def _live_answer_context(preview: DrawingPreview) -> dict:
     answer = preview.result or {}
     if "error" in answer:
         return {"error": answer["error"]}
+    readings = answer.get("digits", [])
     return {
         "answer": answer,
+        "readings": [reading | {"unsure": reading["verdict"] != Prediction.Verdict.DIGIT} for reading in readings]
+        if len(readings) > 1
+        else [],
         "runner_up": runner_up(answer["probabilities"])[0],
         "bars": _bars(answer["probabilities"], answer["digit"]),
         "model_version": preview.model_version,

@@ -376,7 +376,7 @@ def test_model_input_png_is_the_stored_28x28(signed_in, user, png):
 
 def test_the_draw_page_has_a_labelled_canvas_and_controls(signed_in):
     html = signed_in.get(reverse("classifier:draw")).content.decode()
-    assert 'id="draw-canvas"' in html and 'aria-label="Drawing area for one digit"' in html
+    assert 'id="draw-canvas"' in html and 'aria-label="Drawing area for a digit or a number"' in html
     assert '<label for="pen-width"' in html
     for button in ("Undo", "Clear", "Classify drawing"):
         assert f">{button}</button>" in html
