@@ -346,6 +346,31 @@ def test_history_filters_and_paginates(signed_in, user, png):
     assert low.pk not in listed(flagged="no")
 
 
+def test_history_searches_by_number_and_shows_it(signed_in, user, png):
+    number_image(user, png, number="583124", confidences=(0.99,) * 6)
+    number_image(user, png, number="90", confidences=(0.99, 0.5))
+    done_image(user, png, digit=5)
+    Prediction.objects.filter(image__owner=user, digit=5, number="").update(number="5")
+    response = signed_in.get(reverse("classifier:history"), {"number": "58"})
+    assert [image.prediction.number for image in response.context["page"]] == ["583124"]
+    html = response.content.decode()
+    assert '<span class="fs-5 history-number">583124</span>' in html and 'value="58"' in html
+    response = signed_in.get(reverse("classifier:history"))
+    html = response.content.decode()
+    assert '<span class="fs-5 history-number">90</span> <span class="badge text-bg-warning">not sure</span>' in html
+    assert '<span class="fs-5">5</span>' in html  # a single digit as before
+
+
+@pytest.mark.parametrize("typed", ["5a", "-58", "12.5", "1234567890123"])
+def test_a_number_search_takes_digits_only_and_says_so(signed_in, user, png, typed):
+    number_image(user, png, number="583124", confidences=(0.99,) * 6)
+    response = signed_in.get(reverse("classifier:history"), {"number": typed})
+    assert len(response.context["page"].object_list) == 1  # the filter is left out, the list stays
+    (reason,) = response.context["ignored"]
+    assert reason.startswith(f'Number contains "{typed}": ')
+    assert "digits only" in reason or "at most 12 characters" in reason
+
+
 def test_history_pages(signed_in, user, png):
     for _ in range(30):
         DigitImageFactory(owner=user, data=png)
