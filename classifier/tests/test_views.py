@@ -486,6 +486,25 @@ def test_history_exports_as_csv_with_the_pages_filters(signed_in, user, png):
     )
 
 
+def test_the_csv_carries_each_images_number_and_its_digits_as_json(signed_in, user, png):
+    import json
+
+    number_image(user, png, number="58", confidences=(0.99, 0.6))
+    done_image(user, png, digit=3)  # read before numbers: one digit, no box
+    response = signed_in.get(reverse("classifier:history_export"), {"number": "58"})
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert row["number"] == "58" and row["digit"] == "8" and row["verdict"] == "unsure"
+    digits = json.loads(row["digits"])
+    assert [(d["digit"], d["verdict"], d["box"]) for d in digits] == [
+        (5, "digit", [10, 8, 28, 32]),
+        (8, "unsure", [45, 8, 28, 32]),
+    ]
+    assert digits[1]["confidence"] == 0.6 and len(digits[1]["probabilities"]) == 10
+    response = signed_in.get(reverse("classifier:history_export"), {"digit": 3})
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert row["number"] == "" and [(d["digit"], d["box"]) for d in json.loads(row["digits"])] == [(3, None)]
+
+
 def test_an_invalid_history_filter_is_named_and_the_valid_ones_still_apply(signed_in, user, png):
     done_image(user, png, digit=1)
     failed = DigitImageFactory(owner=user, data=png, status=DigitImage.Status.FAILED)
