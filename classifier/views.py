@@ -60,6 +60,7 @@ from classifier.services import (
     image_upload_create,
     password_reset_request_allow,
 )
+from classifier.templatetags.digits import percent
 from digitsite.brokers import broker_check
 from digitsite.celery import app as celery_app
 
@@ -422,13 +423,20 @@ def _bars(probabilities: list[float], digit: int) -> list[dict]:
 
 
 def _readings(image: DigitImage, prediction: Prediction) -> list[dict]:
-    """A number's digits for the detail page: each box on the original, with where its label
-    goes (above the box, below it where the image has no room above, else inside), and the
-    digit's ten bars. Sizes are in the image's pixels: the SVG over it scales with it."""
+    """A number's digits for the detail page: each box on the original, with its label (the
+    digit and its confidence) and where it goes (above the box, below it where the image has no
+    room above, else inside), and the digit's ten bars. Sizes are in the image's pixels: the SVG
+    over it scales with it. A label is no wider than the room before the next box, so that
+    neighbours' labels never overlap."""
     readings = []
+    boxes = [reading["box"] for reading in prediction.readings()]
     for index, reading in enumerate(prediction.readings()):
         x, y, w, h = reading["box"]
-        font = max(10, round(0.35 * h))
+        unsure = reading["verdict"] != Prediction.Verdict.DIGIT
+        label = f"{reading['digit']} {percent(reading['confidence'])}{' ?' if unsure else ''}"
+        room = (boxes[index + 1][0] if index + 1 < len(boxes) else image.width) - x - 2
+        # A glyph of these sans-serif digits is about 0.6 of the font size wide.
+        font = max(4, min(round(0.35 * h), int(room / (0.6 * len(label)))))
         if y >= font:
             label_y = y - 2
         elif y + h + font <= image.height:
@@ -439,7 +447,8 @@ def _readings(image: DigitImage, prediction: Prediction) -> list[dict]:
             {
                 **reading,
                 "index": index,
-                "unsure": reading["verdict"] != Prediction.Verdict.DIGIT,
+                "unsure": unsure,
+                "label": label,
                 "runner_up": runner_up(reading["probabilities"])[0],
                 "bars": _bars(reading["probabilities"], reading["digit"]),
                 "bars_label": f"Bar chart of the model's confidence in each digit, for digit {index + 1}",
