@@ -4,6 +4,10 @@ image against micro-batches of CLASSIFY_BATCH_SIZE (one model call each), and it
 The queue is filled first, then the worker starts; the rate counts from its first stored
 prediction to its last, so loading the model is not in it. Run: ``make bench`` or
 ``.venv/bin/python bench/worker.py [--images 2000] [--concurrency 2]``.
+
+``--numbers N`` measures reading whole numbers instead: N numbers of 2 to 8 digits rendered
+from MNIST test digits (``ml.synth.number_set``) against N single-digit images in the same run,
+both in batches of ``--batch``, as milliseconds per digit.
 """
 
 from __future__ import annotations
@@ -25,6 +29,17 @@ def realistic_uploads(count: int) -> list[tuple[str, bytes, int]]:
     ]
 
 
+def number_uploads(count: int) -> list[tuple[str, bytes, str]]:
+    from ml.data import load_mnist
+    from ml.synth import number_set
+
+    test = load_mnist(MNIST_DIR).test
+    return [
+        (f"{upload.scenario}-{i}", upload.data, upload.number)
+        for i, upload in enumerate(number_set(test.images, test.labels, count=count, seed=11))
+    ]
+
+
 def fill_queue(uploads, batch_size: int) -> list[int]:
     from django.conf import settings
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -42,7 +57,9 @@ def fill_queue(uploads, batch_size: int) -> list[int]:
     return ids
 
 
-def drain(stack: Stack, ids: list[int], labels: dict[int, int]) -> dict:
+def drain(stack: Stack, ids: list[int], labels: dict[int, int | str], answer: str = "digit") -> dict:
+    """The worker's rate on the queued ``ids``; accuracy compares each prediction's ``answer``
+    field (``digit``, or ``number`` for whole numbers) with ``labels``."""
     from classifier.models import DigitImage, Prediction
 
     started = time.monotonic()
@@ -54,14 +71,35 @@ def drain(stack: Stack, ids: list[int], labels: dict[int, int]) -> dict:
     predictions = Prediction.objects.filter(image_id__in=ids)
     times = sorted(predictions.values_list("created_at", flat=True))
     span = (times[-1] - times[0]).total_seconds()
-    digits = dict(predictions.values_list("image_id", "digit"))
+    answers = dict(predictions.values_list("image_id", answer))
     return {
         "rate": (len(times) - 1) / span if span else float("inf"),
         "wall": wall,
         "done": DigitImage.objects.filter(pk__in=ids, status="done").count(),
-        "accuracy": sum(digits[pk] == labels[pk] for pk in digits) / max(len(digits), 1),
+        "accuracy": sum(answers[pk] == labels[pk] for pk in answers) / max(len(answers), 1),
         "memory": memory,
     }
+
+
+def numbers_mode(count: int, concurrency: int, batch: int) -> None:
+    runs = [("single digits", mnist_uploads(count), "digit"), ("numbers", number_uploads(count), "number")]
+    with Stack(concurrency=concurrency, start=False) as stack:
+        print(
+            f"stack: {stack.describe()}; {count} numbers of 2 to 8 digits and {count} single digits, batches of {batch}"
+        )
+        per_digit = {}
+        for label, uploads, answer in runs:
+            ids = fill_queue(uploads, batch)
+            truths = {pk: truth for pk, (_, _, truth) in zip(ids, uploads, strict=True)}
+            result = drain(stack, ids, truths, answer)
+            digits = sum(len(str(truth)) for _, _, truth in uploads)
+            per_digit[label] = 1000 / result["rate"] * count / digits
+            print(
+                f"{label:<14} {per_digit[label]:6.2f} ms per digit  ({digits} digits in {count} images, "
+                f"{result['rate']:.0f} images/s; {result['done']} done, read exactly {result['accuracy']:.1%})"
+            )
+        ratio = per_digit["numbers"] / per_digit["single digits"]
+        print(f"ratio          {ratio:6.2f}x   a digit of a number against a single-digit image")
 
 
 def main() -> None:
@@ -70,7 +108,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32, help="CLASSIFY_BATCH_SIZE for the batched run")
     parser.add_argument("--realistic", action="store_true", help="phone photos, scans, canvas... instead of MNIST PNGs")
+    parser.add_argument("--numbers", type=int, metavar="N", help="N rendered numbers against N single digits")
     args = parser.parse_args()
+    if args.numbers:
+        numbers_mode(args.numbers, args.concurrency, args.batch)
+        return
 
     uploads = realistic_uploads(args.images) if args.realistic else mnist_uploads(args.images)
     with Stack(concurrency=args.concurrency, start=False) as stack:

@@ -5,6 +5,7 @@ bounded however many images there are."""
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 import zipfile
@@ -12,7 +13,7 @@ from collections.abc import Iterable, Iterator
 
 from django.db.models import QuerySet
 
-from classifier.models import DIGITS, DigitImage
+from classifier.models import DIGITS, DigitImage, Prediction
 
 logger = logging.getLogger(__name__)
 
@@ -20,11 +21,13 @@ CSV_HEADER = [
     "file_name",
     "uploaded_at",
     "status",
+    "number",
     "digit",
     "confidence",
     "verdict",
     "verdict_reason",
     *[f"p{digit}" for digit in DIGITS],
+    "digits",
     "model_version",
     "flagged_as",
     "your_feedback",
@@ -45,6 +48,16 @@ def csv_cell(value) -> str:
     return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def digits_json(prediction: Prediction) -> str:
+    """Each digit's reading, left to right, as compact JSON (probabilities to six places, as in
+    the p0..p9 columns); an image read before numbers is its one digit, with no box."""
+    readings = [
+        reading | {"probabilities": [round(p, 6) for p in reading["probabilities"]]}
+        for reading in prediction.readings()
+    ]
+    return json.dumps(readings, separators=(",", ":"))
+
+
 def history_row(image: DigitImage) -> list:
     """One image as a row of ``CSV_HEADER``."""
     prediction, flag, feedback = image.prediction_or_none, image.flag_or_none, image.feedback_or_none
@@ -53,14 +66,16 @@ def history_row(image: DigitImage) -> list:
         csv_cell(image.original_name),
         image.uploaded_at.isoformat(),
         image.status,
+        prediction.number if prediction else "",
         prediction.digit if prediction else "",
         f"{prediction.confidence:.6f}" if prediction else "",
         prediction.verdict if prediction else "",
         prediction.verdict_reason if prediction else "",
         *probabilities,
+        digits_json(prediction) if prediction else "",
         f"v{prediction.model_version.number}" if prediction else "",
-        ("not_a_digit" if flag.not_a_digit else flag.correct_digit) if flag else "",
-        feedback.suggested_digit if feedback else "",
+        ("not_a_digit" if flag.not_a_digit else flag.correct_number) if flag else "",
+        feedback.suggested_number if feedback else "",
         csv_cell(image.error_message),
     ]
 

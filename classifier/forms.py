@@ -2,6 +2,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import UserCreationForm
+from django.core.validators import RegexValidator
 
 from classifier.models import DIGIT_CHOICES, NUMBER_VALIDATOR, DigitImage, Feedback, Prediction
 from classifier.selectors import ImageFilters
@@ -105,6 +106,15 @@ class HistoryFilterForm(forms.Form):
         required=False,
         widget=forms.Select(attrs=SELECT),
     )
+    number = forms.CharField(
+        label="Number contains",
+        max_length=MAX_DIGITS,
+        required=False,
+        validators=[RegexValidator(r"^[0-9]+$", "Type digits only, such as 58 (which finds 583124).")],
+        widget=forms.TextInput(
+            attrs={"class": "form-control form-control-sm", "inputmode": "numeric", "placeholder": "e.g. 58"}
+        ),
+    )
     status = forms.ChoiceField(
         label="Status", choices=[("", "any status")], required=False, widget=forms.Select(attrs=SELECT)
     )
@@ -149,6 +159,7 @@ class HistoryFilterForm(forms.Form):
         below = data.get("below")
         return ImageFilters(
             digit=data.get("digit"),
+            number=data.get("number") or "",
             status=data.get("status") or None,
             verdict=data.get("verdict") or None,
             max_confidence=below / 100 if below else None,

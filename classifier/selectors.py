@@ -43,6 +43,7 @@ from classifier.models import (
 @dataclass(frozen=True)
 class ImageFilters:
     digit: int | None = None
+    number: str = ""  # digits the reading contains: "58" finds 583124
     status: str | None = None
     verdict: str | None = None  # Prediction.Verdict
     max_confidence: float | None = None  # "confidence below": a fraction in (0, 1]
@@ -58,6 +59,8 @@ def image_list_for(user, filters: ImageFilters | None = None) -> QuerySet[DigitI
         images = images.filter(owner=user)
     if filters.digit is not None:
         images = images.filter(prediction__digit=filters.digit)
+    if filters.number:
+        images = images.filter(prediction__number__contains=filters.number)
     if filters.status:
         images = images.filter(status=filters.status)
     if filters.verdict:

@@ -25,6 +25,7 @@ urlpatterns = [
     path("images/<int:pk>/delete/", views.image_delete_view, name="image_delete"),
     path("images/<int:pk>/file/", views.image_file, name="image_file"),
     path("images/<int:pk>/model-input.png", views.image_model_input, name="image_model_input"),
+    path("images/<int:pk>/digits/<int:index>/input.png", views.image_digit_input, name="image_digit_input"),
     path("images/<int:pk>/grad-cam.png", views.image_grad_cam, name="image_grad_cam"),
     path("images/<int:pk>/feedback/", views.image_feedback, name="image_feedback"),
     path("images/<int:pk>/flag/", views.image_flag_view, name="image_flag"),

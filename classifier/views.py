@@ -62,6 +62,7 @@ from classifier.services import (
     image_upload_create,
     password_reset_request_allow,
 )
+from classifier.templatetags.digits import percent
 from digitsite.brokers import broker_check
 from digitsite.celery import app as celery_app
 
@@ -261,8 +262,12 @@ def _live_answer_context(preview: DrawingPreview) -> dict:
     answer = preview.result or {}
     if "error" in answer:
         return {"error": answer["error"]}
+    readings = answer.get("digits", [])
     return {
         "answer": answer,
+        "readings": [reading | {"unsure": reading["verdict"] != Prediction.Verdict.DIGIT} for reading in readings]
+        if len(readings) > 1
+        else [],
         "runner_up": runner_up(answer["probabilities"])[0],
         "bars": _bars(answer["probabilities"], answer["digit"]),
         "model_version": preview.model_version,
@@ -419,7 +424,48 @@ def _bars(probabilities: list[float], digit: int) -> list[dict]:
     return [{"digit": d, "percent": 100 * p, "probability": p, "top": d == digit} for d, p in enumerate(probabilities)]
 
 
-def _detail_context(request, image: DigitImage) -> dict:
+def _readings(image: DigitImage, prediction: Prediction) -> list[dict]:
+    """A number's digits for the detail page: each box on the original, with its label (the
+    digit and its confidence) and where it goes (above the box, below it where the image has no
+    room above, else inside), and the digit's ten bars. Sizes are in the image's pixels: the SVG
+    over it scales with it. A label is no wider than the room before the next box, so that
+    neighbours' labels never overlap."""
+    readings = []
+    boxes = [reading["box"] for reading in prediction.readings()]
+    for index, reading in enumerate(prediction.readings()):
+        x, y, w, h = reading["box"]
+        unsure = reading["verdict"] != Prediction.Verdict.DIGIT
+        label = f"{reading['digit']} {percent(reading['confidence'])}{' ?' if unsure else ''}"
+        room = (boxes[index + 1][0] if index + 1 < len(boxes) else image.width) - x - 2
+        # A glyph of these sans-serif digits is about 0.6 of the font size wide.
+        font = max(4, min(round(0.35 * h), int(room / (0.6 * len(label)))))
+        if y >= font:
+            label_y = y - 2
+        elif y + h + font <= image.height:
+            label_y = y + h + font
+        else:
+            label_y = y + font
+        readings.append(
+            {
+                **reading,
+                "index": index,
+                "unsure": unsure,
+                "label": label,
+                "runner_up": runner_up(reading["probabilities"])[0],
+                "bars": _bars(reading["probabilities"], reading["digit"]),
+                "bars_label": f"Bar chart of the model's confidence in each digit, for digit {index + 1}",
+                "x": x,
+                "y": y,
+                "w": w,
+                "h": h,
+                "label_y": label_y,
+                "font": font,
+            }
+        )
+    return readings
+
+
+def _detail_context(request, image: DigitImage, *, polled: bool = False) -> dict:
     prediction = image.prediction_or_none
     bars = _bars(prediction.probabilities, prediction.digit) if prediction is not None else []
     feedback = image.feedback_or_none
@@ -438,6 +484,9 @@ def _detail_context(request, image: DigitImage) -> dict:
         and correction_training_refusal(correct_number=flag.correct_number, prediction=prediction),
         # An all-zero map means nothing in the image spoke for the digit: say so, show no picture.
         "grad_cam_empty": prediction is not None and prediction.heat_map_is_empty,
+        "readings": _readings(image, prediction) if prediction is not None and prediction.is_number else [],
+        # Polled in place, the answer also redraws the photo beside it with the digits' boxes.
+        "polled": polled,
     }
 
 
@@ -452,7 +501,8 @@ def image_detail_result(request, pk: int):
     """The detail page's answer, polled by htmx while the image waits: the verdict, the bars,
     Grad-CAM and the feedback form replace the waiting notice in place when it is done."""
     image = _image_or_404(request, pk)
-    html = render_to_string("classifier/_detail_result.html", _detail_context(request, image), request=request)
+    context = _detail_context(request, image, polled=True)
+    html = render_to_string("classifier/_detail_result.html", context, request=request)
     return HttpResponseStopPolling(html) if image.is_finished else HttpResponse(html)
 
 
@@ -582,6 +632,15 @@ def image_model_input(request, pk: int):
     """The image the model saw, enlarged with hard pixel edges."""
     pixels = _prediction_or_404(request, pk).model_input_pixels()
     return png_response(np.kron(pixels, np.ones((MODEL_INPUT_ZOOM, MODEL_INPUT_ZOOM), dtype=np.uint8)))
+
+
+@require_GET
+def image_digit_input(request, pk: int, index: int):
+    """The 28x28 image the model saw for one digit of a number (0 the leftmost), enlarged."""
+    inputs = _prediction_or_404(request, pk).digit_input_pixels()
+    if index >= len(inputs):
+        raise Http404
+    return png_response(np.kron(inputs[index], np.ones((MODEL_INPUT_ZOOM, MODEL_INPUT_ZOOM), dtype=np.uint8)))
 
 
 @require_GET

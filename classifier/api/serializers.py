@@ -7,19 +7,57 @@ from classifier.models import DIGITS, DigitImage, ModelVersion, Prediction
 from ml.preprocessing import ACCEPTED_FORMATS_TEXT
 
 
-class PredictionSerializer(serializers.ModelSerializer):
-    probabilities = serializers.ListField(
-        child=serializers.FloatField(), min_length=len(DIGITS), max_length=len(DIGITS), help_text="digit 0 first"
+def _probabilities(help_text: str) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.FloatField(), min_length=len(DIGITS), max_length=len(DIGITS), help_text=help_text
     )
+
+
+class DigitReadingSerializer(serializers.Serializer):
+    digit = serializers.IntegerField(min_value=DIGITS[0], max_value=DIGITS[-1])
+    confidence = serializers.FloatField(help_text="calibrated probability of the digit")
+    probabilities = _probabilities("digit 0 first")
+    verdict = serializers.ChoiceField(
+        choices=[Prediction.Verdict.DIGIT, Prediction.Verdict.UNSURE, Prediction.Verdict.NOT_A_DIGIT],
+        help_text="this digit's own verdict",
+    )
+    box = serializers.ListField(
+        child=serializers.IntegerField(min_value=0),
+        min_length=4,
+        max_length=4,
+        allow_null=True,
+        help_text="[x, y, width, height] in the image's pixels; null for images read before numbers",
+    )
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    probabilities = _probabilities("digit 0 first (for a number, its least sure digit's)")
     model_version = serializers.IntegerField(source="model_version.number", help_text="the version that predicted")
+    digits = DigitReadingSerializer(
+        source="readings", many=True, read_only=True, help_text="each digit read, left to right"
+    )
 
     class Meta:
         model = Prediction
-        fields = ["digit", "confidence", "verdict", "verdict_reason", "probabilities", "model_version", "created_at"]
+        fields = [
+            "number",
+            "digit",
+            "confidence",
+            "verdict",
+            "verdict_reason",
+            "probabilities",
+            "digits",
+            "model_version",
+            "created_at",
+        ]
         extra_kwargs = {
-            "digit": {"help_text": "the best guess, whatever the verdict"},
-            "confidence": {"help_text": "calibrated probability of the digit"},
-            "verdict": {"help_text": "digit: read with confidence; unsure: a best guess; not_a_digit: not one digit"},
+            "number": {"help_text": "the digits read, left to right; empty when it is not a digit"},
+            "digit": {"help_text": "the best guess, whatever the verdict (for a number, its least sure digit)"},
+            "confidence": {"help_text": "calibrated probability of the digit (for a number, its least sure digit's)"},
+            "verdict": {
+                "help_text": "digit: one digit read with confidence; number: several digits, each read with "
+                "confidence; unsure: a best guess (of one digit or more); not_a_digit: not a digit"
+            },
         }
 
 

@@ -30,8 +30,15 @@ FILTERS = [
     OpenApiParameter(
         "digit", {"type": "integer", "minimum": DIGITS[0], "maximum": DIGITS[-1]}, description="predicted digit"
     ),
+    OpenApiParameter(
+        "number",
+        {"type": "string", "pattern": "^[0-9]{1,12}$"},
+        description="readings that contain these digits: 58 finds 583124",
+    ),
     OpenApiParameter("status", str, enum=["pending", "processing", "done", "failed"]),
-    OpenApiParameter("verdict", str, enum=["digit", "unsure", "not_a_digit"], description="how far to trust it"),
+    OpenApiParameter(
+        "verdict", str, enum=["digit", "number", "unsure", "not_a_digit"], description="how far to trust it"
+    ),
     OpenApiParameter(
         "below", {"type": "integer", "minimum": 1, "maximum": 100}, description="confidence below this percentage"
     ),

@@ -1,7 +1,8 @@
 """The draw page's live answer: the drawing in progress, read by a worker with the active model.
 
 The web process stores the canvas and queues it; a worker reads it as it reads uploads
-(preprocessing, calibrated confidence, verdict) but stores no upload, no file and no heat
+(a number of one or more digits: segmentation, calibrated confidence, verdict; the digit fields
+those of the least sure digit, as a Prediction's) but stores no upload, no file and no heat
 map. Each person has at most one preview: a newer drawing replaces the one before, whose
 task then finds nothing and ends at once.
 """
@@ -18,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from classifier.models import DrawingPreview
-from classifier.services.images import _predictor_for
+from classifier.services.images import _predictor_for, _weakest
 from classifier.services.modelling import model_version_ensure_initial
 
 logger = logging.getLogger(__name__)
@@ -68,18 +69,22 @@ def drawing_preview_run(*, preview_id: UUID | str) -> DrawingPreview | None:
     version = model_version_ensure_initial()
     predictor = _predictor_for(version)
     started = time.perf_counter()
-    (result,) = predictor.predict_images([bytes(preview.drawing)])
+    (result,) = predictor.read_numbers([bytes(preview.drawing)])
     inference_ms = (time.perf_counter() - started) * 1000
-    if result.prediction is None:
+    if result.error is not None:
         answer = {"error": result.error}
+    elif not result.digits:
+        answer = {"error": "No writing was found in this drawing."}
     else:
-        p = result.prediction
+        p = _weakest(result).prediction
         answer = {
             "digit": p.digit,
             "confidence": p.confidence,
             "probabilities": list(p.probabilities),
-            "verdict": p.verdict,
-            "reason": p.reason,
+            "verdict": result.verdict,
+            "reason": result.reason,
+            "number": result.number,
+            "digits": [reading.as_dict() | {"verdict": reading.prediction.verdict} for reading in result.digits],
         }
     DrawingPreview.objects.filter(pk=preview.pk).update(
         result=answer, model_version=version, inference_ms=inference_ms, finished_at=timezone.now()

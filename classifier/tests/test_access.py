@@ -48,6 +48,7 @@ RULES = {
     "classifier:image_file": "owner",
     "classifier:image_model_input": "owner",
     "classifier:image_grad_cam": "owner",
+    "classifier:image_digit_input": "owner",
     "classifier:image_feedback": "owner-post",
     "classifier:image_retry": "owner-post",
     "classifier:image_flag": "staff-post",
@@ -101,7 +102,7 @@ def image(mnist):
 
 def _url(name, image):
     if RULES[name] in ("owner", "owner-post", "owner-only", "staff-post"):
-        return reverse(name, args=[image.pk])
+        return reverse(name, args=[image.pk, 0] if name == "classifier:image_digit_input" else [image.pk])
     if RULES[name] == "drawer":
         preview = DrawingPreview.objects.create(owner=image.owner, drawing=b"\x89PNG")
         return reverse(name, args=[preview.pk])

@@ -1,5 +1,6 @@
 """The REST API: every endpoint, its permissions, throttling, and a schemathesis run."""
 
+import numpy as np
 import pytest
 import schemathesis
 from django.core.cache import cache
@@ -108,6 +109,27 @@ def test_status_and_prediction_of_an_image(api, user, png):
     file = api.get(body["file_url"])
     assert file.status_code == 200 and file["Content-Type"] == "image/png"
     assert b"".join(file.streaming_content) == png
+
+
+def test_a_prediction_carries_its_number_and_each_digit_with_its_box(api, user, mnist):
+    image = classified(user, encode(255 - np.pad(np.hstack([mnist.test.images[0], mnist.test.images[1]]), 10)))
+    prediction = api.get(reverse("api:image-detail", args=[image.pk])).json()["prediction"]
+    assert prediction["number"] == "72" and prediction["verdict"] in ("number", "unsure")
+    digits = prediction["digits"]
+    assert [d["digit"] for d in digits] == [7, 2] and all(len(d["probabilities"]) == 10 for d in digits)
+    assert [len(d["box"]) for d in digits] == [4, 4] and digits[0]["box"][0] < digits[1]["box"][0]
+    weakest = min(digits, key=lambda d: d["confidence"])
+    assert (prediction["digit"], prediction["confidence"]) == (weakest["digit"], weakest["confidence"])
+    assert [i["id"] for i in api.get(reverse("api:image-list"), {"number": "2"}).json()["results"]] == [image.pk]
+    assert api.get(reverse("api:image-list"), {"number": "2x"}).status_code == 400
+
+
+def test_a_prediction_made_before_numbers_is_its_one_digit_without_a_box(api, user, png):
+    image = classified(user, png)
+    Prediction.objects.filter(image=image).update(digits=[])
+    prediction = api.get(reverse("api:image-detail", args=[image.pk])).json()["prediction"]
+    assert prediction["number"] == "7"
+    assert [(d["digit"], d["box"], d["verdict"]) for d in prediction["digits"]] == [(7, None, prediction["verdict"])]
 
 
 def test_other_users_images_answer_404_and_staff_see_them(api, png):

@@ -673,7 +673,7 @@ def test_download_history_as_csv(page, worker, tmp_path, mnist):
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
     lines = Path(download.value.path()).read_text().splitlines()
-    assert lines[0].startswith("file_name,uploaded_at,status,digit,confidence,verdict,verdict_reason,p0,")
+    assert lines[0].startswith("file_name,uploaded_at,status,number,digit,confidence,verdict,verdict_reason,p0,")
     assert sorted(line.split(",")[0] for line in lines[1:]) == ["canvas-1.png", "clean-7.png", "photo-2.jpg"]
 
 
@@ -909,3 +909,99 @@ def test_verdicts_on_the_card_and_the_detail_page(page, worker, tmp_path, mnist)
     page.locator("#runner-up").wait_for()
     assert page.locator("#runner-up").inner_text() == "9"
     assert csp_violations(page, page.csp_console) == []
+
+
+# --- Whole numbers (issue 19) ----------------------------------------------------------------
+
+ONE_THEN_SEVEN = [[(70, 50), (70, 230)], [(140, 60), (240, 60)], [(240, 60), (175, 230)]]  # apart on the canvas
+
+
+def boxes_inside_the_photo(page) -> list[bool]:
+    """Whether each digit's box lies on the photo as drawn (the SVG scaled with it)."""
+    photo = page.locator("img.detail-original").bounding_box()
+    inside = []
+    for rect in page.locator("svg.reading-boxes rect").all():
+        box = rect.bounding_box()
+        inside.append(
+            photo["x"] - 1 <= box["x"]
+            and box["x"] + box["width"] <= photo["x"] + photo["width"] + 1
+            and photo["y"] - 1 <= box["y"]
+            and box["y"] + box["height"] <= photo["y"] + photo["height"] + 1
+        )
+    return inside
+
+
+def test_a_number_on_the_card_and_its_digits_boxed_on_the_detail_page_on_a_desktop_and_a_phone(
+    page, browser, live_server, worker, tmp_path, mnist
+):
+    from classifier.tests.test_services import _number_page
+    from classifier.tests.test_views import number_image
+
+    indices = [0, 1, 2, 3]
+    number = "".join(str(mnist.test.labels[i]) for i in indices)  # 7210
+    picture = tmp_path / f"number-{number}.png"
+    picture.write_bytes(encode(_number_page(mnist, indices)))
+    user = UserFactory()
+    log_in(page, user.username)
+    upload(page, [str(picture)], 1)
+    card = page.locator(".digit-card").first
+    assert card.locator(".predicted-number").inner_text() == number
+    assert "least sure digit" in card.inner_text()
+
+    card.click()
+    page.locator("#predicted-number").wait_for()
+    assert page.locator("#predicted-number").inner_text() == number
+    assert page.locator("svg.reading-boxes rect").count() == len(number)
+    assert boxes_inside_the_photo(page) == [True] * len(number)
+    labels = page.locator("svg.reading-boxes text").all_text_contents()
+    assert [label.split()[0] for label in labels] == list(number)
+    digits = page.locator("details.reading-digit")
+    assert digits.count() == len(number)
+    second = digits.nth(1)
+    assert not second.locator("img").is_visible()  # shown on demand
+    second.locator("summary").click()
+    second.locator("img").wait_for()
+    wait_until(page, "img => img.complete && img.naturalWidth === 224", second.locator("img").element_handle())
+    assert second.locator(".bar-row").count() == 10 and second.locator(".bar-row.top .bar-digit").inner_text() == "2"
+    assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
+    assert csp_violations(page, page.csp_console) == []
+    shot(page, "19-number-detail")
+
+    # The longest number there is, on a phone's card and in its history row.
+    number_image(user, picture.read_bytes(), number="583124583124", confidences=(0.99,) * 11 + (0.6,))
+    context, small = phone(browser, live_server)
+    log_in(small, user.username)
+    assert small.locator(".digit-card .predicted-number").all_inner_texts() == ["583124583124", number]
+    small.goto(DigitImage.objects.get(owner=user, original_name=picture.name).get_absolute_url())
+    small.locator("details.reading-digit").first.locator("summary").click()
+    for path in ("/", "/history/", small.url):
+        small.goto(path)
+        overflow = small.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{path} overflows a 390 px screen by {overflow} px"
+    assert small.locator("svg.reading-boxes rect").count() == len(number)
+    assert boxes_inside_the_photo(small) == [True] * len(number)
+    shot(small, "19-number-detail-phone")
+    small.goto("/")
+    shot(small, "19-number-gallery-phone")
+    small.goto(f"/history/?number={number[1:3]}")
+    assert small.locator(".history-number").all_inner_texts() == [number]  # 583124583124 does not hold "21"
+    context.close()
+
+
+def test_draw_two_digits_side_by_side_and_read_them_as_a_number(page, worker):
+    user = UserFactory()
+    log_in(page, user.username)
+    page.goto("/draw/")
+    canvas_strokes(page, ONE_THEN_SEVEN)
+    wait_until(page, "(document.querySelector('#live-verdict')?.dataset.number || '').length === 2", timeout=60_000)
+    live = page.locator("#live-verdict").get_attribute("data-number")
+    assert page.locator("#live-answer .live-reading").count() == 2
+    assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
+    page.get_by_role("button", name="Classify drawing").click()
+    assert wait_for_result(page) == "done"
+    assert page.locator("#draw-results .predicted-number").inner_text() == live
+    shot(page, "19-draw-number")
+    image = DigitImage.objects.get(owner=user)
+    assert image.prediction.number == live and len(image.prediction.digits) == 2
+    page.goto(image.get_absolute_url())
+    assert page.locator("svg.reading-boxes rect").count() == 2

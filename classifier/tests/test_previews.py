@@ -68,6 +68,35 @@ def test_the_worker_reads_a_drawing_with_the_active_model(mnist):
     assert drawing_preview_run(preview_id=preview.pk).finished_at == finished_at  # idempotent
 
 
+def number_canvas(mnist, indices: list[int]) -> bytes:
+    """MNIST test digits side by side on the 280x280 canvas, dark ink on white, PNG."""
+    row = np.hstack([part for i in indices for part in (mnist.test.images[i], np.zeros((28, 6), dtype=np.uint8))])
+    side = row.shape[1] + 6
+    square = np.zeros((side, side), dtype=np.uint8)
+    top = (side - 28) // 2
+    square[top : top + 28, 6:] = row
+    scale = 280 // side
+    return encode(255 - np.pad(np.kron(square, np.ones((scale, scale), dtype=np.uint8)), (0, 280 - scale * side)))
+
+
+def test_the_worker_reads_a_number_drawn_side_by_side(mnist):
+    preview = drawing_preview_create(owner=UserFactory(), drawing=number_canvas(mnist, [0, 1]))  # 7 then 2
+    answer = drawing_preview_run(preview_id=preview.pk).result
+    assert answer["number"] == "72" and answer["verdict"] in ("number", "unsure")
+    assert [reading["digit"] for reading in answer["digits"]] == [7, 2]
+    lefts = [reading["box"][0] for reading in answer["digits"]]
+    assert lefts == sorted(lefts)
+    weakest = min(answer["digits"], key=lambda reading: reading["confidence"])
+    assert (answer["digit"], answer["confidence"]) == (weakest["digit"], weakest["confidence"])
+
+
+def test_a_single_digit_drawing_carries_its_number_too(mnist):
+    answer = drawing_preview_run(
+        preview_id=drawing_preview_create(owner=UserFactory(), drawing=canvas(mnist)).pk
+    ).result
+    assert answer["number"] == "7" and len(answer["digits"]) == 1 and answer["verdict"] == "digit"
+
+
 def test_a_drawing_that_cannot_be_read_gets_the_reason(mnist):
     preview = drawing_preview_create(owner=UserFactory(), drawing=b"\x89PNG\r\n\x1a\n but then garbage")
     assert "error" in drawing_preview_run(preview_id=preview.pk).result
@@ -100,6 +129,14 @@ def test_the_live_answer_through_the_pages(signed_in, user, mnist):
     signed_in.force_login(user)
     post(signed_in, canvas(mnist, 2))
     assert signed_in.get(url).status_code == 404
+
+
+def test_the_live_answer_shows_a_number_and_each_digit(signed_in, user, mnist):
+    url = post(signed_in, number_canvas(mnist, [0, 1])).json()["url"]
+    drawing_preview_run(preview_id=DrawingPreview.objects.get(owner=user).pk)
+    html = signed_in.get(url).content.decode()
+    assert 'data-number="72"' in html and ">72</span>" in html
+    assert html.count('<li class="live-reading') == 2 and "live-bar-fill" not in html
 
 
 def test_the_pages_refuse_what_is_not_a_drawing_with_a_message(signed_in, settings):

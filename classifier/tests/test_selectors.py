@@ -163,3 +163,25 @@ def test_the_number_of_queries_does_not_grow_with_the_data():
             flag(image, correct_digit=(index + 1) % 10)
     Flag.objects.create(image=number_predicted("583"), correct_number="5831")
     assert queries() == empty <= 20
+
+
+def test_history_finds_readings_that_contain_the_typed_digits():
+    from classifier.selectors import ImageFilters, image_list_for
+
+    owner = UserFactory()
+    readings = {}
+    for number in ("583124", "7", "1258", "", "90"):
+        image = predicted(owner=owner)
+        Prediction.objects.filter(image=image).update(number=number)
+        readings[image.pk] = number
+    others = predicted()  # another person's 58 is not theirs to find
+    Prediction.objects.filter(image=others).update(number="58")
+
+    def found(number: str) -> set[str]:
+        return {readings[image.pk] for image in image_list_for(owner, ImageFilters(number=number))}
+
+    assert found("58") == {"583124", "1258"}
+    assert found("7") == {"7"}
+    assert found("583124") == {"583124"}
+    assert found("") == set(readings.values())
+    assert found("0000") == set()

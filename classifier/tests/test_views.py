@@ -29,6 +29,43 @@ def done_image(owner, data, digit=7):
     return image
 
 
+def number_image(owner, data, number="583", confidences=(0.99, 0.97, 0.98), width=120, height=48):
+    """A finished image read as ``number``: each digit in a box of its own, left to right; the
+    prediction's own fields are those of the least sure digit, as the worker stores them."""
+    image = DigitImageFactory(owner=owner, data=data, status=DigitImage.Status.DONE, width=width, height=height)
+    digits = []
+    for k, (digit, confidence) in enumerate(zip(number, confidences, strict=True)):
+        probabilities = [(1 - confidence) / 9] * 10
+        probabilities[int(digit)] = confidence
+        verdict = Prediction.Verdict.DIGIT if confidence >= 0.9 else Prediction.Verdict.UNSURE
+        box = [10 + 35 * k, 8, 28, 32]
+        digits.append(
+            {
+                "digit": int(digit),
+                "confidence": confidence,
+                "probabilities": probabilities,
+                "box": box,
+                "verdict": verdict,
+            }
+        )
+    weakest = min(digits, key=lambda reading: reading["confidence"])
+    sure = all(reading["verdict"] == Prediction.Verdict.DIGIT for reading in digits)
+    Prediction.objects.create(
+        image=image,
+        digit=weakest["digit"],
+        confidence=weakest["confidence"],
+        probabilities=weakest["probabilities"],
+        verdict=Prediction.Verdict.NUMBER if sure else Prediction.Verdict.UNSURE,
+        number=number,
+        digits=digits,
+        model_version=model_version_ensure_initial(),
+        model_input=bytes(784),
+        digit_inputs=b"".join(bytes([k]) * 784 for k in range(len(number))),
+        inference_ms=2.5,
+    )
+    return image
+
+
 def test_sign_up_logs_in_and_lands_on_the_gallery(client):
     response = client.post(
         reverse("classifier:signup"),
@@ -124,6 +161,20 @@ def test_pending_card_polls_and_a_finished_card_stops_polling(signed_in, user, p
     assert b"hx-trigger" not in response.content and b">4<" in response.content
 
 
+def test_the_card_shows_a_number_and_how_sure_its_least_sure_digit_is(signed_in, user, png):
+    sure = number_image(user, png, number="583124", confidences=(0.99, 0.97, 0.995, 0.99, 0.98, 0.99))
+    html = signed_in.get(reverse("classifier:image_card", args=[sure.pk])).content.decode()
+    assert 'data-number="583124"' in html and 'data-verdict="number"' in html
+    assert ">583124</div>" in html and "number · least sure digit 97%" in html
+    assert "not sure" not in html
+    doubtful = number_image(user, png, number="58", confidences=(0.99, 0.6))
+    html = signed_in.get(reverse("classifier:image_card", args=[doubtful.pk])).content.decode()
+    assert 'data-verdict="unsure"' in html and ">58</div>" in html
+    assert "not sure</span>" in html and "least sure digit 60%" in html
+    single = signed_in.get(reverse("classifier:image_card", args=[done_image(user, png, digit=4).pk])).content.decode()
+    assert 'data-verdict="digit"' in single and "data-number" not in single
+
+
 def test_detail_page_shows_prediction_model_input_and_ten_bars(signed_in, user, png):
     image = done_image(user, png, digit=7)
     response = signed_in.get(image.get_absolute_url())
@@ -133,6 +184,50 @@ def test_detail_page_shows_prediction_model_input_and_ten_bars(signed_in, user, 
     assert reverse("classifier:image_model_input", args=[image.pk]).encode() in response.content
     picture = signed_in.get(reverse("classifier:image_model_input", args=[image.pk]))
     assert picture["Content-Type"] == "image/png"
+
+
+def test_detail_page_boxes_each_digit_of_a_number_and_shows_its_input_and_bars(signed_in, user, png):
+    import re
+
+    image = number_image(user, png, number="583", confidences=(0.99, 0.6, 0.98), width=120, height=48)
+    html = signed_in.get(image.get_absolute_url()).content.decode()
+    assert 'viewBox="0 0 120 48"' in html and 'id="predicted-number">583<' in html
+    assert re.findall(r'<rect x="(\d+)" y="8" width="28" height="32">', html) == ["10", "45", "80"]
+    assert html.count('class="reading-box"') == 2 and html.count('class="reading-box reading-box-unsure"') == 1
+    assert ">8 60% ?</text>" in html and "8 (60%, not sure)" in html  # said in words, not by colour alone
+    assert html.count("<details") == 3 and html.count('class="bar-row') == 30
+    assert 'Digit 2: <strong>8</strong>, 60% <span class="badge text-bg-warning">not sure</span>' in html
+    assert html.count(reverse("classifier:image_file", args=[image.pk])) == 1  # the photo once, boxed
+    for index in range(3):
+        assert reverse("classifier:image_digit_input", args=[image.pk, index]) in html
+    assert "hx-swap-oob" not in html
+
+
+def test_a_number_finished_in_place_redraws_the_photo_with_its_boxes(signed_in, user, png):
+    image = number_image(user, png)
+    html = signed_in.get(reverse("classifier:image_detail_result", args=[image.pk])).content.decode()
+    assert 'id="reading-photo" hx-swap-oob="true"' in html and html.count("<rect") == 3
+
+
+def test_single_digits_keep_their_detail_page(signed_in, user, png):
+    html = signed_in.get(done_image(user, png, digit=7).get_absolute_url()).content.decode()
+    assert "<svg" not in html and "<details" not in html and 'id="predicted-digit">7<' in html
+
+
+def test_each_digit_input_is_its_own_28x28_png_to_the_owner_only(signed_in, user, png, client):
+    from io import BytesIO
+
+    from PIL import Image
+
+    image = number_image(user, png, number="58", confidences=(0.99, 0.98))
+    for index in range(2):
+        response = signed_in.get(reverse("classifier:image_digit_input", args=[image.pk, index]))
+        picture = np.asarray(Image.open(BytesIO(response.content)))
+        assert response["Content-Type"] == "image/png" and picture.shape == (224, 224)
+        assert (picture == index).all()
+    assert signed_in.get(reverse("classifier:image_digit_input", args=[image.pk, 2])).status_code == 404
+    client.force_login(UserFactory())
+    assert client.get(reverse("classifier:image_digit_input", args=[image.pk, 0])).status_code == 404
 
 
 def test_card_and_detail_page_say_the_same_while_an_image_waits(signed_in, user, png):
@@ -251,6 +346,31 @@ def test_history_filters_and_paginates(signed_in, user, png):
     assert low.pk not in listed(flagged="no")
 
 
+def test_history_searches_by_number_and_shows_it(signed_in, user, png):
+    number_image(user, png, number="583124", confidences=(0.99,) * 6)
+    number_image(user, png, number="90", confidences=(0.99, 0.5))
+    done_image(user, png, digit=5)
+    Prediction.objects.filter(image__owner=user, digit=5, number="").update(number="5")
+    response = signed_in.get(reverse("classifier:history"), {"number": "58"})
+    assert [image.prediction.number for image in response.context["page"]] == ["583124"]
+    html = response.content.decode()
+    assert '<span class="fs-5 history-number">583124</span>' in html and 'value="58"' in html
+    response = signed_in.get(reverse("classifier:history"))
+    html = response.content.decode()
+    assert '<span class="fs-5 history-number">90</span> <span class="badge text-bg-warning">not sure</span>' in html
+    assert '<span class="fs-5">5</span>' in html  # a single digit as before
+
+
+@pytest.mark.parametrize("typed", ["5a", "-58", "12.5", "1234567890123"])
+def test_a_number_search_takes_digits_only_and_says_so(signed_in, user, png, typed):
+    number_image(user, png, number="583124", confidences=(0.99,) * 6)
+    response = signed_in.get(reverse("classifier:history"), {"number": typed})
+    assert len(response.context["page"].object_list) == 1  # the filter is left out, the list stays
+    (reason,) = response.context["ignored"]
+    assert reason.startswith(f'Number contains "{typed}": ')
+    assert "digits only" in reason or "at most 12 characters" in reason
+
+
 def test_history_pages(signed_in, user, png):
     for _ in range(30):
         DigitImageFactory(owner=user, data=png)
@@ -281,7 +401,7 @@ def test_model_input_png_is_the_stored_28x28(signed_in, user, png):
 
 def test_the_draw_page_has_a_labelled_canvas_and_controls(signed_in):
     html = signed_in.get(reverse("classifier:draw")).content.decode()
-    assert 'id="draw-canvas"' in html and 'aria-label="Drawing area for one digit"' in html
+    assert 'id="draw-canvas"' in html and 'aria-label="Drawing area for a digit or a number"' in html
     assert '<label for="pen-width"' in html
     for button in ("Undo", "Clear", "Classify drawing"):
         assert f">{button}</button>" in html
@@ -428,6 +548,25 @@ def test_history_exports_as_csv_with_the_pages_filters(signed_in, user, png):
         'href="/history/export.csv?digit=3"'
         in signed_in.get(reverse("classifier:history"), {"digit": 3}).content.decode()
     )
+
+
+def test_the_csv_carries_each_images_number_and_its_digits_as_json(signed_in, user, png):
+    import json
+
+    number_image(user, png, number="58", confidences=(0.99, 0.6))
+    done_image(user, png, digit=3)  # read before numbers: one digit, no box
+    response = signed_in.get(reverse("classifier:history_export"), {"number": "58"})
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert row["number"] == "58" and row["digit"] == "8" and row["verdict"] == "unsure"
+    digits = json.loads(row["digits"])
+    assert [(d["digit"], d["verdict"], d["box"]) for d in digits] == [
+        (5, "digit", [10, 8, 28, 32]),
+        (8, "unsure", [45, 8, 28, 32]),
+    ]
+    assert digits[1]["confidence"] == 0.6 and len(digits[1]["probabilities"]) == 10
+    response = signed_in.get(reverse("classifier:history_export"), {"digit": 3})
+    (row,) = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    assert row["number"] == "" and [(d["digit"], d["box"]) for d in json.loads(row["digits"])] == [(3, None)]
 
 
 def test_an_invalid_history_filter_is_named_and_the_valid_ones_still_apply(signed_in, user, png):
