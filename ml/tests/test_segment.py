@@ -16,7 +16,14 @@ from scipy import ndimage
 from ml.numbers import split_scorer
 from ml.preprocessing import PreprocessingError, to_model_input
 from ml.segment import MAX_DIGITS, segment_digits
-from ml.synth import NUMBER_SCENARIOS, number_set, realistic_set
+from ml.synth import (
+    NUMBER_SCENARIOS,
+    REAL_WRITER_SCENARIOS,
+    number_set,
+    real_writer_digits,
+    real_writer_number_set,
+    realistic_set,
+)
 from ml.tests.conftest import encode
 
 SCALE = 3  # MNIST's 28 px digits drawn 84 px tall: a small photo's size
@@ -239,6 +246,19 @@ def test_rendered_numbers_know_their_digits_boxes_and_touching_pairs(mnist):
     assert [u.data for u in again] == [u.data for u in uploads[:3]]
 
 
+def test_real_writers_numbers_are_load_digits_written_apart():
+    images, labels = real_writer_digits()
+    assert images.shape == (1797, 28, 28) and images.dtype == np.uint8 and set(labels) == set(range(10))
+    # Drawn as MNIST draws a digit: white on black, in the 20 px box of the 28 px field.
+    assert images[:, :3].max() == 0 and images[:, :, -3:].max() == 0 and images.max() == 255
+    uploads = real_writer_number_set(count=6, seed=3)
+    assert {u.scenario for u in uploads} == set(REAL_WRITER_SCENARIOS)
+    for upload in uploads:
+        assert 2 <= len(upload.number) <= 8 and len(upload.boxes) == len(upload.number)
+        assert not any(upload.touching)
+    assert [u.data for u in real_writer_number_set(count=2, seed=3)] == [u.data for u in uploads[:2]]
+
+
 def test_evaluating_numbers_reports_exact_and_per_digit_rates(mnist, shipped_predictor):
     from ml.evaluation import evaluate_numbers
 
@@ -247,6 +267,8 @@ def test_evaluating_numbers_reports_exact_and_per_digit_rates(mnist, shipped_pre
     assert 0 <= report["exact"] <= report["digit_accuracy"] <= 1
     assert report["exact"] >= NUMBERS_FLOOR
     assert len(report["misread"]) == round(20 * (1 - report["exact"]))
+    real = report["real_writers"]
+    assert real["numbers"] == 20 and 0 <= real["exact"] <= real["digit_accuracy"] <= 1
 
 
 # Under what the shipped model reads of these 20 numbers today (18 exact, 96.8% of digits), by
