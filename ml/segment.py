@@ -85,7 +85,7 @@ SCORE_FLOOR = 1e-3
 MIN_PIECE_WIDTH = 0.12
 # Cuts tried per group: lines upright or leaning by these slopes (x per y: slanted writing
 # touches along a slant), through the thinnest passes, at least CUT_SPACING pixels apart.
-CUT_SLOPES = (0.0, -0.2, 0.2, -0.4, 0.4)
+CUT_SLOPES = (0.0, -0.3, 0.3)
 CUTS_PER_SLOPE = 2
 EVEN_CUTS = 8
 CUT_SPACING = 2
@@ -416,7 +416,14 @@ def _cuts(member: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
             found.append((int(thickness[position]), slope != 0, _trimmed(left), _trimmed(member & ~left)))
     found += _path_cuts(member, margin)
     found.sort(key=lambda cut: cut[:2])
-    return [(left, right) for _, _, left, right in found]
+    # Lines and paths through the same gap part the ink alike: each parting is read once.
+    unique, seen = [], set()
+    for _, _, left, right in found:
+        key = np.packbits(left).tobytes()
+        if key not in seen:
+            seen.add(key)
+            unique.append((left, right))
+    return unique
 
 
 def _path_cuts(member: np.ndarray, margin: int) -> list[tuple[int, bool, np.ndarray, np.ndarray]]:
