@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from ml.numbers import split_scorer
 from ml.preprocessing import PreprocessingError, to_model_input
-from ml.segment import MAX_DIGITS, segment_digits
+from ml.segment import MAX_DIGITS, _cuts, segment_digits
 from ml.synth import (
     NUMBER_SCENARIOS,
     REAL_WRITER_SCENARIOS,
@@ -275,3 +275,23 @@ def test_evaluating_numbers_reports_exact_and_per_digit_rates(mnist, shipped_pre
 # a margin of two numbers. On 500 numbers (seed 2026) it reads 78.2% exactly, 93.7% of digits:
 # short of the issue's 97%, mostly touching digits (63% of numbers with a touching pair).
 NUMBERS_FLOOR = 0.8
+
+
+def test_bent_cuts_part_digits_that_no_straight_line_parts(monkeypatch):
+    """A 7's bar reaching over the next digit, whose stem rises to meet it: every straight line
+    between the two crosses the bar or leaves the stem's top on the wrong side; a cut that bends
+    down from beyond the bar's end and under it parts them, but for a few pixels of the join."""
+    left = np.zeros((60, 70), dtype=bool)
+    left[10:17, 10:46] = True  # the bar, over the next digit
+    left[10:50, 10:14] = True  # the left digit's stem
+    right = np.zeros_like(left)
+    right[17:50, 36:40] = True  # the right digit's stem, up to the bar
+    right[30:37, 36:60] = True  # and its arm
+    mask = left | right
+
+    def parted(cuts) -> bool:
+        return any((a & left).sum() >= 0.97 * left.sum() and (b & right).sum() >= 0.85 * right.sum() for a, b in cuts)
+
+    assert parted(_cuts(mask))
+    monkeypatch.setattr("ml.segment.PATH_CUTS", 0)
+    assert not parted(_cuts(mask))
