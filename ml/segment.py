@@ -10,10 +10,11 @@ digit mask), so photos, scans and canvas drawings read the same way. Then:
    speck, a full stop, a dash);
 4. with a scoring callable (``ml.numbers.split_scorer``: the model and its detector, so that
    this module needs no model): neighbours that read better as one digit are joined, and a
-   group it doubts (two touching digits are a "number" to the detector) is cut along straight
-   lines, upright or slanted, through thin passes and across its middle, keeping the cut
-   whose pieces it reads best, when they beat the group read whole; without one, only a
-   group far wider than a digit is cut, at its thinnest pass;
+   group it doubts (two touching digits are a "number" to the detector) or wide for one digit
+   is cut along straight lines, upright or slanted, and along the cheapest paths bending down
+   through the ink, keeping the cut whose pieces it reads best, when they beat the group read
+   whole by a margin that shrinks as the group widens; without one, only a group far wider
+   than a digit is cut, at its thinnest pass;
 5. each digit becomes its own 28x28 input through ``digit_input``, the single-digit path.
 
 One digit found is exactly the single-digit input (``to_model_input``): the whole mask, with
@@ -92,7 +93,7 @@ CUT_SPACING = 2
 # Bent cuts: the cheapest paths down through the ink, one near each of PATH_CUTS columns
 # spread across the group, wandering at most PATH_BAND of its height from it; each sideways
 # step costs PATH_STEP of an ink pixel, so that a path bends only to pass between strokes.
-PATH_CUTS = 6
+PATH_CUTS = 4
 PATH_BAND = 0.2
 PATH_STEP = 0.1
 # Pieces of a cut side smaller than this share of its largest are crumbs of the other digit.
