@@ -237,10 +237,18 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: int = 0, batch: int = 32) -> dict:
     """Numbers of 2 to 8 digits rendered from ``split``'s digits (``ml.synth.number_set``) read
     back: how many exactly, how many digits right, the numbers with touching digits apart, and
-    how well the boxes found cover the true ones (where as many were found)."""
-    from ml.synth import number_set
+    how well the boxes found cover the true ones (where as many were found). Under
+    ``real_writers``, the same for ``count`` numbers by load_digits' 43 real writers
+    (``ml.synth.real_writer_number_set``): held out, never tuned on."""
+    from ml.synth import number_set, real_writer_number_set
 
-    uploads = number_set(split.images, split.labels, count=count, seed=seed)
+    report = _numbers_report(predictor, number_set(split.images, split.labels, count=count, seed=seed), batch)
+    real = _numbers_report(predictor, real_writer_number_set(count=count, seed=seed), batch)
+    return {"numbers": count, "seed": seed} | report | {"real_writers": {"numbers": count, "seed": seed} | real}
+
+
+def _numbers_report(predictor: Predictor, uploads: list, batch: int) -> dict:
+    count = len(uploads)
     results = [
         r for i in range(0, count, batch) for r in predictor.read_numbers([u.data for u in uploads[i : i + batch]])
     ]
@@ -260,8 +268,6 @@ def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: in
         chosen = np.array([u.scenario == scenario for u in uploads])
         by_scenario[scenario] = float(exact[chosen].mean())
     return {
-        "numbers": count,
-        "seed": seed,
         "exact": float(exact.mean()),
         "digit_accuracy": right / sum(len(u.number) for u in uploads),
         "touching_numbers": int(touching.sum()),

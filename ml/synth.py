@@ -222,7 +222,9 @@ def _connected(row: np.ndarray, left: np.ndarray, right: np.ndarray) -> bool:
     return bool(np.intersect1d(labels[left & (labels > 0)], labels[right & (labels > 0)]).size)
 
 
-def number_row(digits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[bool, ...]]:
+def number_row(
+    digits: np.ndarray, rng: np.random.Generator, *, touch_rate: float = TOUCH_RATE
+) -> tuple[np.ndarray, np.ndarray, tuple[bool, ...]]:
     """MNIST digits (n, 28, 28) written as one number at MNIST's scale: white on black, each a
     little larger or smaller, higher or lower than the last, apart or touching. Returns the row,
     a map of which digit (1..n, 0 for none) owns each inked pixel, and the pairs that touch."""
@@ -240,7 +242,7 @@ def number_row(digits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
         h, w = part.shape
         baseline = float(np.clip(baseline + rng.normal(0, BASELINE_DRIFT), 2, 14))
         top = round(baseline) + (height - 16 - h)  # bottoms line up, bigger digits reach higher
-        if n and rng.random() < TOUCH_RATE:
+        if n and rng.random() < touch_rate:
             # Box against box, then slid in until a stroke meets the last digit's (or a few
             # pixels in: then the two only come close, and ``touching`` says so).
             for _ in range(TOUCH_MAX_OVERLAP):
@@ -262,10 +264,13 @@ def number_row(digits: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
     return row[:, : x + 2], owner[:, : x + 2], tuple(touching)
 
 
-def render_number(digits: np.ndarray, *, scenario: str, rng: np.random.Generator, number: str) -> NumberUpload:
+def render_number(
+    digits: np.ndarray, *, scenario: str, rng: np.random.Generator, number: str, touch_rate: float = TOUCH_RATE
+) -> NumberUpload:
     """Render MNIST digits (white on black, (n, 28, 28)) as one realistic photo, scan, canvas
-    drawing, screenshot or pencil sketch of the number ``number``, with each digit's true box."""
-    row, owner, _ = number_row(digits, rng)
+    drawing, screenshot or pencil sketch of the number ``number``, with each digit's true box;
+    ``touch_rate`` of neighbouring pairs written touching."""
+    row, owner, _ = number_row(digits, rng, touch_rate=touch_rate)
     ranges = {"photo": (50, 260), "pencil": (50, 200), "scan": (30, 150), "canvas": (60, 200), "screenshot": (24, 110)}
     if scenario not in ranges:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {NUMBER_SCENARIOS}")
@@ -347,4 +352,52 @@ def number_set(
         picks = rng.choice(len(images), size=length, replace=False)
         number = "".join(str(int(labels[i])) for i in picks)
         uploads.append(render_number(images[picks], scenario=scenarios[n % len(scenarios)], rng=rng, number=number))
+    return uploads
+
+
+# Real writers' numbers: scikit-learn's load_digits (43 writers, 8x8, 17 grey levels) drawn at
+# MNIST's scale, the digit's 8 px grown to MNIST's 20 px box in its 28 px field, and smoothed
+# so that its blocks become strokes; written apart (these writers' digits were never joined),
+# as a scan of dark ink on white or a phone photo.
+REAL_WRITER_SCENARIOS = ("scan", "photo")
+REAL_WRITER_BOX = 20
+REAL_WRITER_SMOOTHING = 1.2  # Gaussian sigma at MNIST's scale: a little over half a stroke
+REAL_WRITER_CORE = 0.45
+REAL_WRITER_EDGE = 0.3
+
+
+def real_writer_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 ``load_digits`` as (n, 28, 28) uint8 digits, white on black, as MNIST
+    draws them, with their labels."""
+    from sklearn.datasets import load_digits  # evaluation only: ships its data, needs no download
+
+    digits = load_digits()
+    margin = (28 - REAL_WRITER_BOX) // 2
+    images = np.zeros((len(digits.images), 28, 28), dtype=np.uint8)
+    for image, small in zip(images, digits.images, strict=True):
+        grown = Image.fromarray((small * (255 / 16)).astype(np.uint8)).resize(
+            (REAL_WRITER_BOX, REAL_WRITER_BOX), Image.Resampling.BICUBIC
+        )
+        smooth = ndimage.gaussian_filter(np.asarray(grown, np.float32), REAL_WRITER_SMOOTHING)
+        level = smooth / max(float(smooth.max()), 1.0)
+        # The 8x8 grey levels count ink in 4x4 blocks of a 32x32 drawing: a stroke's blur spans
+        # two blocks. Only its core is ink, MNIST's width: darker greys, with a soft edge.
+        image[margin : margin + REAL_WRITER_BOX, margin : margin + REAL_WRITER_BOX] = 255 * np.clip(
+            (level - REAL_WRITER_CORE) / REAL_WRITER_EDGE, 0, 1
+        )
+    return images, digits.target.astype(np.uint8)
+
+
+def real_writer_number_set(*, count: int, seed: int = 0) -> list[NumberUpload]:
+    """``count`` numbers of 2 to 8 digits by load_digits' 43 real writers, digits apart, each a
+    scan or a photo: a held-out check of reading numbers on handwriting that is not MNIST's."""
+    images, labels = real_writer_digits()
+    rng = np.random.default_rng(seed)
+    uploads = []
+    for n in range(count):
+        length = int(rng.integers(NUMBER_LENGTHS[0], NUMBER_LENGTHS[1] + 1))
+        picks = rng.choice(len(images), size=length, replace=False)
+        number = "".join(str(int(labels[i])) for i in picks)
+        scenario = REAL_WRITER_SCENARIOS[n % len(REAL_WRITER_SCENARIOS)]
+        uploads.append(render_number(images[picks], scenario=scenario, rng=rng, number=number, touch_rate=0.0))
     return uploads

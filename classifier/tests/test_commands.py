@@ -192,6 +192,9 @@ def test_evaluate_reads_rendered_numbers(tiny_model_dir):
     assert 0 <= numbers["exact"] <= numbers["digit_accuracy"] <= 1
     output = run("evaluate", "--model", str(tiny_model_dir), "--numbers", "6", "--seed", "3")
     assert f"read exactly {numbers['exact']:.1%} of 6 (seed 3)" in output
+    real = numbers["real_writers"]
+    assert real["numbers"] == 6 and 0 <= real["exact"] <= real["digit_accuracy"] <= 1
+    assert f"numbers by real writers (load_digits) read exactly {real['exact']:.1%} of 6" in output
 
 
 def test_evaluate_on_the_stand_ins_for_other_writers(tiny_model_dir):

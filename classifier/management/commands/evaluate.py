@@ -128,9 +128,12 @@ def _numbers(result: dict) -> str:
     def share(value):
         return "-" if value is None else f"{value:.1%}"
 
+    real = result["real_writers"]
     return (
         f"numbers   read exactly {result['exact']:.1%} of {result['numbers']:,} (seed {result['seed']}); "
         f"per digit {result['digit_accuracy']:.1%}; with touching digits {share(result['touching_exact'])} "
         f"of {result['touching_numbers']}, digits apart {share(result['apart_exact'])}; "
-        f"digit count right {share(result['digit_count_right'])}"
+        f"digit count right {share(result['digit_count_right'])}\n"
+        f"          numbers by real writers (load_digits) read exactly {real['exact']:.1%} of {real['numbers']:,}; "
+        f"per digit {real['digit_accuracy']:.1%}; digit count right {share(real['digit_count_right'])}"
     )
