@@ -174,18 +174,27 @@ def calibrate_bundle(
     return calibration
 
 
-def evaluate_non_digits(predictor: Predictor, digits: np.ndarray, *, count: int, seed: int = 0) -> dict:
-    """How many of ``count`` generated non-digits (``ml.negatives``, numbers made of ``digits``)
-    come back as anything but a confident digit: unsure, not a digit, or refused as blank;
-    overall and per family."""
-    from ml.negatives import negative_set
+# Images per read_numbers call, as the worker's batches.
+NUMBERS_BATCH = 32
 
-    uploads = negative_set(digits, count=count, seed=seed)
-    results = predictor.predict_images([upload.data for upload in uploads])
+
+def evaluate_non_digits(predictor: Predictor, digits: np.ndarray, *, count: int, seed: int = 0) -> dict:
+    """How many of ``count`` generated non-digits (``ml.negatives``' families but numbers, which
+    the site reads) come back as anything but a confident reading: unsure, not a digit, or
+    refused; overall and per family. Read as the worker reads every upload, as a number."""
+    from ml.negatives import FAMILIES, negative_set
+
+    families = tuple(family for family in FAMILIES if family != "number")
+    uploads = negative_set(digits, count=count, seed=seed, families=families)
+    results = [
+        result
+        for start in range(0, len(uploads), NUMBERS_BATCH)
+        for result in predictor.read_numbers([upload.data for upload in uploads[start : start + NUMBERS_BATCH]])
+    ]
     caught, seen = Counter(), Counter()
     for upload, result in zip(uploads, results, strict=True):
         seen[upload.scenario] += 1
-        caught[upload.scenario] += result.prediction is None or result.prediction.verdict != "digit"
+        caught[upload.scenario] += result.error is not None or result.verdict not in ("digit", "number")
     return {
         "caught": sum(caught.values()) / max(len(uploads), 1),
         "samples": len(uploads),

@@ -12,10 +12,10 @@ line) and ``unsure`` when any is not. An image of one digit keeps the single-dig
 (``digit``, ``unsure`` or ``not_a_digit``, with its reason) exactly as ``predict_images`` gives it.
 
 Pieces judged one by one miss what the whole shows: the letters of a word, the parts of a
-drawing, each read alone, can pass for digits. So an image of several groups is also judged
-whole, as a single digit would be (in the same first model call): where the detector finds
-it likelier text, a drawing, a scribble or a photo than digits, the image is ``not_a_digit``
-with that reason, or ``unsure`` where it only leans that way.
+drawing, cut and read alone, can pass for digits. So the groups of strokes, judged whole in the
+first model call before any cut, speak for the image: where the detector finds them likelier
+text, drawings, scribbles or photos than digits, the image is ``not_a_digit`` with that
+reason, or ``unsure`` where it only leans that way.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from ml.segment import Page, Scorer, Segment, read_page, resolve
 
 logger = logging.getLogger(__name__)
 
-# The detector's share, for the whole image, of the kinds that are neither a digit nor a number
-# above which several groups are not read as a number, and above which they are not sure.
-# Chosen on ml.negatives seed 11 (500 non-digits) against number_set seed 11 (300 numbers):
-# 0.9 caught 89% of the non-digits as not a digit or not sure, and took 4% of the numbers
-# from "number" to "not a digit"; 0.7 makes 5% more of them "not sure" and 92% caught.
+# The detector's share, over an image's groups of strokes, of the kinds that are neither a
+# digit nor a number, above which they are not read as a number, and above which not surely.
+# Chosen on ml.negatives seed 11 (500 non-digits) against number_set seed 11 (300 numbers); on
+# seed 12, untuned: 90.2% of the non-digits caught (not a digit, unsure or refused; 75.4%
+# judging the pieces alone), 1 number of 300 taken for not a digit.
 WHOLE_NOT_A_NUMBER = 0.9
 WHOLE_UNSURE = 0.7
 _OTHER_KINDS = [kind for kind in KINDS if kind not in ("digit", "number")]
@@ -126,13 +126,7 @@ def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]
         pages.append(page)
         errors.append(error)
     groups = [model_input.array for page in pages if page for model_input in page.inputs]
-    # The image judged whole (see the module): one group is its own whole; several add an
-    # input to the same call.
-    whole = [
-        (page.input_of(page.mask) if len(page.groups) > 1 else page.inputs[0]).array if page else None for page in pages
-    ]
-    judged = groups + [array for page, array in zip(pages, whole, strict=True) if page and len(page.groups) > 1]
-    wholes = iter(reader.score(np.stack(judged))[: len(groups)] if judged else [])
+    wholes = iter(reader.score(np.stack(groups)) if groups else [])
     segmented: list[list[Segment] | None] = []
     for i, page in enumerate(pages):
         if page is None:
@@ -144,12 +138,12 @@ def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]
     arrays = [segment.model_input.array for segments in segmented if segments for segment in segments]
     predictions = iter(reader.predictions(arrays))
     results = []
-    for page, segments, error, array in zip(pages, segmented, errors, whole, strict=True):
+    for page, segments, error in zip(pages, segmented, errors, strict=True):
         if segments is None:
             results.append(NumberResult(error=error))
             continue
         digits = tuple(DigitReading(next(predictions), s.model_input, s.box) for s in segments)
-        results.append(_reading(digits, _as_a_whole(page, reader, array)))
+        results.append(_reading(digits, _as_a_whole(page, reader)))
     return results
 
 
@@ -164,23 +158,22 @@ def _attempt(step, blob_or_page, *args):
         return None, UNEXPECTED_ERROR
 
 
-def _as_a_whole(page: Page, reader: _Reader, whole: np.ndarray) -> np.ndarray:
-    """What the detector makes of an image beyond its pieces: its answer for the whole image,
-    or the mean of its answers for the groups of strokes, whichever is further from digits.
-    A long word squeezed into 28x28 may look like a number; its letters, one by one, do not."""
-    groups = np.mean([reader.kinds[model_input.array.tobytes()] for model_input in page.inputs], axis=0)
-    whole_kinds = reader.kinds[whole.tobytes()]
-    return max(whole_kinds, groups, key=lambda kinds: float(kinds[_OTHER].sum()))
+def _as_a_whole(page: Page, reader: _Reader) -> np.ndarray:
+    """What the detector makes of an image beyond its digits: the mean of its answers for the
+    groups of strokes, each judged whole before any cut. The letters of a word are text one by
+    one even where their cut pieces pass for digits. (The whole image squeezed into 28x28 was
+    tried too: a canvas "17" of two clean strokes looked like a drawing to it.)"""
+    return np.mean([reader.kinds[model_input.array.tobytes()] for model_input in page.inputs], axis=0)
 
 
-def _reading(digits: tuple[DigitReading, ...], whole_kinds: np.ndarray | None) -> NumberResult:
-    """The reading of an image's digits; ``whole_kinds``: what the detector makes of the image
-    as a whole (``_as_a_whole``)."""
+def _reading(digits: tuple[DigitReading, ...], whole_kinds: np.ndarray) -> NumberResult:
+    """The reading of an image's digits; ``whole_kinds``: what the detector makes of its
+    groups of strokes (``_as_a_whole``)."""
     if len(digits) == 1:
         prediction = digits[0].prediction
         number = "" if prediction.verdict == "not_a_digit" else str(prediction.digit)
         return NumberResult(number, digits, prediction.verdict, prediction.reason, prediction)
-    other = 0.0 if whole_kinds is None else float(whole_kinds[_OTHER].sum())
+    other = float(whole_kinds[_OTHER].sum())
     if other > WHOLE_NOT_A_NUMBER:
         likeliest = _OTHER_KINDS[int(np.argmax(whole_kinds[_OTHER]))]
         return NumberResult("", digits, "not_a_digit", REASONS[likeliest])

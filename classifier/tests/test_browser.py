@@ -309,8 +309,8 @@ def test_staff_flag_in_the_admin_then_retrain(page, worker, tmp_path, mnist, set
     page.locator("tr", has_text="photo-2.jpg").locator("input.action-select").check()
     page.locator("select[name=action]").select_option("flag_selected")
     page.get_by_role("button", name="Go").click()
-    page.get_by_text("really show").wait_for()
-    page.get_by_label("Answer for photo-2.jpg").select_option("3")
+    page.get_by_text("really read").wait_for()
+    page.get_by_label("Answer for photo-2.jpg").fill("3")
     page.get_by_label("Note").fill("the loop is closed: a 3")
     shot(page, "05-admin-flag")
     page.get_by_role("button", name="Flag with these answers").click()
@@ -594,7 +594,7 @@ def test_feedback_grad_cam_and_staff_confirmation(page, worker, tmp_path, mnist)
     page.locator(".digit-card").first.click()
     wait_until(page, "document.querySelector('img[alt^=\"Grad-CAM\"]').complete")
     assert page.locator("img[alt^='Grad-CAM']").evaluate("img => img.naturalWidth") == 224
-    page.get_by_label("It is really a").select_option("1")
+    page.get_by_label("It really reads").fill("1")
     page.get_by_role("button", name="Tell us it is wrong").click()
     page.get_by_text("you said this is a 1").first.wait_for()
     assert page.locator("#predicted-digit").inner_text() == "7"  # the prediction stays
@@ -863,16 +863,16 @@ def test_the_webcam_works_under_the_content_security_policy(camera_browser, live
 
 
 def test_verdicts_on_the_card_and_the_detail_page(page, worker, tmp_path, mnist):
-    """A digit is a digit, a written word is not, and an unsure guess says so with the runner-up."""
+    """A digit is a digit, a drawing is not, and an unsure guess says so with the runner-up."""
     from classifier.models import Prediction
     from classifier.services import model_version_ensure_initial
     from classifier.tests.factories import DigitImageFactory
-    from ml.negatives import _printed
+    from ml.negatives import _shape
 
     user = UserFactory()
-    rng = np.random.default_rng(3)
-    word = tmp_path / "hello.jpg"
-    word.write_bytes(render_upload(_printed("hello world", rng), scenario="photo", rng=rng).data)
+    rng = np.random.default_rng(1)
+    word = tmp_path / "shape.jpg"
+    word.write_bytes(render_upload(_shape(rng), scenario="photo", rng=rng).data)
     digit = tmp_path / "seven.png"
     digit.write_bytes(encode(255 - mnist.test.images[0]))
     guessed = DigitImageFactory(owner=user, data=encode(255 - mnist.test.images[1]), original_name="blurry.png")
@@ -892,14 +892,14 @@ def test_verdicts_on_the_card_and_the_detail_page(page, worker, tmp_path, mnist)
     log_in(page, user.username)
     upload(page, [str(word), str(digit)], 3)
 
-    cards = {name: page.locator(".digit-card", has_text=name) for name in ("hello.jpg", "seven.png", "blurry.png")}
+    cards = {name: page.locator(".digit-card", has_text=name) for name in ("shape.jpg", "seven.png", "blurry.png")}
     assert cards["seven.png"].locator("[data-verdict]").get_attribute("data-verdict") == "digit"
     assert cards["seven.png"].locator(".predicted-digit").inner_text() == "7"
-    assert "This does not look like a digit" in cards["hello.jpg"].inner_text()
+    assert "This does not look like a digit" in cards["shape.jpg"].inner_text()
     assert "probably" in cards["blurry.png"].inner_text() and "not sure" in cards["blurry.png"].inner_text()
     shot(page, "17-verdicts-gallery")
 
-    cards["hello.jpg"].click()
+    cards["shape.jpg"].click()
     page.locator("#verdict").wait_for()
     assert page.locator("#verdict").get_attribute("data-verdict") == "not_a_digit"
     assert "It looks like" in page.locator("#verdict").inner_text()

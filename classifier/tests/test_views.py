@@ -29,12 +29,13 @@ def done_image(owner, data, digit=7):
     return image
 
 
-def number_image(owner, data, number="583", confidences=(0.99, 0.97, 0.98), width=120, height=48):
+def number_image(owner, data, number="583", confidences=None, width=120, height=48):
     """A finished image read as ``number``: each digit in a box of its own, left to right; the
-    prediction's own fields are those of the least sure digit, as the worker stores them."""
+    prediction's own fields are those of the least sure digit, as the worker stores them.
+    ``confidences``: each digit's, 0.99 each unless given."""
     image = DigitImageFactory(owner=owner, data=data, status=DigitImage.Status.DONE, width=width, height=height)
     digits = []
-    for k, (digit, confidence) in enumerate(zip(number, confidences, strict=True)):
+    for k, (digit, confidence) in enumerate(zip(number, confidences or (0.99,) * len(number), strict=True)):
         probabilities = [(1 - confidence) / 9] * 10
         probabilities[int(digit)] = confidence
         verdict = Prediction.Verdict.DIGIT if confidence >= 0.9 else Prediction.Verdict.UNSURE
@@ -201,6 +202,18 @@ def test_detail_page_boxes_each_digit_of_a_number_and_shows_its_input_and_bars(s
     for index in range(3):
         assert reverse("classifier:image_digit_input", args=[image.pk, index]) in html
     assert "hx-swap-oob" not in html
+
+
+def test_a_reading_of_several_pieces_that_are_not_digits_says_so(signed_in, user, png):
+    image = number_image(user, png, number="17")
+    Prediction.objects.filter(image=image).update(
+        verdict=Prediction.Verdict.NOT_A_DIGIT, number="", verdict_reason="it looks like letters, a word or a symbol."
+    )
+    html = signed_in.get(image.get_absolute_url()).content.decode()
+    assert 'data-verdict="not_a_digit"' in html and "This does not look like a digit" in html
+    assert "It looks like letters" in html and "its pieces would be 17" in html
+    card = signed_in.get(reverse("classifier:image_card", args=[image.pk])).content.decode()
+    assert "This does not look like a digit" in card
 
 
 def test_a_number_finished_in_place_redraws_the_photo_with_its_boxes(signed_in, user, png):
@@ -445,24 +458,6 @@ def test_owner_feedback_is_recorded_and_shown(signed_in, user, png):
         )
         assert reason in response.content.decode()
     assert Feedback.objects.get(image=image).suggested_digit == 1
-
-
-def number_image(owner, data, number: str):
-    """A done image read as ``number``, one box per digit."""
-    image = done_image(owner, data, digit=int(number[0]))
-    readings = [
-        {
-            "digit": int(d),
-            "confidence": 0.91,
-            "probabilities": [0.01] * 10,
-            "box": [20 * k, 0, 18, 28],
-            "verdict": "digit",
-        }
-        for k, d in enumerate(number)
-    ]
-    Prediction.objects.filter(image=image).update(number=number, digits=readings, verdict=Prediction.Verdict.NUMBER)
-    image.refresh_from_db()
-    return image
 
 
 def test_owner_feedback_on_a_number(signed_in, user, png):
