@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from classifier.models import DIGITS, DigitImage, ModelVersion, Prediction
 from ml.preprocessing import ACCEPTED_FORMATS_TEXT
+from ml.segment import MAX_DIGITS
 
 
 def _probabilities(help_text: str) -> serializers.ListField:
@@ -67,9 +68,11 @@ class ImageSerializer(serializers.ModelSerializer):
     format = serializers.CharField(source="image_format")
     error = serializers.CharField(source="error_message", help_text="why it failed; empty otherwise")
     prediction = PredictionSerializer(allow_null=True, read_only=True, help_text="null until the status is done")
-    flagged_as = serializers.SerializerMethodField(help_text="the digit staff say it really is")
+    flagged_as = serializers.SerializerMethodField(help_text="the digit staff say it really is (null for a number)")
+    flagged_number = serializers.SerializerMethodField(help_text="what staff say it really reads")
     flagged_not_a_digit = serializers.SerializerMethodField(help_text="staff say it is not a digit")
-    your_feedback = serializers.SerializerMethodField(help_text="the digit you said it really is")
+    your_feedback = serializers.SerializerMethodField(help_text="the digit you said it really is (null for a number)")
+    your_feedback_number = serializers.SerializerMethodField(help_text="what you said it really reads")
 
     class Meta:
         model = DigitImage
@@ -88,8 +91,10 @@ class ImageSerializer(serializers.ModelSerializer):
             "error",
             "prediction",
             "flagged_as",
+            "flagged_number",
             "flagged_not_a_digit",
             "your_feedback",
+            "your_feedback_number",
             "training_consent",
         ]
         extra_kwargs = {
@@ -111,6 +116,11 @@ class ImageSerializer(serializers.ModelSerializer):
         flag = image.flag_or_none
         return flag.correct_digit if flag else None
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_flagged_number(self, image):
+        flag = image.flag_or_none
+        return flag.correct_number or None if flag else None
+
     @extend_schema_field(serializers.BooleanField())
     def get_flagged_not_a_digit(self, image) -> bool:
         flag = image.flag_or_none
@@ -120,6 +130,11 @@ class ImageSerializer(serializers.ModelSerializer):
     def get_your_feedback(self, image):
         feedback = image.feedback_or_none
         return feedback.suggested_digit if feedback else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_your_feedback_number(self, image):
+        feedback = image.feedback_or_none
+        return feedback.suggested_number if feedback else None
 
 
 class UploadSerializer(serializers.Serializer):
@@ -154,14 +169,33 @@ class UploadResultSerializer(serializers.Serializer):
 
 class FeedbackSerializer(serializers.Serializer):
     digit = serializers.IntegerField(
-        min_value=DIGITS[0], max_value=DIGITS[-1], help_text="the digit the image really shows"
+        min_value=DIGITS[0], max_value=DIGITS[-1], required=False, help_text="the digit the image really shows"
     )
+    number = serializers.RegexField(
+        r"^[0-9]+$",
+        max_length=MAX_DIGITS,
+        required=False,
+        help_text="or what it really reads, every digit left to right (583124)",
+        error_messages={"invalid": "Write the digits only, left to right, such as 583124."},
+    )
+
+    def validate(self, attrs):
+        if ("digit" in attrs) == ("number" in attrs):
+            raise serializers.ValidationError("Give either digit or number.")
+        return attrs
+
+    @property
+    def suggested_number(self) -> str:
+        data = self.validated_data
+        return data["number"] if "number" in data else str(data["digit"])
 
 
 class FeedbackResultSerializer(serializers.Serializer):
     image = serializers.IntegerField()
-    suggested_digit = serializers.IntegerField()
-    predicted_digit = serializers.IntegerField()
+    suggested_digit = serializers.IntegerField(allow_null=True, help_text="null when you suggested several digits")
+    suggested_number = serializers.CharField()
+    predicted_digit = serializers.IntegerField(help_text="for a number, its least sure digit")
+    predicted_number = serializers.CharField(help_text="what the model read")
     confirmed = serializers.BooleanField(help_text="staff confirmed it as a correction")
 
 

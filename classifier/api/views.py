@@ -121,7 +121,8 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(
         request=FeedbackSerializer,
         responses={200: FeedbackResultSerializer, 400: ERROR, 404: NOT_FOUND, 415: ERROR},
-        description="Say the prediction is wrong and which digit it is. The prediction stays; staff review it.",
+        description="Say the prediction is wrong and what the image really reads: one digit, or a number's every "
+        "digit. The prediction stays; staff review it.",
     )
     @action(detail=True, methods=["post"])
     def feedback(self, request, pk=None):
@@ -131,16 +132,16 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         serializer = FeedbackSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            feedback = feedback_give(
-                image=image, user=request.user, suggested_number=str(serializer.validated_data["digit"])
-            )
-        except ValueError as exc:  # no prediction yet, or the digit the model already says
+            feedback = feedback_give(image=image, user=request.user, suggested_number=serializer.suggested_number)
+        except ValueError as exc:  # no prediction yet, or what the model already reads
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(
             {
                 "image": image.pk,
                 "suggested_digit": feedback.suggested_digit,
+                "suggested_number": feedback.suggested_number,
                 "predicted_digit": image.prediction.digit,
+                "predicted_number": image.prediction.reading,
                 "confirmed": feedback.is_confirmed,
             }
         )

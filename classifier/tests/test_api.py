@@ -124,6 +124,30 @@ def test_a_prediction_carries_its_number_and_each_digit_with_its_box(api, user, 
     assert api.get(reverse("api:image-list"), {"number": "2x"}).status_code == 400
 
 
+def test_feedback_and_flags_on_a_number_as_strings_of_digits(api, user, mnist):
+    from classifier.services import image_flag
+
+    image = classified(user, encode(255 - np.pad(np.hstack([mnist.test.images[0], mnist.test.images[1]]), 10)))
+    url = reverse("api:image-feedback", args=[image.pk])
+    response = api.post(url, {"number": "721"}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json() | {"image": 0} == {
+        "image": 0,
+        "suggested_digit": None,
+        "suggested_number": "721",
+        "predicted_digit": Prediction.objects.get(image=image).digit,
+        "predicted_number": "72",
+        "confirmed": False,
+    }
+    assert api.post(url, {"number": "72"}, format="json").status_code == 400  # what it already reads
+    for refused in ({"number": "7a"}, {"number": "1" * 13}, {"digit": 1, "number": "1"}, {}):
+        assert api.post(url, refused, format="json").status_code == 400, refused
+    image_flag(image=image, correct_number="721", flagged_by=UserFactory(is_staff=True))
+    detail = api.get(reverse("api:image-detail", args=[image.pk])).json()
+    assert (detail["your_feedback"], detail["your_feedback_number"]) == (None, "721")
+    assert (detail["flagged_as"], detail["flagged_number"], detail["flagged_not_a_digit"]) == (None, "721", False)
+
+
 def test_a_prediction_made_before_numbers_is_its_one_digit_without_a_box(api, user, png):
     image = classified(user, png)
     Prediction.objects.filter(image=image).update(digits=[])
@@ -163,10 +187,18 @@ def test_feedback_is_recorded_and_the_prediction_stays(api, user, png):
     url = reverse("api:image-feedback", args=[image.pk])
     response = api.post(url, {"digit": 1}, format="json")
     assert response.status_code == 200
-    assert response.json() == {"image": image.pk, "suggested_digit": 1, "predicted_digit": 7, "confirmed": False}
+    assert response.json() == {
+        "image": image.pk,
+        "suggested_digit": 1,
+        "suggested_number": "1",
+        "predicted_digit": 7,
+        "predicted_number": "7",
+        "confirmed": False,
+    }
     assert Feedback.objects.get(image=image).suggested_digit == 1
     assert Prediction.objects.get(image=image).digit == 7
-    assert api.get(reverse("api:image-detail", args=[image.pk])).json()["your_feedback"] == 1
+    detail = api.get(reverse("api:image-detail", args=[image.pk])).json()
+    assert (detail["your_feedback"], detail["your_feedback_number"]) == (1, "1")
 
     assert api.post(url, {"digit": 7}, format="json").status_code == 400  # what the model already says
     assert api.post(url, {"digit": 10}, format="json").status_code == 400
