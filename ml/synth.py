@@ -342,16 +342,24 @@ def _dressed(coverage: np.ndarray, scenario: str, rng: np.random.Generator) -> t
 
 
 def number_set(
-    images: np.ndarray, labels: np.ndarray, *, count: int, seed: int = 0, scenarios=NUMBER_SCENARIOS
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    count: int,
+    seed: int = 0,
+    scenarios=NUMBER_SCENARIOS,
+    **render,
 ) -> list[NumberUpload]:
-    """``count`` numbers of 2 to 8 random digits from ``images``, cycling through the scenarios."""
+    """``count`` numbers of 2 to 8 random digits from ``images``, cycling through the scenarios;
+    ``render``: more of ``render_number``'s arguments (``touch_rate``)."""
     rng = np.random.default_rng(seed)
     uploads = []
     for n in range(count):
         length = int(rng.integers(NUMBER_LENGTHS[0], NUMBER_LENGTHS[1] + 1))
         picks = rng.choice(len(images), size=length, replace=False)
         number = "".join(str(int(labels[i])) for i in picks)
-        uploads.append(render_number(images[picks], scenario=scenarios[n % len(scenarios)], rng=rng, number=number))
+        scenario = scenarios[n % len(scenarios)]
+        uploads.append(render_number(images[picks], scenario=scenario, rng=rng, number=number, **render))
     return uploads
 
 
@@ -392,12 +400,4 @@ def real_writer_number_set(*, count: int, seed: int = 0) -> list[NumberUpload]:
     """``count`` numbers of 2 to 8 digits by load_digits' 43 real writers, digits apart, each a
     scan or a photo: a held-out check of reading numbers on handwriting that is not MNIST's."""
     images, labels = real_writer_digits()
-    rng = np.random.default_rng(seed)
-    uploads = []
-    for n in range(count):
-        length = int(rng.integers(NUMBER_LENGTHS[0], NUMBER_LENGTHS[1] + 1))
-        picks = rng.choice(len(images), size=length, replace=False)
-        number = "".join(str(int(labels[i])) for i in picks)
-        scenario = REAL_WRITER_SCENARIOS[n % len(REAL_WRITER_SCENARIOS)]
-        uploads.append(render_number(images[picks], scenario=scenario, rng=rng, number=number, touch_rate=0.0))
-    return uploads
+    return number_set(images, labels, count=count, seed=seed, scenarios=REAL_WRITER_SCENARIOS, touch_rate=0.0)
