@@ -3,7 +3,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from classifier.models import DIGITS, DigitImage, ModelVersion, Prediction
+from classifier.models import DIGITS, NUMBER_VALIDATOR, DigitImage, ModelVersion, Prediction
 from ml.preprocessing import ACCEPTED_FORMATS_TEXT
 from ml.segment import MAX_DIGITS
 
@@ -171,12 +171,11 @@ class FeedbackSerializer(serializers.Serializer):
     digit = serializers.IntegerField(
         min_value=DIGITS[0], max_value=DIGITS[-1], required=False, help_text="the digit the image really shows"
     )
-    number = serializers.RegexField(
-        r"^[0-9]+$",
+    number = serializers.CharField(
         max_length=MAX_DIGITS,
         required=False,
+        validators=[NUMBER_VALIDATOR],
         help_text="or what it really reads, every digit left to right (583124)",
-        error_messages={"invalid": "Write the digits only, left to right, such as 583124."},
     )
 
     def validate(self, attrs):

@@ -305,18 +305,18 @@ def _weakest(result: NumberResult) -> DigitReading:
 def _prediction_of(image: DigitImage, result: NumberResult, **fields) -> Prediction:
     """The Prediction row of a reading: the number and each digit, and in the single-digit
     fields the least sure digit (``Prediction``'s docstring says why)."""
-    weakest = _weakest(result).prediction
+    weakest = _weakest(result)
     several = len(result.digits) > 1
     return Prediction(
         image_id=image.pk,
-        digit=weakest.digit,
-        confidence=weakest.confidence,
+        digit=weakest.prediction.digit,
+        confidence=weakest.prediction.confidence,
         verdict=result.verdict,
         verdict_reason=result.reason,
-        probabilities=list(weakest.probabilities),
+        probabilities=list(weakest.prediction.probabilities),
         number=result.number,
         digits=[reading.as_dict() | {"verdict": reading.prediction.verdict} for reading in result.digits],
-        model_input=Prediction.encode_model_input(_weakest(result).model_input.display),
+        model_input=Prediction.encode_model_input(weakest.model_input.display),
         digit_inputs=b"".join(Prediction.encode_model_input(r.model_input.display) for r in result.digits)
         if several
         else None,
@@ -463,9 +463,8 @@ def feedback_give(*, image: DigitImage, user, suggested_number: str) -> Feedback
     if prediction is None:
         raise ValueError("This image has no prediction yet.")
     # An image judged not a digit still has a best guess, which is what people see offered.
-    current = prediction.number or str(prediction.digit)
-    if number == current:
-        raise ValueError(f"The model already reads {current}; write what it really reads.")
+    if number == prediction.reading:
+        raise ValueError(f"The model already reads {prediction.reading}; write what it really reads.")
     feedback, _ = Feedback.objects.update_or_create(
         image=image,
         defaults={
