@@ -431,8 +431,9 @@ def _readings(image: DigitImage, prediction: Prediction) -> list[dict]:
     over it scales with it. A label is no wider than the room before the next box, so that
     neighbours' labels never overlap."""
     readings = []
-    boxes = [reading["box"] for reading in prediction.readings()]
-    for index, reading in enumerate(prediction.readings()):
+    digits = prediction.readings()
+    boxes = [reading["box"] for reading in digits]
+    for index, reading in enumerate(digits):
         x, y, w, h = reading["box"]
         unsure = reading["verdict"] != Prediction.Verdict.DIGIT
         label = f"{reading['digit']} {percent(reading['confidence'])}{' ?' if unsure else ''}"
