@@ -4,7 +4,8 @@ all the images classified in one model call, and a reading per image.
 The groups of strokes of every image in a batch are judged in one model call (model and
 detector together): for digits written apart, that call is every digit's answer. A group the
 model doubts (touching digits read whole are a "number" to the detector) is cut, and its
-candidate pieces judged in calls of their own; the pieces kept are answered from them.
+candidate pieces judged together with every other image's, one call a round (the cuts, then
+the cuts of their sides); the pieces kept are answered from them.
 
 A number's verdict is ``number`` when every digit is confident (each judged alone, as a single
 digit is: the detector's "digit" and the calibrated confidence over the bundle's ``unsure``
@@ -28,7 +29,7 @@ import numpy as np
 from ml.inference import UNEXPECTED_ERROR, Prediction, Predictor
 from ml.preprocessing import ModelInput, PreprocessingError
 from ml.reject import KINDS, REASONS
-from ml.segment import Page, Scorer, Segment, read_page, resolve
+from ml.segment import Page, Scorer, Scoring, Segment, lockstep, read_page, resolving, scored
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ class _Reader:
 def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]:
     """Segment each image and read its digits. The groups of strokes of all the images are
     classified in one model call, which is every digit's answer where digits stand apart;
-    only groups the model doubts (touching digits) cost calls of their own, to choose a cut.
+    only groups the model doubts (touching digits) cost more calls, to choose a cut: one a
+    round for the whole batch, however many images have such groups.
     Whatever goes wrong with one image is that image's error: its neighbours are read all the
     same."""
     reader = _Reader(predictor)
@@ -127,14 +129,15 @@ def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]
         errors.append(error)
     groups = [model_input.array for page in pages if page for model_input in page.inputs]
     wholes = iter(reader.score(np.stack(groups)) if groups else [])
-    segmented: list[list[Segment] | None] = []
-    for i, page in enumerate(pages):
-        if page is None:
-            segmented.append(None)
-            continue
-        scores = np.array([next(wholes) for _ in page.groups])
-        segments, errors[i] = _attempt(resolve, page, scores, reader.score)
-        segmented.append(segments)
+    # Every page resolved side by side: each round of doubts, over all pages, is one call.
+    tasks = {
+        i: _guarded(resolving(page, np.array([next(wholes) for _ in page.groups])))
+        for i, page in enumerate(pages)
+        if page is not None
+    }
+    segmented: list[list[Segment] | None] = [None] * len(pages)
+    for i, (segments, error) in zip(tasks, scored(lockstep(list(tasks.values())), reader.score), strict=True):
+        segmented[i], errors[i] = segments, error
     arrays = [segment.model_input.array for segments in segmented if segments for segment in segments]
     predictions = iter(reader.predictions(arrays))
     results = []
@@ -145,6 +148,18 @@ def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]
         digits = tuple(DigitReading(next(predictions), s.model_input, s.box) for s in segments)
         results.append(_reading(digits, _as_a_whole(page, reader)))
     return results
+
+
+def _guarded(task: Scoring[list[Segment]]) -> Scoring[tuple[list[Segment] | None, str | None]]:
+    """A page's resolving task that ends in its segments and no error, or None and the error
+    for people: one page's failure is its own."""
+    try:
+        return (yield from task), None
+    except PreprocessingError as exc:
+        return None, str(exc)
+    except Exception:
+        logger.exception("reading a number failed while resolving its digits")
+        return None, UNEXPECTED_ERROR
 
 
 def _attempt(step, blob_or_page, *args):

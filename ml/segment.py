@@ -25,8 +25,9 @@ than ``MAX_DIGITS`` digits, are refused with a reason for people.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -108,6 +109,7 @@ LINE_GAP = 0.25
 
 # (n, 28, 28) model inputs -> n scores in [0, 1]: how sure the model is that each is one digit.
 Scorer = Callable[[np.ndarray], np.ndarray]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -176,17 +178,65 @@ def read_page(data: bytes) -> Page:
 def resolve(page: Page, whole_scores: np.ndarray, score: Scorer) -> list[Segment]:
     """A page's digits: its groups (``whole_scores`` says how sure the scorer is of each as
     one digit) joined where pieces of one digit, and cut where touching digits."""
-    groups, wholes = _joined(page.groups, list(whole_scores), page.input_of, score)
+    return scored(resolving(page, whole_scores), score)
+
+
+def resolving(page: Page, whole_scores: np.ndarray) -> Scoring[list[Segment]]:
+    """``resolve`` as a scoring task (see ``lockstep``): the pages of a batch are resolved side
+    by side, each round of their doubts judged in one call."""
+    groups, wholes = yield from _joined(page.groups, list(whole_scores), page.input_of)
     # Widths are judged against the line's height: a 7's bar cut from its stem is wide for its
     # own height, not for a digit's.
     line = float(np.median([_extent(group.any(axis=1)) for group in groups]))
-    pieces = [
-        piece
-        for group, whole in zip(groups, wholes, strict=True)
-        for piece in _split(group, page.input_of, score, float(whole), line, alone=len(groups) == 1)[0]
-    ]
+    splits = yield from lockstep(
+        [
+            _split(group, page.input_of, float(whole), line, alone=len(groups) == 1)
+            for group, whole in zip(groups, wholes, strict=True)
+        ]
+    )
+    pieces = [piece for parts, _ in splits for piece in parts]
     _refuse_too_many(len(pieces))
     return _segments(page, pieces)
+
+
+# A scoring task: a generator that yields the (n, 28, 28) inputs it needs scored, is sent their
+# n scores, and returns its result. Written so, the doubts of every group of every image of a
+# batch are scored together, one model call a round, instead of one call per group.
+Scoring = Generator[np.ndarray, np.ndarray, T]
+
+
+def scored(task: Scoring[T], score: Scorer) -> T:
+    """Run one scoring task with ``score`` answering its requests."""
+    try:
+        request = task.send(None)
+        while True:
+            request = task.send(score(request))
+    except StopIteration as done:
+        return done.value
+
+
+def lockstep(tasks: list[Scoring[T]]) -> Scoring[list[T]]:
+    """Scoring tasks run side by side as one: each round, what all of them ask is asked at
+    once, and each is sent its own share of the answer. Returns their results, in order."""
+    results: list = [None] * len(tasks)
+    waiting: dict[int, np.ndarray] = {}
+
+    def advance(i: int, answer: np.ndarray | None) -> None:
+        try:
+            waiting[i] = tasks[i].send(answer)
+        except StopIteration as done:
+            waiting.pop(i, None)
+            results[i] = done.value
+
+    for i in range(len(tasks)):
+        advance(i, None)
+    while waiting:
+        asking = list(waiting)
+        sizes = np.cumsum([len(waiting[i]) for i in asking])[:-1]
+        answers = yield np.concatenate([waiting[i] for i in asking])
+        for i, answer in zip(asking, np.split(np.asarray(answers), sizes), strict=True):
+            advance(i, answer)
+    return results
 
 
 def _segments(page: Page, pieces: list[np.ndarray]) -> list[Segment]:
@@ -270,8 +320,8 @@ def _groups(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def _joined(
-    groups: list[np.ndarray], wholes: list[float], input_of: Callable[[np.ndarray], ModelInput], score: Scorer
-) -> tuple[list[np.ndarray], list[float]]:
+    groups: list[np.ndarray], wholes: list[float], input_of: Callable[[np.ndarray], ModelInput]
+) -> Scoring[tuple[list[np.ndarray], list[float]]]:
     """Neighbours close enough to be one digit's pieces (a 4 whose strokes do not meet, a 3
     with a stroke apart) joined where the scorer is surer of them as one digit than of the
     less sure of them alone; with each group's score."""
@@ -287,7 +337,7 @@ def _joined(
             joined[i] = groups[i] | groups[i + 1]
     if not pairs:
         return groups, wholes
-    together = dict(zip(pairs, score(np.stack([input_of(joined[i]).array for i in pairs])), strict=True))
+    together = dict(zip(pairs, (yield np.stack([input_of(joined[i]).array for i in pairs])), strict=True))
     # Two pieces each shorter than a digit, one above the other, are a stroke broken across
     # its middle (each half reads as a fair 1, the whole with its gap less so): digits on a
     # line stand side by side, never stacked.
@@ -323,13 +373,12 @@ def _extent(present: np.ndarray) -> int:
 def _split(
     member: np.ndarray,
     input_of: Callable[[np.ndarray], ModelInput],
-    score: Scorer,
     whole_score: float,
     line: float,
     depth: int = 0,
     *,
     alone: bool = False,
-) -> tuple[list[np.ndarray], float]:
+) -> Scoring[tuple[list[np.ndarray], float]]:
     """A group as one digit, or cut into the touching digits it holds; with how sure the
     scorer is of the reading (the product of its pieces' scores).
 
@@ -354,11 +403,16 @@ def _split(
     if not cuts:
         return [member], whole_score
     pieces = [piece for cut in cuts for piece in cut]
-    scores = score(np.stack([input_of(piece).array for piece in pieces])).reshape(-1, 2)
+    scores = (yield np.stack([input_of(piece).array for piece in pieces])).reshape(-1, 2)
     best = int(np.argmax(scores.sum(axis=1)))
+    sides = yield from lockstep(
+        [
+            _split(side, input_of, float(side_score), line, depth + 1)
+            for side, side_score in zip(cuts[best], scores[best], strict=True)
+        ]
+    )
     out, together = [], 1.0
-    for side, side_score in zip(cuts[best], scores[best], strict=True):
-        parts, sureness = _split(side, input_of, score, float(side_score), line, depth + 1)
+    for parts, sureness in sides:
         out += parts
         together *= sureness
     # Logs of the scores: a whole the scorer is sure of (0.97) against pieces it is sure of

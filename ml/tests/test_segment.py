@@ -217,6 +217,23 @@ def test_all_digits_of_all_images_are_read_in_one_model_call(mnist, shipped_pred
     assert several.verdict == ("number" if sure else "unsure")
 
 
+def test_touching_digits_of_many_images_are_cut_in_as_many_calls_as_one_image(mnist, shipped_predictor):
+    pairs = [(4, 0), (2, 4), (9, 4), (3, 8), (4, 7)]
+    blobs = []
+    for pair in pairs:
+        digits, gap = touching(*(ink_columns(first_of(mnist, d)) for d in pair))
+        blobs.append(encode(page([*digits, ink_columns(first_of(mnist, 5))], gaps=[gap, 8])[0]))
+    calls = []
+    for batch in ([blobs[0]], blobs):
+        with mock.patch.object(shipped_predictor, "assess", wraps=shipped_predictor.assess) as call:
+            results = shipped_predictor.read_numbers(batch)
+        assert [r.number for r in results] == [f"{a}{b}5" for a, b in pairs[: len(batch)]]
+        calls.append(call.call_count)
+    # Each round of doubts (groups, then their cuts, then the cuts' sides) is one call for the
+    # whole batch: five images cost no more calls than one.
+    assert calls[1] <= calls[0] <= 4, calls
+
+
 def test_a_single_digit_keeps_todays_result(mnist, shipped_predictor):
     uploads = realistic_set(mnist.test.images, mnist.test.labels, count=12, seed=9)
     blobs = [u.data for u in uploads]
