@@ -268,6 +268,15 @@ def test_real_writers_numbers_are_load_digits_written_apart():
     assert images.shape == (1797, 28, 28) and images.dtype == np.uint8 and set(labels) == set(range(10))
     # Drawn as MNIST draws a digit: white on black, in the 20 px box of the 28 px field.
     assert images[:, :3].max() == 0 and images[:, :, -3:].max() == 0 and images.max() == 255
+    # Their grey levels are ink coverage: the inked blocks of the 8x8 images, light ones too (a
+    # 9's loop drawn thin), are ink at their centres, not paper (but for bicubic's undershoot
+    # beside paper, which takes some blocks of 1 in 16).
+    from sklearn.datasets import load_digits
+
+    levels = load_digits().images
+    centres = (4 + 2.5 * np.arange(8) + 1.25).astype(int)
+    drawn = images[:, centres][:, :, centres] > 0
+    assert drawn[levels >= 2].all() and drawn[levels > 0].mean() > 0.99
     uploads = real_writer_number_set(count=6, seed=3)
     assert {u.scenario for u in uploads} == set(REAL_WRITER_SCENARIOS)
     for upload in uploads:
