@@ -29,7 +29,7 @@ import numpy as np
 from ml.inference import UNEXPECTED_ERROR, Prediction, Predictor
 from ml.preprocessing import ModelInput, PreprocessingError
 from ml.reject import KINDS, REASONS
-from ml.segment import Page, Scorer, Scoring, Segment, lockstep, read_page, resolving, scored
+from ml.segment import GLANCE, READ, Page, Scorer, Scoring, Segment, lockstep, read_page, resolving, scored
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +83,10 @@ class NumberResult:
 
 def split_scorer(predictor: Predictor) -> Scorer:
     """How sure ``predictor`` is that each input is one digit, and which: the detector's share
-    for "digit" times the calibrated confidence. A cut through the middle of a digit leaves
-    halves the detector doubts; two touching digits left whole are a "number" to it."""
-    return _Reader(predictor).score
+    for "digit" times the calibrated confidence (read), or the detector's share alone (a
+    glance). A cut through the middle of a digit leaves halves the detector doubts; two
+    touching digits left whole are a "number" to it."""
+    return _Reader(predictor).scorer
 
 
 class _Reader:
@@ -96,6 +97,13 @@ class _Reader:
         self.predictor = predictor
         self.answers: dict[bytes, Prediction] = {}
         self.kinds: dict[bytes, np.ndarray] = {}
+
+    @property
+    def scorer(self) -> Scorer:
+        return {READ: self.score, GLANCE: self.glance}
+
+    def glance(self, arrays: np.ndarray) -> np.ndarray:
+        return self.predictor.kinds(arrays)[:, 0]
 
     def score(self, arrays: np.ndarray) -> np.ndarray:
         predictions, kinds = self.predictor.assess(arrays)
@@ -136,7 +144,7 @@ def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]
         if page is not None
     }
     segmented: list[list[Segment] | None] = [None] * len(pages)
-    for i, (segments, error) in zip(tasks, scored(lockstep(list(tasks.values())), reader.score), strict=True):
+    for i, (segments, error) in zip(tasks, scored(lockstep(list(tasks.values())), reader.scorer), strict=True):
         segmented[i], errors[i] = segments, error
     arrays = [segment.model_input.array for segments in segmented if segments for segment in segments]
     predictions = iter(reader.predictions(arrays))

@@ -25,7 +25,7 @@ than ``MAX_DIGITS`` digits, are refused with a reason for people.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -85,6 +85,11 @@ CUT_WIDTH_WEIGHT = 1.0
 SCORE_FLOOR = 1e-3
 # A cut leaves each side at least this share of the group's height wide (a 1 is narrow).
 MIN_PIECE_WIDTH = 0.12
+# Of a group's cuts, the SCREENED_CUTS whose pieces the glance finds likeliest digits are read.
+# On 300 numbers of tuning seed 100 the same numbers were read exactly with 5 (all cuts read:
+# 5,686 readings; 5: 1,820 readings and 5,712 glances, each about an eighth of a reading's
+# cost); with 3, 1 touching number more of 85 was misread.
+SCREENED_CUTS = 5
 # Cuts tried per group: lines upright or leaning by these slopes (x per y: slanted writing
 # touches along a slant), through the thinnest passes, at least CUT_SPACING pixels apart.
 CUT_SLOPES = (0.0, -0.3, 0.3)
@@ -107,8 +112,11 @@ LINE_HEIGHT = 0.4
 LINE_INK = 0.1
 LINE_GAP = 0.25
 
-# (n, 28, 28) model inputs -> n scores in [0, 1]: how sure the model is that each is one digit.
-Scorer = Callable[[np.ndarray], np.ndarray]
+# How sure a scorer is that each of (n, 28, 28) inputs is one digit, in [0, 1], two ways: READ,
+# the model's reading (what keeps or drops a cut), and GLANCE, a cheaper look (the detector
+# alone) that picks which of many cuts are worth reading.
+READ, GLANCE = "read", "glance"
+Scorer = Mapping[str, Callable[[np.ndarray], np.ndarray]]
 T = TypeVar("T")
 
 
@@ -151,7 +159,7 @@ def segment_digits(data: bytes, *, score: Scorer | None = None) -> list[Segment]
     page = read_page(data)
     if score is None:
         return _segments(page, [piece for group in page.groups for piece in _cut_again(group)])
-    return resolve(page, score(np.stack([model_input.array for model_input in page.inputs])), score)
+    return resolve(page, score[READ](np.stack([model_input.array for model_input in page.inputs])), score)
 
 
 def read_page(data: bytes) -> Page:
@@ -199,10 +207,11 @@ def resolving(page: Page, whole_scores: np.ndarray) -> Scoring[list[Segment]]:
     return _segments(page, pieces)
 
 
-# A scoring task: a generator that yields the (n, 28, 28) inputs it needs scored, is sent their
-# n scores, and returns its result. Written so, the doubts of every group of every image of a
-# batch are scored together, one model call a round, instead of one call per group.
-Scoring = Generator[np.ndarray, np.ndarray, T]
+# A scoring task: a generator that yields the (n, 28, 28) inputs it needs scored, by kind of
+# score ({READ: inputs}), is sent their scores the same way, and returns its result. Written
+# so, the doubts of every group of every image of a batch are scored together, one model call
+# a round (a call of each kind), instead of one call per group.
+Scoring = Generator[dict[str, np.ndarray], dict[str, np.ndarray], T]
 
 
 def scored(task: Scoring[T], score: Scorer) -> T:
@@ -210,7 +219,7 @@ def scored(task: Scoring[T], score: Scorer) -> T:
     try:
         request = task.send(None)
         while True:
-            request = task.send(score(request))
+            request = task.send({kind: score[kind](inputs) for kind, inputs in request.items()})
     except StopIteration as done:
         return done.value
 
@@ -219,9 +228,9 @@ def lockstep(tasks: list[Scoring[T]]) -> Scoring[list[T]]:
     """Scoring tasks run side by side as one: each round, what all of them ask is asked at
     once, and each is sent its own share of the answer. Returns their results, in order."""
     results: list = [None] * len(tasks)
-    waiting: dict[int, np.ndarray] = {}
+    waiting: dict[int, dict[str, np.ndarray]] = {}
 
-    def advance(i: int, answer: np.ndarray | None) -> None:
+    def advance(i: int, answer: dict[str, np.ndarray] | None) -> None:
         try:
             waiting[i] = tasks[i].send(answer)
         except StopIteration as done:
@@ -231,10 +240,18 @@ def lockstep(tasks: list[Scoring[T]]) -> Scoring[list[T]]:
     for i in range(len(tasks)):
         advance(i, None)
     while waiting:
-        asking = list(waiting)
-        sizes = np.cumsum([len(waiting[i]) for i in asking])[:-1]
-        answers = yield np.concatenate([waiting[i] for i in asking])
-        for i, answer in zip(asking, np.split(np.asarray(answers), sizes), strict=True):
+        asking = dict(waiting)
+        kinds = sorted({kind for request in asking.values() for kind in request})
+        answers = yield {
+            kind: np.concatenate([request[kind] for request in asking.values() if kind in request]) for kind in kinds
+        }
+        shares: dict[int, dict[str, np.ndarray]] = {i: {} for i in asking}
+        for kind in kinds:
+            askers = [i for i, request in asking.items() if kind in request]
+            sizes = np.cumsum([len(asking[i][kind]) for i in askers])[:-1]
+            for i, share in zip(askers, np.split(np.asarray(answers[kind]), sizes), strict=True):
+                shares[i][kind] = share
+        for i, answer in shares.items():
             advance(i, answer)
     return results
 
@@ -337,7 +354,8 @@ def _joined(
             joined[i] = groups[i] | groups[i + 1]
     if not pairs:
         return groups, wholes
-    together = dict(zip(pairs, (yield np.stack([input_of(joined[i]).array for i in pairs])), strict=True))
+    read = yield {READ: np.stack([input_of(joined[i]).array for i in pairs])}
+    together = dict(zip(pairs, read[READ], strict=True))
     # Two pieces each shorter than a digit, one above the other, are a stroke broken across
     # its middle (each half reads as a fair 1, the whole with its gap less so): digits on a
     # line stand side by side, never stacked.
@@ -402,8 +420,12 @@ def _split(
     cuts = _cuts(member)
     if not cuts:
         return [member], whole_score
-    pieces = [piece for cut in cuts for piece in cut]
-    scores = (yield np.stack([input_of(piece).array for piece in pieces])).reshape(-1, 2)
+    if len(cuts) > SCREENED_CUTS:
+        glance = yield {GLANCE: np.stack([input_of(piece).array for cut in cuts for piece in cut])}
+        likeliest = np.argsort(-glance[GLANCE].reshape(-1, 2).sum(axis=1), kind="stable")[:SCREENED_CUTS]
+        cuts = [cuts[i] for i in sorted(likeliest)]
+    read = yield {READ: np.stack([input_of(piece).array for cut in cuts for piece in cut])}
+    scores = read[READ].reshape(-1, 2)
     best = int(np.argmax(scores.sum(axis=1)))
     sides = yield from lockstep(
         [
