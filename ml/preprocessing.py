@@ -510,6 +510,12 @@ def digit_input(ink: np.ndarray, mask: np.ndarray) -> ModelInput:
     """The model's input for the digit whose pixels ``mask`` holds on the ``ink`` map: MNIST's
     normalisation (box, stroke width, 20 px, centre of mass). Every digit goes through here,
     alone in its image or one of a number's."""
+    # Only the digit's box and a pixel around it matter: a number's digit is a small part of
+    # its page.
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows):
+        top, left = max(rows[0] - 1, 0), max(cols[0] - 1, 0)
+        ink, mask = ink[top : rows[-1] + 2, left : cols[-1] + 2], mask[top : rows[-1] + 2, left : cols[-1] + 2]
     # Keep the ink of the digit's components plus one pixel around them (anti-aliased edges);
     # stroke cores become 1 whatever the ink's contrast (pencil, blue ballpoint, marker).
     core = _quantile(ink[mask], 0.75)

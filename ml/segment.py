@@ -462,7 +462,20 @@ def _cut_again(side: np.ndarray) -> list[np.ndarray]:
 def _cuts(member: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Ways to cut a group in two (left, right) along straight lines through its thinnest
     passes (fewest ink pixels crossed), upright or leaning as slanted writing does; the
-    thinnest first, each side left wide enough for a digit."""
+    thinnest first, each side left wide enough for a digit. Worked out in the group's box,
+    a small part of its page."""
+    rows, cols = np.flatnonzero(member.any(axis=1)), np.flatnonzero(member.any(axis=0))
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+
+    def on_page(side: np.ndarray) -> np.ndarray:
+        page = np.zeros_like(member)
+        page[window] = side
+        return page
+
+    return [(on_page(left), on_page(right)) for left, right in _cuts_in_box(member[window])]
+
+
+def _cuts_in_box(member: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     ys, xs = np.nonzero(member)
     height = int(ys.max() - ys.min() + 1)
     margin = max(1, int(np.ceil(MIN_PIECE_WIDTH * height)))
@@ -515,25 +528,32 @@ def _path_cuts(member: np.ndarray, margin: int) -> list[tuple[int, bool, np.ndar
     if len(inside) < 2:
         return []
     band = max(2, round(PATH_BAND * height))
-    centres = [int(c) for c in np.unique(np.linspace(inside[0], inside[-1], PATH_CUTS).round())]
+    centres = np.unique(np.linspace(inside[0], inside[-1], PATH_CUTS).round()).astype(int)
     cost = box.astype(np.float32)
     x = np.arange(width)
+    # All the paths at once, one row of each a step: (paths, width) costs so far.
+    allowed = (np.abs(x[None, :] - centres[:, None]) <= band) & (x >= margin) & (x < width - margin)
+    total = np.where(allowed, cost[0], np.inf)
+    moves = np.zeros((height, len(centres), width), dtype=np.int8)
+    wall = np.full((len(centres), 1), np.inf, dtype=np.float32)
+    for r in range(1, height):
+        options = np.stack(
+            [
+                np.concatenate([wall, total[:, :-1]], axis=1) + PATH_STEP,  # from the column to the left
+                total,
+                np.concatenate([total[:, 1:], wall], axis=1) + PATH_STEP,  # from the column to the right
+            ]
+        )
+        step = np.argmin(options, axis=0)
+        moves[r] = step - 1
+        total = np.where(allowed, np.take_along_axis(options, step[None], axis=0)[0] + cost[r], np.inf)
     found = []
-    for centre in centres:
-        allowed = (np.abs(x - centre) <= band) & (x >= margin) & (x < width - margin)
-        total = np.where(allowed, cost[0], np.inf)
-        moves = np.zeros((height, width), dtype=np.int8)
-        for r in range(1, height):
-            options = np.stack([np.roll(total, 1) + PATH_STEP, total, np.roll(total, -1) + PATH_STEP])
-            options[0, 0] = options[2, -1] = np.inf
-            step = np.argmin(options, axis=0)
-            moves[r] = step - 1
-            total = np.where(allowed, options[step, x] + cost[r], np.inf)
-        column = int(np.argmin(total))
+    for n in range(len(centres)):
+        column = int(np.argmin(total[n]))
         path = np.empty(height, dtype=int)
         for r in range(height - 1, -1, -1):
             path[r] = column
-            column += int(moves[r, column])
+            column += int(moves[r, n, column])
         left_box = box & (x[None, :] < path[:, None])
         left = np.zeros_like(member)
         left[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = left_box
