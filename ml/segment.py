@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import cv2
@@ -172,15 +172,35 @@ def read_page(data: bytes) -> Page:
     ink, placement = ink_of(upright(image))
     mask = digit_mask(ink)
     _refuse_several_lines(mask, ink)
-    groups = _groups(mask)
+    # From here on only the writing and a little paper around it: the rest of a photo is
+    # work for nothing, a mask the size of the page for every piece of every cut.
+    window = _window(mask)
+    groups = _groups(mask[window])
     if len(groups) > 1:
         # A single digit drops components with less than a twelfth of its largest's ink:
         # noise. In a number the largest may be a bold 0 or two touching digits, beside a thin
         # 1 or a flat 5 with less than that: a lower share keeps them (the groups drop specks).
         # What is one group at the single digit's share stays so: one digit reads as it did.
-        groups = _groups(digit_mask(ink, keep_share=STROKE_SHARE))
+        kept = digit_mask(ink, keep_share=STROKE_SHARE)
+        window = _window(mask | kept)
+        groups = _groups(kept[window])
     _refuse_too_many(len(groups))
-    return Page(ink, mask, placement, scale, groups)
+    rows, cols = window
+    moved = replace(
+        placement, left=placement.left + cols.start * placement.step, top=placement.top + rows.start * placement.step
+    )
+    return Page(ink[window], mask[window], moved, scale, groups)
+
+
+def _window(present: np.ndarray, margin: int = 2) -> tuple[slice, slice]:
+    """The box of what ``present`` holds, ``margin`` pixels wider where the map allows."""
+    rows, cols = np.flatnonzero(present.any(axis=1)), np.flatnonzero(present.any(axis=0))
+    if not len(rows):
+        return slice(0, present.shape[0]), slice(0, present.shape[1])
+    return (
+        slice(max(rows[0] - margin, 0), rows[-1] + 1 + margin),
+        slice(max(cols[0] - margin, 0), cols[-1] + 1 + margin),
+    )
 
 
 def resolve(page: Page, whole_scores: np.ndarray, score: Scorer) -> list[Segment]:
