@@ -248,12 +248,28 @@ def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: in
     back: how many exactly, how many digits right, the numbers with touching digits apart, and
     how well the boxes found cover the true ones (where as many were found). Under
     ``real_writers``, the same for ``count`` numbers by load_digits' 43 real writers
-    (``ml.synth.real_writer_number_set``): held out, never tuned on."""
-    from ml.synth import number_set, real_writer_number_set
+    (``ml.synth.real_writer_number_set``): held out, never tuned on. Under ``papers``, the same
+    for ``count`` numbers on plain, ruled and squared paper."""
+    from ml.synth import PAPER_RULINGS, RULED_SCENARIOS, number_set, real_writer_number_set
 
     report = _numbers_report(predictor, number_set(split.images, split.labels, count=count, seed=seed), batch)
     real = _numbers_report(predictor, real_writer_number_set(count=count, seed=seed), batch)
-    return {"numbers": count, "seed": seed} | report | {"real_writers": {"numbers": count, "seed": seed} | real}
+    # The same numbers on plain, ruled and squared paper (photos, pencil, scans): the lines are
+    # all that differs.
+    papers = {
+        paper: _numbers_report(
+            predictor,
+            number_set(split.images, split.labels, count=count, seed=seed, scenarios=RULED_SCENARIOS, paper=paper),
+            batch,
+        )
+        for paper in PAPER_RULINGS
+    }
+    return (
+        {"numbers": count, "seed": seed}
+        | report
+        | {"real_writers": {"numbers": count, "seed": seed} | real}
+        | {"papers": {paper: {"numbers": count} | result for paper, result in papers.items()}}
+    )
 
 
 def _numbers_report(predictor: Predictor, uploads: list, batch: int) -> dict:

@@ -77,6 +77,25 @@ SMALL_IMAGE_SIDE = 64
 MIN_INK_CONTRAST = 0.12
 # MNIST's typical stroke width in the 20 px box; thinner uploads are thickened towards it.
 TARGET_STROKE_PX = 2.2
+# Ruled and squared paper: a printed line is thin, runs across at least RULING_LENGTH of the
+# ink map, from edge to edge (within RULING_EDGE of them: the page goes on beyond the photo)
+# and on past the writing by RULING_BEYOND of the map at both ends (a 7's bar or a tightly
+# cropped 1 may cross the whole image, but stops where the rest of its digit does; a 2's long
+# foot stops short of the edges).
+# A line is found as what is thinner than RULING_BAR pixels across it.
+RULING_LENGTH = 0.6
+RULING_BEYOND = 0.05
+RULING_EDGE = 0.05
+RULING_SPECK = 5  # pixels: writing smaller than this is paper grain
+RULING_BAR = 7
+RULING_SLANT = 0.15  # rise over run: a photo taken a little askew
+RULING_BAND = 5  # pixels of the map taken around a line found, for its anti-aliased edges
+# Ink on a line, darker than RULING_DARKER times the line's and RULING_WRITING of the way from
+# the line's to the writing's strength, is writing on the line (an edge of a stroke on a line
+# is between the two).
+RULING_DARKER = 1.3
+RULING_WRITING = 0.5
+RULING_THICKNESS = 0.03  # of the map's side across the line, at most (and at least 3 px)
 
 
 class PreprocessingError(ValueError):
@@ -351,6 +370,112 @@ def _ink_map(gray: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray]:
     return _ink_against(gray, paper), inverted, paper
 
 
+def _without_rulings(ink: np.ndarray) -> np.ndarray:
+    """The ink map without the printed lines of ruled or squared paper (``RULING_*``): their
+    pixels become paper, but for the writing on them (darker than the line). The map itself
+    (the same object) where it has none."""
+    height, width = ink.shape
+    if min(height, width) < SMALL_IMAGE_SIDE // 2:
+        return ink
+    strength = _Histogram(ink).kth_largest(min(max(ink.size // 400, 1), 50))
+    if strength < MIN_INK_CONTRAST:
+        return ink
+    lines = [line for across in (False, True) for line in _ruling_candidates(ink, across)]
+    if not lines:
+        return ink
+    printed = np.zeros(ink.shape, dtype=bool)
+    for line, *_ in lines:
+        printed |= line
+    # The writing: strong ink off the lines, less specks. Without any, the lines stay: a lone
+    # stroke from edge to edge (a tightly cropped 1) is the writing.
+    grown = cv2.dilate(printed.astype(np.uint8), np.ones((3, 3), np.uint8))
+    writing = ((ink > 0.5 * strength) & ~grown.astype(bool)).astype(np.uint8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(writing, connectivity=8)
+    parts = stats[1:][stats[1:, cv2.CC_STAT_AREA] >= RULING_SPECK]
+    if not len(parts):
+        return ink
+    extent = {
+        True: (parts[:, cv2.CC_STAT_TOP].min(), (parts[:, cv2.CC_STAT_TOP] + parts[:, cv2.CC_STAT_HEIGHT]).max() - 1),
+        False: (parts[:, cv2.CC_STAT_LEFT].min(), (parts[:, cv2.CC_STAT_LEFT] + parts[:, cv2.CC_STAT_WIDTH]).max() - 1),
+    }
+    cleaned = None
+    for line, across, (start, end), (enters, leaves) in lines:
+        side, (first, last) = (height if across else width), extent[across]
+        printed_across = start <= enters + RULING_EDGE * side and end >= leaves - RULING_EDGE * side
+        if not (printed_across and start < first - RULING_BEYOND * side and end > last + RULING_BEYOND * side):
+            continue  # it ends short of the edges, or where the writing does: a stroke of a digit
+        # Its anti-aliased edges too, but not the writing on it (RULING_DARKER, RULING_WRITING),
+        # which stays. (Filling
+        # what goes from beside the line mended strokes crossing it, but closed the loops the
+        # line ran through: a 6 became an 8.)
+        grown = cv2.dilate(line.astype(np.uint8), np.ones((1, 3) if across else (3, 1), np.uint8)).astype(bool)
+        own = float(np.median(ink[line]))
+        cleaned = ink.copy() if cleaned is None else cleaned
+        cleaned[grown & (ink <= max(RULING_DARKER * own, own + RULING_WRITING * (strength - own)))] = 0.0
+    return ink if cleaned is None else cleaned
+
+
+_Ruling = tuple[np.ndarray, bool, tuple[int, int], tuple[int, int]]
+
+
+def _ruling_candidates(ink: np.ndarray, across: bool) -> list[_Ruling]:
+    """Long thin straight lines of ink along rows (``across``: along columns), slanted by at
+    most RULING_SLANT: each as a mask, its direction, where its ink starts and ends along it,
+    and where it enters and leaves the map (a slanted line may leave by the top or bottom)."""
+    if across:
+        return [
+            (line.T, True, extent, inside)
+            for line, _, extent, inside in _ruling_candidates(np.ascontiguousarray(ink.T), False)
+        ]
+    height, width = ink.shape
+    # What is thin up and down: the ink less its opening by a short upright bar (a printed
+    # line is a pixel or three thick; strokes, shadows and the paper's grain are not lines).
+    thin = ink - cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((RULING_BAR, 1), np.uint8))
+    histogram = _Histogram(thin)
+    centre = histogram.quantile(0.5)
+    level = max(centre + 6 * 1.4826 * histogram.spread(centre, below=histogram.top), 0.03)
+    inked = (thin > level).astype(np.uint8)
+    # Straight lines through most columns (a Hough transform: gaps where lines cross, fade or
+    # drown in noise do not break them), then each checked column by column.
+    slant = float(np.arctan(RULING_SLANT))
+    found_lines = cv2.HoughLines(
+        inked,
+        1,
+        np.pi / 720,
+        max(8, round(RULING_LENGTH * width / 2)),
+        min_theta=np.pi / 2 - slant,
+        max_theta=np.pi / 2 + slant,
+    )
+    found: list[_Ruling] = []
+    near = cv2.dilate(inked, np.ones((3, 1), np.uint8)).astype(bool)
+    columns = np.arange(width)
+    taken: list[np.ndarray] = []
+    for rho, theta in [] if found_lines is None else found_lines[:, 0]:
+        rows = np.round((rho - columns * np.cos(theta)) / np.sin(theta)).astype(int)
+        inside = (rows >= 0) & (rows < height)
+        covered = np.zeros(width, dtype=bool)
+        covered[inside] = near[rows[inside], columns[inside]]
+        # A slanted line near the top or bottom leaves the map: judged on what lies inside.
+        if (
+            inside.mean() < 0.5
+            or covered[inside].mean() < RULING_LENGTH
+            or any(np.abs(rows - other).max() <= RULING_BAND for other in taken)
+        ):
+            continue
+        taken.append(rows)
+        band = np.zeros(inked.shape, dtype=bool)
+        for offset in range(-(RULING_BAND // 2), RULING_BAND // 2 + 1):
+            shifted = rows + offset
+            keep = (shifted >= 0) & (shifted < height)
+            band[shifted[keep], columns[keep]] = True
+        line = band & inked.astype(bool)
+        if line.sum() / max(covered.sum(), 1) > max(3.0, RULING_THICKNESS * height):
+            continue  # thick: a stroke, not a printed line
+        ends, within = np.flatnonzero(covered), np.flatnonzero(inside)
+        found.append((line, False, (int(ends[0]), int(ends[-1])), (int(within[0]), int(within[-1]))))
+    return found
+
+
 def _ink_against(gray: np.ndarray, paper: np.ndarray) -> np.ndarray:
     """Ink as the darkness below the paper's level (both on the ink-dark side)."""
     return cv2.subtract(np.maximum(paper, gray), gray)
@@ -448,6 +573,10 @@ def _ink_near_the_digit(image: Image.Image) -> tuple[np.ndarray, Placement]:
     image = _flattened(image)  # 8-bit grey, or float for deep images
     factor = _factor_to(image.size, LOCATE_SIDE)
     ink, inverted, paper = _ink_map(_reduced(image, factor))
+    # Printed lines run across the page: the region's own map is cleaned of them only where
+    # the whole page had some.
+    overview, ink = ink, _without_rulings(ink)
+    ruled = ink is not overview
     # Wherever there is ink at all: a few pixels suffice, since the overview may hold a small
     # digit in a few dozen; the region's own pixels then decide whether it is a digit.
     # A long strip's overview is wide but its digit no bigger: blur by its area, not its length.
@@ -464,7 +593,8 @@ def _ink_near_the_digit(image: Image.Image) -> tuple[np.ndarray, Placement]:
     if inverted:
         gray = 1.0 - gray
     paper = cv2.resize(paper, gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
-    return _ink_against(gray, paper), Placement(left=box[0], top=box[1], step=detail)
+    ink = _ink_against(gray, paper)
+    return (_without_rulings(ink) if ruled else ink), Placement(left=box[0], top=box[1], step=detail)
 
 
 @dataclass(frozen=True)
@@ -485,7 +615,7 @@ def ink_of(image: Image.Image) -> tuple[np.ndarray, Placement]:
         if gray.size < 4:
             raise PreprocessingError("No digit found: the image is too small to hold one.")
         ink, _, _ = _ink_map(gray)
-        return ink, Placement()
+        return _without_rulings(ink), Placement()
     return _ink_near_the_digit(image)
 
 

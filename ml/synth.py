@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
 from scipy import ndimage
@@ -201,6 +202,12 @@ SIZE_RANGE = (0.8, 1.15)
 TOUCH_RATE = 0.15
 TOUCH_MAX_OVERLAP = 4
 INK_LEVEL = 60  # of 255: a pixel of a digit's own ink, for touching and for boxes
+# Paper a number is written on: plain, ruled (lines a little farther apart than the digits are
+# tall, the digits on one of them) or squared (a grid of that size), printed in light blue or
+# grey, for the scenarios on paper (photos, pencil, scans).
+PAPER_RULINGS = ("plain", "ruled", "squared")
+RULED_SCENARIOS = ("photo", "pencil", "scan")
+RULING_COLOURS = {"blue": (150, 178, 222), "grey": (170, 170, 170)}
 
 
 @dataclass(frozen=True)
@@ -265,11 +272,20 @@ def number_row(
 
 
 def render_number(
-    digits: np.ndarray, *, scenario: str, rng: np.random.Generator, number: str, touch_rate: float = TOUCH_RATE
+    digits: np.ndarray,
+    *,
+    scenario: str,
+    rng: np.random.Generator,
+    number: str,
+    touch_rate: float = TOUCH_RATE,
+    paper: str = "plain",
 ) -> NumberUpload:
     """Render MNIST digits (white on black, (n, 28, 28)) as one realistic photo, scan, canvas
     drawing, screenshot or pencil sketch of the number ``number``, with each digit's true box;
-    ``touch_rate`` of neighbouring pairs written touching."""
+    ``touch_rate`` of neighbouring pairs written touching; on ``paper`` (``PAPER_RULINGS``:
+    ruled and squared paper in the ``RULED_SCENARIOS`` only)."""
+    if paper not in PAPER_RULINGS or (paper != "plain" and scenario not in RULED_SCENARIOS):
+        raise ValueError(f"no {paper!r} paper for {scenario!r}: ruled papers are for {RULED_SCENARIOS}")
     row, owner, _ = number_row(digits, rng, touch_rate=touch_rate)
     ranges = {"photo": (50, 260), "pencil": (50, 200), "scan": (30, 150), "canvas": (60, 200), "screenshot": (24, 110)}
     if scenario not in ranges:
@@ -310,35 +326,86 @@ def render_number(
         boxes.append(
             (left + int(cols[0]), top + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
         )
-    data, description = _dressed(coverage, scenario, rng)
+    # The lines' own chances come from the number's boxes, not ``rng``: the same number on plain
+    # paper is the same image but for the lines.
+    ruling_rng = np.random.default_rng([int(v) for box in boxes for v in box])
+    rulings = _rulings(coverage.shape, boxes, angle, paper, ruling_rng) if paper != "plain" else None
+    data, description = _dressed(coverage, scenario, rng, rulings)
     return NumberUpload(data, number, tuple(boxes), touching, scenario, description)
 
 
-def _dressed(coverage: np.ndarray, scenario: str, rng: np.random.Generator) -> tuple[bytes, str]:
+def _rulings(
+    shape: tuple[int, int], boxes: list[tuple[int, int, int, int]], angle: float, paper: str, rng: np.random.Generator
+) -> tuple[np.ndarray, tuple[int, int, int], str]:
+    """The printed lines of ruled or squared paper under a number written on it (coverage in
+    [0, 1]), with their colour and its name: spaced a little more than the digits are tall,
+    turned by ``angle`` degrees as the writing was, the digits standing on one of them."""
+    height = max(box[3] for box in boxes)
+    centres = np.array([box[0] + box[2] / 2 for box in boxes])
+    bottoms = np.array([box[1] + box[3] for box in boxes], dtype=float)
+    slope = -float(np.tan(np.radians(angle)))  # Pillow turns counter-clockwise; rows run down
+    spacing = height * rng.uniform(1.15, 1.6)
+    base = float(np.max(bottoms - slope * centres)) + height * rng.uniform(0.0, 0.1)
+    thickness = max(1, round(height / 40 * rng.uniform(0.7, 1.5)))
+    colour_name = str(rng.choice(list(RULING_COLOURS)))
+    lines = np.zeros(shape, dtype=np.float32)
+    page_h, page_w = shape
+    for k in range(-int(page_h / spacing) - 2, int(page_h / spacing) + 3):
+        y = base + k * spacing
+        cv2.line(lines, (0, round(y)), (page_w - 1, round(y + slope * (page_w - 1))), 1.0, thickness, cv2.LINE_AA)
+    if paper == "squared":
+        left = float(rng.uniform(0, spacing))
+        for k in range(int(page_w / spacing) + 2):
+            x = left + k * spacing
+            cv2.line(lines, (round(x), 0), (round(x - slope * (page_h - 1)), page_h - 1), 1.0, thickness, cv2.LINE_AA)
+    return np.clip(lines, 0.0, 1.0), RULING_COLOURS[colour_name], colour_name
+
+
+def _dressed(
+    coverage: np.ndarray,
+    scenario: str,
+    rng: np.random.Generator,
+    rulings: tuple[np.ndarray, tuple[int, int, int], str] | None = None,
+) -> tuple[bytes, str]:
     """Ink coverage on a page as the file a person would send: the paper, ink and camera of
-    ``render_upload``'s scenarios (the EXIF turn included: boxes are on the upright image)."""
+    ``render_upload``'s scenarios (the EXIF turn included: boxes are on the upright image);
+    on paper printed with ``rulings`` where given."""
     if scenario in ("photo", "pencil"):
         paper_name = str(rng.choice(list(PAPERS)))
         ink_name = "pencil" if scenario == "pencil" else str(rng.choice(["black", "blue"]))
         opacity = rng.uniform(0.55, 0.9) if scenario == "pencil" else 1.0
-        pixels = _compose(coverage, PAPERS[paper_name], INKS[ink_name], opacity=opacity)
+        pixels = _compose(coverage, _printed(PAPERS[paper_name], rulings), INKS[ink_name], opacity=opacity)
         pixels = pixels * _lighting(coverage.shape, rng) + _texture(coverage.shape, rng, rng.uniform(0.01, 0.04))
         pixels += rng.normal(0, 3, pixels.shape)
         quality, turn = int(rng.integers(50, 92)), bool(rng.random() < 0.3)
         data = _encode(pixels, fmt="JPEG", quality=quality, exif_turn=turn)
-        return data, f"{scenario}: {ink_name} on {paper_name} paper, JPEG q{quality}" + (
+        return data, f"{scenario}: {ink_name} on {paper_name} paper{_ruled(rulings)}, JPEG q{quality}" + (
             ", EXIF-rotated" if turn else ""
         )
     if scenario == "scan":
         ink_name = str(rng.choice(["black", "blue"]))
-        pixels = _compose(coverage, PAPERS["white"], INKS[ink_name]) + rng.normal(0, 2, (*coverage.shape, 1))
-        return _encode(pixels, fmt="PNG"), f"scan: {ink_name} ink on white, PNG"
+        pixels = _compose(coverage, _printed(PAPERS["white"], rulings), INKS[ink_name])
+        pixels = pixels + rng.normal(0, 2, (*coverage.shape, 1))
+        return _encode(pixels, fmt="PNG"), f"scan: {ink_name} ink on white{_ruled(rulings)}, PNG"
     if scenario == "canvas":
         rgba = np.zeros((*coverage.shape, 4), dtype=np.float32)
         rgba[..., 3] = coverage * 255
         return _encode(rgba, fmt="PNG", mode="RGBA"), "canvas: black strokes on a transparent background, PNG"
     background = tuple(np.array(rng.choice([(18, 18, 22), (40, 44, 52), (10, 30, 60)]), dtype=np.float32))
     return _encode(_compose(coverage, background, (235, 235, 235)), fmt="PNG"), "screenshot: light on dark, PNG"
+
+
+def _printed(paper: tuple, rulings: tuple[np.ndarray, tuple[int, int, int], str] | None) -> tuple | np.ndarray:
+    """The paper's colour, or its pixels with the rulings printed on it."""
+    if rulings is None:
+        return paper
+    lines, colour, _ = rulings
+    alpha = lines[..., None]
+    return np.asarray(paper, np.float32) * (1 - alpha) + np.asarray(colour, np.float32) * alpha
+
+
+def _ruled(rulings: tuple[np.ndarray, tuple[int, int, int], str] | None) -> str:
+    return "" if rulings is None else f" with {rulings[2]} lines"
 
 
 def number_set(

@@ -195,6 +195,9 @@ def test_evaluate_reads_rendered_numbers(tiny_model_dir):
     real = numbers["real_writers"]
     assert real["numbers"] == 6 and 0 <= real["exact"] <= real["digit_accuracy"] <= 1
     assert f"numbers by real writers (load_digits) read exactly {real['exact']:.1%} of 6" in output
+    papers = numbers["papers"]
+    assert set(papers) == {"plain", "ruled", "squared"} and all(p["numbers"] == 6 for p in papers.values())
+    assert f"on squared paper {papers['squared']['exact']:.1%}" in output
 
 
 def test_evaluate_on_the_stand_ins_for_other_writers(tiny_model_dir):

@@ -384,3 +384,87 @@ def test_no_visible_digit_is_refused(visible, shipped_predictor):
 def test_small_images_without_ink_are_blank(side, colour):
     with pytest.raises(PreprocessingError, match="No digit found"):
         to_model_input(encode(np.full((side, side), colour, dtype=np.uint8)))
+
+
+def on_paper(digit: np.ndarray, *, side: int, rulings: str, shade: int = 170) -> np.ndarray:
+    """An MNIST digit (white on black) written dark on white paper ``side`` px tall, centred,
+    the page printed with lines (``rulings``: "ruled", "squared" or "none") of grey ``shade``,
+    spaced a little more than the digit is tall, the digit standing on one."""
+    ink = upscale(digit, side // 2).astype(np.float32) / 255
+    page = np.full((side, side * 2), 250.0, dtype=np.float32)
+    top, left = side // 4, side - side // 4
+    if rulings != "none":
+        spacing = round(side * 0.3)
+        rows = np.flatnonzero(ink.max(axis=1) > 0.3)
+        for y in range(top + rows[-1] + 2, -1, -spacing):
+            page[y : y + 2] = shade
+        for y in range(top + rows[-1] + 2 + spacing, side, spacing):
+            page[y : y + 2] = shade
+        if rulings == "squared":
+            for x in range(7, side * 2, spacing):
+                page[:, x : x + 2] = shade
+    patch = page[top : top + side // 2, left : left + side // 2]
+    page[top : top + side // 2, left : left + side // 2] = patch * (1 - ink) + 20 * ink
+    return page.astype(np.uint8)
+
+
+@pytest.mark.parametrize("rulings", ["ruled", "squared"])
+def test_the_lines_of_ruled_and_squared_paper_are_not_ink(mnist, monkeypatch, rulings):
+    import ml.preprocessing
+    from ml.preprocessing import ink_of, open_image, upright
+
+    def ink_on_page(page: np.ndarray) -> np.ndarray:
+        ink, placement = ink_of(upright(open_image(encode(page))))
+        grown = np.repeat(np.repeat(ink, placement.step, axis=0), placement.step, axis=1)
+        whole = np.zeros(page.shape, dtype=np.float32)
+        height = min(grown.shape[0], page.shape[0] - placement.top)
+        width = min(grown.shape[1], page.shape[1] - placement.left)
+        whole[placement.top : placement.top + height, placement.left : placement.left + width] = grown[:height, :width]
+        return whole
+
+    for d in (0, 3, 6, 7):
+        digit = mnist.test.images[np.flatnonzero(mnist.test.labels == d)[0]]
+        plain = ink_on_page(on_paper(digit, side=240, rulings="none"))
+        lined = ink_on_page(on_paper(digit, side=240, rulings=rulings))
+        with monkeypatch.context() as patch:
+            patch.setattr(ml.preprocessing, "_without_rulings", lambda ink: ink)
+            as_ink = ink_on_page(on_paper(digit, side=240, rulings=rulings))
+        # Beside the digit, where only the lines are, (almost) no ink is left: a grid line that
+        # runs along the 0's side for half its length is not found there (117 of 652 pixels).
+        near = ndimage.binary_dilation(plain > 0.05, iterations=3)
+        left, before = int((lined[~near] > 0.05).sum()), int((as_ink[~near] > 0.05).sum())
+        assert before > 250 and left <= max(20, 0.2 * before), (d, left, before)
+        # On the digit, its strokes are all there.
+        assert correlation(plain[near], lined[near]) > 0.95
+
+
+def test_numbers_on_ruled_and_squared_paper_read_about_as_on_plain_paper(mnist, shipped_predictor):
+    from ml.synth import RULED_SCENARIOS, number_set
+
+    read = {}
+    for paper in ("plain", "ruled", "squared"):
+        uploads = number_set(
+            mnist.test.images, mnist.test.labels, count=40, seed=21, scenarios=RULED_SCENARIOS, paper=paper
+        )
+        results = shipped_predictor.read_numbers([u.data for u in uploads])
+        read[paper] = np.mean([r.number == u.number for r, u in zip(results, uploads, strict=True)])
+    # Read as printed ink, the lines joined digits into one stroke and made a number a drawing.
+    assert read["ruled"] >= read["plain"] - 0.1 and read["squared"] >= read["plain"] - 0.15, read
+
+
+def test_a_digit_s_own_long_strokes_are_not_taken_for_printed_lines(mnist):
+    from ml.preprocessing import _without_rulings
+
+    one, two = (mnist.test.images[np.flatnonzero(mnist.test.labels == d)[0]] for d in (1, 2))
+    # A tightly cropped 1 runs from edge to edge; a 2 whose foot runs on past its bowl ends
+    # short of the edges; a 7 cropped to its bar: the bar ends where the stem starts.
+    cropped_one = upscale(one, 160)[10:150, 60:100].astype(np.float32) / 255
+    long_foot = np.zeros((120, 200), dtype=np.float32)
+    long_foot[10:110, 30:130] = upscale(two, 100) / 255
+    long_foot[96:100, 30:185] = 1.0
+    seven = np.zeros((100, 80), dtype=np.float32)
+    seven[0:4, :] = 1.0
+    for row in range(4, 100):
+        seven[row, max(0, 78 - row * 3 // 4) : 80 - row * 3 // 4] = 1.0
+    for ink in (cropped_one, long_foot, seven):
+        assert np.array_equal(_without_rulings(ink), ink)

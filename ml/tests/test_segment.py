@@ -295,6 +295,8 @@ def test_evaluating_numbers_reports_exact_and_per_digit_rates(mnist, shipped_pre
     assert len(report["misread"]) == round(20 * (1 - report["exact"]))
     real = report["real_writers"]
     assert real["numbers"] == 20 and 0 <= real["exact"] <= real["digit_accuracy"] <= 1
+    assert set(report["papers"]) == {"plain", "ruled", "squared"}
+    assert all(0 <= found["exact"] <= found["digit_accuracy"] <= 1 for found in report["papers"].values())
 
 
 # Under what the shipped model reads of these 20 numbers today (19 exact, 98.9% of digits), by
@@ -322,3 +324,22 @@ def test_bent_cuts_part_digits_that_no_straight_line_parts(monkeypatch):
     assert parted(_cuts(mask))
     monkeypatch.setattr("ml.segment.PATH_CUTS", 0)
     assert not parted(_cuts(mask))
+
+
+def test_numbers_on_ruled_and_squared_paper_differ_from_plain_paper_only_by_the_lines(mnist):
+    from ml.synth import RULED_SCENARIOS
+
+    plain = number_set(mnist.test.images, mnist.test.labels, count=6, seed=5, scenarios=RULED_SCENARIOS)
+    for paper in ("ruled", "squared"):
+        lined = number_set(
+            mnist.test.images, mnist.test.labels, count=6, seed=5, scenarios=RULED_SCENARIOS, paper=paper
+        )
+        for a, b in zip(plain, lined, strict=True):
+            assert (a.number, a.boxes, a.scenario) == (b.number, b.boxes, b.scenario)
+            assert "with blue lines" in b.description or "with grey lines" in b.description
+            if a.scenario == "scan":  # lossless: the lines are the only difference, printed over paper
+                pa, pb = (np.asarray(Image.open(io.BytesIO(u.data)).convert("L"), dtype=int) for u in (a, b))
+                changed = np.abs(pa - pb) > 8
+                assert 0 < changed.mean() < 0.15 and (pb <= pa + 8).all()
+    with pytest.raises(ValueError, match="ruled papers are for"):
+        number_set(mnist.test.images, mnist.test.labels, count=1, seed=5, scenarios=("canvas",), paper="ruled")

@@ -135,5 +135,7 @@ def _numbers(result: dict) -> str:
         f"of {result['touching_numbers']}, digits apart {share(result['apart_exact'])}; "
         f"digit count right {share(result['digit_count_right'])}\n"
         f"          numbers by real writers (load_digits) read exactly {real['exact']:.1%} of {real['numbers']:,}; "
-        f"per digit {real['digit_accuracy']:.1%}; digit count right {share(real['digit_count_right'])}"
+        f"per digit {real['digit_accuracy']:.1%}; digit count right {share(real['digit_count_right'])}\n"
+        "          the same numbers photographed, in pencil and scanned, read exactly: "
+        + ", ".join(f"on {paper} paper {found['exact']:.1%}" for paper, found in result["papers"].items())
     )
