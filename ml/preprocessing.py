@@ -90,6 +90,7 @@ RULING_SPECK = 5  # pixels: writing smaller than this is paper grain
 RULING_BAR = 7
 RULING_SLANT = 0.15  # rise over run: a photo taken a little askew
 RULING_BAND = 5  # pixels of the map taken around a line found, for its anti-aliased edges
+RULING_MOST = 48
 # Ink on a line, darker than RULING_DARKER times the line's and RULING_WRITING of the way from
 # the line's to the writing's strength, is writing on the line (an edge of a stroke on a line
 # is between the two).
@@ -450,7 +451,9 @@ def _ruling_candidates(ink: np.ndarray, across: bool) -> list[_Ruling]:
     near = cv2.dilate(inked, np.ones((3, 1), np.uint8)).astype(bool)
     columns = np.arange(width)
     taken: list[np.ndarray] = []
-    for rho, theta in [] if found_lines is None else found_lines[:, 0]:
+    # The strongest first, and no more than RULING_MOST (each with its near twins): a page of
+    # hatching has hundreds, and costs no more.
+    for rho, theta in [] if found_lines is None else found_lines[:RULING_MOST, 0]:
         rows = np.round((rho - columns * np.cos(theta)) / np.sin(theta)).astype(int)
         inside = (rows >= 0) & (rows < height)
         covered = np.zeros(width, dtype=bool)
