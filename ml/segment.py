@@ -24,6 +24,7 @@ than ``MAX_DIGITS`` digits, are refused with a reason for people.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
@@ -104,6 +105,13 @@ PATH_BAND = 0.2
 PATH_STEP = 0.1
 # Pieces of a cut side smaller than this share of its largest are crumbs of the other digit.
 CRUMB_SHARE = 0.08
+# Writing photographed askew: turned level when the centres of its strokes (those with at least
+# ASKEW_STROKE of the largest's pixels, spread over ASKEW_SPREAD of a stroke's height or more)
+# lie along a line turned LEVEL_WITHIN to ASKEW_MOST degrees.
+ASKEW_STROKE = 0.15
+ASKEW_SPREAD = 1.5
+LEVEL_WITHIN = 7.0
+ASKEW_MOST = 35.0
 # Ink bands (rows with ink, separated by empty rows) at least this share of the tallest band
 # tall, holding this share of the ink, are lines of writing (a 5's bar or a dot is neither)
 # when the empty rows between them are this share of the tallest band (a digit broken across
@@ -138,6 +146,11 @@ class Page:
     placement: Placement
     scale: float  # full-size image pixels per decoded pixel
     groups: list[np.ndarray]
+    # Writing photographed askew is turned level first (``_level``): then this maps the page's
+    # pixels back onto the ink map of ``placement`` (a 2x3 affine), and ``upright`` is the page
+    # as it was, whose single-digit input an image of one digit keeps.
+    unturn: np.ndarray | None = None
+    upright: Page | None = None
     # Each piece's model input, made once: a piece is scored, then read. Keyed by id(), with
     # the piece kept alive beside it so that no other array can take its id.
     _inputs: dict[int, tuple[np.ndarray, ModelInput]] = field(default_factory=dict)
@@ -171,6 +184,25 @@ def read_page(data: bytes) -> Page:
     scale = info.width / image.width
     ink, placement = ink_of(upright(image))
     mask = digit_mask(ink)
+    angle = _askew(mask)
+    if angle:
+        # Writing photographed askew, read level; as photographed where that finds one digit.
+        level, unturn = _level(ink, angle)
+        try:
+            turned = _page_of(level, digit_mask(level), placement, scale, unturn=unturn)
+        except PreprocessingError:
+            turned = None
+        if turned is not None and len(turned.groups) > 1:
+            # Two lines as photographed (a steep number): only the level page is read.
+            with contextlib.suppress(PreprocessingError):
+                turned.upright = _page_of(ink, mask, placement, scale)
+            return turned
+    return _page_of(ink, mask, placement, scale)
+
+
+def _page_of(
+    ink: np.ndarray, mask: np.ndarray, placement: Placement, scale: float, unturn: np.ndarray | None = None
+) -> Page:
     _refuse_several_lines(mask, ink)
     # From here on only the writing and a little paper around it: the rest of a photo is
     # work for nothing, a mask the size of the page for every piece of every cut.
@@ -186,10 +218,50 @@ def read_page(data: bytes) -> Page:
         groups = _groups(kept[window])
     _refuse_too_many(len(groups))
     rows, cols = window
+    if unturn is not None:
+        # The window's corner is where the page's pixel (0, 0) lies on the level map.
+        shifted = unturn.copy()
+        shifted[:, 2] += unturn[:, :2] @ np.array([cols.start, rows.start], dtype=float)
+        return Page(ink[window], mask[window], placement, scale, groups, unturn=shifted)
     moved = replace(
         placement, left=placement.left + cols.start * placement.step, top=placement.top + rows.start * placement.step
     )
     return Page(ink[window], mask[window], moved, scale, groups)
+
+
+def _askew(mask: np.ndarray) -> float:
+    """How many degrees a line of writing is turned (counter-clockwise positive), from the
+    centres of its strokes: 0 where they are level within LEVEL_WITHIN degrees, where there are
+    fewer than two strokes side by side, or where they do not lie along a line."""
+    count, _, stats, centres = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(float)
+    if count < 3:
+        return 0.0
+    big = areas >= ASKEW_STROKE * areas.max()
+    xs, ys, weights = centres[1:, 0][big], centres[1:, 1][big], areas[big]
+    height = float(np.median(stats[1:, cv2.CC_STAT_HEIGHT][big]))
+    if len(xs) < 2 or np.ptp(xs) < ASKEW_SPREAD * height:
+        return 0.0
+    slope, offset = np.polyfit(xs, ys, 1, w=np.sqrt(weights))
+    # Along a line: most centres within a third of a stroke's height of it (a 5's bar, a
+    # dot, lie off it).
+    if np.median(np.abs(ys - (slope * xs + offset))) > height / 3:
+        return 0.0
+    angle = float(np.degrees(np.arctan(slope)))  # rows run down: a line falling to the right
+    return angle if LEVEL_WITHIN <= abs(angle) <= ASKEW_MOST else 0.0
+
+
+def _level(ink: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ink map turned by ``angle`` degrees (the whole of it kept), and the 2x3 affine that
+    maps the turned map's pixels back onto it."""
+    height, width = ink.shape
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
+    new_w, new_h = int(np.ceil(width * cos + height * sin)), int(np.ceil(width * sin + height * cos))
+    turn[0, 2] += new_w / 2 - width / 2
+    turn[1, 2] += new_h / 2 - height / 2
+    level = cv2.warpAffine(ink, turn, (new_w, new_h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    return level, cv2.invertAffineTransform(turn)
 
 
 def _window(present: np.ndarray, margin: int = 2) -> tuple[slice, slice]:
@@ -278,9 +350,10 @@ def lockstep(tasks: list[Scoring[T]]) -> Scoring[list[T]]:
 
 def _segments(page: Page, pieces: list[np.ndarray]) -> list[Segment]:
     if len(pieces) == 1:
-        # The single-digit path: the whole mask, whatever the grouping dropped.
+        # The single-digit path: the whole mask, whatever the grouping dropped, as it was.
+        page = page.upright or page
         pieces = [page.mask]
-    return [Segment(page.input_of(piece), _box(piece, page.placement, page.scale)) for piece in pieces]
+    return [Segment(page.input_of(piece), _box(piece, page)) for piece in pieces]
 
 
 def _refuse_too_many(count: int) -> None:
@@ -592,9 +665,16 @@ def _trimmed(side: np.ndarray) -> np.ndarray:
     return np.isin(labels, keep)
 
 
-def _box(piece: np.ndarray, placement: Placement, scale: float) -> tuple[int, int, int, int]:
+def _box(piece: np.ndarray, page: Page) -> tuple[int, int, int, int]:
     """A piece's bounding box on the full-size image: (x, y, width, height) in pixels."""
+    placement, scale = page.placement, page.scale
     rows, cols = np.flatnonzero(piece.any(axis=1)), np.flatnonzero(piece.any(axis=0))
+    if page.unturn is not None:
+        # The corners of its pixels turned back onto the ink map as it was: their box there.
+        ys, xs = np.nonzero(piece)
+        corners = np.concatenate([np.stack([xs + dx, ys + dy, np.ones(len(xs))]) for dx in (0, 1) for dy in (0, 1)], 1)
+        x, y = page.unturn @ corners
+        cols, rows = np.array([x.min(), x.max() - 1]), np.array([y.min(), y.max() - 1])
     step = placement.step * scale
     x0, y0 = (placement.left * scale + cols[0] * step), (placement.top * scale + rows[0] * step)
     x1, y1 = (placement.left * scale + (cols[-1] + 1) * step), (placement.top * scale + (rows[-1] + 1) * step)

@@ -343,3 +343,41 @@ def test_numbers_on_ruled_and_squared_paper_differ_from_plain_paper_only_by_the_
                 assert 0 < changed.mean() < 0.15 and (pb <= pa + 8).all()
     with pytest.raises(ValueError, match="ruled papers are for"):
         number_set(mnist.test.images, mnist.test.labels, count=1, seed=5, scenarios=("canvas",), paper="ruled")
+
+
+@pytest.mark.parametrize("angle", [-25, 15])
+def test_a_number_photographed_askew_is_read_level_with_boxes_on_the_photo(mnist, shipped_predictor, angle):
+    from ml.segment import read_page
+
+    digits = [ink_columns(first_of(mnist, d)) for d in (5, 8, 3, 1, 2)]
+    pixels, boxes = page(digits, gaps=[8] * 4)
+    image = Image.fromarray(pixels).rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+    # Where each digit's box went: its corners turned as the page was.
+    turn = np.radians(angle)
+    (w, h), (W, H) = Image.fromarray(pixels).size, image.size
+    turned_boxes = []
+    for x, y, bw, bh in boxes:
+        corners = np.array([(x, y), (x + bw, y), (x, y + bh), (x + bw, y + bh)], dtype=float) - (w / 2, h / 2)
+        xs = corners[:, 0] * np.cos(turn) + corners[:, 1] * np.sin(turn) + W / 2
+        ys = -corners[:, 0] * np.sin(turn) + corners[:, 1] * np.cos(turn) + H / 2
+        turned_boxes.append((xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()))
+    data = encode(np.asarray(image))
+    assert read_page(data).unturn is not None
+    (result,) = shipped_predictor.read_numbers([data])
+    assert result.number == "58312"
+    for found, truth in zip((d.box for d in result.digits), turned_boxes, strict=True):
+        # The turned digit's level box is larger than the digit (a 1 leaning is wide): each box
+        # found lies within its digit's, around its centre.
+        cx, cy = found[0] + found[2] / 2, found[1] + found[3] / 2
+        assert truth[0] <= cx <= truth[0] + truth[2] and truth[1] <= cy <= truth[1] + truth[3]
+        inside = max(0, min(found[0] + found[2], truth[0] + truth[2]) - max(found[0], truth[0])) * max(
+            0, min(found[1] + found[3], truth[1] + truth[3]) - max(found[1], truth[1])
+        )
+        assert inside >= 0.8 * found[2] * found[3], (found, truth)
+
+
+def test_a_level_number_is_not_turned(mnist):
+    from ml.segment import read_page
+
+    digits = [ink_columns(first_of(mnist, d)) for d in (5, 8, 3)]
+    assert read_page(encode(page(digits, gaps=[8, 8])[0])).unturn is None
