@@ -243,13 +243,19 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
+# Degrees askew of the numbers ``evaluate_numbers`` reports under ``askew``: a phone held at an
+# angle over a meter or a receipt.
+ASKEW_TURN = 25.0
+
+
 def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: int = 0, batch: int = 32) -> dict:
     """Numbers of 2 to 8 digits rendered from ``split``'s digits (``ml.synth.number_set``) read
     back: how many exactly, how many digits right, the numbers with touching digits apart, and
     how well the boxes found cover the true ones (where as many were found). Under
     ``real_writers``, the same for ``count`` numbers by load_digits' 43 real writers
     (``ml.synth.real_writer_number_set``): held out, never tuned on. Under ``papers``, the same
-    for ``count`` numbers on plain, ruled and squared paper."""
+    for ``count`` numbers on plain, ruled and squared paper; under ``askew``, for the numbers
+    photographed ``ASKEW_TURN`` degrees askew."""
     from ml.synth import PAPER_RULINGS, RULED_SCENARIOS, number_set, real_writer_number_set
 
     report = _numbers_report(predictor, number_set(split.images, split.labels, count=count, seed=seed), batch)
@@ -264,11 +270,15 @@ def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: in
         )
         for paper in PAPER_RULINGS
     }
+    askew = _numbers_report(
+        predictor, number_set(split.images, split.labels, count=count, seed=seed, turn=ASKEW_TURN), batch
+    )
     return (
         {"numbers": count, "seed": seed}
         | report
         | {"real_writers": {"numbers": count, "seed": seed} | real}
         | {"papers": {paper: {"numbers": count} | result for paper, result in papers.items()}}
+        | {"askew": {"numbers": count, "turn": ASKEW_TURN} | askew}
     )
 
 

@@ -279,11 +279,13 @@ def render_number(
     number: str,
     touch_rate: float = TOUCH_RATE,
     paper: str = "plain",
+    turn: float = 0.0,
 ) -> NumberUpload:
     """Render MNIST digits (white on black, (n, 28, 28)) as one realistic photo, scan, canvas
     drawing, screenshot or pencil sketch of the number ``number``, with each digit's true box;
     ``touch_rate`` of neighbouring pairs written touching; on ``paper`` (``PAPER_RULINGS``:
-    ruled and squared paper in the ``RULED_SCENARIOS`` only)."""
+    ruled and squared paper in the ``RULED_SCENARIOS`` only); photographed ``turn`` degrees
+    askew (counter-clockwise) beyond the few degrees every number is."""
     if paper not in PAPER_RULINGS or (paper != "plain" and scenario not in RULED_SCENARIOS):
         raise ValueError(f"no {paper!r} paper for {scenario!r}: ruled papers are for {RULED_SCENARIOS}")
     row, owner, _ = number_row(digits, rng, touch_rate=touch_rate)
@@ -292,7 +294,7 @@ def render_number(
         raise ValueError(f"unknown scenario {scenario!r}; choose from {NUMBER_SCENARIOS}")
     height = int(rng.integers(*ranges[scenario]))
     width = max(1, round(height * row.shape[1] / row.shape[0]))
-    angle = float(rng.uniform(-4, 4))
+    angle = float(rng.uniform(-4, 4)) + turn
     ink = Image.fromarray(row).resize((width, height), Image.Resampling.BICUBIC)
     ink = np.asarray(ink.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True), dtype=np.float32) / 255
     owners = Image.fromarray(owner).resize((width, height), Image.Resampling.NEAREST)

@@ -198,6 +198,8 @@ def test_evaluate_reads_rendered_numbers(tiny_model_dir):
     papers = numbers["papers"]
     assert set(papers) == {"plain", "ruled", "squared"} and all(p["numbers"] == 6 for p in papers.values())
     assert f"on squared paper {papers['squared']['exact']:.1%}" in output
+    askew = numbers["askew"]
+    assert askew["numbers"] == 6 and f"photographed 25 degrees askew read exactly {askew['exact']:.1%}" in output
 
 
 def test_evaluate_on_the_stand_ins_for_other_writers(tiny_model_dir):

@@ -297,6 +297,7 @@ def test_evaluating_numbers_reports_exact_and_per_digit_rates(mnist, shipped_pre
     assert real["numbers"] == 20 and 0 <= real["exact"] <= real["digit_accuracy"] <= 1
     assert set(report["papers"]) == {"plain", "ruled", "squared"}
     assert all(0 <= found["exact"] <= found["digit_accuracy"] <= 1 for found in report["papers"].values())
+    assert report["askew"]["turn"] == 25 and 0 <= report["askew"]["exact"] <= report["askew"]["digit_accuracy"] <= 1
 
 
 # Under what the shipped model reads of these 20 numbers today (19 exact, 98.9% of digits), by

@@ -138,4 +138,6 @@ def _numbers(result: dict) -> str:
         f"per digit {real['digit_accuracy']:.1%}; digit count right {share(real['digit_count_right'])}\n"
         "          the same numbers photographed, in pencil and scanned, read exactly: "
         + ", ".join(f"on {paper} paper {found['exact']:.1%}" for paper, found in result["papers"].items())
+        + f"\n          the numbers photographed {result['askew']['turn']:.0f} degrees askew read exactly "
+        f"{result['askew']['exact']:.1%}"
     )
