@@ -1,8 +1,11 @@
 """One line of handwritten digits -> each digit's MNIST-style input and its box, left to right.
 
-The ink is found as for a single digit (``ml.preprocessing``: polarity, paper, ink map, the
-digit mask), so photos, scans and canvas drawings read the same way. Then:
+The ink is found as for a single digit (``ml.preprocessing``: polarity, paper, ink map without
+the lines of ruled or squared paper, the digit mask), so photos, scans and canvas drawings read
+the same way. Then:
 
+0. a line of writing photographed askew (the centres of its strokes along a turned line) is
+   turned level, and its boxes turned back onto the photo in the end;
 1. connected components of the mask are the strokes;
 2. strokes that overlap horizontally are pieces of one digit (a 5's detached bar, a broken 4,
    a dot over a stroke): people write a number's digits side by side, not above each other;
