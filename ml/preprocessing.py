@@ -378,7 +378,7 @@ def _without_rulings(ink: np.ndarray) -> np.ndarray:
     height, width = ink.shape
     if min(height, width) < SMALL_IMAGE_SIDE // 2:
         return ink
-    strength = _Histogram(ink).kth_largest(min(max(ink.size // 400, 1), 50))
+    strength = _Histogram(ink).kth_largest(_strength_rank(ink))
     if strength < MIN_INK_CONTRAST:
         return ink
     lines = [line for across in (False, True) for line in _ruling_candidates(ink, across)]
@@ -406,9 +406,8 @@ def _without_rulings(ink: np.ndarray) -> np.ndarray:
         if not (printed_across and start < first - RULING_BEYOND * side and end > last + RULING_BEYOND * side):
             continue  # it ends short of the edges, or where the writing does: a stroke of a digit
         # Its anti-aliased edges too, but not the writing on it (RULING_DARKER, RULING_WRITING),
-        # which stays. (Filling
-        # what goes from beside the line mended strokes crossing it, but closed the loops the
-        # line ran through: a 6 became an 8.)
+        # which stays. (Filling what goes from beside the line mended strokes crossing it, but
+        # closed the loops the line ran through: a 6 became an 8.)
         grown = cv2.dilate(line.astype(np.uint8), np.ones((1, 3) if across else (3, 1), np.uint8)).astype(bool)
         own = float(np.median(ink[line]))
         cleaned = ink.copy() if cleaned is None else cleaned
@@ -417,6 +416,24 @@ def _without_rulings(ink: np.ndarray) -> np.ndarray:
 
 
 _Ruling = tuple[np.ndarray, bool, tuple[int, int], tuple[int, int]]
+
+
+def _strength_rank(ink: np.ndarray) -> int:
+    """Which of the ink's strongest pixels gives its strength: a high value that a few specks
+    of noise cannot reach on their own, yet one that a small digit on a big page still supplies."""
+    return min(max(ink.size // 400, 1), 50)
+
+
+def ink_window(present: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
+    """The box of what ``present`` holds, ``margin`` pixels wider where the map allows (all of
+    the map when it holds nothing)."""
+    rows, cols = np.flatnonzero(present.any(axis=1)), np.flatnonzero(present.any(axis=0))
+    if not len(rows):
+        return slice(0, present.shape[0]), slice(0, present.shape[1])
+    return (
+        slice(max(rows[0] - margin, 0), rows[-1] + 1 + margin),
+        slice(max(cols[0] - margin, 0), cols[-1] + 1 + margin),
+    )
 
 
 def _ruling_candidates(ink: np.ndarray, across: bool) -> list[_Ruling]:
@@ -489,9 +506,7 @@ def _digit_mask(
 ) -> np.ndarray:
     """The pixels that belong to the digit: thresholded ink without specks and texture
     (components with less than ``keep_share`` of the largest's ink)."""
-    # The ink's strength: a high value that a few specks of noise cannot reach on their own,
-    # yet one that a small digit on a big page still supplies.
-    rank = min(max(ink.size // 400, 1), 50) if rank is None else rank
+    rank = _strength_rank(ink) if rank is None else rank
     contrast = _Histogram(ink).kth_largest(rank)
     if contrast < MIN_INK_CONTRAST:
         raise PreprocessingError("No digit found: the image looks blank.")
@@ -645,10 +660,8 @@ def digit_input(ink: np.ndarray, mask: np.ndarray) -> ModelInput:
     alone in its image or one of a number's."""
     # Only the digit's box and a pixel around it matter: a number's digit is a small part of
     # its page.
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if len(rows):
-        top, left = max(rows[0] - 1, 0), max(cols[0] - 1, 0)
-        ink, mask = ink[top : rows[-1] + 2, left : cols[-1] + 2], mask[top : rows[-1] + 2, left : cols[-1] + 2]
+    window = ink_window(mask, margin=1)
+    ink, mask = ink[window], mask[window]
     # Keep the ink of the digit's components plus one pixel around them (anti-aliased edges);
     # stroke cores become 1 whatever the ink's contrast (pencil, blue ballpoint, marker).
     core = _quantile(ink[mask], 0.75)

@@ -46,6 +46,7 @@ from ml.preprocessing import (
     digit_input,
     digit_mask,
     ink_of,
+    ink_window,
     upright,
 )
 
@@ -108,6 +109,8 @@ PATH_BAND = 0.2
 PATH_STEP = 0.1
 # Pieces of a cut side smaller than this share of its largest are crumbs of the other digit.
 CRUMB_SHARE = 0.08
+# A page is cut down to its writing and this many pixels of paper around it.
+WINDOW_MARGIN = 2
 # Writing photographed askew: turned level when the centres of its strokes (those with at least
 # ASKEW_STROKE of the largest's pixels, spread over ASKEW_SPREAD of a stroke's height or more)
 # lie along a line turned LEVEL_WITHIN to ASKEW_MOST degrees.
@@ -209,7 +212,7 @@ def _page_of(
     _refuse_several_lines(mask, ink)
     # From here on only the writing and a little paper around it: the rest of a photo is
     # work for nothing, a mask the size of the page for every piece of every cut.
-    window = _window(mask)
+    window = ink_window(mask, margin=WINDOW_MARGIN)
     groups = _groups(mask[window])
     if len(groups) > 1:
         # A single digit drops components with less than a twelfth of its largest's ink:
@@ -217,7 +220,7 @@ def _page_of(
         # 1 or a flat 5 with less than that: a lower share keeps them (the groups drop specks).
         # What is one group at the single digit's share stays so: one digit reads as it did.
         kept = digit_mask(ink, keep_share=STROKE_SHARE)
-        window = _window(mask | kept)
+        window = ink_window(mask | kept, margin=WINDOW_MARGIN)
         groups = _groups(kept[window])
     _refuse_too_many(len(groups))
     rows, cols = window
@@ -265,17 +268,6 @@ def _level(ink: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
     turn[1, 2] += new_h / 2 - height / 2
     level = cv2.warpAffine(ink, turn, (new_w, new_h), flags=cv2.INTER_LINEAR, borderValue=0.0)
     return level, cv2.invertAffineTransform(turn)
-
-
-def _window(present: np.ndarray, margin: int = 2) -> tuple[slice, slice]:
-    """The box of what ``present`` holds, ``margin`` pixels wider where the map allows."""
-    rows, cols = np.flatnonzero(present.any(axis=1)), np.flatnonzero(present.any(axis=0))
-    if not len(rows):
-        return slice(0, present.shape[0]), slice(0, present.shape[1])
-    return (
-        slice(max(rows[0] - margin, 0), rows[-1] + 1 + margin),
-        slice(max(cols[0] - margin, 0), cols[-1] + 1 + margin),
-    )
 
 
 def resolve(page: Page, whole_scores: np.ndarray, score: Scorer) -> list[Segment]:
@@ -560,8 +552,7 @@ def _cuts(member: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     passes (fewest ink pixels crossed), upright or leaning as slanted writing does; the
     thinnest first, each side left wide enough for a digit. Worked out in the group's box,
     a small part of its page."""
-    rows, cols = np.flatnonzero(member.any(axis=1)), np.flatnonzero(member.any(axis=0))
-    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    window = ink_window(member)
 
     def on_page(side: np.ndarray) -> np.ndarray:
         page = np.zeros_like(member)
