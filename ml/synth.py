@@ -420,7 +420,7 @@ def number_set(
     **render,
 ) -> list[NumberUpload]:
     """``count`` numbers of 2 to 8 random digits from ``images``, cycling through the scenarios;
-    ``render``: more of ``render_number``'s arguments (``touch_rate``)."""
+    ``render``: more of ``render_number``'s arguments (``touch_rate``, ``paper``, ``turn``)."""
     rng = np.random.default_rng(seed)
     uploads = []
     for n in range(count):
