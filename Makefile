@@ -62,8 +62,9 @@ format: install
 screenshots: install
 	SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest classifier/tests/test_browser.py -q
 
-# Every performance figure of docs/performance.md (about 18 minutes on 2 cores; each script
-# starts what it needs and stops by itself).
+# Every performance figure of docs/performance.md and a 3-minute soak under faults
+# (docs/reliability.md): about 22 minutes on 2 cores; each script starts what it needs and
+# stops by itself.
 bench: install
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/worker.py
@@ -71,6 +72,7 @@ bench: install
 	$(BIN)/python bench/load.py
 	$(BIN)/python bench/retrain.py
 	$(BIN)/python bench/stats_page.py
+	$(BIN)/python bench/soak.py
 
 # The same without the load test and retraining (about 3 minutes).
 bench-quick: install

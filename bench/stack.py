@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -148,13 +149,23 @@ class Stack:
                 time.sleep(0.2)
         raise SystemExit("gunicorn did not come up")
 
-    def start_worker(self, warm: bool = True) -> None:
+    def start_worker(self, warm: bool = True, beat: bool = False) -> None:
+        """A worker in its own process group (``kill_worker`` kills it whole); ``beat``: with
+        its embedded beat, as ``make run`` starts it."""
         command = [sys.executable, "-m", "celery", "-A", "digitsite", "worker", "--pool", "prefork"]
         options = ["--queues", "classify,preview", "--concurrency", str(self.concurrency), "--loglevel", "WARNING"]
         options.append("--without-mingle")
-        self.worker = self._spawn("worker", [*command, *options, "--without-gossip"])
+        if beat:
+            options += ["--beat", "--schedule", str(self.scratch / "celerybeat-schedule")]
+        self.worker = self._spawn("worker", [*command, *options, "--without-gossip"], new_group=True)
         if warm:
             self.warm_up()
+
+    def kill_worker(self) -> None:
+        """SIGKILL the whole worker (parent, pool, beat), as an OOM killer or a crash would."""
+        os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker.wait()
+        self.worker = None
 
     def warm_up(self) -> None:
         """One upload per worker process, so that no measurement pays for loading the model."""
@@ -196,9 +207,11 @@ class Stack:
             "worker_loads_tensorflow": any(loads_tensorflow(pid) for pid in worker_children),
         }
 
-    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
-        log = open(self.scratch / f"{name}.log", "w")  # noqa: SIM115 - open while the process runs
-        return subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+    def _spawn(self, name: str, command: list[str], new_group: bool = False) -> subprocess.Popen:
+        log = open(self.scratch / f"{name}.log", "a")  # noqa: SIM115 - open while the process runs
+        return subprocess.Popen(
+            command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=new_group
+        )
 
     def stop_worker(self) -> None:
         if self.worker is not None:
@@ -231,3 +244,55 @@ def mnist_uploads(count: int) -> list[tuple[str, bytes, int]]:
 
 def percentiles(samples, qs=(50, 95, 99)) -> list[float]:
     return [float(v) for v in np.percentile(samples, qs)]
+
+
+class RedisServer:
+    """A Redis of the benchmark's own on a free port, keeping nothing on disk, so that it can be
+    stopped and started (empty, as after a restart that lost its queue)."""
+
+    def __init__(self, folder: Path):
+        self.port, self.folder, self.process = free_port(), folder, None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(command, cwd=self.folder, stdout=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise SystemExit("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+class ScratchPostgres:
+    """``with ScratchPostgres(server) as url:`` a database created for the run and dropped after
+    it, on the PostgreSQL server at ``server`` (a URL naming any database, e.g. ``postgres``)."""
+
+    def __init__(self, server: str):
+        self.server, self.name = server, f"digitsite_bench_{os.getpid()}"
+
+    def _run(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.server, autocommit=True) as connection:
+            connection.execute(statement)
+
+    def __enter__(self) -> str:
+        self._run(f'CREATE DATABASE "{self.name}"')
+        return self.server.rsplit("/", 1)[0] + f"/{self.name}"
+
+    def __exit__(self, *exc) -> None:
+        from django.db import connections
+
+        connections.close_all()
+        self._run(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')

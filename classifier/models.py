@@ -103,6 +103,10 @@ class DigitImage(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
     error_message = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Recovery knows what is stranded instead of waiting for age: when the image last reached the
+    # broker (empty: it never did, its publish failed), and which worker run took its message.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True, help_text="the worker run that took its message")
     # Asked once, at upload: if staff correct this image, may the correction outlive the image
     # (as a 28x28 TrainingExample, with nothing that leads back to the person)?
     training_consent = models.BooleanField(
@@ -452,6 +456,9 @@ class WorkerHeartbeat(models.Model):
     # When one of its pool processes had loaded the active model and could classify at once;
     # cleared when the worker starts (again), so that a restart warms up visibly.
     ready_at = models.DateTimeField(null=True, blank=True)
+    # This run of the worker (new at each start): images claimed by any other run of it are
+    # stranded, so a restarted worker queues them again at once.
+    run = models.CharField(max_length=64, blank=True)
 
     def __str__(self) -> str:
         return f"{self.hostname} (seen {self.seen_at:%Y-%m-%d %H:%M:%S})"

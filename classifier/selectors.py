@@ -370,6 +370,37 @@ def workers_ready() -> bool:
     return _heartbeats_within(heartbeat_window()).filter(ready_at__isnull=False).exists()
 
 
+def images_stranded(
+    *, older_than: timedelta, connecting: bool = False, broker_lost_at: datetime | None = None
+) -> list[int]:
+    """The waiting images (pending or processing) that no worker will finish on its own, oldest
+    first; one query, on the status index, whatever the size of the gallery:
+
+    - never queued: no ``queued_at`` ``CLASSIFY_QUEUE_GRACE_SECONDS`` after the upload (the web
+      process's publish failed, or it died before publishing); at once when ``connecting`` (a
+      worker has just connected to the broker: an upload whose publish is still on its way then
+      gets a second message, which changes nothing);
+    - taken by a worker run that is gone: claimed by a run with no live heartbeat (the worker was
+      killed; a restarted worker is a new run, so its old claims are stranded at once);
+    - with ``broker_lost_at`` (a worker's broker connection broke then and is back): pending and
+      queued before it, since a broker that restarted empty lost those messages;
+    - waiting longer than ``older_than`` since they were last queued, whatever the reason.
+    """
+    now = timezone.now()
+    live_runs = _heartbeats_within(heartbeat_window()).exclude(run="").values("run")
+    grace = timedelta(seconds=0 if connecting else settings.CLASSIFY_QUEUE_GRACE_SECONDS)
+    stranded = (
+        Q(queued_at__isnull=True, uploaded_at__lte=now - grace)
+        | (~Q(claimed_by="") & ~Q(claimed_by__in=Subquery(live_runs)))
+        | Q(queued_at__lt=now - older_than)
+        | Q(queued_at__isnull=True, uploaded_at__lt=now - older_than)
+    )
+    if broker_lost_at is not None:
+        stranded |= Q(status=DigitImage.Status.PENDING, queued_at__lt=broker_lost_at)
+    waiting = Q(status__in=[DigitImage.Status.PENDING, DigitImage.Status.PROCESSING])
+    return list(DigitImage.objects.filter(waiting & stranded).order_by("pk").values_list("pk", flat=True))
+
+
 @dataclass(frozen=True)
 class RequeueHealth:
     last_run_seconds_ago: float | None

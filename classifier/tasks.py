@@ -3,9 +3,11 @@
 import logging
 import signal
 import threading
+import uuid
+from datetime import datetime
 
 from celery import shared_task
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import task_received, worker_init, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
@@ -13,6 +15,7 @@ from django.utils import timezone
 from classifier.services import (
     RetrainError,
     drawing_preview_run,
+    images_claim,
     images_requeue_stale,
     model_retrain,
     model_warm_up,
@@ -64,9 +67,12 @@ def requeue_stale() -> int:
     return requeued
 
 
-@shared_task(name="classifier.retrain", acks_late=True)
+@shared_task(name="classifier.retrain", acks_late=False)
 def retrain(epochs: int | None = None, force: bool = False) -> str:
-    """`manage.py retrain` in the background, on the training queue (CELERY_TASK_ROUTES)."""
+    """`manage.py retrain` in the background, on the training queue (CELERY_TASK_ROUTES).
+    Acknowledged as it starts: a retrain outlasts Redis' visibility timeout (settings), which
+    would hand a late-acknowledged one to a second trainer while the first still runs. A
+    retrain whose worker dies is therefore not run again by itself; staff start it again."""
     try:
         report = model_retrain(epochs=epochs, force=force, log=logger.info)
     except RetrainError as exc:
@@ -79,15 +85,66 @@ def retrain(epochs: int | None = None, force: bool = False) -> str:
 # --- Warm start: each pool process loads the model before its first task ------------------------
 
 
+# This run of the worker: set as it starts, in its main process, where messages are received.
+_run = ""
+
+
 @worker_init.connect
 def _warming(sender, **kwargs) -> None:
-    """In the worker's main process, before its pool starts: not ready until a process is."""
+    """In the worker's main process, before its pool starts: a new run, not ready until one of
+    its processes is; what the previous run of this worker had taken is stranded from now on."""
+    global _run
+    _run = uuid.uuid4().hex
     try:
-        worker_warming_record(hostname=sender.hostname)
+        worker_warming_record(hostname=sender.hostname, run=_run)
     except DatabaseError:
         logger.warning("could not record that this worker is warming up", exc_info=True)
     finally:
         connection.close()  # never share a connection with the processes forked next
+
+
+# --- Recovery: a run that takes a message claims its images; a (re)connected worker requeues --
+
+
+def _image_ids(request) -> list[int]:
+    if request.name == classify_images.name:
+        return list(request.args[0]) if request.args else list(request.kwargs.get("image_ids", []))
+    if request.name == classify_image.name:
+        return [request.args[0]] if request.args else [request.kwargs["image_id"]]
+    return []
+
+
+@task_received.connect
+def _claim(request, **kwargs) -> None:
+    """As the worker takes a classification message (before a pool process starts it, so that a
+    message waiting for a free process is covered too): its images are this run's. If the run
+    dies, recovery finds them by the claim instead of waiting for their age."""
+    image_ids = _image_ids(request)
+    if not image_ids or not _run:
+        return
+    try:
+        images_claim(image_ids=image_ids, run=_run)
+    except DatabaseError:
+        logger.warning("could not claim images %s for this worker run", image_ids, exc_info=True)
+        connection.close()  # the next message opens a fresh connection (the database may be back)
+
+
+def requeue_stranded_in_background(*, broker_lost_at: datetime | None) -> None:
+    """The worker connected to the broker (at start, or again after losing it at
+    ``broker_lost_at``): queue again, at once, what a fault stranded. In a thread, so that the
+    worker takes messages meanwhile; a failure is logged and left to beat's next run."""
+
+    def recover() -> None:
+        try:
+            requeued = images_requeue_stale(connecting=True, broker_lost_at=broker_lost_at)
+            if requeued:
+                logger.warning("connected to the broker: queued %d stranded images again", len(requeued))
+        except Exception:
+            logger.warning("could not queue stranded images again; beat's next run will", exc_info=True)
+        finally:
+            connection.close()
+
+    threading.Thread(target=recover, name="digitsite-recovery", daemon=True).start()
 
 
 @worker_process_init.connect
@@ -126,12 +183,12 @@ _heartbeats: dict[str, threading.Event] = {}
 
 @worker_ready.connect
 def _start_heartbeat(sender, **kwargs) -> None:
-    hostname, started_at, stop = sender.hostname, timezone.now(), threading.Event()
+    hostname, run, started_at, stop = sender.hostname, _run, timezone.now(), threading.Event()
 
     def beat() -> None:
         while not stop.is_set():
             try:
-                worker_heartbeat_record(hostname=hostname, started_at=started_at)
+                worker_heartbeat_record(hostname=hostname, run=run, started_at=started_at)
             except DatabaseError:
                 logger.warning("could not record this worker's heartbeat", exc_info=True)
             finally:

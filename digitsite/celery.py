@@ -1,27 +1,94 @@
 import ctypes
+import logging
 import os
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 
-from celery import Celery
+import celery.worker.consumer
+from celery import Celery, bootsteps
 from celery.beat import PersistentScheduler
 from celery.signals import beat_embedded_init, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("digitsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+# Beat tries a run it could not send again this soon (the broker was down), not an interval later.
+MISSED_RUN_RETRY_SECONDS = 2.0
+
+
 class Scheduler(PersistentScheduler):
     """Celery's schedule file, in a folder beat creates: on a fresh clone var/ does not exist,
-    and beat would die at start while its worker goes on as if all were well."""
+    and beat would die at start while its worker goes on as if all were well. A run that could
+    not be sent (the broker was down) stays due and is tried again every few seconds, so that
+    it runs as the broker comes back instead of being skipped."""
+
+    _missed = False
 
     def _open_schedule(self):
         Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open_schedule()
+
+    def apply_entry(self, entry, producer=None):
+        try:
+            self.apply_async(entry, producer=producer, advance=False)
+        except Exception as exc:
+            logger.warning(
+                "beat could not send %s (%s); trying again in %.0f s", entry.name, exc, MISSED_RUN_RETRY_SECONDS
+            )
+            self.schedule[entry.name] = entry  # not advanced: still due
+            self._heap = None  # rebuilt from the schedule at the next tick
+            self._missed = True
+
+    def tick(self, *args, **kwargs):
+        delay = super().tick(*args, **kwargs)
+        if self._missed:
+            self._missed = False
+            return min(delay, MISSED_RUN_RETRY_SECONDS)
+        return delay
+
+
+# A worker that lost its broker tries again every few seconds: Kombu's default backoff grows to
+# 30 s between tries, which would leave a worker idle up to 30 s after the broker is back.
+RECONNECT_EVERY_SECONDS = {"interval_start": 1, "interval_step": 1, "interval_max": 3}
+
+
+class Consumer(celery.worker.consumer.Consumer):
+    def ensure_connected(self, conn):
+        conn.ensure_connection = partial(conn.ensure_connection, **RECONNECT_EVERY_SECONDS)
+        return super().ensure_connected(conn)
+
+
+class Recovery(bootsteps.StartStopStep):
+    """Each time the worker connects to the broker (at start, and again after losing it), queue
+    again at once what a fault stranded: images taken by a run of a worker that is gone, never
+    queued, or (after a lost connection) queued before it, which a broker restarted empty lost."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.lost_at = None
+
+    def start(self, parent):
+        from classifier.tasks import requeue_stranded_in_background
+
+        requeue_stranded_in_background(broker_lost_at=self.lost_at)
+
+    def stop(self, parent):
+        from django.utils import timezone
+
+        self.lost_at = timezone.now()
+
+
+app.steps["consumer"].add(Recovery)
 
 
 # --- The beat embedded in a worker (`celery worker --beat`) dies with it ----------------------

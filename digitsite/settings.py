@@ -299,10 +299,16 @@ RETRAIN_TEST_LIMIT = env.int("RETRAIN_TEST_LIMIT", default=None)
 CLASSIFY_BATCH_SIZE = env.int("CLASSIFY_BATCH_SIZE", default=32)
 # A task redelivered this many times (its worker died each time) fails the image instead.
 CLASSIFY_MAX_ATTEMPTS = env.int("CLASSIFY_MAX_ATTEMPTS", default=3)
-# Images still pending after this long are queued again (requeue_stale, every minute in beat).
+# Recovery queues an image again as soon as it is known to be stranded (never queued, or taken
+# by a worker run that is gone: see selectors.images_stranded), and any image waiting this long
+# since it was last queued, whatever the reason (a broker that lost its queue unnoticed).
 CLASSIFY_STALE_AFTER_SECONDS = env.int("CLASSIFY_STALE_AFTER_SECONDS", default=120)
-# How often beat queues requeue_stale; /healthz calls it overdue after three intervals.
-REQUEUE_STALE_INTERVAL_SECONDS = env.int("REQUEUE_STALE_INTERVAL_SECONDS", default=60)
+# An upload's rows commit before its publish: one with no queued_at this long after it was
+# uploaded was never queued (the publish failed, or the web process died before it).
+CLASSIFY_QUEUE_GRACE_SECONDS = env.int("CLASSIFY_QUEUE_GRACE_SECONDS", default=10)
+# How often beat queues requeue_stale (one query on the status index, cheap at any size);
+# /healthz calls it overdue after three intervals.
+REQUEUE_STALE_INTERVAL_SECONDS = env.int("REQUEUE_STALE_INTERVAL_SECONDS", default=10)
 
 # --- The live answer while drawing ------------------------------------------------------------
 # The draw page sends the canvas as the person draws; a worker reads it with the active model
@@ -329,6 +335,19 @@ if CELERY_BROKER_URL.startswith("filesystem"):
     CELERY_BROKER_TRANSPORT = FILESYSTEM_TRANSPORT
     # The filesystem transport has no broadcast: workers take no remote-control commands.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+else:
+    # Redis keeps a message a worker took but never acknowledged (the whole worker was killed)
+    # and gives it back after the visibility timeout (an hour by default). A classification
+    # batch takes well under a second, and a few seconds at worst (a request's 256 megapixels),
+    # so a minute is ample; its images were queued again long before, by their claim. Every
+    # worker sweeps for such messages every 5 s (Kombu's default sweep is every 100 s). The
+    # timeout covers every queue: retraining outlasts it, so its task is acknowledged as it
+    # starts (classifier.tasks.retrain) and is never handed to a second trainer meanwhile.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=60),
+        "unacked_restore_interval": 5,
+        "unacked_restore_throttle": 1,
+    }
 CELERY_TASK_IGNORE_RESULT = True
 # Results live in the database (Prediction), not in a result backend.
 CELERY_RESULT_BACKEND = None
@@ -341,6 +360,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# ...and a worker that lost the broker tries again every few seconds, not up to 30 s apart.
+CELERY_WORKER_CONSUMER = "digitsite.celery:Consumer"
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-images": {"task": "classifier.requeue_stale", "schedule": float(REQUEUE_STALE_INTERVAL_SECONDS)},
 }
@@ -352,8 +373,9 @@ CELERY_BEAT_SCHEDULER = "digitsite.celery:Scheduler"
 # see docs/deploy.md.
 CELERY_TASK_DEFAULT_QUEUE = "classify"
 CELERY_TASK_ROUTES = {"classifier.retrain": {"queue": "training"}, "classifier.preview_drawing": {"queue": "preview"}}
-# Every worker records that it is alive this often; /healthz counts the recent ones.
-WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=15)
+# Every worker records that it is alive this often; /healthz counts the recent ones, and the
+# images taken by a worker silent for three beats are queued again.
+WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=5)
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
 
 # --- HTTPS (production) ---------------------------------------------------------------------

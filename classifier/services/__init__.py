@@ -39,6 +39,7 @@ from classifier.services.modelling import (
 from classifier.services.previews import PreviewError, drawing_preview_create, drawing_preview_run
 from classifier.services.retraining import RetrainError, RetrainReport, model_retrain
 from classifier.services.workers import (
+    images_claim,
     requeue_run_record,
     worker_heartbeat_clear,
     worker_heartbeat_record,
@@ -67,6 +68,7 @@ __all__ = [
     "image_flag",
     "image_retry",
     "image_upload_create",
+    "images_claim",
     "images_mark_reviewed",
     "images_requeue_stale",
     "mnist_load",

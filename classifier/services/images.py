@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
 from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, encode_model_array
+from classifier.selectors import images_stranded
 from classifier.services.modelling import model_version_ensure_initial
 from ml.preprocessing import PreprocessingError, inspect_image
 from ml.segment import MAX_DIGITS
@@ -41,24 +42,26 @@ class UploadOutcome:
 
 def _enqueue_classifications(image_ids: list[int]) -> list[int]:
     """Queue the images' classification in batches of ``CLASSIFY_BATCH_SIZE`` (one model call
-    each); return the ids that reached the broker.
+    each); return the ids that reached the broker, and record when they did (``queued_at``).
 
-    When the broker cannot be reached the images stay stored and pending, and
-    ``requeue_stale`` queues them once it is back. The first failure ends the loop: every
-    further try would wait out the same connection timeout while the person waits.
+    When the broker cannot be reached the images stay stored and pending with no ``queued_at``:
+    that is the record that they were never queued, and recovery queues them as soon as the
+    broker is back. The first failure ends the loop: every further try would wait out the same
+    connection timeout while the person waits.
     """
     from classifier.tasks import classify_images
 
-    size = settings.CLASSIFY_BATCH_SIZE
+    size, queued = settings.CLASSIFY_BATCH_SIZE, []
     for start in range(0, len(image_ids), size):
         try:
             classify_images.delay(image_ids[start : start + size])
         except Exception:
-            logger.exception(
-                "the broker is unreachable; %d images stay pending for requeue_stale", len(image_ids) - start
-            )
-            return image_ids[:start]
-    return image_ids
+            logger.exception("the broker is unreachable; %d images stay pending, not queued", len(image_ids) - start)
+            break
+        queued = image_ids[: start + size]
+    if queued:
+        DigitImage.objects.filter(pk__in=queued).update(queued_at=timezone.now())
+    return queued
 
 
 def _enqueue_each(image_id: int) -> None:
@@ -365,21 +368,19 @@ def _predictions_store(
     return {p.image_id: p for p in Prediction.objects.filter(image_id__in=done)}
 
 
-def images_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:
-    """Queue again the images still waiting after ``older_than`` (the broker was down when
-    they were uploaded, or lost its queue): pending ones, and processing ones whose worker
-    is long gone. Returns the ids that reached the broker."""
+def images_requeue_stale(
+    *, older_than: timedelta | None = None, connecting: bool = False, broker_lost_at: datetime | None = None
+) -> list[int]:
+    """Queue again the images stranded by a fault (``selectors.images_stranded``: never
+    queued, taken by a worker run that is gone, queued before a broker connection that was
+    lost at ``broker_lost_at``) or still waiting after ``older_than``; ``connecting``: a worker
+    has just connected to the broker. Returns the ids that reached the broker."""
     if older_than is None:
         older_than = timedelta(seconds=settings.CLASSIFY_STALE_AFTER_SECONDS)
-    cutoff = timezone.now() - older_than
-    stale = list(
-        DigitImage.objects.filter(
-            status__in=[DigitImage.Status.PENDING, DigitImage.Status.PROCESSING], uploaded_at__lt=cutoff
-        ).values_list("pk", flat=True)
-    )
-    queued = _enqueue_classifications(stale)
+    stranded = images_stranded(older_than=older_than, connecting=connecting, broker_lost_at=broker_lost_at)
+    queued = _enqueue_classifications(stranded)
     if queued:
-        logger.info("requeued %d stale images", len(queued))
+        logger.info("requeued %d stranded images", len(queued))
     return queued
 
 

@@ -6,18 +6,31 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from classifier.models import RequeueRun, WorkerHeartbeat
+from classifier.models import DigitImage, RequeueRun, WorkerHeartbeat
 
 
-def worker_heartbeat_record(*, hostname: str, started_at: datetime) -> None:
+def worker_heartbeat_record(*, hostname: str, run: str, started_at: datetime) -> None:
     WorkerHeartbeat.objects.update_or_create(
-        hostname=hostname, defaults={"seen_at": timezone.now(), "started_at": started_at}
+        hostname=hostname, defaults={"seen_at": timezone.now(), "started_at": started_at, "run": run}
     )
 
 
-def worker_warming_record(*, hostname: str) -> None:
-    """A worker (re)starts: until one of its processes has loaded the model it is not ready."""
-    WorkerHeartbeat.objects.filter(hostname=hostname).update(ready_at=None)
+def worker_warming_record(*, hostname: str, run: str) -> None:
+    """A worker (re)starts as a new ``run``: until one of its processes has loaded the model it
+    is not ready, and whatever its previous run had taken is stranded from now on."""
+    now = timezone.now()
+    WorkerHeartbeat.objects.update_or_create(
+        hostname=hostname,
+        defaults={"seen_at": now, "run": run, "ready_at": None},
+        create_defaults={"seen_at": now, "started_at": now, "run": run},
+    )
+
+
+def images_claim(*, image_ids: list[int], run: str) -> None:
+    """A worker run took the message of these images: if that run dies, they are stranded."""
+    DigitImage.objects.filter(
+        pk__in=image_ids, status__in=[DigitImage.Status.PENDING, DigitImage.Status.PROCESSING]
+    ).update(claimed_by=run)
 
 
 def worker_ready_record(*, hostname: str) -> None:

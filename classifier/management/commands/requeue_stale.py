@@ -8,7 +8,10 @@ from classifier.services import images_requeue_stale
 
 
 class Command(BaseCommand):
-    help = "Queue again the images still pending after a while (for example after a broker outage)."
+    help = (
+        "Queue again the images stranded by a fault (never queued, taken by a worker that is gone) "
+        "and those waiting since they were queued a while ago (for example after a broker outage)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -16,7 +19,7 @@ class Command(BaseCommand):
             type=int,
             default=settings.CLASSIFY_STALE_AFTER_SECONDS,
             metavar="SECONDS",
-            help="only images uploaded at least this long ago (default: CLASSIFY_STALE_AFTER_SECONDS)",
+            help="and any image queued at least this long ago (default: CLASSIFY_STALE_AFTER_SECONDS)",
         )
 
     def handle(self, *args, older_than, **options):
