@@ -153,7 +153,14 @@ class Stack:
         """A worker in its own process group (``kill_worker`` kills it whole); ``beat``: with
         its embedded beat, as ``make run`` starts it."""
         command = [sys.executable, "-m", "celery", "-A", "digitsite", "worker", "--pool", "prefork"]
-        options = ["--queues", "classify,preview", "--concurrency", str(self.concurrency), "--loglevel", "WARNING"]
+        options = [
+            "--queues",
+            "classify,preview",
+            "--concurrency",
+            str(self.concurrency),
+            "--loglevel",
+            os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING"),
+        ]
         options.append("--without-mingle")
         if beat:
             options += ["--beat", "--schedule", str(self.scratch / "celerybeat-schedule")]

@@ -1,6 +1,7 @@
 """Celery tasks: thin, idempotent, taking primary keys."""
 
 import logging
+import os
 import signal
 import threading
 import uuid
@@ -87,20 +88,27 @@ def retrain(epochs: int | None = None, force: bool = False) -> str:
 
 # This run of the worker: set as it starts, in its main process, where messages are received.
 _run = ""
+# When this run started, if the previous run of this worker died without stopping cleanly.
+_started_after_a_crash: datetime | None = None
 
 
 @worker_init.connect
 def _warming(sender, **kwargs) -> None:
     """In the worker's main process, before its pool starts: a new run, not ready until one of
     its processes is; what the previous run of this worker had taken is stranded from now on."""
-    global _run
+    global _run, _started_after_a_crash
     _run = uuid.uuid4().hex
     try:
-        worker_warming_record(hostname=sender.hostname, run=_run)
+        if worker_warming_record(hostname=sender.hostname, run=_run):
+            _started_after_a_crash = timezone.now()
     except DatabaseError:
         logger.warning("could not record that this worker is warming up", exc_info=True)
     finally:
         connection.close()  # never share a connection with the processes forked next
+    # This process claims images as it takes messages (_claim), and it forks a new pool process
+    # whenever one dies: a connection the new process inherited was closed by it, from under
+    # this one (seen in bench/soak.py with PostgreSQL). Close it before each fork instead.
+    os.register_at_fork(before=lambda: connection.close())
 
 
 # --- Recovery: a run that takes a message claims its images; a (re)connected worker requeues --
@@ -132,7 +140,14 @@ def _claim(request, **kwargs) -> None:
 def requeue_stranded_in_background(*, broker_lost_at: datetime | None) -> None:
     """The worker connected to the broker (at start, or again after losing it at
     ``broker_lost_at``): queue again, at once, what a fault stranded. In a thread, so that the
-    worker takes messages meanwhile; a failure is logged and left to beat's next run."""
+    worker takes messages meanwhile; a failure is logged and left to beat's next run.
+
+    A run that starts after its predecessor died counts as one whose connection was lost as it
+    started: the dead run may have taken a message from the broker in the instant before it
+    could claim its images, and only the visibility timeout would give that message back."""
+    global _started_after_a_crash
+    if broker_lost_at is None and _started_after_a_crash is not None:
+        broker_lost_at, _started_after_a_crash = _started_after_a_crash, None
 
     def recover() -> None:
         try:

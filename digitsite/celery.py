@@ -65,6 +65,34 @@ class Consumer(celery.worker.consumer.Consumer):
         conn.ensure_connection = partial(conn.ensure_connection, **RECONNECT_EVERY_SECONDS)
         return super().ensure_connected(conn)
 
+    def on_connection_error_after_connected(self, exc):
+        """Celery 5.7 collects the broken connection, which detaches its transport, and then
+        closes it. With Redis, both that close (giving unacknowledged messages back) and the
+        acknowledgement of a task that was running during the outage go through the detached
+        transport and raise AttributeError, which killed the worker as the outage began or as
+        it reconnected (seen in bench/soak.py). The close may fail (those messages stay in
+        Redis' unacknowledged list, back after the visibility timeout, and their images are
+        queued again as the worker reconnects: Recovery); the transport gets its connection
+        back, so that a late acknowledgement reaches Redis (or fails as a connection error,
+        which Celery logs) instead of killing the worker."""
+        connection = self.connection
+        transport = getattr(connection, "_transport", None)
+        if connection is not None:
+            close = connection.close
+
+            def close_what_is_left():
+                try:
+                    close()
+                except AttributeError:
+                    logger.info("the broken broker connection was already released")
+
+            connection.close = close_what_is_left
+        try:
+            return super().on_connection_error_after_connected(exc)
+        finally:
+            if transport is not None and transport.client is None:
+                transport.client = connection
+
 
 class Recovery(bootsteps.StartStopStep):
     """Each time the worker connects to the broker (at start, and again after losing it), queue

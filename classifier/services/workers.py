@@ -15,15 +15,18 @@ def worker_heartbeat_record(*, hostname: str, run: str, started_at: datetime) ->
     )
 
 
-def worker_warming_record(*, hostname: str, run: str) -> None:
+def worker_warming_record(*, hostname: str, run: str) -> bool:
     """A worker (re)starts as a new ``run``: until one of its processes has loaded the model it
-    is not ready, and whatever its previous run had taken is stranded from now on."""
+    is not ready, and whatever its previous run had taken is stranded from now on. Returns
+    whether a previous run had not stopped cleanly (it left its heartbeat behind: it was killed,
+    or its machine went down)."""
     now = timezone.now()
-    WorkerHeartbeat.objects.update_or_create(
+    _, created = WorkerHeartbeat.objects.update_or_create(
         hostname=hostname,
         defaults={"seen_at": now, "run": run, "ready_at": None},
         create_defaults={"seen_at": now, "started_at": now, "run": run},
     )
+    return not created
 
 
 def images_claim(*, image_ids: list[int], run: str) -> None:

@@ -42,7 +42,8 @@ def test_stranded_images_are_found_by_what_stranded_them(settings):
     silent = now - timedelta(seconds=4 * settings.WORKER_HEARTBEAT_SECONDS)
     WorkerHeartbeat.objects.create(hostname="celery@killed", run="run-killed", seen_at=silent, started_at=silent)
     worker_heartbeat_record(hostname="celery@restarted", run="run-before", started_at=now)
-    worker_warming_record(hostname="celery@restarted", run="run-after")  # the same worker, started again
+    assert worker_warming_record(hostname="celery@restarted", run="run-after")  # started again: the old run died
+    assert not worker_warming_record(hostname="celery@new", run="run-new")  # a first start
 
     never_queued = image(uploaded_ago=settings.CLASSIFY_QUEUE_GRACE_SECONDS + 5)
     publishing = image(uploaded_ago=1)  # its upload's publish may be on its way
