@@ -525,6 +525,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "parent",
         "flags_used",
         "notes",
+        "archive",
+        "checksum",
         "created_at",
     )
     actions = ["activate"]

@@ -49,6 +49,10 @@ class ModelVersion(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     flags_used = models.PositiveIntegerField(default=0, help_text="corrections it was trained on")
     notes = models.TextField(blank=True)
+    # Where its files live for every machine (classifier.services.versions), and their SHA-256;
+    # empty for the shipped version, which is in the image.
+    archive = models.CharField(max_length=300, blank=True, help_text="its files, one archive in storage")
+    checksum = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the archive")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -282,6 +282,8 @@ SHIPPED_MODEL_DIR = Path(env("SHIPPED_MODEL_DIR", default=str(BASE_DIR / "models
 TRAINED_MODELS_DIR = Path(env("TRAINED_MODELS_DIR", default=str(BASE_DIR / "var" / "models")))
 # Where `retrain` keeps the model versions it makes (v2, v3, ...).
 MODEL_VERSIONS_DIR = Path(env("MODEL_VERSIONS_DIR", default=str(BASE_DIR / "var" / "model-versions")))
+# Each machine's own copies of the versions it serves, fetched from storage by checksum.
+MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", default=str(BASE_DIR / "var" / "model-cache")))
 
 # --- Retraining ---------------------------------------------------------------------------
 RETRAIN_EPOCHS = env.int("RETRAIN_EPOCHS", default=2)

@@ -38,6 +38,7 @@ from classifier.services.modelling import (
 )
 from classifier.services.previews import PreviewError, drawing_preview_create, drawing_preview_run
 from classifier.services.retraining import RetrainError, RetrainReport, model_retrain
+from classifier.services.versions import ModelVersionUnavailable, model_version_archive_save, model_version_directory
 from classifier.services.workers import (
     images_claim,
     requeue_run_record,
@@ -50,6 +51,7 @@ from classifier.services.workers import (
 __all__ = [
     "AccountDeleteRefused",
     "AccountDeletion",
+    "ModelVersionUnavailable",
     "PreviewError",
     "RetrainError",
     "RetrainReport",
@@ -78,6 +80,8 @@ __all__ = [
     "model_retrain",
     "model_train",
     "model_version_activate",
+    "model_version_archive_save",
+    "model_version_directory",
     "model_version_ensure_initial",
     "model_warm_up",
     "password_reset_request_allow",

@@ -24,6 +24,7 @@ from django.utils.timesince import timesince, timeuntil
 from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, encode_model_array
 from classifier.selectors import images_stranded
 from classifier.services.modelling import model_version_ensure_initial
+from classifier.services.versions import model_version_directory
 from ml.preprocessing import PreprocessingError, inspect_image
 from ml.segment import MAX_DIGITS
 
@@ -183,7 +184,7 @@ def _predictor_for(version: ModelVersion) -> Predictor:
     predictor = _predictor_cache.get(version.pk)
     if predictor is None:
         _predictor_cache.clear()
-        predictor = _predictor_cache[version.pk] = Predictor(version.directory)
+        predictor = _predictor_cache[version.pk] = Predictor(model_version_directory(version))
     return predictor
 
 

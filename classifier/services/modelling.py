@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from classifier.models import ModelVersion
+from classifier.services.versions import model_version_directory
 from ml.artifacts import ModelBundle
 from ml.data import Mnist, load_mnist
 
@@ -39,7 +40,7 @@ def model_path_default() -> Path:
         active = ModelVersion.objects.filter(is_active=True).first()
     except DatabaseError:  # not migrated yet: the shipped model is the only one there is
         active = None
-    return active.directory if active else settings.SHIPPED_MODEL_DIR
+    return model_version_directory(active) if active else settings.SHIPPED_MODEL_DIR
 
 
 def model_evaluate(

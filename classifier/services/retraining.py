@@ -28,6 +28,7 @@ from classifier.services.modelling import (
     model_version_ensure_initial,
     relative_to_base,
 )
+from classifier.services.versions import model_version_archive_save, model_version_directory
 from ml.artifacts import INPUT_SHAPE, ModelBundle
 from ml.preprocessing import PreprocessingError, to_model_input
 
@@ -166,7 +167,7 @@ def model_retrain(
 
     number = _next_number()
     result = retrain(
-        parent=ModelBundle(active.directory),
+        parent=ModelBundle(model_version_directory(active)),
         parent_version=active.number,
         out=_fresh_bundle(number),
         mnist=mnist_load(),
@@ -199,12 +200,16 @@ def model_retrain(
 def _candidate_record(
     *, active: ModelVersion, number: int, flags: list[Correction], rejects: list[Correction], result: RetrainResult
 ) -> ModelVersion:
-    """The candidate as a ModelVersion; if promoted, active, with its corrections marked as learnt."""
+    """The candidate as a ModelVersion, its files in storage for every machine; if promoted,
+    active, with its corrections marked as learnt."""
+    archive, checksum = model_version_archive_save(number=number, directory=result.bundle.directory)
     with transaction.atomic():
         candidate = ModelVersion.objects.create(
             number=number,
             architecture=active.architecture,
             path=relative_to_base(result.bundle.directory),
+            archive=archive,
+            checksum=checksum,
             metrics=result.metrics,
             parent=active,
             flags_used=len(result.split.trained),

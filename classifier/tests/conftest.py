@@ -24,6 +24,7 @@ def _isolated_files(settings, tmp_path):
     """Uploads and trained models go to a temp dir; MNIST comes from where the `mnist` fixture finds it."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.TRAINED_MODELS_DIR = tmp_path / "models"
+    settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
     directory = mnist_dir()
     settings.MNIST_DATA_DIR = str(directory) if directory else None
     settings.SHIPPED_MODEL_DIR = SHIPPED_MODEL_DIR
@@ -232,6 +233,7 @@ def worker_env(broker_env, settings, tmp_path) -> dict:
         | {
             "DATABASE_URL": _database_url(),
             "MEDIA_ROOT": str(media),
+            "MODEL_CACHE_DIR": str(tmp_path / "worker-model-cache"),  # its own, as on another machine
             "SHIPPED_MODEL_DIR": str(settings.SHIPPED_MODEL_DIR),
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }

@@ -25,19 +25,52 @@ APP_SERVICES = ["migrate", "web", "worker", "trainer", "beat", "flower"]
 SETTINGS_SOURCE = (REPO / "digitsite" / "settings.py").read_text()
 # Every variable the settings read: env("NAME", ...), env.int("NAME", ...), env.db("NAME") ...
 SETTINGS_VARIABLES = set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z_][A-Z0-9_]*)"', SETTINGS_SOURCE))
+# Read by boto3 itself (django-storages' S3 storage), not by the settings.
+BOTO_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
 def test_every_service_of_the_stack_is_there():
-    assert set(SERVICES) == {"postgres", "redis", *APP_SERVICES}
-    assert {"pgdata", "media"} <= set(COMPOSE["volumes"])
+    assert set(SERVICES) == {"postgres", "redis", "minio", "minio-bucket", *APP_SERVICES}
+    assert {"pgdata", "objects"} <= set(COMPOSE["volumes"])
     assert "pgdata:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
+
+
+def test_web_workers_and_trainer_share_no_volume_only_the_services():
+    """Uploads and model versions are in the bucket: no volume is mounted by two app services,
+    so each can run on a machine of its own."""
+    mounted = {}
+    for name in APP_SERVICES:
+        for volume in SERVICES[name].get("volumes", []):
+            mounted.setdefault(volume.split(":")[0], []).append(name)
+    assert all(len(users) == 1 for users in mounted.values()), mounted
+    assert set(mounted) == {"trainer", "beat"}  # the trainer's MNIST and work space, beat's schedule file
+
+
+def test_the_object_store_is_minio_on_a_profile_wired_to_the_bucket_settings():
+    minio, bucket = SERVICES["minio"], SERVICES["minio-bucket"]
+    assert minio["profiles"] == ["minio"] == bucket["profiles"]
+    assert minio["image"].startswith("minio/minio") and "objects:/data" in minio["volumes"]
+    assert "mc" in " ".join(minio["healthcheck"]["test"])
+    assert bucket["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "mc mb --ignore-existing" in " ".join(bucket["command"])
+    assert minio["environment"]["MINIO_ROOT_USER"] == "${AWS_ACCESS_KEY_ID:?set AWS_ACCESS_KEY_ID}"
+    for name in APP_SERVICES:
+        environment = SERVICES[name]["environment"]
+        assert environment["AWS_S3_ENDPOINT_URL"] == "${AWS_S3_ENDPOINT_URL:-http://minio:9000}"
+        assert environment["AWS_STORAGE_BUCKET_NAME"] == bucket["environment"]["AWS_STORAGE_BUCKET_NAME"]
+        assert environment["AWS_ACCESS_KEY_ID"] == minio["environment"]["MINIO_ROOT_USER"]
+        # Waits for the bucket where the profile runs MinIO, and not where a bucket of one's own is used.
+        assert SERVICES[name]["depends_on"]["minio-bucket"] == {
+            "condition": "service_completed_successfully",
+            "required": False,
+        }
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_services_run_our_image_with_settings_the_code_reads(name):
     service = SERVICES[name]
     assert service["build"] == "."
-    unknown = set(service["environment"]) - SETTINGS_VARIABLES
+    unknown = set(service["environment"]) - SETTINGS_VARIABLES - BOTO_VARIABLES
     assert not unknown, f"{name} sets variables that digitsite/settings.py never reads: {unknown}"
     environment = service["environment"]
     assert environment["PRODUCTION"] == "true"
@@ -45,8 +78,7 @@ def test_app_services_run_our_image_with_settings_the_code_reads(name):
     assert environment["CELERY_BROKER_URL"].startswith("redis://redis:6379/")
     assert environment["CACHE_URL"].startswith("redis://redis:6379/")
     assert environment["CELERY_BROKER_URL"] != environment["CACHE_URL"]
-    assert "media:/data" in service["volumes"]
-    assert environment["MEDIA_ROOT"].startswith("/data/")
+    assert "MEDIA_ROOT" not in environment  # uploads go to the bucket
     for dependency, condition in service["depends_on"].items():
         assert dependency in SERVICES
         if condition["condition"] == "service_healthy":

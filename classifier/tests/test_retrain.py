@@ -1,13 +1,15 @@
+import hashlib
 import json
 from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from classifier.models import Flag, ModelVersion, Prediction
-from classifier.services import model_version_activate, prediction_run
+from classifier.services import model_version_activate, model_version_directory, prediction_run
 from classifier.tests.factories import DigitImageFactory, FlagFactory, ModelVersionFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -62,6 +64,13 @@ def test_retrain_stores_a_new_version_with_metrics_and_plots(flagged, tiny_activ
     metadata = json.loads((directory / "metadata.json").read_text())
     assert metadata["parent_version"] == tiny_active.number and metadata["corrections"] == 10
     assert Flag.objects.filter(trained_in=candidate).count() == 10
+    # Its files are in storage too, for machines that share no disk with this one: the same files.
+    with default_storage.open(candidate.archive, "rb") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == candidate.checksum
+    fetched = model_version_directory(candidate)
+    assert fetched != directory
+    for name in ("model.keras", "metadata.json", "training_curves.png", "confusion_matrix.png"):
+        assert (fetched / name).read_bytes() == (directory / name).read_bytes()
 
 
 def test_retrain_keeps_the_old_model_when_the_candidate_is_not_better(flagged, tiny_active, settings):

@@ -1,0 +1,113 @@
+"""Model versions in storage: written where uploads live, read through a local cache.
+
+A version that ``retrain`` makes is written through Django's storage API (the S3-compatible
+bucket of the uploads when one is configured, the local media storage otherwise) as one archive,
+and its SHA-256 is recorded on its row. Each process that needs the version reads it from its own
+cache (``MODEL_CACHE_DIR``), keyed by that checksum: downloaded the first time, checked, and
+unpacked; nothing reads a path another machine wrote. The shipped version (in the image) and
+versions made before this have no checksum and are read from their directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from classifier.models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_FOLDER = "model-versions"
+DOWNLOAD_TRIES = 2
+
+
+class ModelVersionUnavailable(Exception):
+    """A stored version could not be fetched intact; the message says why, for people."""
+
+
+def model_version_archive_save(*, number: int, directory: Path) -> tuple[str, str]:
+    """Write the files of ``directory`` (weights, metadata, calibration, plots) through the
+    storage API as one archive; returns its storage name and SHA-256."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(p for p in Path(directory).rglob("*") if p.is_file()):
+            archive.add(path, arcname=path.relative_to(directory).as_posix())
+    data = buffer.getvalue()
+    checksum = hashlib.sha256(data).hexdigest()
+    name = default_storage.save(f"{ARCHIVE_FOLDER}/v{number}-{checksum[:12]}.tar.gz", ContentFile(data))
+    logger.info("model version %s stored as %s (%d bytes, sha256 %s)", number, name, len(data), checksum)
+    return name, checksum
+
+
+def model_version_directory(version: ModelVersion) -> Path:
+    """Where this process reads ``version``'s files: its cache entry for a stored version
+    (fetched and checked the first time), else the directory the version was made in."""
+    if not version.checksum:
+        return version.directory
+    cache = Path(settings.MODEL_CACHE_DIR)
+    unpacked = cache / version.checksum
+    if unpacked.is_dir():
+        return unpacked
+    cache.mkdir(parents=True, exist_ok=True)
+    archive = cache / f"{version.checksum}.tar.gz"
+    _fetch_checked(version, archive)
+    # Unpacked beside its final place and renamed into it, so that a process never sees half a
+    # version; another process that got there first wins, and this copy is dropped.
+    partial = Path(tempfile.mkdtemp(prefix=f".{version.checksum[:12]}-", dir=cache))
+    with tarfile.open(archive) as files:
+        files.extractall(partial, filter="data")
+    try:
+        os.rename(partial, unpacked)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+    return unpacked
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fetch_checked(version: ModelVersion, archive: Path) -> None:
+    """``archive`` holds the version's archive with its recorded checksum: a copy already in
+    the cache is checked first (a download cut short, a disk error); one that does not match
+    is refused and fetched again, ``DOWNLOAD_TRIES`` times at most."""
+    if archive.is_file():
+        if _sha256(archive) == version.checksum:
+            return
+        logger.warning("model version %s: the cached archive does not match its checksum; fetching it again", version)
+    for attempt in range(1, DOWNLOAD_TRIES + 1):
+        fd, partial = tempfile.mkstemp(prefix=".download-", dir=archive.parent)
+        with os.fdopen(fd, "wb") as out, default_storage.open(version.archive, "rb") as stored:
+            shutil.copyfileobj(stored, out, 1 << 20)
+        got = _sha256(Path(partial))
+        if got == version.checksum:
+            os.replace(partial, archive)
+            logger.info("model version %s downloaded from storage (%s, sha256 %s)", version, version.archive, got)
+            return
+        os.unlink(partial)
+        logger.warning(
+            "model version %s: download %d of %d refused, sha256 %s is not the recorded %s",
+            version,
+            attempt,
+            DOWNLOAD_TRIES,
+            got,
+            version.checksum,
+        )
+    raise ModelVersionUnavailable(
+        f"Model version {version.number} could not be fetched intact from storage "
+        f"({version.archive}): its checksum never matched."
+    )
