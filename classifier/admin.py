@@ -5,19 +5,30 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.dateformat import format as date_format
 from django.utils.html import format_html
 from django.utils.text import Truncator
 from django.utils.timezone import localtime
 from django.utils.translation import ngettext
 
-from classifier.forms import FlagImagesForm
-from classifier.models import DIGIT_CHOICES, DigitImage, Feedback, Flag, ModelVersion, Prediction, TrainingExample
+from classifier.forms import FlagImagesForm, RetrainForm
+from classifier.models import (
+    DIGIT_CHOICES,
+    DigitImage,
+    Feedback,
+    Flag,
+    ModelVersion,
+    Prediction,
+    RetrainRun,
+    TrainingExample,
+)
 from classifier.selectors import REVIEW_ORDER, review_queue
 from classifier.services import (
     AccountDeleteRefused,
+    RetrainError,
     account_delete,
     account_delete_refusal,
     correction_training_refusal,
@@ -26,6 +37,7 @@ from classifier.services import (
     image_flag,
     images_mark_reviewed,
     model_version_activate,
+    retrain_request,
 )
 
 
@@ -530,9 +542,45 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "created_at",
     )
     actions = ["activate"]
+    # Above the list: "Retrain now" with `manage.py retrain`'s options, and the last retrain's
+    # state (queued, running with its epoch, or its outcome), refreshed while it runs.
+    change_list_template = "admin/classifier/modelversion/change_list.html"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("parent").annotate(learned=Count("flags_learned"))
+
+    def get_urls(self):
+        retrain = path(
+            "retrain/", self.admin_site.admin_view(self.retrain_view), name="classifier_modelversion_retrain"
+        )
+        return [retrain, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        last = RetrainRun.objects.select_related("candidate", "requested_by").first()
+        context = {"retrain_form": RetrainForm(), "retrain_run": last, "can_retrain": self._can_retrain(request)}
+        return super().changelist_view(request, extra_context=context | (extra_context or {}))
+
+    def _can_retrain(self, request) -> bool:
+        return request.user.has_perm("classifier.change_modelversion")
+
+    def retrain_view(self, request):
+        changelist = reverse("admin:classifier_modelversion_changelist")
+        if request.method != "POST" or not self._can_retrain(request):
+            return HttpResponseRedirect(changelist)
+        form = RetrainForm(request.POST)
+        if not form.is_valid():
+            errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
+            self.message_user(request, f"Not queued: {errors}", messages.ERROR)
+            return HttpResponseRedirect(changelist)
+        try:
+            retrain_request(
+                epochs=form.cleaned_data["epochs"], force=form.cleaned_data["force"], requested_by=request.user
+            )
+        except RetrainError as exc:
+            self.message_user(request, str(exc), messages.WARNING)
+        else:
+            self.message_user(request, "Retrain queued on the training queue; this page follows it.", messages.SUCCESS)
+        return HttpResponseRedirect(changelist)
 
     @admin.display(description="MNIST accuracy")
     def accuracy(self, obj):

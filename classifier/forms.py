@@ -302,3 +302,15 @@ class StaffFlagForm(forms.Form):
     def correct_number(self) -> str | None:
         """The correction as ``image_flag`` takes it."""
         return None if self.cleaned_data["not_a_digit"] else self.cleaned_data["number"]
+
+
+class RetrainForm(forms.Form):
+    """`manage.py retrain`'s options, for the model versions page."""
+
+    epochs = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=50,
+        help_text=f"empty: {settings.RETRAIN_EPOCHS}, the setting RETRAIN_EPOCHS",
+    )
+    force = forms.BooleanField(required=False, label="Activate the new version even if it is not better")

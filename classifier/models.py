@@ -468,6 +468,59 @@ class WorkerHeartbeat(models.Model):
         return f"{self.hostname} (seen {self.seen_at:%Y-%m-%d %H:%M:%S})"
 
 
+class RetrainRun(models.Model):
+    """A retrain asked for from the admin (or `retrain --background`): queued on the training
+    queue, its progress while it runs, and its outcome. At most one is queued or running."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PROMOTED = "promoted", "Promoted"
+        KEPT = "kept", "Kept the active version"
+        FAILED = "failed", "Failed"
+
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    # True while queued or running; the constraint below lets one row at a time have it.
+    in_progress = models.BooleanField(default=True)
+    epochs = models.PositiveSmallIntegerField(null=True, blank=True, help_text="empty: RETRAIN_EPOCHS")
+    force = models.BooleanField(default=False, help_text="activate the candidate whatever the gate says")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    epoch = models.PositiveSmallIntegerField(default=0, help_text="the epoch it is in, while it runs")
+    epochs_total = models.PositiveSmallIntegerField(default=0)
+    candidate = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.TextField(blank=True, help_text="why the candidate was promoted or kept, or why it failed")
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["in_progress"], condition=Q(in_progress=True), name="one_retrain_at_a_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"retrain of {self.requested_at:%Y-%m-%d %H:%M}: {self.get_status_display()}"
+
+    @property
+    def summary(self) -> str:
+        """What staff read on the model versions page."""
+        if self.status == self.Status.QUEUED:
+            return "Queued: waiting for a trainer (a worker of the training queue)."
+        if self.status == self.Status.RUNNING:
+            return (
+                f"Running: epoch {self.epoch} of {self.epochs_total}." if self.epochs_total else "Running: preparing."
+            )
+        version = f"v{self.candidate.number}" if self.candidate else "the candidate"
+        if self.status == self.Status.PROMOTED:
+            return f"Promoted: {version} is active ({self.reason})."
+        if self.status == self.Status.KEPT:
+            return f"Kept the active version; {version} is stored, not active ({self.reason})."
+        return f"Failed: {self.reason}"
+
+
 class RequeueRun(models.Model):
     """The last run of beat's requeue_stale (one row): /healthz tells from it whether beat is
     alive, since stranded images recover only through these runs."""

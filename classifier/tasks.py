@@ -14,15 +14,14 @@ from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
 
 from classifier.services import (
-    RetrainError,
     drawing_preview_run,
     images_claim,
     images_requeue_stale,
-    model_retrain,
     model_warm_up,
     prediction_run,
     predictions_run,
     requeue_run_record,
+    retrain_run,
     worker_heartbeat_clear,
     worker_heartbeat_record,
     worker_ready_record,
@@ -69,18 +68,15 @@ def requeue_stale() -> int:
 
 
 @shared_task(name="classifier.retrain", acks_late=False)
-def retrain(epochs: int | None = None, force: bool = False) -> str:
-    """`manage.py retrain` in the background, on the training queue (CELERY_TASK_ROUTES).
-    Acknowledged as it starts: a retrain outlasts Redis' visibility timeout (settings), which
-    would hand a late-acknowledged one to a second trainer while the first still runs. A
-    retrain whose worker dies is therefore not run again by itself; staff start it again."""
-    try:
-        report = model_retrain(epochs=epochs, force=force, log=logger.info)
-    except RetrainError as exc:
-        logger.warning("retraining did not start: %s", exc)
-        return str(exc)
-    logger.info("retraining finished: %s", report.reason)
-    return report.reason
+def retrain(run_id: int) -> str:
+    """A RetrainRun asked for from the admin or `manage.py retrain --background`, on the training
+    queue (CELERY_TASK_ROUTES); its progress and outcome are on the run. Acknowledged as it
+    starts: a retrain outlasts Redis' visibility timeout (settings), which would hand a
+    late-acknowledged one to a second trainer while the first still runs. A retrain whose
+    worker dies is therefore not run again by itself; staff ask for it again."""
+    run = retrain_run(run_id=run_id, log=logger.info)
+    logger.info("retraining finished: %s", run.summary)
+    return run.status
 
 
 # --- Warm start: each pool process loads the model before its first task ------------------------

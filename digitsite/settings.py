@@ -287,6 +287,9 @@ MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", default=str(BASE_DIR / "var" / "mo
 
 # --- Retraining ---------------------------------------------------------------------------
 RETRAIN_EPOCHS = env.int("RETRAIN_EPOCHS", default=2)
+# A retrain asked for from the admin that has not finished after this long (its trainer died)
+# no longer stops another from being asked for.
+RETRAIN_STALE_AFTER_SECONDS = env.int("RETRAIN_STALE_AFTER_SECONDS", default=6 * 3600)
 RETRAIN_SEED = 42
 # A candidate may lose at most this much MNIST test accuracy (0.002 = 0.2 points).
 RETRAIN_MAX_MNIST_DROP = env.float("RETRAIN_MAX_MNIST_DROP", default=0.002)

@@ -37,7 +37,7 @@ from classifier.services.modelling import (
     model_version_ensure_initial,
 )
 from classifier.services.previews import PreviewError, drawing_preview_create, drawing_preview_run
-from classifier.services.retraining import RetrainError, RetrainReport, model_retrain
+from classifier.services.retraining import RetrainError, RetrainReport, model_retrain, retrain_request, retrain_run
 from classifier.services.versions import ModelVersionUnavailable, model_version_archive_save, model_version_directory
 from classifier.services.workers import (
     images_claim,
@@ -88,6 +88,8 @@ __all__ = [
     "prediction_run",
     "predictions_run",
     "requeue_run_record",
+    "retrain_request",
+    "retrain_run",
     "worker_heartbeat_clear",
     "worker_heartbeat_record",
     "worker_ready_record",

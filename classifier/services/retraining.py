@@ -9,17 +9,20 @@ deleted, kept (with their consent) as the very input the model took."""
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from classifier.models import Flag, ModelVersion, TrainingExample
+from classifier.models import Flag, ModelVersion, RetrainRun, TrainingExample
 from classifier.selectors import flags_for_training, training_examples_for_training
 from classifier.services.images import correction_training_refusal
 from classifier.services.modelling import (
@@ -30,6 +33,7 @@ from classifier.services.modelling import (
 )
 from classifier.services.versions import model_version_archive_save, model_version_directory
 from ml.artifacts import INPUT_SHAPE, ModelBundle
+from ml.data import MnistDataError
 from ml.preprocessing import PreprocessingError, to_model_input
 
 if TYPE_CHECKING:
@@ -224,3 +228,62 @@ def _candidate_record(
             for model in (Flag, TrainingExample):
                 model.objects.filter(pk__in=[c.pk for c in learnt if isinstance(c, model)]).update(trained_in=candidate)
     return candidate
+
+
+# --- Retraining in the background, asked for from the admin -------------------------------
+
+EPOCH_LINE = re.compile(r"^\s*epoch (\d+)/(\d+)\b")
+
+
+def retrain_request(*, epochs: int | None, force: bool, requested_by=None) -> RetrainRun:
+    """Queue a retrain on the training queue, recorded as a RetrainRun; RetrainError, saying
+    which, when one is already queued or running. A run with no word for
+    ``RETRAIN_STALE_AFTER_SECONDS`` (its trainer died) no longer counts as one."""
+    from classifier.tasks import retrain
+
+    stale = timezone.now() - timedelta(seconds=settings.RETRAIN_STALE_AFTER_SECONDS)
+    RetrainRun.objects.filter(in_progress=True, requested_at__lt=stale).update(
+        in_progress=False,
+        status=RetrainRun.Status.FAILED,
+        finished_at=timezone.now(),
+        reason="no word from the trainer for too long: it stopped or never took the task",
+    )
+    try:
+        with transaction.atomic():
+            run = RetrainRun.objects.create(epochs=epochs, force=force, requested_by=requested_by)
+            transaction.on_commit(lambda: retrain.delay(run_id=run.pk))
+    except IntegrityError:
+        current = RetrainRun.objects.filter(in_progress=True).select_related("requested_by").first()
+        who = f" by {current.requested_by}" if current and current.requested_by else ""
+        when = f" since {timezone.localtime(current.requested_at):%H:%M}" if current else ""
+        state = current.get_status_display().lower() if current else "in progress"
+        raise RetrainError(f"A retrain is already {state} (asked for{who}{when}): one at a time.") from None
+    return run
+
+
+def retrain_run(*, run_id: int, log: Callable[[str], None] = logger.info) -> RetrainRun:
+    """Carry out a queued RetrainRun in the trainer: running with its epoch as it goes, then
+    promoted, kept or failed with the reason."""
+    run = RetrainRun.objects.get(pk=run_id)
+    RetrainRun.objects.filter(pk=run_id).update(status=RetrainRun.Status.RUNNING, started_at=timezone.now())
+
+    def progress(line: str) -> None:
+        log(line)
+        if match := EPOCH_LINE.match(line):
+            RetrainRun.objects.filter(pk=run_id).update(epoch=int(match[1]), epochs_total=int(match[2]))
+
+    outcome = {"in_progress": False, "finished_at": None}
+    try:
+        report = model_retrain(epochs=run.epochs, force=run.force, log=progress)
+    except (RetrainError, MnistDataError) as exc:
+        outcome |= {"status": RetrainRun.Status.FAILED, "reason": str(exc)}
+    except Exception as exc:
+        logger.exception("retraining failed")
+        outcome |= {"status": RetrainRun.Status.FAILED, "reason": f"an error in the trainer: {exc}"}
+    else:
+        status = RetrainRun.Status.PROMOTED if report.promoted else RetrainRun.Status.KEPT
+        outcome |= {"status": status, "reason": report.reason, "candidate": report.candidate}
+    outcome["finished_at"] = timezone.now()
+    RetrainRun.objects.filter(pk=run_id).update(**outcome)
+    run.refresh_from_db()
+    return run

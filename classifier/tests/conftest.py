@@ -153,8 +153,8 @@ class Worker:
     taking the queues the site's own worker takes (classification and the draw page's live
     answer); ``args`` adds options (``--beat``...)."""
 
-    def __init__(self, env: dict, log_path: Path, args: tuple[str, ...] = ()):
-        self.env, self.log_path, self.args, self.process = env, log_path, args, None
+    def __init__(self, env: dict, log_path: Path, args: tuple[str, ...] = (), queues: str = "classify,preview"):
+        self.env, self.log_path, self.args, self.queues, self.process = env, log_path, args, queues, None
 
     def start(self) -> "Worker":
         log = open(self.log_path, "a")  # noqa: SIM115 - the worker writes to it until stopped
@@ -175,7 +175,7 @@ class Worker:
                 "--without-mingle",
                 "--without-gossip",
                 "--queues",
-                "classify,preview",
+                self.queues,
                 *self.args,
             ],
             cwd=REPO,

@@ -240,3 +240,41 @@ def test_feedback_list_shows_suggested_numbers_and_confirming_flags_them(staff_c
     chosen = Feedback.objects.get()
     staff_client.post(url, {"action": "confirm_as_flags", ACTION_CHECKBOX_NAME: [chosen.pk]})
     assert Flag.objects.get(image=number_image).says == "is 721"
+
+
+def test_staff_start_a_retrain_from_the_model_versions_page_one_at_a_time(
+    staff_client, client, broker_env, django_capture_on_commit_callbacks
+):
+    from classifier.models import RetrainRun
+
+    model_version_ensure_initial()
+    page = reverse("admin:classifier_modelversion_changelist")
+    retrain = reverse("admin:classifier_modelversion_retrain")
+    body = staff_client.get(page).content.decode()
+    assert "Retrain now" in body and 'id="retrain-status"' not in body  # none asked for yet
+
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        response = staff_client.post(retrain, {"epochs": "3", "force": "on"}, follow=True)
+    assert len(queued) == 1  # the task, sent once the run is stored
+    run = RetrainRun.objects.get()
+    assert (run.epochs, run.force, run.status, run.requested_by.is_staff) == (3, True, "queued", True)
+    body = response.content.decode()
+    assert "Retrain queued on the training queue" in body
+    assert 'data-status="queued"' in body and "Queued: waiting for a trainer" in body
+    assert '<meta http-equiv="refresh"' in body and "disabled" in body  # follows it; no second button
+
+    response = staff_client.post(retrain, {"epochs": "", "force": ""}, follow=True)
+    assert "A retrain is already queued" in response.content.decode()
+    assert RetrainRun.objects.count() == 1
+
+    RetrainRun.objects.update(status="running", epoch=1, epochs_total=3)
+    assert "Running: epoch 1 of 3." in staff_client.get(page).content.decode()
+    RetrainRun.objects.update(status="kept", in_progress=False, reason="not better on the corrections")
+    body = staff_client.get(page).content.decode()
+    assert "Kept the active version" in body and "not better on the corrections" in body
+    assert '<meta http-equiv="refresh"' not in body
+
+    response = staff_client.post(retrain, {"epochs": "0"}, follow=True)  # refused with the reason
+    assert "Not queued: epochs" in response.content.decode() and RetrainRun.objects.count() == 1
+    client.force_login(UserFactory())
+    assert client.post(retrain, {"epochs": "1"}).status_code == 302 and RetrainRun.objects.count() == 1

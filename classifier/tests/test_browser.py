@@ -14,6 +14,7 @@ import pytest
 from django.core.management import call_command
 
 from classifier.models import DigitImage, Flag, ModelVersion, Prediction
+from classifier.tests.conftest import Worker
 from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, UserFactory
 from classifier.tests.test_selectors import flag, predicted
 from ml.synth import render_upload
@@ -274,7 +275,7 @@ def test_another_user_cannot_open_the_image_or_its_file(page, worker, tmp_path, 
     shot(page, "04-not-yours")
 
 
-def test_staff_flag_in_the_admin_then_retrain(page, worker, tmp_path, mnist, settings, tiny_model_dir):
+def test_staff_flag_in_the_admin_then_retrain(page, worker, worker_env, tmp_path, mnist, settings, tiny_model_dir):
     settings.RETRAIN_TRAIN_LIMIT = 2000
     settings.RETRAIN_TEST_LIMIT = 1000
     settings.RETRAIN_EPOCHS = 1
@@ -321,15 +322,30 @@ def test_staff_flag_in_the_admin_then_retrain(page, worker, tmp_path, mnist, set
     flag = Flag.objects.get()
     assert (flag.correct_digit, flag.flagged_by) == (3, staff)
 
-    # Retrain from a small model, sized for a test, as `manage.py retrain` does.
+    # Retrain from a small model, from the model versions page, on a worker of the training
+    # queue (a trainer), sized for a test.
     tiny = ModelVersionFactory(architecture="basic", path=str(tiny_model_dir))
     call_command("activate_model", str(tiny.number), stdout=StringIO())
-    call_command("retrain", "--force", stdout=StringIO())
+    sized = {"RETRAIN_TRAIN_LIMIT": "2000", "RETRAIN_TEST_LIMIT": "1000", "RETRAIN_EPOCHS": "1"}
+    trainer_env = worker_env | sized | {"MODEL_VERSIONS_DIR": str(tmp_path / "trainer-versions")}
+    trainer = Worker(trainer_env, tmp_path / "trainer.log", queues="training").start()
+    try:
+        page.goto("/admin/classifier/modelversion/")
+        page.get_by_label("Epochs").fill("1")
+        page.get_by_label("Activate the new version even if it is not better").check()
+        page.get_by_role("button", name="Retrain now").click()
+        page.get_by_text("Retrain queued on the training queue").wait_for()
+        assert page.get_by_role("button", name="Retrain now").is_disabled()  # one at a time
+        # The page reloads itself while the retrain is queued or running, until its outcome.
+        page.locator('#retrain-status[data-status="promoted"]').wait_for(timeout=180_000)
+    finally:
+        trainer.stop()
     newest = ModelVersion.objects.order_by("-number").first()
-    assert newest.parent == tiny
-    page.goto("/admin/classifier/modelversion/")
+    assert newest.parent == tiny and newest.is_active and newest.checksum
+    assert f"Promoted: v{newest.number} is active" in page.locator("#retrain-status").inner_text()
     row = page.locator("tr", has=page.locator(f"th a:text-is('{newest.number}')"))
     assert row.count() == 1
+    assert page.get_by_role("button", name="Retrain now").is_enabled()
     shot(page, "05-model-versions")
 
 

@@ -187,14 +187,22 @@ def test_tasks_go_to_their_queues():
 
 
 @pytest.mark.django_db
-def test_retrain_can_be_queued_for_the_training_workers(broker_env, tmp_path):
+def test_retrain_can_be_queued_for_the_training_workers(broker_env, tmp_path, django_capture_on_commit_callbacks):
     from io import StringIO
 
     from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from classifier.models import RetrainRun
 
     out = StringIO()
-    call_command("retrain", "--background", stdout=out)
-    assert out.getvalue().startswith("queued on the training queue as task ")
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("retrain", "--background", stdout=out)
+    assert out.getvalue().startswith("queued on the training queue as retrain run ")
+    run = RetrainRun.objects.get()
+    assert (run.status, run.in_progress) == (RetrainRun.Status.QUEUED, True)
+    with pytest.raises(CommandError, match="already queued"):  # one at a time
+        call_command("retrain", "--background", stdout=StringIO())
     if os.environ["CELERY_BROKER_URL"].startswith("redis"):
         import redis
 

@@ -227,3 +227,48 @@ def test_a_retrain_learns_each_digit_of_a_corrected_number_from_its_box(numbers,
     assert (metadata["corrections"], metadata["correction_examples"]) == (2, examples)
     learnt = set(Flag.objects.filter(trained_in=candidate).values_list("image_id", flat=True))
     assert learnt == {plain.image_id, consented.image_id}
+
+
+def test_a_retrain_asked_for_runs_with_its_progress_and_outcome_recorded(flagged, tiny_active, broker_env):
+    from classifier.models import RetrainRun
+    from classifier.services import RetrainError, retrain_request, retrain_run
+
+    run = retrain_request(epochs=1, force=True)
+    with pytest.raises(RetrainError, match="already queued"):
+        retrain_request(epochs=None, force=False)
+    lines = []
+    finished = retrain_run(run_id=run.pk, log=lines.append)
+    assert any(line.startswith("epoch 1/1") for line in lines)
+    assert finished.status == RetrainRun.Status.PROMOTED and not finished.in_progress
+    assert (finished.epoch, finished.epochs_total) == (1, 1)
+    assert finished.candidate == ModelVersion.objects.get(is_active=True) != tiny_active
+    assert finished.summary.startswith(f"Promoted: v{finished.candidate.number} is active")
+    assert finished.started_at <= finished.finished_at
+    # Done: the next one may be asked for.
+    assert retrain_request(epochs=None, force=False).status == RetrainRun.Status.QUEUED
+
+
+def test_a_retrain_that_cannot_start_fails_with_the_reason(tiny_active, broker_env):
+    from classifier.models import RetrainRun
+    from classifier.services import retrain_request, retrain_run
+
+    finished = retrain_run(run_id=retrain_request(epochs=None, force=False).pk)  # no corrections
+    assert finished.status == RetrainRun.Status.FAILED and not finished.in_progress
+    assert "no flagged images" in finished.summary
+
+
+def test_a_retrain_whose_trainer_died_no_longer_blocks_the_next(tiny_active, broker_env, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.models import RetrainRun
+    from classifier.services import retrain_request
+
+    stuck = retrain_request(epochs=None, force=False)
+    RetrainRun.objects.filter(pk=stuck.pk).update(
+        requested_at=timezone.now() - timedelta(seconds=settings.RETRAIN_STALE_AFTER_SECONDS + 1)
+    )
+    assert retrain_request(epochs=None, force=False).in_progress
+    stuck.refresh_from_db()
+    assert stuck.status == RetrainRun.Status.FAILED and "no word from the trainer" in stuck.reason

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.management.progress import line_logger, positive_epochs
-from classifier.services import RetrainError, model_retrain
+from classifier.services import RetrainError, model_retrain, retrain_request
 from ml.data import MnistDataError
 
 
@@ -24,10 +24,13 @@ class Command(BaseCommand):
     def handle(self, *args, epochs, dry_run, force, background, **options):
         positive_epochs(epochs)
         if background:
-            from classifier.tasks import retrain
-
-            result = retrain.delay(epochs=epochs, force=force)
-            self.stdout.write(f"queued on the training queue as task {result.id}")
+            try:
+                run = retrain_request(epochs=epochs, force=force)
+            except RetrainError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(
+                f"queued on the training queue as retrain run {run.pk} (the model versions page follows it)"
+            )
             return
         log = line_logger(self)
         try:
