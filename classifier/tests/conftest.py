@@ -153,8 +153,10 @@ class Worker:
     taking the queues the site's own worker takes (classification and the draw page's live
     answer); ``args`` adds options (``--beat``...)."""
 
-    def __init__(self, env: dict, log_path: Path, args: tuple[str, ...] = (), queues: str = "classify,preview"):
-        self.env, self.log_path, self.args, self.queues, self.process = env, log_path, args, queues, None
+    def __init__(
+        self, env: dict, log_path: Path, args: tuple[str, ...] = (), queues: str = "classify,preview", cwd: Path = REPO
+    ):
+        self.env, self.log_path, self.args, self.queues, self.cwd, self.process = env, log_path, args, queues, cwd, None
 
     def start(self) -> "Worker":
         log = open(self.log_path, "a")  # noqa: SIM115 - the worker writes to it until stopped
@@ -178,7 +180,7 @@ class Worker:
                 self.queues,
                 *self.args,
             ],
-            cwd=REPO,
+            cwd=self.cwd,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
