@@ -212,10 +212,13 @@ def _start_heartbeat(sender, **kwargs) -> None:
 
 @worker_shutdown.connect
 def _stop_heartbeat(sender, **kwargs) -> None:
+    """A clean stop clears the worker's row at once, also when it stops before its heartbeat
+    began (the row is written as the worker starts: _warming)."""
     stop = _heartbeats.pop(getattr(sender, "hostname", ""), None)
-    if stop is None:
-        return
-    stop.set()
+    if stop is not None:
+        stop.set()
+    if not _run or not getattr(sender, "hostname", None):
+        return  # not a worker that started here
     try:
         worker_heartbeat_clear(hostname=sender.hostname)
     except DatabaseError:
