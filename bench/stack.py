@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import requests
@@ -282,24 +283,34 @@ class RedisServer:
 
 
 class ScratchPostgres:
-    """``with ScratchPostgres(server) as url:`` a database created for the run and dropped after
-    it, on the PostgreSQL server at ``server`` (a URL naming any database, e.g. ``postgres``)."""
+    """A database created for the run and dropped after it, on the PostgreSQL server of
+    ``url`` (a URL naming any database there): ``with ScratchPostgres(url) as scratch_url:``,
+    or ``create()`` and ``drop()``."""
 
-    def __init__(self, server: str):
-        self.server, self.name = server, f"digitsite_bench_{os.getpid()}"
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.name = f"digitsite_bench_{os.getpid()}"
+        self.admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+        self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
 
     def _run(self, statement: str) -> None:
         import psycopg
 
-        with psycopg.connect(self.server, autocommit=True) as connection:
+        with psycopg.connect(self.admin, autocommit=True) as connection:
             connection.execute(statement)
 
-    def __enter__(self) -> str:
+    def create(self) -> str:
         self._run(f'CREATE DATABASE "{self.name}"')
-        return self.server.rsplit("/", 1)[0] + f"/{self.name}"
+        return self.url
 
-    def __exit__(self, *exc) -> None:
+    def drop(self) -> None:
         from django.db import connections
 
         connections.close_all()
         self._run(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def __enter__(self) -> str:
+        return self.create()
+
+    def __exit__(self, *exc) -> None:
+        self.drop()

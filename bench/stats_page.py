@@ -26,39 +26,14 @@ import sys
 import time
 import types
 import warnings
-from collections.abc import Callable
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
 
-from stack import REPO, Stack
+from stack import REPO, ScratchPostgres, Stack
 
 USERS = 50
 DAYS = 120
 BATCH = 5_000
 BEFORE = "24f5d06"  # main before the statistics page was redone
-
-
-def scratch_postgres() -> tuple[str, Callable[[], None]] | tuple[None, None]:
-    """A fresh database on DATABASE_URL's PostgreSQL server, and how to drop it."""
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        return None, None
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"digitsite_bench_stats_{os.getpid()}"
-    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-    return urlunsplit(parts._replace(path=f"/{name}")), drop
 
 
 @contextlib.contextmanager
@@ -230,8 +205,10 @@ def main() -> None:
 
     logging.getLogger("axes").setLevel(logging.WARNING)  # a line per force_login otherwise
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic here
-    database_url, drop = scratch_postgres()
-    stack = Stack(start=False, database_url=database_url)
+    # With DATABASE_URL naming a PostgreSQL server, a database of its own there, dropped after.
+    url = os.environ.get("DATABASE_URL", "")
+    postgres = ScratchPostgres(url) if url.startswith(("postgres://", "postgresql://")) else None
+    stack = Stack(start=False, database_url=postgres.create() if postgres else None)
     try:
         with stack:
             from django.contrib.auth.models import User
@@ -285,8 +262,8 @@ def main() -> None:
                 print(line, flush=True)
             print("\ntargets: the statistics page under 300 ms with ~11 images, under 1 s with 200,000 predictions")
     finally:
-        if drop:
-            drop()
+        if postgres:
+            postgres.drop()
         shutil.rmtree(stack.scratch, ignore_errors=True)  # the SQLite file alone takes 500 MB at 200,000
 
 
