@@ -14,6 +14,9 @@ the whole run and for images uploaded away from any fault (the same run's baseli
 Run: ``make bench`` (3 minutes) or ``.venv/bin/python bench/soak.py --minutes 12`` (the issue's
 soak). ``--database-url`` names the PostgreSQL server (a scratch database is created on it and
 dropped after). Exits non-zero if anything was lost or doubled or the site answered 5xx.
+``SOAK_DETAIL=1`` also prints the last images each fault stranded (when uploaded, queued and
+classified, which worker run took them) and ``BENCH_WORKER_LOGLEVEL=INFO`` logs every task in
+the worker's log, to find where a recovery waited.
 """
 
 from __future__ import annotations

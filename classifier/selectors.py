@@ -388,12 +388,12 @@ def images_stranded(
     """
     now = timezone.now()
     live_runs = _heartbeats_within(heartbeat_window()).exclude(run="").values("run")
-    grace = timedelta(seconds=0 if connecting else settings.CLASSIFY_QUEUE_GRACE_SECONDS)
+    # Never queued: after the grace, or after older_than when that is shorter (--older-than 0).
+    grace = min(timedelta(seconds=0 if connecting else settings.CLASSIFY_QUEUE_GRACE_SECONDS), older_than)
     stranded = (
         Q(queued_at__isnull=True, uploaded_at__lte=now - grace)
         | (~Q(claimed_by="") & ~Q(claimed_by__in=Subquery(live_runs)))
         | Q(queued_at__lt=now - older_than)
-        | Q(queued_at__isnull=True, uploaded_at__lt=now - older_than)
     )
     if broker_lost_at is not None:
         stranded |= Q(status=DigitImage.Status.PENDING, queued_at__lt=broker_lost_at)

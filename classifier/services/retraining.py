@@ -272,7 +272,7 @@ def retrain_run(*, run_id: int, log: Callable[[str], None] = logger.info) -> Ret
         if match := EPOCH_LINE.match(line):
             RetrainRun.objects.filter(pk=run_id).update(epoch=int(match[1]), epochs_total=int(match[2]))
 
-    outcome = {"in_progress": False, "finished_at": None}
+    outcome = {"in_progress": False}
     try:
         report = model_retrain(epochs=run.epochs, force=run.force, log=progress)
     except (RetrainError, MnistDataError) as exc:
