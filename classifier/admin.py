@@ -195,6 +195,7 @@ class DigitImageAdmin(admin.ModelAdmin):
         ConfidenceBandFilter,
         FlaggedFilter,
         "training_consent",
+        "reading",
         ("prediction__model_version", admin.RelatedOnlyFieldListFilter),
     )
     search_fields = ("owner__username", "original_name")
@@ -217,6 +218,7 @@ class DigitImageAdmin(admin.ModelAdmin):
         "error_message",
         "attempts",
         "training_consent",
+        "reading",
         "prediction_summary",
         "reviewed_at",
         "reviewed_by",

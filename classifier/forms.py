@@ -35,6 +35,15 @@ class UploadForm(forms.Form):
         widget=MultipleFileInput(attrs={"accept": "image/*", "multiple": True}),
     )
 
+    reading = forms.ChoiceField(
+        label="What do they show?",
+        choices=DigitImage.Reading.choices,
+        initial=DigitImage.Reading.AUTO,
+        required=False,
+        help_text="Left to the site, each image is read as one digit unless it clearly holds several.",
+        widget=forms.RadioSelect,
+    )
+
     training_consent = forms.BooleanField(
         label="If staff correct one of these images, keep the corrected 28x28 version to train the model, "
         "even if I delete the image",
@@ -42,6 +51,9 @@ class UploadForm(forms.Form):
         "that leads back to you. Without this, deleting an image deletes everything about it.",
         required=False,
     )
+
+    def clean_reading(self):
+        return self.cleaned_data["reading"] or DigitImage.Reading.AUTO
 
     def clean_images(self):
         files = self.cleaned_data["images"]
@@ -124,6 +136,12 @@ class HistoryFilterForm(forms.Form):
         required=False,
         widget=forms.Select(attrs=SELECT),
     )
+    reading = forms.ChoiceField(
+        label="Read as",
+        choices=[("", "any reading"), *DigitImage.Reading.choices],
+        required=False,
+        widget=forms.Select(attrs=SELECT),
+    )
     below = forms.IntegerField(
         label="Confidence below (%)",
         min_value=1,
@@ -162,6 +180,7 @@ class HistoryFilterForm(forms.Form):
             number=data.get("number") or "",
             status=data.get("status") or None,
             verdict=data.get("verdict") or None,
+            reading=data.get("reading") or None,
             max_confidence=below / 100 if below else None,
             flagged=data.get("flagged"),
             everyone=bool(data.get("everyone")),

@@ -87,7 +87,18 @@ def _reverse_one_to_one(instance: models.Model, name: str):
         return None
 
 
+class Reading(models.TextChoices):
+    """What an image is read as: ``auto`` weighs one digit against a number on the evidence;
+    a person who knows what they sent says which (``ml.segment.READINGS``, the worker's)."""
+
+    AUTO = "auto", "Work it out"
+    DIGIT = "digit", "One digit"
+    NUMBER = "number", "A number"
+
+
 class DigitImage(models.Model):
+    Reading = Reading
+
     class Status(models.TextChoices):
         PENDING = "pending", "Queued"
         PROCESSING = "processing", "Processing"
@@ -117,6 +128,12 @@ class DigitImage(models.Model):
         default=False,
         help_text="if staff correct it, its owner lets the 28x28 model input and the answer be kept "
         "for training after the image is deleted",
+    )
+    reading = models.CharField(
+        max_length=8,
+        choices=Reading.choices,
+        default=Reading.AUTO,
+        help_text="what its owner said it shows: one digit, a number, or left to the site",
     )
     # Staff looked at the prediction and found it right ("looks right" in the admin's review
     # queue); a flag says it was wrong. Either takes the image out of the queue.
@@ -539,7 +556,10 @@ class DrawingPreview(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="drawing_previews")
+    Reading = Reading
+
     drawing = models.BinaryField(help_text="the canvas as PNG")
+    reading = models.CharField(max_length=8, choices=Reading.choices, default=Reading.AUTO)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # {"digit", "confidence", "probabilities", "verdict", "reason"}, or {"error"} when it could not be read.

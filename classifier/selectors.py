@@ -46,6 +46,7 @@ class ImageFilters:
     number: str = ""  # digits the reading contains: "58" finds 583124
     status: str | None = None
     verdict: str | None = None  # Prediction.Verdict
+    reading: str | None = None  # DigitImage.Reading: what its owner said it shows
     max_confidence: float | None = None  # "confidence below": a fraction in (0, 1]
     flagged: bool | None = None
     everyone: bool = False  # staff only: every user's images
@@ -65,6 +66,8 @@ def image_list_for(user, filters: ImageFilters | None = None) -> QuerySet[DigitI
         images = images.filter(status=filters.status)
     if filters.verdict:
         images = images.filter(prediction__verdict=filters.verdict)
+    if filters.reading:
+        images = images.filter(reading=filters.reading)
     if filters.max_confidence is not None:
         images = images.filter(prediction__confidence__lt=filters.max_confidence)
     if filters.flagged is not None:

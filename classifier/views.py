@@ -210,6 +210,7 @@ def home(request):
             owner=request.user,
             files=form.cleaned_data["images"],
             training_consent=form.cleaned_data["training_consent"],
+            reading=form.cleaned_data["reading"],
         )
         for name, reason in outcome.refused:
             messages.error(request, f"{name}: {reason}")
@@ -226,7 +227,7 @@ def home(request):
 
 @require_GET
 def draw(request):
-    return render(request, "classifier/draw.html")
+    return render(request, "classifier/draw.html", {"readings": DigitImage.Reading.choices})
 
 
 @require_POST
@@ -238,8 +239,11 @@ def draw_preview(request):
         return JsonResponse({"error": "No drawing was sent."}, status=400)
     if drawing.size > settings.DRAW_PREVIEW_MAX_BYTES:
         return JsonResponse({"error": "The drawing is too large for a live answer."}, status=400)
+    reading = request.POST.get("reading") or DrawingPreview.Reading.AUTO
+    if reading not in DrawingPreview.Reading.values:
+        return JsonResponse({"error": "Say auto, digit or number for what the drawing shows."}, status=400)
     try:
-        preview = drawing_preview_create(owner=request.user, drawing=drawing.read())
+        preview = drawing_preview_create(owner=request.user, drawing=drawing.read(), reading=reading)
     except PreviewError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"url": reverse("classifier:draw_preview_result", args=[preview.pk])}, status=202)
@@ -284,7 +288,10 @@ def upload_inline(request):
         errors = [error for field_errors in form.errors.values() for error in field_errors]
         return render(request, "classifier/_upload_result.html", {"errors": errors}, status=400)
     outcome = image_upload_create(
-        owner=request.user, files=form.cleaned_data["images"], training_consent=form.cleaned_data["training_consent"]
+        owner=request.user,
+        files=form.cleaned_data["images"],
+        training_consent=form.cleaned_data["training_consent"],
+        reading=form.cleaned_data["reading"],
     )
     errors = [f"{name}: {reason}" for name, reason in outcome.refused]
     context = {"images": outcome.created, "errors": errors}

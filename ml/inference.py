@@ -165,11 +165,11 @@ class Predictor:
             for i in range(len(blobs))
         ]
 
-    def read_numbers(self, blobs: list[bytes]) -> list:
-        """Each image read as a number of one or more digits (``ml.numbers.read_numbers``)."""
+    def read_numbers(self, blobs: list[bytes], readings: list[str] | None = None) -> list:
+        """Each image read as one digit or a number, as ``readings`` says (``ml.numbers.read_numbers``)."""
         from ml.numbers import read_numbers  # ml.numbers builds on this module
 
-        return read_numbers(self, blobs)
+        return read_numbers(self, blobs, readings)
 
 
 def _prediction(probabilities: np.ndarray, verdict: Verdict | None = None) -> Prediction:

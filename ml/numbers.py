@@ -1,16 +1,21 @@
-"""Reading whole numbers: each image segmented into digits (``ml.segment``), all the digits of
-all the images classified in one model call, and a reading per image.
+"""Reading what people send: one digit, or a whole number segmented into digits
+(``ml.segment``), all the digits of all the images classified in one model call.
 
-The groups of strokes of every image in a batch are judged in one model call (model and
-detector together): for digits written apart, that call is every digit's answer. A group the
-model doubts (touching digits read whole are a "number" to the detector) is cut, and its
-candidate pieces judged together with every other image's, one call a round (the cuts, then
-the cuts of their sides); the pieces kept are answered from them.
+Every image is read two ways at once: whole, as one digit (exactly the single-digit path,
+``predict_images``), and segmented. One digit found is the single-digit reading. Several are
+the answer only where the evidence for several beats one digit (``_chosen``): a person who
+knows what they sent can say so instead (``READINGS``: ``digit`` or ``number``).
+
+The groups of strokes of every image in a batch, and each image read whole, are judged in one
+model call (model and detector together): for digits written apart, that call is every
+digit's answer. A group the model doubts (touching digits read whole are a "number" to the
+detector) is cut, and its candidate pieces judged together with every other image's, one call
+a round (the cuts, then the cuts of their sides); the pieces kept are answered from them.
 
 A number's verdict is ``number`` when every digit is confident (each judged alone, as a single
 digit is: the detector's "digit" and the calibrated confidence over the bundle's ``unsure``
-line) and ``unsure`` when any is not. An image of one digit keeps the single-digit result
-(``digit``, ``unsure`` or ``not_a_digit``, with its reason) exactly as ``predict_images`` gives it.
+line) and the image read whole looks more like several digits than like text, a drawing, a
+scribble or a photo; ``unsure`` otherwise.
 
 Pieces judged one by one miss what the whole shows: the letters of a word, the parts of a
 drawing, cut and read alone, can pass for digits. So the groups of strokes, judged whole in the
@@ -21,7 +26,9 @@ reason, or ``unsure`` where it only leans that way.
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +36,26 @@ import numpy as np
 from ml.inference import UNEXPECTED_ERROR, Prediction, Predictor
 from ml.preprocessing import ModelInput, PreprocessingError
 from ml.reject import KINDS, REASONS
-from ml.segment import GLANCE, READ, Page, Scorer, Scoring, Segment, lockstep, read_page, resolving, scored
+from ml.segment import (
+    AUTO,
+    DIGIT,
+    GLANCE,
+    MUST_SPLIT,
+    NUMBER,
+    READ,
+    READINGS,
+    LineTooLong,
+    Page,
+    Scorer,
+    Scoring,
+    Segment,
+    lockstep,
+    page_of,
+    read_whole,
+    resolving,
+    scored,
+    whole_segment,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +68,18 @@ WHOLE_NOT_A_NUMBER = 0.9
 WHOLE_UNSURE = 0.7
 _OTHER_KINDS = [kind for kind in KINDS if kind not in ("digit", "number")]
 _OTHER = [KINDS.index(kind) for kind in _OTHER_KINDS]
+_DIGIT, _NUMBER = KINDS.index("digit"), KINDS.index("number")
+# What an image is read as: ``auto`` chooses between one digit and a number on the evidence;
+# people who know what they sent say ``digit`` or ``number``.
+# Digits written apart: at least this share of the tallest digit's height between neighbours
+# (a broken 4 or 8 read in pieces has its pieces closer, or overlapping). Chosen on tuning
+# sets (real single digits, numbers of seed 100): 0.15 to 0.25 split the same single digits.
+DIGITS_APART = 0.2
+# A number's digits are written at about one size: a confident number's shortest digit is at
+# least this share of its tallest's height (the letters of a word are not: an "o" beside a
+# "T"). On the tuning numbers (seed 100) 1% of confident readings were below 0.5, none below
+# 0.4; 3 of 15 non-digits read as confident numbers were.
+ONE_SIZE = 0.4
 
 
 @dataclass(frozen=True)
@@ -115,31 +153,56 @@ class _Reader:
     def predictions(self, arrays: list[np.ndarray]) -> list[Prediction]:
         """Predictions for inputs, judging in one call any not judged yet."""
         keys = [array.tobytes() for array in arrays]
-        fresh = [array for key, array in zip(keys, arrays, strict=True) if key not in self.answers]
+        fresh = {key: array for key, array in zip(keys, arrays, strict=True) if key not in self.answers}
         if fresh:
-            self.score(np.stack(fresh))
+            self.score(np.stack(list(fresh.values())))
         return [self.answers[key] for key in keys]
 
+    def score_of(self, arrays: list[np.ndarray]) -> np.ndarray:
+        """``score``'s answer for inputs already judged."""
+        keys = [array.tobytes() for array in arrays]
+        return np.array([self.kinds[key][_DIGIT] * self.answers[key].confidence for key in keys])
 
-def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]:
-    """Segment each image and read its digits. The groups of strokes of all the images are
-    classified in one model call, which is every digit's answer where digits stand apart;
-    only groups the model doubts (touching digits) cost more calls, to choose a cut: one a
-    round for the whole batch, however many images have such groups.
-    Whatever goes wrong with one image is that image's error: its neighbours are read all the
-    same."""
+
+def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[str] | None = None) -> list[NumberResult]:
+    """Read each image as one digit or as a number, as its ``readings`` entry says (``READINGS``;
+    ``auto`` for all when None): ``digit`` is the single-digit path alone, ``number`` the
+    segmented reading, ``auto`` the one the evidence favours (``_chosen``).
+
+    The groups of strokes of all the images, and each image read whole, are classified in one
+    model call, which is every digit's answer where digits stand apart; only groups the model
+    doubts (touching digits) cost more calls, to choose a cut: one a round for the whole batch,
+    however many images have such groups. Whatever goes wrong with one image is that image's
+    error: its neighbours are read all the same."""
+    readings = list(readings) if readings is not None else [AUTO] * len(blobs)
+    if len(readings) != len(blobs) or not set(readings) <= set(READINGS):
+        raise ValueError(f"one reading of {READINGS} per image")
     reader = _Reader(predictor)
+    wholes: list[Page | None] = []
     pages: list[Page | None] = []
-    errors: list[str | None] = []
-    for blob in blobs:
-        page, error = _attempt(read_page, blob)
+    errors: list[str | None] = []  # the segmented reading's, where it fails
+    whole_errors: list[str | None] = []
+    long_lines: set[int] = set()
+    for i, (blob, reading) in enumerate(zip(blobs, readings, strict=True)):
+        whole, failure = _attempt(read_whole, blob)
+        wholes.append(whole)
+        whole_errors.append(str(failure) if failure else None)
+        page = None
+        if whole is not None and reading != DIGIT:
+            page, failure = _attempt(page_of, whole)
+            if isinstance(failure, LineTooLong):
+                long_lines.add(i)
         pages.append(page)
-        errors.append(error)
+        errors.append(str(failure) if failure else None)
+    singles = [whole_segment(whole) if whole is not None else None for whole in wholes]
     groups = [model_input.array for page in pages if page for model_input in page.inputs]
-    wholes = iter(reader.score(np.stack(groups)) if groups else [])
+    firsts = [single.model_input.array for single in singles if single is not None]
+    # One call for every image read whole and every group of strokes.
+    reader.predictions(firsts + groups)
+    group_scores = iter(reader.score_of(groups))
     # Every page resolved side by side: each round of doubts, over all pages, is one call.
     tasks = {
-        i: _guarded(resolving(page, np.array([next(wholes) for _ in page.groups])))
+        i: _guarded(resolving(page, np.array([next(group_scores) for _ in page.groups])))
         for i, page in enumerate(pages)
         if page is not None
     }
@@ -149,13 +212,97 @@ def read_numbers(predictor: Predictor, blobs: list[bytes]) -> list[NumberResult]
     arrays = [segment.model_input.array for segments in segmented if segments for segment in segments]
     predictions = iter(reader.predictions(arrays))
     results = []
-    for page, segments, error in zip(pages, segmented, errors, strict=True):
+    for i, reading in enumerate(readings):
+        if singles[i] is None:
+            results.append(NumberResult(error=whole_errors[i]))
+            continue
+        single = _single(singles[i], reader)
+        segments = segmented[i]
         if segments is None:
-            results.append(NumberResult(error=error))
+            results.append(_without_segments(reading, single, errors[i], i in long_lines))
             continue
         digits = tuple(DigitReading(next(predictions), s.model_input, s.box) for s in segments)
-        results.append(_reading(digits, _as_a_whole(page, reader)))
+        number = _reading(digits, _as_a_whole(pages[i], reader), single.kinds) if len(digits) > 1 else None
+        results.append(_chosen(reading, single, number))
     return results
+
+
+@dataclass(frozen=True)
+class _Single:
+    """An image read whole, as one digit: its reading, and what the detector makes of it."""
+
+    result: NumberResult
+    kinds: np.ndarray
+
+
+def _single(segment: Segment, reader: _Reader) -> _Single:
+    (prediction,) = reader.predictions([segment.model_input.array])
+    kinds = reader.kinds[segment.model_input.array.tobytes()]
+    digit = DigitReading(prediction, segment.model_input, segment.box)
+    number = "" if prediction.verdict == "not_a_digit" else str(prediction.digit)
+    return _Single(NumberResult(number, (digit,), prediction.verdict, prediction.reason, prediction), kinds)
+
+
+def _looks_like_several(kinds: np.ndarray) -> bool:
+    """Whether the detector finds an image read whole likelier several digits than one."""
+    return bool(kinds[_NUMBER] > kinds[_DIGIT])
+
+
+def _without_segments(reading: str, single: _Single, error: str | None, long_line: bool) -> NumberResult:
+    """An image read as one digit only (``digit``), or whose segmented reading failed: a
+    refusal (several lines, too many digits) is the answer where a number was asked for, the
+    line is longer than a number we read (``long_line``), or the image read whole looks most
+    like several digits; otherwise the single-digit reading stands (a single
+    long stroke is no line of thirteen digits)."""
+    if reading == DIGIT or error is None:
+        return single.result
+    if reading == NUMBER or long_line or int(np.argmax(single.kinds)) == _NUMBER:
+        return NumberResult(error=error)
+    return single.result
+
+
+def _chosen(reading: str, single: _Single, number: NumberResult | None) -> NumberResult:
+    """The reading given for an image: one digit found, or asked for, is the single-digit
+    reading exactly; several found are the number when asked for one, and in ``auto`` only
+    when the evidence for several beats the single digit: the detector finds the image read
+    whole likelier several digits than one, and either every digit read is confident, or
+    several digits are likelier to it than all the other kinds together, or the writing is
+    wider than one digit can be (``MUST_SPLIT`` times its height). Measured on real single
+    digits and numbers: ``docs/performance.md``."""
+    if number is None or reading == DIGIT:
+        return single.result
+    if reading == NUMBER:
+        return number
+    kinds = single.kinds
+    evidence = (
+        _all_confident(number.digits)
+        or kinds[_NUMBER] > kinds[_OTHER].sum()
+        or _width_over_height(number.digits) > MUST_SPLIT
+    )
+    if _looks_like_several(kinds) and evidence:
+        return number
+    # Clean strokes drawn on a canvas can look like a drawing read whole; digits written apart,
+    # each a confident digit, where the whole is no confident digit, are a number all the same.
+    apart = _all_confident(number.digits) and single.result.verdict != "digit" and _apart(number.digits)
+    return number if apart else single.result
+
+
+def _all_confident(digits: tuple[DigitReading, ...]) -> bool:
+    return all(d.prediction.verdict == "digit" for d in digits)
+
+
+def _apart(digits: tuple[DigitReading, ...]) -> bool:
+    """Whether every two neighbours stand at least ``DIGITS_APART`` of the tallest's height apart."""
+    boxes = sorted(digit.box for digit in digits)
+    tallest = max(box[3] for box in boxes)
+    return all(right[0] - (left[0] + left[2]) >= DIGITS_APART * tallest for left, right in itertools.pairwise(boxes))
+
+
+def _width_over_height(digits: tuple[DigitReading, ...]) -> float:
+    boxes = np.array([digit.box for digit in digits])
+    left, top = boxes[:, 0].min(), boxes[:, 1].min()
+    right, bottom = (boxes[:, 0] + boxes[:, 2]).max(), (boxes[:, 1] + boxes[:, 3]).max()
+    return float(right - left) / max(float(bottom - top), 1.0)
 
 
 def _guarded(task: Scoring[list[Segment]]) -> Scoring[tuple[list[Segment] | None, str | None]]:
@@ -171,14 +318,15 @@ def _guarded(task: Scoring[list[Segment]]) -> Scoring[tuple[list[Segment] | None
 
 
 def _attempt(step, blob_or_page, *args):
-    """``step(blob_or_page, *args)`` and no error, or None and the error for people."""
+    """``step(blob_or_page, *args)`` and no error, or None and the error, whose message is for
+    people."""
     try:
         return step(blob_or_page, *args), None
     except PreprocessingError as exc:
-        return None, str(exc)
+        return None, exc
     except Exception:
         logger.exception("reading a number failed at %s", step.__name__)
-        return None, UNEXPECTED_ERROR
+        return None, PreprocessingError(UNEXPECTED_ERROR)
 
 
 def _as_a_whole(page: Page, reader: _Reader) -> np.ndarray:
@@ -189,16 +337,21 @@ def _as_a_whole(page: Page, reader: _Reader) -> np.ndarray:
     return np.mean([reader.kinds[model_input.array.tobytes()] for model_input in page.inputs], axis=0)
 
 
-def _reading(digits: tuple[DigitReading, ...], whole_kinds: np.ndarray) -> NumberResult:
-    """The reading of an image's digits; ``whole_kinds``: what the detector makes of its
-    groups of strokes (``_as_a_whole``)."""
-    if len(digits) == 1:
-        prediction = digits[0].prediction
-        number = "" if prediction.verdict == "not_a_digit" else str(prediction.digit)
-        return NumberResult(number, digits, prediction.verdict, prediction.reason, prediction)
+def _reading(digits: tuple[DigitReading, ...], whole_kinds: np.ndarray, image_kinds: np.ndarray) -> NumberResult:
+    """The reading of an image's several digits; ``whole_kinds``: what the detector makes of
+    its groups of strokes (``_as_a_whole``), ``image_kinds``: of the image read whole. A number
+    is as honest as a digit: it is ``number`` only where every digit is, and where the image
+    read whole looks more like several digits than like any kind that is not a digit, or its
+    digits stand apart, and where its digits are of about one size."""
     other = float(whole_kinds[_OTHER].sum())
     if other > WHOLE_NOT_A_NUMBER:
         likeliest = _OTHER_KINDS[int(np.argmax(whole_kinds[_OTHER]))]
         return NumberResult("", digits, "not_a_digit", REASONS[likeliest])
-    sure = other <= WHOLE_UNSURE and all(d.prediction.verdict == "digit" for d in digits)
+    heights = [digit.box[3] for digit in digits]
+    sure = (
+        other <= WHOLE_UNSURE
+        and _all_confident(digits)
+        and (image_kinds[_NUMBER] >= image_kinds[_OTHER].max() or _apart(digits))
+        and min(heights) >= ONE_SIZE * max(heights)
+    )
     return NumberResult("".join(str(d.prediction.digit) for d in digits), digits, "number" if sure else "unsure")

@@ -669,6 +669,9 @@ def digit_input(ink: np.ndarray, mask: np.ndarray) -> ModelInput:
     soft = np.where(near, np.clip(ink * (1.0 / max(core, 1e-6)), 0.0, 1.0), 0.0).astype(np.float32)
     # The box is the extent of all visible ink, as MNIST's 20 px box is of the whole digit.
     visible = soft > 0.05
+    if not visible.any():
+        # A piece of nothing (a cut along a stroke's edge): no digit, not a crash.
+        raise PreprocessingError("No digit found: the image looks blank.")
     rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     digit = soft[top:bottom, left:right]

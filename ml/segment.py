@@ -52,6 +52,12 @@ from ml.preprocessing import (
 
 # A number longer than this is not what the product reads (meter readings, amounts, postcodes).
 MAX_DIGITS = 12
+# What an image is read as (``ml.numbers.read_numbers``): ``auto`` chooses between one digit
+# and a number on the evidence; people who know what they sent say ``digit`` or ``number``.
+AUTO, DIGIT, NUMBER = READINGS = ("auto", "digit", "number")
+# A line longer than this many times its height holds more than MAX_DIGITS digits, written
+# apart (each digit at most about as wide as tall, with gaps) or touching.
+LONGEST_LINE = 1.5 * MAX_DIGITS
 # Strokes are one digit's pieces when their column ranges overlap by this share of the narrower.
 MERGE_OVERLAP = 0.5
 # Neighbours at most this share of the line's height apart may be one digit's pieces.
@@ -181,15 +187,42 @@ def segment_digits(data: bytes, *, score: Scorer | None = None) -> list[Segment]
     return resolve(page, score[READ](np.stack([model_input.array for model_input in page.inputs])), score)
 
 
-def read_page(data: bytes) -> Page:
-    """Decode an image and find its groups of strokes; refuse several lines, or more than
-    ``MAX_DIGITS`` groups, with a reason for people."""
+def read_whole(data: bytes) -> Page:
+    """Decode an image and find its ink: the page read as one digit, exactly as the
+    single-digit path reads it (``to_model_input``; ``whole_segment`` is its input and box).
+    Decoding and the ink are the costly part of a reading: ``page_of`` goes on from here."""
     image, info = _open_lazily(data, max_pixels=MAX_PIXELS)
     _decode(image)
     # A JPEG may be decoded at a reduced scale (DCT scaling): boxes are on the full-size image.
     scale = info.width / image.width
-    ink, placement = ink_of(upright(image))
-    mask = digit_mask(ink)
+    try:
+        ink, placement = ink_of(upright(image))
+        mask = digit_mask(ink)
+    except PreprocessingError as exc:
+        # A strip far longer than a number (a line of hundreds of digits) shrinks to nothing
+        # at the working resolution: say what it is rather than "blank".
+        if max(info.width, info.height) > LONGEST_LINE * min(info.width, info.height):
+            raise LineTooLong(
+                _too_long(f"this image is a strip far longer than that ({info.width}x{info.height} pixels)")
+            ) from exc
+        raise
+    return Page(ink, mask, placement, scale, [mask])
+
+
+def whole_segment(whole: Page) -> Segment:
+    """The single-digit reading's input and box: the whole mask of ``read_whole``'s page."""
+    return Segment(whole.input_of(whole.mask), _box(whole.mask, whole))
+
+
+def read_page(data: bytes) -> Page:
+    """Decode an image and find its groups of strokes (``page_of``)."""
+    return page_of(read_whole(data))
+
+
+def page_of(whole: Page) -> Page:
+    """A decoded page's line of writing as groups of strokes; refuse several lines, or more
+    than ``MAX_DIGITS`` groups, with a reason for people."""
+    ink, mask, placement, scale = whole.ink, whole.mask, whole.placement, whole.scale
     angle = _askew(mask)
     if angle:
         # Writing photographed askew, read level; as photographed where that finds one digit.
@@ -210,6 +243,7 @@ def _page_of(
     ink: np.ndarray, mask: np.ndarray, placement: Placement, scale: float, unturn: np.ndarray | None = None
 ) -> Page:
     _refuse_several_lines(mask, ink)
+    _refuse_too_long(mask)
     # From here on only the writing and a little paper around it: the rest of a photo is
     # work for nothing, a mask the size of the page for every piece of every cut.
     window = ink_window(mask, margin=WINDOW_MARGIN)
@@ -222,7 +256,7 @@ def _page_of(
         kept = digit_mask(ink, keep_share=STROKE_SHARE)
         window = ink_window(mask | kept, margin=WINDOW_MARGIN)
         groups = _groups(kept[window])
-    _refuse_too_many(len(groups))
+    _refuse_too_many(len(groups), LineTooLong)
     rows, cols = window
     if unturn is not None:
         # The window's corner is where the page's pixel (0, 0) lies on the level map.
@@ -351,12 +385,30 @@ def _segments(page: Page, pieces: list[np.ndarray]) -> list[Segment]:
     return [Segment(page.input_of(piece), _box(piece, page)) for piece in pieces]
 
 
-def _refuse_too_many(count: int) -> None:
+class LineTooLong(PreprocessingError):
+    """More writing on one line than a number we read: a reason for people whatever the image
+    was read as."""
+
+
+def _too_long(found: str) -> str:
+    return (
+        f"We read up to {MAX_DIGITS} digits in one image and {found}: "
+        "photograph a shorter number, or the number in parts."
+    )
+
+
+def _refuse_too_many(count: int, error: type[PreprocessingError] = PreprocessingError) -> None:
     if count > MAX_DIGITS:
-        raise PreprocessingError(
-            f"We read up to {MAX_DIGITS} digits in one image and found {count}: "
-            "photograph a shorter number, or the number in parts."
-        )
+        raise error(_too_long(f"found {count}"))
+
+
+def _refuse_too_long(mask: np.ndarray) -> None:
+    """A line of writing longer than ``LONGEST_LINE`` times its height holds more digits than
+    we read, however they touch (a line of 200 digits is no 10-digit number)."""
+    rows, cols = ink_window(mask)
+    height, width = rows.stop - rows.start, cols.stop - cols.start
+    if width > LONGEST_LINE * height:
+        raise LineTooLong(_too_long(f"this line of writing is far longer ({width / height:.0f} times as wide as tall)"))
 
 
 def _refuse_several_lines(mask: np.ndarray, ink: np.ndarray) -> None:

@@ -96,9 +96,11 @@ class ImageSerializer(serializers.ModelSerializer):
             "your_feedback",
             "your_feedback_number",
             "training_consent",
+            "reading",
         ]
         extra_kwargs = {
-            "training_consent": {"help_text": "if staff correct it, its 28x28 version may be kept for training"}
+            "training_consent": {"help_text": "if staff correct it, its 28x28 version may be kept for training"},
+            "reading": {"help_text": "what the uploader said it shows: auto (left to the site), digit or number"},
         }
 
     def to_representation(self, instance):
@@ -148,6 +150,14 @@ class UploadSerializer(serializers.Serializer):
             "empty": "No files: send them in the `images` field.",
             "max_length": f"Upload at most {settings.UPLOAD_MAX_FILES} files at once.",
         },
+    )
+    reading = serializers.ChoiceField(
+        choices=DigitImage.Reading.choices,
+        required=False,
+        default=DigitImage.Reading.AUTO,
+        help_text="what the images show: auto (each read as one digit unless it clearly holds several), digit "
+        "(one digit each) or number (a number each)",
+        error_messages={"invalid_choice": "reading is auto, digit or number, not {input}."},
     )
     training_consent = serializers.BooleanField(
         required=False,

@@ -40,6 +40,9 @@ FILTERS = [
         "verdict", str, enum=["digit", "number", "unsure", "not_a_digit"], description="how far to trust it"
     ),
     OpenApiParameter(
+        "reading", str, enum=list(DigitImage.Reading.values), description="what the uploader said the image shows"
+    ),
+    OpenApiParameter(
         "below", {"type": "integer", "minimum": 1, "maximum": 100}, description="confidence below this percentage"
     ),
     OpenApiParameter("flagged", str, enum=["yes", "no"], description="flagged by staff or not"),
@@ -111,6 +114,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             owner=request.user,
             files=upload.validated_data["images"],
             training_consent=upload.validated_data["training_consent"],
+            reading=upload.validated_data["reading"],
         )
         result = {
             "images": ImageSerializer(outcome.created, many=True, context={"request": request}).data,

@@ -134,10 +134,13 @@ def _uploads_judge(*, owner, files: Iterable[UploadedFile], refused: list[tuple[
     return accepted
 
 
-def image_upload_create(*, owner, files: Iterable[UploadedFile], training_consent: bool = False) -> UploadOutcome:
+def image_upload_create(
+    *, owner, files: Iterable[UploadedFile], training_consent: bool = False, reading: str = DigitImage.Reading.AUTO
+) -> UploadOutcome:
     """Store each acceptable file as a pending DigitImage and queue its classification.
     ``training_consent``: the owner agrees that a staff correction of these images may be
-    kept for training, as a 28x28 example, after they delete them.
+    kept for training, as a 28x28 example, after they delete them. ``reading``: what the owner
+    says they show (``DigitImage.Reading``), which the worker reads them as.
 
     A refused file (too large, not an image we read, too many pixels on its own or for the
     request, over the owner's upload rate) gets a reason; the others in the same upload go
@@ -149,6 +152,7 @@ def image_upload_create(*, owner, files: Iterable[UploadedFile], training_consen
     accepted = _uploads_judge(owner=owner, files=files, refused=outcome.refused)
     for image in accepted:
         image.training_consent = bool(training_consent)
+        image.reading = DigitImage.Reading(reading)
     if accepted:
         with transaction.atomic():
             outcome.created = DigitImage.objects.bulk_create(accepted)
@@ -284,11 +288,12 @@ def _files_read(images: list[DigitImage]) -> tuple[list[DigitImage], list[bytes]
 def _images_classify(
     predictor: Predictor, images: list[DigitImage], blobs: list[bytes]
 ) -> tuple[list[tuple[DigitImage, NumberResult]], float]:
-    """(image, reading) for each image the model read, as a number of one or more digits, and
+    """(image, reading) for each image the model read, as one digit or a number as its owner
+    said (``DigitImage.reading``), and
     the milliseconds per image of the batch; each image that could not be read fails with the
     reason."""
     started = time.perf_counter()
-    results = predictor.read_numbers(blobs)
+    results = predictor.read_numbers(blobs, [image.reading for image in images])
     inference_ms = (time.perf_counter() - started) * 1000 / max(len(blobs), 1)
     classified = []
     for image, result in zip(images, results, strict=True):

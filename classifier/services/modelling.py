@@ -109,13 +109,14 @@ def model_calibrate(*, model_path: Path | None = None, log: Callable[[str], None
     )
 
 
-def image_files_predict(*, paths: list[Path], model_path: Path | None = None) -> list[dict]:
+def image_files_predict(*, paths: list[Path], model_path: Path | None = None, reading: str = "auto") -> list[dict]:
     """Read image files: one dict per file, in order, with an error or the reading: ``number``
     (the digits left to right) and ``digits`` (each digit's ``digit``, ``confidence``,
     ``probabilities`` and ``box`` on the image) for every image; for an image of one digit also
     the single-digit fields (``digit``, ``confidence``, ``probabilities``, ``verdict``, and
     ``reason`` when it is not a digit); for several, ``verdict`` (``number`` or ``unsure``) and
-    ``confidence``, that of the least sure digit."""
+    ``confidence``, that of the least sure digit. Each file is read as ``reading`` says, as the
+    worker reads an upload (``ml.segment.READINGS``); ``reading`` is in every dict."""
     from ml.inference import Predictor
 
     blobs, read_errors = [], {}
@@ -126,19 +127,20 @@ def image_files_predict(*, paths: list[Path], model_path: Path | None = None) ->
             blobs.append(b"")
             read_errors[index] = f"cannot read the file: {exc.strerror or exc}"
     predictor = Predictor(model_path or model_path_default())
-    results = predictor.read_numbers(blobs)
+    results = predictor.read_numbers(blobs, [reading] * len(blobs))
     report = []
     for index, (path, result) in enumerate(zip(paths, results, strict=True)):
+        head = {"file": str(path), "reading": reading}
         if index in read_errors:
-            report.append({"file": str(path), "error": read_errors[index]})
+            report.append(head | {"error": read_errors[index]})
         elif result.error is not None:
-            report.append({"file": str(path), "error": result.error})
+            report.append(head | {"error": result.error})
         elif result.prediction is not None:
             single = result.prediction.as_dict() | ({"reason": result.reason} if result.reason else {})
-            report.append({"file": str(path)} | single | result.as_dict() | {"verdict": result.verdict})
+            report.append(head | single | result.as_dict() | {"verdict": result.verdict})
         else:
             least = min(digit.prediction.confidence for digit in result.digits)
-            report.append({"file": str(path)} | result.as_dict() | {"confidence": least})
+            report.append(head | result.as_dict() | {"confidence": least})
     return report
 
 

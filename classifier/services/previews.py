@@ -31,7 +31,7 @@ class PreviewError(ValueError):
     """A drawing the live answer cannot take; the message is for people."""
 
 
-def drawing_preview_create(*, owner, drawing: bytes) -> DrawingPreview:
+def drawing_preview_create(*, owner, drawing: bytes, reading: str = DrawingPreview.Reading.AUTO) -> DrawingPreview:
     """Store the owner's drawing in progress in place of their previous one and queue it for
     a worker. A broker that cannot be reached leaves the preview answered with an error: the
     live answer is a convenience, and "Classify drawing" still stores the drawing for later."""
@@ -43,7 +43,7 @@ def drawing_preview_create(*, owner, drawing: bytes) -> DrawingPreview:
     with transaction.atomic():
         DrawingPreview.objects.filter(owner=owner).delete()
         DrawingPreview.objects.filter(created_at__lt=stale).delete()
-        preview = DrawingPreview.objects.create(owner=owner, drawing=drawing)
+        preview = DrawingPreview.objects.create(owner=owner, drawing=drawing, reading=DrawingPreview.Reading(reading))
         transaction.on_commit(lambda: _enqueue(preview))
     return preview
 
@@ -69,7 +69,7 @@ def drawing_preview_run(*, preview_id: UUID | str) -> DrawingPreview | None:
     version = model_version_ensure_initial()
     predictor = _predictor_for(version)
     started = time.perf_counter()
-    (result,) = predictor.read_numbers([bytes(preview.drawing)])
+    (result,) = predictor.read_numbers([bytes(preview.drawing)], [preview.reading])
     inference_ms = (time.perf_counter() - started) * 1000
     if result.error is not None:
         answer = {"error": result.error}

@@ -341,3 +341,19 @@ def test_the_api_matches_its_schema_and_never_fails(case, schemathesis_token, mo
         headers={"Authorization": f"Token {schemathesis_token}"},
         checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
     )
+
+
+def test_reading_is_taken_at_upload_returned_and_a_filter(api, user, png):
+    upload = {"images": [SimpleUploadedFile("n.png", png)], "reading": "number"}
+    number = api.post(reverse("api:image-list"), upload, format="multipart")
+    assert number.status_code == 202 and number.json()["images"][0]["reading"] == "number"
+    auto = api.post(reverse("api:image-list"), {"images": [SimpleUploadedFile("a.png", png)]}, format="multipart")
+    assert auto.json()["images"][0]["reading"] == "auto"
+    refused = api.post(
+        reverse("api:image-list"), {"images": [SimpleUploadedFile("x.png", png)], "reading": "two"}, format="multipart"
+    )
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == [{"file": "", "error": "reading is auto, digit or number, not two."}]
+    listed = api.get(reverse("api:image-list"), {"reading": "number"}).json()
+    assert [image["original_name"] for image in listed["results"]] == ["n.png"]
+    assert api.get(reverse("api:image-list"), {"reading": "several"}).status_code == 400

@@ -148,11 +148,12 @@ def test_predict_json_contract_with_a_failing_file(tmp_path, tiny_model_dir, mni
     assert exit_info.value.code == 1
     report = json.loads(out.getvalue())
     assert [item["file"] for item in report] == [str(good), str(bad), str(missing)]
-    assert set(report[0]) == {"file", "digit", "confidence", "probabilities", "verdict", "number", "digits"}
+    assert set(report[0]) == {"file", "reading", "digit", "confidence", "probabilities", "verdict", "number", "digits"}
+    assert report[0]["reading"] == "auto"
     assert report[0]["verdict"] in ("digit", "unsure", "not_a_digit")
     assert len(report[0]["probabilities"]) == 10
     assert report[0]["digit"] == max(range(10), key=lambda d: report[0]["probabilities"][d])
-    assert set(report[1]) == {"file", "error"} and "not an image" in report[1]["error"]
+    assert set(report[1]) == {"file", "reading", "error"} and "not an image" in report[1]["error"]
     assert "cannot read" in report[2]["error"]
 
 
@@ -183,6 +184,9 @@ def test_predict_succeeds_with_the_active_model(tmp_path, mnist):
     assert read["confidence"] == min(digit["confidence"] for digit in read["digits"])
     text = run("predict", str(number))
     assert "721 (least sure digit" in text or "probably 721, not sure" in text
+    # Said to be one digit, the number is read whole: one digit, as the single-digit path reads it.
+    (whole,) = json.loads(run("predict", str(number), "--reading", "digit", "--json"))
+    assert whole["reading"] == "digit" and len(whole["digits"]) == 1 and whole["number"] in ("", str(whole["digit"]))
 
 
 def test_evaluate_reads_rendered_numbers(tiny_model_dir):

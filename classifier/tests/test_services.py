@@ -263,3 +263,23 @@ def test_a_batch_delivered_again_splits_into_one_task_per_image(mnist, monkeypat
     assert prediction_run(image_id=tried.pk).digit == mnist.test.labels[0]
     tried.refresh_from_db()
     assert tried.attempts == 2 and tried.status == DigitImage.Status.DONE
+
+
+def test_the_worker_reads_each_image_as_its_owner_said(mnist):
+    indices = [0, 1, 2, 3]  # 7 2 1 0
+    number = encode(_number_page(mnist, indices))
+    digit = encode(255 - mnist.test.images[4])  # a 4
+    auto = DigitImageFactory(data=number)
+    as_digit = DigitImageFactory(data=number, reading=DigitImage.Reading.DIGIT)
+    as_number = DigitImageFactory(data=digit, reading=DigitImage.Reading.NUMBER)
+    digit_auto = DigitImageFactory(data=digit)
+    predictions = predictions_run(image_ids=[auto.pk, as_digit.pk, as_number.pk, digit_auto.pk])
+    assert predictions[auto.pk].number == "7210"
+    assert len(predictions[as_digit.pk].digits) == 1  # read whole, as one digit
+    assert predictions[as_number.pk].number == predictions[digit_auto.pk].number == "4"  # one digit found
+    # A correction is said the same way whatever the image was read as.
+    staff = UserFactory(is_staff=True)
+    flag = image_flag(image=as_digit, correct_number="7210", flagged_by=staff)
+    assert (flag.correct_number, flag.correct_digit) == ("7210", None)
+    feedback = feedback_give(image=as_number, user=as_number.owner, suggested_number="7")
+    assert feedback.suggested_number == "7"

@@ -758,3 +758,25 @@ def test_the_owner_can_retry_a_failed_image(signed_in, user, png, django_capture
     assert "nothing to try again" in again.content.decode()
     theirs = DigitImageFactory(owner=UserFactory(), data=png, status=DigitImage.Status.FAILED)
     assert signed_in.post(reverse("classifier:image_retry", args=[theirs.pk])).status_code == 404
+
+
+def test_what_people_say_they_sent_is_stored_shown_and_filtered(signed_in, user, png):
+    signed_in.post(reverse("classifier:home"), {"images": [SimpleUploadedFile("n.png", png)], "reading": "number"})
+    inline = {"images": [SimpleUploadedFile("d.png", png)], "reading": "digit"}
+    signed_in.post(reverse("classifier:upload_inline"), inline)
+    signed_in.post(reverse("classifier:home"), {"images": [SimpleUploadedFile("a.png", png)]})
+    readings = dict(DigitImage.objects.filter(owner=user).values_list("original_name", "reading"))
+    assert readings == {"n.png": "number", "d.png": "digit", "a.png": "auto"}
+    home = signed_in.get(reverse("classifier:home")).content.decode()
+    assert 'data-reading="number">read as a number<' in home and 'data-reading="digit">read as one digit<' in home
+    assert home.count("reading-asked") == 2  # "auto" is the default, not worth a line
+    history = signed_in.get(reverse("classifier:history"), {"reading": "digit"}).content.decode()
+    assert "d.png" in history and "n.png" not in history and "a.png" not in history
+    draw = signed_in.get(reverse("classifier:draw")).content.decode()
+    assert 'name="reading"' in draw and 'value="number"' in draw
+    image = DigitImage.objects.get(original_name="n.png")
+    detail = signed_in.get(reverse("classifier:image_detail", args=[image.pk])).content.decode()
+    assert "Read as a number, as you said at upload." in detail
+    drawing = {"drawing": SimpleUploadedFile("c.png", png), "reading": "x"}
+    refused = signed_in.post(reverse("classifier:draw_preview"), drawing)
+    assert refused.status_code == 400

@@ -200,9 +200,11 @@ def test_all_digits_of_all_images_are_read_in_one_model_call(mnist, shipped_pred
     blobs.insert(1, b"not an image")
     with mock.patch.object(shipped_predictor, "assess", wraps=shipped_predictor.assess) as call:
         results = shipped_predictor.read_numbers(blobs)
-    # Digits apart: the one call that judged every group of every image is every digit's answer.
+    # Digits apart: the one call that judged every group of every image, and each image read
+    # whole as one digit (the single-digit reading "auto" weighs the number against), is every
+    # digit's answer. The "9" alone is one input: its group is its whole.
     call.assert_called_once()
-    assert len(call.call_args.args[0]) == 6
+    assert len(call.call_args.args[0]) == 6 + 2
     assert [r.number for r in results] == ["34", "", "702", "9"]
     assert results[1].error and not results[1].digits
     several = results[2]

@@ -15,6 +15,13 @@
     }
   }
 
+  // What the person says the picture shows (the page's "What do they show?" choice): auto,
+  // digit or number.
+  function readingChosen() {
+    const chosen = document.querySelector('input[name="reading"]:checked');
+    return chosen ? chosen.value : "auto";
+  }
+
   function say(status, text, kind) {
     status.textContent = text;
     status.className = "small mt-2" + (kind === "error" ? " text-danger" : "");
@@ -26,6 +33,7 @@
     // The page's consent box (upload form or draw page) covers camera shots and drawings too.
     const consent = document.querySelector('input[name="training_consent"]');
     if (consent && consent.checked) data.append("training_consent", "on");
+    data.append("reading", readingChosen());
     say(status, "Uploading…");
     let response;
     try {
@@ -159,6 +167,7 @@
         const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
         const data = new FormData();
         data.append("drawing", blob, "drawing.png");
+        data.append("reading", readingChosen());
         const response = await fetch(panel.dataset.previewUrl, {
           method: "POST",
           body: data,
@@ -266,6 +275,12 @@
       if (strokes.length) live.changed();
       else live.cleared();
     });
+    // A new choice of what the drawing shows asks for a new live answer.
+    for (const choice of app.querySelectorAll('input[name="reading"]')) {
+      choice.addEventListener("change", () => {
+        if (strokes.length) live.changed();
+      });
+    }
     app.querySelector("#draw-clear").addEventListener("click", () => {
       strokes.length = 0;
       redraw();

@@ -4,6 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.services import image_files_predict
+from ml.segment import AUTO, READINGS
 
 
 class Command(BaseCommand):
@@ -13,10 +14,16 @@ class Command(BaseCommand):
         parser.add_argument("files", nargs="+", type=Path)
         parser.add_argument("--model", type=Path, help="model directory or .keras file")
         parser.add_argument("--json", action="store_true", help="print one JSON array")
+        parser.add_argument(
+            "--reading",
+            choices=READINGS,
+            default=AUTO,
+            help="what the files show: auto (one digit unless one clearly holds several; the default), digit or number",
+        )
 
-    def handle(self, *args, files, model, **options):
+    def handle(self, *args, files, model, reading, **options):
         try:
-            report = image_files_predict(paths=files, model_path=model)
+            report = image_files_predict(paths=files, model_path=model, reading=reading)
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
