@@ -177,12 +177,12 @@ def test_an_image_deleted_while_it_is_classified_is_skipped_and_the_batch_goes_o
     victim = images[1]
     real = Predictor.read_numbers
 
-    def delete_then_predict(self, blobs):
+    def delete_then_predict(self, blobs, readings=None):
         # The owner deletes one image after the worker has read its file, before the results
         # are stored: the model runs on it, its prediction must not be stored.
         with django_capture_on_commit_callbacks(execute=True):
             image_delete(image=victim)
-        return real(self, blobs)
+        return real(self, blobs, readings)
 
     monkeypatch.setattr(Predictor, "read_numbers", delete_then_predict)
     predictions = predictions_run(image_ids=[image.pk for image in images])
