@@ -69,8 +69,6 @@ WHOLE_UNSURE = 0.7
 _OTHER_KINDS = [kind for kind in KINDS if kind not in ("digit", "number")]
 _OTHER = [KINDS.index(kind) for kind in _OTHER_KINDS]
 _DIGIT, _NUMBER = KINDS.index("digit"), KINDS.index("number")
-# What an image is read as: ``auto`` chooses between one digit and a number on the evidence;
-# people who know what they sent say ``digit`` or ``number``.
 # Digits written apart: at least this share of the tallest digit's height between neighbours
 # (a broken 4 or 8 read in pieces has its pieces closer, or overlapping). Chosen on tuning
 # sets (real single digits, numbers of seed 100): 0.15 to 0.25 split the same single digits.

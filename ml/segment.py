@@ -159,10 +159,11 @@ class Page:
     scale: float  # full-size image pixels per decoded pixel
     groups: list[np.ndarray]
     # Writing photographed askew is turned level first (``_level``): then this maps the page's
-    # pixels back onto the ink map of ``placement`` (a 2x3 affine), and ``upright`` is the page
-    # as it was, whose single-digit input an image of one digit keeps.
+    # pixels back onto the ink map of ``placement`` (a 2x3 affine).
     unturn: np.ndarray | None = None
-    upright: Page | None = None
+    # The image read whole (``read_whole``), as photographed: an image of one digit keeps its
+    # single-digit input and box.
+    whole: Page | None = None
     # Each piece's model input, made once: a piece is scored, then read. Keyed by id(), with
     # the piece kept alive beside it so that no other array can take its id.
     _inputs: dict[int, tuple[np.ndarray, ModelInput]] = field(default_factory=dict)
@@ -224,19 +225,18 @@ def page_of(whole: Page) -> Page:
     than ``MAX_DIGITS`` groups, with a reason for people."""
     ink, mask, placement, scale = whole.ink, whole.mask, whole.placement, whole.scale
     angle = _askew(mask)
+    page = None
     if angle:
         # Writing photographed askew, read level; as photographed where that finds one digit.
         level, unturn = _level(ink, angle)
-        try:
-            turned = _page_of(level, digit_mask(level), placement, scale, unturn=unturn)
-        except PreprocessingError:
-            turned = None
-        if turned is not None and len(turned.groups) > 1:
-            # Two lines as photographed (a steep number): only the level page is read.
-            with contextlib.suppress(PreprocessingError):
-                turned.upright = _page_of(ink, mask, placement, scale)
-            return turned
-    return _page_of(ink, mask, placement, scale)
+        with contextlib.suppress(PreprocessingError):
+            page = _page_of(level, digit_mask(level), placement, scale, unturn=unturn)
+        if page is not None and len(page.groups) < 2:
+            page = None
+    if page is None:
+        page = _page_of(ink, mask, placement, scale)
+    page.whole = whole
+    return page
 
 
 def _page_of(
@@ -380,8 +380,7 @@ def lockstep(tasks: list[Scoring[T]]) -> Scoring[list[T]]:
 def _segments(page: Page, pieces: list[np.ndarray]) -> list[Segment]:
     if len(pieces) == 1:
         # The single-digit path: the whole mask, whatever the grouping dropped, as it was.
-        page = page.upright or page
-        pieces = [page.mask]
+        return [whole_segment(page.whole or page)]
     return [Segment(page.input_of(piece), _box(piece, page)) for piece in pieces]
 
 

@@ -12,6 +12,7 @@ from classifier.models import ModelVersion
 from classifier.services.versions import model_version_directory
 from ml.artifacts import ModelBundle
 from ml.data import Mnist, load_mnist
+from ml.segment import AUTO
 
 
 def mnist_load() -> Mnist:
@@ -109,7 +110,7 @@ def model_calibrate(*, model_path: Path | None = None, log: Callable[[str], None
     )
 
 
-def image_files_predict(*, paths: list[Path], model_path: Path | None = None, reading: str = "auto") -> list[dict]:
+def image_files_predict(*, paths: list[Path], model_path: Path | None = None, reading: str = AUTO) -> list[dict]:
     """Read image files: one dict per file, in order, with an error or the reading: ``number``
     (the digits left to right) and ``digits`` (each digit's ``digit``, ``confidence``,
     ``probabilities`` and ``box`` on the image) for every image; for an image of one digit also
