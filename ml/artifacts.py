@@ -6,6 +6,8 @@ A model bundle is a directory that training and fine-tuning write and serving re
     training_curves.png    loss and accuracy per epoch
     confusion_matrix.png   on the MNIST test set
     reject.keras           the reject option's detector (``ml.reject``), where it was fitted
+    lines.keras            the line reader (``ml.lines``) that reads a whole number at once, where
+                           the bundle has one (fitted apart, by ``train_lines``, and kept by retraining)
 
 No Keras or TensorFlow here: the web process reads these names and files too.
 """
@@ -27,6 +29,7 @@ METADATA_FILE = "metadata.json"
 CURVES_FILE = "training_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
 DETECTOR_FILE = "reject.keras"
+LINE_READER_FILE = "lines.keras"
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,20 @@ class ModelBundle:
     def detector_path(self) -> Path:
         return self.directory / DETECTOR_FILE
 
+    @property
+    def line_reader_path(self) -> Path:
+        return self.directory / LINE_READER_FILE
+
     def files(self) -> list[Path]:
         """The bundle's files that exist, model first."""
-        paths = [self.model_path, self.metadata_path, self.curves_path, self.confusion_path, self.detector_path]
+        paths = [
+            self.model_path,
+            self.metadata_path,
+            self.curves_path,
+            self.confusion_path,
+            self.detector_path,
+            self.line_reader_path,
+        ]
         return [path for path in paths if path.is_file()]
 
     def metadata(self) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
@@ -321,3 +322,51 @@ def _numbers_report(predictor: Predictor, uploads: list, batch: int) -> dict:
             if r.number != u.number
         ],
     }
+
+
+def _mnist_pngs(split: Split, count: int) -> list[Upload]:
+    from PIL import Image
+
+    uploads = []
+    for image, label in zip(split.images[:count], split.labels[:count], strict=True):
+        out = io.BytesIO()
+        Image.fromarray(image).save(out, "PNG")
+        uploads.append(Upload(data=out.getvalue(), scenario="mnist_png", label=int(label), description="28x28 PNG"))
+    return uploads
+
+
+def single_digit_sets(split: Split, *, count: int, seed: int) -> dict[str, list[Upload]]:
+    """Single digits as people send them, by kind: MNIST test digits as 28x28 PNGs, realistic
+    uploads, each stand-in for other writers and scanners (``count`` of each) and scikit-learn's
+    1,797 digits by 43 writers."""
+    sets = {"mnist_png": _mnist_pngs(split, count)}
+    sets["realistic"] = realistic_set(split.images, split.labels, count=count, seed=seed)
+    sets |= {style: style_set(split.images, split.labels, style=style, count=count, seed=seed) for style in STYLES}
+    sets["load_digits"] = load_digits_uploads()
+    return sets
+
+
+def evaluate_singles(
+    predictor: Predictor, sets: dict[str, list[Upload]], *, batch: int = NUMBERS_BATCH
+) -> dict[str, dict]:
+    """Single digits read as the worker reads them (``read_numbers`` in ``auto``) beside the
+    model's own reading (``predict_images``), per kind: how many come back as several digits,
+    how many get the same digit both ways, and each way's accuracy."""
+    report = {}
+    for name, uploads in sets.items():
+        blobs = [upload.data for upload in uploads]
+        singles, autos = [], []
+        for start in range(0, len(blobs), batch):
+            singles += predictor.predict_images(blobs[start : start + batch])
+            autos += predictor.read_numbers(blobs[start : start + batch])
+        labels = [upload.label for upload in uploads]
+        own = [s.prediction.digit if s.prediction else None for s in singles]
+        worker = [a.digits[0].prediction.digit if a.error is None and len(a.digits) == 1 else None for a in autos]
+        report[name] = {
+            "samples": len(uploads),
+            "several": sum(a.error is None and len(a.digits) > 1 for a in autos),
+            "same_digit": sum(o == w for o, w in zip(own, worker, strict=True)) / len(uploads),
+            "accuracy_single_path": sum(o == label for o, label in zip(own, labels, strict=True)) / len(uploads),
+            "accuracy_worker_path": sum(w == label for w, label in zip(worker, labels, strict=True)) / len(uploads),
+        }
+    return report

@@ -17,6 +17,7 @@ import tensorflow as tf
 from ml.artifacts import INPUT_SHAPE, NUM_CLASSES, ModelBundle
 from ml.calibration import tempered
 from ml.explain import GradCam
+from ml.lines import LINE_SHAPE, LineReading, decode
 from ml.preprocessing import ModelInput, PreprocessingError, to_model_input
 from ml.reject import KINDS, Verdict, verdicts
 
@@ -91,6 +92,26 @@ class Predictor:
                 input_signature=signature,
                 reduce_retracing=True,
             )
+
+        # The line reader (``ml.lines``) where the bundle has one: whole numbers read at once.
+        self.line_reader = None
+        if self.bundle.line_reader_path.is_file():
+            self.line_reader = keras.saving.load_model(self.bundle.line_reader_path, compile=False)
+            line_reader = self.line_reader
+            self._read_lines = tf.function(
+                lambda x: tf.nn.softmax(line_reader(x, training=False), axis=-1),
+                input_signature=[tf.TensorSpec(shape=(None, *LINE_SHAPE, 1), dtype=tf.float32)],
+                reduce_retracing=True,
+            )
+
+    def read_lines(self, strips: np.ndarray) -> list[LineReading]:
+        """The line reader's answer for each of (n, *LINE_SHAPE) strips (``ml.lines.line_input``)."""
+        if self.line_reader is None:
+            raise ValueError("this model has no line reader")
+        if len(strips) == 0:
+            return []
+        probabilities = self._read_lines(np.asarray(strips, dtype=np.float32)[..., None]).numpy()
+        return [decode(p) for p in probabilities]
 
     def probabilities(self, arrays: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
         """(n, 28, 28) or (n, 28, 28, 1) floats in [0, 1] -> (n, 10) probabilities, calibrated

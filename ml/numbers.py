@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ml.inference import UNEXPECTED_ERROR, Prediction, Predictor
+from ml.lines import line_input, pieces
 from ml.preprocessing import ModelInput, PreprocessingError
 from ml.reject import KINDS, REASONS
 from ml.segment import (
@@ -54,6 +55,7 @@ from ml.segment import (
     read_whole,
     resolving,
     scored,
+    segments_of,
     whole_segment,
 )
 
@@ -197,16 +199,23 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
     firsts = [single.model_input.array for single in singles if single is not None]
     # One call for every image read whole and every group of strokes.
     reader.predictions(firsts + groups)
-    group_scores = iter(reader.score_of(groups))
+    read_singly = [_single(single, reader) if single is not None else None for single in singles]
+    for i, page in enumerate(pages):
+        if page is not None and readings[i] == AUTO and not _may_be_several(page, read_singly[i]):
+            pages[i] = None
     # Every page resolved side by side: each round of doubts, over all pages, is one call.
     tasks = {
-        i: _guarded(resolving(page, np.array([next(group_scores) for _ in page.groups])))
+        i: _guarded(resolving(page, reader.score_of([model_input.array for model_input in page.inputs])))
         for i, page in enumerate(pages)
         if page is not None
     }
     segmented: list[list[Segment] | None] = [None] * len(pages)
     for i, (segments, error) in zip(tasks, scored(lockstep(list(tasks.values())), reader.scorer), strict=True):
         segmented[i], errors[i] = segments, error
+    lines = _read_lines(predictor, pages, segmented)
+    for i, line in enumerate(lines):
+        if line is not None and line.segments is not None:
+            segmented[i] = line.segments
     arrays = [segment.model_input.array for segments in segmented if segments for segment in segments]
     predictions = iter(reader.predictions(arrays))
     results = []
@@ -214,15 +223,54 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
         if singles[i] is None:
             results.append(NumberResult(error=whole_errors[i]))
             continue
-        single = _single(singles[i], reader)
+        single = read_singly[i]
         segments = segmented[i]
         if segments is None:
             results.append(_without_segments(reading, single, errors[i], i in long_lines))
             continue
         digits = tuple(DigitReading(next(predictions), s.model_input, s.box) for s in segments)
-        number = _reading(digits, _as_a_whole(pages[i], reader), single.kinds) if len(digits) > 1 else None
+        line_text = lines[i].text if lines[i] is not None else None
+        number = _reading(digits, _as_a_whole(pages[i], reader), single.kinds, line_text) if len(digits) > 1 else None
         results.append(_chosen(reading, single, number))
     return results
+
+
+@dataclass(frozen=True)
+class _Line:
+    """The line reader's reading of a page: its digits, and its own cuts where it counts the
+    digits otherwise than the segmenter (None where it agrees, or its cuts leave a piece empty)."""
+
+    text: str
+    segments: list[Segment] | None
+
+
+def _read_lines(predictor: Predictor, pages: list[Page | None], segmented: list[list[Segment] | None]) -> list:
+    """The line reader's reading (``_Line``) of every page the segmenter read, in one call;
+    None for each where the model has no line reader."""
+    found: list[_Line | None] = [None] * len(pages)
+    if predictor.line_reader is None:
+        return found
+    drawn = {}
+    for i, page in enumerate(pages):
+        if page is None or segmented[i] is None:
+            continue
+        mask = np.logical_or.reduce(page.groups)
+        try:
+            drawn[i] = (mask, line_input(page.ink, mask))
+        except PreprocessingError:
+            continue
+    readings = predictor.read_lines(np.stack([line.array for _, line in drawn.values()])) if drawn else []
+    for (i, (mask, line)), reading in zip(drawn.items(), readings, strict=True):
+        segments = None
+        if reading.digits and len(reading.digits) != len(segmented[i]):
+            cut = pieces(mask, line, reading)
+            if all(piece.any() for piece in cut):
+                try:
+                    segments = segments_of(pages[i], cut)
+                except PreprocessingError:
+                    segments = None
+        found[i] = _Line(reading.text, segments)
+    return found
 
 
 @dataclass(frozen=True)
@@ -239,6 +287,12 @@ def _single(segment: Segment, reader: _Reader) -> _Single:
     digit = DigitReading(prediction, segment.model_input, segment.box)
     number = "" if prediction.verdict == "not_a_digit" else str(prediction.digit)
     return _Single(NumberResult(number, (digit,), prediction.verdict, prediction.reason, prediction), kinds)
+
+
+def _may_be_several(page: Page, single: _Single) -> bool:
+    """Whether ``auto`` could find several digits on ``page``: one group of strokes is one digit
+    unless the image read whole looks like several (``_chosen``), so it is not cut in vain."""
+    return len(page.groups) > 1 or _looks_like_several(single.kinds)
 
 
 def _looks_like_several(kinds: np.ndarray) -> bool:
@@ -335,21 +389,27 @@ def _as_a_whole(page: Page, reader: _Reader) -> np.ndarray:
     return np.mean([reader.kinds[model_input.array.tobytes()] for model_input in page.inputs], axis=0)
 
 
-def _reading(digits: tuple[DigitReading, ...], whole_kinds: np.ndarray, image_kinds: np.ndarray) -> NumberResult:
+def _reading(
+    digits: tuple[DigitReading, ...], whole_kinds: np.ndarray, image_kinds: np.ndarray, line_text: str | None = None
+) -> NumberResult:
     """The reading of an image's several digits; ``whole_kinds``: what the detector makes of
-    its groups of strokes (``_as_a_whole``), ``image_kinds``: of the image read whole. A number
-    is as honest as a digit: it is ``number`` only where every digit is, and where the image
-    read whole looks more like several digits than like any kind that is not a digit, or its
-    digits stand apart, and where its digits are of about one size."""
+    its groups of strokes (``_as_a_whole``), ``image_kinds``: of the image read whole;
+    ``line_text``: what the line reader read, where the model has one. A number is as honest
+    as a digit: it is ``number`` only where every digit is, where the image read whole looks
+    more like several digits than like any kind that is not a digit, or its digits stand
+    apart, where its digits are of about one size, and where the line reader, reading the
+    whole line its own way, reads the same number."""
     other = float(whole_kinds[_OTHER].sum())
     if other > WHOLE_NOT_A_NUMBER:
         likeliest = _OTHER_KINDS[int(np.argmax(whole_kinds[_OTHER]))]
         return NumberResult("", digits, "not_a_digit", REASONS[likeliest])
     heights = [digit.box[3] for digit in digits]
+    number = "".join(str(d.prediction.digit) for d in digits)
     sure = (
         other <= WHOLE_UNSURE
         and _all_confident(digits)
         and (image_kinds[_NUMBER] >= image_kinds[_OTHER].max() or _apart(digits))
         and min(heights) >= ONE_SIZE * max(heights)
+        and (line_text is None or line_text == number)
     )
-    return NumberResult("".join(str(d.prediction.digit) for d in digits), digits, "number" if sure else "unsure")
+    return NumberResult(number, digits, "number" if sure else "unsure")

@@ -545,6 +545,26 @@ def _digit_mask(
     return np.take(keep, labels)
 
 
+def stroke_cores(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The ink of the components ``mask`` holds plus one pixel around them (anti-aliased
+    edges), with stroke cores at 1 whatever the ink's contrast (pencil, blue ballpoint, marker)."""
+    core = _quantile(ink[mask], 0.75)
+    near = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))).astype(bool)
+    return np.where(near, np.clip(ink * (1.0 / max(core, 1e-6)), 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def thickened(ink: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
+    """``ink`` about to be shrunk by ``scale``, its strokes (those of ``mask``) thickened first
+    where a fine pen line in a large photo would fade to nothing at the model's size."""
+    stroke = _stroke_width(mask)
+    if scale < 1 and stroke * scale < TARGET_STROKE_PX * 0.6:
+        radius = round((TARGET_STROKE_PX / scale - stroke) / 2)
+        if radius > 0:
+            # A square dilation (max filter) is separable, so its cost grows little with the radius.
+            return cv2.dilate(ink, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+    return ink
+
+
 def _stroke_width(mask: np.ndarray) -> float:
     """Average stroke width: area over half the boundary length of the mask."""
     pixels = mask.astype(np.uint8)
@@ -662,11 +682,7 @@ def digit_input(ink: np.ndarray, mask: np.ndarray) -> ModelInput:
     # its page.
     window = ink_window(mask, margin=1)
     ink, mask = ink[window], mask[window]
-    # Keep the ink of the digit's components plus one pixel around them (anti-aliased edges);
-    # stroke cores become 1 whatever the ink's contrast (pencil, blue ballpoint, marker).
-    core = _quantile(ink[mask], 0.75)
-    near = cv2.dilate(mask.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))).astype(bool)
-    soft = np.where(near, np.clip(ink * (1.0 / max(core, 1e-6)), 0.0, 1.0), 0.0).astype(np.float32)
+    soft = stroke_cores(ink, mask)
     # The box is the extent of all visible ink, as MNIST's 20 px box is of the whole digit.
     visible = soft > 0.05
     if not visible.any():
@@ -679,13 +695,7 @@ def digit_input(ink: np.ndarray, mask: np.ndarray) -> ModelInput:
 
     height, width = digit.shape
     scale = DIGIT_BOX / max(height, width)
-    stroke = _stroke_width(mask)
-    if scale < 1 and stroke * scale < TARGET_STROKE_PX * 0.6:
-        # A fine pen line in a large photo would fade to nothing at 20 px: thicken it first.
-        radius = round((TARGET_STROKE_PX / scale - stroke) / 2)
-        if radius > 0:
-            # A square dilation (max filter) is separable, so its cost grows little with the radius.
-            digit = cv2.dilate(digit, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+    digit = thickened(digit, mask, scale)
 
     new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if new_size == (width, height):

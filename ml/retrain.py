@@ -16,6 +16,7 @@ confidence is calibrated on them again, as training calibrated the parent's.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +293,9 @@ def retrain(
     )
     out.directory.mkdir(parents=True, exist_ok=True)
     result.model.save(out.model_path)
+    if parent.line_reader_path.is_file():
+        # The line reader reads whole numbers apart from the digit model: the candidate keeps it.
+        shutil.copyfile(parent.line_reader_path, out.line_reader_path)
     if holdout:
         # Calibrated before it is judged: the gate compares the confidence each would serve.
         detector_digits = int(parent.metadata().get("detector_digits", 0))

@@ -170,8 +170,24 @@ class Page:
 
     def input_of(self, piece: np.ndarray) -> ModelInput:
         if id(piece) not in self._inputs:
-            self._inputs[id(piece)] = (piece, digit_input(self.ink, piece))
+            self._inputs[id(piece)] = (piece, self._whole_input(piece) or digit_input(self.ink, piece))
         return self._inputs[id(piece)][1]
+
+    def _whole_input(self, piece: np.ndarray) -> ModelInput | None:
+        """The image read whole's input where ``piece`` is all of its mask, on the same ink (a
+        page of one group, not turned): the same input, not made twice."""
+        whole = self.whole
+        if whole is None or whole is self or self.unturn is not None or len(self.groups) != 1:
+            return None
+        step = whole.placement.step
+        top = (self.placement.top - whole.placement.top) // step
+        left = (self.placement.left - whole.placement.left) // step
+        height, width = piece.shape
+        if np.count_nonzero(piece) != np.count_nonzero(whole.mask):
+            return None
+        if not np.array_equal(piece, whole.mask[top : top + height, left : left + width]):
+            return None
+        return whole.input_of(whole.mask)
 
     @property
     def inputs(self) -> list[ModelInput]:
@@ -184,7 +200,7 @@ def segment_digits(data: bytes, *, score: Scorer | None = None) -> list[Segment]
     too wide for one digit is cut, at its thinnest pass."""
     page = read_page(data)
     if score is None:
-        return _segments(page, [piece for group in page.groups for piece in _cut_again(group)])
+        return segments_of(page, [piece for group in page.groups for piece in _cut_again(group)])
     return resolve(page, score[READ](np.stack([model_input.array for model_input in page.inputs])), score)
 
 
@@ -325,7 +341,7 @@ def resolving(page: Page, whole_scores: np.ndarray) -> Scoring[list[Segment]]:
     )
     pieces = [piece for parts, _ in splits for piece in parts]
     _refuse_too_many(len(pieces))
-    return _segments(page, pieces)
+    return segments_of(page, pieces)
 
 
 # A scoring task: a generator that yields the (n, 28, 28) inputs it needs scored, by kind of
@@ -377,7 +393,9 @@ def lockstep(tasks: list[Scoring[T]]) -> Scoring[list[T]]:
     return results
 
 
-def _segments(page: Page, pieces: list[np.ndarray]) -> list[Segment]:
+def segments_of(page: Page, pieces: list[np.ndarray]) -> list[Segment]:
+    """Each piece of ``page``'s writing (a mask on it) as a digit: its input and its box; one
+    piece is the image read whole."""
     if len(pieces) == 1:
         # The single-digit path: the whole mask, whatever the grouping dropped, as it was.
         return [whole_segment(page.whole or page)]

@@ -35,6 +35,36 @@ def model_train(
     return train_model(mnist=mnist_load(), config=config, out_dir=out, log=log)
 
 
+def line_reader_train(
+    *,
+    out_dir: Path | None = None,
+    lines: int,
+    validation: int,
+    epochs: int,
+    seed: int,
+    workers: int,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Fit the line reader (``ml.line_training``) on numbers rendered from MNIST's training
+    digits, the rendered lines kept under ``TRAINED_MODELS_DIR/lines`` for the next run."""
+    from ml.line_training import line_reader_fit
+
+    mnist = mnist_load()
+    out = Path(out_dir) if out_dir else settings.TRAINED_MODELS_DIR / "line_reader"
+    return line_reader_fit(
+        mnist.train.images,
+        mnist.train.labels,
+        out=out,
+        lines=lines,
+        validation=validation,
+        epochs=epochs,
+        seed=seed,
+        workers=workers,
+        cache=settings.TRAINED_MODELS_DIR / "lines",
+        log=log,
+    )
+
+
 def model_path_default() -> Path:
     """The model that serves predictions: the active version's, else the shipped one."""
     try:
@@ -51,6 +81,7 @@ def model_evaluate(
     styles: int = 0,
     non_digits: int = 0,
     numbers: int = 0,
+    singles: int = 0,
     seed: int = 0,
     coverage_plot: Path | None = None,
 ) -> dict:
@@ -58,7 +89,9 @@ def model_evaluate(
     also on that many realistic uploads rendered from the test set; with ``styles``, on that
     many per stand-in for other writers and scanners, and on scikit-learn's digits by 43
     writers; with ``non_digits``, how many of that many generated non-digits are caught; with
-    ``numbers``, how many of that many numbers of 2 to 8 test digits are read exactly.
+    ``numbers``, how many of that many numbers of 2 to 8 test digits are read exactly; with
+    ``singles``, single digits of every kind (that many of each) read as the worker reads them
+    beside the model's own reading.
     ``coverage_plot``: where to draw accuracy against coverage (MNIST and realistic uploads)."""
     from ml.evaluation import (
         coverage_curves,
@@ -66,7 +99,9 @@ def model_evaluate(
         evaluate_non_digits,
         evaluate_numbers,
         evaluate_realistic,
+        evaluate_singles,
         evaluate_styles,
+        single_digit_sets,
     )
     from ml.inference import Predictor
 
@@ -81,6 +116,8 @@ def model_evaluate(
         report["non_digits"] = evaluate_non_digits(predictor, test.images, count=non_digits, seed=seed)
     if numbers:
         report["numbers"] = evaluate_numbers(predictor, test, count=numbers, seed=seed)
+    if singles:
+        report["singles"] = evaluate_singles(predictor, single_digit_sets(test, count=singles, seed=seed))
     if coverage_plot:
         from ml.plots import plot_coverage_accuracy
 

@@ -1021,3 +1021,41 @@ def test_draw_two_digits_side_by_side_and_read_them_as_a_number(page, worker):
     assert image.prediction.number == live and len(image.prediction.digits) == 2
     page.goto(image.get_absolute_url())
     assert page.locator("svg.reading-boxes rect").count() == 2
+
+
+def test_say_what_the_images_show_a_digit_and_a_number_each_read_both_ways(page, worker, tmp_path, mnist):
+    from classifier.tests.test_services import _number_page
+
+    digit = tmp_path / "digit-7.png"
+    digit.write_bytes(encode(mnist.test.images[0]))
+    number = tmp_path / "number-7210.png"
+    number.write_bytes(encode(_number_page(mnist, [0, 1, 2, 3])))
+    user = UserFactory()
+    log_in(page, user.username)
+    # Left to the site ("Work it out", the default): one digit stays one digit, a number is a number.
+    assert page.get_by_label("Work it out").is_checked()
+    upload(page, [str(digit), str(number)], 2)
+    auto = {image.original_name: image for image in DigitImage.objects.filter(owner=user)}
+    assert auto["digit-7.png"].prediction.number == "7" and len(auto["digit-7.png"].prediction.digits) == 1
+    assert auto["number-7210.png"].prediction.number == "7210"
+    assert page.locator(".digit-card .predicted-number").all_inner_texts() == ["7210"]
+    assert page.locator(".digit-card .reading-asked").count() == 0
+
+    # Told otherwise: the digit read as a number is still one digit; the number read as one digit
+    # is one digit, and each card says what it was read as.
+    page.get_by_label("A number").check()
+    upload(page, [str(digit)], 3)
+    page.get_by_label("One digit").check()
+    upload(page, [str(number)], 4)
+    told = DigitImage.objects.filter(owner=user).exclude(pk__in=[image.pk for image in auto.values()])
+    as_number = told.get(original_name="digit-7.png")
+    as_digit = told.get(original_name="number-7210.png")
+    assert (as_number.reading, as_number.prediction.number) == ("number", "7")
+    assert as_digit.reading == "digit" and len(as_digit.prediction.digits) == 1
+    assert len(as_digit.prediction.number) <= 1
+    asked = page.locator(".digit-card .reading-asked")
+    assert sorted(asked.all_inner_texts()) == ["read as a number", "read as one digit"]
+    page.goto(as_digit.get_absolute_url())
+    assert "one digit" in page.locator("#reading-asked").inner_text()
+    assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
+    shot(page, "30-reading-asked")

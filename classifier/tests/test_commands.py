@@ -25,6 +25,29 @@ def test_train_command_writes_a_model_and_reports_progress(tmp_path):
     assert (tmp_path / "m" / "model.keras").is_file()
 
 
+@pytest.mark.usefixtures("mnist")
+def test_train_lines_renders_lines_once_and_fits_the_line_reader(tmp_path, settings):
+    out = tmp_path / "lines"
+    args = ("train_lines", "--lines", "12", "--validation", "4", "--epochs", "1", "--workers", "1", "--out", str(out))
+    output = run(*args)
+    assert "rendering 16 lines" in output and "epoch 1/1" in output and "validation lines read exactly" in output
+    metadata = json.loads((out / "line_reader.json").read_text())
+    assert metadata["train_lines"] == 12 and metadata["epochs"] == 1 and (out / "line_reader.keras").is_file()
+    # The rendered lines are kept: a second run fits the same lines without rendering them again.
+    assert sorted(path.name for path in (settings.TRAINED_MODELS_DIR / "lines").iterdir()) == [
+        "train-1-12.npz",
+        "validation-2-4.npz",
+    ]
+    again = run(*args)
+    assert "rendering" not in again
+    assert json.loads((out / "line_reader.json").read_text())["data_sha256"] == metadata["data_sha256"]
+
+
+def test_train_lines_refuses_nothing_to_fit():
+    with pytest.raises(CommandError, match="at least 1"):
+        run("train_lines", "--lines", "0")
+
+
 def test_train_command_with_writer_augmentation_records_it(tmp_path, mnist):
     out = tmp_path / "w"
     run("train", "--arch", "dense", "--epochs", "1", "--limit", "2000", "--writers", "--out", str(out))
@@ -204,6 +227,19 @@ def test_evaluate_reads_rendered_numbers(tiny_model_dir):
     assert f"on squared paper {papers['squared']['exact']:.1%}" in output
     askew = numbers["askew"]
     assert askew["numbers"] == 6 and f"photographed 25 degrees askew read exactly {askew['exact']:.1%}" in output
+
+
+def test_evaluate_reads_single_digits_of_every_kind_both_ways(tiny_model_dir):
+    report = json.loads(run("evaluate", "--model", str(tiny_model_dir), "--singles", "6", "--json"))
+    singles = report["singles"]
+    assert set(singles) == {"mnist_png", "realistic", "european", "lowres", "slanted", "thin", "load_digits"}
+    assert singles["mnist_png"]["samples"] == 6 and singles["load_digits"]["samples"] == 1797
+    for row in singles.values():
+        assert 0 <= row["several"] <= row["samples"]
+        assert 0 <= row["same_digit"] <= 1 and 0 <= row["accuracy_worker_path"] <= 1
+    output = run("evaluate", "--model", str(tiny_model_dir), "--singles", "6")
+    mnist_png = singles["mnist_png"]
+    assert f"mnist_png         6 {mnist_png['several']:>8} {mnist_png['same_digit']:>11.2%}" in output
 
 
 def test_evaluate_on_the_stand_ins_for_other_writers(tiny_model_dir):

@@ -46,6 +46,15 @@ class Command(BaseCommand):
             "pairs) and rendered as realistic uploads: how many are read exactly, and per digit",
         )
         parser.add_argument(
+            "--singles",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also single digits of every kind (N MNIST test PNGs, N realistic uploads, N per stand-in, and "
+            "scikit-learn's 1,797) read as the worker reads them (auto) beside the model's own reading: how many "
+            "come back as several digits, how many get the same digit",
+        )
+        parser.add_argument(
             "--coverage-plot",
             type=Path,
             metavar="PNG",
@@ -53,7 +62,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=0, help="seed for --realistic, --styles and --non-digits")
 
-    def handle(self, *args, model, realistic, styles, non_digits, numbers, coverage_plot, seed, **options):
+    def handle(self, *args, model, realistic, styles, non_digits, numbers, singles, coverage_plot, seed, **options):
         try:
             report = model_evaluate(
                 model_path=model,
@@ -61,6 +70,7 @@ class Command(BaseCommand):
                 styles=styles,
                 non_digits=non_digits,
                 numbers=numbers,
+                singles=singles,
                 seed=seed,
                 coverage_plot=coverage_plot,
             )
@@ -97,6 +107,8 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {family:<11} {share:.1%}")
         if "numbers" in report:
             self.stdout.write(_numbers(report["numbers"]))
+        if "singles" in report:
+            self.stdout.write(_singles(report["singles"]))
         if "coverage_plot" in report:
             self.stdout.write(f"coverage plot in {report['coverage_plot']}")
         if "styles" in report:
@@ -122,6 +134,19 @@ def _verdicts(report: dict) -> str:
         f"verdicts: digit {verdicts['digit']:.1%} (right {'-' if accuracy is None else f'{accuracy:.2%}'}), "
         f"unsure {verdicts['unsure']:.1%}, not a digit {verdicts['not_a_digit']:.1%}"
     )
+
+
+def _singles(kinds: dict) -> str:
+    lines = [
+        "single digits, the worker's reading (auto) beside the model's own (predict_images)",
+        f"  {'kind':<12} {'images':>6} {'several':>8} {'same digit':>11} {'accuracy own':>13} {'accuracy auto':>14}",
+    ]
+    for name, row in kinds.items():
+        lines.append(
+            f"  {name:<12} {row['samples']:>6,} {row['several']:>8} {row['same_digit']:>11.2%} "
+            f"{row['accuracy_single_path']:>13.2%} {row['accuracy_worker_path']:>14.2%}"
+        )
+    return "\n".join(lines)
 
 
 def _numbers(result: dict) -> str:
