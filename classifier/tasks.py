@@ -107,6 +107,19 @@ def _warming(sender, **kwargs) -> None:
     os.register_at_fork(before=lambda: connection.close())
 
 
+# The parent's own threads (heartbeat, recovery) use the database while the main thread forks
+# new pool processes: a fork in the middle of a thread's database call hands the child the
+# driver's locks as they were, held by a thread the child does not have (seen: a new pool
+# process waiting forever to open its SQLite connection after its predecessor was killed).
+# They hold this lock around their database work, and a fork waits for it.
+_database_threads = threading.Lock()
+os.register_at_fork(
+    before=_database_threads.acquire,
+    after_in_parent=_database_threads.release,
+    after_in_child=_database_threads.release,
+)
+
+
 # --- Recovery: a run that takes a message claims its images; a (re)connected worker requeues --
 
 
@@ -146,14 +159,15 @@ def requeue_stranded_in_background(*, broker_lost_at: datetime | None) -> None:
         broker_lost_at, _started_after_a_crash = _started_after_a_crash, None
 
     def recover() -> None:
-        try:
-            requeued = images_requeue_stale(connecting=True, broker_lost_at=broker_lost_at)
-            if requeued:
-                logger.warning("connected to the broker: queued %d stranded images again", len(requeued))
-        except Exception:
-            logger.warning("could not queue stranded images again; beat's next run will", exc_info=True)
-        finally:
-            connection.close()
+        with _database_threads:
+            try:
+                requeued = images_requeue_stale(connecting=True, broker_lost_at=broker_lost_at)
+                if requeued:
+                    logger.warning("connected to the broker: queued %d stranded images again", len(requeued))
+            except Exception:
+                logger.warning("could not queue stranded images again; beat's next run will", exc_info=True)
+            finally:
+                connection.close()
 
     threading.Thread(target=recover, name="digitsite-recovery", daemon=True).start()
 
@@ -198,12 +212,13 @@ def _start_heartbeat(sender, **kwargs) -> None:
 
     def beat() -> None:
         while not stop.is_set():
-            try:
-                worker_heartbeat_record(hostname=hostname, run=run, started_at=started_at)
-            except DatabaseError:
-                logger.warning("could not record this worker's heartbeat", exc_info=True)
-            finally:
-                connection.close()  # this thread's own connection; the next beat opens a fresh one
+            with _database_threads:
+                try:
+                    worker_heartbeat_record(hostname=hostname, run=run, started_at=started_at)
+                except DatabaseError:
+                    logger.warning("could not record this worker's heartbeat", exc_info=True)
+                finally:
+                    connection.close()  # this thread's own connection; the next beat opens a fresh one
             stop.wait(settings.WORKER_HEARTBEAT_SECONDS)
 
     _heartbeats[hostname] = stop

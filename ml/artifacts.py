@@ -8,6 +8,7 @@ A model bundle is a directory that training and fine-tuning write and serving re
     reject.keras           the reject option's detector (``ml.reject``), where it was fitted
     lines.keras            the line reader (``ml.lines``) that reads a whole number at once, where
                            the bundle has one (fitted apart, by ``train_lines``, and kept by retraining)
+    lines.json             how the line reader was made (recipe, data hash, validation per epoch)
 
 No Keras or TensorFlow here: the web process reads these names and files too.
 """
@@ -30,6 +31,7 @@ CURVES_FILE = "training_curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
 DETECTOR_FILE = "reject.keras"
 LINE_READER_FILE = "lines.keras"
+LINE_READER_METADATA_FILE = "lines.json"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ class ModelBundle:
     def line_reader_path(self) -> Path:
         return self.directory / LINE_READER_FILE
 
+    @property
+    def line_reader_metadata_path(self) -> Path:
+        return self.directory / LINE_READER_METADATA_FILE
+
     def files(self) -> list[Path]:
         """The bundle's files that exist, model first."""
         paths = [
@@ -77,6 +83,7 @@ class ModelBundle:
             self.confusion_path,
             self.detector_path,
             self.line_reader_path,
+            self.line_reader_metadata_path,
         ]
         return [path for path in paths if path.is_file()]
 

@@ -303,8 +303,10 @@ def _numbers_report(predictor: Predictor, uploads: list, batch: int) -> dict:
     for scenario in sorted({u.scenario for u in uploads}):
         chosen = np.array([u.scenario == scenario for u in uploads])
         by_scenario[scenario] = float(exact[chosen].mean())
+    lengths = np.array([len(u.number) for u in uploads])
     return {
         "exact": float(exact.mean()),
+        "by_length": {int(n): float(exact[lengths == n].mean()) for n in sorted(set(lengths))},
         "digit_accuracy": right / sum(len(u.number) for u in uploads),
         "touching_numbers": int(touching.sum()),
         "touching_exact": float(exact[touching].mean()) if touching.any() else None,

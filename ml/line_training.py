@@ -175,6 +175,9 @@ def train_line_reader(
         if exact > best:
             best = exact
             model.save(out / "line_reader.keras")
+    # Served, not trained further: saved again without the optimizer's state (a third the size).
+    best_model = keras.saving.load_model(out / "line_reader.keras", compile=False)
+    best_model.save(out / "line_reader.keras")
     digest = hashlib.sha256(train.strips.tobytes() + train.labels.tobytes()).hexdigest()
     metadata = {
         "architecture": "line_reader (CNN + BiGRU, CTC)",
@@ -188,7 +191,19 @@ def train_line_reader(
         "history": history,
     }
     (out / "line_reader.json").write_text(json.dumps(metadata, indent=2))
+    plot_line_reader_curves(metadata, out / "line_reader_curves.png")
     return metadata
+
+
+def plot_line_reader_curves(metadata: dict, path: Path) -> None:
+    """The training loss and the validation lines read exactly, per epoch."""
+    from ml.plots import plot_training_curves
+
+    history = {
+        "loss": [epoch["loss"] for epoch in metadata["history"]],
+        "val_accuracy": [epoch["validation_exact"] for epoch in metadata["history"]],
+    }
+    plot_training_curves(history, path, title="Line reader: CTC loss, and validation lines read exactly")
 
 
 # Training lines come from MNIST's training digits but its last VALIDATION_DIGITS, which draw

@@ -83,6 +83,8 @@ class LineReading:
     digits: tuple[int, ...]
     confidences: tuple[float, ...]
     spans: tuple[tuple[int, int], ...]
+    # Per digit, the ten digits' probabilities at its peak step, blank left out (they sum to 1).
+    probabilities: tuple[tuple[float, ...], ...] = ()
 
     @property
     def text(self) -> str:
@@ -94,19 +96,23 @@ def decode(probabilities: np.ndarray) -> LineReading:
     class per step, repeats merged, blanks dropped. Each digit's span runs from its first step
     to its last (or, for a digit read at one step only, that step)."""
     best = probabilities.argmax(axis=1)
-    digits, confidences, spans = [], [], []
+    digits, confidences, spans, peaks = [], [], [], []
     previous = BLANK
     for step, label in enumerate(best):
         if label != BLANK and label != previous:
             digits.append(int(label))
             confidences.append(float(probabilities[step, label]))
             spans.append([step, step + 1])
+            peaks.append(step)
         elif label != BLANK:
-            confidences[-1] = max(confidences[-1], float(probabilities[step, label]))
+            if probabilities[step, label] > confidences[-1]:
+                confidences[-1], peaks[-1] = float(probabilities[step, label]), step
             spans[-1][1] = step + 1
         previous = label
     columns = tuple((start * COLUMNS_PER_STEP, stop * COLUMNS_PER_STEP) for start, stop in spans)
-    return LineReading(tuple(digits), tuple(confidences), columns)
+    at_peaks = probabilities[peaks, :NUM_CLASSES] if peaks else np.zeros((0, NUM_CLASSES))
+    at_peaks = at_peaks / np.maximum(at_peaks.sum(axis=1, keepdims=True), 1e-9)
+    return LineReading(tuple(digits), tuple(confidences), columns, tuple(tuple(map(float, row)) for row in at_peaks))
 
 
 def pieces(mask: np.ndarray, line: LineInput, reading: LineReading) -> list[np.ndarray]:

@@ -29,12 +29,12 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ml.inference import UNEXPECTED_ERROR, Prediction, Predictor
-from ml.lines import line_input, pieces
+from ml.lines import LineReading, line_input, pieces
 from ml.preprocessing import ModelInput, PreprocessingError
 from ml.reject import KINDS, REASONS
 from ml.segment import (
@@ -80,6 +80,9 @@ DIGITS_APART = 0.2
 # "T"). On the tuning numbers (seed 100) 1% of confident readings were below 0.5, none below
 # 0.4; 3 of 15 non-digits read as confident numbers were.
 ONE_SIZE = 0.4
+# Where the segmenter cut touching digits, the line reader's probabilities for each digit join
+# the classifier's, to this power (``_with_line``).
+LINE_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
@@ -213,11 +216,9 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
     for i, (segments, error) in zip(tasks, scored(lockstep(list(tasks.values())), reader.scorer), strict=True):
         segmented[i], errors[i] = segments, error
     lines = _read_lines(predictor, pages, segmented)
-    for i, line in enumerate(lines):
-        if line is not None and line.segments is not None:
-            segmented[i] = line.segments
     arrays = [segment.model_input.array for segments in segmented if segments for segment in segments]
-    predictions = iter(reader.predictions(arrays))
+    arrays += [segment.model_input.array for line in lines if line and line.segments for segment in line.segments]
+    reader.predictions(arrays)  # one call for every digit either way read
     results = []
     for i, reading in enumerate(readings):
         if singles[i] is None:
@@ -228,19 +229,27 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
         if segments is None:
             results.append(_without_segments(reading, single, errors[i], i in long_lines))
             continue
-        digits = tuple(DigitReading(next(predictions), s.model_input, s.box) for s in segments)
-        line_text = lines[i].text if lines[i] is not None else None
+        digits = _read(segments, reader)
+        line = lines[i]
+        if line is not None:
+            digits = _with_line(digits, line, reader, as_written=len(segments) == len(pages[i].groups))
+        line_text = line.reading.text if line is not None else None
         number = _reading(digits, _as_a_whole(pages[i], reader), single.kinds, line_text) if len(digits) > 1 else None
         results.append(_chosen(reading, single, number))
     return results
 
 
+def _read(segments: list[Segment], reader: _Reader) -> tuple[DigitReading, ...]:
+    predictions = reader.predictions([segment.model_input.array for segment in segments])
+    return tuple(DigitReading(p, s.model_input, s.box) for p, s in zip(predictions, segments, strict=True))
+
+
 @dataclass(frozen=True)
 class _Line:
-    """The line reader's reading of a page: its digits, and its own cuts where it counts the
-    digits otherwise than the segmenter (None where it agrees, or its cuts leave a piece empty)."""
+    """The line reader's reading of a page, and its digits cut apart at its own alignment (None
+    where a piece would hold no ink or no digit)."""
 
-    text: str
+    reading: LineReading
     segments: list[Segment] | None
 
 
@@ -262,15 +271,62 @@ def _read_lines(predictor: Predictor, pages: list[Page | None], segmented: list[
     readings = predictor.read_lines(np.stack([line.array for _, line in drawn.values()])) if drawn else []
     for (i, (mask, line)), reading in zip(drawn.items(), readings, strict=True):
         segments = None
-        if reading.digits and len(reading.digits) != len(segmented[i]):
-            cut = pieces(mask, line, reading)
-            if all(piece.any() for piece in cut):
-                try:
-                    segments = segments_of(pages[i], cut)
-                except PreprocessingError:
-                    segments = None
-        found[i] = _Line(reading.text, segments)
+        # Its own cuts are read only where they stand: where it counts the digits otherwise.
+        wanted = len(reading.digits) not in (0, len(segmented[i]))
+        cut = pieces(mask, line, reading) if wanted else []
+        if cut and all(piece.any() for piece in cut):
+            try:
+                segments = segments_of(pages[i], cut)
+            except PreprocessingError:
+                segments = None
+        found[i] = _Line(reading, segments)
     return found
+
+
+def _with_line(
+    digits: tuple[DigitReading, ...], line: _Line, reader: _Reader, *, as_written: bool
+) -> tuple[DigitReading, ...]:
+    """The segmenter's digits with the line reader's word in them: where both count the same
+    digits, each digit is the one both make likeliest together (the classifier's and the line
+    reader's probabilities multiplied, the latter to the power ``LINE_WEIGHT``); where they
+    count otherwise, the line reader's digits, boxed and judged (verdict, detector) at its own
+    cuts (cuts chosen by hand-set rules go wrong where digits touch: read as a line, they are
+    read whole), unless the segmenter's digits are the groups of strokes ``as_written``, each
+    a confident digit (clean strokes drawn apart: the line reader, which never saw them, may
+    read one digit more). A digit the two readings do not make the same is never more than
+    ``unsure``. Chosen on numbers of tuning seed 100: ``docs/performance.md``."""
+    ctc = line.reading
+    if len(ctc.digits) == len(digits):
+        return tuple(
+            replace(d, prediction=_fused(d.prediction, row)) for d, row in zip(digits, ctc.probabilities, strict=True)
+        )
+    if line.segments is None or (as_written and _all_confident(digits)):
+        return digits
+    return tuple(
+        replace(d, prediction=_fused(d.prediction, row, weight=None))
+        for d, row in zip(_read(line.segments, reader), ctc.probabilities, strict=True)
+    )
+
+
+def _fused(
+    prediction: Prediction, line_probabilities: tuple[float, ...], weight: float | None = LINE_WEIGHT
+) -> Prediction:
+    """A digit read by the classifier and by the line reader: with ``weight``, their
+    probabilities multiplied (the line reader's to that power); without, the line reader's
+    alone. Its verdict is the classifier's where both make it the same digit, else ``unsure``."""
+    line_p = np.asarray(line_probabilities, dtype=np.float64)
+    joint = line_p if weight is None else np.asarray(prediction.probabilities) * line_p**weight
+    joint = joint / max(joint.sum(), 1e-12)
+    digit = int(np.argmax(joint))
+    agreed = digit == prediction.digit == int(np.argmax(line_p))
+    verdict = prediction.verdict if agreed or prediction.verdict == "not_a_digit" else "unsure"
+    return replace(
+        prediction,
+        digit=digit,
+        confidence=float(joint[digit]),
+        probabilities=tuple(float(p) for p in joint),
+        verdict=verdict,
+    )
 
 
 @dataclass(frozen=True)
@@ -316,7 +372,8 @@ def _without_segments(reading: str, single: _Single, error: str | None, long_lin
 def _chosen(reading: str, single: _Single, number: NumberResult | None) -> NumberResult:
     """The reading given for an image: one digit found, or asked for, is the single-digit
     reading exactly; several found are the number when asked for one, and in ``auto`` only
-    when the evidence for several beats the single digit: the detector finds the image read
+    when the evidence for several beats the single digit (and their strokes do not look like
+    text, a drawing or a scribble): the detector finds the image read
     whole likelier several digits than one, and either every digit read is confident, or
     several digits are likelier to it than all the other kinds together, or the writing is
     wider than one digit can be (``MUST_SPLIT`` times its height). Measured on real single
@@ -325,6 +382,9 @@ def _chosen(reading: str, single: _Single, number: NumberResult | None) -> Numbe
         return single.result
     if reading == NUMBER:
         return number
+    if number.verdict == "not_a_digit":
+        # Its strokes look like text, a drawing or a scribble: no evidence for several digits.
+        return single.result
     kinds = single.kinds
     evidence = (
         _all_confident(number.digits)

@@ -293,9 +293,10 @@ def retrain(
     )
     out.directory.mkdir(parents=True, exist_ok=True)
     result.model.save(out.model_path)
-    if parent.line_reader_path.is_file():
-        # The line reader reads whole numbers apart from the digit model: the candidate keeps it.
-        shutil.copyfile(parent.line_reader_path, out.line_reader_path)
+    # The line reader reads whole numbers apart from the digit model: the candidate keeps it.
+    for kept in (parent.line_reader_path, parent.line_reader_metadata_path):
+        if kept.is_file():
+            shutil.copyfile(kept, out.directory / kept.name)
     if holdout:
         # Calibrated before it is judged: the gate compares the confidence each would serve.
         detector_digits = int(parent.metadata().get("detector_digits", 0))

@@ -225,6 +225,8 @@ def test_evaluate_reads_rendered_numbers(tiny_model_dir):
     papers = numbers["papers"]
     assert set(papers) == {"plain", "ruled", "squared"} and all(p["numbers"] == 6 for p in papers.values())
     assert f"on squared paper {papers['squared']['exact']:.1%}" in output
+    assert "by length: " in output and "by scenario: " in output and "real writers by length: " in output
+    assert numbers["by_length"] and {int(n) for n in numbers["by_length"]} <= set(range(2, 9))
     askew = numbers["askew"]
     assert askew["numbers"] == 6 and f"photographed 25 degrees askew read exactly {askew['exact']:.1%}" in output
 

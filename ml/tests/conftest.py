@@ -60,6 +60,20 @@ def shipped_predictor():
     return Predictor(SHIPPED_MODEL_DIR)
 
 
+@pytest.fixture
+def without_line_reader(shipped_predictor):
+    """Switch the shipped predictor's line reader off (``use(False)``) and on again, for the
+    length of a test: what the segmenter's cuts read alone."""
+    line_reader = shipped_predictor.line_reader
+    assert line_reader is not None, "the shipped bundle has a line reader (lines.keras)"
+
+    def use(on: bool) -> None:
+        shipped_predictor.line_reader = line_reader if on else None
+
+    yield use
+    shipped_predictor.line_reader = line_reader
+
+
 def encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None, **save_args) -> bytes:
     image = Image.fromarray(array.astype(np.uint8), mode) if mode else Image.fromarray(array.astype(np.uint8))
     buffer = io.BytesIO()

@@ -67,5 +67,6 @@ def test_the_reader_learns_a_few_rendered_lines(mnist, tmp_path):
     before = float(np.mean(ctc_loss(lines.labels.astype(np.int32), model(lines.strips[..., None] / 255.0))))
     metadata = train_line_reader(lines, Lines(lines.strips[:8], lines.labels[:8]), tmp_path, epochs=3, seed=0, batch=8)
     assert (tmp_path / "line_reader.keras").is_file()
+    assert (tmp_path / "line_reader_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert metadata["history"][-1]["loss"] < before
     assert {"architecture", "epochs", "seed", "data_sha256", "training_seconds", "validation_exact"} <= set(metadata)

@@ -1,10 +1,13 @@
 """The retraining gate, the correction split, and a whole run writing its own bundle."""
 
+import shutil
+
 import numpy as np
 import pytest
 
 from ml.artifacts import METADATA_FILE, ModelBundle
 from ml.calibration import model_inputs
+from ml.line_training import build_line_reader
 from ml.negatives import negative_set
 from ml.retrain import Scores, judge, retrain, split_corrections
 
@@ -87,8 +90,13 @@ def test_a_retrain_writes_its_own_bundle_and_judges_it(tiny_model_dir, mnist, tm
     x = rng.random((10, 28, 28, 1), dtype=np.float32)
     y = rng.integers(0, 10, 10).astype("int32")
     out = ModelBundle(tmp_path / "v2")
+    # The parent reads whole numbers with a line reader: the candidate keeps it as it is.
+    parent = ModelBundle(tmp_path / "v1")
+    shutil.copytree(tiny_model_dir, parent.directory)
+    build_line_reader().save(parent.line_reader_path)
+    parent.line_reader_metadata_path.write_text('{"epochs": 1}')
     result = retrain(
-        parent=ModelBundle(tiny_model_dir),
+        parent=parent,
         parent_version=1,
         out=out,
         mnist=mnist,
@@ -107,7 +115,10 @@ def test_a_retrain_writes_its_own_bundle_and_judges_it(tiny_model_dir, mnist, tm
         "metadata.json",
         "training_curves.png",
         "confusion_matrix.png",
+        "lines.keras",
+        "lines.json",
     ]
+    assert out.line_reader_path.read_bytes() == parent.line_reader_path.read_bytes()
     metadata = out.metadata()
     assert (out.directory / METADATA_FILE).is_file()
     assert metadata["parent_version"] == 1 and metadata["corrections"] == 8 and metadata["epochs"] == 1

@@ -219,7 +219,11 @@ def test_all_digits_of_all_images_are_read_in_one_model_call(mnist, shipped_pred
     assert several.verdict == ("number" if sure else "unsure")
 
 
-def test_touching_digits_of_many_images_are_cut_in_as_many_calls_as_one_image(mnist, shipped_predictor):
+def test_touching_digits_of_many_images_are_cut_in_as_many_calls_as_one_image(
+    mnist, shipped_predictor, without_line_reader
+):
+    # The segmenter's cuts alone (the line reader reads the last "4755").
+    without_line_reader(False)
     pairs = [(4, 0), (2, 4), (9, 4), (3, 8), (4, 7)]
     blobs = []
     for pair in pairs:
@@ -299,7 +303,10 @@ def test_evaluating_numbers_reports_exact_and_per_digit_rates(mnist, shipped_pre
     assert real["numbers"] == 20 and 0 <= real["exact"] <= real["digit_accuracy"] <= 1
     assert set(report["papers"]) == {"plain", "ruled", "squared"}
     assert all(0 <= found["exact"] <= found["digit_accuracy"] <= 1 for found in report["papers"].values())
-    assert report["askew"]["turn"] == 25 and 0 <= report["askew"]["exact"] <= report["askew"]["digit_accuracy"] <= 1
+    # (A number read as nothing, "not a digit", has none of its digits right: with few numbers
+    # the exact share can pass the digit share.)
+    askew = report["askew"]
+    assert askew["turn"] == 25 and 0 <= askew["exact"] <= 1 and 0 <= askew["digit_accuracy"] <= 1
 
 
 # Under what the shipped model reads of these 20 numbers today (19 exact, 98.9% of digits), by

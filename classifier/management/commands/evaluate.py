@@ -164,5 +164,12 @@ def _numbers(result: dict) -> str:
         "          the same numbers photographed, in pencil and scanned, read exactly: "
         + ", ".join(f"on {paper} paper {found['exact']:.1%}" for paper, found in result["papers"].items())
         + f"\n          the numbers photographed {result['askew']['turn']:.0f} degrees askew read exactly "
-        f"{result['askew']['exact']:.1%}"
+        f"{result['askew']['exact']:.1%}\n"
+        f"          by length: {_by(result['by_length'])}\n"
+        f"          by scenario: {_by(result['by_scenario'])}\n"
+        f"          real writers by length: {_by(real['by_length'])}"
     )
+
+
+def _by(shares: dict) -> str:
+    return ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
