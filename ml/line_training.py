@@ -23,7 +23,7 @@ import numpy as np
 from keras import layers, ops
 from PIL import Image
 
-from ml.lines import BLANK, COLUMNS_PER_STEP, LINE_SHAPE, NUM_CLASSES, line_input
+from ml.lines import BLANK, COLUMNS_PER_STEP, LINE_SHAPE, NUM_CLASSES, decode, line_input
 from ml.preprocessing import PreprocessingError
 from ml.segment import MAX_DIGITS, page_of, read_whole
 from ml.synth import NUMBER_SCENARIOS, PAPER_RULINGS, RULED_SCENARIOS, render_number
@@ -136,8 +136,6 @@ def _shifted(strips: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def exact_share(model: keras.Model, lines: Lines, batch: int = 256) -> float:
     """The share of ``lines`` the reader reads exactly (best path)."""
-    from ml.lines import decode
-
     right = 0
     for start in range(0, len(lines.strips), batch):
         strips = lines.strips[start : start + batch, ..., None].astype(np.float32) / 255
