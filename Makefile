@@ -43,7 +43,8 @@ run: install
 	@echo "  create an account at http://127.0.0.1:$(PORT)/signup/"
 	@echo "  staff account for the admin: $(BIN)/python manage.py createsuperuser"
 	@echo ""
-	DIGITSITE_PORT=$(PORT) $(BIN)/honcho start
+	@# Ctrl-C is how a person stops it: honcho then exits 130, which is not a failure to report.
+	DIGITSITE_PORT=$(PORT) $(BIN)/honcho start || test $$? -eq 130
 
 test: install
 	$(BIN)/ruff check .

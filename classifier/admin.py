@@ -28,6 +28,7 @@ from classifier.models import (
 from classifier.selectors import REVIEW_ORDER, review_queue
 from classifier.services import (
     AccountDeleteRefused,
+    ModelVersionUnavailable,
     RetrainError,
     account_delete,
     account_delete_refusal,
@@ -528,6 +529,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "parent",
         "flags_used",
         "flags_learned_count",
+        "loads",
     )
     list_filter = ("is_active", "architecture")
     readonly_fields = (
@@ -542,6 +544,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "archive",
         "checksum",
         "created_at",
+        "load_error",
+        "load_failed_at",
     )
     actions = ["activate"]
     # Above the list: "Retrain now" with `manage.py retrain`'s options, and the last retrain's
@@ -597,6 +601,14 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def flags_learned_count(self, obj):
         return obj.learned
 
+    @admin.display(description="loads")
+    def loads(self, obj):
+        """What a worker last found loading it: a version that could not be loaded says why."""
+        if not obj.load_error:
+            return "yes"
+        when = localtime(obj.load_failed_at).strftime("%Y-%m-%d %H:%M") if obj.load_failed_at else ""
+        return f"no, since {when}: {obj.load_error}" if when else f"no: {obj.load_error}"
+
     def has_add_permission(self, request):
         return False  # versions come from `manage.py retrain`
 
@@ -605,7 +617,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.WARNING)
             return
-        version = model_version_activate(number=queryset.get().number)
+        try:
+            version = model_version_activate(number=queryset.get().number)
+        except ModelVersionUnavailable as exc:
+            self.message_user(request, f"Not activated, the active version stays: {exc}", messages.ERROR)
+            return
         self.message_user(request, f"v{version.number} is now active.", messages.SUCCESS)
 
 

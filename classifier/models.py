@@ -52,8 +52,16 @@ class ModelVersion(models.Model):
     # Where its files live for every machine (classifier.services.versions), and their SHA-256;
     # empty for the shipped version, which is in the image.
     archive = models.CharField(max_length=300, blank=True, help_text="its files, one archive in storage")
-    checksum = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the archive")
+    checksum = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[RegexValidator(r"^[0-9a-f]{64}$", "A SHA-256 checksum is 64 hexadecimal digits.")],
+        help_text="SHA-256 of the archive",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Why a worker last could not load it (classifier.services.serving); cleared once one does.
+    load_error = models.TextField(blank=True)
+    load_failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-number"]

@@ -426,6 +426,23 @@ def requeue_stale_health(*, workers: list[WorkerHeartbeat]) -> RequeueHealth:
     )
 
 
+def model_version_health() -> dict:
+    """The active version and whether workers can load it: ``ok``, or ``cannot be loaded``
+    with the reason a worker recorded (``classifier.services.serving``); ``none active``
+    before the first version is registered."""
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active is None:
+        return {"version": None, "status": "none active"}
+    if active.load_error:
+        return {
+            "version": active.number,
+            "status": "cannot be loaded",
+            "reason": active.load_error,
+            "failed_at": active.load_failed_at.isoformat() if active.load_failed_at else None,
+        }
+    return {"version": active.number, "status": "ok"}
+
+
 @dataclass(frozen=True)
 class AccountSummary:
     """What deleting an account removes, and what it keeps."""

@@ -42,6 +42,7 @@ from classifier.selectors import (
     image_get_for,
     image_list_for,
     images_kept_on_delete,
+    model_version_health,
     requeue_stale_health,
     site_stats,
     workers_alive,
@@ -75,8 +76,8 @@ MODEL_INPUT_ZOOM = 8
 @require_GET
 def healthz(request):
     """For load balancers: 200 when the database and the broker answer (status "degraded"
-    when no worker has recorded a heartbeat lately, or beat's requeue_stale is overdue), 503
-    when either does not."""
+    when no worker has recorded a heartbeat lately, beat's requeue_stale is overdue, or a
+    worker could not load the active model version), 503 when either does not."""
     checks = {}
     try:
         with connection.cursor() as cursor:
@@ -92,14 +93,17 @@ def healthz(request):
     except Exception as exc:  # kombu raises the transport's own errors
         checks["broker"] = f"unreachable ({exc.__class__.__name__})"
     workers, requeue = [], RequeueHealth(last_run_seconds_ago=None, requeued=None, overdue=False)
+    model = {"version": None, "status": "unknown"}
     if checks["database"] == "ok":
         try:
             workers = workers_alive(within_seconds=heartbeat_window())
             requeue = requeue_stale_health(workers=workers)
+            model = model_version_health()
         except DatabaseError:  # not migrated yet: no worker has a place to say it is alive
             pass
     up = checks["database"] == "ok" and checks["broker"] == "ok"
-    status = ("ok" if workers and not requeue.overdue else "degraded") if up else "down"
+    healthy = workers and not requeue.overdue and model["status"] != "cannot be loaded"
+    status = ("ok" if healthy else "degraded") if up else "down"
     now = timezone.now()
     hosts = [{"hostname": w.hostname, "seen_seconds_ago": round((now - w.seen_at).total_seconds(), 1)} for w in workers]
     body = {
@@ -107,6 +111,7 @@ def healthz(request):
         **checks,
         "workers": {"alive": len(workers), "hosts": hosts},
         "requeue_stale": asdict(requeue),
+        "model": model,
     }
     response = JsonResponse(body, status=200 if up else 503)
     response["Cache-Control"] = "no-store"

@@ -284,6 +284,10 @@ TRAINED_MODELS_DIR = Path(env("TRAINED_MODELS_DIR", default=str(BASE_DIR / "var"
 MODEL_VERSIONS_DIR = Path(env("MODEL_VERSIONS_DIR", default=str(BASE_DIR / "var" / "model-versions")))
 # Each machine's own copies of the versions it serves, fetched from storage by checksum.
 MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", default=str(BASE_DIR / "var" / "model-cache")))
+# A version archive unpacks to at most this many bytes (the shipped bundle is under 4 MB).
+MODEL_ARCHIVE_MAX_BYTES = env.int("MODEL_ARCHIVE_MAX_BYTES", default=512_000_000)
+# A worker that could not load the active version serves the one it has and tries again after this.
+MODEL_LOAD_RETRY_SECONDS = env.int("MODEL_LOAD_RETRY_SECONDS", default=60)
 
 # --- Retraining ---------------------------------------------------------------------------
 RETRAIN_EPOCHS = env.int("RETRAIN_EPOCHS", default=2)

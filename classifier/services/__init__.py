@@ -38,7 +38,13 @@ from classifier.services.modelling import (
 )
 from classifier.services.previews import PreviewError, drawing_preview_create, drawing_preview_run
 from classifier.services.retraining import RetrainError, RetrainReport, model_retrain, retrain_request, retrain_run
-from classifier.services.versions import ModelVersionUnavailable, model_version_archive_save, model_version_directory
+from classifier.services.serving import ModelNotLoaded, Serving, model_load_forget, predictor_serving
+from classifier.services.versions import (
+    ModelVersionUnavailable,
+    model_version_archive_save,
+    model_version_directory,
+    model_version_verify,
+)
 from classifier.services.workers import (
     images_claim,
     requeue_run_record,
@@ -51,10 +57,12 @@ from classifier.services.workers import (
 __all__ = [
     "AccountDeleteRefused",
     "AccountDeletion",
+    "ModelNotLoaded",
     "ModelVersionUnavailable",
     "PreviewError",
     "RetrainError",
     "RetrainReport",
+    "Serving",
     "UploadOutcome",
     "account_delete",
     "account_delete_refusal",
@@ -76,6 +84,7 @@ __all__ = [
     "mnist_load",
     "model_calibrate",
     "model_evaluate",
+    "model_load_forget",
     "model_path_default",
     "model_retrain",
     "model_train",
@@ -83,10 +92,12 @@ __all__ = [
     "model_version_archive_save",
     "model_version_directory",
     "model_version_ensure_initial",
+    "model_version_verify",
     "model_warm_up",
     "password_reset_request_allow",
     "prediction_run",
     "predictions_run",
+    "predictor_serving",
     "requeue_run_record",
     "retrain_request",
     "retrain_run",

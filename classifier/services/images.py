@@ -23,8 +23,7 @@ from django.utils.timesince import timesince, timeuntil
 
 from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, encode_model_array
 from classifier.selectors import images_stranded
-from classifier.services.modelling import model_version_ensure_initial
-from classifier.services.versions import model_version_directory
+from classifier.services.serving import ModelNotLoaded, predictor_serving
 from ml.preprocessing import PreprocessingError, inspect_image
 from ml.segment import MAX_DIGITS
 
@@ -162,34 +161,18 @@ def image_upload_create(
 
 # --- Prediction (worker) ------------------------------------------------------------------
 
-_predictor_cache: dict[int, Predictor] = {}
-
 
 def model_warm_up() -> tuple[ModelVersion, float]:
-    """Load the active model in this process and run it once, Grad-CAM included, so that the
-    first upload is classified as fast as the rest (tracing the graphs costs seconds). Returns
-    the version and the seconds it took."""
+    """Load the model this process serves (``predictor_serving``) and run it once, Grad-CAM
+    included, so that the first upload is classified as fast as the rest (tracing the graphs
+    costs seconds). Returns the version and the seconds it took."""
     started = time.perf_counter()
-    version = model_version_ensure_initial()
-    predictor = _predictor_for(version)
+    serving = predictor_serving()
     stroke = np.zeros((1, 28, 28), dtype=np.float32)
     stroke[0, 6:22, 13:15] = 1.0  # a "1": any input traces the same graphs
-    predictions = predictor.predict_arrays(stroke)
-    predictor.explain(stroke, np.array([predictions[0].digit]))
-    return version, time.perf_counter() - started
-
-
-def _predictor_for(version: ModelVersion) -> Predictor:
-    """The Predictor of a model version, loaded once per process and replaced on change."""
-    from ml.quiet import import_quietly
-
-    Predictor = import_quietly("ml.inference").Predictor
-
-    predictor = _predictor_cache.get(version.pk)
-    if predictor is None:
-        _predictor_cache.clear()
-        predictor = _predictor_cache[version.pk] = Predictor(model_version_directory(version))
-    return predictor
+    predictions = serving.predictor.predict_arrays(stroke)
+    serving.predictor.explain(stroke, np.array([predictions[0].digit]))
+    return serving.version, time.perf_counter() - started
 
 
 def _saliency(predictor: Predictor, arrays: np.ndarray, digits: np.ndarray) -> list[bytes | None]:
@@ -228,12 +211,18 @@ def predictions_run(*, image_ids: list[int]) -> dict[int, Prediction]:
     if not todo:
         return existing
     readable, blobs = _files_read(todo)
-    version = model_version_ensure_initial()
-    predictor = _predictor_for(version)
-    classified, inference_ms = _images_classify(predictor, readable, blobs)
+    try:
+        serving = predictor_serving()
+    except ModelNotLoaded as exc:
+        for image in readable:  # at once: every attempt would meet the same missing model
+            _image_fail(image.pk, str(exc))
+        return existing
+    classified, inference_ms = _images_classify(serving.predictor, readable, blobs)
     if not classified:
         return existing
-    return existing | _predictions_store(classified, predictor=predictor, version=version, inference_ms=inference_ms)
+    return existing | _predictions_store(
+        classified, predictor=serving.predictor, version=serving.version, inference_ms=inference_ms
+    )
 
 
 def _predictions_existing(images: dict[int, DigitImage]) -> dict[int, Prediction]:

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 
 from classifier.models import ModelVersion
-from classifier.services.versions import model_version_directory
+from classifier.services.versions import model_version_directory, model_version_verify
 from ml.artifacts import ModelBundle
 from ml.data import Mnist, load_mnist
 from ml.segment import AUTO
@@ -218,6 +218,10 @@ def model_version_ensure_initial() -> ModelVersion:
 
 
 def model_version_activate(*, number: int) -> ModelVersion:
+    """Make version ``number`` the one that serves, once its files are known to be fetched and
+    intact (``model_version_verify``); else ``ModelVersionUnavailable`` says why, and the
+    active version stays."""
+    model_version_verify(ModelVersion.objects.get(number=number))
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().get(number=number)
         ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)

@@ -19,8 +19,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from classifier.models import DrawingPreview
-from classifier.services.images import _predictor_for, _weakest
-from classifier.services.modelling import model_version_ensure_initial
+from classifier.services.images import _weakest
+from classifier.services.serving import ModelNotLoaded, predictor_serving
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,14 @@ def drawing_preview_run(*, preview_id: UUID | str) -> DrawingPreview | None:
     preview = DrawingPreview.objects.filter(pk=preview_id).first()
     if preview is None or preview.is_finished:
         return preview
-    version = model_version_ensure_initial()
-    predictor = _predictor_for(version)
+    try:
+        serving = predictor_serving()
+    except ModelNotLoaded as exc:
+        DrawingPreview.objects.filter(pk=preview.pk).update(result={"error": str(exc)}, finished_at=timezone.now())
+        return DrawingPreview.objects.filter(pk=preview.pk).first()
+    version = serving.version
     started = time.perf_counter()
-    (result,) = predictor.read_numbers([bytes(preview.drawing)], [preview.reading])
+    (result,) = serving.predictor.read_numbers([bytes(preview.drawing)], [preview.reading])
     inference_ms = (time.perf_counter() - started) * 1000
     if result.error is not None:
         answer = {"error": result.error}

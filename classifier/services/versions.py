@@ -14,9 +14,11 @@ import hashlib
 import io
 import logging
 import os
+import re
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 from django.conf import settings
@@ -24,11 +26,13 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from classifier.models import ModelVersion
+from ml.artifacts import ModelBundle
 
 logger = logging.getLogger(__name__)
 
 ARCHIVE_FOLDER = "model-versions"
 DOWNLOAD_TRIES = 2
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 class ModelVersionUnavailable(Exception):
@@ -51,9 +55,14 @@ def model_version_archive_save(*, number: int, directory: Path) -> tuple[str, st
 
 def model_version_directory(version: ModelVersion) -> Path:
     """Where this process reads ``version``'s files: its cache entry for a stored version
-    (fetched and checked the first time), else the directory the version was made in."""
+    (fetched and checked the first time), else the directory the version was made in. Raises
+    ``ModelVersionUnavailable`` with the reason, leaving no partial file in the cache."""
     if not version.checksum:
         return version.directory
+    if not SHA256_HEX.fullmatch(version.checksum):  # it names a folder in the cache
+        raise ModelVersionUnavailable(
+            f"Model version {version.number} has no valid checksum (64 hexadecimal digits), so it is not read."
+        )
     cache = Path(settings.MODEL_CACHE_DIR)
     unpacked = cache / version.checksum
     if unpacked.is_dir():
@@ -64,18 +73,84 @@ def model_version_directory(version: ModelVersion) -> Path:
     # Unpacked beside its final place and renamed into it, so that a process never sees half a
     # version; another process that got there first wins, and this copy is dropped.
     partial = Path(tempfile.mkdtemp(prefix=f".{version.checksum[:12]}-", dir=cache))
-    with tarfile.open(archive) as files:
-        files.extractall(partial, filter="data")
     try:
+        _unpack(version, archive, partial)
         os.rename(partial, unpacked)
     except OSError:
+        if not unpacked.is_dir():
+            raise
+    finally:
         shutil.rmtree(partial, ignore_errors=True)
     return unpacked
+
+
+def model_version_verify(version: ModelVersion) -> Path:
+    """``version``'s directory, once its files are known to be there and intact (fetched and
+    checked as a worker would, with the model and its metadata in it); else
+    ``ModelVersionUnavailable`` with the reason. Activation asks this before it flips the row."""
+    directory = model_version_directory(version)
+    bundle = ModelBundle(directory)
+    missing = [path.name for path in (bundle.model_path, bundle.metadata_path) if not path.is_file()]
+    if missing:
+        raise ModelVersionUnavailable(
+            f"Model version {version.number} has no {' or '.join(missing)} in its files ({directory})."
+        )
+    return directory
+
+
+def _unpack(version: ModelVersion, archive: Path, into: Path) -> None:
+    """Unpack ``archive`` with tarfile's ``data`` filter (no links out, no ``../``, no devices),
+    at most ``MODEL_ARCHIVE_MAX_BYTES`` in all, checked member by member before it is written."""
+    limit, total = settings.MODEL_ARCHIVE_MAX_BYTES, 0
+
+    def bounded(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+        nonlocal total
+        total += member.size
+        if total > limit:
+            raise ModelVersionUnavailable(
+                f"Model version {version.number}'s archive unpacks to more than {limit:,} bytes "
+                "(MODEL_ARCHIVE_MAX_BYTES), so it is not read."
+            )
+        return tarfile.data_filter(member, path)
+
+    try:
+        with tarfile.open(archive) as files:
+            files.extractall(into, filter=bounded)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise ModelVersionUnavailable(
+            f"Model version {version.number}'s archive could not be unpacked safely ({exc}), so it is not read."
+        ) from exc
 
 
 def _sha256(path: Path) -> str:
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _download(version: ModelVersion, archive: Path) -> str:
+    """Copy the version's archive from storage to ``archive`` when it has the recorded
+    checksum; returns the checksum it had. A partial copy never stays behind."""
+    fd, partial = tempfile.mkstemp(prefix=".download-", dir=archive.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with default_storage.open(version.archive, "rb") as stored:
+                    shutil.copyfileobj(stored, out, 1 << 20)
+            except FileNotFoundError as exc:
+                raise ModelVersionUnavailable(
+                    f"Model version {version.number}'s archive is missing from storage ({version.archive})."
+                ) from exc
+            except Exception as exc:  # a storage's own errors (S3's ClientError), or OSError
+                raise ModelVersionUnavailable(
+                    f"Model version {version.number}'s archive could not be read from storage "
+                    f"({version.archive}: {exc.__class__.__name__})."
+                ) from exc
+        got = _sha256(Path(partial))
+        if got == version.checksum:
+            os.replace(partial, archive)
+        return got
+    finally:
+        Path(partial).unlink(missing_ok=True)
 
 
 def _fetch_checked(version: ModelVersion, archive: Path) -> None:
@@ -87,15 +162,10 @@ def _fetch_checked(version: ModelVersion, archive: Path) -> None:
             return
         logger.warning("model version %s: the cached archive does not match its checksum; fetching it again", version)
     for attempt in range(1, DOWNLOAD_TRIES + 1):
-        fd, partial = tempfile.mkstemp(prefix=".download-", dir=archive.parent)
-        with os.fdopen(fd, "wb") as out, default_storage.open(version.archive, "rb") as stored:
-            shutil.copyfileobj(stored, out, 1 << 20)
-        got = _sha256(Path(partial))
+        got = _download(version, archive)
         if got == version.checksum:
-            os.replace(partial, archive)
             logger.info("model version %s downloaded from storage (%s, sha256 %s)", version, version.archive, got)
             return
-        os.unlink(partial)
         logger.warning(
             "model version %s: download %d of %d refused, sha256 %s is not the recorded %s",
             version,

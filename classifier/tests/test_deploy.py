@@ -225,6 +225,7 @@ def test_healthz_reports_database_broker_and_workers(client, settings):
         "broker": "ok",
         "workers": {"alive": 0, "hosts": []},
         "requeue_stale": {"last_run_seconds_ago": None, "requeued": None, "overdue": False},
+        "model": {"version": 1, "status": "ok"},
     }
     now = timezone.now()
     WorkerHeartbeat.objects.create(hostname="celery@a", seen_at=now, started_at=now)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.models import ModelVersion
-from classifier.services import model_version_activate
+from classifier.services import ModelVersionUnavailable, model_version_activate
 
 
 class Command(BaseCommand):
@@ -20,4 +20,6 @@ class Command(BaseCommand):
         except ModelVersion.DoesNotExist:
             known = ", ".join(f"v{n}" for n in ModelVersion.objects.values_list("number", flat=True))
             raise CommandError(f"there is no v{number}; known versions: {known or 'none'}") from None
+        except ModelVersionUnavailable as exc:
+            raise CommandError(f"not activated, the active version stays: {exc}") from None
         self.stdout.write(self.style.SUCCESS(f"v{activated.number} is now active."))
