@@ -25,6 +25,7 @@ from classifier.models import (
     RetrainRun,
     TrainingExample,
 )
+from classifier.permissions import may_flag
 from classifier.selectors import REVIEW_ORDER, review_queue
 from classifier.services import (
     AccountDeleteRefused,
@@ -312,7 +313,10 @@ class DigitImageAdmin(admin.ModelAdmin):
             return list(REVIEW_ORDER)
         return super().get_ordering(request)
 
-    @admin.action(description="Looks right: mark selected images reviewed")
+    def has_flag_permission(self, request) -> bool:
+        return may_flag(request.user)
+
+    @admin.action(description="Looks right: mark selected images reviewed", permissions=["change"])
     def mark_reviewed(self, request, queryset):
         count = images_mark_reviewed(images=queryset, reviewed_by=request.user)
         message = ngettext("Marked %(count)d image reviewed.", "Marked %(count)d images reviewed.", count)
@@ -336,7 +340,7 @@ class DigitImageAdmin(admin.ModelAdmin):
                 note=inline_form.cleaned_data.get("note", ""),
             )
 
-    @admin.action(description="Flag selected images as misclassified…")
+    @admin.action(description="Flag selected images as misclassified…", permissions=["flag"])
     def flag_selected(self, request, queryset):
         images = list(queryset.select_related("prediction"))
         if "apply" in request.POST:
@@ -508,7 +512,10 @@ class FeedbackAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Confirm selected suggestions as flags")
+    def has_flag_permission(self, request) -> bool:
+        return may_flag(request.user) and request.user.has_perm("classifier.change_feedback")
+
+    @admin.action(description="Confirm selected suggestions as flags", permissions=["flag"])
     def confirm_as_flags(self, request, queryset):
         count = feedback_confirm(feedback=queryset.select_related("image__owner"), confirmed_by=request.user)
         message = ngettext(
@@ -612,7 +619,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # versions come from `manage.py retrain`
 
-    @admin.action(description="Activate the selected version (rollback)")
+    @admin.action(description="Activate the selected version (rollback)", permissions=["change"])
     def activate(self, request, queryset):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.WARNING)

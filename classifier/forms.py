@@ -1,10 +1,11 @@
 from django import forms
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
 from django.core.validators import RegexValidator
 
 from classifier.models import DIGIT_CHOICES, NUMBER_VALIDATOR, DigitImage, Feedback, Prediction
+from classifier.permissions import may_see_all_images
 from classifier.selectors import ImageFilters
 from ml.preprocessing import ACCEPTED_FORMATS_TEXT
 from ml.segment import MAX_DIGITS
@@ -80,6 +81,22 @@ class AccountDeleteForm(forms.Form):
         if authenticate(self.request, username=user.get_username(), password=password) != user:
             raise forms.ValidationError("That is not your password; nothing was deleted.")
         return password
+
+
+class CountedPasswordChangeForm(PasswordChangeForm):
+    """Django's password change, whose old password is checked through ``authenticate`` so
+    that django-axes counts a wrong one as a failed sign-in: after ``AXES_FAILURE_LIMIT`` the
+    form (and signing in) is paused for that username and address, as at login."""
+
+    def __init__(self, user, *args, request, **kwargs):
+        super().__init__(user, *args, **kwargs)
+        self.request = request
+
+    def clean_old_password(self):
+        old_password = self.cleaned_data["old_password"]
+        if authenticate(self.request, username=self.user.get_username(), password=old_password) != self.user:
+            raise forms.ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        return old_password
 
 
 class SignUpForm(UserCreationForm):
@@ -164,7 +181,7 @@ class HistoryFilterForm(forms.Form):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["status"].choices = [("", "any status"), *DigitImage.Status.choices]
-        if not (user and user.is_staff):
+        if not (user and may_see_all_images(user)):
             del self.fields["everyone"]
 
     def to_filters(self):

@@ -38,6 +38,7 @@ from classifier.models import (
     TrainingExample,
     WorkerHeartbeat,
 )
+from classifier.permissions import may_see_all_images
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,14 @@ class ImageFilters:
     reading: str | None = None  # DigitImage.Reading: what its owner said it shows
     max_confidence: float | None = None  # "confidence below": a fraction in (0, 1]
     flagged: bool | None = None
-    everyone: bool = False  # staff only: every user's images
+    everyone: bool = False  # every user's images, for staff who may view them (may_see_all_images)
 
 
 def image_list_for(user, filters: ImageFilters | None = None) -> QuerySet[DigitImage]:
     """The images a user may see, newest first, narrowed by the filters."""
     filters = filters or ImageFilters()
     images = DigitImage.objects.select_related("prediction", "prediction__model_version", "flag", "feedback", "owner")
-    if not (user.is_staff and filters.everyone):
+    if not (filters.everyone and may_see_all_images(user)):
         images = images.filter(owner=user)
     if filters.digit is not None:
         images = images.filter(prediction__digit=filters.digit)
@@ -76,9 +77,9 @@ def image_list_for(user, filters: ImageFilters | None = None) -> QuerySet[DigitI
 
 
 def image_get_for(user, pk: int) -> DigitImage | None:
-    """One image, if the user may see it (its owner, or staff)."""
+    """One image, if the user may see it (its owner, or staff who may view images)."""
     images = DigitImage.objects.select_related("prediction", "prediction__model_version", "flag", "owner")
-    if not user.is_staff:
+    if not may_see_all_images(user):
         images = images.filter(owner=user)
     return images.filter(pk=pk).first()
 

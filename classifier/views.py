@@ -30,8 +30,17 @@ from django_htmx.http import HttpResponseStopPolling
 from rest_framework.authtoken.models import Token
 
 from classifier import charts, exports, landing
-from classifier.forms import AccountDeleteForm, FeedbackForm, HistoryFilterForm, SignUpForm, StaffFlagForm, UploadForm
+from classifier.forms import (
+    AccountDeleteForm,
+    CountedPasswordChangeForm,
+    FeedbackForm,
+    HistoryFilterForm,
+    SignUpForm,
+    StaffFlagForm,
+    UploadForm,
+)
 from classifier.models import DigitImage, DrawingPreview, Prediction, runner_up
+from classifier.permissions import may_flag, may_see_all_images
 from classifier.responses import image_file_response, png_response
 from classifier.selectors import (
     ImageFilters,
@@ -161,8 +170,19 @@ def locked_out(request, original_response=None, credentials=None):
         "username": (credentials or {}).get("username") or request.POST.get("username", ""),
         "cooloff": ngettext("%(count)d minute", "%(count)d minutes", minutes) % {"count": minutes},
         "password_reset": settings.PASSWORD_RESET_ENABLED,
+        # The same count pauses the password change form: it says what it paused.
+        "changing_password": bool(request.resolver_match and request.resolver_match.url_name == "password_change"),
     }
     return render(request, "registration/locked_out.html", context, status=429)
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change, with wrong old passwords counted as failed sign-ins."""
+
+    form_class = CountedPasswordChangeForm
+
+    def get_form_kwargs(self):
+        return super().get_form_kwargs() | {"request": self.request}
 
 
 @method_decorator(login_not_required, name="dispatch")
@@ -492,7 +512,8 @@ def _detail_context(request, image: DigitImage, *, polled: bool = False) -> dict
         "bars": bars,
         "feedback": feedback,
         "feedback_form": feedback_form,
-        "flag_form": StaffFlagForm(image=image) if request.user.is_staff and image.is_finished else None,
+        "flag_form": StaffFlagForm(image=image) if may_flag(request.user) and image.is_finished else None,
+        "may_flag": may_flag(request.user),
         "flag_not_trained": flag
         and correction_training_refusal(correct_number=flag.correct_number, prediction=prediction),
         # An all-zero map means nothing in the image spoke for the digit: say so, show no picture.
@@ -551,8 +572,8 @@ def image_feedback(request, pk: int):
 
 @require_POST
 def image_flag_view(request, pk: int):
-    """Staff correct the reading from the image's page, as they would in the admin."""
-    if not request.user.is_staff:
+    """Staff who may flag correct the reading from the image's page, as they would in the admin."""
+    if not may_flag(request.user):
         raise Http404
     image = _image_or_404(request, pk)
     form = StaffFlagForm(request.POST, image=image)
@@ -658,8 +679,8 @@ def image_digit_input(request, pk: int, index: int):
 
 @require_GET
 def stats(request):
-    """Staff only: how the site and its models are doing, as charts with their numbers."""
-    if not request.user.is_staff:
+    """Staff who may view images: how the site and its models are doing, as charts with their numbers."""
+    if not may_see_all_images(request.user):
         raise Http404
     data = site_stats()
     versions = data.versions

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from classifier.views import PasswordResetView, favicon, healthz
+from classifier.views import PasswordChangeView, PasswordResetView, favicon, healthz
 
 admin.site.site_header = "digitsite administration"
 admin.site.site_title = "digitsite admin"
@@ -16,6 +16,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Before Django's own: the same URL and name, rate-limited (see the view).
     path("accounts/password_reset/", PasswordResetView.as_view(), name="password_reset"),
+    # Wrong old passwords count as failed sign-ins (django-axes), so guessing is paused too.
+    path("accounts/password_change/", PasswordChangeView.as_view(), name="password_change"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("classifier.api.urls")),
     path("", include("classifier.urls")),

@@ -16,6 +16,25 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("correct horse battery staple")
 
 
+class ReviewerFactory(UserFactory):
+    """A staff member in the Reviewers group (made by the migrations): what reviewing needs,
+    not a superuser."""
+
+    class Meta:
+        skip_postgeneration_save = True
+
+    is_staff = True
+
+    @factory.post_generation
+    def reviewers(self, create, extracted, **kwargs):
+        if create:
+            from django.contrib.auth.models import Group
+
+            from classifier.permissions import REVIEWERS_GROUP
+
+            self.groups.add(Group.objects.get(name=REVIEWERS_GROUP))
+
+
 class ModelVersionFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = ModelVersion

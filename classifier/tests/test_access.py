@@ -6,9 +6,9 @@ The test walks all URL patterns: a new URL without an entry in RULES fails it.
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from classifier.models import DigitImage, DrawingPreview, Prediction
+from classifier.models import DigitImage, DrawingPreview, Flag, Prediction
 from classifier.services import model_version_ensure_initial
-from classifier.tests.factories import DigitImageFactory, UserFactory
+from classifier.tests.factories import DigitImageFactory, ReviewerFactory, UserFactory
 from ml.tests.conftest import encode
 
 pytestmark = pytest.mark.django_db
@@ -132,7 +132,7 @@ def test_owner_gets_it_and_everyone_else_gets_404(client, image, name):
     assert client.get(url).status_code in (200, 286)
     client.force_login(UserFactory())
     assert client.get(url).status_code == 404
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(ReviewerFactory())
     assert client.get(url).status_code in (200, 286)
 
 
@@ -162,14 +162,14 @@ def test_post_only_urls_refuse_get(client, image, name):
 def test_staff_pages(client, image, name):
     client.force_login(UserFactory())
     assert client.get(_url(name, image)).status_code == 404
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(ReviewerFactory())
     assert client.get(_url(name, image)).status_code == 200
 
 
 @pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "owner-post"])
 def test_only_the_owner_may_post(client, image, name):
     url = _url(name, image)
-    for outsider in (UserFactory(), UserFactory(is_staff=True)):
+    for outsider in (UserFactory(), ReviewerFactory()):
         client.force_login(outsider)
         assert client.post(url, {"digit": 3}).status_code == 404
     client.force_login(image.owner)
@@ -182,7 +182,7 @@ def test_only_staff_may_post(client, image, name):
     for outsider in (UserFactory(), image.owner):
         client.force_login(outsider)
         assert client.post(url, {"flag-number": "3"}).status_code == 404
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(ReviewerFactory())
     assert client.get(url).status_code == 405
     assert client.post(url, {"flag-number": "3"}).status_code == 302
 
@@ -190,7 +190,7 @@ def test_only_staff_may_post(client, image, name):
 @pytest.mark.parametrize("name", [n for n in SITE_URLS if RULES.get(n) == "owner-only"])
 def test_only_the_owner_may_open_or_post(client, image, name):
     url = _url(name, image)
-    for outsider in (UserFactory(), UserFactory(is_staff=True)):
+    for outsider in (UserFactory(), ReviewerFactory()):
         client.force_login(outsider)
         assert client.get(url).status_code == 404
         assert client.post(url).status_code == 404
@@ -220,3 +220,83 @@ def test_posts_need_a_csrf_token(image, mnist):
     assert response.status_code == 403
     for name in [n for n in SITE_URLS if RULES[n] in ("post-only", "owner-post", "owner-only")]:
         assert client.post(_url(name, image), {}).status_code == 403, name
+
+
+# --- Staff without permissions get on the site what the admin gives them: nothing more -----
+
+
+@pytest.fixture
+def bare_staff():
+    """``is_staff`` and no permission at all: the admin lets them in and shows them nothing."""
+    return UserFactory(is_staff=True)
+
+
+def test_the_admin_refuses_staff_without_permissions(client, bare_staff):
+    client.force_login(bare_staff)
+    assert client.get(reverse("admin:classifier_digitimage_changelist")).status_code == 403
+    assert client.get(reverse("admin:classifier_flag_changelist")).status_code == 403
+
+
+@pytest.mark.parametrize("name", SITE_URLS)
+def test_staff_without_permissions_are_ordinary_users_on_every_url(client, image, bare_staff, name):
+    """Every URL, walked as staff without permissions: what others' images need answers 404
+    (as to any user), pages for every user answer as for any user, and no flag is stored."""
+    url = _url(name, image)
+    client.force_login(bare_staff)
+    rule = RULES[name]
+    if rule in ("owner", "owner-only", "drawer", "staff"):
+        assert client.get(url).status_code == 404
+    elif rule in ("owner-post", "staff-post"):
+        assert client.post(url, {"digit": 3, "flag-number": "3"}).status_code == 404
+    elif rule == "user":
+        assert client.get(url).status_code == 200
+    elif rule == "post-only":
+        assert client.get(url).status_code == 405
+    assert not Flag.objects.exists()
+
+
+def test_staff_without_permissions_see_and_export_only_their_own_images(client, image, bare_staff, mnist):
+    own = DigitImageFactory(owner=bare_staff, data=encode(mnist.test.images[1]))
+    client.force_login(bare_staff)
+    page = client.get(reverse("classifier:history"), {"everyone": "on"})
+    assert [i.pk for i in page.context["page"].object_list] == [own.pk]
+    assert "Everyone&#x27;s images" not in page.content.decode() and "Everyone's images" not in page.content.decode()
+    export = client.get(reverse("classifier:history_export"), {"everyone": "on"}).getvalue().decode()
+    assert len(export.strip().splitlines()) == 2  # the header and their own image
+    listed = client.get(reverse("api:image-list"), {"everyone": "true"}).json()
+    assert [i["id"] for i in listed["results"]] == [own.pk]
+    assert "Statistics" not in client.get(reverse("classifier:history")).content.decode()
+
+
+def test_the_reviewers_group_opens_what_reviewing_needs(client, image, mnist):
+    """Staff given the Reviewers group (made by the migrations) see every image, export
+    everyone's history, flag from the image's page and in the admin; superusers need no group."""
+    from classifier.tests.factories import ReviewerFactory
+
+    for staff in (ReviewerFactory(), UserFactory(is_staff=True, is_superuser=True)):
+        client.force_login(staff)
+        assert client.get(reverse("classifier:image_detail", args=[image.pk])).status_code == 200
+        assert client.get(reverse("classifier:image_file", args=[image.pk])).status_code == 200
+        export = client.get(reverse("classifier:history_export"), {"everyone": "on"}).getvalue().decode()
+        assert len(export.strip().splitlines()) == 2  # the header and the owner's image
+        assert client.get(reverse("admin:classifier_digitimage_changelist")).status_code == 200
+        response = client.post(reverse("classifier:image_flag", args=[image.pk]), {"flag-number": "3"})
+        assert response.status_code == 302
+        assert Flag.objects.get(image=image).correct_number == "3"
+        Flag.objects.all().delete()
+
+
+def test_staff_who_may_only_view_images_cannot_flag_them_anywhere(client, image):
+    from django.contrib.auth.models import Permission
+
+    viewer = UserFactory(is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_digitimage"))
+    client.force_login(viewer)
+    assert client.get(reverse("classifier:image_detail", args=[image.pk])).status_code == 200
+    assert 'name="flag-number"' not in client.get(reverse("classifier:image_detail", args=[image.pk])).content.decode()
+    assert client.post(reverse("classifier:image_flag", args=[image.pk]), {"flag-number": "3"}).status_code == 404
+    changelist = reverse("admin:classifier_digitimage_changelist")
+    page = client.get(changelist).content.decode()
+    assert "flag_selected" not in page and "mark_reviewed" not in page
+    client.post(changelist, {"action": "flag_selected", "_selected_action": [image.pk], "apply": "1", "note": ""})
+    assert not Flag.objects.exists()

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from classifier.api.views import UploadThrottle
 from classifier.models import DigitImage, Feedback, Prediction
 from classifier.services import model_version_ensure_initial, prediction_run
-from classifier.tests.factories import DigitImageFactory, UserFactory
+from classifier.tests.factories import DigitImageFactory, ReviewerFactory, UserFactory
 from ml.tests.conftest import encode
 
 pytestmark = pytest.mark.django_db
@@ -142,7 +142,7 @@ def test_feedback_and_flags_on_a_number_as_strings_of_digits(api, user, mnist):
     assert api.post(url, {"number": "72"}, format="json").status_code == 400  # what it already reads
     for refused in ({"number": "7a"}, {"number": "1" * 13}, {"digit": 1, "number": "1"}, {}):
         assert api.post(url, refused, format="json").status_code == 400, refused
-    image_flag(image=image, correct_number="721", flagged_by=UserFactory(is_staff=True))
+    image_flag(image=image, correct_number="721", flagged_by=ReviewerFactory())
     detail = api.get(reverse("api:image-detail", args=[image.pk])).json()
     assert (detail["your_feedback"], detail["your_feedback_number"]) == (None, "721")
     assert (detail["flagged_as"], detail["flagged_number"], detail["flagged_not_a_digit"]) == (None, "721", False)
@@ -162,7 +162,7 @@ def test_other_users_images_answer_404_and_staff_see_them(api, png):
         assert api.get(reverse(name, args=[stranger_image.pk])).status_code == 404
     assert api.post(reverse("api:image-feedback", args=[stranger_image.pk]), {"digit": 1}).status_code == 404
     staff = APIClient()
-    staff.force_authenticate(UserFactory(is_staff=True))
+    staff.force_authenticate(ReviewerFactory())
     assert staff.get(reverse("api:image-detail", args=[stranger_image.pk])).status_code == 200
     assert staff.post(reverse("api:image-feedback", args=[stranger_image.pk]), {"digit": 1}).status_code == 404
 

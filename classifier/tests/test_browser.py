@@ -15,7 +15,7 @@ from django.core.management import call_command
 
 from classifier.models import DigitImage, Flag, ModelVersion, Prediction
 from classifier.tests.conftest import Worker
-from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, UserFactory
+from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, ReviewerFactory, UserFactory
 from classifier.tests.test_selectors import flag, predicted
 from ml.synth import render_upload
 from ml.tests.conftest import encode
@@ -694,7 +694,7 @@ def test_download_history_as_csv(page, worker, tmp_path, mnist):
 
 
 def test_staff_statistics_page_shows_charts(page, worker, tmp_path, mnist):
-    user = UserFactory(is_staff=True)
+    user = ReviewerFactory()
     log_in(page, user.username)
     upload(page, [str(p) for p in digit_files(tmp_path, mnist)], 3)
     page.get_by_role("link", name="Statistics").click()
@@ -715,7 +715,7 @@ CHART_TEXT_SIZES = """() => [...document.querySelectorAll('figure.chart svg text
 
 
 def test_the_statistics_page_reads_on_a_phone(browser, live_server):
-    staff = UserFactory(is_staff=True)
+    staff = ReviewerFactory()
     second = ModelVersionFactory(number=2)
     for index in range(12):
         image = predicted(owner=staff, version=second if index % 3 else None, digit=index % 10)
@@ -779,7 +779,7 @@ def test_every_control_is_labelled_every_image_has_alt_and_the_keyboard_works(pa
     for path in visitor:
         page.goto(path)
         assert page.evaluate(ACCESSIBILITY_PROBLEMS) == [], path
-    staff = UserFactory(is_staff=True)
+    staff = ReviewerFactory()
     log_in(page, staff.username)
     upload(page, [str(digit_files(tmp_path, mnist)[0])], 1)
     image = DigitImage.objects.get(owner=staff)

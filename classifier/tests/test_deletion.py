@@ -26,7 +26,7 @@ from classifier.services import (
     predictions_run,
 )
 from classifier.services.images import _files_read
-from classifier.tests.factories import DigitImageFactory, UserFactory
+from classifier.tests.factories import DigitImageFactory, ReviewerFactory, UserFactory
 from ml.preprocessing import to_model_input
 from ml.tests.conftest import encode
 
@@ -47,7 +47,7 @@ def uploaded(owner, data: bytes, *, consent: bool, name: str = "seven.png") -> D
 def classified_and_corrected(owner, data: bytes, *, consent: bool, digit: int = 1) -> DigitImage:
     image = uploaded(owner, data, consent=consent)
     assert prediction_run(image_id=image.pk) is not None
-    image_flag(image=image, correct_number=str(digit), flagged_by=UserFactory(is_staff=True))
+    image_flag(image=image, correct_number=str(digit), flagged_by=ReviewerFactory())
     return DigitImage.objects.get(pk=image.pk)
 
 
@@ -62,7 +62,7 @@ def test_deleting_an_image_removes_its_file_prediction_feedback_and_flag(user, p
     image = uploaded(user, png, consent=False)
     prediction_run(image_id=image.pk)
     feedback_give(image=image, user=user, suggested_number="1")
-    image_flag(image=image, correct_number="1", flagged_by=UserFactory(is_staff=True))
+    image_flag(image=image, correct_number="1", flagged_by=ReviewerFactory())
     assert file_exists(image) and Prediction.objects.get(image=image).saliency
     with django_capture_on_commit_callbacks(execute=True):
         kept = image_delete(image=image)
@@ -130,7 +130,7 @@ def test_a_corrected_number_is_kept_as_one_example_per_box_when_the_counts_match
     from classifier.selectors import account_summary, images_kept_on_delete
     from classifier.tests.test_services import _number_page
 
-    staff = UserFactory(is_staff=True)
+    staff = ReviewerFactory()
     data = encode(_number_page(mnist, [0, 1, 2, 3]))
     fits, too_long, not_a_digit = (uploaded(user, data, consent=True) for _ in range(3))
     for image in (fits, too_long, not_a_digit):
@@ -158,7 +158,7 @@ def test_a_corrected_number_is_kept_as_one_example_per_box_when_the_counts_match
 
 def test_a_not_a_digit_correction_is_kept_as_such(user, mnist, django_capture_on_commit_callbacks):
     image = classified_and_corrected(user, encode(255 - mnist.test.images[0]), consent=True)
-    image_flag(image=image, correct_number=None, flagged_by=UserFactory(is_staff=True))
+    image_flag(image=image, correct_number=None, flagged_by=ReviewerFactory())
     with django_capture_on_commit_callbacks(execute=True):
         image_delete(image=image)
     example = TrainingExample.objects.get()
@@ -234,12 +234,12 @@ def test_the_confirmation_says_when_a_correction_is_kept(signed_in, user, mnist,
 def test_nobody_else_may_delete_an_image_not_even_staff(client, user, png):
     image = uploaded(user, png, consent=False)
     url = reverse("classifier:image_delete", args=[image.pk])
-    for outsider in (UserFactory(), UserFactory(is_staff=True)):
+    for outsider in (UserFactory(), ReviewerFactory()):
         client.force_login(outsider)
         assert client.get(url).status_code == 404
         assert client.post(url).status_code == 404
     assert DigitImage.objects.filter(pk=image.pk).exists() and file_exists(image)
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(ReviewerFactory())
     assert "image-delete-link" not in client.get(image.get_absolute_url()).content.decode()
 
 
@@ -374,7 +374,7 @@ def test_deleting_the_account_deletes_everything_but_consented_corrections(
 
 
 def test_staff_may_delete_their_account_but_not_the_last_superuser(client, png, django_capture_on_commit_callbacks):
-    staff = UserFactory(is_staff=True)
+    staff = ReviewerFactory()
     flagged = uploaded(UserFactory(), png, consent=False)
     image_flag(image=flagged, correct_number="3", flagged_by=staff)
     with django_capture_on_commit_callbacks(execute=True):

@@ -15,7 +15,7 @@ from django.urls import reverse
 from classifier.models import DigitImage, ModelVersion, RetrainRun, WorkerHeartbeat
 from classifier.services import image_flag, model_version_activate, model_version_archive_save, retrain_request
 from classifier.tests.conftest import REPO, Worker, wait_until_finished
-from classifier.tests.factories import UserFactory
+from classifier.tests.factories import ReviewerFactory
 from ml.tests.conftest import encode, upscale
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -102,7 +102,7 @@ def test_two_workers_and_a_trainer_share_nothing_but_the_services(
     for process in (*workers, trainer):
         process.start()
     try:
-        user = UserFactory(is_staff=True)
+        user = ReviewerFactory()
         client.force_login(user)
         deadline = time.monotonic() + 120  # each consuming: both take part from the first upload
         while not all(" ready." in (machines / f"{name}.log").read_text() for name in ("one", "two", "trainer")):

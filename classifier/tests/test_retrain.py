@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 
 from classifier.models import Flag, ModelVersion, Prediction
 from classifier.services import model_version_activate, model_version_directory, prediction_run
-from classifier.tests.factories import DigitImageFactory, FlagFactory, ModelVersionFactory, UserFactory
+from classifier.tests.factories import DigitImageFactory, FlagFactory, ModelVersionFactory, ReviewerFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -144,7 +144,7 @@ def test_retrain_learns_from_corrections_kept_after_their_images_were_deleted(
     from ml.preprocessing import to_model_input
     from ml.synth import render_upload
 
-    owner, staff, rng = UserFactory(), UserFactory(is_staff=True), np.random.default_rng(1)
+    owner, staff, rng = UserFactory(), ReviewerFactory(), np.random.default_rng(1)
     uploads = {}
     for i, consent in enumerate([True, True, True, False]):
         upload = render_upload(mnist.train.images[i], scenario="photo", rng=rng, label=int(mnist.train.labels[i]))
@@ -196,7 +196,7 @@ def test_a_retrain_learns_each_digit_of_a_corrected_number_from_its_box(numbers,
     from classifier.services import image_flag
     from classifier.services.retraining import _correction_arrays
 
-    staff = UserFactory(is_staff=True)
+    staff = ReviewerFactory()
     plain, consented = numbers
     assert plain.is_number and consented.is_number and consented.exact_inputs() is not None
     # Staff write a digit for each box (each the next digit, so that the labels are theirs).

@@ -51,6 +51,43 @@ def test_five_wrong_passwords_lock_the_account_from_that_address(client, setting
     assert response.status_code == 302 and client.session["_auth_user_id"] == str(user.pk)
 
 
+def test_wrong_old_passwords_on_the_password_change_form_count_like_failed_sign_ins(client, settings):
+    """A session left open is not a licence to guess the password: the change form's wrong old
+    passwords are counted by django-axes, and past the limit the form refuses even the right
+    one (and signing in from that address is paused too)."""
+    user = UserFactory()
+    client.force_login(user)
+    new = "a brand new passphrase 4711"
+
+    def change(old):
+        fields = {"old_password": old, "new_password1": new, "new_password2": new}
+        return client.post(reverse("password_change"), fields, REMOTE_ADDR="10.0.0.1")
+
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        response = change("wrong")
+        assert response.status_code == 200 and "Your old password was entered incorrectly" in response.content.decode()
+    assert change("wrong").status_code == 429
+    response = change(PASSWORD)
+    assert response.status_code == 429
+    text = response.content.decode()
+    assert "Too many wrong passwords" in text and "changing your password" in text and "paused for 15 minutes" in text
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD) and not user.check_password(new)
+    client.logout()
+    assert sign_in(client, user.username, PASSWORD).status_code == 429
+
+
+def test_the_password_change_form_still_changes_the_password(client):
+    user = UserFactory()
+    client.force_login(user)
+    new = "a brand new passphrase 4711"
+    fields = {"old_password": PASSWORD, "new_password1": new, "new_password2": new}
+    response = client.post(reverse("password_change"), fields, REMOTE_ADDR="10.0.0.1")
+    assert response.status_code == 302 and response["Location"] == reverse("password_change_done")
+    user.refresh_from_db()
+    assert user.check_password(new)
+
+
 def test_a_successful_sign_in_resets_the_count(client, settings):
     user = UserFactory()
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):

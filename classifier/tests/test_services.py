@@ -13,7 +13,7 @@ from classifier.services import (
     prediction_run,
     predictions_run,
 )
-from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, UserFactory
+from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, ReviewerFactory, UserFactory
 from ml.tests.conftest import encode
 
 pytestmark = pytest.mark.django_db
@@ -99,7 +99,7 @@ def test_only_one_version_can_be_active():
 
 def test_image_flag_records_and_updates_the_correction(mnist):
     image = DigitImageFactory(data=encode(mnist.test.images[0]))
-    staff = UserFactory(is_staff=True)
+    staff = ReviewerFactory()
     flag = image_flag(image=image, correct_number="1", flagged_by=staff, note="looks like a 1")
     assert (flag.correct_number, flag.correct_digit, flag.flagged_by, flag.note) == ("1", 1, staff, "looks like a 1")
     image_flag(image=image, correct_number="583124", flagged_by=staff)
@@ -176,7 +176,7 @@ def test_feedback_is_a_suggestion_until_staff_confirm_it(mnist):
     with pytest.raises(ValueError, match="no prediction yet"):
         feedback_give(image=pending, user=pending.owner, suggested_number="3")
 
-    staff = UserFactory(is_staff=True)
+    staff = ReviewerFactory()
     assert feedback_confirm(feedback=Feedback.objects.all(), confirmed_by=staff) == 1
     flag = Flag.objects.get(image=image)
     assert flag.correct_digit == 4 and flag.flagged_by == staff and "feedback" in flag.note
@@ -192,7 +192,7 @@ def test_feedback_on_a_number_is_a_number_and_confirms_into_a_flag_of_it(mnist):
         feedback_give(image=image, user=image.owner, suggested_number="721")
     feedback = feedback_give(image=image, user=image.owner, suggested_number=" 7210 ")
     assert (feedback.suggested_number, feedback.suggested_digit) == ("7210", None)
-    feedback_confirm(feedback=[feedback], confirmed_by=UserFactory(is_staff=True))
+    feedback_confirm(feedback=[feedback], confirmed_by=ReviewerFactory())
     flag = Flag.objects.get(image=image)
     assert (flag.correct_number, flag.correct_digit, flag.says) == ("7210", None, "is 7210")
 
@@ -278,7 +278,7 @@ def test_the_worker_reads_each_image_as_its_owner_said(mnist):
     assert len(predictions[as_digit.pk].digits) == 1  # read whole, as one digit
     assert predictions[as_number.pk].number == predictions[digit_auto.pk].number == "4"  # one digit found
     # A correction is said the same way whatever the image was read as.
-    staff = UserFactory(is_staff=True)
+    staff = ReviewerFactory()
     flag = image_flag(image=as_digit, correct_number="7210", flagged_by=staff)
     assert (flag.correct_number, flag.correct_digit) == ("7210", None)
     feedback = feedback_give(image=as_number, user=as_number.owner, suggested_number="7")

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from classifier.models import DigitImage, Prediction
 from classifier.selectors import review_queue, site_stats
-from classifier.tests.factories import DigitImageFactory, FlagFactory, UserFactory
+from classifier.tests.factories import DigitImageFactory, FlagFactory, ReviewerFactory, UserFactory
 from classifier.tests.test_views import done_image
 
 pytestmark = pytest.mark.django_db
@@ -143,7 +143,7 @@ def test_the_statistics_page_counts_uncertain_predictions_per_version(client, us
     judged(user, png, digit=4, verdict="not_a_digit", confidence=0.97, reason=REASON)
     version = site_stats().versions[0]
     assert (version.predictions, version.unsure, version.not_a_digit) == (4, 2, 1)
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(ReviewerFactory())
     page = text(client.get(reverse("classifier:stats")))
     assert "Not sure or not a digit, per model version" in page and "2 not sure and 1 not a digit of 4" in page
     assert "Review queue at the end of each day" in page

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from classifier.models import DigitImage, Feedback, Prediction
 from classifier.services import model_version_ensure_initial
-from classifier.tests.factories import DigitImageFactory, UserFactory
+from classifier.tests.factories import DigitImageFactory, ReviewerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -329,7 +329,7 @@ def test_anonymous_visitors_are_sent_to_log_in(client, png, name):
 
 
 def test_staff_may_see_everyones_images(client, png):
-    staff = UserFactory(is_staff=True)
+    staff = ReviewerFactory()
     theirs = done_image(UserFactory(), png)
     client.force_login(staff)
     assert client.get(theirs.get_absolute_url()).status_code == 200
@@ -478,7 +478,7 @@ def test_staff_correct_a_reading_from_the_images_page(client, user, png):
     client.force_login(user)
     assert "Staff: correct the reading" not in client.get(image.get_absolute_url()).content.decode()
     assert client.post(url, {"flag-number": "1"}).status_code == 404  # staff only
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(ReviewerFactory())
     detail = client.get(image.get_absolute_url()).content.decode()
     assert "Staff: correct the reading" in detail and 'name="flag-number" value="583"' in detail
 
@@ -501,7 +501,7 @@ def test_staff_correct_a_reading_from_the_images_page(client, user, png):
 
 def test_staff_see_no_feedback_form_on_other_peoples_images(client, user, png):
     image = done_image(user, png)
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(ReviewerFactory())
     assert "Is this wrong?" not in client.get(image.get_absolute_url()).content.decode()
 
 
@@ -593,7 +593,7 @@ def test_statistics_page_shows_charts_and_numbers_to_staff(client, user, png):
     done_image(user, png, digit=7)
     Flag.objects.create(image=seven, correct_digit=1)
     Feedback.objects.create(image=seven, suggested_digit=1)
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(ReviewerFactory())
     response = client.get(reverse("classifier:stats"))
     assert response.status_code == 200
     html = response.content.decode()
@@ -625,7 +625,7 @@ def test_statistics_page_counts_corrected_numbers_and_digits(client, user, png):
 
     Flag.objects.create(image=number_image(user, png, "583"), correct_number="588")
     Flag.objects.create(image=number_image(user, png, "72"), correct_number="721")
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(ReviewerFactory())
     html = client.get(reverse("classifier:stats")).content.decode()
     assert '<dd class="fs-4 mb-0" id="corrected-numbers">2</dd>' in html
     assert '<dd class="fs-4 mb-0" id="corrected-digits">3</dd>' in html
