@@ -71,6 +71,7 @@ from classifier.services import (
     image_retry,
     image_upload_create,
     password_reset_request_allow,
+    signup_allow,
 )
 from classifier.templatetags.digits import percent
 from digitsite.brokers import broker_check
@@ -212,6 +213,10 @@ def signup(request):
         return redirect("classifier:home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        if not signup_allow(client_address=get_client_ip_address(request) or ""):
+            minutes = round(settings.SIGNUP_RATE_WINDOW_SECONDS / 60)
+            context = {"form": form, "paused": {"limit": settings.SIGNUP_RATE_PER_ADDRESS, "minutes": minutes}}
+            return render(request, "registration/signup.html", context, status=429)
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome, {user.username}! Upload a digit to get started.")

@@ -137,6 +137,11 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="digitsite <noreply@local
 PASSWORD_RESET_RATE_PER_ADDRESS = env.int("PASSWORD_RESET_RATE_PER_ADDRESS", default=5)
 PASSWORD_RESET_RATE_PER_EMAIL = env.int("PASSWORD_RESET_RATE_PER_EMAIL", default=3)
 PASSWORD_RESET_RATE_WINDOW_SECONDS = env.int("PASSWORD_RESET_RATE_WINDOW_SECONDS", default=3600)
+# New accounts per client address per window, counted in the cache: each account has its own
+# upload and API limits, so unlimited sign-ups would multiply them. Over it, the sign-up page
+# answers 429 and says when to come back; nothing is created.
+SIGNUP_RATE_PER_ADDRESS = env.int("SIGNUP_RATE_PER_ADDRESS", default=5)
+SIGNUP_RATE_WINDOW_SECONDS = env.int("SIGNUP_RATE_WINDOW_SECONDS", default=3600)
 
 # --- Sign-in protection (django-axes) -------------------------------------------------------
 # Axes' backend comes first: it refuses a locked-out sign-in before the password is checked.

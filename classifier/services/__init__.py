@@ -4,7 +4,7 @@ Web processes import this package too, so TensorFlow is imported lazily, inside 
 functions that run in the worker or in commands.
 """
 
-from classifier.services.accounts import api_token_create, api_token_revoke, password_reset_request_allow
+from classifier.services.accounts import api_token_create, api_token_revoke, password_reset_request_allow, signup_allow
 from classifier.services.deletion import (
     AccountDeleteRefused,
     AccountDeletion,
@@ -101,6 +101,7 @@ __all__ = [
     "requeue_run_record",
     "retrain_request",
     "retrain_run",
+    "signup_allow",
     "worker_heartbeat_clear",
     "worker_heartbeat_record",
     "worker_ready_record",

@@ -39,6 +39,13 @@ def password_reset_request_allow(*, client_address: str, email: str) -> bool:
     )
 
 
+def signup_allow(*, client_address: str) -> bool:
+    """Count one account about to be made from ``client_address``; False when that address
+    has made ``SIGNUP_RATE_PER_ADDRESS`` in the window (``SIGNUP_RATE_WINDOW_SECONDS``)."""
+    count = _window_count(f"signup:address:{client_address}", settings.SIGNUP_RATE_WINDOW_SECONDS)
+    return count <= settings.SIGNUP_RATE_PER_ADDRESS
+
+
 def _window_count(key: str, window_seconds: int) -> int:
     """Add one to a count that starts at the first request and ends ``window_seconds`` later."""
     cache.add(key, 0, timeout=window_seconds)

@@ -28,6 +28,9 @@ def _isolated_files(settings, tmp_path):
     directory = mnist_dir()
     settings.MNIST_DATA_DIR = str(directory) if directory else None
     settings.SHIPPED_MODEL_DIR = SHIPPED_MODEL_DIR
+    from django.core.cache import cache
+
+    cache.clear()  # rate-limit counts (sign-ups, resets) start from nothing in each test
 
 
 # --- A real Celery worker process -----------------------------------------------------------

@@ -400,3 +400,26 @@ def test_pages_are_sent_with_a_content_security_policy_that_runs_no_inline_scrip
     docs = client.get(reverse("api:docs"))
     nonce = docs["Content-Security-Policy"].split("'nonce-")[1].split("'")[0]
     assert f'<style nonce="{nonce}">' in docs.content.decode() and "<script>" not in docs.content.decode()
+
+
+def test_sign_ups_are_limited_per_client_address_with_a_clear_page(client, settings):
+    """Every account has its own upload and API limits: unlimited sign-ups from one address
+    would multiply them. Over the limit nothing is created and the page says why."""
+    from django.contrib.auth import get_user_model
+
+    settings.SIGNUP_RATE_PER_ADDRESS = 3
+
+    def sign_up(name, address):
+        client.logout()
+        fields = {"username": name, "password1": "a long passphrase 4711", "password2": "a long passphrase 4711"}
+        return client.post(reverse("classifier:signup"), fields, REMOTE_ADDR=address)
+
+    for n in range(3):
+        assert sign_up(f"bulk{n}", "10.0.0.1").status_code == 302
+    response = sign_up("bulk3", "10.0.0.1")
+    assert response.status_code == 429
+    text = response.content.decode()
+    assert "Too many new accounts from your network" in text and "No account was created" in text
+    assert not get_user_model().objects.filter(username="bulk3").exists()
+    # Other addresses are not affected.
+    assert sign_up("other", "10.0.0.2").status_code == 302
