@@ -1,10 +1,13 @@
 """The embedded broker: kombu's filesystem transport, so `make run` needs no Redis yet runs a
 real, separate worker process. Web and worker exchange messages as files in one folder."""
 
+import logging
 import os
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from queue import Empty
 from time import monotonic
 
 from kombu import Connection
@@ -16,6 +19,12 @@ from kombu.utils.json import dumps
 
 # The transport Celery uses for filesystem:// (CELERY_BROKER_TRANSPORT).
 FILESYSTEM_TRANSPORT = "digitsite.brokers:Transport"
+
+logger = logging.getLogger(__name__)
+
+# A reader that finds the folders unusable waits this long before it looks again, doubling up
+# to the most (short enough for Ctrl-C to stop a worker at once).
+BACKOFF_FIRST_SECONDS, BACKOFF_MOST_SECONDS = 0.25, 2.0
 
 
 def filesystem_broker_options(folder: str | Path) -> dict:
@@ -54,9 +63,46 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise KombuConnectionError(f"the broker folder cannot be used: {exc}") from exc
 
+    # This process's view of the folders, for reading: None while usable, else since when
+    # (monotonic) and how many looks in a row failed.
+    _trouble: dict | None = None
+
     def _get(self, queue):
-        with self._folders_ready():
-            return super()._get(queue)
+        # A folder that cannot be used (a file in its place, no permission) is a wait, not a
+        # lost connection: reconnecting would not help, and the consumer restarted about five
+        # times a second, logging each (7,278 lines in 15 s). The reader backs off, says so
+        # once, and once more when the folder is usable again.
+        try:
+            with self._folders_ready():
+                message = super()._get(queue)
+        except KombuConnectionError as exc:
+            self._wait_for_folders(exc)
+            raise Empty() from None
+        except Empty:
+            self._folders_usable()
+            raise
+        self._folders_usable()
+        return message
+
+    @classmethod
+    def _wait_for_folders(cls, exc: Exception) -> None:
+        trouble = cls._trouble
+        if trouble is None:
+            trouble = Channel._trouble = {"since": monotonic(), "failures": 0}
+            logger.error(
+                "%s; waiting for it (backing off up to %.0f s), quiet until it changes", exc, BACKOFF_MOST_SECONDS
+            )
+        trouble["failures"] += 1
+        time.sleep(min(BACKOFF_FIRST_SECONDS * 2 ** (trouble["failures"] - 1), BACKOFF_MOST_SECONDS))
+
+    @classmethod
+    def _folders_usable(cls) -> None:
+        if cls._trouble is not None:
+            seconds = monotonic() - cls._trouble["since"]
+            logger.warning(
+                "the broker folder is usable again after %.0f s (%d looks)", seconds, cls._trouble["failures"]
+            )
+            Channel._trouble = None
 
     def _put(self, queue, payload, **kwargs):
         # Kombu creates the message file under its final name and then writes it, so a worker

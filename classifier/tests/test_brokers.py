@@ -47,6 +47,33 @@ def test_a_worker_survives_its_broker_folder_being_removed(client, worker, broke
     assert DigitImage.objects.get(pk=after).prediction.digit == mnist.test.labels[1]
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_broker_folder_replaced_by_a_file_gets_back_off_and_one_line_per_change(
+    client, worker, broker_env, mnist, tmp_path
+):
+    """The queue folder replaced by a file for 15 s: the worker stays up, backs off instead
+    of reconnecting several times a second, and says so once (and once more when the folder
+    is usable again), not a line per attempt; then an upload is classified."""
+    client.force_login(UserFactory())
+    wait_until_finished([upload(client, mnist.test.images[0])], worker)
+    queue = Path(broker_env["CELERY_BROKER_FOLDER"]) / "queue"
+    before = len(worker.log_path.read_text().splitlines())
+    shutil.rmtree(queue.rename(tmp_path / "moved-away"))
+    queue.write_bytes(b"not a folder")
+    time.sleep(15)
+    assert worker.poll() is None, f"the worker died; see {worker.log_path}"
+    during = worker.log_path.read_text().splitlines()[before:]
+    assert sum("RestartFreqExceeded" in line for line in during) == 0, "\n".join(during[-20:])
+    assert sum("broker folder cannot be used" in line for line in during) <= 2, "\n".join(during[-20:])
+    assert len(during) <= 30, f"{len(during)} lines in 15 s:\n" + "\n".join(during[-20:])
+    queue.unlink()
+    after = upload(client, mnist.test.images[1])
+    wait_until_finished([after], worker, timeout=60)
+    assert DigitImage.objects.get(pk=after).prediction.digit == mnist.test.labels[1]
+    assert "broker folder is usable again" in worker.log_path.read_text()
+
+
 @pytest.mark.django_db
 def test_healthz_finds_a_broker_folder_that_is_gone(client, broker_env):
     assert client.get("/healthz").json()["broker"] == "ok"
