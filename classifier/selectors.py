@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +52,13 @@ class ImageFilters:
     max_confidence: float | None = None  # "confidence below": a fraction in (0, 1]
     flagged: bool | None = None
     everyone: bool = False  # every user's images, for staff who may view them (may_see_all_images)
+
+    def __post_init__(self):
+        # A NaN or an infinity would compare false with every confidence, or true with all.
+        if self.max_confidence is not None and not (
+            math.isfinite(self.max_confidence) and 0 < self.max_confidence <= 1
+        ):
+            raise ValueError(f"max_confidence is a fraction in (0, 1], not {self.max_confidence!r}")
 
 
 def image_list_for(user, filters: ImageFilters | None = None) -> QuerySet[DigitImage]:

@@ -59,6 +59,7 @@ from classifier.selectors import (
 from classifier.services import (
     AccountDeleteRefused,
     PreviewError,
+    PreviewRateLimited,
     account_delete,
     account_delete_refusal,
     api_token_create,
@@ -276,6 +277,10 @@ def draw_preview(request):
         preview = drawing_preview_create(owner=request.user, drawing=drawing.read(), reading=reading)
     except PreviewError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
+    except PreviewRateLimited as exc:
+        response = JsonResponse({"error": str(exc)}, status=429)
+        response["Retry-After"] = str(settings.DRAW_PREVIEW_RATE_WINDOW_SECONDS)
+        return response
     return JsonResponse({"url": reverse("classifier:draw_preview_result", args=[preview.pk])}, status=202)
 
 

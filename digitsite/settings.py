@@ -332,6 +332,10 @@ DRAW_PREVIEW_MAX_BYTES = 200_000
 DRAW_PREVIEW_EXPIRES_SECONDS = 10
 # Previews are deleted after this long (and when the same person sends the next one).
 DRAW_PREVIEW_KEEP_SECONDS = 600
+# Live answers per person per window (counted in the cache): the page sends at most one at a
+# time, a few a second while drawing; past the limit it answers 429 and the panel says so.
+DRAW_PREVIEW_RATE_PER_WINDOW = env.int("DRAW_PREVIEW_RATE_PER_WINDOW", default=60)
+DRAW_PREVIEW_RATE_WINDOW_SECONDS = env.int("DRAW_PREVIEW_RATE_WINDOW_SECONDS", default=10)
 
 # --- Celery -------------------------------------------------------------------------------
 # Redis when CELERY_BROKER_URL is set; otherwise the embedded filesystem broker (no server).

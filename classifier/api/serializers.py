@@ -141,7 +141,13 @@ class ImageSerializer(serializers.ModelSerializer):
 
 class UploadSerializer(serializers.Serializer):
     images = serializers.ListField(
-        child=serializers.FileField(allow_empty_file=True),
+        child=serializers.FileField(
+            allow_empty_file=True,
+            error_messages={
+                "invalid": "`images` must be files sent as multipart/form-data, not text.",
+                "no_name": "`images` must be files sent as multipart/form-data, not text.",
+            },
+        ),
         allow_empty=False,
         max_length=settings.UPLOAD_MAX_FILES,
         help_text=f"one to {settings.UPLOAD_MAX_FILES} image files ({ACCEPTED_FORMATS_TEXT})",

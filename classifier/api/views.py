@@ -108,7 +108,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         upload = UploadSerializer(data=request.data)
         if not upload.is_valid():
             # One shape for every refusal: no images, and what was wrong.
-            errors = [{"file": "", "error": str(error)} for errors in upload.errors.values() for error in errors]
+            errors = [{"file": "", "error": message} for message in _messages(upload.errors)]
             return Response({"images": [], "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
         outcome = image_upload_create(
             owner=request.user,
@@ -164,3 +164,13 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = ModelVersionSerializer
     queryset = model_version_list()
     pagination_class = None
+
+
+def _messages(errors) -> list[str]:
+    """Every message of a serializer's errors, however nested (a list field's errors come by
+    index: ``{"images": {0: [...]}}``), without the keys."""
+    if isinstance(errors, dict):
+        return [m for value in errors.values() for m in _messages(value)]
+    if isinstance(errors, list | tuple):
+        return [m for value in errors for m in _messages(value)]
+    return [str(errors)]

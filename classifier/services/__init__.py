@@ -36,7 +36,7 @@ from classifier.services.modelling import (
     model_version_activate,
     model_version_ensure_initial,
 )
-from classifier.services.previews import PreviewError, drawing_preview_create, drawing_preview_run
+from classifier.services.previews import PreviewError, PreviewRateLimited, drawing_preview_create, drawing_preview_run
 from classifier.services.retraining import RetrainError, RetrainReport, model_retrain, retrain_request, retrain_run
 from classifier.services.serving import ModelNotLoaded, Serving, model_load_forget, predictor_serving
 from classifier.services.versions import (
@@ -60,6 +60,7 @@ __all__ = [
     "ModelNotLoaded",
     "ModelVersionUnavailable",
     "PreviewError",
+    "PreviewRateLimited",
     "RetrainError",
     "RetrainReport",
     "Serving",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from rest_framework.authtoken.models import Token
+
+from classifier.services.limits import window_count
 
 
 def api_token_create(*, user) -> Token:
@@ -32,8 +33,8 @@ def password_reset_request_allow(*, client_address: str, email: str) -> bool:
     window = settings.PASSWORD_RESET_RATE_WINDOW_SECONDS
     # Hashed: the cache (Redis in production) need not hold people's e-mail addresses.
     email_key = hashlib.sha256(email.strip().lower().encode()).hexdigest()
-    per_address = _window_count(f"password-reset:address:{client_address}", window)
-    per_email = _window_count(f"password-reset:email:{email_key}", window)
+    per_address = window_count(f"password-reset:address:{client_address}", window)
+    per_email = window_count(f"password-reset:email:{email_key}", window)
     return (
         per_address <= settings.PASSWORD_RESET_RATE_PER_ADDRESS and per_email <= settings.PASSWORD_RESET_RATE_PER_EMAIL
     )
@@ -42,15 +43,5 @@ def password_reset_request_allow(*, client_address: str, email: str) -> bool:
 def signup_allow(*, client_address: str) -> bool:
     """Count one account about to be made from ``client_address``; False when that address
     has made ``SIGNUP_RATE_PER_ADDRESS`` in the window (``SIGNUP_RATE_WINDOW_SECONDS``)."""
-    count = _window_count(f"signup:address:{client_address}", settings.SIGNUP_RATE_WINDOW_SECONDS)
+    count = window_count(f"signup:address:{client_address}", settings.SIGNUP_RATE_WINDOW_SECONDS)
     return count <= settings.SIGNUP_RATE_PER_ADDRESS
-
-
-def _window_count(key: str, window_seconds: int) -> int:
-    """Add one to a count that starts at the first request and ends ``window_seconds`` later."""
-    cache.add(key, 0, timeout=window_seconds)
-    try:
-        return cache.incr(key)
-    except ValueError:  # it expired between the two calls: this request starts a new window
-        cache.set(key, 1, timeout=window_seconds)
-        return 1

@@ -20,11 +20,16 @@ from django.utils import timezone
 
 from classifier.models import DrawingPreview
 from classifier.services.images import _weakest
+from classifier.services.limits import window_count
 from classifier.services.serving import ModelNotLoaded, predictor_serving
 
 logger = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class PreviewRateLimited(Exception):
+    """Too many live answers asked for in the window; the message says so for people."""
 
 
 class PreviewError(ValueError):
@@ -35,6 +40,12 @@ def drawing_preview_create(*, owner, drawing: bytes, reading: str = DrawingPrevi
     """Store the owner's drawing in progress in place of their previous one and queue it for
     a worker. A broker that cannot be reached leaves the preview answered with an error: the
     live answer is a convenience, and "Classify drawing" still stores the drawing for later."""
+    window = settings.DRAW_PREVIEW_RATE_WINDOW_SECONDS
+    if window_count(f"draw-preview:user:{owner.pk}", window) > settings.DRAW_PREVIEW_RATE_PER_WINDOW:
+        raise PreviewRateLimited(
+            "The live answer is paused for a few seconds: drawings came faster than it can follow. "
+            "“Classify drawing” still works."
+        )
     if len(drawing) > settings.DRAW_PREVIEW_MAX_BYTES:
         raise PreviewError(f"The drawing is larger than {settings.DRAW_PREVIEW_MAX_BYTES // 1000} KB.")
     if not drawing.startswith(PNG_SIGNATURE):

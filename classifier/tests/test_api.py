@@ -357,3 +357,10 @@ def test_reading_is_taken_at_upload_returned_and_a_filter(api, user, png):
     listed = api.get(reverse("api:image-list"), {"reading": "number"}).json()
     assert [image["original_name"] for image in listed["results"]] == ["n.png"]
     assert api.get(reverse("api:image-list"), {"reading": "several"}).status_code == 400
+
+
+def test_text_in_the_images_field_gets_a_message_a_person_understands(api):
+    response = api.post("/api/v1/images/", {"images": "not a file"}, format="multipart")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert errors == [{"file": "", "error": "`images` must be files sent as multipart/form-data, not text."}]

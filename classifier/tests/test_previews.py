@@ -176,3 +176,19 @@ def test_a_real_worker_answers_a_drawing_in_progress(client, worker, mnist):
         time.sleep(0.05)
     assert response.status_code == 200 and 'data-digit="2"' in response.content.decode()
     assert not DigitImage.objects.exists()
+
+
+def test_live_answers_are_rate_limited_per_person_with_a_reason(signed_in, client, mnist, settings):
+    """A person (or a script) sending drawings faster than DRAW_PREVIEW_RATE_PER_WINDOW in the
+    window gets 429 with the reason and when to come back; others draw on."""
+    from classifier.tests.factories import UserFactory
+
+    settings.DRAW_PREVIEW_RATE_PER_WINDOW = 5
+    for _ in range(5):
+        assert post(signed_in, canvas(mnist)).status_code == 202
+    response = post(signed_in, canvas(mnist))
+    assert response.status_code == 429 and response["Retry-After"] == str(settings.DRAW_PREVIEW_RATE_WINDOW_SECONDS)
+    assert "live answer is paused" in response.json()["error"]
+    signed_in.logout()
+    signed_in.force_login(UserFactory())
+    assert post(signed_in, canvas(mnist)).status_code == 202

@@ -185,3 +185,12 @@ def test_history_finds_readings_that_contain_the_typed_digits():
     assert found("583124") == {"583124"}
     assert found("") == set(readings.values())
     assert found("0000") == set()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 0.0, 1.5])
+def test_a_confidence_filter_that_is_not_a_fraction_is_refused(value):
+    from classifier.selectors import ImageFilters
+
+    with pytest.raises(ValueError, match="max_confidence"):
+        ImageFilters(max_confidence=value)
+    assert ImageFilters(max_confidence=0.5).max_confidence == 0.5

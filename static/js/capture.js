@@ -177,7 +177,7 @@
         if (mine !== generation) return;
         if (response.status === 202) {
           await until((await response.json()).url, mine);
-        } else if (response.status === 400) {
+        } else if (response.status === 400 || response.status === 429) {
           note((await response.json()).error);
         } else if (!response.redirected) {
           note("No live answer (error " + response.status + "). “Classify drawing” still works.");
