@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED := 1
 # TensorFlow's start-up chatter (oneDNN notices, CPU feature lists) hides real output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test lint format bench bench-load bench-quick screenshots clean
+.PHONY: install run test test-fast lint format bench bench-load bench-quick screenshots clean
 
 $(BIN)/.installed: requirements.txt
 	@$(if $(call python_accepted,$(PYTHON)),,echo "$(PYTHON_NEEDED)" >&2; exit 1)
@@ -50,6 +50,13 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The edit-test loop: lint and every test that needs no real worker process, browser or
+# training run (those are marked slow or browser); `make test` before a commit that lands.
+test-fast: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -m "not slow and not browser" --durations=10
 
 lint: install
 	$(BIN)/ruff check .
