@@ -17,8 +17,9 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class ReviewerFactory(UserFactory):
-    """A staff member in the Reviewers group (made by the migrations): what reviewing needs,
-    not a superuser."""
+    """A staff member in the Reviewers group: what reviewing needs, not a superuser. The
+    migrations make the group; tests on a flushed database (live server, real workers) lose it,
+    so it is made again here as the migration makes it."""
 
     class Meta:
         skip_postgeneration_save = True
@@ -28,11 +29,16 @@ class ReviewerFactory(UserFactory):
     @factory.post_generation
     def reviewers(self, create, extracted, **kwargs):
         if create:
-            from django.contrib.auth.models import Group
+            from django.contrib.auth.models import Group, Permission
 
-            from classifier.permissions import REVIEWERS_GROUP
+            from classifier.permissions import REVIEWER_PERMISSIONS, REVIEWERS_GROUP
 
-            self.groups.add(Group.objects.get(name=REVIEWERS_GROUP))
+            group, made = Group.objects.get_or_create(name=REVIEWERS_GROUP)
+            if made:
+                group.permissions.add(
+                    *Permission.objects.filter(content_type__app_label="classifier", codename__in=REVIEWER_PERMISSIONS)
+                )
+            self.groups.add(group)
 
 
 class ModelVersionFactory(factory.django.DjangoModelFactory):

@@ -59,8 +59,18 @@ def test_a_broker_folder_replaced_by_a_file_gets_back_off_and_one_line_per_chang
     wait_until_finished([upload(client, mnist.test.images[0])], worker)
     queue = Path(broker_env["CELERY_BROKER_FOLDER"]) / "queue"
     before = len(worker.log_path.read_text().splitlines())
-    shutil.rmtree(queue.rename(tmp_path / "moved-away"))
-    queue.write_bytes(b"not a folder")
+    # The worker makes a missing folder again, so the file takes its place in a retried swap.
+    replacement = tmp_path / "not-a-folder"
+    replacement.write_bytes(b"not a folder")
+    for attempt in range(100):
+        if queue.is_dir():
+            shutil.rmtree(queue.rename(tmp_path / f"moved-away-{attempt}"))
+        try:
+            replacement.rename(queue)
+            break
+        except OSError:  # made again between the two renames
+            continue
+    assert queue.is_file()
     time.sleep(15)
     assert worker.poll() is None, f"the worker died; see {worker.log_path}"
     during = worker.log_path.read_text().splitlines()[before:]
