@@ -26,6 +26,7 @@ from stack import MNIST_DIR  # noqa: E402
 from ml.artifacts import to_model_array  # noqa: E402
 from ml.data import load_mnist  # noqa: E402
 from ml.inference import Predictor  # noqa: E402
+from ml.numbers import read_numbers  # noqa: E402
 from ml.preprocessing import to_model_input  # noqa: E402
 from ml.synth import number_set, realistic_set  # noqa: E402
 
@@ -91,7 +92,7 @@ def numbers_mode(predictor: Predictor, test, count: int) -> None:
     image, batches of 32 images."""
     numbers = [upload.data for upload in number_set(test.images, test.labels, count=count, seed=7)]
     singles = [upload.data for upload in realistic_set(test.images, test.labels, count=count, seed=7)]
-    predictor.read_numbers(numbers[:32])  # warm up: tracing, first allocations
+    read_numbers(predictor, numbers[:32])  # warm up: tracing, first allocations
     predictor.predict_images(singles[:32])
 
     def per_item(fn, blobs, items_of) -> list[float]:
@@ -110,7 +111,7 @@ def numbers_mode(predictor: Predictor, test, count: int) -> None:
         for chunk in (singles[i : i + 32] for i in range(0, len(singles), 32)):
             per_image += per_item(predictor.predict_images, chunk, len)
             per_single += per_item(predictor.read_numbers, chunk, len)
-    digits = sum(len(r.digits) for r in predictor.read_numbers(numbers))
+    digits = sum(len(r.digits) for r in read_numbers(predictor, numbers))
     image_ms = statistics.median(per_image)
     print(f"== whole numbers: {count} rendered numbers ({digits} digits found), batches of 32 images ==")
     print(f"read_numbers    p50 {statistics.median(per_digit):7.3f} ms per digit     (target: under 3 ms)")

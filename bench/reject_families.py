@@ -25,7 +25,8 @@ from stack import MNIST_DIR  # noqa: E402
 from ml.calibration import held_out_inputs, model_inputs  # noqa: E402
 from ml.data import load_mnist  # noqa: E402
 from ml.negatives import FAMILIES, negative_set  # noqa: E402
-from ml.reject import FAMILY_KIND, KINDS, choose_thresholds, train_detector  # noqa: E402
+from ml.reject import FAMILY_KIND, choose_thresholds, train_detector  # noqa: E402
+from ml.verdicts import KINDS  # noqa: E402
 
 
 def main() -> None:

@@ -1,4 +1,8 @@
-"""digitsite's data: uploaded images, their predictions, staff corrections, model versions."""
+"""digitsite's data: uploaded images, their predictions, staff corrections, model versions.
+
+Every model of the app in one module past 400 lines, where Django, the admin and readers look
+for them: they refer to each other (an image's prediction, flag and feedback), each short.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Read-side queries."""
+"""Read-side queries.
+
+Past 400 lines: every read of the site in one place (images and history, the review queue,
+statistics, stranded work, workers), as STYLE's services/selectors split asks.
+"""
 
 from __future__ import annotations
 

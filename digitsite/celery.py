@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import celery.worker.consumer
-from celery import Celery, bootsteps
+from celery import Celery
 from celery.beat import PersistentScheduler
 from celery.signals import beat_embedded_init, worker_init
 
@@ -15,7 +15,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
 
 logger = logging.getLogger(__name__)
 
-app = Celery("digitsite")
+# The worker's hooks (warm start, claims, heartbeats, recovery) live in classifier.queueing.worker;
+# the worker imports it as it starts (``include``), once Django is set up, which connects them.
+# Named, not imported: this module is imported before Django's apps are ready, and
+# classifier.queueing sends its tasks through this app.
+app = Celery("digitsite", include=["classifier.queueing.worker"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
@@ -94,29 +98,9 @@ class Consumer(celery.worker.consumer.Consumer):
                 transport.client = connection
 
 
-class Recovery(bootsteps.StartStopStep):
-    """Each time the worker connects to the broker (at start, and again after losing it), queue
-    again at once what a fault stranded: images taken by a run of a worker that is gone, never
-    queued, or (after a lost connection) queued before it, which a broker restarted empty lost."""
-
-    requires = {"celery.worker.consumer.tasks:Tasks"}
-
-    def __init__(self, parent, **kwargs):
-        super().__init__(parent, **kwargs)
-        self.lost_at = None
-
-    def start(self, parent):
-        from classifier.tasks import requeue_stranded_in_background
-
-        requeue_stranded_in_background(broker_lost_at=self.lost_at)
-
-    def stop(self, parent):
-        from django.utils import timezone
-
-        self.lost_at = timezone.now()
-
-
-app.steps["consumer"].add(Recovery)
+# Each time the worker connects to the broker it queues again what a fault stranded; named, as
+# above: the consumer loads its steps as the worker starts.
+app.steps["consumer"].add("classifier.queueing.worker:Recovery")
 
 
 # --- The beat embedded in a worker (`celery worker --beat`) dies with it ----------------------

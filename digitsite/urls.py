@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from classifier.views import PasswordChangeView, PasswordResetView, favicon, healthz
+from classifier.views.accounts import PasswordChangeView, PasswordResetView
+from classifier.views.site import favicon, healthz
 
 admin.site.site_header = "digitsite administration"
 admin.site.site_title = "digitsite admin"
@@ -23,6 +24,6 @@ urlpatterns = [
     path("", include("classifier.urls")),
 ]
 
-handler400 = "classifier.views.bad_request"
-handler404 = "classifier.views.page_not_found"
-handler500 = "classifier.views.server_error"
+handler400 = "classifier.views.site.bad_request"
+handler404 = "classifier.views.site.page_not_found"
+handler500 = "classifier.views.site.server_error"

@@ -95,14 +95,6 @@ class ModelBundle:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
 
-    def write_plots(self, *, history: dict, matrix: np.ndarray, title: str, name: str) -> None:
-        """Training curves (``title``; ``history`` is one model's or its members' by name) and
-        the confusion matrix of the model called ``name``."""
-        from ml.plots import plot_confusion_matrix, plot_training_curves  # matplotlib, only when plotting
-
-        plot_training_curves(history, self.curves_path, title=title)
-        plot_confusion_matrix(np.asarray(matrix), self.confusion_path, title=f"{name}: MNIST test set")
-
 
 def to_model_array(images: np.ndarray) -> np.ndarray:
     """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1]: what every model takes."""

@@ -17,8 +17,8 @@ calibration error on MNIST and on realistic uploads.
 For an ensemble, the log of the members' mean probability stands in for the logits: the mean
 is what it answers, so it is what is calibrated.
 
-No Keras here: the same arithmetic runs in numpy for fitting and measuring, and in the
-serving graph (``ml.inference``).
+Fitting only: serving applies the fitted temperature with ``ml.verdicts.tempered``, the same
+numpy arithmetic used here to fit and measure it.
 """
 
 from __future__ import annotations
@@ -26,9 +26,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from ml.artifacts import to_model_array
+from ml.preprocessing import PreprocessingError, to_model_input
+from ml.styles import STYLES, style_set
+from ml.synth import realistic_set
+from ml.verdicts import PROBABILITY_FLOOR, tempered
+
 ECE_BINS = 15
-# The probability floor before taking logs: float32 softmax outputs reach 0 exactly.
-PROBABILITY_FLOOR = 1e-12
 # Where the fitted temperature is looked for: far beyond what a trained network needs.
 TEMPERATURE_RANGE = (0.05, 20.0)
 # The temperatures tried for the least ECE: 0.25 to 4 in steps of 0.5%, 1 among them (the middle).
@@ -49,14 +53,6 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, *,
         - np.bincount(which, weights=confidence, minlength=bins)
     )
     return float(gap.sum() / max(len(confidence), 1)) if counts.any() else 0.0
-
-
-def tempered(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """The probabilities with their log divided by ``temperature`` and normalised again."""
-    scaled = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), PROBABILITY_FLOOR, 1.0)) / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -104,8 +100,6 @@ CALIBRATION_MAX_DIGITS = 5000
 def model_inputs(uploads) -> tuple[np.ndarray, np.ndarray]:
     """The model inputs (n, 28, 28, 1) of the uploads the preprocessing reads, and which
     those are (a boolean per upload): what it refuses gets no confidence at all."""
-    from ml.preprocessing import PreprocessingError, to_model_input
-
     arrays, read = [], []
     for upload in uploads:
         try:
@@ -127,10 +121,6 @@ def held_out_inputs(images: np.ndarray, labels: np.ndarray, *, seed: int) -> dic
     """Model inputs and labels of each kind in ``CALIBRATION_KINDS`` made from ``images``: as
     many of each as there are images (the styles share that number); what the preprocessing
     refuses is left out, since it gets no confidence at all."""
-    from ml.artifacts import to_model_array
-    from ml.styles import STYLES, style_set
-    from ml.synth import realistic_set
-
     count = len(images)
     styled = [
         upload

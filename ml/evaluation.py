@@ -15,13 +15,24 @@ from ml.calibration import (
     expected_calibration_error,
     fit_calibration,
     held_out_inputs,
-    tempered,
+    labelled_inputs,
 )
 from ml.data import Mnist, Split
 from ml.inference import Predictor
-from ml.reject import DETECTOR_DIGITS, VERDICTS, fit_reject_option
+from ml.negatives import FAMILIES, negative_set
+from ml.numbers import read_numbers
+from ml.reject import DETECTOR_DIGITS, fit_reject_option
 from ml.styles import STYLES, load_digits_uploads, style_set
-from ml.synth import SCENARIOS, Upload, realistic_set
+from ml.synth import (
+    PAPER_RULINGS,
+    RULED_SCENARIOS,
+    SCENARIOS,
+    Upload,
+    number_set,
+    real_writer_number_set,
+    realistic_set,
+)
+from ml.verdicts import VERDICTS, tempered
 
 
 def evaluate_mnist(predictor: Predictor, split: Split, *, batch_size: int = 1000) -> dict:
@@ -183,14 +194,12 @@ def evaluate_non_digits(predictor: Predictor, digits: np.ndarray, *, count: int,
     """How many of ``count`` generated non-digits (``ml.negatives``' families but numbers, which
     the site reads) come back as anything but a confident reading: unsure, not a digit, or
     refused; overall and per family. Read as the worker reads every upload, as a number."""
-    from ml.negatives import FAMILIES, negative_set
-
     families = tuple(family for family in FAMILIES if family != "number")
     uploads = negative_set(digits, count=count, seed=seed, families=families)
     results = [
         result
         for start in range(0, len(uploads), NUMBERS_BATCH)
-        for result in predictor.read_numbers([upload.data for upload in uploads[start : start + NUMBERS_BATCH]])
+        for result in read_numbers(predictor, [upload.data for upload in uploads[start : start + NUMBERS_BATCH]])
     ]
     caught, seen = Counter(), Counter()
     for upload, result in zip(uploads, results, strict=True):
@@ -208,8 +217,6 @@ def coverage_curves(predictor: Predictor, split: Split, *, realistic: int, seed:
     """For the coverage/accuracy plot: the MNIST split and (with ``realistic``) that many
     realistic uploads made from it, each as (coverage, accuracy) by calibrated confidence and
     the point the verdicts reach (share answered "digit", their accuracy)."""
-    from ml.calibration import labelled_inputs
-
     sets = {"MNIST test": (to_model_array(split.images), split.labels.astype(int))}
     if realistic:
         uploads = realistic_set(split.images, split.labels, count=realistic, seed=seed)
@@ -257,8 +264,6 @@ def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: in
     (``ml.synth.real_writer_number_set``): held out, never tuned on. Under ``papers``, the same
     for ``count`` numbers on plain, ruled and squared paper; under ``askew``, for the numbers
     photographed ``ASKEW_TURN`` degrees askew."""
-    from ml.synth import PAPER_RULINGS, RULED_SCENARIOS, number_set, real_writer_number_set
-
     report = _numbers_report(predictor, number_set(split.images, split.labels, count=count, seed=seed), batch)
     real = _numbers_report(predictor, real_writer_number_set(count=count, seed=seed), batch)
     # The same numbers on plain, ruled and squared paper (photos, pencil, scans): the lines are
@@ -286,7 +291,7 @@ def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: in
 def _numbers_report(predictor: Predictor, uploads: list, batch: int) -> dict:
     count = len(uploads)
     results = [
-        r for i in range(0, count, batch) for r in predictor.read_numbers([u.data for u in uploads[i : i + batch]])
+        r for i in range(0, count, batch) for r in read_numbers(predictor, [u.data for u in uploads[i : i + batch]])
     ]
     exact = np.array([r.number == u.number for r, u in zip(results, uploads, strict=True)])
     touching = np.array([any(u.touching) for u in uploads])
@@ -360,7 +365,7 @@ def evaluate_singles(
         singles, autos = [], []
         for start in range(0, len(blobs), batch):
             singles += predictor.predict_images(blobs[start : start + batch])
-            autos += predictor.read_numbers(blobs[start : start + batch])
+            autos += read_numbers(predictor, blobs[start : start + batch])
         labels = [upload.label for upload in uploads]
         own = [s.prediction.digit if s.prediction else None for s in singles]
         worker = [a.digits[0].prediction.digit if a.error is None and len(a.digits) == 1 else None for a in autos]

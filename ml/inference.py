@@ -15,11 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from ml.artifacts import INPUT_SHAPE, NUM_CLASSES, ModelBundle
-from ml.calibration import tempered
 from ml.explain import GradCam
 from ml.lines import LINE_SHAPE, LineReading, decode
 from ml.preprocessing import ModelInput, PreprocessingError, to_model_input
-from ml.reject import KINDS, Verdict, verdicts
+from ml.verdicts import KINDS, Verdict, tempered, verdicts
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ class Prediction:
     digit: int
     confidence: float  # calibrated, where the model was
     probabilities: tuple[float, ...]  # NUM_CLASSES values that sum to 1
-    verdict: str = "digit"  # ml.reject.VERDICTS
+    verdict: str = "digit"  # ml.verdicts.VERDICTS
     reason: str = ""  # for not_a_digit: what it looks like instead
 
     def as_dict(self) -> dict:
@@ -185,12 +184,6 @@ class Predictor:
             else ImageResult(error=errors[i])
             for i in range(len(blobs))
         ]
-
-    def read_numbers(self, blobs: list[bytes], readings: list[str] | None = None) -> list:
-        """Each image read as one digit or a number, as ``readings`` says (``ml.numbers.read_numbers``)."""
-        from ml.numbers import read_numbers  # ml.numbers builds on this module
-
-        return read_numbers(self, blobs, readings)
 
 
 def _prediction(probabilities: np.ndarray, verdict: Verdict | None = None) -> Prediction:

@@ -24,6 +24,7 @@ from keras import layers, ops
 from PIL import Image
 
 from ml.lines import BLANK, COLUMNS_PER_STEP, LINE_SHAPE, NUM_CLASSES, decode, line_input
+from ml.plots import plot_training_curves
 from ml.preprocessing import PreprocessingError
 from ml.segment import MAX_DIGITS, page_of, read_whole
 from ml.synth import NUMBER_SCENARIOS, PAPER_RULINGS, RULED_SCENARIOS, render_number
@@ -195,8 +196,6 @@ def train_line_reader(
 
 def plot_line_reader_curves(metadata: dict, path: Path) -> None:
     """The training loss and the validation lines read exactly, per epoch."""
-    from ml.plots import plot_training_curves
-
     history = {
         "loss": [epoch["loss"] for epoch in metadata["history"]],
         "val_accuracy": [epoch["validation_exact"] for epoch in metadata["history"]],

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: workers and CI have no display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ml.artifacts import NUM_CLASSES
+from ml.artifacts import NUM_CLASSES, ModelBundle
 
 
 def plot_training_curves(history: dict, path: Path, *, title: str) -> None:
@@ -84,3 +84,10 @@ def plot_coverage_accuracy(curves: dict, path: Path, *, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def write_bundle_plots(bundle: ModelBundle, *, history: dict, matrix: np.ndarray, title: str, name: str) -> None:
+    """A bundle's training curves (``title``; ``history`` is one model's or its members' by
+    name) and the confusion matrix of the model called ``name``."""
+    plot_training_curves(history, bundle.curves_path, title=title)
+    plot_confusion_matrix(np.asarray(matrix), bundle.confusion_path, title=f"{name}: MNIST test set")

@@ -18,6 +18,10 @@ digits anywhere in a frame of any size. ``to_model_input`` undoes each of those:
    side to 20 px, pad to 28x28 and shift the centre of mass to the centre.
 
 Everything that can go wrong raises ``PreprocessingError`` with a message for people.
+
+One module past STYLE's 400 lines on purpose: the steps hand one decoded image, its paper
+and its guards (pixel caps, Pillow's errors as ours) from one to the next, and ``ml.segment``
+builds on them through the public functions here; split by step, each would import the rest.
 """
 
 from __future__ import annotations
@@ -153,7 +157,7 @@ def _read_by_pillow():
         raise PreprocessingError(NOT_READABLE) from exc
 
 
-def _open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
+def open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
     """Read the headers only: format, size and mode, refused when over ``max_pixels``."""
     if not data:
         raise PreprocessingError("The file is empty.")
@@ -170,7 +174,7 @@ def _open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInf
     return image, ImageInfo(format=image.format, mime=mime, width=width, height=height)
 
 
-def _decode(image: Image.Image) -> None:
+def decode_pixels(image: Image.Image) -> None:
     """Decode the pixels; every failure of a broken file becomes our error."""
     with _read_by_pillow():
         if image.format in ("JPEG", "MPO"):
@@ -182,8 +186,8 @@ def _decode(image: Image.Image) -> None:
 
 def open_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode the first frame of an image we accept, checking size before pixels are read."""
-    image, _ = _open_lazily(data, max_pixels=max_pixels)
-    _decode(image)
+    image, _ = open_lazily(data, max_pixels=max_pixels)
+    decode_pixels(image)
     return image
 
 
@@ -194,9 +198,9 @@ def inspect_image(
     the web process: small images are decoded in full, JPEGs at a reduced scale, and larger
     images only checked as far as their format allows without decoding (a PNG's chunks and
     checksums). The worker decodes those, and a broken one fails there with a reason."""
-    image, info = _open_lazily(data, max_pixels=max_pixels)
+    image, info = open_lazily(data, max_pixels=max_pixels)
     if info.width * info.height <= verify_max_pixels or info.format in ("JPEG", "MPO"):
-        _decode(image)
+        decode_pixels(image)
     elif info.format == "PNG":
         with _read_by_pillow():
             image.verify()

@@ -8,28 +8,28 @@ trained on MNIST digits, the same digits as realistic uploads and in other write
 against ``ml.negatives``' families; its answer for the kind names the reason a person is
 shown.
 
-Each prediction then gets a verdict:
-    not_a_digit  the detector's probability of "digit" is below ``reject_below``
-    unsure       a digit, but the calibrated confidence is below ``unsure_below``
-    digit        otherwise
-Both thresholds are chosen on the model's held-out training digits (never on the test set):
-``reject_below`` is one half (the detector finds "not a digit" likelier), lowered where that
-would lose more than 1 - ``KEEP_DIGITS`` of them; ``unsure_below`` is the lowest confidence at
-which the digits answered are right ``TARGET_ACCURACY`` of the time.
+Fitting only: the detector, its data and the thresholds; ``ml.verdicts`` applies them when
+serving (see there for what each verdict means). Both thresholds are chosen on the model's
+held-out training digits (never on the test set): ``reject_below`` is one half (the detector
+finds "not a digit" likelier), lowered where that would lose more than 1 - ``KEEP_DIGITS`` of
+them; ``unsure_below`` is the lowest confidence at which the digits answered are right
+``TARGET_ACCURACY`` of the time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import keras
 import numpy as np
 from keras import layers
 
 from ml.artifacts import INPUT_SHAPE
+from ml.calibration import held_out_inputs, model_inputs
+from ml.fitting import fit
+from ml.negatives import FAMILIES, negative_set
+from ml.verdicts import KINDS, shares, verdicts
 
-KINDS = ("digit", "text", "drawing", "scribble", "number", "photo")
 FAMILY_KIND = {
     "printed": "text",
     "drawn": "text",
@@ -38,15 +38,6 @@ FAMILY_KIND = {
     "number": "number",
     "photo": "photo",
 }
-# What a person is told, after "This does not look like a digit:".
-REASONS = {
-    "text": "it looks like letters, a word or a symbol.",
-    "drawing": "it looks like a drawing or a shape.",
-    "scribble": "it looks like a scribble.",
-    "number": "it looks like several digits written together, which could not be told apart.",
-    "photo": "it looks like a photo of something else.",
-}
-VERDICTS = ("digit", "unsure", "not_a_digit")
 # Share of genuine held-out digits the reject threshold keeps, and the accuracy a "digit"
 # verdict should reach on them: the product's promise, 99.7%. The held-out digits pool MNIST's
 # own, realistic uploads and other writers' styles, so the line is set on harder digits than
@@ -76,37 +67,12 @@ def build_detector() -> keras.Model:
     )
 
 
-@dataclass(frozen=True)
-class Verdict:
-    verdict: str  # one of VERDICTS
-    kind: str  # the detector's answer, one of KINDS
-    reason: str  # for not_a_digit: what it looks like instead; else ""
-
-
-def verdicts(
-    digit_share: np.ndarray, kind_probabilities: np.ndarray, confidence: np.ndarray, thresholds: dict
-) -> list[Verdict]:
-    """The verdict of each prediction from the detector's output and the calibrated confidence."""
-    out = []
-    for p_digit, kinds, sure in zip(digit_share, kind_probabilities, confidence, strict=True):
-        other = KINDS[1 + int(np.argmax(kinds[1:]))]
-        if p_digit < thresholds["reject_below"]:
-            out.append(Verdict("not_a_digit", other, REASONS[other]))
-        elif sure < thresholds["unsure_below"]:
-            out.append(Verdict("unsure", "digit", ""))
-        else:
-            out.append(Verdict("digit", "digit", ""))
-    return out
-
-
 def detector_data(
     learned: tuple[np.ndarray, np.ndarray], *, count: int, seed: int, log: Callable[[str], None] = print
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and kind indices to train the detector: ``count`` digits of each of three kinds
     (MNIST as it is, realistic uploads, other styles) made from the ``learned`` training digits
     (never the held-out ones), and as many non-digits, spread over ``ml.negatives``' families."""
-    from ml.calibration import held_out_inputs, model_inputs
-    from ml.negatives import negative_set
 
     images, labels = learned
     rng = np.random.default_rng(seed)
@@ -126,8 +92,6 @@ def train_detector(
     x: np.ndarray, y: np.ndarray, *, epochs: int, seed: int, log: Callable[[str], None] = print
 ) -> tuple[keras.Model, dict]:
     """Fit the detector, digits and non-digits weighted alike whatever their numbers."""
-    from ml.train import fit
-
     keras.utils.set_random_seed(seed)
     model = build_detector()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -159,10 +123,6 @@ DETECTOR_EPOCHS = 8
 EXTRA_SHARE = 0.05
 
 
-def shares(verdict_list: list[Verdict]) -> dict:
-    return {name: sum(v.verdict == name for v in verdict_list) / max(len(verdict_list), 1) for name in VERDICTS}
-
-
 def fit_reject_option(
     predictor,
     mnist,
@@ -179,9 +139,6 @@ def fit_reject_option(
     the ``held_out`` digits (kind -> (inputs, labels)) through the calibrated ``predictor``, and
     measure the verdicts on held-out digits and on non-digits made with another seed (numbers
     from held-out digits): what the bundle's metadata records under ``verdict``."""
-    from ml.calibration import model_inputs
-    from ml.negatives import FAMILIES, negative_set
-
     x, y = detector_data(mnist.training(holdout), count=digits, seed=seed, log=log)
     if extra is not None and len(extra[0]):
         # Staff corrections (inputs, kinds): few, so shown as a fixed share of every epoch.

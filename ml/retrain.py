@@ -28,9 +28,11 @@ from ml.architectures import members_of
 from ml.artifacts import ModelBundle, to_model_array
 from ml.data import Mnist, Split
 from ml.evaluation import calibrate_bundle, evaluate_mnist
+from ml.fitting import fit
 from ml.inference import Predictor
-from ml.reject import KINDS
-from ml.train import bundle_metadata, fit
+from ml.plots import write_bundle_plots
+from ml.train import bundle_metadata
+from ml.verdicts import KINDS
 
 # Share of each epoch's samples that are corrections (after oversampling).
 CORRECTION_SHARE = 0.05
@@ -351,7 +353,8 @@ def retrain(
         | (honesty if holdout else {})
     )
     name = out.directory.name
-    out.write_plots(
+    write_bundle_plots(
+        out,
         history=result.history,
         matrix=report["confusion_matrix"],
         title=f"{name}: fine-tuned from v{parent_version}",

@@ -23,6 +23,10 @@ the same way. Then:
 One digit found is exactly the single-digit input (``to_model_input``): the whole mask, with
 nothing dropped, so single digits read as they always have. Several lines of writing, or more
 than ``MAX_DIGITS`` digits, are refused with a reason for people.
+
+One module past STYLE's 400 lines on purpose: every step works on one ``Page`` (mask, strokes,
+groups) and its rules refer to the others' (a group's width decides a cut, a cut's pieces are
+groups again); what needs a model stays out, in ``ml.numbers``.
 """
 
 from __future__ import annotations
@@ -41,12 +45,12 @@ from ml.preprocessing import (
     ModelInput,
     Placement,
     PreprocessingError,
-    _decode,
-    _open_lazily,
+    decode_pixels,
     digit_input,
     digit_mask,
     ink_of,
     ink_window,
+    open_lazily,
     upright,
 )
 
@@ -208,8 +212,8 @@ def read_whole(data: bytes) -> Page:
     """Decode an image and find its ink: the page read as one digit, exactly as the
     single-digit path reads it (``to_model_input``; ``whole_segment`` is its input and box).
     Decoding and the ink are the costly part of a reading: ``page_of`` goes on from here."""
-    image, info = _open_lazily(data, max_pixels=MAX_PIXELS)
-    _decode(image)
+    image, info = open_lazily(data, max_pixels=MAX_PIXELS)
+    decode_pixels(image)
     # A JPEG may be decoded at a reduced scale (DCT scaling): boxes are on the full-size image.
     scale = info.width / image.width
     try:

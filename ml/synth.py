@@ -4,6 +4,9 @@ Each scenario renders a 28x28 digit the way people actually send digits: phone p
 ink on paper (uneven light, paper texture, JPEG, EXIF rotation), scans, transparent canvas
 drawings, light-on-dark screenshots and tiny images; off-centre, any size, slightly rotated,
 strokes thinner or thicker.
+
+Past STYLE's 400 lines: the scenarios share one set of renderers (paper, light, pen, JPEG),
+and numbers are made of the same digits the same way.
 """
 
 from __future__ import annotations

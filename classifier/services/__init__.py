@@ -21,7 +21,6 @@ from classifier.services.images import (
     image_retry,
     image_upload_create,
     images_mark_reviewed,
-    images_requeue_stale,
     model_warm_up,
     prediction_run,
     predictions_run,
@@ -44,14 +43,6 @@ from classifier.services.versions import (
     model_version_archive_save,
     model_version_directory,
     model_version_verify,
-)
-from classifier.services.workers import (
-    images_claim,
-    requeue_run_record,
-    worker_heartbeat_clear,
-    worker_heartbeat_record,
-    worker_ready_record,
-    worker_warming_record,
 )
 
 __all__ = [
@@ -79,9 +70,7 @@ __all__ = [
     "image_flag",
     "image_retry",
     "image_upload_create",
-    "images_claim",
     "images_mark_reviewed",
-    "images_requeue_stale",
     "mnist_load",
     "model_calibrate",
     "model_evaluate",
@@ -99,12 +88,7 @@ __all__ = [
     "prediction_run",
     "predictions_run",
     "predictor_serving",
-    "requeue_run_record",
     "retrain_request",
     "retrain_run",
     "signup_allow",
-    "worker_heartbeat_clear",
-    "worker_heartbeat_record",
-    "worker_ready_record",
-    "worker_warming_record",
 ]

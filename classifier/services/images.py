@@ -1,4 +1,8 @@
-"""Images: uploads, their classification in the worker, queueing again, and flags."""
+"""Images: uploads, their classification in the worker, and flags; queued through ``classifier.queueing``.
+
+Past 400 lines: an image's life from upload to stored reading and its corrections, each step
+short and reading the same rows; drawing previews and deletion already live apart.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,8 +25,8 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
+from classifier import queueing
 from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, encode_model_array
-from classifier.selectors import images_stranded
 from classifier.services.serving import ModelNotLoaded, predictor_serving
 from ml.preprocessing import PreprocessingError, inspect_image
 from ml.segment import MAX_DIGITS
@@ -38,36 +42,6 @@ logger = logging.getLogger(__name__)
 class UploadOutcome:
     created: list[DigitImage] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason for people)
-
-
-def _enqueue_classifications(image_ids: list[int]) -> list[int]:
-    """Queue the images' classification in batches of ``CLASSIFY_BATCH_SIZE`` (one model call
-    each); return the ids that reached the broker, and record when they did (``queued_at``).
-
-    When the broker cannot be reached the images stay stored and pending with no ``queued_at``:
-    that is the record that they were never queued, and recovery queues them as soon as the
-    broker is back. The first failure ends the loop: every further try would wait out the same
-    connection timeout while the person waits.
-    """
-    from classifier.tasks import classify_images
-
-    size, queued = settings.CLASSIFY_BATCH_SIZE, []
-    for start in range(0, len(image_ids), size):
-        try:
-            classify_images.delay(image_ids[start : start + size])
-        except Exception:
-            logger.exception("the broker is unreachable; %d images stay pending, not queued", len(image_ids) - start)
-            break
-        queued = image_ids[: start + size]
-    if queued:
-        DigitImage.objects.filter(pk__in=queued).update(queued_at=timezone.now())
-    return queued
-
-
-def _enqueue_each(image_id: int) -> None:
-    from classifier.tasks import classify_image
-
-    classify_image.delay(image_id)
 
 
 def _upload_allowance(owner) -> tuple[int, str]:
@@ -155,7 +129,7 @@ def image_upload_create(
     if accepted:
         with transaction.atomic():
             outcome.created = DigitImage.objects.bulk_create(accepted)
-            transaction.on_commit(partial(_enqueue_classifications, [image.pk for image in outcome.created]))
+            transaction.on_commit(partial(queueing.images_enqueue, [image.pk for image in outcome.created]))
     return outcome
 
 
@@ -246,7 +220,7 @@ def _images_claim(images: dict[int, DigitImage], *, existing: dict[int, Predicti
             # Every earlier delivery ended without a result: its worker died on this image.
             _image_fail(pk, f"This image could not be classified after {image.attempts} attempts.")
         elif image.attempts and len(images) > 1:
-            _enqueue_each(pk)
+            queueing.image_enqueue_alone(pk)
         else:
             todo.append(image)
     DigitImage.objects.filter(pk__in=[image.pk for image in todo]).update(
@@ -281,8 +255,10 @@ def _images_classify(
     said (``DigitImage.reading``), and
     the milliseconds per image of the batch; each image that could not be read fails with the
     reason."""
+    from ml.numbers import read_numbers  # the worker's: TensorFlow stays out of web processes
+
     started = time.perf_counter()
-    results = predictor.read_numbers(blobs, [image.reading for image in images])
+    results = read_numbers(predictor, blobs, [image.reading for image in images])
     inference_ms = (time.perf_counter() - started) * 1000 / max(len(blobs), 1)
     classified = []
     for image, result in zip(images, results, strict=True):
@@ -295,7 +271,7 @@ def _images_classify(
     return classified, inference_ms
 
 
-def _weakest(result: NumberResult) -> DigitReading:
+def weakest_reading(result: NumberResult) -> DigitReading:
     """The digit a reading is as sure as: for one digit, that digit."""
     return min(result.digits, key=lambda reading: reading.prediction.confidence)
 
@@ -303,7 +279,7 @@ def _weakest(result: NumberResult) -> DigitReading:
 def _prediction_of(image: DigitImage, result: NumberResult, **fields) -> Prediction:
     """The Prediction row of a reading: the number and each digit, and in the single-digit
     fields the least sure digit (``Prediction``'s docstring says why)."""
-    weakest = _weakest(result)
+    weakest = weakest_reading(result)
     several = len(result.digits) > 1
     return Prediction(
         image_id=image.pk,
@@ -336,7 +312,7 @@ def _predictions_store(
     mark them done, and return the stored predictions by image id. An image its owner deleted
     meanwhile is skipped: its row is locked first, as ``image_delete`` locks it, so either the
     delete waits and removes the new prediction with the image, or the image is gone here."""
-    weakest = [_weakest(result) for _, result in classified]
+    weakest = [weakest_reading(result) for _, result in classified]
     saliency = _saliency(
         predictor,
         np.stack([reading.model_input.array for reading in weakest]),
@@ -363,22 +339,6 @@ def _predictions_store(
     return {p.image_id: p for p in Prediction.objects.filter(image_id__in=done)}
 
 
-def images_requeue_stale(
-    *, older_than: timedelta | None = None, connecting: bool = False, broker_lost_at: datetime | None = None
-) -> list[int]:
-    """Queue again the images stranded by a fault (``selectors.images_stranded``: never
-    queued, taken by a worker run that is gone, queued before a broker connection that was
-    lost at ``broker_lost_at``) or still waiting after ``older_than``; ``connecting``: a worker
-    has just connected to the broker. Returns the ids that reached the broker."""
-    if older_than is None:
-        older_than = timedelta(seconds=settings.CLASSIFY_STALE_AFTER_SECONDS)
-    stranded = images_stranded(older_than=older_than, connecting=connecting, broker_lost_at=broker_lost_at)
-    queued = _enqueue_classifications(stranded)
-    if queued:
-        logger.info("requeued %d stranded images", len(queued))
-    return queued
-
-
 # --- Flags --------------------------------------------------------------------------------
 
 
@@ -390,7 +350,7 @@ def image_retry(*, image: DigitImage) -> bool:
             status=DigitImage.Status.PENDING, error_message="", attempts=0
         )
         if retried:
-            transaction.on_commit(partial(_enqueue_classifications, [image.pk]))
+            transaction.on_commit(partial(queueing.images_enqueue, [image.pk]))
     return bool(retried)
 
 

@@ -156,6 +156,7 @@ def image_files_predict(*, paths: list[Path], model_path: Path | None = None, re
     ``confidence``, that of the least sure digit. Each file is read as ``reading`` says, as the
     worker reads an upload (``ml.segment.READINGS``); ``reading`` is in every dict."""
     from ml.inference import Predictor
+    from ml.numbers import read_numbers
 
     blobs, read_errors = [], {}
     for index, path in enumerate(paths):
@@ -165,7 +166,7 @@ def image_files_predict(*, paths: list[Path], model_path: Path | None = None, re
             blobs.append(b"")
             read_errors[index] = f"cannot read the file: {exc.strerror or exc}"
     predictor = Predictor(model_path or model_path_default())
-    results = predictor.read_numbers(blobs, [reading] * len(blobs))
+    results = read_numbers(predictor, blobs, [reading] * len(blobs))
     report = []
     for index, (path, result) in enumerate(zip(paths, results, strict=True)):
         head = {"file": str(path), "reading": reading}

@@ -18,8 +18,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from classifier import queueing
 from classifier.models import DrawingPreview
-from classifier.services.images import _weakest
+from classifier.services.images import weakest_reading
 from classifier.services.limits import window_count
 from classifier.services.serving import ModelNotLoaded, predictor_serving
 
@@ -60,10 +61,8 @@ def drawing_preview_create(*, owner, drawing: bytes, reading: str = DrawingPrevi
 
 
 def _enqueue(preview: DrawingPreview) -> None:
-    from classifier.tasks import preview_drawing
-
     try:
-        preview_drawing.apply_async((str(preview.pk),), expires=settings.DRAW_PREVIEW_EXPIRES_SECONDS)
+        queueing.drawing_preview_enqueue(str(preview.pk))
     except Exception:
         logger.warning("the broker is unreachable; no live answer for this drawing", exc_info=True)
         DrawingPreview.objects.filter(pk=preview.pk).update(
@@ -83,15 +82,17 @@ def drawing_preview_run(*, preview_id: UUID | str) -> DrawingPreview | None:
         DrawingPreview.objects.filter(pk=preview.pk).update(result={"error": str(exc)}, finished_at=timezone.now())
         return DrawingPreview.objects.filter(pk=preview.pk).first()
     version = serving.version
+    from ml.numbers import read_numbers  # the worker's: TensorFlow stays out of web processes
+
     started = time.perf_counter()
-    (result,) = serving.predictor.read_numbers([bytes(preview.drawing)], [preview.reading])
+    (result,) = read_numbers(serving.predictor, [bytes(preview.drawing)], [preview.reading])
     inference_ms = (time.perf_counter() - started) * 1000
     if result.error is not None:
         answer = {"error": result.error}
     elif not result.digits:
         answer = {"error": "No writing was found in this drawing."}
     else:
-        p = _weakest(result).prediction
+        p = weakest_reading(result).prediction
         answer = {
             "digit": p.digit,
             "confidence": p.confidence,

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from classifier import queueing
 from classifier.models import Flag, ModelVersion, RetrainRun, TrainingExample
 from classifier.selectors import flags_for_training, training_examples_for_training
 from classifier.services.images import correction_training_refusal
@@ -37,7 +38,7 @@ from ml.data import MnistDataError
 from ml.preprocessing import PreprocessingError, to_model_input
 
 if TYPE_CHECKING:
-    from ml.retrain import RetrainResult
+    from ml.retrain import CorrectionSplit, RetrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -132,21 +133,26 @@ def _fresh_bundle(number: int) -> ModelBundle:
     return ModelBundle(directory)
 
 
-def model_retrain(
-    *, epochs: int | None = None, dry_run: bool = False, force: bool = False, log: Callable[[str], None] = print
-) -> RetrainReport:
-    """Fine-tune the active model on MNIST plus staff corrections; keep the result as a new
-    ModelVersion and activate it only if the gate (``ml.retrain.judge``) says so, or ``force``."""
-    from ml.retrain import retrain, split_corrections
+@dataclass
+class _Plan:
+    """What a retrain learns from, as ``ml.retrain`` takes it."""
 
-    active = model_version_ensure_initial()
-    epochs = epochs or settings.RETRAIN_EPOCHS
-    arrays = _correction_arrays(list(flags_for_training()), list(training_examples_for_training()))
+    flags: list[Correction]  # digit corrections: they train and judge the digit model
+    rejects: list[Correction]  # "not a digit" ones: they teach the reject option
+    flag_x: np.ndarray
+    flag_y: np.ndarray
+    rejects_x: np.ndarray
+    split: CorrectionSplit
+    counts: dict
+
+
+def _retrain_plan(arrays: CorrectionArrays, *, active: ModelVersion, epochs: int, log: Callable[[str], None]) -> _Plan:
+    """Split the corrections into digit ones (trained on, and judged on a share of them) and
+    "not a digit" ones, and say so. A correction's examples are all digits or its one
+    not-a-digit input, so the rows stay in step."""
+    from ml.retrain import split_corrections
+
     usable = arrays.corrections
-    if not usable and not force:
-        raise RetrainError("There are no flagged images to learn from (use --force to fine-tune on MNIST alone).")
-    # Digit corrections train and judge the digit model; "not a digit" ones teach the reject option.
-    # A correction's examples are all digits or its one not-a-digit input, so the rows stay in step.
     flags = [flag for flag in usable if not flag.not_a_digit]
     sizes = [size for item, size in zip(usable, arrays.sizes, strict=True) if not item.not_a_digit]
     flag_x, flag_y = arrays.x[arrays.y >= 0], arrays.y[arrays.y >= 0]
@@ -164,9 +170,25 @@ def model_retrain(
     if kept := sum(isinstance(item, TrainingExample) for item in usable):
         log(f"{kept} of these corrections are kept examples of deleted images")
     counts = {"corrections": len(flags), "examples": len(flag_y), "not_trained": arrays.not_trained}
+    return _Plan(flags, [item for item in usable if item.not_a_digit], flag_x, flag_y, rejects_x, split, counts)
+
+
+def model_retrain(
+    *, epochs: int | None = None, dry_run: bool = False, force: bool = False, log: Callable[[str], None] = print
+) -> RetrainReport:
+    """Fine-tune the active model on MNIST plus staff corrections; keep the result as a new
+    ModelVersion and activate it only if the gate (``ml.retrain.judge``) says so, or ``force``."""
+    from ml.retrain import retrain
+
+    active = model_version_ensure_initial()
+    epochs = epochs or settings.RETRAIN_EPOCHS
+    arrays = _correction_arrays(list(flags_for_training()), list(training_examples_for_training()))
+    if not arrays.corrections and not force:
+        raise RetrainError("There are no flagged images to learn from (use --force to fine-tune on MNIST alone).")
+    plan = _retrain_plan(arrays, active=active, epochs=epochs, log=log)
     if dry_run:
         return RetrainReport(
-            active=active, candidate=None, promoted=False, reason="dry run: nothing trained", rows=[], **counts
+            active=active, candidate=None, promoted=False, reason="dry run: nothing trained", rows=[], **plan.counts
         )
 
     number = _next_number()
@@ -175,21 +197,19 @@ def model_retrain(
         parent_version=active.number,
         out=_fresh_bundle(number),
         mnist=mnist_load(),
-        corrections_x=flag_x,
-        corrections_y=flag_y,
-        split=split,
+        corrections_x=plan.flag_x,
+        corrections_y=plan.flag_y,
+        split=plan.split,
         epochs=epochs,
         seed=settings.RETRAIN_SEED,
         max_mnist_drop=settings.RETRAIN_MAX_MNIST_DROP,
         force=force,
         train_limit=settings.RETRAIN_TRAIN_LIMIT,
         test_limit=settings.RETRAIN_TEST_LIMIT,
-        rejects_x=rejects_x,
+        rejects_x=plan.rejects_x,
         log=log,
     )
-    candidate = _candidate_record(
-        active=active, number=number, flags=flags, rejects=[f for f in usable if f.not_a_digit], result=result
-    )
+    candidate = _candidate_record(active=active, number=number, flags=plan.flags, rejects=plan.rejects, result=result)
     rows = result.rows(parent=f"v{active.number}", candidate=f"v{number}")
     return RetrainReport(
         active=active,
@@ -197,7 +217,7 @@ def model_retrain(
         promoted=result.decision.promoted,
         reason=result.decision.reason,
         rows=rows,
-        **counts,
+        **plan.counts,
     )
 
 
@@ -239,8 +259,6 @@ def retrain_request(*, epochs: int | None, force: bool, requested_by=None) -> Re
     """Queue a retrain on the training queue, recorded as a RetrainRun; RetrainError, saying
     which, when one is already queued or running. A run with no word for
     ``RETRAIN_STALE_AFTER_SECONDS`` (its trainer died) no longer counts as one."""
-    from classifier.tasks import retrain
-
     stale = timezone.now() - timedelta(seconds=settings.RETRAIN_STALE_AFTER_SECONDS)
     RetrainRun.objects.filter(in_progress=True, requested_at__lt=stale).update(
         in_progress=False,
@@ -251,7 +269,7 @@ def retrain_request(*, epochs: int | None, force: bool, requested_by=None) -> Re
     try:
         with transaction.atomic():
             run = RetrainRun.objects.create(epochs=epochs, force=force, requested_by=requested_by)
-            transaction.on_commit(lambda: retrain.delay(run_id=run.pk))
+            transaction.on_commit(lambda: queueing.retrain_enqueue(run.pk))
     except IntegrityError:
         current = RetrainRun.objects.filter(in_progress=True).select_related("requested_by").first()
         who = f" by {current.requested_by}" if current and current.requested_by else ""

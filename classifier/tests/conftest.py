@@ -18,6 +18,16 @@ from digitsite.brokers import FILESYSTEM_TRANSPORT, filesystem_broker_options
 from digitsite.celery import app as celery_app
 from ml.tests.conftest import SHIPPED_MODEL_DIR, encode, mnist, mnist_dir, tiny_model_dir  # noqa: F401
 
+# What `make test-fast` leaves out, whatever a test's own marks say: a real worker process,
+# a Redis server of its own or a browser.
+SLOW_FIXTURES = {"worker", "worker_env", "redis_server", "live_server", "browser", "page"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and "slow" not in item.keywords:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_files(settings, tmp_path):
@@ -28,6 +38,10 @@ def _isolated_files(settings, tmp_path):
     directory = mnist_dir()
     settings.MNIST_DATA_DIR = str(directory) if directory else None
     settings.SHIPPED_MODEL_DIR = SHIPPED_MODEL_DIR
+    # Passwords made and checked in this process take a fast hash (the site's own, PBKDF2, is
+    # slow on purpose: a few hundred milliseconds a user here); a live server or a worker
+    # started by a test keeps the real one.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     from django.core.cache import cache
 
     cache.clear()  # rate-limit counts (sign-ups, resets) start from nothing in each test

@@ -15,6 +15,7 @@ def run(*args) -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 @pytest.mark.usefixtures("mnist")
 def test_train_command_writes_a_model_and_reports_progress(tmp_path):
     output = run("train", "--arch", "dense", "--epochs", "1", "--limit", "2000", "--out", str(tmp_path / "m"))
@@ -25,6 +26,7 @@ def test_train_command_writes_a_model_and_reports_progress(tmp_path):
     assert (tmp_path / "m" / "model.keras").is_file()
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 @pytest.mark.usefixtures("mnist")
 def test_train_lines_renders_lines_once_and_fits_the_line_reader(tmp_path, settings):
     out = tmp_path / "lines"
@@ -48,6 +50,7 @@ def test_train_lines_refuses_nothing_to_fit():
         run("train_lines", "--lines", "0")
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_train_command_with_writer_augmentation_records_it(tmp_path, mnist):
     out = tmp_path / "w"
     run("train", "--arch", "dense", "--epochs", "1", "--limit", "2000", "--writers", "--out", str(out))
@@ -58,6 +61,8 @@ def test_train_command_with_writer_augmentation_records_it(tmp_path, mnist):
     assert 2000 + ones_and_sevens * 0.25 < metadata["train_samples"] < 2000 + ones_and_sevens * 0.35
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
+@pytest.mark.usefixtures("mnist")  # skips without MNIST (and fails under CI), never a network error
 def test_train_command_trains_an_ensemble_served_as_one_model(tmp_path):
     out = tmp_path / "e"
     output = run(
@@ -129,6 +134,7 @@ def test_evaluate_with_realistic_uploads_non_digits_and_a_coverage_plot(tiny_mod
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 @pytest.mark.django_db
 def test_calibrate_fits_a_model_with_a_holdout_and_refuses_one_without(tmp_path, tiny_model_dir):
     out = tmp_path / "held"
@@ -231,6 +237,7 @@ def test_evaluate_reads_rendered_numbers(tiny_model_dir):
     assert askew["numbers"] == 6 and f"photographed 25 degrees askew read exactly {askew['exact']:.1%}" in output
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_evaluate_reads_single_digits_of_every_kind_both_ways(tiny_model_dir):
     report = json.loads(run("evaluate", "--model", str(tiny_model_dir), "--singles", "6", "--json"))
     singles = report["singles"]

@@ -171,20 +171,20 @@ def test_a_not_a_digit_correction_is_kept_as_such(user, mnist, django_capture_on
 def test_an_image_deleted_while_it_is_classified_is_skipped_and_the_batch_goes_on(
     user, mnist, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from ml.inference import Predictor
+    import ml.numbers
 
     images = [uploaded(user, encode(255 - mnist.test.images[i]), consent=False, name=f"{i}.png") for i in range(3)]
     victim = images[1]
-    real = Predictor.read_numbers
+    real = ml.numbers.read_numbers
 
-    def delete_then_predict(self, blobs, readings=None):
+    def delete_then_predict(predictor, blobs, readings=None):
         # The owner deletes one image after the worker has read its file, before the results
         # are stored: the model runs on it, its prediction must not be stored.
         with django_capture_on_commit_callbacks(execute=True):
             image_delete(image=victim)
-        return real(self, blobs, readings)
+        return real(predictor, blobs, readings)
 
-    monkeypatch.setattr(Predictor, "read_numbers", delete_then_predict)
+    monkeypatch.setattr(ml.numbers, "read_numbers", delete_then_predict)
     predictions = predictions_run(image_ids=[image.pk for image in images])
     assert set(predictions) == {images[0].pk, images[2].pk}
     assert {p.digit for p in predictions.values()} == {int(mnist.test.labels[0]), int(mnist.test.labels[2])}

@@ -241,7 +241,7 @@ def test_healthz_reports_database_broker_and_workers(client, settings):
 @pytest.mark.django_db
 def test_healthz_is_degraded_when_beat_has_not_run_requeue_stale_lately(client, settings):
     from classifier.models import RequeueRun, WorkerHeartbeat
-    from classifier.services import requeue_run_record
+    from classifier.queueing import requeue_run_record
 
     now = timezone.now()
     overdue = now - timedelta(seconds=3 * settings.REQUEUE_STALE_INTERVAL_SECONDS + 5)

@@ -146,7 +146,7 @@ def test_the_worker_loads_the_model_as_it_starts_and_cards_say_warming_up_until_
     image.refresh_from_db()
     assert image.prediction.digit == mnist.test.labels[0]
     # A worker that starts again is not ready until its process has loaded the model again.
-    from classifier.services import worker_warming_record
+    from classifier.queueing import worker_warming_record
 
     WorkerHeartbeat.objects.create(hostname="celery@again", seen_at=image.uploaded_at, started_at=image.uploaded_at)
     worker_warming_record(hostname="celery@again", run="run-2")

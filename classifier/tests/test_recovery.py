@@ -11,8 +11,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from classifier.models import DigitImage, WorkerHeartbeat
+from classifier.queueing import images_claim, worker_heartbeat_record, worker_warming_record
 from classifier.selectors import images_stranded
-from classifier.services import image_upload_create, images_claim, worker_heartbeat_record, worker_warming_record
+from classifier.services import image_upload_create
 from classifier.tests.conftest import broker, broker_down
 from classifier.tests.factories import DigitImageFactory, UserFactory
 from digitsite.celery import MISSED_RUN_RETRY_SECONDS, Scheduler

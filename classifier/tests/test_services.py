@@ -251,10 +251,10 @@ def test_a_number_is_stored_with_each_digit_its_box_and_input(mnist):
 
 
 def test_a_batch_delivered_again_splits_into_one_task_per_image(mnist, monkeypatch):
-    from classifier.tasks import classify_image
+    from classifier import queueing
 
     queued = []
-    monkeypatch.setattr(classify_image, "delay", queued.append)  # the broker, as far as this test goes
+    monkeypatch.setattr(queueing, "image_enqueue_alone", queued.append)  # the broker, as far as this test goes
     tried = DigitImageFactory(data=encode(255 - mnist.test.images[0]), attempts=1, status=DigitImage.Status.PROCESSING)
     fresh = DigitImageFactory(data=encode(255 - mnist.test.images[1]))
     predictions = predictions_run(image_ids=[tried.pk, fresh.pk])

@@ -642,7 +642,7 @@ def test_a_mistyped_address_gets_the_sites_404_page_with_a_way_back(signed_in):
 
 
 def test_the_500_page_uses_the_sites_look_and_needs_nothing_that_may_have_failed(rf):
-    from classifier.views import server_error
+    from classifier.views.site import server_error
 
     response = server_error(rf.get("/history/"))
     page = response.content.decode()

@@ -1,4 +1,4 @@
-"""The model bundle and the layout of ml/: serving never pulls in training or TensorFlow early."""
+"""The model bundle and the layout of ml/: serving never pulls in fitting, nor TensorFlow early."""
 
 import ast
 import subprocess
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+import ml
 from ml.artifacts import ModelBundle, confusion_matrix, to_model_array
 
 ML = Path(__file__).resolve().parents[1]
@@ -18,38 +19,79 @@ def test_importing_the_artifacts_does_not_import_tensorflow():
     assert result.stdout.strip() == "[]"
 
 
-def _imports_of(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+def _imported_ml_modules(path: Path) -> set[str]:
+    """The ``ml`` modules a file imports anywhere in its source, function bodies included."""
     names = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return names
+    return {name.split(".")[1] for name in names if name.startswith("ml.") and name.count(".") >= 1} - {""}
 
 
-def test_only_training_imports_the_training_module():
-    """Serving (inference, evaluation, explanations, preprocessing) must not pull in training;
-    fine-tuning (ml/retrain.py) is training and builds on it, and so does the detector's own
-    training in ml/reject.py (inside ``train_detector``, which serving never calls)."""
-    importers = sorted(path.name for path in ML.glob("*.py") if "ml.train" in _imports_of(path))
-    assert importers == ["reject.py", "retrain.py"]
-    module_level = {
-        node.module
-        for node in ast.parse((ML / "reject.py").read_text()).body
-        if isinstance(node, ast.ImportFrom) and node.module
+def test_every_module_is_serving_or_fitting():
+    modules = {path.stem for path in ML.glob("*.py")} - {"__init__"}
+    assert set(ml.SERVING).isdisjoint(ml.FITTING)
+    assert modules == set(ml.SERVING) | set(ml.FITTING), "list a new module in ml/__init__.py"
+
+
+def test_no_serving_module_imports_fitting_anywhere_in_its_source():
+    """Not at the top, not inside a function: a worker that reads uploads never loads the
+    code that trains (synthetic data, stand-ins, the fitting loop, the detector's fitting)."""
+    wrong = {
+        name: sorted(_imported_ml_modules(ML / f"{name}.py") & set(ml.FITTING))
+        for name in ml.SERVING
+        if _imported_ml_modules(ML / f"{name}.py") & set(ml.FITTING)
     }
-    assert "ml.train" not in module_level
+    assert wrong == {}
 
 
-def test_serving_does_not_load_the_training_module():
-    code = (
-        "import sys, ml.inference, ml.evaluation, ml.explain, ml.preprocessing, ml.reject; "
-        "print('ml.train' in sys.modules)"
+SERVING_PATH = """
+import io, sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+from ml.inference import Predictor
+from ml.numbers import read_numbers
+import ml
+
+real = Path(sys.argv[1])
+blobs = [path.read_bytes() for path in sorted(real.glob("*.png"))[:4]] if real.is_dir() else []
+canvas = np.full((60, 160), 255, np.uint8)
+canvas[10:50, 20:26] = 0  # a 1
+canvas[10:50, 90:96] = 0  # and another: a number of two digits
+out = io.BytesIO()
+Image.fromarray(canvas).save(out, format="PNG")
+blobs.append(out.getvalue())
+predictor = Predictor(sys.argv[2])
+assert len(predictor.predict_images(blobs)) == len(blobs)
+assert len(read_numbers(predictor, blobs)) == len(blobs)
+print(len(blobs), sorted(name for name in ml.FITTING if f"ml.{name}" in sys.modules))
+"""
+
+
+def test_the_serving_path_loads_no_fitting_module(tmp_path):
+    """A Predictor on the shipped bundle reading real files one digit and whole numbers at a
+    time, in a fresh process: no fitting module is imported."""
+    real = ML.parent.parent / "shared" / "data" / "real-digits" / "hwd-1000"
+    files = tmp_path / "real"
+    files.mkdir()
+    if real.is_dir():  # a few real files, by the names the labels give (never a listing)
+        for line in (real / "labels.csv").read_text().splitlines()[1:5]:
+            name = line.split(",")[0]
+            (files / name).write_bytes((real / name).read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-c", SERVING_PATH, str(files), str(ML.parent / "models" / "deep")],
+        cwd=ML.parent,
+        capture_output=True,
+        text=True,
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ML.parent, capture_output=True, text=True, check=True)
-    assert result.stdout.strip().splitlines()[-1] == "False"
+    assert result.returncode == 0, result.stderr[-3000:]
+    count, loaded = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert loaded == "[]"
+    assert int(count) == (5 if real.is_dir() else 1)
 
 
 def test_a_bundle_knows_its_files_and_round_trips_its_metadata(tmp_path):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ml.artifacts import METADATA_FILE, to_model_array
-from ml.calibration import expected_calibration_error, fit_temperature, least_ece_temperature, tempered
+from ml.calibration import expected_calibration_error, fit_temperature, least_ece_temperature
+from ml.verdicts import tempered
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -69,6 +70,7 @@ def test_the_served_temperature_has_the_least_ece_and_is_one_for_a_calibrated_mo
     assert after <= expected_calibration_error(probabilities, labels)
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_training_with_a_holdout_calibrates_the_model_it_serves(tmp_path, mnist):
     """A small model trained for seconds: its temperature is fitted on the held-out digits
     and lowers the calibration error on the MNIST test set, which it was not fitted on; the

@@ -57,6 +57,7 @@ def test_best_path_decoding_merges_repeats_and_drops_blanks():
     assert decode(np.eye(NUM_CLASSES + 1, dtype=np.float32)[[BLANK] * 5]).digits == ()
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_the_reader_learns_a_few_rendered_lines(mnist, tmp_path):
     # Rendered through the serving path: every strip is a line the worker would read.
     lines = render_lines(mnist.train.images[:500], mnist.train.labels[:500], count=24, seed=1)

@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw
 
 from ml.lines import line_input
 from ml.negatives import _printed, negative_set
+from ml.numbers import read_numbers
 from ml.segment import page_of, read_whole
 from ml.synth import number_set, render_upload
 
@@ -22,17 +23,19 @@ def _photographed(texts: tuple[str, ...], seeds: int) -> list[bytes]:
     return photos
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_photographed_words_are_not_read_as_confident_numbers(shipped_predictor):
     # Each letter alone can pass for a digit; judged whole, a word is text.
     photos = _photographed(("hello world", "digitsite", "Total", "abc"), 10)
-    results = shipped_predictor.read_numbers(photos)
+    results = read_numbers(shipped_predictor, photos)
     confident = [r.number for r in results if r.error is None and r.verdict in ("digit", "number")]
     assert len(confident) <= 2, confident  # measured: 1 of 40 ("Total" once), the rest unsure or refused
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_several_pieces_of_non_digits_are_rarely_a_confident_number(mnist, shipped_predictor):
     uploads = [u for u in negative_set(mnist.test.images, count=120, seed=5) if u.scenario != "number"]
-    results = shipped_predictor.read_numbers([u.data for u in uploads])
+    results = read_numbers(shipped_predictor, [u.data for u in uploads])
     confident = [r for r in results if r.error is None and r.verdict in ("digit", "number")]
     assert len(confident) <= 0.2 * len(uploads)  # measured on 500 (seed 12): 9%; 25% judged piece by piece
 
@@ -46,13 +49,13 @@ def test_two_clean_strokes_on_a_canvas_are_a_number_not_a_drawing(shipped_predic
         pen.line(stroke, fill=0, width=18)
     out = io.BytesIO()
     canvas.save(out, "PNG")
-    (result,) = shipped_predictor.read_numbers([out.getvalue()])
+    (result,) = read_numbers(shipped_predictor, [out.getvalue()])
     assert (result.number, result.verdict) == ("17", "number")
 
 
 def test_numbers_still_read_as_numbers(mnist, shipped_predictor):
     uploads = number_set(mnist.test.images, mnist.test.labels, count=40, seed=5)
-    results = shipped_predictor.read_numbers([u.data for u in uploads])
+    results = read_numbers(shipped_predictor, [u.data for u in uploads])
     assert sum(r.verdict == "not_a_digit" for r in results) <= 4  # measured: about 3% (seed 12, 300)
     assert sum(r.number == u.number for u, r in zip(uploads, results, strict=True)) >= 28
 
@@ -74,7 +77,7 @@ def test_one_digit_stays_one_digit_in_auto(mnist, shipped_predictor):
     singles, autos = [], []
     for start in range(0, len(blobs), 32):
         singles += shipped_predictor.predict_images(blobs[start : start + 32])
-        autos += shipped_predictor.read_numbers(blobs[start : start + 32])
+        autos += read_numbers(shipped_predictor, blobs[start : start + 32])
     several = [r.number for r in autos if len(r.digits) > 1]
     assert len(several) <= 2, several  # at most 0.1%; measured 0 (20 before)
     same = sum(
@@ -87,20 +90,20 @@ def test_one_digit_stays_one_digit_in_auto(mnist, shipped_predictor):
 def test_reading_digit_is_the_single_digit_path_and_number_reads_the_number(mnist, shipped_predictor):
     number = number_set(mnist.test.images, mnist.test.labels, count=6, seed=3)
     blobs = [u.data for u in number] + _mnist_pngs(mnist.test.images[:6])
-    as_digits = shipped_predictor.read_numbers(blobs, ["digit"] * len(blobs))
+    as_digits = read_numbers(shipped_predictor, blobs, ["digit"] * len(blobs))
     singles = shipped_predictor.predict_images(blobs)
     for reading, single in zip(as_digits, singles, strict=True):
         assert len(reading.digits) == 1
         assert reading.prediction == single.prediction
-    as_numbers = shipped_predictor.read_numbers([u.data for u in number], ["number"] * len(number))
+    as_numbers = read_numbers(shipped_predictor, [u.data for u in number], ["number"] * len(number))
     assert sum(r.number == u.number for r, u in zip(as_numbers, number, strict=True)) >= 5
 
 
 def test_a_reading_outside_the_three_is_refused(shipped_predictor):
     with pytest.raises(ValueError, match="one reading of"):
-        shipped_predictor.read_numbers([b"", b""], ["auto"])
+        read_numbers(shipped_predictor, [b"", b""], ["auto"])
     with pytest.raises(ValueError, match="one reading of"):
-        shipped_predictor.read_numbers([b""], ["several"])
+        read_numbers(shipped_predictor, [b""], ["several"])
 
 
 def _canvas(strokes, width=18, size=(280, 280)) -> bytes:
@@ -114,14 +117,14 @@ def _canvas(strokes, width=18, size=(280, 280)) -> bytes:
 def test_a_single_stroke_on_the_canvas_is_never_thirteen_digits(shipped_predictor):
     # The top of a 7, 5 or 4 drawn first: once read as "13 digits" by the live panel.
     strokes = [_canvas([[(40, 140), (240, 140)]]), _canvas([[(40, 100), (240, 110)]], width=10)]
-    for result in shipped_predictor.read_numbers(strokes):
+    for result in read_numbers(shipped_predictor, strokes):
         assert result.error is None
         assert len(result.digits) == 1
 
 
 def test_a_photographed_letter_and_word_are_answered_no_more_than_by_the_digit_path(shipped_predictor):
     photos = _photographed(("A", "K", "hello", "Total"), 8)
-    autos = shipped_predictor.read_numbers(photos)
+    autos = read_numbers(shipped_predictor, photos)
     singles = shipped_predictor.predict_images(photos)
     answered = sum(r.error is None and r.verdict in ("digit", "number") for r in autos)
     answered_single = sum(r.prediction is not None and r.prediction.verdict == "digit" for r in singles)
@@ -143,18 +146,19 @@ def test_a_line_past_the_supported_length_gets_its_own_reason(mnist, shipped_pre
     # strip the working resolution shrinks to nothing) and 20 digits apart.
     lines = [_long_line(mnist, 200, 14), _long_line(mnist, 200, 26), _long_line(mnist, 20, 26)]
     for reading in ("auto", "number"):
-        for result in shipped_predictor.read_numbers(lines, [reading] * len(lines)):
+        for result in read_numbers(shipped_predictor, lines, [reading] * len(lines)):
             assert result.error is not None
             assert result.error.startswith("We read up to 12 digits in one image and ")
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_the_line_reader_reads_touching_digits_the_cuts_misread(mnist, shipped_predictor, without_line_reader):
     uploads = number_set(mnist.test.images, mnist.test.labels, count=48, seed=9, touch_rate=1.0)
     blobs = [u.data for u in uploads]
     without_line_reader(False)
-    by_cuts = shipped_predictor.read_numbers(blobs, ["number"] * len(blobs))
+    by_cuts = read_numbers(shipped_predictor, blobs, ["number"] * len(blobs))
     without_line_reader(True)
-    with_lines = shipped_predictor.read_numbers(blobs, ["number"] * len(blobs))
+    with_lines = read_numbers(shipped_predictor, blobs, ["number"] * len(blobs))
     right_by_cuts = sum(r.number == u.number for r, u in zip(by_cuts, uploads, strict=True))
     right = sum(r.number == u.number for r, u in zip(with_lines, uploads, strict=True))
     assert right >= right_by_cuts + 6, (right, right_by_cuts)  # measured: 33 against 22 of 48
@@ -167,7 +171,7 @@ def test_the_line_reader_reads_touching_digits_the_cuts_misread(mnist, shipped_p
 def test_a_number_is_sure_only_where_the_line_reader_reads_it_too(mnist, shipped_predictor):
     uploads = number_set(mnist.test.images, mnist.test.labels, count=48, seed=10)
     blobs = [u.data for u in uploads]
-    results = shipped_predictor.read_numbers(blobs, ["number"] * len(uploads))
+    results = read_numbers(shipped_predictor, blobs, ["number"] * len(uploads))
     pages = [page_of(read_whole(blob)) for blob in blobs]
     strips = np.stack([line_input(page.ink, np.logical_or.reduce(page.groups)).array for page in pages])
     line_texts = [reading.text for reading in shipped_predictor.read_lines(strips)]

@@ -11,6 +11,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ml.artifacts import INPUT_SIDE
+from ml.numbers import read_numbers
 from ml.preprocessing import MAX_PIXELS, PreprocessingError, inspect_image, to_model_input
 from ml.tests.conftest import encode, upscale
 
@@ -365,6 +366,7 @@ def visible(mnist):
 VISIBLE_FLOORS = {"tight": 0.98, "filled": 0.94, "small": 0.96, "palette": 0.98, "one-bit": 0.97}
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_no_visible_digit_is_refused(visible, shipped_predictor):
     """Tight crops touching every combination of edges, digits filling 8 to 32 px frames, small
     images, both polarities, palette and 1-bit files: each gets a reading, and the right one in
@@ -438,6 +440,7 @@ def test_the_lines_of_ruled_and_squared_paper_are_not_ink(mnist, monkeypatch, ru
         assert correlation(plain[near], lined[near]) > 0.95
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_numbers_on_ruled_and_squared_paper_read_about_as_on_plain_paper(mnist, shipped_predictor):
     from ml.synth import RULED_SCENARIOS, number_set
 
@@ -446,7 +449,7 @@ def test_numbers_on_ruled_and_squared_paper_read_about_as_on_plain_paper(mnist, 
         uploads = number_set(
             mnist.test.images, mnist.test.labels, count=40, seed=21, scenarios=RULED_SCENARIOS, paper=paper
         )
-        results = shipped_predictor.read_numbers([u.data for u in uploads])
+        results = read_numbers(shipped_predictor, [u.data for u in uploads])
         read[paper] = np.mean([r.number == u.number for r, u in zip(results, uploads, strict=True)])
     # Read as printed ink, the lines joined digits into one stroke and made a number a drawing.
     assert read["ruled"] >= read["plain"] - 0.1 and read["squared"] >= read["plain"] - 0.15, read

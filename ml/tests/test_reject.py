@@ -9,7 +9,8 @@ import pytest
 from ml.artifacts import METADATA_FILE, to_model_array
 from ml.negatives import FAMILIES, LETTERS, SYMBOLS, negative_set
 from ml.preprocessing import PreprocessingError, to_model_input
-from ml.reject import KINDS, REASONS, choose_thresholds, verdicts
+from ml.reject import choose_thresholds
+from ml.verdicts import KINDS, REASONS, verdicts
 
 
 def test_no_family_of_non_digits_holds_what_many_hands_write_as_a_digit():

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from ml.numbers import split_scorer
+from ml.numbers import read_numbers, split_scorer
 from ml.preprocessing import PreprocessingError, to_model_input
 from ml.segment import MAX_DIGITS, _cuts, segment_digits
 from ml.synth import (
@@ -143,7 +143,7 @@ def test_touching_digits_are_cut_where_the_model_reads_both(mnist, shipped_predi
     for (x, y, w, h), truth in zip((s.box for s in segments), boxes, strict=True):
         assert truth[0] <= x + w / 2 <= truth[0] + truth[2] and truth[1] <= y + h / 2 <= truth[1] + truth[3]
         assert iou((x, y, w, h), truth) >= 0.45, ((x, y, w, h), truth)
-    (result,) = shipped_predictor.read_numbers([encode(pixels)])
+    (result,) = read_numbers(shipped_predictor, [encode(pixels)])
     assert result.number == f"{pair[0]}{pair[1]}"
 
 
@@ -199,7 +199,7 @@ def test_all_digits_of_all_images_are_read_in_one_model_call(mnist, shipped_pred
     blobs = [encode(page([ink_columns(first_of(mnist, d)) for d in n], gaps=[8] * (len(n) - 1))[0]) for n in numbers]
     blobs.insert(1, b"not an image")
     with mock.patch.object(shipped_predictor, "assess", wraps=shipped_predictor.assess) as call:
-        results = shipped_predictor.read_numbers(blobs)
+        results = read_numbers(shipped_predictor, blobs)
     # Digits apart: the one call that judged every group of every image, and each image read
     # whole as one digit (the single-digit reading "auto" weighs the number against), is every
     # digit's answer. The "9" alone is one input: its group is its whole.
@@ -232,7 +232,7 @@ def test_touching_digits_of_many_images_are_cut_in_as_many_calls_as_one_image(
     calls = []
     for batch in ([blobs[0]], blobs):
         with mock.patch.object(shipped_predictor, "assess", wraps=shipped_predictor.assess) as call:
-            results = shipped_predictor.read_numbers(batch)
+            results = read_numbers(shipped_predictor, batch)
         assert [r.number for r in results] == [f"{a}{b}5" for a, b in pairs[: len(batch)]]
         calls.append(call.call_count)
     # Each round of doubts (groups, then their cuts, then the cuts' sides) is one call for the
@@ -244,7 +244,7 @@ def test_a_single_digit_keeps_todays_result(mnist, shipped_predictor):
     uploads = realistic_set(mnist.test.images, mnist.test.labels, count=12, seed=9)
     blobs = [u.data for u in uploads]
     for today, reading in zip(
-        shipped_predictor.predict_images(blobs), shipped_predictor.read_numbers(blobs), strict=True
+        shipped_predictor.predict_images(blobs), read_numbers(shipped_predictor, blobs), strict=True
     ):
         assert reading.prediction.digit == today.prediction.digit
         assert reading.prediction.verdict == today.prediction.verdict == reading.verdict
@@ -291,6 +291,7 @@ def test_real_writers_numbers_are_load_digits_written_apart():
     assert [u.data for u in real_writer_number_set(count=2, seed=3)] == [u.data for u in uploads[:2]]
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_evaluating_numbers_reports_exact_and_per_digit_rates(mnist, shipped_predictor):
     from ml.evaluation import evaluate_numbers
 
@@ -373,7 +374,7 @@ def test_a_number_photographed_askew_is_read_level_with_boxes_on_the_photo(mnist
         turned_boxes.append((xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()))
     data = encode(np.asarray(image))
     assert read_page(data).unturn is not None
-    (result,) = shipped_predictor.read_numbers([data])
+    (result,) = read_numbers(shipped_predictor, [data])
     assert result.number == "58312"
     for found, truth in zip((d.box for d in result.digits), turned_boxes, strict=True):
         # The turned digit's level box is larger than the digit (a 1 leaning is wide): each box

@@ -52,6 +52,7 @@ def test_at_least_99_6_percent_on_the_mnist_test_set(shipped_predictor, mnist, m
     assert report["accuracy"] == pytest.approx(metadata["test_accuracy"], abs=2e-4)
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_realistic_uploads_made_from_mnist_test_digits(shipped_predictor, mnist):
     report = evaluate_realistic(shipped_predictor, mnist.test, count=300, seed=1)
     assert report["refused"] == 0
@@ -78,6 +79,7 @@ def test_stand_ins_for_other_writers_and_scanners(shipped_predictor, mnist):
         assert report[style]["accuracy"] >= floor, style
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_the_shipped_model_is_calibrated_and_answers_honestly(shipped_predictor, mnist, metadata):
     """Its confidence is fitted on the digits it held out; on the test set a "digit" verdict
     covers nearly all digits and is right more often than the model alone; generated images

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from ml.artifacts import CONFUSION_FILE, CURVES_FILE, METADATA_FILE, MODEL_FILE, confusion_matrix, to_model_array
-from ml.train import TrainConfig, augment_batch, writer_variants
+from ml.augment import augment_batch, writer_variants
+from ml.train import TrainConfig
 
 
 def test_training_writes_model_metadata_and_plots(tiny_model_dir, mnist):
@@ -30,6 +31,7 @@ def test_training_writes_model_metadata_and_plots(tiny_model_dir, mnist):
         assert curves.format == "PNG" and curves.width > 400
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_progress_is_reported_per_epoch(tmp_path, mnist):
     from ml.train import train_model
 
@@ -68,7 +70,7 @@ def test_elastic_distortion_keeps_each_image_its_own_inside_tf_data(mnist):
     a pixel or two, never replaced by another of the batch."""
     import tensorflow as tf
 
-    from ml.train import _random_elastic
+    from ml.augment import _random_elastic
 
     tf.random.set_seed(0)  # the field is random: the same one every run
     batch = to_model_array(mnist.train.images[:64])
@@ -109,6 +111,7 @@ def test_writer_augmentation_is_a_choice_the_metadata_records():
     assert not TrainConfig.for_arch("deeper").writers
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_a_clean_finish_trains_the_last_epochs_without_the_writer_augmentation(tmp_path, mnist):
     from ml.train import train_model
 
@@ -126,6 +129,7 @@ def test_a_clean_finish_trains_the_last_epochs_without_the_writer_augmentation(t
     assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/2", "2/2"]
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_a_holdout_is_never_trained_on_and_the_metadata_records_it(tmp_path, mnist):
     from ml.train import train_model
 
@@ -145,6 +149,7 @@ def test_confusion_matrix_counts_true_rows_and_predicted_columns():
     assert matrix.sum() == 4
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_an_ensemble_trains_each_member_and_serves_their_mean(tmp_path, mnist):
     from ml.architectures import members_of
     from ml.inference import Predictor

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils.translation import ngettext
 
-from classifier.services import images_requeue_stale
+from classifier.queueing import images_requeue_stale
 
 
 class Command(BaseCommand):

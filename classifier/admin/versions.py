@@ -1,0 +1,120 @@
+"""Model versions: the list with their accuracy and whether workers can load them, activating one
+(rollback), and "Retrain now" above the list, which queues a retrain and follows its progress."""
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.timezone import localtime
+
+from classifier.forms import RetrainForm
+from classifier.models import ModelVersion, RetrainRun
+from classifier.services import ModelVersionUnavailable, RetrainError, model_version_activate, retrain_request
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = (
+        "number",
+        "architecture",
+        "accuracy",
+        "flag_accuracy",
+        "created_at",
+        "is_active",
+        "parent",
+        "flags_used",
+        "flags_learned_count",
+        "loads",
+    )
+    list_filter = ("is_active", "architecture")
+    readonly_fields = (
+        "number",
+        "architecture",
+        "path",
+        "metrics",
+        "is_active",
+        "parent",
+        "flags_used",
+        "notes",
+        "archive",
+        "checksum",
+        "created_at",
+        "load_error",
+        "load_failed_at",
+    )
+    actions = ["activate"]
+    # Above the list: "Retrain now" with `manage.py retrain`'s options, and the last retrain's
+    # state (queued, running with its epoch, or its outcome), refreshed while it runs.
+    change_list_template = "admin/classifier/modelversion/change_list.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("parent").annotate(learned=Count("flags_learned"))
+
+    def get_urls(self):
+        retrain = path(
+            "retrain/", self.admin_site.admin_view(self.retrain_view), name="classifier_modelversion_retrain"
+        )
+        return [retrain, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        last = RetrainRun.objects.select_related("candidate", "requested_by").first()
+        context = {"retrain_form": RetrainForm(), "retrain_run": last, "can_retrain": self._can_retrain(request)}
+        return super().changelist_view(request, extra_context=context | (extra_context or {}))
+
+    def _can_retrain(self, request) -> bool:
+        return request.user.has_perm("classifier.change_modelversion")
+
+    def retrain_view(self, request):
+        changelist = reverse("admin:classifier_modelversion_changelist")
+        if request.method != "POST" or not self._can_retrain(request):
+            return HttpResponseRedirect(changelist)
+        form = RetrainForm(request.POST)
+        if not form.is_valid():
+            errors = "; ".join(f"{name}: {' '.join(e)}" for name, e in form.errors.items())
+            self.message_user(request, f"Not queued: {errors}", messages.ERROR)
+            return HttpResponseRedirect(changelist)
+        try:
+            retrain_request(
+                epochs=form.cleaned_data["epochs"], force=form.cleaned_data["force"], requested_by=request.user
+            )
+        except RetrainError as exc:
+            self.message_user(request, str(exc), messages.WARNING)
+        else:
+            self.message_user(request, "Retrain queued on the training queue; this page follows it.", messages.SUCCESS)
+        return HttpResponseRedirect(changelist)
+
+    @admin.display(description="MNIST accuracy")
+    def accuracy(self, obj):
+        return f"{obj.test_accuracy:.2%}" if obj.test_accuracy is not None else "-"
+
+    @admin.display(description="corrections accuracy")
+    def flag_accuracy(self, obj):
+        value = obj.metrics.get("flag_accuracy")
+        return f"{value:.0%}" if value is not None else "-"
+
+    @admin.display(description="flags learned", ordering="learned")
+    def flags_learned_count(self, obj):
+        return obj.learned
+
+    @admin.display(description="loads")
+    def loads(self, obj):
+        """What a worker last found loading it: a version that could not be loaded says why."""
+        if not obj.load_error:
+            return "yes"
+        when = localtime(obj.load_failed_at).strftime("%Y-%m-%d %H:%M") if obj.load_failed_at else ""
+        return f"no, since {when}: {obj.load_error}" if when else f"no: {obj.load_error}"
+
+    def has_add_permission(self, request):
+        return False  # versions come from `manage.py retrain`
+
+    @admin.action(description="Activate the selected version (rollback)", permissions=["change"])
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.WARNING)
+            return
+        try:
+            version = model_version_activate(number=queryset.get().number)
+        except ModelVersionUnavailable as exc:
+            self.message_user(request, f"Not activated, the active version stays: {exc}", messages.ERROR)
+            return
+        self.message_user(request, f"v{version.number} is now active.", messages.SUCCESS)
