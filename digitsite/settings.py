@@ -284,6 +284,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 # --- Machine learning ---------------------------------------------------------------------
 # Directory with the four MNIST IDX files; unset means the Keras download (needs internet).
 MNIST_DATA_DIR = env("MNIST_DATA_DIR", default=None)
+# Folders of real handwritten digits for choosing between models (`evaluate --real`), never for
+# training: optdigits-30/ and hwd-1000/, each with labels.csv. Absent folders are left out.
+REAL_DIGITS_DIR = Path(env("REAL_DIGITS_DIR", default=str(BASE_DIR.parent / "shared" / "data" / "real-digits")))
 # The model we ship, trained by `manage.py train --arch deep` and committed with its metadata.
 SHIPPED_MODEL_DIR = Path(env("SHIPPED_MODEL_DIR", default=str(BASE_DIR / "models" / "deep")))
 # Where `train` writes when --out is not given.

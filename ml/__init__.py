@@ -22,6 +22,7 @@ SERVING = (
 FITTING = (
     "augment",  # augmentation and extra writer forms
     "calibration",  # fitting the temperature
+    "choosing",  # choosing between models on every real set
     "data",  # MNIST
     "evaluation",  # measurements and the stand-ins they read
     "fitting",  # the fitting loop

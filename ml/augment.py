@@ -23,6 +23,18 @@ SCALE_RANGE = (0.85, 1.12)
 MAX_SHIFT_PX = 2.5
 
 
+def _transformed(images, transforms):
+    """Each image through its projective transform (a row of 8), bilinear, background outside."""
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.shape(images)[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+
 def _random_affine(images):
     n = tf.shape(images)[0]
     angle = tf.random.uniform([n], -1.0, 1.0) * (MAX_ROTATION_DEG * math.pi / 180.0)
@@ -38,14 +50,7 @@ def _random_affine(images):
     b2 = c - b0 * c - b1 * c + shift[:, 1]
     zeros = tf.zeros([n])
     transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=transforms,
-        output_shape=tf.shape(images)[1:3],
-        fill_value=0.0,
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )
+    return _transformed(images, transforms)
 
 
 def _random_thickness(images):
@@ -70,6 +75,17 @@ ELASTIC_SHARE = 0.5
 # Low-resolution scans: the digit through 10-16 pixels and back, blurred and thick.
 LOW_RES_SIDES = (10, 16)
 LOW_RES_SHARE = 0.15
+# Form scanners (NIST's, the 16x16 and 32x32 sets) store each digit stretched to fill a square
+# box: a 1 comes as wide as it is tall. A share of the batch is stretched sideways towards that.
+BOX_STRETCH_SHARE = 0.15
+BOX_STRETCH_MAX = 4.0
+# Binary scans: ink or paper, nothing between, at a threshold anywhere from light to heavy,
+# seen through 16 pixels as such scans are.
+BINARY_SHARE = 0.15
+BINARY_THRESHOLDS = (0.25, 0.6)
+# Bumped whenever the augmentation changes what a recipe trains on; recorded in the metadata.
+# 2: stretched to the box, binary scans, longer flags on 1s (2026-12-06).
+AUGMENTATION = 2
 
 
 def _gaussian_kernel(sigma: float) -> np.ndarray:
@@ -109,6 +125,38 @@ def _random_elastic(images):
     return _bilinear(images, rows + field[..., 0], cols + field[..., 1])
 
 
+def _ink_span(mask, axis: int):
+    """First and last index along ``axis`` (1: rows, 2: columns) holding ink, per image."""
+    along = tf.reduce_any(mask, axis=[a for a in (1, 2, 3) if a != axis])
+    index = tf.cast(tf.range(tf.shape(along)[1]), tf.float32)[None]
+    first = tf.reduce_min(tf.where(along, index, 1e4), axis=1)
+    last = tf.reduce_max(tf.where(along, index, -1.0), axis=1)
+    return first, last
+
+
+def _stretched_to_box(images):
+    """Each digit stretched sideways about its middle, part or all of the way to as wide as it
+    is tall (never narrower than it was): digits as box-filling form scanners store them."""
+    ink = images > 0.3
+    top, bottom = _ink_span(ink, 1)
+    left, right = _ink_span(ink, 2)
+    height, width = tf.maximum(bottom - top + 1, 1.0), tf.maximum(right - left + 1, 1.0)
+    wanted = tf.random.uniform(tf.shape(height), 0.6, 1.0) * height / width
+    factor = tf.clip_by_value(wanted, 1.0, BOX_STRETCH_MAX)
+    middle = tf.where(right >= left, (left + right) / 2, 13.5)
+    zeros, ones = tf.zeros_like(factor), tf.ones_like(factor)
+    # Output column x samples input column middle + (x - middle) / factor; rows unchanged.
+    transforms = tf.stack([1 / factor, zeros, middle - middle / factor, zeros, ones, zeros, zeros, zeros], axis=1)
+    return _transformed(images, transforms)
+
+
+def _binary_scan(images):
+    """Ink or paper at a random threshold, then through 16 pixels and back."""
+    threshold = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], *BINARY_THRESHOLDS)
+    binary = tf.cast(images > threshold, tf.float32)
+    return tf.image.resize(tf.image.resize(binary, [16, 16], method="area"), tf.shape(images)[1:3])
+
+
 def _some(images, changed, share: float):
     """``changed`` for a random ``share`` of the batch, ``images`` for the rest."""
     pick = tf.random.uniform([tf.shape(images)[0], 1, 1, 1]) < share
@@ -121,7 +169,9 @@ def _random_writer(images):
     images = _some(images, _random_elastic(images), ELASTIC_SHARE)
     side = tf.random.uniform([], *LOW_RES_SIDES, dtype=tf.int32)
     blurred = tf.image.resize(tf.image.resize(images, [side, side], method="area"), tf.shape(images)[1:3])
-    return _some(images, blurred, LOW_RES_SHARE)
+    images = _some(images, blurred, LOW_RES_SHARE)
+    images = _some(images, _stretched_to_box(images), BOX_STRETCH_SHARE)
+    return _some(images, _binary_scan(images), BINARY_SHARE)
 
 
 def augment_batch(images, *, writers: bool = False):
@@ -135,7 +185,8 @@ def augment_batch(images, *, writers: bool = False):
     return images / tf.maximum(peak, 1e-3)
 
 
-# Forms MNIST's American writers rarely use: 1 with a long up-stroke, 7 crossed at the middle.
+# Forms MNIST's American writers rarely use: 1 with an up-stroke, from short to nearly as long
+# as the stem (as European writers make it), and 7 crossed at the middle.
 WRITER_VARIANT_SHARE = 0.3  # of the 1s and of the 7s, added as extra training images
 _WORK = 4  # drawn at four times the size, then reduced, for anti-aliased strokes
 
@@ -161,7 +212,7 @@ def writer_variants(images: np.ndarray, labels: np.ndarray, *, seed: int) -> tup
                 continue
             top, height = rows.min(), rows.max() - rows.min()
             if label == 1:
-                x, length = cols[rows == top].mean(), height * rng.uniform(0.25, 0.5)
+                x, length = cols[rows == top].mean(), height * rng.uniform(0.25, 0.8)
                 end = (x - length * rng.uniform(0.6, 1.0), top + length * rng.uniform(0.4, 0.9))
                 made.append(_with_stroke(digit, (x, top), end))
             else:

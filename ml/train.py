@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from ml.architectures import build, ensemble
 from ml.artifacts import ModelBundle, confusion_matrix, to_model_array
-from ml.augment import writer_variants
+from ml.augment import AUGMENTATION, writer_variants
 from ml.data import Mnist
 from ml.evaluation import calibrate_bundle
 from ml.fitting import fit
@@ -41,10 +41,14 @@ class Recipe:
     augment: bool
     schedule: str  # "constant" or "cosine" (one warm-up epoch, then cosine decay)
     # Also the ways other writers and scanners differ from MNIST's (``writer_variants`` and
-    # ``augment_batch``): elastic distortion, low resolution, flagged 1s and crossed 7s.
+    # ``augment_batch``): elastic distortion, low resolution, digits stretched to fill a box,
+    # binary scans, flagged 1s and crossed 7s.
     writers: bool = False
     # More than one: that many models, seeds ``seed``, ``seed + 1``, ..., served as their mean.
     members: int = 1
+    # Of those, the first N without the writer augmentation: MNIST-only members keep what the
+    # augmentation can cost on some real writers (european forms), the others what it gains.
+    plain_members: int = 0
     # The last N epochs without the writer augmentation (the writer variants stay in the data):
     # the cosine tail's small steps fit MNIST's own distribution again.
     clean_epochs: int = 0
@@ -84,8 +88,12 @@ class TrainConfig:
     schedule: str
     writers: bool = False
     members: int = 1
+    plain_members: int = 0
     clean_epochs: int = 0
     holdout: int = 0
+    # Which augmentation (``ml.augment.AUGMENTATION``): recorded, so that a member trained with
+    # another is not taken for this recipe's.
+    augmentation: int = AUGMENTATION
     # With a holdout: the reject option's detector learns from this many training digits.
     detector_digits: int = DETECTOR_DIGITS
     seed: int = 42
@@ -98,6 +106,10 @@ class TrainConfig:
             raise ValueError(f"the epochs must be at least 1, not {self.epochs}")
         if self.members < 1:
             raise ValueError(f"an ensemble needs at least 1 member, not {self.members}")
+        if not 0 <= self.plain_members <= self.members:
+            raise ValueError(
+                f"the plain members must be between 0 and the members ({self.members}), not {self.plain_members}"
+            )
         if self.detector_digits < 0:
             raise ValueError(f"the detector's digits cannot be fewer than 0, not {self.detector_digits}")
         if self.holdout < 0:
@@ -198,9 +210,18 @@ def _train_ensemble(*, mnist: Mnist, config: TrainConfig, out: Path, log: Callab
     their weights, so only it is needed to serve."""
     results = []
     for number in range(1, config.members + 1):
-        member = replace(config, members=1, seed=config.seed + number - 1)
+        writers = config.writers and number > config.plain_members
+        member = replace(
+            config,
+            members=1,
+            plain_members=0,
+            seed=config.seed + number - 1,
+            writers=writers,
+            clean_epochs=config.clean_epochs if writers else 0,
+        )
         member_out = out / MEMBERS_DIR / f"seed-{member.seed}"
-        log(f"ensemble member {number}/{config.members} (seed {member.seed}) -> {member_out}")
+        kind = "with the writer augmentation" if writers else "MNIST only" if config.writers else ""
+        log(f"ensemble member {number}/{config.members} (seed {member.seed}) {kind} -> {member_out}".replace("  ", " "))
         results.append(
             _trained_before(member, member_out, mnist, log)
             or _train_one(mnist=mnist, config=member, out_dir=member_out, log=log)
@@ -230,7 +251,8 @@ def _train_ensemble(*, mnist: Mnist, config: TrainConfig, out: Path, log: Callab
         history={},
     )
     metadata["member_models"] = [
-        {key: result.metadata[key] for key in ("seed", "training_seconds", "test_accuracy", "test_loss", "history")}
+        {key: result.metadata.get(key) for key in ("seed", "writers", "training_seconds", "test_accuracy", "test_loss")}
+        | {"history": result.metadata["history"]}
         | {"path": str(result.out_dir.relative_to(out))}
         for result in results
     ]
@@ -261,7 +283,7 @@ def _trained_before(config: TrainConfig, out: Path, mnist: Mnist, log: Callable[
     if not bundle.model_path.is_file() or not metadata:
         return None
     # A field the bundle does not record did not exist when it was trained: it had the default.
-    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    defaults = {f.name: f.default for f in fields(TrainConfig)} | {"augmentation": 1}  # the first, unrecorded
     recorded = {key: metadata.get(key, defaults.get(key)) for key in _recipe(config)}
     same = recorded == _recipe(config) and (
         metadata.get("architecture") == config.arch

@@ -27,7 +27,7 @@ def model_train(
     **recipe: int | bool | None,
 ):
     """Train ``arch`` with its recipe, changed by ``recipe`` (``TrainConfig`` fields: epochs,
-    seed, train_limit, writers, members, clean_epochs, holdout; None keeps the recipe's value)."""
+    seed, train_limit, writers, members, plain_members, clean_epochs, holdout; None keeps the recipe's value)."""
     from ml.train import TrainConfig, train_model
 
     config = TrainConfig.for_arch(arch, **recipe)
@@ -125,6 +125,34 @@ def model_evaluate(
         plot_coverage_accuracy(curves, Path(coverage_plot), title="Accuracy against coverage (calibrated confidence)")
         report["coverage_plot"] = str(coverage_plot)
     return report
+
+
+def model_evaluate_real(
+    *,
+    model_path: Path | None = None,
+    against: Path | None = None,
+    realistic: int = 2000,
+    styles: int = 500,
+    non_digits: int = 500,
+    seed: int = 0,
+) -> dict:
+    """Every real set we have and the stand-ins (``ml.choosing``), read by the model at
+    ``model_path`` (default: the one serving); with ``against``, read by that model too, each
+    real set compared, and whether the first would ship in its place."""
+    from ml.choosing import evaluate_real
+    from ml.inference import Predictor
+
+    predictor = Predictor(model_path or model_path_default())
+    return evaluate_real(
+        predictor,
+        mnist_load().test,
+        real_dir=settings.REAL_DIGITS_DIR,
+        realistic=realistic,
+        styles=styles,
+        non_digits=non_digits,
+        seed=seed,
+        against=Predictor(against) if against else None,
+    )
 
 
 def model_calibrate(*, model_path: Path | None = None, log: Callable[[str], None] = print) -> dict:

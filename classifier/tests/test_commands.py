@@ -279,3 +279,33 @@ def test_the_landing_pages_examples_are_what_the_shipped_model_answers(tmp_path)
     for example in committed:
         pixels = [np.asarray(Image.open(folder / example["file"])) for folder in (LANDING_DIR, tmp_path)]
         assert np.array_equal(*pixels)
+
+
+@pytest.mark.slow  # reads some 15,000 images twice
+@pytest.mark.django_db
+def test_evaluate_real_reads_every_real_set_and_compares_two_models(mnist, settings):
+    from ml.tests.conftest import SHIPPED_MODEL_DIR
+
+    real = settings.REAL_DIGITS_DIR
+    args = ["--real", "--realistic", "40", "--styles", "10", "--non-digits", "12", "--against", str(SHIPPED_MODEL_DIR)]
+    report = json.loads(run("evaluate", *args, "--json"))
+    names = list(report["model"]["sets"])
+    expected = ["MNIST test", "realistic uploads", "scikit-learn 43 writers"]
+    expected += [name for name in ("optdigits-30", "hwd-1000") if (real / name / "labels.csv").is_file()]
+    assert names == expected
+    assert report["model"]["sets"]["MNIST test"]["samples"] == 10_000
+    assert report["model"]["sets"]["scikit-learn 43 writers"]["samples"] == 1797
+    assert report["model"]["sets"]["MNIST test"]["accuracy"] > 0.99
+    assert list(report["model"]["stand_ins"]) == ["european", "lowres", "slanted", "thin"]
+    assert all(row["samples"] == 10 for row in report["model"]["stand_ins"].values())
+    # The same model on both sides: every set read alike, nothing split between them, it ships.
+    assert all(
+        row["difference"] == 0 and row["only_candidate"] == row["only_baseline"] == 0
+        for row in report["compared"].values()
+    )
+    assert report["ships"] is True and report["worse_on"] == []
+    assert report["model"]["non_digits"]["samples"] == 12
+    table = run("evaluate", *args)
+    assert "-- real sets" in table and "-- stand-ins (never decide)" in table and "the model ships" in table
+    with pytest.raises(CommandError, match="give --real as well"):
+        run("evaluate", "--against", str(SHIPPED_MODEL_DIR))

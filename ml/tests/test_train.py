@@ -185,3 +185,60 @@ def test_an_ensemble_trains_each_member_and_serves_their_mean(tmp_path, mnist):
     assert (predictor.probabilities(batch).argmax(axis=1) == mnist.test.labels[:200]).mean() == pytest.approx(
         result.test_accuracy
     )
+
+
+def test_a_thin_one_is_stretched_towards_its_box_and_keeps_its_height():
+    """Form scanners store a digit stretched to fill a square box: a 1 as wide as it is tall."""
+    import tensorflow as tf
+
+    from ml.augment import _stretched_to_box
+
+    one = np.zeros((1, 28, 28, 1), np.float32)
+    one[0, 4:24, 13:15] = 1.0  # 20 tall, 2 wide
+    out = _stretched_to_box(tf.constant(one)).numpy()[0, ..., 0] > 0.3
+    columns, rows = np.flatnonzero(out.any(axis=0)), np.flatnonzero(out.any(axis=1))
+    assert columns.max() - columns.min() + 1 >= 4  # at least twice as wide: 0.6 of the way at the least
+    assert rows.min() == 4 and rows.max() == 23  # as tall as before
+    # A digit already as wide as tall is left as it is.
+    square = np.zeros((1, 28, 28, 1), np.float32)
+    square[0, 4:24, 4:24] = 1.0
+    assert np.allclose(_stretched_to_box(tf.constant(square)).numpy(), square, atol=1e-5)
+
+
+def test_a_binary_scan_keeps_ink_or_paper_and_drops_faint_strokes():
+    import tensorflow as tf
+
+    from ml.augment import BINARY_THRESHOLDS, _binary_scan
+
+    images = np.zeros((8, 28, 28, 1), np.float32)
+    images[:, 4:24, 10:18] = 1.0  # ink
+    images[:, 4:24, 20:22] = BINARY_THRESHOLDS[0] / 2  # fainter than any threshold: paper
+    out = _binary_scan(tf.constant(images)).numpy()
+    assert out[:, 8:20, 12:16].min() > 0.9  # the ink's middle stays ink
+    assert out[:, :, 21:23].max() < 0.05  # the faint stroke is gone
+
+
+def test_plain_members_must_be_among_the_members():
+    with pytest.raises(ValueError, match="plain members must be between 0 and the members"):
+        TrainConfig.for_arch("deep", members=2, plain_members=3)
+
+
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
+def test_plain_members_train_without_the_writer_augmentation(tmp_path, mnist):
+    """A mixed ensemble: the first member learns MNIST alone, the second with the writer
+    augmentation; each says so in the metadata, with the augmentation it was trained with."""
+    from ml.augment import AUGMENTATION
+    from ml.train import train_model
+
+    lines = []
+    config = TrainConfig.for_arch(
+        "dense", epochs=1, members=2, plain_members=1, writers=True, train_limit=500, test_limit=200
+    )
+    train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
+    metadata = json.loads((tmp_path / METADATA_FILE).read_text())
+    assert [m["writers"] for m in metadata["member_models"]] == [False, True]
+    assert metadata["plain_members"] == 1 and metadata["augmentation"] == AUGMENTATION
+    members = [json.loads((tmp_path / m["path"] / METADATA_FILE).read_text()) for m in metadata["member_models"]]
+    assert members[0]["train_samples"] == 500  # no writer variants added
+    assert members[1]["train_samples"] > 500
+    assert any("MNIST only" in line for line in lines) and any("with the writer augmentation" in line for line in lines)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from classifier.services import model_evaluate
+from classifier.services import model_evaluate, model_evaluate_real
 from ml.data import MnistDataError
 
 
@@ -61,8 +61,38 @@ class Command(BaseCommand):
             help="draw accuracy against coverage (MNIST test and, with --realistic, realistic uploads) to this file",
         )
         parser.add_argument("--seed", type=int, default=0, help="seed for --realistic, --styles and --non-digits")
+        parser.add_argument(
+            "--real",
+            action="store_true",
+            help="instead: every real set we have (MNIST test, realistic uploads, scikit-learn's 43 writers, and the "
+            "folders of REAL_DIGITS_DIR) and the stand-ins, accuracy and honesty per set in one table "
+            "(--realistic, --styles and --non-digits give their sizes: 2,000, 500 and 500 when not given)",
+        )
+        parser.add_argument(
+            "--against",
+            type=Path,
+            metavar="MODEL",
+            help="with --real: read every set with this model too (the one the model would replace), compare them "
+            "image by image, and say whether the model would ship",
+        )
 
     def handle(self, *args, model, realistic, styles, non_digits, numbers, singles, coverage_plot, seed, **options):
+        if options["against"] and not options["real"]:
+            raise CommandError("--against compares models on the real sets: give --real as well.")
+        if options["real"]:
+            try:
+                report = model_evaluate_real(
+                    model_path=model,
+                    against=options["against"],
+                    realistic=realistic or 2000,
+                    styles=styles or 500,
+                    non_digits=non_digits or 500,
+                    seed=seed,
+                )
+            except (FileNotFoundError, ValueError, MnistDataError) as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(json.dumps(report) if options["json"] else real_table(report))
+            return
         try:
             report = model_evaluate(
                 model_path=model,
@@ -173,3 +203,50 @@ def _numbers(result: dict) -> str:
 
 def _by(shares: dict) -> str:
     return ", ".join(f"{name} {share:.1%}" for name, share in shares.items())
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def real_table(report: dict) -> str:
+    """One table: each real set, then each stand-in, read by the model (and the one it would
+    replace); figures in percent."""
+    against = report.get("against")
+    head = f"{'set':<24} {'images':>6} {'acc':>6} {'digit':>6} {'right':>6} {'unsure':>6} {'not':>5} {'refused':>7}"
+    if against:
+        head += f" | {'was':>6} {'diff':>6} {'p':>6}"
+    lines = [f"model {report['model']['path']}" + (f" against {against['path']}" if against else ""), head]
+    for group, title in (("sets", "real sets"), ("stand_ins", "stand-ins (never decide)")):
+        lines.append(f"-- {title}")
+        for name, row in report["model"][group].items():
+            line = (
+                f"{name:<24} {row['samples']:>6,} {_share(row['accuracy']):>6} {_share(row['digit']):>6} "
+                f"{_share(row['digit_accuracy']):>6} {_share(row['unsure']):>6} {_share(row['not_a_digit']):>5} "
+                f"{row['refused']:>7}"
+            )
+            if against:
+                was = against[group][name]["accuracy"]
+                compared = report["compared"].get(name) if group == "sets" else None
+                line += f" | {_share(was):>6}"
+                if compared:
+                    flag = "  worse" if compared["worse"] else ""
+                    line += f" {100 * compared['difference']:>+6.2f} {compared['p_value']:>6.3f}{flag}"
+            lines.append(line)
+    for role in ("model", "against"):
+        if role in report and "non_digits" in report[role]:
+            caught = report[role]["non_digits"]
+            lines.append(
+                f"non-digits caught ({role}, generated: a stand-in) {100 * caught['caught']:.1f}%"
+                f" of {caught['samples']}"
+            )
+    lines.append(
+        'acc: right of all; digit: answered "digit"; right: right of those; unsure, not: not a digit (percent)'
+    )
+    if against:
+        verdict = "ships" if report["ships"] else "does not ship: worse on " + ", ".join(report["worse_on"])
+        lines.append(
+            f"the model {verdict} (a model ships where no real set reads worse by more than "
+            f"{100 * report['noise']:.1f} points)"
+        )
+    return "\n".join(lines)

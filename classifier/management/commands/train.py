@@ -22,8 +22,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--writers",
             action=argparse.BooleanOptionalAction,
-            help="also augment for other writers and scanners: elastic distortion, low resolution, flagged 1s and "
-            "crossed 7s (default: the architecture's recipe)",
+            help="also augment for other writers and scanners: elastic distortion, low resolution, digits stretched "
+            "to fill a box, binary scans, flagged 1s and crossed 7s (default: the architecture's recipe)",
         )
         parser.add_argument(
             "--clean-epochs",
@@ -49,9 +49,29 @@ class Command(BaseCommand):
             help="train that many models (seeds SEED, SEED+1, ...) and serve their mean as one model "
             "(default: the architecture's recipe)",
         )
+        parser.add_argument(
+            "--plain-members",
+            type=int,
+            metavar="N",
+            help="with --members and --writers: the first N members train on MNIST alone, without the writer "
+            "augmentation (default: the architecture's recipe)",
+        )
 
     def handle(
-        self, *args, arch, epochs, seed, out, limit, writers, members, clean_epochs, holdout, detector_digits, **options
+        self,
+        *args,
+        arch,
+        epochs,
+        seed,
+        out,
+        limit,
+        writers,
+        members,
+        plain_members,
+        clean_epochs,
+        holdout,
+        detector_digits,
+        **options,
     ):
         positive_epochs(epochs)
         recipe = {
@@ -60,6 +80,7 @@ class Command(BaseCommand):
             "train_limit": limit,
             "writers": writers,
             "members": members,
+            "plain_members": plain_members,
             "clean_epochs": clean_epochs,
             "holdout": holdout,
             "detector_digits": detector_digits,
