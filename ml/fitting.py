@@ -97,3 +97,35 @@ def fit(
         for key, values in phase.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
     return history, time.monotonic() - started
+
+
+# Distillation (Hinton et al. 2015): the student learns the teacher's probabilities softened by
+# DISTIL_TEMPERATURE beside the labels, DISTIL_WEIGHT of the loss on the teacher's side; the
+# teacher (an ensemble, too costly to serve) reads each augmented batch as the student sees it.
+DISTIL_TEMPERATURE = 2.0
+DISTIL_WEIGHT = 0.7
+
+
+class Distiller(keras.Model):
+    """Trains ``student`` on labels and on a frozen ``teacher``'s softened answers; both take
+    and give probabilities (softmax outputs), as every model here does. Save the student."""
+
+    def __init__(self, student: keras.Model, teacher: keras.Model, *, temperature: float, weight: float):
+        super().__init__()
+        self.student, self.teacher = student, teacher
+        self.teacher.trainable = False
+        self.temperature, self.weight = temperature, weight
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def _softened(self, probabilities):
+        logs = keras.ops.log(keras.ops.clip(probabilities, 1e-7, 1.0)) / self.temperature
+        return keras.ops.softmax(logs, axis=-1)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        hard = keras.losses.sparse_categorical_crossentropy(y, y_pred)
+        taught = self._softened(self.teacher(x, training=False))
+        learnt = self._softened(y_pred)
+        soft = keras.losses.kl_divergence(taught, learnt) * self.temperature**2
+        return keras.ops.mean((1 - self.weight) * hard + self.weight * soft)

@@ -26,7 +26,7 @@ from ml.artifacts import ModelBundle, confusion_matrix, to_model_array
 from ml.augment import AUGMENTATION, writer_variants
 from ml.data import Mnist
 from ml.evaluation import calibrate_bundle
-from ml.fitting import fit
+from ml.fitting import DISTIL_TEMPERATURE, DISTIL_WEIGHT, Distiller, fit
 from ml.plots import write_bundle_plots
 from ml.reject import DETECTOR_DIGITS
 
@@ -94,6 +94,9 @@ class TrainConfig:
     # Which augmentation (``ml.augment.AUGMENTATION``): recorded, so that a member trained with
     # another is not taken for this recipe's.
     augmentation: int = AUGMENTATION
+    # A model bundle to learn from as well as from the labels (``ml.fitting.Distiller``): an
+    # ensemble too costly to serve, distilled into a model that costs what one member does.
+    teacher: str | None = None
     # With a holdout: the reject option's detector learns from this many training digits.
     detector_digits: int = DETECTOR_DIGITS
     seed: int = 42
@@ -328,7 +331,12 @@ def _train_one(
 
     model = build(config.arch)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
-    model.compile(
+    trained = model
+    if config.teacher:
+        teacher = keras.saving.load_model(ModelBundle.at(Path(config.teacher)).model_path, compile=False)
+        trained = Distiller(model, teacher, temperature=DISTIL_TEMPERATURE, weight=DISTIL_WEIGHT)
+        log(f"distilled from {config.teacher} (temperature {DISTIL_TEMPERATURE}, weight {DISTIL_WEIGHT})")
+    trained.compile(
         optimizer=_optimizer(config, steps_per_epoch),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
@@ -346,7 +354,7 @@ def _train_one(
     )
     # The test set is only watched (curves), never used to choose anything during training.
     history, training_seconds = fit(
-        model,
+        trained,
         x_train,
         y_train,
         epochs=config.epochs,

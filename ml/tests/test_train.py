@@ -242,3 +242,21 @@ def test_plain_members_train_without_the_writer_augmentation(tmp_path, mnist):
     assert members[0]["train_samples"] == 500  # no writer variants added
     assert members[1]["train_samples"] > 500
     assert any("MNIST only" in line for line in lines) and any("with the writer augmentation" in line for line in lines)
+
+
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
+def test_a_student_learns_from_a_teacher_and_is_saved_alone(tmp_path, mnist, tiny_model_dir):
+    """Distillation: the student trains on the teacher's softened answers beside the labels;
+    what is saved and served is the student alone, and the metadata names its teacher."""
+    from ml.inference import Predictor
+    from ml.train import train_model
+
+    lines = []
+    config = TrainConfig.for_arch("dense", epochs=1, train_limit=2000, test_limit=500, teacher=str(tiny_model_dir))
+    result = train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
+    metadata = json.loads((tmp_path / METADATA_FILE).read_text())
+    assert metadata["teacher"] == str(tiny_model_dir)
+    assert any(line.startswith("distilled from") for line in lines)
+    predictor = Predictor(tmp_path)
+    assert predictor.model.count_params() == metadata["parameters"]  # the student only, no teacher inside
+    assert result.test_accuracy > 0.5  # one epoch on 2,000 digits: it learned (chance is 0.1)

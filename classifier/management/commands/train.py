@@ -50,6 +50,13 @@ class Command(BaseCommand):
             "(default: the architecture's recipe)",
         )
         parser.add_argument(
+            "--teacher",
+            type=Path,
+            metavar="MODEL",
+            help="also learn from this model's softened answers (distillation): an ensemble too costly to serve, "
+            "taught to a model that costs what one member does",
+        )
+        parser.add_argument(
             "--plain-members",
             type=int,
             metavar="N",
@@ -68,6 +75,7 @@ class Command(BaseCommand):
         writers,
         members,
         plain_members,
+        teacher,
         clean_epochs,
         holdout,
         detector_digits,
@@ -81,6 +89,7 @@ class Command(BaseCommand):
             "writers": writers,
             "members": members,
             "plain_members": plain_members,
+            "teacher": str(teacher) if teacher else None,
             "clean_epochs": clean_epochs,
             "holdout": holdout,
             "detector_digits": detector_digits,
