@@ -1,10 +1,11 @@
 from django import forms
 from django.conf import settings
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, password_validation
 from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
 from django.core.validators import RegexValidator
 
 from classifier.models import DIGIT_CHOICES, NUMBER_VALIDATOR, DigitImage, Feedback, Prediction
+from classifier.passwords import RevokeApiTokenOnPasswordChange as RevokeApiToken
 from classifier.permissions import may_see_all_images
 from classifier.selectors import ImageFilters
 from ml.preprocessing import ACCEPTED_FORMATS_TEXT
@@ -112,6 +113,12 @@ class SignUpForm(UserCreationForm):
 
     class Meta(UserCreationForm.Meta):
         fields = ("username", "email")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The password rules, less the API token's: a new account has no token to revoke.
+        rules = [v for v in password_validation.get_default_password_validators() if not isinstance(v, RevokeApiToken)]
+        self.fields["password1"].help_text = password_validation.password_validators_help_text_html(rules)
 
     def validate_password_for_user(self, user, password_field_name="password1"):
         super().validate_password_for_user(user, password_field_name=password_field_name)

@@ -300,7 +300,8 @@ class DigitImageAdmin(admin.ModelAdmin):
                     if refusal := correction_training_refusal(
                         correct_number=answers[image.pk], prediction=image.prediction_or_none
                     ):
-                        self.message_user(request, f"{image.original_name}: {refusal}", messages.WARNING)
+                        # Not led by the file name: the admin capitalises a message's first letter.
+                        self.message_user(request, f"The flag of {image.original_name}: {refusal}", messages.WARNING)
                 return None
         else:
             form = FlagImagesForm(images=images)

@@ -323,7 +323,7 @@ def test_make_run_starts_quietly_and_ctrl_c_stops_both_without_a_sigkill(tmp_pat
     finally:
         if _group_alive(make.pid):
             os.killpg(make.pid, signal.SIGKILL)
-    assert "web.1 stopped" in text and "worker.1 stopped" in text
+    assert "web.1 stopped" in text and "worker.1 stopped" in text and "trainer.1 stopped" in text
     assert "SIGKILL" not in text, text[-3000:]
     # Django's own note that runserver is a development server says what it is; nothing else
     # may warn: no missing staticfiles/, no Celery root warning (CI runs as root), no kombu

@@ -780,3 +780,19 @@ def test_what_people_say_they_sent_is_stored_shown_and_filtered(signed_in, user,
     drawing = {"drawing": SimpleUploadedFile("c.png", png), "reading": "x"}
     refused = signed_in.post(reverse("classifier:draw_preview"), drawing)
     assert refused.status_code == 400
+
+
+def test_sign_up_states_the_password_rules_but_not_the_api_token_one(client):
+    page = client.get(reverse("classifier:signup")).content.decode()
+    assert "at least" in page.lower()  # the length rule, as Django words it
+    assert "API token" not in page  # a new account has none to revoke
+    # The password change page, for an account that may have one, still says it.
+    client.force_login(UserFactory())
+    assert "revokes your API token" in client.get(reverse("password_change")).content.decode()
+
+
+def test_the_check_your_inbox_page_says_where_mail_goes_without_a_mail_server(client, settings):
+    settings.EMAIL_BACKEND = settings.CONSOLE_EMAIL_BACKEND  # make run's default
+    assert "printed in the terminal" in client.get(reverse("password_reset_done")).content.decode()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert "printed in the terminal" not in client.get(reverse("password_reset_done")).content.decode()
