@@ -315,6 +315,9 @@ def test_staff_flag_in_the_admin_then_retrain(page, worker, worker_env, tmp_path
     page.get_by_label("Note").fill("the loop is closed: a 3")
     shot(page, "05-admin-flag")
     page.get_by_role("button", name="Flag with these answers").click()
+    # Either the flag is stored, or the page asks to confirm overruling a confident prediction:
+    # wait for the answer before looking (a busy machine answers after the click returns).
+    page.get_by_text("Flagged 1 image as 3").or_(page.get_by_text("at least 99% sure of")).first.wait_for()
     if page.get_by_text("at least 99% sure of").count():  # overruling a confident prediction: tick, again
         page.get_by_label("these corrections overrule").check()
         page.get_by_role("button", name="Flag with these answers").click()
