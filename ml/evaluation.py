@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 
+import keras
 import numpy as np
 
 from ml.artifacts import NUM_CLASSES, ModelBundle, confusion_matrix, to_model_array
@@ -135,6 +136,7 @@ def calibrate_bundle(
     seed: int,
     detector_digits: int = DETECTOR_DIGITS,
     detector_extra: tuple[np.ndarray, np.ndarray] | None = None,
+    keep_detector: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Make the model in bundle ``directory`` honest, on the ``holdout`` training digits it
@@ -167,9 +169,16 @@ def calibrate_bundle(
         + f"; MNIST test {100 * calibration['test_ece_before']:.2f} -> {100 * calibration['test_ece_after']:.2f}%"
     )
     metadata = bundle.metadata() | {"calibration": calibration}
+    kept = None
+    if keep_detector:
+        if not bundle.detector_path.is_file() or "verdict" not in metadata:
+            raise ValueError(f"there is no detector in {bundle.directory} to keep: calibrate it without keeping one")
+        record = metadata["verdict"].get("detector", {}) | {"kept": True}
+        kept = (keras.saving.load_model(bundle.detector_path, compile=False), record)
     metadata.pop("verdict", None)
-    bundle.detector_path.unlink(missing_ok=True)
-    if detector_digits:
+    if kept is None:
+        bundle.detector_path.unlink(missing_ok=True)
+    if detector_digits or kept is not None:
         predictor.temperature = calibration["temperature"]
         detector, metadata["verdict"] = fit_reject_option(
             predictor,
@@ -179,9 +188,11 @@ def calibrate_bundle(
             seed=seed,
             digits=detector_digits,
             extra=detector_extra,
+            detector=kept,
             log=log,
         )
-        detector.save(bundle.detector_path)
+        if kept is None:
+            detector.save(bundle.detector_path)
     bundle.write_metadata(metadata)
     return calibration
 

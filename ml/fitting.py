@@ -13,14 +13,14 @@ import tensorflow as tf
 from ml.augment import augment_batch
 
 
-def _dataset(x, y, *, batch_size: int, augment: bool, writers: bool, seed: int):
+def _dataset(x, y, *, batch_size: int, augment: bool, writers: bool, scanners: bool, seed: int):
     images, labels = tf.constant(x), tf.constant(y)
     # Shuffle indices, not images: a 60,000-image shuffle buffer costs ~40 s an epoch to fill.
     ds = tf.data.Dataset.range(len(x)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))
     if augment:
         ds = ds.map(
-            lambda batch, batch_labels: (augment_batch(batch, writers=writers), batch_labels),
+            lambda batch, batch_labels: (augment_batch(batch, writers=writers, scanners=scanners), batch_labels),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -73,7 +73,8 @@ def fit(
     validation_data: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, list[float]], float]:
     """Fit a compiled model on shuffled (optionally augmented) batches, logging progress;
-    with ``writers``, the last ``clean_epochs`` epochs go without the writer augmentation.
+    with ``writers``, the last ``clean_epochs`` epochs go without the writer augmentation (the
+    box-filling form scans stay through them).
 
     Returns the history as plain floats and the seconds it took.
     """
@@ -85,7 +86,7 @@ def fit(
         if first >= last:
             continue
         phase = model.fit(
-            _dataset(x, y, batch_size=batch_size, augment=augment, writers=writer_phase, seed=seed),
+            _dataset(x, y, batch_size=batch_size, augment=augment, writers=writer_phase, scanners=writers, seed=seed),
             initial_epoch=first,
             epochs=last,
             validation_data=validation_data,

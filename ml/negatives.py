@@ -7,6 +7,9 @@ in how they are made, so that a detector cannot pass by learning one of them:
 
     printed   letters, words and symbols set in fonts (DejaVu, STIX, Computer Modern)
     drawn     letters, words and symbols drawn stroke by stroke with a shaky pen
+    written   letters, words and symbols as a hand writes them: each character of its own
+              size, tilt and baseline, one pen of its own width, the line wobbling (elastic)
+    crossed   a handwritten digit crossed out: an X, lines through it, hatching, a scribble
     shapes    squares, triangles, stars, hearts, spirals, houses, faces, arrows, waves
     scribble  random pen strokes and hatching
     number    two to five handwritten digits side by side (one digit is what is asked for)
@@ -17,7 +20,10 @@ Each is drawn white on black at MNIST's scale (28 px tall, any width) and render
 photos of things are made as photos directly.
 
 What looks like a digit in many hands is left out: O and o (0), I, l and | (1), Z and z (2),
-S and s (5), b and G (6), B (8), g and q (9), and a plain circle or line.
+S and s (5), b and G (6), B (8), g and q (9), and a plain circle or line. So are parts of digits:
+cropped and scaled as every upload is, the lower half of an 8 is a 0 and the top of a 9 an o,
+and a detector taught to refuse them would refuse real 0s. A single bar across a digit is not a
+crossing-out either: it is how Europeans write 7 (and some people 0).
 """
 
 from __future__ import annotations
@@ -28,11 +34,12 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from scipy.ndimage import gaussian_filter, map_coordinates
 
 from ml.synth import SCENARIOS, Upload, render_upload
 
-FAMILIES = ("printed", "drawn", "shapes", "scribble", "number", "photo")
+FAMILIES = ("printed", "drawn", "written", "crossed", "shapes", "scribble", "number", "photo")
 
 LETTERS = "ACEFHKLMNPRTUVWXYacdefhkmnprtuvwxy"
 SYMBOLS = "+=%#&@?!*$<>~^{}[]"
@@ -177,6 +184,89 @@ def _drawn(text: str, rng: np.random.Generator) -> np.ndarray:
     return _draw_polylines([[(px / total, py) for px, py in s] for s in strokes], rng, size=(int(80 * total), 100))
 
 
+def _wobbled(ink: np.ndarray, rng: np.random.Generator, *, shift: float, sigma: float) -> np.ndarray:
+    """Elastic distortion: every pixel moved by a smooth random field (``shift`` pixels on
+    average, smooth over ``sigma``), as one hand differs from a font (Simard et al. 2003)."""
+    smooth = [gaussian_filter(rng.uniform(-1, 1, ink.shape), sigma) for _ in range(2)]
+    field = [part / max(float(part.std()), 1e-9) * shift for part in smooth]
+    rows, cols = np.mgrid[0 : ink.shape[0], 0 : ink.shape[1]].astype(np.float32)
+    return map_coordinates(ink, [rows + field[0], cols + field[1]], order=1, mode="constant")
+
+
+def _written(text: str, rng: np.random.Generator) -> np.ndarray:
+    """``text`` as a hand writes it: each character in the hand's font at its own size, tilt
+    and baseline, unevenly spaced, with one pen width and the whole line wobbling."""
+    fonts = _font_paths()
+    font_path = fonts[int(rng.integers(len(fonts)))]
+    height = 28 * _SCALE
+    glyphs = []
+    for char in text:
+        if char == " ":
+            glyphs.append(None)
+            continue
+        font = ImageFont.truetype(str(font_path), int(height * rng.uniform(0.8, 1.2)))
+        left, top, right, bottom = font.getbbox(char)
+        glyph = Image.new("L", (right - left + 8 * _SCALE, bottom - top + 8 * _SCALE))
+        ImageDraw.Draw(glyph).text((4 * _SCALE - left, 4 * _SCALE - top), char, fill=255, font=font)
+        glyphs.append(glyph.rotate(float(rng.uniform(-12, 12)), expand=True, resample=Image.Resampling.BILINEAR))
+    width = sum(height // 2 if g is None else g.width for g in glyphs) + 40 * _SCALE
+    canvas = Image.new("L", (width, 3 * height))
+    x = 20 * _SCALE
+    for glyph in glyphs:
+        if glyph is None:
+            x += height // 2
+            continue
+        canvas.paste(glyph, (x, height + int(rng.normal(0, 0.08) * height)), glyph)
+        x += glyph.width - int(rng.uniform(2, 7) * _SCALE)
+    # One pen for the whole text: a fine pen thins the font's strokes, a marker thickens them.
+    pen = int(rng.choice([-1, 0, 1, 2, 3]))
+    if pen:
+        rank = ImageFilter.MinFilter if pen < 0 else ImageFilter.MaxFilter
+        penned = canvas.filter(rank(2 * abs(pen) * _SCALE // 2 + 1))
+        # A fine pen can thin a hairline font away: then the font's own strokes stay.
+        inked = [int((np.asarray(image) > 127).sum()) for image in (penned, canvas)]
+        canvas = penned if inked[0] >= inked[1] / 3 else canvas
+    # Wobbled at half the drawing's scale: a quarter of the pixels to move, as smooth.
+    ink = np.asarray(canvas.reduce(2), dtype=np.float32)
+    ink = _wobbled(ink, rng, shift=rng.uniform(0.6, 1.8) * _SCALE / 2, sigma=rng.uniform(3, 5) * _SCALE / 2)
+    return _to_mnist_scale(Image.fromarray(np.clip(ink, 0, 255).astype(np.uint8)))
+
+
+def _crossed(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A handwritten digit crossed out: an X over it, two or three lines through it, hatching
+    or a scribble, each reaching past the digit (one bar across is a 7, and stays out)."""
+    digit = digits[int(rng.integers(len(digits)))]
+    side = 28 * _SCALE
+    canvas = Image.new("L", (side * 2, side * 2))
+    canvas.paste(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC), (side // 2, side // 2))
+    rows, cols = np.nonzero(np.asarray(canvas) > 127)
+    if not len(rows):
+        rows, cols = np.array([side // 2, 3 * side // 2]), np.array([side // 2, 3 * side // 2])
+    top, bottom, left, right = rows.min(), rows.max(), cols.min(), cols.max()
+    reach = rng.uniform(0.05, 0.3) * max(bottom - top, right - left)
+    top, bottom, left, right = top - reach, bottom + reach, left - reach, right + reach
+    draw = ImageDraw.Draw(canvas)
+    pen = int(rng.uniform(1.5, 3.5) * _SCALE)
+    how = rng.choice(["x", "lines", "hatching", "scribble"])
+    if how == "x":
+        strokes = [[(left, top), (right, bottom)], [(right, top), (left, bottom)]]
+    elif how == "lines":
+        count = int(rng.integers(2, 4))
+        ys = np.linspace(top, bottom, count + 2)[1:-1]
+        strokes = [[(left, y + rng.normal(0, 4 * _SCALE)), (right, y + rng.normal(0, 4 * _SCALE))] for y in ys]
+    elif how == "hatching":
+        count, slope = int(rng.integers(4, 9)), rng.uniform(-0.5, 0.5) * (bottom - top)
+        xs = np.linspace(left, right, count)
+        strokes = [[(x, top), (x + slope, bottom)] for x in xs]
+    else:  # back and forth across the digit, drifting down
+        turns = int(rng.integers(5, 12))
+        ys = np.linspace(top, bottom, turns) + rng.normal(0, 3 * _SCALE, turns)
+        strokes = [[(left if i % 2 else right, y) for i, y in enumerate(ys)]]
+    for stroke in strokes:
+        draw.line([(float(x), float(y)) for x, y in stroke], fill=255, width=pen, joint="curve")
+    return _to_mnist_scale(canvas)
+
+
 def _shape(rng: np.random.Generator) -> np.ndarray:
     kind = rng.choice(["square", "triangle", "star", "heart", "spiral", "house", "face", "arrow", "wave", "cross"])
     t = np.linspace(0, 2 * np.pi, 60)
@@ -284,6 +374,12 @@ def ink_of(family: str, rng: np.random.Generator, digits: np.ndarray) -> tuple[n
         length = int(rng.choice([1, 1, 1, 2, 3, 4]))
         chars = "".join(rng.choice(list(DRAWN_LETTERS + "+=#*%?!√✓&"), length))
         return _drawn(chars, rng), f"drawn {chars!r}"
+    if family == "written":
+        pool = [*LETTERS, *SYMBOLS, *WORDS]
+        text = pool[rng.integers(len(pool))]
+        return _written(text, rng), f"written {text!r}"
+    if family == "crossed":
+        return _crossed(digits, rng), "a digit crossed out"
     if family == "shapes":
         return _shape(rng), "a shape"
     if family == "scribble":

@@ -22,9 +22,11 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
-from ml.artifacts import INPUT_SHAPE
+from ml.artifacts import INPUT_SHAPE, to_model_array
+from ml.augment import form_scan
 from ml.calibration import held_out_inputs, model_inputs
 from ml.fitting import fit
 from ml.negatives import FAMILIES, negative_set
@@ -33,6 +35,8 @@ from ml.verdicts import KINDS, shares, verdicts
 FAMILY_KIND = {
     "printed": "text",
     "drawn": "text",
+    "written": "text",
+    "crossed": "scribble",
     "shapes": "drawing",
     "scribble": "scribble",
     "number": "number",
@@ -77,9 +81,17 @@ def detector_data(
     images, labels = learned
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(images), size=min(count, len(images)), replace=False)
-    log(f"detector data: {len(picks):,} digits three ways and {3 * len(picks):,} non-digits")
+    log(
+        f"detector data: {len(picks):,} digits three ways, {len(picks) // 2:,} as form scans, "
+        f"and {3 * len(picks):,} non-digits"
+    )
     digits = held_out_inputs(images[picks], labels[picks], seed=seed)
-    positives = np.concatenate([arrays for arrays, _ in digits.values()])
+    # Digits as box-filling form scanners store them (``ml.augment``): thick bars and blocks
+    # that the model reads (a 1 as wide as it is tall) and that no other kind shows; without
+    # them the detector took 2-3% of real bold 1s for photos of things.
+    tf.random.set_seed(seed)
+    scanned = np.asarray(form_scan(to_model_array(images[picks[: len(picks) // 2]])))
+    positives = np.concatenate([*(arrays for arrays, _ in digits.values()), scanned])
     uploads = negative_set(images, count=3 * len(picks), seed=seed + 1)
     negatives, read = model_inputs(uploads)
     kinds = np.array([KINDS.index(FAMILY_KIND[upload.scenario]) for upload in uploads])[read]
@@ -123,6 +135,20 @@ DETECTOR_EPOCHS = 8
 EXTRA_SHARE = 0.05
 
 
+def _fitted_detector(
+    mnist, *, holdout: int, seed: int, digits: int, epochs: int, extra, log
+) -> tuple[keras.Model, dict]:
+    x, y = detector_data(mnist.training(holdout), count=digits, seed=seed, log=log)
+    if extra is not None and len(extra[0]):
+        # Staff corrections (inputs, kinds): few, so shown as a fixed share of every epoch.
+        wanted = max(len(extra[0]), int(len(x) * EXTRA_SHARE))
+        picks = np.random.default_rng(seed).choice(len(extra[0]), size=wanted, replace=wanted > len(extra[0]))
+        x = np.concatenate([x, extra[0][picks].astype("float32")])
+        y = np.concatenate([y, extra[1][picks].astype("int32")])
+        log(f"detector data: {len(extra[0])} staff corrections, shown {wanted:,} times an epoch")
+    return train_detector(x, y, epochs=epochs, seed=seed, log=log)
+
+
 def fit_reject_option(
     predictor,
     mnist,
@@ -133,21 +159,22 @@ def fit_reject_option(
     digits: int = DETECTOR_DIGITS,
     epochs: int = DETECTOR_EPOCHS,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
+    detector: tuple[keras.Model, dict] | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[keras.Model, dict]:
     """Train the detector on learned digits and generated non-digits, choose the thresholds on
     the ``held_out`` digits (kind -> (inputs, labels)) through the calibrated ``predictor``, and
     measure the verdicts on held-out digits and on non-digits made with another seed (numbers
-    from held-out digits): what the bundle's metadata records under ``verdict``."""
-    x, y = detector_data(mnist.training(holdout), count=digits, seed=seed, log=log)
-    if extra is not None and len(extra[0]):
-        # Staff corrections (inputs, kinds): few, so shown as a fixed share of every epoch.
-        wanted = max(len(extra[0]), int(len(x) * EXTRA_SHARE))
-        picks = np.random.default_rng(seed).choice(len(extra[0]), size=wanted, replace=wanted > len(extra[0]))
-        x = np.concatenate([x, extra[0][picks].astype("float32")])
-        y = np.concatenate([y, extra[1][picks].astype("int32")])
-        log(f"detector data: {len(extra[0])} staff corrections, shown {wanted:,} times an epoch")
-    detector, record = train_detector(x, y, epochs=epochs, seed=seed, log=log)
+    from held-out digits): what the bundle's metadata records under ``verdict``. With
+    ``detector`` (a detector and its record), that detector is kept and only the thresholds
+    are chosen again, for this model."""
+    if detector is not None:
+        detector, record = detector
+        log("keeping the detector; choosing its thresholds for this model")
+    else:
+        detector, record = _fitted_detector(
+            mnist, holdout=holdout, seed=seed, digits=digits, epochs=epochs, extra=extra, log=log
+        )
 
     def judged(arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         kinds = detector.predict(arrays, batch_size=1000, verbose=0)

@@ -61,9 +61,9 @@ RECIPES = {
     "dense": Recipe(epochs=10, batch_size=128, learning_rate=1e-3, augment=False, schedule="constant"),
     "basic": Recipe(epochs=10, batch_size=128, learning_rate=1e-3, augment=False, schedule="constant"),
     "deeper": Recipe(epochs=15, batch_size=128, learning_rate=1e-3, augment=False, schedule="constant"),
-    # models/deep: two members of 16 epochs, each 15-27 minutes on 2 cores as machines vary (30
-    # is the budget); the last 5 epochs without the writer augmentation; the last 5,000
-    # training images held out.
+    # models/deep: two members of 16 epochs, each 17-30 minutes on 2 cores as machines vary
+    # (three hours in all is the budget); the last 5 epochs without the writer augmentation
+    # (form scans stay, augmentation 3); the last 5,000 training images held out.
     "deep": Recipe(
         epochs=16,
         batch_size=256,

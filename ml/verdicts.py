@@ -21,7 +21,7 @@ KINDS = ("digit", "text", "drawing", "scribble", "number", "photo")
 REASONS = {
     "text": "it looks like letters, a word or a symbol.",
     "drawing": "it looks like a drawing or a shape.",
-    "scribble": "it looks like a scribble.",
+    "scribble": "it looks like a scribble, or something crossed out.",
     "number": "it looks like several digits written together, which could not be told apart.",
     "photo": "it looks like a photo of something else.",
 }

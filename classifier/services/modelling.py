@@ -135,15 +135,17 @@ def model_evaluate_real(
     styles: int = 500,
     non_digits: int = 500,
     seed: int = 0,
+    record: bool = False,
 ) -> dict:
     """Every real set we have and the stand-ins (``ml.choosing``), read by the model at
     ``model_path`` (default: the one serving); with ``against``, read by that model too, each
-    real set compared, and whether the first would ship in its place."""
+    real set compared, and whether the first would ship in its place. With ``record``, the
+    report is also written into the bundle's metadata (``real_evaluation``)."""
     from ml.choosing import evaluate_real
     from ml.inference import Predictor
 
     predictor = Predictor(model_path or model_path_default())
-    return evaluate_real(
+    report = evaluate_real(
         predictor,
         mnist_load().test,
         real_dir=settings.REAL_DIGITS_DIR,
@@ -153,11 +155,18 @@ def model_evaluate_real(
         seed=seed,
         against=Predictor(against) if against else None,
     )
+    if record:
+        bundle = ModelBundle.at(model_path)
+        bundle.write_metadata(bundle.metadata() | {"real_evaluation": report})
+    return report
 
 
-def model_calibrate(*, model_path: Path | None = None, log: Callable[[str], None] = print) -> dict:
+def model_calibrate(
+    *, model_path: Path | None = None, keep_detector: bool = False, log: Callable[[str], None] = print
+) -> dict:
     """Fit the calibrated confidence of a model bundle again, on the training digits its
-    metadata says it was never trained on, and record it in the bundle."""
+    metadata says it was never trained on, and its verdicts (a new detector, or with
+    ``keep_detector`` the bundle's own, and the thresholds); record both in the bundle."""
     from ml.evaluation import calibrate_bundle
     from ml.reject import DETECTOR_DIGITS
 
@@ -171,6 +180,7 @@ def model_calibrate(*, model_path: Path | None = None, log: Callable[[str], None
         holdout=metadata.get("holdout", 0),
         seed=metadata.get("seed", 0),
         detector_digits=metadata.get("detector_digits", DETECTOR_DIGITS),
+        keep_detector=keep_detector,
         log=log,
     )
 

@@ -1,4 +1,5 @@
 import json
+import shutil
 from io import StringIO
 
 import numpy as np
@@ -163,6 +164,22 @@ def test_calibrate_fits_a_model_with_a_holdout_and_refuses_one_without(tmp_path,
     assert {"ece", "ece_uncalibrated"} <= set(report["realistic"])
     with pytest.raises(CommandError, match="none is left to calibrate it on"):
         run("calibrate", "--model", str(tiny_model_dir))
+    # Keeping a detector: there is none in a bundle trained without one.
+    with pytest.raises(CommandError, match=r"no detector in .* to keep"):
+        run("calibrate", "--model", str(out), "--keep-detector")
+    # Given one (the shipped model's), it is kept byte for byte and its thresholds chosen again.
+    from ml.tests.conftest import SHIPPED_MODEL_DIR
+
+    shutil.copy(SHIPPED_MODEL_DIR / "reject.keras", out / "reject.keras")
+    shipped_verdict = json.loads((SHIPPED_MODEL_DIR / "metadata.json").read_text())["verdict"]
+    metadata = json.loads((out / "metadata.json").read_text())
+    (out / "metadata.json").write_text(json.dumps(metadata | {"verdict": shipped_verdict}))
+    output = run("calibrate", "--model", str(out), "--keep-detector")
+    assert "keeping the detector" in output and "detector data" not in output
+    assert (out / "reject.keras").read_bytes() == (SHIPPED_MODEL_DIR / "reject.keras").read_bytes()
+    verdict = json.loads((out / "metadata.json").read_text())["verdict"]
+    assert verdict["detector"]["kept"] is True and 0 < verdict["unsure_below"] < 1
+    assert verdict["unsure_below"] != shipped_verdict["unsure_below"]  # chosen for this (weaker) model
 
 
 def test_predict_json_contract_with_a_failing_file(tmp_path, tiny_model_dir, mnist):
@@ -283,16 +300,20 @@ def test_the_landing_pages_examples_are_what_the_shipped_model_answers(tmp_path)
 
 @pytest.mark.slow  # reads some 15,000 images twice
 @pytest.mark.django_db
-def test_evaluate_real_reads_every_real_set_and_compares_two_models(mnist, settings):
+def test_evaluate_real_reads_every_real_set_and_compares_two_models(mnist, settings, tmp_path):
     from ml.tests.conftest import SHIPPED_MODEL_DIR
 
     real = settings.REAL_DIGITS_DIR
+    copy = shutil.copytree(SHIPPED_MODEL_DIR, tmp_path / "candidate")
     args = ["--real", "--realistic", "40", "--styles", "10", "--non-digits", "12", "--against", str(SHIPPED_MODEL_DIR)]
-    report = json.loads(run("evaluate", *args, "--json"))
+    report = json.loads(run("evaluate", *args, "--model", str(copy), "--record", "--json"))
     names = list(report["model"]["sets"])
-    expected = ["MNIST test", "realistic uploads", "scikit-learn 43 writers"]
-    expected += [name for name in ("optdigits-30", "hwd-1000") if (real / name / "labels.csv").is_file()]
-    assert names == expected
+    folders = [name for name in ("optdigits-30", "hwd-1000") if (real / name / "labels.csv").is_file()]
+    expected = ["MNIST test", "realistic uploads", "scikit-learn 43 writers", *folders]
+    assert names == expected + [f"{name} box 16x16" for name in folders]
+    # Recorded in the candidate's metadata, as a shipped model keeps what it was chosen on.
+    recorded = json.loads((copy / "metadata.json").read_text())["real_evaluation"]
+    assert recorded["ships"] is True and list(recorded["model"]["sets"]) == names
     assert report["model"]["sets"]["MNIST test"]["samples"] == 10_000
     assert report["model"]["sets"]["scikit-learn 43 writers"]["samples"] == 1797
     assert report["model"]["sets"]["MNIST test"]["accuracy"] > 0.99
@@ -309,3 +330,5 @@ def test_evaluate_real_reads_every_real_set_and_compares_two_models(mnist, setti
     assert "-- real sets" in table and "-- stand-ins (never decide)" in table and "the model ships" in table
     with pytest.raises(CommandError, match="give --real as well"):
         run("evaluate", "--against", str(SHIPPED_MODEL_DIR))
+    with pytest.raises(CommandError, match="give --real and --model"):
+        run("evaluate", "--real", "--record")

@@ -10,6 +10,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_MODEL_DIR = REPO / "models" / "deep"
 SHARED_MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+REAL_DIGITS_DIR = REPO.parent / "shared" / "data" / "real-digits"
 
 
 def unavailable(reason: str) -> NoReturn:

@@ -39,6 +39,42 @@ def test_every_family_renders_uploads_the_preprocessing_mostly_reads(mnist):
     assert [u.data for u in again] == [u.data for u in uploads[: len(FAMILIES)]]
 
 
+def test_a_crossed_out_digit_keeps_the_digit_and_reaches_past_it(mnist):
+    from ml.negatives import ink_of
+
+    rng = np.random.default_rng(1)
+    digits = mnist.test.images[:1]
+    for _ in range(12):
+        crossed, what = ink_of("crossed", rng, digits)
+        assert what == "a digit crossed out" and crossed.shape[0] == 28
+        # More ink than the digit alone at the same scale: the crossing adds strokes.
+        assert (crossed > 127).sum() > 1.2 * (digits[0] > 127).sum() * crossed.shape[1] / 28
+
+
+def test_written_text_differs_from_the_printed_text_it_starts_from(mnist):
+    """The same word twice in a hand is never the same picture: each character has its own
+    size, tilt and baseline, and the line wobbles."""
+    from ml.negatives import _written
+
+    first, second = _written("date", np.random.default_rng(1)), _written("date", np.random.default_rng(2))
+    assert first.shape[0] == second.shape[0] == 28 and first.shape[1] > 40  # a word: wider than tall
+    assert first.shape != second.shape or not np.array_equal(first, second)
+
+
+def test_the_detector_learns_form_scanned_digits_as_digits(mnist):
+    """Besides the three held-out kinds, half as many digits again as a box-filling form
+    scanner stores them: wide blocks a real bold 1 resembles, learned as digits."""
+    from ml.reject import detector_data
+
+    x, y = detector_data((mnist.train.images[:200], mnist.train.labels[:200]), count=40, seed=0, log=lambda _: None)
+    digits = x[y == 0]
+    # 40 clean, up to 40 realistic and 40 styled (what the preprocessing reads), 20 scanned.
+    assert 40 + 20 < len(digits) <= 3 * 40 + 20 and (y > 0).sum() >= 100
+    scanned = digits[-20:]
+    width = lambda images: (images.max(axis=1) > 0.5).sum(axis=(1, 2))  # noqa: E731
+    assert np.median(width(scanned)) >= 16 > np.median(width(digits[:40]))
+
+
 THRESHOLDS = {"reject_below": 0.5, "unsure_below": 0.9}
 
 

@@ -28,10 +28,9 @@ def test_metadata_records_how_the_model_was_made(metadata, mnist):
     assert metadata["train_samples"] == 55_000 + int(ones * 0.3) + int(sevens * 0.3)
     for key in ("epochs", "seed", "training_seconds", "test_accuracy", "test_loss", "confusion_matrix"):
         assert key in metadata
-    # Trained on two CPU cores within the 30-minute budget (each member, for an ensemble).
+    # Trained on two CPU cores within the three-hour budget (all members together).
     assert metadata["environment"]["cpu_count"] == 2
-    for run in metadata.get("member_models") or [metadata]:
-        assert run["training_seconds"] <= 30 * 60
+    assert sum(run["training_seconds"] for run in metadata.get("member_models") or [metadata]) <= 3 * 3600
     for plot in ("training_curves.png", "confusion_matrix.png"):
         assert (SHIPPED_MODEL_DIR / plot).is_file()
 
@@ -44,10 +43,10 @@ def test_the_default_recipe_reproduces_it(metadata):
     assert recorded | {"arch": "deep", "test_limit": None} == recipe
 
 
-def test_at_least_99_6_percent_on_the_mnist_test_set(shipped_predictor, mnist, metadata):
+def test_at_least_99_65_percent_on_the_mnist_test_set(shipped_predictor, mnist, metadata):
     report = evaluate_mnist(shipped_predictor, mnist.test)
     assert report["samples"] == 10_000
-    assert report["accuracy"] >= 0.996
+    assert report["accuracy"] >= 0.9965
     # The file holds what the metadata says it does.
     assert report["accuracy"] == pytest.approx(metadata["test_accuracy"], abs=2e-4)
 
@@ -94,3 +93,23 @@ def test_the_shipped_model_is_calibrated_and_answers_honestly(shipped_predictor,
     assert report["verdicts"]["digit"] >= 0.96 and report["verdicts"]["digit_accuracy"] >= 0.998
     caught = evaluate_non_digits(shipped_predictor, mnist.test.images, count=300, seed=11)
     assert caught["caught"] >= 0.88, caught
+
+
+# Just under what the shipped model reads on the real digits beside the checkout (never trained
+# on), as drawn and box-scanned (ml.choosing), measured with `evaluate --real` on 2026-12-06:
+# see docs/models.md. The model before it read 96.85%, 100%, 79.73% and 80.70%.
+REAL_FLOORS = {"optdigits-30": 0.98, "hwd-1000": 0.995, "optdigits-30 box 16x16": 0.88, "hwd-1000 box 16x16": 0.87}
+
+
+@pytest.mark.slow  # reads some 6,000 images
+def test_real_digits_by_writers_it_never_saw(shipped_predictor, mnist):
+    from ml.choosing import read_uploads, real_sets
+    from ml.tests.conftest import REAL_DIGITS_DIR, unavailable
+
+    if not all((REAL_DIGITS_DIR / name / "labels.csv").is_file() for name in ("optdigits-30", "hwd-1000")):
+        unavailable(f"the real digits are not at {REAL_DIGITS_DIR}")
+    sets = real_sets(mnist.test, real_dir=REAL_DIGITS_DIR, realistic=0, seed=0)
+    for name, floor in REAL_FLOORS.items():
+        reading = read_uploads(shipped_predictor, sets[name])
+        assert reading.correct.mean() >= floor, (name, reading.correct.mean())
+        assert "refused" not in reading.verdicts, name

@@ -91,6 +91,39 @@ def test_writer_augmentation_keeps_shapes_and_mostly_the_picture(mnist):
     assert np.median(similarity) > 0.4
 
 
+def test_a_form_scan_fills_the_box_both_ways_in_ink_or_paper():
+    """A thin upright 1, as a box-filling scanner stores it: as wide as the 20 px box."""
+    from ml.augment import form_scan
+
+    one = np.zeros((1, 28, 28, 1), np.float32)
+    one[0, 4:24, 13:15] = 1.0  # 20 tall, 2 wide
+    one[0, 4:7, 10:13] = 1.0  # a short flag to the left
+    scanned = np.asarray(form_scan(one))[0, ..., 0]
+    columns = np.flatnonzero(scanned.max(axis=0) > 0.5)
+    rows = np.flatnonzero(scanned.max(axis=1) > 0.5)
+    assert columns[-1] - columns[0] >= 17 and rows[-1] - rows[0] >= 17  # filled, not 5 px wide
+    # Ink or paper on a coarse grid, brought back with smooth edges: mostly 0 or 1.
+    assert ((scanned < 0.05) | (scanned > 0.95)).mean() > 0.7
+    # The scan of an empty image is empty.
+    assert np.asarray(form_scan(np.zeros((1, 28, 28, 1), np.float32))).max() == 0
+
+
+def test_form_scans_stay_through_the_clean_epochs_and_only_with_the_writers(mnist):
+    """augment_batch(scanners=True) scans a share of the batch on its own; the fit loop asks
+    for it whenever the recipe has the writer augmentation, clean epochs included."""
+    import inspect
+
+    from ml import fitting
+
+    batch = to_model_array(mnist.train.images[:256])
+    scanned = np.asarray(augment_batch(batch, scanners=True))
+    plain = np.asarray(augment_batch(batch))
+    # Scanned digits are wider: more columns hold ink on average than in the plain batch.
+    width = lambda images: (images.max(axis=1) > 0.5).sum(axis=(1, 2)).mean()  # noqa: E731
+    assert width(scanned) > width(plain) + 0.3
+    assert "scanners=writers" in inspect.getsource(fitting.fit)
+
+
 def test_writer_variants_add_flagged_ones_and_crossed_sevens(mnist):
     images, labels = mnist.train.images[:3000], mnist.train.labels[:3000]
     extra, extra_labels = writer_variants(images, labels, seed=0)

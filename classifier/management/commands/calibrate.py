@@ -15,10 +15,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--model", type=Path, help="model directory or .keras file (default: the active model)")
+        parser.add_argument(
+            "--keep-detector",
+            action="store_true",
+            help="keep the bundle's detector (reject.keras) and choose only its thresholds again, for this model",
+        )
 
-    def handle(self, *args, model, **options):
+    def handle(self, *args, model, keep_detector, **options):
         try:
-            calibration = model_calibrate(model_path=model, log=line_logger(self))
+            calibration = model_calibrate(model_path=model, keep_detector=keep_detector, log=line_logger(self))
         except (FileNotFoundError, ValueError, MnistDataError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(

@@ -69,6 +69,12 @@ class Command(BaseCommand):
             "(--realistic, --styles and --non-digits give their sizes: 2,000, 500 and 500 when not given)",
         )
         parser.add_argument(
+            "--record",
+            action="store_true",
+            help="with --real and --model: also write the report into that model's metadata (real_evaluation), "
+            "as a shipped model records what it was chosen on",
+        )
+        parser.add_argument(
             "--against",
             type=Path,
             metavar="MODEL",
@@ -79,6 +85,8 @@ class Command(BaseCommand):
     def handle(self, *args, model, realistic, styles, non_digits, numbers, singles, coverage_plot, seed, **options):
         if options["against"] and not options["real"]:
             raise CommandError("--against compares models on the real sets: give --real as well.")
+        if options["record"] and not (options["real"] and model):
+            raise CommandError("--record writes the real sets' report into a model's metadata: give --real and --model")
         if options["real"]:
             try:
                 report = model_evaluate_real(
@@ -88,6 +96,7 @@ class Command(BaseCommand):
                     styles=styles or 500,
                     non_digits=non_digits or 500,
                     seed=seed,
+                    record=options["record"],
                 )
             except (FileNotFoundError, ValueError, MnistDataError) as exc:
                 raise CommandError(str(exc)) from exc
