@@ -83,6 +83,14 @@ DIGITS_APART = 0.2
 # "T"). On the tuning numbers (seed 100) 1% of confident readings were below 0.5, none below
 # 0.4; 3 of 15 non-digits read as confident numbers were.
 ONE_SIZE = 0.4
+# Why a number is not sure, as a person is told after "not sure:".
+UNSURE_REASONS = {
+    "digit": "at least one digit is unclear (see each below).",
+    "other": "parts of it look more like letters or a drawing than like digits.",
+    "apart": "its digits run into one another, and where they were cut is a guess.",
+    "sizes": "its digits are of very different sizes, as the letters of a word are.",
+    "line": "read as one line instead of digit by digit, it looks like {line}.",
+}
 # Where the segmenter cut touching digits, the line reader's probabilities for each digit join
 # the classifier's, to this power (``_with_line``).
 LINE_WEIGHT = 1.0
@@ -468,11 +476,14 @@ def _reading(
         return NumberResult("", digits, "not_a_digit", REASONS[likeliest])
     heights = [digit.box[3] for digit in digits]
     number = "".join(str(d.prediction.digit) for d in digits)
-    sure = (
-        other <= WHOLE_UNSURE
-        and _all_confident(digits)
-        and (image_kinds[_NUMBER] >= image_kinds[_OTHER].max() or _apart(digits))
-        and min(heights) >= ONE_SIZE * max(heights)
-        and (line_text is None or line_text == number)
+    # Why it is not sure, in words that agree with the figures shown beside it: the first
+    # doubt found, in the order a person can check them.
+    doubts = (
+        (not _all_confident(digits), UNSURE_REASONS["digit"]),
+        (other > WHOLE_UNSURE, UNSURE_REASONS["other"]),
+        (image_kinds[_NUMBER] < image_kinds[_OTHER].max() and not _apart(digits), UNSURE_REASONS["apart"]),
+        (min(heights) < ONE_SIZE * max(heights), UNSURE_REASONS["sizes"]),
+        (line_text is not None and line_text != number, UNSURE_REASONS["line"].format(line=line_text)),
     )
-    return NumberResult(number, digits, "number" if sure else "unsure")
+    reason = next((why for doubted, why in doubts if doubted), "")
+    return NumberResult(number, digits, "unsure" if reason else "number", reason)

@@ -230,3 +230,20 @@ def test_card_detail_bars_and_history_show_the_same_figure_and_never_100_for_les
     assert "99.9% sure" in card and "99.9% confidence" in detail and "99.9%" in history
     assert '<span class="bar-value">99.9%</span>' in detail
     assert not any("100%" in page for page in (card, detail, history))
+
+
+def test_a_number_not_sure_says_why_beside_its_figures(signed_in, user, png):
+    """Every digit at 98% and still not sure: the page gives the reason the reader stored, not
+    "not sure of every digit" beside a 98% that says the opposite."""
+    from classifier.tests.test_views import number_image
+    from ml.numbers import UNSURE_REASONS
+
+    image = number_image(user, png, number="47", confidences=(0.98, 0.99))
+    reason = UNSURE_REASONS["line"].format(line="41")
+    Prediction.objects.filter(image=image).update(verdict=Prediction.Verdict.UNSURE, verdict_reason=reason)
+    detail = text(signed_in.get(image.get_absolute_url()))
+    assert "not sure</span> read as one line instead of digit by digit, it looks like 41." in detail
+    assert "of every digit" not in detail and "The least sure digit is 98%." in detail
+    # Stored before readers gave reasons: the old words, which were then always true.
+    Prediction.objects.filter(image=image).update(verdict_reason="")
+    assert "not sure</span> of every digit." in text(signed_in.get(image.get_absolute_url()))

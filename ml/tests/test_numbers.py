@@ -179,3 +179,32 @@ def test_a_number_is_sure_only_where_the_line_reader_reads_it_too(mnist, shipped
     assert all(r.number == text for r, text in zip(results, line_texts, strict=True) if r.verdict == "number")
     assert len(sure) >= 24  # measured: 32 of 48, 31 of them right
     assert sum(r.number == u.number for r, u in sure) >= 0.9 * len(sure)
+
+
+def test_a_number_not_sure_says_why_in_words_that_agree_with_its_figures():
+    """Each doubt that makes a number "unsure" is named; a sure number has no reason. A number
+    whose every digit is confident is never told it is unsure "of every digit"."""
+    from ml.inference import Prediction
+    from ml.numbers import UNSURE_REASONS, DigitReading, _reading
+    from ml.preprocessing import ModelInput
+    from ml.verdicts import KINDS
+
+    blank = ModelInput(np.zeros((28, 28), np.float32), np.zeros((28, 28), np.uint8))
+
+    def digit(value, verdict="digit", box=(0, 0, 20, 30)):
+        probabilities = tuple(0.98 if d == value else 0.02 / 9 for d in range(10))
+        return DigitReading(Prediction(value, 0.98, probabilities, verdict), blank, box)
+
+    apart = (digit(4, box=(0, 0, 20, 30)), digit(7, box=(40, 0, 20, 30)))
+    number_kinds = np.eye(len(KINDS))[KINDS.index("number")]
+    digit_kinds = np.eye(len(KINDS))[KINDS.index("digit")]
+    sure = _reading(apart, digit_kinds, number_kinds, line_text="47")
+    assert (sure.verdict, sure.reason) == ("number", "")
+    line = _reading(apart, digit_kinds, number_kinds, line_text="41")
+    assert line.verdict == "unsure" and line.reason == UNSURE_REASONS["line"].format(line="41") and "41" in line.reason
+    one_unclear = (apart[0], digit(7, verdict="unsure", box=(40, 0, 20, 30)))
+    assert _reading(one_unclear, digit_kinds, number_kinds).reason == UNSURE_REASONS["digit"]
+    sizes = (digit(4, box=(0, 0, 20, 30)), digit(7, box=(40, 0, 10, 10)))
+    assert _reading(sizes, digit_kinds, number_kinds).reason == UNSURE_REASONS["sizes"]
+    text_like = 0.25 * digit_kinds + 0.75 * np.eye(len(KINDS))[KINDS.index("text")]
+    assert _reading(apart, text_like, number_kinds).reason == UNSURE_REASONS["other"]
