@@ -35,6 +35,7 @@ from ml.artifacts import to_model_array
 from ml.data import Split
 from ml.evaluation import evaluate_non_digits
 from ml.inference import Predictor
+from ml.preprocessing import ink_window
 from ml.styles import STYLES, load_digits_uploads, style_set
 from ml.synth import Upload, realistic_set
 
@@ -67,9 +68,7 @@ def box_scanned(upload: Upload, *, side: int = BOX_SIDE) -> Upload:
     """A real digit (dark ink on light) as a box-filling scanner stores it: cropped to its ink,
     stretched both ways to fill a ``side`` square, each cell ink or paper at half."""
     ink = 1 - np.asarray(Image.open(io.BytesIO(upload.data)).convert("L"), dtype=np.float32) / 255
-    rows, cols = np.nonzero(ink > 0.3)
-    if len(rows):
-        ink = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    ink = ink[ink_window(ink > 0.3)]
     cells = Image.fromarray(np.uint8(ink * 255)).resize((side, side), Image.Resampling.BOX)
     scanned = np.where(np.asarray(cells) > 127, 0, 255).astype(np.uint8)
     out = io.BytesIO()

@@ -222,7 +222,7 @@ def _written(text: str, rng: np.random.Generator) -> np.ndarray:
     pen = int(rng.choice([-1, 0, 1, 2, 3]))
     if pen:
         rank = ImageFilter.MinFilter if pen < 0 else ImageFilter.MaxFilter
-        penned = canvas.filter(rank(2 * abs(pen) * _SCALE // 2 + 1))
+        penned = canvas.filter(rank(abs(pen) * _SCALE + 1))
         # A fine pen can thin a hairline font away: then the font's own strokes stay.
         inked = [int((np.asarray(image) > 127).sum()) for image in (penned, canvas)]
         canvas = penned if inked[0] >= inked[1] / 3 else canvas
