@@ -75,7 +75,7 @@ def history_row(image: DigitImage) -> list:
         digits_json(prediction) if prediction else "",
         f"v{prediction.model_version.number}" if prediction else "",
         ("not_a_digit" if flag.not_a_digit else flag.correct_number) if flag else "",
-        feedback.suggested_number if feedback else "",
+        ("not_a_digit" if feedback.not_a_digit else feedback.suggested_number) if feedback else "",
         csv_cell(image.error_message),
     ]
 

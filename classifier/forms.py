@@ -4,7 +4,7 @@ from django.contrib.auth import authenticate, password_validation
 from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
 from django.core.validators import RegexValidator
 
-from classifier.models import DIGIT_CHOICES, NUMBER_VALIDATOR, DigitImage, Feedback, Prediction
+from classifier.models import DIGIT_CHOICES, NUMBER_VALIDATOR, DigitImage, Feedback, Prediction, RetrainRun
 from classifier.passwords import RevokeApiTokenOnPasswordChange as RevokeApiToken
 from classifier.permissions import may_see_all_images
 from classifier.selectors import ImageFilters
@@ -290,36 +290,52 @@ class FlagImagesForm(forms.Form):
         return cleaned
 
 
-# A reading typed on a phone: the digit keypad, and the browser's own check before it is sent.
+# A reading typed on a phone: the digit keypad. The server says what is wrong with anything
+# else, in words; a browser's own "match the requested format" says nothing of "not a digit".
 READING_INPUT = {
     "class": "form-control",
     "inputmode": "numeric",
-    "pattern": f"[0-9]{{1,{MAX_DIGITS}}}",
     "maxlength": MAX_DIGITS,
     "autocomplete": "off",
-    "title": "digits only, left to right, such as 583124",
+    "placeholder": "such as 583124",
 }
 
 
 class FeedbackForm(forms.Form):
-    """An owner's "this is wrong, it reads ...": digits left to right, prefilled with their
-    last suggestion or the current reading. ``feedback_give`` judges the reading."""
+    """An owner's "this is wrong": what it really reads, digits left to right, or that it is
+    not a digit (nor a number) at all. Prefilled with their last suggestion only: the current
+    reading is what they say is wrong. ``feedback_give`` judges the reading."""
 
-    number = forms.CharField(
-        label="It really reads",
-        error_messages={"required": "Write what it really reads, digits only, left to right."},
-        widget=forms.TextInput(attrs=READING_INPUT),
+    number = forms.CharField(label="It really reads", required=False, widget=forms.TextInput(attrs=READING_INPUT))
+    not_a_digit = forms.BooleanField(
+        label="It is not a digit or a number",
+        required=False,
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
     )
 
     def __init__(self, *args, prediction: Prediction, feedback: Feedback | None = None, **kwargs):
-        kwargs.setdefault("initial", {"number": feedback.suggested_number if feedback else prediction.reading})
+        if feedback is not None:
+            kwargs.setdefault("initial", {"number": feedback.suggested_number, "not_a_digit": feedback.not_a_digit})
         super().__init__(*args, **kwargs)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("not_a_digit") == bool(cleaned.get("number", "").strip()):
+            raise forms.ValidationError(
+                'Write what it really reads (digits only, left to right), or tick "It is not a digit or a number".'
+            )
+        return cleaned
+
+    @property
+    def suggested_number(self) -> str | None:
+        """The suggestion as ``feedback_give`` takes it."""
+        return None if self.cleaned_data["not_a_digit"] else self.cleaned_data["number"]
 
 
 class StaffFlagForm(forms.Form):
     """Staff's correction on the image's page, as in the admin: what it really reads, or that
-    it is not a digit; prefilled with the flag there is, else the current reading.
-    ``image_flag`` judges the reading."""
+    it is not a digit; prefilled with the flag there is, never with the reading it corrects
+    (the admin's flagging never has a default either). ``image_flag`` judges the reading."""
 
     number = forms.CharField(label="It really reads", required=False, widget=forms.TextInput(attrs=READING_INPUT))
     not_a_digit = forms.BooleanField(
@@ -328,11 +344,8 @@ class StaffFlagForm(forms.Form):
     note = forms.CharField(required=False, widget=forms.TextInput(attrs={"class": "form-control"}))
 
     def __init__(self, *args, image: DigitImage, **kwargs):
-        flag, prediction = image.flag_or_none, image.prediction_or_none
-        if flag is not None:
-            initial = {"number": flag.correct_number, "not_a_digit": flag.not_a_digit, "note": flag.note}
-        else:
-            initial = {"number": prediction.reading if prediction else ""}
+        flag = image.flag_or_none
+        initial = {"number": flag.correct_number, "not_a_digit": flag.not_a_digit, "note": flag.note} if flag else {}
         super().__init__(*args, initial=initial, prefix="flag", **kwargs)
 
     def clean(self):
@@ -356,4 +369,8 @@ class RetrainForm(forms.Form):
         max_value=50,
         help_text=f"empty: {settings.RETRAIN_EPOCHS}, the setting RETRAIN_EPOCHS",
     )
-    force = forms.BooleanField(required=False, label="Activate the new version even if it is not better")
+    force = forms.BooleanField(
+        required=False,
+        label=RetrainRun.FORCE_LABEL,
+        help_text="with no corrections yet, this also fine-tunes it on MNIST alone",
+    )

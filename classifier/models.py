@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 
 from ml.artifacts import INPUT_SIDE, NUM_CLASSES
 from ml.preprocessing import FORMAT_SUFFIXES
 from ml.segment import MAX_DIGITS
+from ml.verdicts import BLANK, REASONS
 
 DIGITS = range(NUM_CLASSES)
 DIGIT_CHOICES = [(digit, str(digit)) for digit in DIGITS]
@@ -265,6 +268,12 @@ class Prediction(models.Model):
         return runner_up(self.probabilities)
 
     @property
+    def looks_blank(self) -> bool:
+        """Nothing was found on the image to read: its figures are the model's for an empty
+        input, which people need not see."""
+        return self.verdict == self.Verdict.NOT_A_DIGIT and self.verdict_reason == REASONS[BLANK]
+
+    @property
     def runner_up_digit(self) -> int:
         return self.runner_up[0]
 
@@ -345,7 +354,8 @@ def decode_model_array(stored: bytes | memoryview) -> np.ndarray:
 
 
 class Feedback(models.Model):
-    """An owner's word that a prediction is wrong: a suggestion for staff, not a correction.
+    """An owner's word that a prediction is wrong: what it really reads, or that it is not a
+    digit (nor a number) at all. A suggestion for staff, not a correction.
 
     It changes nothing by itself; staff confirm it into a Flag (which retraining learns from).
     """
@@ -355,8 +365,12 @@ class Feedback(models.Model):
         null=True, blank=True, validators=DIGIT_VALIDATORS, help_text="where the owner says it is one digit"
     )
     suggested_number = models.CharField(
-        max_length=MAX_DIGITS, validators=[NUMBER_VALIDATOR], help_text="what the owner says it reads, digit by digit"
+        max_length=MAX_DIGITS,
+        blank=True,
+        validators=[NUMBER_VALIDATOR],
+        help_text="what the owner says it reads, digit by digit; empty when they say it is not a digit",
     )
+    not_a_digit = models.BooleanField(default=False, help_text="the owner says it shows no digits")
     created_at = models.DateTimeField(auto_now_add=True)
     confirmed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback_confirmed"
@@ -366,13 +380,27 @@ class Feedback(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "feedback"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(not_a_digit=True, suggested_digit__isnull=True, suggested_number="")
+                | (models.Q(not_a_digit=False) & ~models.Q(suggested_number="")),
+                name="feedback_says_a_reading_or_not_a_digit",
+            )
+        ]
 
     def __str__(self) -> str:
+        if self.not_a_digit:
+            return f"#{self.image_id} may not be a digit"
         return f"#{self.image_id} may be {_a_reading(self.suggested_number)}"
 
     def save(self, *args, **kwargs):
         self.suggested_number, self.suggested_digit = _in_step(self.suggested_number, self.suggested_digit)
         super().save(*args, **kwargs)
+
+    @property
+    def says(self) -> str:
+        """What the owner says, as people read it: "is not a digit", "is a 7", "is 583124"."""
+        return "is not a digit" if self.not_a_digit else f"is {_a_reading(self.suggested_number)}"
 
     @property
     def is_confirmed(self) -> bool:
@@ -521,6 +549,24 @@ class RetrainRun(models.Model):
     epochs_total = models.PositiveSmallIntegerField(default=0)
     candidate = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     reason = models.TextField(blank=True, help_text="why the candidate was promoted or kept, or why it failed")
+    explanation = models.TextField(
+        blank=True, help_text="what the gate's comparison could and could not show, where corrections are few"
+    )
+    # Each stage as it went: {"name", "started_at", "finished_at" (ISO times), "progress" (0-1
+    # or null), "detail" (its latest line)}, in order; the names are STAGES'.
+    stages = models.JSONField(default=list, blank=True)
+
+    # A retrain's stages, in order, as staff read them (``ml.retrain`` names the middle three).
+    STAGES = {
+        "gathering": "Gathering the corrections",
+        "fine-tuning": "Fine-tuning",
+        "calibrating": "Calibrating its confidence and fitting the reject option",
+        "judging": "Judging it against the active version",
+        "storing": "Storing the new version",
+    }
+    # The option, as the admin offers it, that activates a candidate whatever the gate says
+    # (and lets a retrain with no corrections fine-tune on MNIST alone).
+    FORCE_LABEL = "Activate the new version even if it is not better"
 
     class Meta:
         ordering = ["-requested_at", "-id"]
@@ -539,15 +585,71 @@ class RetrainRun(models.Model):
         if self.status == self.Status.QUEUED:
             return "Queued: waiting for a trainer (a worker of the training queue)."
         if self.status == self.Status.RUNNING:
-            return (
-                f"Running: epoch {self.epoch} of {self.epochs_total}." if self.epochs_total else "Running: preparing."
-            )
+            current = self.stages[-1] if self.stages else None
+            if current is None:
+                return "Running: starting."
+            detail = f", {current['detail']}" if current.get("detail") else ""
+            return f"Running: {self.STAGES.get(current['name'], current['name']).lower()}{detail}."
         version = f"v{self.candidate.number}" if self.candidate else "the candidate"
         if self.status == self.Status.PROMOTED:
             return f"Promoted: {version} is active ({self.reason})."
         if self.status == self.Status.KEPT:
             return f"Kept the active version; {version} is stored, not active ({self.reason})."
         return f"Failed: {self.reason}"
+
+    @property
+    def rejects_summary(self) -> str:
+        """What the images staff said are not digits taught the candidate's reject option."""
+        metrics = self.candidate.metrics if self.candidate else {}
+        taught = metrics.get("rejects_taught")
+        if not taught:
+            return ""
+        said = f"The reject option learnt from {taught} image{'s' if taught != 1 else ''} staff said are not digits"
+        new, old = metrics.get("rejects_caught"), metrics.get("parent_rejects_caught")
+        if new is None or old is None:
+            return f"{said}."
+        parent = f"v{self.candidate.parent.number}" if self.candidate.parent else "the active version"
+        return (
+            f"{said}: v{self.candidate.number} says so of {new:.0%} of what the reader judges of them, "
+            f"{parent} of {old:.0%}."
+        )
+
+    def stage_rows(self, now: datetime | None = None) -> list[dict]:
+        """Every stage for the status page: its label, ``state`` (done, running, waiting;
+        stopped where a run ended in it, not reached after that; skipped where a later stage
+        began without it), seconds taken or so far, and progress in percent where known."""
+        now = now or timezone.now()
+        seen = {stage["name"]: stage for stage in self.stages}
+        reached = max((list(self.STAGES).index(name) for name in seen if name in self.STAGES), default=-1)
+        rows = []
+        for index, (name, label) in enumerate(self.STAGES.items()):
+            stage = seen.get(name)
+            if stage is None:
+                later = "waiting" if self.in_progress else "not reached"
+                rows.append({"name": name, "label": label, "state": later if index > reached else "skipped"})
+                continue
+            started = datetime.fromisoformat(stage["started_at"])
+            finished = datetime.fromisoformat(stage["finished_at"]) if stage.get("finished_at") else None
+            running = finished is None and self.in_progress
+            end = finished or (now if running else self.finished_at or now)
+            progress = stage.get("progress")
+            rows.append(
+                {
+                    "name": name,
+                    "label": label,
+                    "state": "running" if running else "done" if finished else "stopped",
+                    "seconds": max((end - started).total_seconds(), 0.0),
+                    "percent": round(100 * progress) if progress is not None else None,
+                    "detail": stage.get("detail", ""),
+                }
+            )
+        return rows
+
+    def elapsed_seconds(self, now: datetime | None = None) -> float | None:
+        """Seconds since it started: so far while it runs, in all once it ended."""
+        if self.started_at is None:
+            return None
+        return ((self.finished_at or now or timezone.now()) - self.started_at).total_seconds()
 
 
 class RequeueRun(models.Model):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ml.preprocessing import PreprocessingError, ink_window, stroke_cores, thickened
+from ml.preprocessing import NothingToRead, ink_window, stroke_cores, thickened
 
 # The strip a line is drawn in: MNIST's 28 px height (its 20 px box, 4 px above and below) and
 # room for MAX_DIGITS digits written apart at that height.
@@ -46,12 +46,12 @@ class LineInput:
 def line_input(ink: np.ndarray, mask: np.ndarray) -> LineInput:
     """The reader's input for the writing whose pixels ``mask`` holds on the ``ink`` map."""
     if not mask.any():
-        raise PreprocessingError("No digit found: the image looks blank.")
+        raise NothingToRead()
     window = ink_window(mask, margin=1)
     soft = stroke_cores(ink[window], mask[window])
     visible = soft > 0.05
     if not visible.any():
-        raise PreprocessingError("No digit found: the image looks blank.")
+        raise NothingToRead()
     rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
     top, left = rows[0], cols[0]
     line = soft[top : rows[-1] + 1, left : cols[-1] + 1]
@@ -66,7 +66,7 @@ def line_input(ink: np.ndarray, mask: np.ndarray) -> LineInput:
     strip[y0 : y0 + small.shape[0], MARGIN : MARGIN + small.shape[1]] = small
     peak = float(strip.max())
     if peak <= 0:
-        raise PreprocessingError("No digit found: the image looks blank.")
+        raise NothingToRead()
     return LineInput(
         array=strip / peak,
         left=float(window[1].start + left),

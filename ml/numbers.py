@@ -36,9 +36,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ml.artifacts import INPUT_SIDE
 from ml.inference import UNEXPECTED_ERROR, Prediction, Predictor
 from ml.lines import LineReading, line_input, pieces
-from ml.preprocessing import ModelInput, PreprocessingError
+from ml.preprocessing import ModelInput, NothingToRead, PreprocessingError
 from ml.segment import (
     AUTO,
     DIGIT,
@@ -60,7 +61,7 @@ from ml.segment import (
     segments_of,
     whole_segment,
 )
-from ml.verdicts import KINDS, REASONS
+from ml.verdicts import BLANK, KINDS, REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ UNSURE_REASONS = {
     "sizes": "its digits are of very different sizes, as the letters of a word are.",
     "line": "read as one line instead of digit by digit, it looks like {line}.",
 }
+# What an image with no ink is read from: an empty input.
+_BLANK = ModelInput(
+    array=np.zeros((INPUT_SIDE, INPUT_SIDE), dtype=np.float32), display=np.zeros((INPUT_SIDE, INPUT_SIDE), np.uint8)
+)
 # Where the segmenter cut touching digits, the line reader's probabilities for each digit join
 # the classifier's, to this power (``_with_line``).
 LINE_WEIGHT = 1.0
@@ -197,8 +202,11 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
     errors: list[str | None] = []  # the segmented reading's, where it fails
     whole_errors: list[str | None] = []
     long_lines: set[int] = set()
+    blanks: dict[int, tuple[int, int, int, int]] = {}  # images with no ink: their boxes
     for i, (blob, reading) in enumerate(zip(blobs, readings, strict=True)):
         whole, failure = _attempt(read_whole, blob)
+        if isinstance(failure, NothingToRead):
+            blanks[i] = failure.box or (0, 0, 0, 0)
         wholes.append(whole)
         whole_errors.append(str(failure) if failure else None)
         page = None
@@ -211,8 +219,8 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
     singles = [whole_segment(whole) if whole is not None else None for whole in wholes]
     groups = [model_input.array for page in pages if page for model_input in page.inputs]
     firsts = [single.model_input.array for single in singles if single is not None]
-    # One call for every image read whole and every group of strokes.
-    reader.predictions(firsts + groups)
+    # One call for every image read whole, every group of strokes, and a blank input.
+    reader.predictions(firsts + groups + ([_BLANK.array] if blanks else []))
     read_singly = [_single(single, reader) if single is not None else None for single in singles]
     for i, page in enumerate(pages):
         if page is not None and readings[i] == AUTO and not _may_be_several(page, read_singly[i]):
@@ -232,6 +240,9 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
     reader.predictions(arrays)  # one call for every digit either way read
     results = []
     for i, reading in enumerate(readings):
+        if i in blanks:
+            results.append(_blank(reader, blanks[i]))
+            continue
         if singles[i] is None:
             results.append(NumberResult(error=whole_errors[i]))
             continue
@@ -248,6 +259,14 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
         number = _reading(digits, _as_a_whole(pages[i], reader), single.kinds, line_text) if len(digits) > 1 else None
         results.append(_chosen(reading, single, number))
     return results
+
+
+def _blank(reader: _Reader, box: tuple[int, int, int, int]) -> NumberResult:
+    """The reading of an image with nothing on it: not a digit, as a verdict people are given
+    like any other, not a failure. Its figures are the model's own, for an empty input."""
+    (prediction,) = reader.predictions([_BLANK.array])
+    prediction = replace(prediction, verdict="not_a_digit", reason=REASONS[BLANK])
+    return NumberResult("", (DigitReading(prediction, _BLANK, box),), "not_a_digit", prediction.reason, prediction)
 
 
 def _read(segments: list[Segment], reader: _Reader) -> tuple[DigitReading, ...]:

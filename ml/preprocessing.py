@@ -110,6 +110,15 @@ class PreprocessingError(ValueError):
     """
 
 
+class NothingToRead(PreprocessingError):
+    """The image decodes, but holds no ink to read: a blank page or an empty photo. People are
+    given that as a verdict (``ml.numbers``), not as a failure to read."""
+
+    def __init__(self, box: tuple[int, int, int, int] | None = None) -> None:
+        super().__init__("No digit found: the image looks blank.")
+        self.box = box  # the whole image (x, y, width, height), where known
+
+
 @dataclass(frozen=True)
 class ModelInput:
     array: np.ndarray  # (28, 28) float32 in [0, 1], white ink on black: what the model takes
@@ -513,7 +522,7 @@ def _digit_mask(
     rank = _strength_rank(ink) if rank is None else rank
     contrast = _Histogram(ink).kth_largest(rank)
     if contrast < MIN_INK_CONTRAST:
-        raise PreprocessingError("No digit found: the image looks blank.")
+        raise NothingToRead()
     small = max(ink.shape) < SMALL_IMAGE_SIDE
     # Blur away paper grain and JPEG noise, in proportion to the image: strokes are wider.
     sigma = max(ink.shape) / 300 if sigma is None else sigma
@@ -530,7 +539,7 @@ def _digit_mask(
     mask = (smooth > threshold).astype(np.uint8)
     count, labels = cv2.connectedComponents(mask, connectivity=8)
     if count <= 1:
-        raise PreprocessingError("No digit found: the image looks blank.")
+        raise NothingToRead()
     # Weigh components by their ink, not their area: texture blobs are wide but faint.
     inked = mask.astype(bool)
     mass = np.bincount(labels[inked], weights=smooth[inked], minlength=count)
@@ -691,7 +700,7 @@ def digit_input(ink: np.ndarray, mask: np.ndarray) -> ModelInput:
     visible = soft > 0.05
     if not visible.any():
         # A piece of nothing (a cut along a stroke's edge): no digit, not a crash.
-        raise PreprocessingError("No digit found: the image looks blank.")
+        raise NothingToRead()
     rows, cols = np.flatnonzero(visible.any(axis=1)), np.flatnonzero(visible.any(axis=0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     digit = soft[top:bottom, left:right]
@@ -714,6 +723,6 @@ def digit_input(ink: np.ndarray, mask: np.ndarray) -> ModelInput:
     field = np.clip(_centre_by_mass(field), 0.0, None)
     peak = float(field.max())
     if peak <= 0:
-        raise PreprocessingError("No digit found: the image looks blank.")
+        raise NothingToRead()
     array = (field / peak).astype(np.float32)
     return ModelInput(array=array, display=np.round(array * 255).astype(np.uint8))

@@ -40,6 +40,12 @@ FINE_TUNE_LEARNING_RATE = 3e-4
 FINE_TUNE_BATCH_SIZE = 256
 # How much worse a candidate's calibration error on MNIST test may be (0.5 points).
 MAX_ECE_RISE = 0.005
+HELD_OUT = "held-out"
+# What a retrain goes through, in order, each announced to ``retrain``'s ``stage`` callback
+# (the service adds its own first and last: gathering the corrections, storing the version).
+FINE_TUNING, CALIBRATING, JUDGING = "fine-tuning", "calibrating", "judging"
+# The kinds "not a digit" can be: staff who say it is not a digit say it is no number either.
+_NOT_DIGITS = [i for i, kind in enumerate(KINDS) if kind not in ("digit", "number")]
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ class Scores:
     mnist_loss: float
     corrections_accuracy: float | None  # None: no corrections to judge on
     mnist_ece: float = 0.0  # expected calibration error of the confidence served
+    rejects_caught: float | None = None  # share of staff's "not a digit" images it says so of
 
 
 @dataclass(frozen=True)
@@ -118,14 +125,25 @@ class Decision:
 
 
 def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bool = False) -> Decision:
-    """Promote a candidate no worse on MNIST than its parent (within ``max_mnist_drop``) and
-    better on the corrections; ``force`` promotes it anyway, saying what it failed."""
+    """Promote a candidate no worse on MNIST than its parent (within ``max_mnist_drop``), as
+    honest about its confidence, and better at what staff corrected: better on at least one
+    of the digit corrections and the images staff said are not digits, and worse on neither;
+    ``force`` promotes it anyway, saying what it failed."""
     mnist_ok = candidate.mnist_accuracy >= parent.mnist_accuracy - max_mnist_drop
     ece_ok = candidate.mnist_ece <= parent.mnist_ece + MAX_ECE_RISE
-    corrections_ok = parent.corrections_accuracy is None or (
-        candidate.corrections_accuracy is not None and candidate.corrections_accuracy > parent.corrections_accuracy
+    judged = [
+        (name, old, new)
+        for name, old, new in (
+            ("the corrections", parent.corrections_accuracy, candidate.corrections_accuracy),
+            ("the images staff said are not digits", parent.rejects_caught, candidate.rejects_caught),
+        )
+        if old is not None
+    ]
+    learnt_ok = not judged or (
+        all(new is not None and new >= old for _, old, new in judged)
+        and any(new is not None and new > old for _, old, new in judged)
     )
-    passed = mnist_ok and ece_ok and corrections_ok
+    passed = mnist_ok and ece_ok and learnt_ok
     if passed:
         reason = "better on the corrections, within the MNIST tolerance and as honest about its confidence"
     elif not mnist_ok:
@@ -139,12 +157,43 @@ def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bo
             f"{100 * MAX_ECE_RISE:.1f} points above the active model's {100 * parent.mnist_ece:.2f}%"
         )
     else:
-        reason = (
-            f"not better on the corrections ({candidate.corrections_accuracy:.2%} vs {parent.corrections_accuracy:.2%})"
+        reason = "not better on " + " nor on ".join(
+            f"{name} ({_share(new)} vs {_share(old)})" for name, old, new in judged
         )
     if force and not passed:
         reason = f"forced, although {reason}"
     return Decision(parent=parent, candidate=candidate, promoted=force or passed, reason=reason)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def gate_caveat(decision: Decision, split: CorrectionSplit, *, min_for_holdout: int, parent: str) -> str:
+    """What the comparison on staff's corrections can and cannot show where they are too few
+    to hold any out, and what would make a candidate promote; "" where a fifth was held out."""
+    if len(split.judged) and split.kind == HELD_OUT:
+        return ""
+    count = len(split.trained)
+    if count == 0:
+        said = "There were no digit corrections to judge on"
+        if decision.parent.rejects_caught is not None:
+            said += ", only the images staff said are not digits, which it also trained on"
+        return f"{said}: beyond those, the gate could only check that it forgot nothing on MNIST."
+    parts = [
+        f"With {count} digit correction{'s' if count != 1 else ''}, fewer than the {min_for_holdout} it takes to "
+        "hold a fifth out, the candidate was judged on the same corrections it trained on: that shows it learnt "
+        "them, not that it reads new images better."
+    ]
+    if not decision.promoted:
+        if decision.parent.corrections_accuracy == 1.0:
+            parts.append(f"{parent} already read every one of them right, so no candidate could be better there.")
+        parts.append(
+            f"A candidate is promoted when it reads more of what staff corrected right than {parent} does and "
+            f"keeps MNIST within the tolerance; with {min_for_holdout - count} more corrections a fifth is held "
+            "out, and it is judged on images it never saw. The candidate is stored: staff may still activate it."
+        )
+    return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -176,7 +225,7 @@ def split_corrections(
 
     if len(held):
         trained = np.setdiff1d(order, held)
-        return CorrectionSplit(train=rows(trained), judged=rows(held), kind="held-out", trained=trained)
+        return CorrectionSplit(train=rows(trained), judged=rows(held), kind=HELD_OUT, trained=trained)
     trained = np.sort(order)
     return CorrectionSplit(train=rows(trained), judged=rows(order), kind="all (too few to hold out)", trained=trained)
 
@@ -188,12 +237,13 @@ def _detector_corrections(
     parent: ModelBundle, digits_x: np.ndarray, rejects_x: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The detector's lessons from staff: corrected digits are digits; an image that is not a
-    digit is of the kind the parent's detector finds likeliest among the others (staff say
-    "not a digit", not whether it is a word or a drawing)."""
+    digit is of the kind the parent's detector finds likeliest among those that are neither a
+    digit nor a number (staff say "not a digit", not whether it is a word or a drawing)."""
     rejects_x = np.zeros((0, *digits_x.shape[1:]), "float32") if rejects_x is None else rejects_x
     kinds = np.full(len(rejects_x), KINDS.index("drawing"), dtype="int32")
     if len(rejects_x) and ModelBundle(parent.directory).detector_path.is_file():
-        kinds = 1 + Predictor(parent.directory).kinds(rejects_x)[:, 1:].argmax(axis=1)
+        others = Predictor(parent.directory).kinds(rejects_x)[:, _NOT_DIGITS]
+        kinds = np.array(_NOT_DIGITS)[others.argmax(axis=1)]
     return (
         np.concatenate([digits_x, rejects_x]).astype("float32"),
         np.concatenate([np.zeros(len(digits_x), dtype="int32"), kinds.astype("int32")]),
@@ -222,6 +272,8 @@ class RetrainResult:
             "parent_flag_accuracy": parent.corrections_accuracy,
             "flag_eval": self.split.kind,
             "flag_eval_samples": len(self.split.judged),
+            "rejects_caught": candidate.rejects_caught,
+            "parent_rejects_caught": parent.rejects_caught,
         }
 
     def rows(self, *, parent: str, candidate: str) -> list[tuple[str, str, str]]:
@@ -241,18 +293,25 @@ class RetrainResult:
                 pct(old.corrections_accuracy),
                 pct(new.corrections_accuracy),
             ),
+            ("said not a digit, of staff's", _share(old.rejects_caught), _share(new.rejects_caught)),
             ("active", "no" if promoted else "yes", "yes" if promoted else "no"),
         ]
 
 
-def _scores(predictor: Predictor, test: Split, x: np.ndarray, y: np.ndarray) -> tuple[Scores, dict]:
+def _scores(
+    predictor: Predictor, test: Split, x: np.ndarray, y: np.ndarray, rejects_x: np.ndarray | None
+) -> tuple[Scores, dict]:
     report = evaluate_mnist(predictor, test)
     corrections = float((predictor.probabilities(x).argmax(axis=1) == y).mean()) if len(x) else None
+    caught = None
+    if rejects_x is not None and len(rejects_x) and predictor.detector is not None:
+        caught = float(np.mean([p.verdict == "not_a_digit" for p in predictor.predict_arrays(rejects_x)]))
     return Scores(
         mnist_accuracy=report["accuracy"],
         mnist_loss=report["loss"],
         corrections_accuracy=corrections,
         mnist_ece=report["ece"],
+        rejects_caught=caught,
     ), report
 
 
@@ -273,11 +332,15 @@ def retrain(
     test_limit: int | None = None,
     rejects_x: np.ndarray | None = None,
     log: Callable[[str], None] = print,
+    stage: Callable[[str], None] = lambda name: None,
 ) -> RetrainResult:
     """Fine-tune ``parent`` on MNIST plus the corrections ``split.train``, write the candidate's
     bundle to ``out`` (model, metadata, plots, as training does) and judge it against its parent
     on MNIST test and the corrections ``split.judged``. Images staff said are not digits
-    (``rejects_x``) and the corrections trained on teach the candidate's reject option."""
+    (``rejects_x``) and the corrections trained on teach the candidate's reject option.
+    ``stage`` hears each stage's name as it begins (``FINE_TUNING``, ``CALIBRATING``,
+    ``JUDGING``)."""
+    stage(FINE_TUNING)
     holdout = int(parent.metadata().get("holdout", 0))
     learned_images, learned_labels = mnist.training(holdout)
     learned_images, learned_labels = learned_images[:train_limit], learned_labels[:train_limit]
@@ -301,6 +364,7 @@ def retrain(
             shutil.copyfile(kept, out.directory / kept.name)
     if holdout:
         # Calibrated before it is judged: the gate compares the confidence each would serve.
+        stage(CALIBRATING)
         detector_digits = int(parent.metadata().get("detector_digits", 0))
         out.write_metadata({"holdout": holdout, "seed": seed})
         calibrate_bundle(
@@ -314,10 +378,11 @@ def retrain(
         )
         honesty = {key: out.metadata()[key] for key in ("calibration", "verdict") if key in out.metadata()}
 
+    stage(JUDGING)
     test = Split(images=mnist.test.images[:test_limit], labels=mnist.test.labels[:test_limit], sha256=mnist.test.sha256)
     judged_x, judged_y = corrections_x[split.judged], corrections_y[split.judged]
-    parent_scores, _ = _scores(Predictor(parent.directory), test, judged_x, judged_y)
-    candidate_scores, report = _scores(Predictor(out.directory), test, judged_x, judged_y)
+    parent_scores, _ = _scores(Predictor(parent.directory), test, judged_x, judged_y, rejects_x)
+    candidate_scores, report = _scores(Predictor(out.directory), test, judged_x, judged_y, rejects_x)
     decision = judge(parent=parent_scores, candidate=candidate_scores, max_mnist_drop=max_mnist_drop, force=force)
 
     recipe = {

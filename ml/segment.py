@@ -43,6 +43,7 @@ import numpy as np
 from ml.preprocessing import (
     MAX_PIXELS,
     ModelInput,
+    NothingToRead,
     Placement,
     PreprocessingError,
     decode_pixels,
@@ -226,6 +227,8 @@ def read_whole(data: bytes) -> Page:
             raise LineTooLong(
                 _too_long(f"this image is a strip far longer than that ({info.width}x{info.height} pixels)")
             ) from exc
+        if isinstance(exc, NothingToRead):
+            raise NothingToRead(box=(0, 0, info.width, info.height)) from exc
         raise
     return Page(ink, mask, placement, scale, [mask])
 

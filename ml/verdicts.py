@@ -24,7 +24,10 @@ REASONS = {
     "scribble": "it looks like a scribble, or something crossed out.",
     "number": "it looks like several digits written together, which could not be told apart.",
     "photo": "it looks like a photo of something else.",
+    # Not a kind the detector answers: an image with no ink at all (``ml.numbers``).
+    "blank": "it looks blank: there is no writing on it to read.",
 }
+BLANK = "blank"
 VERDICTS = ("digit", "unsure", "not_a_digit")
 # The probability floor before taking logs: float32 softmax outputs reach 0 exactly.
 PROBABILITY_FLOOR = 1e-12

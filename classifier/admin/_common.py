@@ -45,8 +45,9 @@ def of_prediction(image: DigitImage, show: Callable[[Prediction], object]):
     return show(prediction) if prediction else "-"
 
 
-def retraining_note(correct_number: str, image: DigitImage) -> str:
-    """Whether retraining learns from a correction of ``image``, and why not."""
+def retraining_note(correct_number: str | None, image: DigitImage) -> str:
+    """Whether retraining learns from a correction of ``image`` (``None``: not a digit), and
+    why not."""
     refusal = correction_training_refusal(correct_number=correct_number, prediction=image.prediction_or_none)
     return refusal or "trained on"
 

@@ -78,18 +78,18 @@ class FeedbackAdmin(admin.ModelAdmin):
         "image_link",
         "owner",
         "predicted",
-        "suggested_number",
+        "owner_says",
         "confidence",
         "training",
         "created_at",
         "confirmed",
     )
-    list_filter = (ConfirmedFilter, "suggested_digit", FeedbackPredictedFilter, "created_at")
+    list_filter = (ConfirmedFilter, "not_a_digit", "suggested_digit", FeedbackPredictedFilter, "created_at")
     search_fields = ("image__original_name", "image__owner__username")
     ordering = ("confirmed_at", "-created_at")  # waiting ones first, newest first
     list_select_related = ("image__prediction", "image__owner")
     actions = ["confirm_as_flags"]
-    readonly_fields = ("image", "suggested_number", "created_at", "confirmed_by", "confirmed_at")
+    readonly_fields = ("image", "suggested_number", "not_a_digit", "created_at", "confirmed_by", "confirmed_at")
 
     @admin.display(description="image")
     def thumbnail(self, obj):
@@ -108,9 +108,13 @@ class FeedbackAdmin(admin.ModelAdmin):
     def predicted(self, obj):
         return of_prediction(obj.image, lambda prediction: prediction.reading)
 
+    @admin.display(description="owner says", ordering="suggested_number")
+    def owner_says(self, obj):
+        return obj.says.removeprefix("is ")
+
     @admin.display(description="retraining, once confirmed")
     def training(self, obj):
-        return retraining_note(obj.suggested_number, obj.image)
+        return retraining_note(None if obj.not_a_digit else obj.suggested_number, obj.image)
 
     @admin.display(description="confidence", ordering="image__prediction__confidence")
     def confidence(self, obj):

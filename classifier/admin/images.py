@@ -193,7 +193,7 @@ class DigitImageAdmin(admin.ModelAdmin):
         if feedback is None:
             return ""
         state = "confirmed" if feedback.is_confirmed else "waiting"
-        return format_html("{} <small>({})</small>", feedback.suggested_number, state)
+        return format_html("{} <small>({})</small>", feedback.says.removeprefix("is "), state)
 
     @admin.display(description="flag")
     def flag_digit(self, obj):

@@ -73,6 +73,7 @@ class ImageSerializer(serializers.ModelSerializer):
     flagged_not_a_digit = serializers.SerializerMethodField(help_text="staff say it is not a digit")
     your_feedback = serializers.SerializerMethodField(help_text="the digit you said it really is (null for a number)")
     your_feedback_number = serializers.SerializerMethodField(help_text="what you said it really reads")
+    your_feedback_not_a_digit = serializers.SerializerMethodField(help_text="you said it is not a digit")
 
     class Meta:
         model = DigitImage
@@ -95,6 +96,7 @@ class ImageSerializer(serializers.ModelSerializer):
             "flagged_not_a_digit",
             "your_feedback",
             "your_feedback_number",
+            "your_feedback_not_a_digit",
             "training_consent",
             "reading",
         ]
@@ -136,7 +138,12 @@ class ImageSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_your_feedback_number(self, image):
         feedback = image.feedback_or_none
-        return feedback.suggested_number if feedback else None
+        return feedback.suggested_number or None if feedback else None
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_your_feedback_not_a_digit(self, image) -> bool:
+        feedback = image.feedback_or_none
+        return bool(feedback and feedback.not_a_digit)
 
 
 class UploadSerializer(serializers.Serializer):
@@ -193,22 +200,28 @@ class FeedbackSerializer(serializers.Serializer):
         validators=[NUMBER_VALIDATOR],
         help_text="or what it really reads, every digit left to right (583124)",
     )
+    not_a_digit = serializers.BooleanField(required=False, help_text="or true: it shows no digit and no number at all")
 
     def validate(self, attrs):
-        if ("digit" in attrs) == ("number" in attrs):
-            raise serializers.ValidationError("Give either digit or number.")
+        said = ("digit" in attrs) + ("number" in attrs) + bool(attrs.get("not_a_digit"))
+        if said != 1:
+            raise serializers.ValidationError("Give one of digit, number or not_a_digit: true.")
         return attrs
 
     @property
-    def suggested_number(self) -> str:
+    def suggested_number(self) -> str | None:
+        """The suggestion as ``feedback_give`` takes it: None for not a digit."""
         data = self.validated_data
+        if data.get("not_a_digit"):
+            return None
         return data["number"] if "number" in data else str(data["digit"])
 
 
 class FeedbackResultSerializer(serializers.Serializer):
     image = serializers.IntegerField()
     suggested_digit = serializers.IntegerField(allow_null=True, help_text="null when you suggested several digits")
-    suggested_number = serializers.CharField()
+    suggested_number = serializers.CharField(help_text="empty when you said it is not a digit")
+    not_a_digit = serializers.BooleanField(help_text="you said it is not a digit")
     predicted_digit = serializers.IntegerField(help_text="for a number, its least sure digit")
     predicted_number = serializers.CharField(help_text="what the model read")
     confirmed = serializers.BooleanField(help_text="staff confirmed it as a correction")

@@ -125,8 +125,8 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(
         request=FeedbackSerializer,
         responses={200: FeedbackResultSerializer, 400: ERROR, 404: NOT_FOUND, 415: ERROR},
-        description="Say the prediction is wrong and what the image really reads: one digit, or a number's every "
-        "digit. The prediction stays; staff review it.",
+        description="Say the prediction is wrong and what the image really reads: one digit, a number's every "
+        "digit, or that it is not a digit at all. The prediction stays; staff review it.",
     )
     @action(detail=True, methods=["post"])
     def feedback(self, request, pk=None):
@@ -144,6 +144,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
                 "image": image.pk,
                 "suggested_digit": feedback.suggested_digit,
                 "suggested_number": feedback.suggested_number,
+                "not_a_digit": feedback.not_a_digit,
                 "predicted_digit": image.prediction.digit,
                 "predicted_number": image.prediction.reading,
                 "confirmed": feedback.is_confirmed,

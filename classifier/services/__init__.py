@@ -37,7 +37,14 @@ from classifier.services.modelling import (
     model_version_ensure_initial,
 )
 from classifier.services.previews import PreviewError, PreviewRateLimited, drawing_preview_create, drawing_preview_run
-from classifier.services.retraining import RetrainError, RetrainReport, model_retrain, retrain_request, retrain_run
+from classifier.services.retraining import (
+    NothingToLearn,
+    RetrainError,
+    RetrainReport,
+    model_retrain,
+    retrain_request,
+    retrain_run,
+)
 from classifier.services.serving import ModelNotLoaded, Serving, model_load_forget, predictor_serving
 from classifier.services.versions import (
     ModelVersionUnavailable,
@@ -51,6 +58,7 @@ __all__ = [
     "AccountDeletion",
     "ModelNotLoaded",
     "ModelVersionUnavailable",
+    "NothingToLearn",
     "PreviewError",
     "PreviewRateLimited",
     "RetrainError",

@@ -367,11 +367,12 @@ def correction_training_refusal(*, correct_number: str | None, prediction: Predi
 
     Each digit of a correction teaches the digit in one box the model found, so a correction
     trains only with as many digits as boxes: otherwise nothing says which digit belongs to
-    which box. "Not a digit" teaches the reject option the one input of an image of one box.
+    which box. "Not a digit" always teaches the reject option, whatever the reader found: the
+    image read whole and each of its groups of strokes are things that are not digits.
     An image with no prediction (it failed) is read again from its file, as one digit."""
-    found = len(prediction.readings()) if prediction is not None else 1
     if not correct_number:
-        return None if found == 1 else f"Not a digit, {found} digits found: kept, not trained on."
+        return None
+    found = len(prediction.readings()) if prediction is not None else 1
     given = len(correct_number)
     if given == found:
         return None
@@ -408,16 +409,19 @@ def images_mark_reviewed(*, images: Iterable[DigitImage], reviewed_by) -> int:
 # --- Feedback from owners -----------------------------------------------------------------
 
 
-def feedback_give(*, image: DigitImage, user, suggested_number: str) -> Feedback:
-    """The owner says the reading is wrong and what the image really reads, digit by digit
-    (not the current reading). The prediction stays as it is; staff see the suggestion in the
-    admin. Saying it again replaces it. Refusals raise ValueError with a message for people."""
+def feedback_give(*, image: DigitImage, user, suggested_number: str | None) -> Feedback:
+    """The owner says the reading is wrong: what the image really reads, digit by digit (not
+    the current reading), or ``None``: it is not a digit, nor a number. The prediction stays as
+    it is; staff see the suggestion in the admin. Saying it again replaces it. Refusals raise
+    ValueError with a message for people."""
     if image.owner_id != user.pk:
         raise PermissionError("Only the owner of an image can give feedback on it.")
-    number = _reading_clean(suggested_number, what="what it reads")
+    number = "" if suggested_number is None else _reading_clean(suggested_number, what="what it reads")
     prediction = Prediction.objects.filter(image=image).first()
     if prediction is None:
         raise ValueError("This image has no prediction yet.")
+    if suggested_number is None and prediction.verdict == Prediction.Verdict.NOT_A_DIGIT:
+        raise ValueError("The model already says this is not a digit.")
     # An image judged not a digit still has a best guess, which is what people see offered.
     if number == prediction.reading:
         raise ValueError(f"The model already reads {prediction.reading}; write what it really reads.")
@@ -426,6 +430,7 @@ def feedback_give(*, image: DigitImage, user, suggested_number: str) -> Feedback
         defaults={
             "suggested_number": number,
             "suggested_digit": None,  # Feedback.save() sets it from the number
+            "not_a_digit": suggested_number is None,
             "confirmed_by": None,
             "confirmed_at": None,
         },
@@ -440,7 +445,7 @@ def feedback_confirm(*, feedback: Iterable[Feedback], confirmed_by) -> int:
         for item in feedback:
             image_flag(
                 image=item.image,
-                correct_number=item.suggested_number,
+                correct_number=None if item.not_a_digit else item.suggested_number,
                 flagged_by=confirmed_by,
                 note=f"confirmed from the owner's feedback ({item.image.owner})",
             )

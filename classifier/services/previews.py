@@ -23,6 +23,7 @@ from classifier.models import DrawingPreview
 from classifier.services.images import weakest_reading
 from classifier.services.limits import window_count
 from classifier.services.serving import ModelNotLoaded, predictor_serving
+from ml.verdicts import BLANK, REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,8 @@ def drawing_preview_run(*, preview_id: UUID | str) -> DrawingPreview | None:
     inference_ms = (time.perf_counter() - started) * 1000
     if result.error is not None:
         answer = {"error": result.error}
-    elif not result.digits:
-        answer = {"error": "No writing was found in this drawing."}
+    elif not result.digits or result.reason == REASONS[BLANK]:
+        answer = {"error": "Nothing drawn yet: the live answer appears as you draw."}
     else:
         p = weakest_reading(result).prediction
         answer = {

@@ -36,6 +36,7 @@ from classifier.services.versions import model_version_archive_save, model_versi
 from ml.artifacts import INPUT_SHAPE, ModelBundle
 from ml.data import MnistDataError
 from ml.preprocessing import PreprocessingError, to_model_input
+from ml.segment import read_page
 
 if TYPE_CHECKING:
     from ml.retrain import CorrectionSplit, RetrainResult
@@ -45,6 +46,16 @@ logger = logging.getLogger(__name__)
 
 class RetrainError(Exception):
     """Retraining cannot start (nothing to learn from, no active model...)."""
+
+
+class NothingToLearn(RetrainError):
+    """No corrections, and not forced. Where to say how to fine-tune on MNIST alone depends
+    on where it was asked for: the command names its option, the admin its own."""
+
+    def __init__(self):
+        super().__init__(
+            "There are no corrections to learn from yet: flag misread images, or confirm people's feedback, first."
+        )
 
 
 @dataclass
@@ -57,6 +68,7 @@ class RetrainReport:
     corrections: int  # digit corrections learnt from (trained on or judged on)
     examples: int  # their examples: a number gives one per digit
     not_trained: int  # corrections left out: their digit count differs from the digits found
+    caveat: str = ""  # what the gate's comparison could and could not show (``ml.retrain.gate_caveat``)
 
 
 Correction = Flag | TrainingExample
@@ -65,7 +77,8 @@ Correction = Flag | TrainingExample
 @dataclass
 class CorrectionArrays:
     """What retraining learns from: each usable correction gives ``sizes`` examples (a number
-    one per digit), one after another in ``x`` and ``y`` (the digit; -1: not a digit)."""
+    one per digit, not a digit one per input the reader judges), one after another in ``x``
+    and ``y`` (the digit; -1: not a digit)."""
 
     corrections: list[Correction]
     sizes: list[int]
@@ -77,17 +90,26 @@ class CorrectionArrays:
 def _flag_inputs(flag: Flag) -> tuple[np.ndarray, list[int]]:
     """The model inputs of a corrected image and their digits. A number's digits are the inputs
     the worker stored for each box: their float32 originals where the owner let them be kept,
-    else the 8-bit ones (what a person saw, within 1/255). One digit, or not a digit, is the
-    file preprocessed again, as before numbers were read."""
+    else the 8-bit ones (what a person saw, within 1/255). One digit is the file preprocessed
+    again, as before numbers were read. Not a digit is every input the reader judges of it:
+    the image read whole, and each group of strokes it would read as a number's digits."""
     prediction = flag.image.prediction_or_none
-    if prediction is not None and prediction.is_number:
+    if prediction is not None and prediction.is_number and not flag.not_a_digit:
         inputs = prediction.exact_inputs()
         if inputs is None:
             inputs = prediction.digit_input_pixels().astype("float32") / 255
         return inputs, [int(digit) for digit in flag.correct_number]
     with flag.image.file.open("rb") as fh:
-        array = to_model_input(fh.read()).array
-    return array[None], [-1 if flag.not_a_digit else flag.correct_digit]
+        data = fh.read()
+    array = to_model_input(data).array
+    if not flag.not_a_digit:
+        return array[None], [flag.correct_digit]
+    try:
+        groups = [model_input.array for model_input in read_page(data).inputs]
+    except PreprocessingError:  # several lines, too many groups: the whole is lesson enough
+        groups = []
+    unique = {a.tobytes(): a for a in [array, *groups]}
+    return np.stack(list(unique.values())), [-1] * len(unique)
 
 
 def _correction_arrays(flags: list[Flag], examples: list[TrainingExample]) -> CorrectionArrays:
@@ -148,8 +170,8 @@ class _Plan:
 
 def _retrain_plan(arrays: CorrectionArrays, *, active: ModelVersion, epochs: int, log: Callable[[str], None]) -> _Plan:
     """Split the corrections into digit ones (trained on, and judged on a share of them) and
-    "not a digit" ones, and say so. A correction's examples are all digits or its one
-    not-a-digit input, so the rows stay in step."""
+    "not a digit" ones, and say so. A correction's examples are all digits or all not
+    digits, so the rows stay in step."""
     from ml.retrain import split_corrections
 
     usable = arrays.corrections
@@ -157,34 +179,42 @@ def _retrain_plan(arrays: CorrectionArrays, *, active: ModelVersion, epochs: int
     sizes = [size for item, size in zip(usable, arrays.sizes, strict=True) if not item.not_a_digit]
     flag_x, flag_y = arrays.x[arrays.y >= 0], arrays.y[arrays.y >= 0]
     rejects_x = arrays.x[arrays.y < 0]
+    rejects = [item for item in usable if item.not_a_digit]
     split = split_corrections(
         len(flags), seed=settings.RETRAIN_SEED, min_for_holdout=settings.RETRAIN_MIN_FLAGS_FOR_HOLDOUT, sizes=sizes
     )
     log(
         f"active model v{active.number}; {len(flags)} corrections, {len(flag_y)} examples ({len(split.train)} to "
-        f"train on, {len(split.judged)} to judge: {split.kind}), {len(rejects_x)} images that are not digits; "
-        f"{epochs} epochs"
+        f"train on, {len(split.judged)} to judge: {split.kind}), {len(rejects)} images that are not digits "
+        f"({len(rejects_x)} inputs); {epochs} epochs"
     )
     if arrays.not_trained:
         log(f"{arrays.not_trained} corrections not trained on: digit count differs")
     if kept := sum(isinstance(item, TrainingExample) for item in usable):
         log(f"{kept} of these corrections are kept examples of deleted images")
     counts = {"corrections": len(flags), "examples": len(flag_y), "not_trained": arrays.not_trained}
-    return _Plan(flags, [item for item in usable if item.not_a_digit], flag_x, flag_y, rejects_x, split, counts)
+    return _Plan(flags, rejects, flag_x, flag_y, rejects_x, split, counts)
 
 
 def model_retrain(
-    *, epochs: int | None = None, dry_run: bool = False, force: bool = False, log: Callable[[str], None] = print
+    *,
+    epochs: int | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    stage: Callable[[str], None] = lambda name: None,
 ) -> RetrainReport:
     """Fine-tune the active model on MNIST plus staff corrections; keep the result as a new
-    ModelVersion and activate it only if the gate (``ml.retrain.judge``) says so, or ``force``."""
-    from ml.retrain import retrain
+    ModelVersion and activate it only if the gate (``ml.retrain.judge``) says so, or ``force``.
+    ``stage`` hears each of ``RetrainRun.STAGES`` as it begins."""
+    from ml.retrain import gate_caveat, retrain
 
+    stage("gathering")
     active = model_version_ensure_initial()
     epochs = epochs or settings.RETRAIN_EPOCHS
     arrays = _correction_arrays(list(flags_for_training()), list(training_examples_for_training()))
     if not arrays.corrections and not force:
-        raise RetrainError("There are no flagged images to learn from (use --force to fine-tune on MNIST alone).")
+        raise NothingToLearn()
     plan = _retrain_plan(arrays, active=active, epochs=epochs, log=log)
     if dry_run:
         return RetrainReport(
@@ -208,8 +238,18 @@ def model_retrain(
         test_limit=settings.RETRAIN_TEST_LIMIT,
         rejects_x=plan.rejects_x,
         log=log,
+        stage=stage,
     )
-    candidate = _candidate_record(active=active, number=number, flags=plan.flags, rejects=plan.rejects, result=result)
+    caveat = gate_caveat(
+        result.decision,
+        result.split,
+        min_for_holdout=settings.RETRAIN_MIN_FLAGS_FOR_HOLDOUT,
+        parent=f"v{active.number}",
+    )
+    stage("storing")
+    candidate = _candidate_record(
+        active=active, number=number, flags=plan.flags, rejects=plan.rejects, result=result, caveat=caveat
+    )
     rows = result.rows(parent=f"v{active.number}", candidate=f"v{number}")
     return RetrainReport(
         active=active,
@@ -217,12 +257,19 @@ def model_retrain(
         promoted=result.decision.promoted,
         reason=result.decision.reason,
         rows=rows,
+        caveat=caveat,
         **plan.counts,
     )
 
 
 def _candidate_record(
-    *, active: ModelVersion, number: int, flags: list[Correction], rejects: list[Correction], result: RetrainResult
+    *,
+    active: ModelVersion,
+    number: int,
+    flags: list[Correction],
+    rejects: list[Correction],
+    result: RetrainResult,
+    caveat: str = "",
 ) -> ModelVersion:
     """The candidate as a ModelVersion, its files in storage for every machine; if promoted,
     active, with its corrections marked as learnt."""
@@ -234,10 +281,12 @@ def _candidate_record(
             path=relative_to_base(result.bundle.directory),
             archive=archive,
             checksum=checksum,
-            metrics=result.metrics,
+            # How many images staff said are not digits taught its reject option (none where
+            # the model has no reject option to teach).
+            metrics=result.metrics | {"rejects_taught": len(rejects) if result.bundle.detector_path.is_file() else 0},
             parent=active,
             flags_used=len(result.split.trained),
-            notes=result.decision.reason,
+            notes=" ".join(filter(None, [f"{result.decision.reason}.", caveat])),
         )
         if result.decision.promoted:
             model_version_activate(number=number)
@@ -252,7 +301,48 @@ def _candidate_record(
 
 # --- Retraining in the background, asked for from the admin -------------------------------
 
-EPOCH_LINE = re.compile(r"^\s*epoch (\d+)/(\d+)\b")
+# A fitting's progress line ("  epoch 2/5  25%  ..." a quarter epoch, "epoch 2/5  loss ..." at
+# its end; ``ml.fitting``).
+EPOCH_LINE = re.compile(r"^\s*epoch (\d+)/(\d+)(?:\s+(\d+)%)?")
+
+
+class _StageRecorder:
+    """A RetrainRun's stages as they go, written to its row: each begins when the next one
+    does; a fitting's epoch lines are its progress, any other line its detail."""
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        self.stages: list[dict] = []
+
+    def begin(self, name: str) -> None:
+        now = timezone.now().isoformat()
+        if self.stages:
+            self.stages[-1]["finished_at"] = now
+        self.stages.append({"name": name, "started_at": now, "finished_at": None, "progress": None, "detail": ""})
+        self._save()
+
+    def line(self, line: str) -> None:
+        if not self.stages:
+            return
+        current, fields = self.stages[-1], {}
+        if match := EPOCH_LINE.match(line):
+            epoch, total = int(match[1]), int(match[2])
+            done = (epoch - 1 + int(match[3]) / 100) if match[3] else epoch
+            current["progress"] = min(done / total, 1.0)
+            current["detail"] = f"epoch {epoch} of {total}"
+            if current["name"] == "fine-tuning":
+                fields = {"epoch": epoch, "epochs_total": total}
+        else:
+            current["detail"] = line.strip()[:160]
+        self._save(**fields)
+
+    def end(self) -> None:
+        if self.stages and self.stages[-1]["finished_at"] is None:
+            self.stages[-1]["finished_at"] = timezone.now().isoformat()
+        self._save()
+
+    def _save(self, **fields) -> None:
+        RetrainRun.objects.filter(pk=self.run_id).update(stages=self.stages, **fields)
 
 
 def retrain_request(*, epochs: int | None, force: bool, requested_by=None) -> RetrainRun:
@@ -280,19 +370,22 @@ def retrain_request(*, epochs: int | None, force: bool, requested_by=None) -> Re
 
 
 def retrain_run(*, run_id: int, log: Callable[[str], None] = logger.info) -> RetrainRun:
-    """Carry out a queued RetrainRun in the trainer: running with its epoch as it goes, then
-    promoted, kept or failed with the reason."""
+    """Carry out a queued RetrainRun in the trainer: running, each stage recorded with its
+    progress as it goes, then promoted, kept or failed with the reason."""
     run = RetrainRun.objects.get(pk=run_id)
     RetrainRun.objects.filter(pk=run_id).update(status=RetrainRun.Status.RUNNING, started_at=timezone.now())
+    stages = _StageRecorder(run_id)
 
     def progress(line: str) -> None:
         log(line)
-        if match := EPOCH_LINE.match(line):
-            RetrainRun.objects.filter(pk=run_id).update(epoch=int(match[1]), epochs_total=int(match[2]))
+        stages.line(line)
 
     outcome = {"in_progress": False}
     try:
-        report = model_retrain(epochs=run.epochs, force=run.force, log=progress)
+        report = model_retrain(epochs=run.epochs, force=run.force, log=progress, stage=stages.begin)
+    except NothingToLearn as exc:
+        hint = f'To fine-tune on MNIST alone, retrain with "{RetrainRun.FORCE_LABEL}" ticked.'
+        outcome |= {"status": RetrainRun.Status.FAILED, "reason": f"{exc} {hint}"}
     except (RetrainError, MnistDataError) as exc:
         outcome |= {"status": RetrainRun.Status.FAILED, "reason": str(exc)}
     except Exception as exc:
@@ -300,7 +393,13 @@ def retrain_run(*, run_id: int, log: Callable[[str], None] = logger.info) -> Ret
         outcome |= {"status": RetrainRun.Status.FAILED, "reason": f"an error in the trainer: {exc}"}
     else:
         status = RetrainRun.Status.PROMOTED if report.promoted else RetrainRun.Status.KEPT
-        outcome |= {"status": status, "reason": report.reason, "candidate": report.candidate}
+        outcome |= {
+            "status": status,
+            "reason": report.reason,
+            "explanation": report.caveat,
+            "candidate": report.candidate,
+        }
+        stages.end()  # a failed run's stage stays open: where it stopped
     outcome["finished_at"] = timezone.now()
     RetrainRun.objects.filter(pk=run_id).update(**outcome)
     run.refresh_from_db()

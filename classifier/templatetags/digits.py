@@ -1,4 +1,5 @@
-"""How a probability is shown, the same on the card, the detail page, its bars and history."""
+"""How figures are shown: a probability, the same on the card, the detail page, its bars and
+history, and a duration on the retrain status."""
 
 from django import template
 
@@ -22,3 +23,16 @@ def percent(probability) -> str:
     if p < 0.005:
         return "<1%"
     return f"{round(100 * p):.0f}%"
+
+
+@register.filter
+def duration(seconds) -> str:
+    """Seconds as people read a stopwatch: "45 s", "3 min 05 s", "1 h 02 min"."""
+    if seconds is None:
+        return ""
+    whole = round(float(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"

@@ -16,7 +16,14 @@ from bench.stack import RedisServer
 from classifier.tests.factories import UserFactory
 from digitsite.brokers import FILESYSTEM_TRANSPORT, filesystem_broker_options
 from digitsite.celery import app as celery_app
-from ml.tests.conftest import SHIPPED_MODEL_DIR, encode, mnist, mnist_dir, tiny_model_dir  # noqa: F401
+from ml.tests.conftest import (  # noqa: F401
+    SHIPPED_MODEL_DIR,
+    encode,
+    mnist,
+    mnist_dir,
+    tiny_model_dir,
+    tiny_rejecting_model_dir,
+)
 
 # What `make test-fast` leaves out, whatever a test's own marks say: a real worker process,
 # a Redis server of its own or a browser.

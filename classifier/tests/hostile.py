@@ -1,7 +1,8 @@
 """A corpus of hostile and awkward uploads, generated on the fly (nothing binary is committed).
 
 Each entry says what must happen to it: refused at upload with a message, classified as a
-given digit, or stored and then ``failed`` with a reason.
+given digit, answered with a given verdict (a blank page is "not a digit", not a failure), or
+stored and then ``failed`` with a reason.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ml.tests.conftest import upscale
 from ml.tests.modes import MODES
 
 NOT_AN_IMAGE = "not an image we can read"
-NO_DIGIT = "No digit found"
+BLANK = "it looks blank"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Case:
     data: bytes
     refused: str | None = None  # part of the message shown at upload
     digit: int | None = None  # the digit it must be classified as
+    blank: bool = False  # answered "not a digit" because nothing is on it
     failed: str | None = None  # part of the reason a stored image fails with
 
 
@@ -146,8 +148,8 @@ def corpus(examples: dict[int, np.ndarray], *, max_bytes: int) -> list[Case]:
         Case("palette-transparent.png", transparent, digit=9),
         Case("exif-rotated.jpg", rotated, digit=7),
         Case("IMG_0001.HEIC", heic, digit=4),
-        Case("one-pixel.png", _save(Image.new("L", (1, 1), 0), "PNG"), failed=NO_DIGIT),
-        Case("blank.png", _save(Image.new("RGB", (300, 200), "white"), "PNG"), failed=NO_DIGIT),
+        Case("one-pixel.png", _save(Image.new("L", (1, 1), 0), "PNG"), failed="too small to hold one"),
+        Case("blank.png", _save(Image.new("RGB", (300, 200), "white"), "PNG"), blank=True),
         # The browser's own path separators (Windows-style) and a name that is HTML and unicode.
         Case(
             "C:\\Users\\me\\..\\<img src=x onerror=alert(1)> dígito ٣ 🙂.png",

@@ -1,6 +1,7 @@
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
+from django.utils import timezone
 
 from classifier.models import Flag, ModelVersion
 from classifier.services import model_version_ensure_initial, prediction_run
@@ -235,11 +236,25 @@ def test_feedback_list_shows_suggested_numbers_and_confirming_flags_them(staff_c
     feedback_give(image=number_image, user=number_image.owner, suggested_number="721")
     url = reverse("admin:classifier_feedback_changelist")
     html = staff_client.get(url).content.decode()
-    assert '<td class="field-suggested_number">721</td>' in html
+    assert '<td class="field-owner_says">721</td>' in html
     assert "3 digits given, 4 found: kept, not trained on." in html
     chosen = Feedback.objects.get()
     staff_client.post(url, {"action": "confirm_as_flags", ACTION_CHECKBOX_NAME: [chosen.pk]})
     assert Flag.objects.get(image=number_image).says == "is 721"
+
+
+def test_a_person_s_not_a_digit_is_confirmed_into_a_flag_that_trains_whatever_was_read(staff_client, number_image):
+    from classifier.models import Feedback
+    from classifier.services import feedback_give
+
+    feedback_give(image=number_image, user=number_image.owner, suggested_number=None)
+    url = reverse("admin:classifier_feedback_changelist")
+    html = staff_client.get(url).content.decode()
+    assert '<td class="field-owner_says">not a digit</td>' in html
+    assert '<td class="field-training">trained on</td>' in html  # four digits were read: it trains all the same
+    staff_client.post(url, {"action": "confirm_as_flags", ACTION_CHECKBOX_NAME: [Feedback.objects.get().pk]})
+    flag = Flag.objects.get(image=number_image)
+    assert (flag.not_a_digit, flag.correct_number, flag.says) == (True, "", "is not a digit")
 
 
 def test_staff_start_a_retrain_from_the_model_versions_page_one_at_a_time(
@@ -267,11 +282,38 @@ def test_staff_start_a_retrain_from_the_model_versions_page_one_at_a_time(
     assert "A retrain is already queued" in response.content.decode()
     assert RetrainRun.objects.count() == 1
 
-    RetrainRun.objects.update(status="running", epoch=1, epochs_total=3)
-    assert "Running: epoch 1 of 3." in staff_client.get(page).content.decode()
-    RetrainRun.objects.update(status="kept", in_progress=False, reason="not better on the corrections")
-    body = staff_client.get(page).content.decode()
+    from classifier.services.retraining import _StageRecorder
+
+    RetrainRun.objects.update(status="running", started_at=timezone.now())
+    stages = _StageRecorder(run.pk)
+    stages.begin("gathering")
+    stages.begin("fine-tuning")
+    stages.line("  epoch 2/3  50%  loss 0.1000  acc 0.9700  12 s")
+    body = " ".join(staff_client.get(page).content.decode().split())
+    assert "Running: fine-tuning, epoch 2 of 3." in body
+    assert '<li data-stage="gathering" data-state="done">' in body
+    assert '<li data-stage="fine-tuning" data-state="running">' in body and "running, 50% (epoch 2 of 3)" in body
+    assert '<progress max="100" value="50"' in body
+    for later in ("calibrating", "judging", "storing"):
+        assert f'<li data-stage="{later}" data-state="waiting">' in body
+    assert RetrainRun.objects.get().epoch == 2  # the fine-tuning's epoch, not the detector's
+    stages.begin("calibrating")
+    stages.line("  epoch 1/8  25%  loss 0.3000  acc 0.9000  3 s")
+    body = " ".join(staff_client.get(page).content.decode().split())
+    assert "Running: calibrating its confidence and fitting the reject option, epoch 1 of 8." in body
+    assert RetrainRun.objects.get().epoch == 2
+    RetrainRun.objects.update(
+        status="kept",
+        in_progress=False,
+        finished_at=timezone.now(),
+        reason="not better on the corrections",
+        explanation="With 2 digit corrections, fewer than the 10 it takes to hold a fifth out",
+    )
+    body = " ".join(staff_client.get(page).content.decode().split())
     assert "Kept the active version" in body and "not better on the corrections" in body
+    assert "in all)" in body and "With 2 digit corrections, fewer than the 10" in body
+    assert '<li data-stage="calibrating" data-state="stopped">' in body
+    assert '<li data-stage="judging" data-state="not reached">' in body
     assert '<meta http-equiv="refresh"' not in body
 
     response = staff_client.post(retrain, {"epochs": "0"}, follow=True)  # refused with the reason

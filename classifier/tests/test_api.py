@@ -135,6 +135,7 @@ def test_feedback_and_flags_on_a_number_as_strings_of_digits(api, user, mnist):
         "image": 0,
         "suggested_digit": None,
         "suggested_number": "721",
+        "not_a_digit": False,
         "predicted_digit": Prediction.objects.get(image=image).digit,
         "predicted_number": "72",
         "confirmed": False,
@@ -191,6 +192,7 @@ def test_feedback_is_recorded_and_the_prediction_stays(api, user, png):
         "image": image.pk,
         "suggested_digit": 1,
         "suggested_number": "1",
+        "not_a_digit": False,
         "predicted_digit": 7,
         "predicted_number": "7",
         "confirmed": False,
@@ -205,6 +207,31 @@ def test_feedback_is_recorded_and_the_prediction_stays(api, user, png):
     pending = DigitImageFactory(owner=user, data=png)
     response = api.post(reverse("api:image-feedback", args=[pending.pk]), {"digit": 1}, format="json")
     assert response.status_code == 400 and "no prediction yet" in response.json()["detail"]
+
+
+def test_feedback_says_an_image_is_not_a_digit(api, user, png):
+    image = classified(user, png)
+    url = reverse("api:image-feedback", args=[image.pk])
+    response = api.post(url, {"not_a_digit": True}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json() | {"image": 0, "predicted_digit": 0} == {
+        "image": 0,
+        "suggested_digit": None,
+        "suggested_number": "",
+        "not_a_digit": True,
+        "predicted_digit": 0,
+        "predicted_number": "7",
+        "confirmed": False,
+    }
+    detail = api.get(reverse("api:image-detail", args=[image.pk])).json()
+    assert (detail["your_feedback"], detail["your_feedback_number"], detail["your_feedback_not_a_digit"]) == (
+        None,
+        None,
+        True,
+    )
+    for both in ({"not_a_digit": True, "digit": 1}, {"not_a_digit": False}, {}):
+        response = api.post(url, both, format="json")
+        assert response.status_code == 400 and "one of digit, number or not_a_digit" in str(response.json()), both
 
 
 def test_model_versions_say_which_is_active(api):

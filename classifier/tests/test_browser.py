@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from classifier.models import DigitImage, Flag, ModelVersion, Prediction
+from classifier.models import DigitImage, Flag, ModelVersion, Prediction, RetrainRun
 from classifier.tests.conftest import Worker
 from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, ReviewerFactory, UserFactory
 from classifier.tests.test_selectors import flag, predicted
+from classifier.tests.test_training_apart import _procfile_queues
 from ml.synth import render_upload
 from ml.tests.conftest import encode
 
@@ -972,7 +973,7 @@ def test_a_number_on_the_card_and_its_digits_boxed_on_the_detail_page_on_a_deskt
     assert page.locator("#predicted-number").inner_text() == number
     assert page.locator("svg.reading-boxes rect").count() == len(number)
     assert boxes_inside_the_photo(page) == [True] * len(number)
-    labels = page.locator("svg.reading-boxes text").all_text_contents()
+    labels = page.locator(".reading-label").all_text_contents()
     assert [label.split()[0] for label in labels] == list(number)
     digits = page.locator("details.reading-digit")
     assert digits.count() == len(number)
@@ -1062,3 +1063,130 @@ def test_say_what_the_images_show_a_digit_and_a_number_each_read_both_ways(page,
     assert "one digit" in page.locator("#reading-asked").inner_text()
     assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
     shot(page, "30-reading-asked")
+
+
+def _printed(text: str, side: int = 160) -> bytes:
+    """A sign printed dark on white paper: a percent sign, a letter g, which the digit model
+    takes for an 8 and a 9."""
+    import cv2
+
+    paper = np.full((side, side), 255, np.uint8)
+    cv2.putText(paper, text, (35, 125), cv2.FONT_HERSHEY_SIMPLEX, 4, 0, 8, cv2.LINE_AA)
+    return encode(paper)
+
+
+def test_people_and_staff_say_not_a_digit_and_a_retrain_teaches_it_while_uploads_are_answered(
+    page, browser, live_server, worker, worker_env, tmp_path, mnist, settings, tiny_rejecting_model_dir
+):
+    percent = tmp_path / "percent.png"
+    percent.write_bytes(_printed("%"))
+    letter = tmp_path / "letter-g.png"
+    letter.write_bytes(_printed("g"))
+    blank = tmp_path / "blank-photo.png"  # a photo of an empty sheet: light, uneven, grainy
+    sheet = np.linspace(226, 242, 240)[None, :] + np.random.default_rng(3).normal(0, 1.5, (180, 240))
+    blank.write_bytes(encode(np.clip(sheet, 0, 255).astype(np.uint8)))
+    person = UserFactory()
+    log_in(page, person.username)
+    upload(page, [str(percent), str(letter), str(blank)], 3)
+    # The digit model takes both signs for digits: what people and staff are here to correct.
+    for name in ("percent.png", "letter-g.png"):
+        assert DigitImage.objects.get(original_name=name).prediction.verdict != "not_a_digit", name
+
+    # Nothing to read is a calm verdict like any other, not a red "failed" with "Try again".
+    card = page.locator(".digit-card", has_text="blank-photo.png")
+    assert card.get_attribute("data-status") == "done" and "Nothing to read" in card.inner_text()
+    assert card.locator(".badge.text-bg-danger").count() == 0
+    card.click()
+    page.get_by_text("There is nothing to read here").wait_for()
+    assert page.get_by_role("button", name="Try again").count() == 0
+    shot(page, "34-blank-photo")
+
+    # The person: "Is this wrong?" is not filled in with the answer they say is wrong, and
+    # "not a digit or a number" is a box to tick.
+    page.goto(DigitImage.objects.get(original_name="percent.png").get_absolute_url())
+    page.locator("#feedback-heading").wait_for()
+    assert page.get_by_label("It really reads").input_value() == ""
+    page.get_by_label("It really reads").fill("%")
+    page.get_by_role("button", name="Tell us it is wrong").click()
+    page.get_by_text("Write what it reads as digits only").first.wait_for()  # in words, not a browser bubble
+    page.get_by_label("It really reads").fill("")
+    page.get_by_label("It is not a digit or a number").check()
+    page.get_by_role("button", name="Tell us it is wrong").click()
+    page.get_by_text("Thank you: you said this is not a digit.").wait_for()
+    assert "is not a digit" in page.locator("#feedback-status").inner_text()
+    shot(page, "34-feedback-not-a-digit")
+    page.get_by_role("button", name="Log out").click()
+
+    # Staff: confirm the person's word in the admin, and say it of the letter on its page.
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    log_in(page, staff.username)
+    page.goto("/admin/classifier/feedback/?confirmed=no")
+    row = page.locator("tr", has_text="percent.png")
+    assert "not a digit" in row.locator("td.field-owner_says").inner_text()
+    assert row.locator("td.field-training").inner_text() == "trained on"  # whatever the reader found
+    row.locator("input.action-select").check()
+    page.locator("select[name=action]").select_option("confirm_as_flags")
+    page.get_by_role("button", name="Go").click()
+    page.get_by_text("1 suggestion confirmed as flags.").wait_for()
+    page.goto(DigitImage.objects.get(original_name="letter-g.png").get_absolute_url())
+    page.get_by_label("It is not a digit", exact=True).check()
+    page.locator("#flag-heading").locator("..").get_by_role("button", name="Flag").click()
+    page.get_by_text("Flagged: this is not a digit.").wait_for()
+    assert page.locator("#flag-training").count() == 0  # no "kept, not trained on"
+    assert Flag.objects.filter(not_a_digit=True).count() == 2
+
+    # A retrain from the admin, on a trainer of its own, of a model with a reject option.
+    settings.MODEL_VERSIONS_DIR = tmp_path / "versions"
+    rejecting = ModelVersionFactory(architecture="dense", path=str(tiny_rejecting_model_dir))
+    call_command("activate_model", str(rejecting.number), stdout=StringIO())
+    sized = {"RETRAIN_TRAIN_LIMIT": "10000", "RETRAIN_TEST_LIMIT": "1000", "WORKER_WARM_UP": "false"}
+    trainer_env = worker_env | sized | {"MODEL_VERSIONS_DIR": str(tmp_path / "trainer-versions")}
+    # The queues `make run` gives its classifying worker and its trainer (the Procfile's).
+    queues = _procfile_queues()
+    assert set(worker.queues.split(",")) == set(queues["worker"].split(","))
+    trainer = Worker(trainer_env, tmp_path / "trainer.log", args=("-n", "trainer@%h"), queues=queues["trainer"]).start()
+    context, someone = phone(browser, live_server)
+    try:
+        page.goto("/admin/classifier/modelversion/")
+        page.get_by_label("Epochs").fill("1")
+        page.get_by_label(RetrainRun.FORCE_LABEL).check()
+        page.get_by_role("button", name="Retrain now").click()
+        page.get_by_text("Retrain queued on the training queue").wait_for()
+        page.locator('#retrain-status[data-status="running"]').wait_for(timeout=120_000)
+        shot(page, "34-retrain-running")
+
+        # Meanwhile a person uploads a digit on a phone: answered within seconds.
+        log_in(someone, person.username)
+        digit = tmp_path / "during-retrain.png"
+        digit.write_bytes(encode(255 - mnist.test.images[0]))
+        started = time.monotonic()
+        someone.get_by_label("Digit images").set_input_files([str(digit)])
+        someone.get_by_role("button", name="Upload and classify").click()
+        wait_until(
+            someone,
+            "() => [...document.querySelectorAll('.digit-card')].some(c => c.dataset.status === 'done' && "
+            "c.textContent.includes('during-retrain.png'))",
+            timeout=30_000,
+        )
+        answered = time.monotonic() - started
+        run = RetrainRun.objects.get()
+        assert run.status == RetrainRun.Status.RUNNING, "the retrain ended before the answer: no proof"
+        assert answered < 30
+
+        page.locator('#retrain-status[data-status="promoted"]').wait_for(timeout=180_000)
+    finally:
+        context.close()
+        trainer.stop()
+    # Every stage shown done, with its time; the images said not digits taught the reject option.
+    for stage in ("gathering", "fine-tuning", "calibrating", "judging", "storing"):
+        assert page.locator(f'#retrain-stages li[data-stage="{stage}"]').get_attribute("data-state") == "done"
+        assert " in " in page.locator(f'#retrain-stages li[data-stage="{stage}"]').inner_text()
+    taught = page.locator("#retrain-rejects").inner_text()
+    assert taught.startswith("The reject option learnt from 2 images staff said are not digits")
+    candidate = ModelVersion.objects.get(is_active=True)
+    assert candidate.parent == rejecting and candidate.metrics["rejects_taught"] == 2
+    assert set(Flag.objects.filter(trained_in=candidate).values_list("image__original_name", flat=True)) == {
+        "percent.png",
+        "letter-g.png",
+    }
+    shot(page, "34-retrain-done")

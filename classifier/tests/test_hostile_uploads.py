@@ -19,7 +19,7 @@ from classifier.models import DigitImage
 from classifier.services import image_upload_create
 from classifier.tests.conftest import wait_until_finished
 from classifier.tests.factories import UserFactory
-from classifier.tests.hostile import corpus
+from classifier.tests.hostile import BLANK, corpus
 from ml.preprocessing import PreprocessingError, to_model_input
 from ml.tests.modes import MODES
 
@@ -67,6 +67,9 @@ def test_the_hostile_corpus_through_the_form_and_a_real_worker(client, worker, c
         if case.digit is not None:
             assert image.status == DigitImage.Status.DONE, f"{case.name}: {image.error_message}"
             assert image.prediction.digit == case.digit, case.name
+        elif case.blank:
+            assert image.status == DigitImage.Status.DONE, f"{case.name}: {image.error_message}"
+            assert image.prediction.verdict == "not_a_digit" and BLANK in image.prediction.verdict_reason
         else:
             assert image.status == DigitImage.Status.FAILED
             assert case.failed in image.error_message

@@ -91,7 +91,9 @@ def test_retrain_dry_run_trains_nothing(flagged, tiny_active):
 
 
 def test_retrain_without_flags_explains_itself(tiny_active):
-    with pytest.raises(CommandError, match="no flagged images"):
+    with pytest.raises(
+        CommandError, match=r"no corrections to learn from yet.*\(use --force to fine-tune on MNIST alone\)"
+    ):
         run()
 
 
@@ -115,8 +117,8 @@ def test_activate_model_rolls_back_and_models_lists_versions(flagged, tiny_activ
 def test_not_a_digit_flags_are_counted_apart_and_never_train_a_digit_class(flagged, tiny_active, mnist):
     from ml.negatives import negative_set
 
-    # "Not a digit" teaches the reject option an image's one input: an image read as several
-    # boxes has no one input the reader would show it, so its flag is kept, not trained on.
+    # "Not a digit" teaches the reject option every input the reader judges of an image, also
+    # of one read as several boxes.
     uploads = negative_set(mnist.test.images, count=6, seed=2, families=("printed", "shapes", "scribble"))
     predictions = [prediction_run(image_id=DigitImageFactory(data=upload.data).pk) for upload in uploads]
     one_box = next(p for p in predictions if p is not None and not p.is_number)
@@ -124,8 +126,8 @@ def test_not_a_digit_flags_are_counted_apart_and_never_train_a_digit_class(flagg
     for prediction in [one_box, *several]:
         FlagFactory(image=prediction.image, correct_digit=None, not_a_digit=True)
     output = run("--force")
-    assert "12 corrections" in output and "1 images that are not digits" in output
-    assert ("1 corrections not trained on" in output) == bool(several)
+    assert "12 corrections" in output and f"{1 + len(several)} images that are not digits" in output
+    assert "not trained on" not in output
     candidate = ModelVersion.objects.get(parent=tiny_active)
     assert candidate.flags_used == 10
     # The tiny model has no reject option to teach: the flag waits for a model that has one.
@@ -203,16 +205,15 @@ def test_a_retrain_learns_each_digit_of_a_corrected_number_from_its_box(numbers,
     corrected = {p.pk: "".join(str((r["digit"] + 1) % 10) for r in p.readings()) for p in numbers}
     for prediction in numbers:
         image_flag(image=prediction.image, correct_number=corrected[prediction.pk], flagged_by=staff)
-    # A correction with a digit too many, and "not a digit" on a number: kept, not trained on.
-    for number in ["1" * (len(plain.readings()) + 1), None]:
-        copy = Prediction.objects.get(pk=plain.pk)  # the same reading of another image
-        copy.pk, copy.image = None, DigitImageFactory(data=b"never read")
-        copy.save()
-        image_flag(image=copy.image, correct_number=number, flagged_by=staff)
+    # A correction with a digit too many: kept, not trained on.
+    copy = Prediction.objects.get(pk=plain.pk)  # the same reading of another image
+    copy.pk, copy.image = None, DigitImageFactory(data=b"never read")
+    copy.save()
+    image_flag(image=copy.image, correct_number="1" * (len(plain.readings()) + 1), flagged_by=staff)
 
     arrays = _correction_arrays(list(flags_for_training()), [])
     assert [flag.image_id for flag in arrays.corrections] == [plain.image_id, consented.image_id]
-    assert arrays.sizes == [len(plain.readings()), len(consented.readings())] and arrays.not_trained == 2
+    assert arrays.sizes == [len(plain.readings()), len(consented.readings())] and arrays.not_trained == 1
     expected_x = np.concatenate([plain.digit_input_pixels() / 255, consented.exact_inputs()])
     assert arrays.x.dtype == np.float32 and np.array_equal(arrays.x[..., 0], expected_x.astype("float32"))
     assert list(arrays.y) == [int(d) for d in corrected[plain.pk] + corrected[consented.pk]]
@@ -220,13 +221,34 @@ def test_a_retrain_learns_each_digit_of_a_corrected_number_from_its_box(numbers,
     output = run("--force")
     examples = sum(arrays.sizes)
     assert f"2 corrections, {examples} examples ({examples} to train on, {examples} to judge" in output
-    assert "2 corrections not trained on: digit count differs" in output
+    assert "1 corrections not trained on: digit count differs" in output
     candidate = ModelVersion.objects.get(parent=tiny_active)
     assert candidate.flags_used == 2
     metadata = json.loads((Path(candidate.directory) / "metadata.json").read_text())
     assert (metadata["corrections"], metadata["correction_examples"]) == (2, examples)
     learnt = set(Flag.objects.filter(trained_in=candidate).values_list("image_id", flat=True))
     assert learnt == {plain.image_id, consented.image_id}
+
+
+def test_not_a_digit_on_an_image_read_as_a_number_teaches_every_input_the_reader_judged(numbers, tiny_active):
+    import numpy as np
+
+    from classifier.selectors import flags_for_training
+    from classifier.services import image_flag
+    from classifier.services.retraining import _correction_arrays
+    from ml.preprocessing import to_model_input
+    from ml.segment import read_page
+
+    plain, _ = numbers
+    data = plain.image.file.open("rb").read()
+    image_flag(image=plain.image, correct_number=None, flagged_by=ReviewerFactory())
+    arrays = _correction_arrays(list(flags_for_training()), [])
+    # The image read whole, and each group of strokes (its four digits, to the reader).
+    groups = read_page(data).inputs
+    assert arrays.not_trained == 0 and arrays.sizes == [1 + len(groups)] and len(arrays.corrections) == 1
+    assert len(arrays.y) == 1 + len(groups) and set(arrays.y) == {-1}
+    assert np.array_equal(arrays.x[0, ..., 0], to_model_input(data).array)
+    assert np.array_equal(arrays.x[1:, ..., 0], np.stack([g.array for g in groups]))
 
 
 def test_a_retrain_asked_for_runs_with_its_progress_and_outcome_recorded(flagged, tiny_active, broker_env):
@@ -241,6 +263,15 @@ def test_a_retrain_asked_for_runs_with_its_progress_and_outcome_recorded(flagged
     assert any(line.startswith("epoch 1/1") for line in lines)
     assert finished.status == RetrainRun.Status.PROMOTED and not finished.in_progress
     assert (finished.epoch, finished.epochs_total) == (1, 1)
+    # Every stage recorded in order, each finished, the fitting's with its progress.
+    assert [stage["name"] for stage in finished.stages] == ["gathering", "fine-tuning", "judging", "storing"]
+    assert all(stage["finished_at"] >= stage["started_at"] for stage in finished.stages)
+    assert finished.stages[1]["progress"] == 1.0 and finished.stages[1]["detail"] == "epoch 1 of 1"
+    rows = {row["name"]: row for row in finished.stage_rows()}
+    assert rows["calibrating"]["state"] == "skipped"  # the tiny model holds no digits out to calibrate on
+    for name in ("gathering", "fine-tuning", "judging", "storing"):
+        assert rows[name]["state"] == "done" and rows[name]["seconds"] >= 0, name
+    assert "With 12 digit corrections" not in finished.explanation  # 12 hold out a fifth: nothing to explain
     assert finished.candidate == ModelVersion.objects.get(is_active=True) != tiny_active
     assert finished.summary.startswith(f"Promoted: v{finished.candidate.number} is active")
     assert finished.started_at <= finished.finished_at
@@ -254,7 +285,9 @@ def test_a_retrain_that_cannot_start_fails_with_the_reason(tiny_active, broker_e
 
     finished = retrain_run(run_id=retrain_request(epochs=None, force=False).pk)  # no corrections
     assert finished.status == RetrainRun.Status.FAILED and not finished.in_progress
-    assert "no flagged images" in finished.summary
+    assert "no corrections to learn from yet" in finished.summary
+    # Said as the admin offers it, never as a command-line option.
+    assert f'retrain with "{RetrainRun.FORCE_LABEL}" ticked' in finished.reason and "--" not in finished.reason
 
 
 def test_a_retrain_whose_trainer_died_no_longer_blocks_the_next(tiny_active, broker_env, settings):

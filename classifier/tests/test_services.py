@@ -60,11 +60,24 @@ def test_one_prediction_per_image_is_enforced_by_the_database(mnist):
 
 
 def test_an_image_that_cannot_be_classified_ends_failed_with_the_reason():
-    blank = DigitImageFactory(data=encode(np.full((64, 64), 255)))
-    assert prediction_run(image_id=blank.pk) is None
+    broken = DigitImageFactory(data=b"\x89PNG\r\n\x1a\n broken after its signature")
+    assert prediction_run(image_id=broken.pk) is None
+    broken.refresh_from_db()
+    assert broken.status == DigitImage.Status.FAILED
+    assert "not an image we can read" in broken.error_message
+
+
+@pytest.mark.parametrize("reading", ["auto", "digit", "number"])
+def test_a_blank_image_is_answered_not_a_digit_instead_of_failing(reading):
+    blank = DigitImageFactory(data=encode(np.full((300, 200), 255)), reading=reading)
+    prediction = prediction_run(image_id=blank.pk)
     blank.refresh_from_db()
-    assert blank.status == DigitImage.Status.FAILED
-    assert "No digit found" in blank.error_message
+    assert blank.status == DigitImage.Status.DONE and not blank.error_message
+    assert (prediction.verdict, prediction.number) == ("not_a_digit", "")
+    assert prediction.verdict_reason == "it looks blank: there is no writing on it to read."
+    assert prediction.digits[0]["box"] == [0, 0, 200, 300]  # the whole page, where nothing was found
+    assert len(prediction.probabilities) == 10 and abs(sum(prediction.probabilities) - 1) < 1e-4
+    assert not prediction.model_input_pixels().any()  # what the model saw: nothing
 
 
 def test_a_missing_file_fails_the_image_instead_of_crashing(mnist):
@@ -133,9 +146,8 @@ def test_a_correction_trains_only_with_as_many_digits_as_boxes(mnist):
     assert correction_training_refusal(correct_number="72", prediction=one) == (
         "2 digits given, 1 found: kept, not trained on."
     )
-    assert correction_training_refusal(correct_number=None, prediction=four) == (
-        "Not a digit, 4 digits found: kept, not trained on."
-    )
+    # "Not a digit" teaches the reject option whatever the reader found.
+    assert correction_training_refusal(correct_number=None, prediction=four) is None
 
 
 def test_an_image_whose_deliveries_keep_dying_ends_failed(mnist):
@@ -206,15 +218,16 @@ def test_a_batch_is_classified_with_one_model_call(mnist, monkeypatch):
     real = Predictor.assess
     monkeypatch.setattr(Predictor, "assess", lambda self, arrays: calls.append(len(arrays)) or real(self, arrays))
     predictions = predictions_run(image_ids=[i.pk for i in [*images, blank]])
-    assert calls == [3]  # the blank one fails before the model
-    assert {pk: p.digit for pk, p in predictions.items()} == {
+    assert calls == [4]  # the blank one's empty input rides along in the same call
+    assert {pk: p.digit for pk, p in predictions.items() if pk != blank.pk} == {
         image.pk: int(mnist.test.labels[i]) for i, image in enumerate(images)
     }
     blank.refresh_from_db()
-    assert blank.status == DigitImage.Status.FAILED and "No digit found" in blank.error_message
+    assert blank.status == DigitImage.Status.DONE and blank.prediction.verdict == "not_a_digit"
+    del predictions[blank.pk]
     assert all(p.saliency and p.inference_ms > 0 for p in predictions.values())
     assert predictions_run(image_ids=[i.pk for i in images]) == predictions  # idempotent: nothing new
-    assert calls == [3]
+    assert calls == [4]
     for i, image in enumerate(images):  # one digit: its reading is the single-digit answer
         prediction = predictions[image.pk]
         assert prediction.number == str(mnist.test.labels[i]) and len(prediction.digits) == 1

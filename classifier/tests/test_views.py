@@ -13,13 +13,14 @@ from classifier.tests.factories import DigitImageFactory, ReviewerFactory, UserF
 pytestmark = pytest.mark.django_db
 
 
-def done_image(owner, data, digit=7):
+def done_image(owner, data, digit=7, verdict=Prediction.Verdict.DIGIT):
     image = DigitImageFactory(owner=owner, data=data, status=DigitImage.Status.DONE)
     probabilities = [0.01] * 10
     probabilities[digit] = 0.91
     Prediction.objects.create(
         image=image,
         digit=digit,
+        verdict=verdict,
         confidence=0.91,
         probabilities=probabilities,
         model_version=model_version_ensure_initial(),
@@ -29,17 +30,20 @@ def done_image(owner, data, digit=7):
     return image
 
 
-def number_image(owner, data, number="583", confidences=None, width=120, height=48):
+def number_image(owner, data, number="583", confidences=None, width=120, height=48, boxes=None, **fields):
     """A finished image read as ``number``: each digit in a box of its own, left to right; the
     prediction's own fields are those of the least sure digit, as the worker stores them.
-    ``confidences``: each digit's, 0.99 each unless given."""
-    image = DigitImageFactory(owner=owner, data=data, status=DigitImage.Status.DONE, width=width, height=height)
+    ``confidences``: each digit's, 0.99 each unless given; ``boxes``: each digit's (x, y, width,
+    height), 28x32 px side by side unless given; ``fields``: the image's own."""
+    image = DigitImageFactory(
+        owner=owner, data=data, status=DigitImage.Status.DONE, width=width, height=height, **fields
+    )
     digits = []
     for k, (digit, confidence) in enumerate(zip(number, confidences or (0.99,) * len(number), strict=True)):
         probabilities = [(1 - confidence) / 9] * 10
         probabilities[int(digit)] = confidence
         verdict = Prediction.Verdict.DIGIT if confidence >= 0.9 else Prediction.Verdict.UNSURE
-        box = [10 + 35 * k, 8, 28, 32]
+        box = list(boxes[k]) if boxes else [10 + 35 * k, 8, 28, 32]
         digits.append(
             {
                 "digit": int(digit),
@@ -195,7 +199,8 @@ def test_detail_page_boxes_each_digit_of_a_number_and_shows_its_input_and_bars(s
     assert 'viewBox="0 0 120 48"' in html and 'id="predicted-number">583<' in html
     assert re.findall(r'<rect x="(\d+)" y="8" width="28" height="32">', html) == ["10", "45", "80"]
     assert html.count('class="reading-box"') == 2 and html.count('class="reading-box reading-box-unsure"') == 1
-    assert ">8 60% ?</text>" in html and "8 (60%, not sure)" in html  # said in words, not by colour alone
+    # Said in words, not by colour alone: in the label and to a screen reader.
+    assert '>8<span class="reading-label-more"> 60% ?</span></li>' in html and "8 (60%, not sure)" in html
     assert html.count("<details") == 3 and html.count('class="bar-row') == 30
     assert 'Digit 2: <strong>8</strong>, 60% <span class="badge text-bg-warning">not sure</span>' in html
     assert html.count(reverse("classifier:image_file", args=[image.pk])) == 1  # the photo once, boxed
@@ -440,33 +445,63 @@ def test_owner_feedback_is_recorded_and_shown(signed_in, user, png):
     image = done_image(user, png, digit=7)
     detail = signed_in.get(image.get_absolute_url()).content.decode()
     assert "Is this wrong?" in detail and "Tell us it is wrong" in detail
-    assert 'name="number" value="7"' in detail and 'inputmode="numeric"' in detail  # prefilled with the reading
-    assert 'pattern="[0-9]{1,12}"' in detail
+    # Not prefilled with the reading they say is wrong, and no browser pattern: the server says
+    # in words what is wrong with an answer, and "not a digit" is a box to tick.
+    assert 'name="number" value=' not in detail and 'inputmode="numeric"' in detail
+    assert "pattern=" not in detail and "It is not a digit or a number" in detail
 
     response = signed_in.post(reverse("classifier:image_feedback", args=[image.pk]), {"number": "1"}, follow=True)
     text = response.content.decode()
     assert "you said this is a 1" in text and "staff will review" in text
+    assert "You said this <strong>is a 1</strong>" in text
     assert Feedback.objects.get(image=image).suggested_digit == 1
     assert Prediction.objects.get(image=image).digit == 7
     assert 'name="number" value="1"' in text  # their answer, to change
 
     response = signed_in.post(reverse("classifier:image_feedback", args=[image.pk]), {"number": "7"}, follow=True)
     assert "The model already reads 7; write what it really reads." in response.content.decode()
-    for refused, reason in (("7a", "digits only, left to right"), ("", "Write what it really reads")):
-        response = signed_in.post(
-            reverse("classifier:image_feedback", args=[image.pk]), {"number": refused}, follow=True
-        )
-        assert reason in response.content.decode()
+    for refused, reason in (
+        ({"number": "A"}, "digits only, left to right"),
+        ({"number": "7a"}, "digits only, left to right"),
+        ({"number": ""}, "Write what it really reads"),
+        ({"number": "3", "not_a_digit": "on"}, "or tick &quot;It is not a digit or a number&quot;"),
+    ):
+        response = signed_in.post(reverse("classifier:image_feedback", args=[image.pk]), refused, follow=True)
+        assert reason in response.content.decode(), refused
     assert Feedback.objects.get(image=image).suggested_digit == 1
+
+
+def test_an_owner_says_an_image_is_not_a_digit(signed_in, user, png):
+    image = done_image(user, png, digit=7)
+    url = reverse("classifier:image_feedback", args=[image.pk])
+    text = signed_in.post(url, {"not_a_digit": "on"}, follow=True).content.decode()
+    assert "Thank you: you said this is not a digit." in text
+    assert "You said this <strong>is not a digit</strong>" in text and 'name="not_a_digit" ' in text
+    feedback = Feedback.objects.get(image=image)
+    assert (feedback.not_a_digit, feedback.suggested_number, feedback.suggested_digit) == (True, "", None)
+    assert Prediction.objects.get(image=image).digit == 7  # the prediction stays
+
+    # Said of an image the model already calls not a digit, it is refused with the reason.
+    refused = done_image(user, png, digit=4, verdict=Prediction.Verdict.NOT_A_DIGIT)
+    text = signed_in.post(
+        reverse("classifier:image_feedback", args=[refused.pk]), {"not_a_digit": "on"}, follow=True
+    ).content.decode()
+    assert "The model already says this is not a digit." in text
+    assert not Feedback.objects.filter(image=refused).exists()
+    # A number read from a word: "not a number" is the same box.
+    word = number_image(user, png, "14")
+    signed_in.post(reverse("classifier:image_feedback", args=[word.pk]), {"not_a_digit": "on"})
+    assert Feedback.objects.get(image=word).not_a_digit
 
 
 def test_owner_feedback_on_a_number(signed_in, user, png):
     image = number_image(user, png, "583")
-    assert 'name="number" value="583"' in signed_in.get(image.get_absolute_url()).content.decode()
+    assert 'name="number" value=' not in signed_in.get(image.get_absolute_url()).content.decode()
     url = reverse("classifier:image_feedback", args=[image.pk])
     assert "The model already reads 583" in signed_in.post(url, {"number": "583"}, follow=True).content.decode()
     text = signed_in.post(url, {"number": "5831"}, follow=True).content.decode()
-    assert "you said this reads 5831" in text and "You said this reads <strong>5831</strong>" in text
+    assert "you said this is 5831" in text and "You said this <strong>is 5831</strong>" in text
+    assert 'name="number" value="5831"' in text  # their own answer, to change
     assert (Feedback.objects.get().suggested_number, Feedback.objects.get().suggested_digit) == ("5831", None)
 
 
@@ -480,7 +515,7 @@ def test_staff_correct_a_reading_from_the_images_page(client, user, png):
     assert client.post(url, {"flag-number": "1"}).status_code == 404  # staff only
     client.force_login(ReviewerFactory())
     detail = client.get(image.get_absolute_url()).content.decode()
-    assert "Staff: correct the reading" in detail and 'name="flag-number" value="583"' in detail
+    assert "Staff: correct the reading" in detail and 'name="flag-number" value=' not in detail  # no default
 
     text = client.post(url, {"flag-number": "588"}, follow=True).content.decode()
     assert "Flagged: this is 588." in text and Flag.objects.get().correct_number == "588"
@@ -495,7 +530,9 @@ def test_staff_correct_a_reading_from_the_images_page(client, user, png):
         assert reason in client.post(url, form, follow=True).content.decode(), form
     assert Flag.objects.get().correct_number == "5880"
     text = client.post(url, {"flag-not_a_digit": "on", "flag-note": "a scribble"}, follow=True).content.decode()
-    assert "Flagged: this is not a digit." in text and "Not a digit, 3 digits found" in text
+    # Not a digit teaches the reject option whatever the reader found: no "kept, not trained on".
+    assert "Flagged: this is not a digit." in text and 'id="flag-training"' not in text
+    assert "digits found" not in text  # never "Not a digit, 3 digits found: kept, not trained on."
     assert Flag.objects.get().not_a_digit
 
 
@@ -611,7 +648,8 @@ def test_statistics_page_shows_charts_and_numbers_to_staff(client, user, png):
     ):
         assert f'<figcaption class="fw-semibold mb-1">{title}</figcaption>' in html
     assert "50% (1 of 2)" in html  # the flagged share, as text in the chart
-    assert '<div class="table-responsive">' in html  # the versions table scrolls in its own box on a phone
+    # The versions table scrolls in its own box on a phone, which a keyboard reaches and a screen reader names.
+    assert '<div class="table-responsive" tabindex="0" role="region" aria-labelledby="versions-heading">' in html
     stats = response.context["stats"]
     assert stats.predictions_per_digit[7] == 2 and stats.uploads_per_day[-1] == 2
     assert stats.confidence_bins[18] == 2  # 91%
@@ -723,7 +761,7 @@ def test_history_shows_the_persons_own_feedback(signed_in, user, png):
     image = done_image(user, png, digit=7)
     feedback_give(image=image, user=user, suggested_number="1")
     row = " ".join(signed_in.get(reverse("classifier:history")).content.decode().split())
-    assert "you said <strong>1</strong>" in row and "staff agreed" not in row
+    assert "you said it <strong>is a 1</strong>" in row and "staff agreed" not in row
 
 
 def test_sign_up_takes_an_optional_e_mail_address_for_password_reset(client):

@@ -20,6 +20,7 @@ from classifier import landing
 from classifier.forms import FeedbackForm, StaffFlagForm, UploadForm
 from classifier.models import DigitImage, Prediction, runner_up
 from classifier.permissions import may_flag
+from classifier.reading_labels import reading_label_styles
 from classifier.responses import image_file_response, png_response
 from classifier.selectors import image_get_for, image_list_for, images_kept_on_delete
 from classifier.services import (
@@ -103,34 +104,29 @@ def image_card(request, pk: int):
     return HttpResponseStopPolling(html) if image.is_finished else HttpResponse(html)
 
 
-def _readings(image: DigitImage, prediction: Prediction) -> list[dict]:
-    """A number's digits for the detail page: each box on the original, with its label (the
-    digit and its confidence) and where it goes (above the box, below it where the image has no
-    room above, else inside), and the digit's ten bars. Sizes are in the image's pixels: the SVG
-    over it scales with it. A label is no wider than the room before the next box, so that
-    neighbours' labels never overlap."""
-    readings = []
+def _readings(image: DigitImage, prediction: Prediction) -> tuple[list[dict], str]:
+    """A number's digits for the detail page: each box on the original (in the image's pixels:
+    the SVG over it scales with it), its label (the digit and its confidence, at one size on
+    every screen, placed by ``reading_labels``) and the digit's ten bars; and the photo's style."""
     digits = prediction.readings()
-    boxes = [reading["box"] for reading in digits]
+    unsure = [reading["verdict"] != Prediction.Verdict.DIGIT for reading in digits]
+    labels = [
+        f"{reading['digit']} {percent(reading['confidence'])}{' ?' if doubt else ''}"
+        for reading, doubt in zip(digits, unsure, strict=True)
+    ]
+    photo_style, label_styles = reading_label_styles(
+        boxes=[reading["box"] for reading in digits], labels=labels, image_width=image.width, image_height=image.height
+    )
+    readings = []
     for index, reading in enumerate(digits):
         x, y, w, h = reading["box"]
-        unsure = reading["verdict"] != Prediction.Verdict.DIGIT
-        label = f"{reading['digit']} {percent(reading['confidence'])}{' ?' if unsure else ''}"
-        room = (boxes[index + 1][0] if index + 1 < len(boxes) else image.width) - x - 2
-        # A glyph of these sans-serif digits is about 0.6 of the font size wide.
-        font = max(4, min(round(0.35 * h), int(room / (0.6 * len(label)))))
-        if y >= font:
-            label_y = y - 2
-        elif y + h + font <= image.height:
-            label_y = y + h + font
-        else:
-            label_y = y + font
         readings.append(
             {
                 **reading,
                 "index": index,
-                "unsure": unsure,
-                "label": label,
+                "unsure": unsure[index],
+                "label": labels[index],
+                "label_style": label_styles[index],
                 "runner_up": runner_up(reading["probabilities"])[0],
                 "bars": confidence_bars(reading["probabilities"], reading["digit"]),
                 "bars_label": f"Bar chart of the model's confidence in each digit, for digit {index + 1}",
@@ -138,11 +134,9 @@ def _readings(image: DigitImage, prediction: Prediction) -> list[dict]:
                 "y": y,
                 "w": w,
                 "h": h,
-                "label_y": label_y,
-                "font": font,
             }
         )
-    return readings
+    return readings, photo_style
 
 
 def _detail_context(request, image: DigitImage, *, polled: bool = False) -> dict:
@@ -153,6 +147,9 @@ def _detail_context(request, image: DigitImage, *, polled: bool = False) -> dict
     if prediction is not None and image.owner_id == request.user.pk:
         feedback_form = FeedbackForm(prediction=prediction, feedback=feedback)
     flag = image.flag_or_none
+    readings, photo_style = (
+        _readings(image, prediction) if prediction is not None and prediction.is_number else ([], "")
+    )
     return {
         "image": image,
         "prediction": prediction,
@@ -165,7 +162,8 @@ def _detail_context(request, image: DigitImage, *, polled: bool = False) -> dict
         and correction_training_refusal(correct_number=flag.correct_number, prediction=prediction),
         # An all-zero map means nothing in the image spoke for the digit: say so, show no picture.
         "grad_cam_empty": prediction is not None and prediction.heat_map_is_empty,
-        "readings": _readings(image, prediction) if prediction is not None and prediction.is_number else [],
+        "readings": readings,
+        "reading_photo_style": photo_style,
         # Polled in place, the answer also redraws the photo beside it with the digits' boxes.
         "polled": polled,
     }
@@ -204,14 +202,13 @@ def image_feedback(request, pk: int):
         _form_errors_tell(request, form)
         return redirect(image)
     try:
-        feedback = feedback_give(image=image, user=request.user, suggested_number=form.cleaned_data["number"])
+        feedback = feedback_give(image=image, user=request.user, suggested_number=form.suggested_number)
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
-        number = feedback.suggested_number
         messages.success(
             request,
-            f"Thank you: you said this {f'is a {number}' if len(number) == 1 else f'reads {number}'}. "
+            f"Thank you: you said this {feedback.says}. "
             "The prediction stays as it is; our staff will review your suggestion.",
         )
     return redirect(image)

@@ -55,6 +55,18 @@ def tiny_model_dir(tmp_path_factory, mnist):
 
 
 @pytest.fixture(scope="session")
+def tiny_rejecting_model_dir(tmp_path_factory, mnist):
+    """A small model with a reject option (a detector, calibrated on 200 held-out digits):
+    enough to test what teaches the detector, not accuracy."""
+    from ml.train import TrainConfig, train_model
+
+    out = tmp_path_factory.mktemp("tiny-rejecting-model")
+    config = TrainConfig.for_arch("dense", epochs=1, holdout=200, train_limit=1000, detector_digits=60, test_limit=300)
+    train_model(mnist=mnist, config=config, out_dir=out, log=lambda line: None)
+    return out
+
+
+@pytest.fixture(scope="session")
 def shipped_predictor():
     from ml.inference import Predictor
 

@@ -9,7 +9,7 @@ from ml.artifacts import METADATA_FILE, ModelBundle
 from ml.calibration import model_inputs
 from ml.line_training import build_line_reader
 from ml.negatives import negative_set
-from ml.retrain import Scores, judge, retrain, split_corrections
+from ml.retrain import CALIBRATING, FINE_TUNING, JUDGING, Scores, gate_caveat, judge, retrain, split_corrections
 
 PARENT = Scores(mnist_accuracy=0.990, mnist_loss=0.03, corrections_accuracy=0.50)
 
@@ -60,6 +60,52 @@ def test_without_corrections_only_mnist_decides():
     parent = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=None)
     same = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=None)
     assert judge(parent=parent, candidate=same, max_mnist_drop=0.0).promoted
+
+
+def test_images_staff_said_are_not_digits_count_in_the_gate_beside_the_corrections():
+    perfect = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=1.0, rejects_caught=0.0)
+    # Every digit correction was already right: learning to refuse the non-digits is the gain.
+    learnt = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=1.0, rejects_caught=1.0)
+    assert judge(parent=perfect, candidate=learnt, max_mnist_drop=0.0).promoted
+    # Refusing more non-digits never buys a loss on the digits.
+    traded = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=0.5, rejects_caught=1.0)
+    decision = judge(parent=perfect, candidate=traded, max_mnist_drop=0.0)
+    assert not decision.promoted
+    assert decision.reason == (
+        "not better on the corrections (50.00% vs 100.00%) nor on the images staff said are not digits "
+        "(100.00% vs 0.00%)"
+    )
+    same = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=1.0, rejects_caught=0.0)
+    assert not judge(parent=perfect, candidate=same, max_mnist_drop=0.0).promoted
+    # Only non-digits to judge on (staff flagged nothing else): those decide, with MNIST.
+    only = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=None, rejects_caught=0.5)
+    better = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=None, rejects_caught=1.0)
+    assert judge(parent=only, candidate=better, max_mnist_drop=0.0).promoted
+    assert not judge(parent=only, candidate=only, max_mnist_drop=0.0).promoted
+
+
+def test_with_few_corrections_the_gate_says_what_its_comparison_can_and_cannot_show():
+    few = split_corrections(2, seed=42, min_for_holdout=10)
+    parent = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=1.0)
+    decision = judge(parent=parent, candidate=parent, max_mnist_drop=0.002)
+    assert decision.reason == "not better on the corrections (100.00% vs 100.00%)"
+    caveat = gate_caveat(decision, few, min_for_holdout=10, parent="v1")
+    assert caveat.startswith("With 2 digit corrections, fewer than the 10 it takes to hold a fifth out, the candidate")
+    assert "that shows it learnt them, not that it reads new images better" in caveat
+    assert "v1 already read every one of them right, so no candidate could be better there." in caveat
+    assert "with 8 more corrections a fifth is held out" in caveat and "--" not in caveat
+    # Promoted on few: the caveat still says what the comparison showed, without the advice.
+    better = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=0.5)
+    promoted = judge(parent=better, candidate=parent, max_mnist_drop=0.002)
+    assert promoted.promoted and "more corrections" not in gate_caveat(promoted, few, min_for_holdout=10, parent="v1")
+    # Enough to hold a fifth out: nothing to explain.
+    held = split_corrections(10, seed=42, min_for_holdout=10)
+    assert gate_caveat(decision, held, min_for_holdout=10, parent="v1") == ""
+    # No digit corrections at all: MNIST (and the non-digits) decided.
+    none = split_corrections(0, seed=42, min_for_holdout=10)
+    assert gate_caveat(decision, none, min_for_holdout=10, parent="v1").startswith(
+        "There were no digit corrections to judge on"
+    )
 
 
 def test_a_fifth_of_the_corrections_is_held_out_once_there_are_enough():
@@ -138,7 +184,7 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
     train_model(mnist=mnist, config=config, out_dir=parent.directory, log=lambda line: None)
     rng = np.random.default_rng(0)
     out = ModelBundle(tmp_path / "v2")
-    lines = []
+    lines, stages = [], []
     words, _ = model_inputs(negative_set(mnist.test.images, count=6, seed=1, families=("printed", "drawn")))
     result = retrain(
         parent=parent,
@@ -155,8 +201,13 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
         test_limit=300,
         rejects_x=words,
         log=lines.append,
+        stage=stages.append,
     )
     metadata = out.metadata()
+    assert stages == [FINE_TUNING, CALIBRATING, JUDGING]
+    # Both models judged on the images staff said are not digits, beside the corrections.
+    assert 0 <= result.metrics["rejects_caught"] <= 1 and 0 <= result.metrics["parent_rejects_caught"] <= 1
+    assert any(row[0] == "said not a digit, of staff's" for row in result.rows(parent="v1", candidate="v2"))
     # Images staff said are not digits, and the corrections, taught the candidate's reject option.
     assert any(f"{len(words) + 5} staff corrections" in line for line in lines)  # all 5 train: too few to judge
     assert out.detector_path.is_file() and metadata["verdict"]["reject_below"] > 0

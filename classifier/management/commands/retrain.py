@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.management.progress import line_logger, positive_epochs
-from classifier.services import RetrainError, model_retrain, retrain_request
+from classifier.models import RetrainRun
+from classifier.services import NothingToLearn, RetrainError, model_retrain, retrain_request
 from ml.data import MnistDataError
 
 
@@ -14,7 +15,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--epochs", type=int, help="default: the RETRAIN_EPOCHS setting")
         parser.add_argument("--dry-run", action="store_true", help="show what would be trained, train nothing")
-        parser.add_argument("--force", action="store_true", help="activate the new version whatever its results")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="activate the new version whatever its results (with no corrections: fine-tune on MNIST alone)",
+        )
         parser.add_argument(
             "--background",
             action="store_true",
@@ -34,7 +39,15 @@ class Command(BaseCommand):
             return
         log = line_logger(self)
         try:
-            report = model_retrain(epochs=epochs, dry_run=dry_run, force=force, log=log)
+            report = model_retrain(
+                epochs=epochs,
+                dry_run=dry_run,
+                force=force,
+                log=log,
+                stage=lambda name: log(f"-- {RetrainRun.STAGES[name].lower()}"),
+            )
+        except NothingToLearn as exc:
+            raise CommandError(f"{exc} (use --force to fine-tune on MNIST alone)") from exc
         except (RetrainError, MnistDataError) as exc:
             raise CommandError(str(exc)) from exc
         if report.candidate is None:
@@ -52,3 +65,5 @@ class Command(BaseCommand):
         )
         style = self.style.SUCCESS if report.promoted else self.style.WARNING
         self.stdout.write(style(f"{verdict}: {report.reason}."))
+        if report.caveat:
+            self.stdout.write(report.caveat)
