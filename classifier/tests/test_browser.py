@@ -276,11 +276,9 @@ def test_another_user_cannot_open_the_image_or_its_file(page, worker, tmp_path, 
     shot(page, "04-not-yours")
 
 
-def test_staff_flag_in_the_admin_then_retrain(page, worker, worker_env, tmp_path, mnist, settings, tiny_model_dir):
-    settings.RETRAIN_TRAIN_LIMIT = 2000
-    settings.RETRAIN_TEST_LIMIT = 1000
-    settings.RETRAIN_EPOCHS = 1
-    settings.MODEL_VERSIONS_DIR = tmp_path / "versions"
+def test_staff_flag_in_the_admin(page, worker, tmp_path, mnist):
+    """Staff flag an upload from the admin's list; retraining from the admin is the journey of
+    ``test_people_and_staff_say_not_a_digit_and_a_retrain_teaches_it_while_uploads_are_answered``."""
     user = UserFactory()
     log_in(page, user.username)
     upload(page, [str(p) for p in digit_files(tmp_path, mnist)], 3)
@@ -325,32 +323,6 @@ def test_staff_flag_in_the_admin_then_retrain(page, worker, worker_env, tmp_path
     page.get_by_text("Flagged 1 image as 3").wait_for()
     flag = Flag.objects.get()
     assert (flag.correct_digit, flag.flagged_by) == (3, staff)
-
-    # Retrain from a small model, from the model versions page, on a worker of the training
-    # queue (a trainer), sized for a test.
-    tiny = ModelVersionFactory(architecture="basic", path=str(tiny_model_dir))
-    call_command("activate_model", str(tiny.number), stdout=StringIO())
-    sized = {"RETRAIN_TRAIN_LIMIT": "2000", "RETRAIN_TEST_LIMIT": "1000", "RETRAIN_EPOCHS": "1"}
-    trainer_env = worker_env | sized | {"MODEL_VERSIONS_DIR": str(tmp_path / "trainer-versions")}
-    trainer = Worker(trainer_env, tmp_path / "trainer.log", queues="training").start()
-    try:
-        page.goto("/admin/classifier/modelversion/")
-        page.get_by_label("Epochs").fill("1")
-        page.get_by_label("Activate the new version even if it is not better").check()
-        page.get_by_role("button", name="Retrain now").click()
-        page.get_by_text("Retrain queued on the training queue").wait_for()
-        assert page.get_by_role("button", name="Retrain now").is_disabled()  # one at a time
-        # The page reloads itself while the retrain is queued or running, until its outcome.
-        page.locator('#retrain-status[data-status="promoted"]').wait_for(timeout=180_000)
-    finally:
-        trainer.stop()
-    newest = ModelVersion.objects.order_by("-number").first()
-    assert newest.parent == tiny and newest.is_active and newest.checksum
-    assert f"Promoted: v{newest.number} is active" in page.locator("#retrain-status").inner_text()
-    row = page.locator("tr", has=page.locator(f"th a:text-is('{newest.number}')"))
-    assert row.count() == 1
-    assert page.get_by_role("button", name="Retrain now").is_enabled()
-    shot(page, "05-model-versions")
 
 
 def test_pages_fit_a_phone_and_upload_works_there(browser, live_server, worker, tmp_path, mnist):
@@ -1137,9 +1109,9 @@ def test_people_and_staff_say_not_a_digit_and_a_retrain_teaches_it_while_uploads
 
     # A retrain from the admin, on a trainer of its own, of a model with a reject option.
     settings.MODEL_VERSIONS_DIR = tmp_path / "versions"
-    rejecting = ModelVersionFactory(architecture="dense", path=str(tiny_rejecting_model_dir))
+    rejecting = ModelVersionFactory(architecture="basic", path=str(tiny_rejecting_model_dir))
     call_command("activate_model", str(rejecting.number), stdout=StringIO())
-    sized = {"RETRAIN_TRAIN_LIMIT": "10000", "RETRAIN_TEST_LIMIT": "1000", "WORKER_WARM_UP": "false"}
+    sized = {"RETRAIN_TRAIN_LIMIT": "5000", "RETRAIN_TEST_LIMIT": "1000", "WORKER_WARM_UP": "false"}
     trainer_env = worker_env | sized | {"MODEL_VERSIONS_DIR": str(tmp_path / "trainer-versions")}
     # The queues `make run` gives its classifying worker and its trainer (the Procfile's).
     queues = _procfile_queues()
@@ -1190,3 +1162,4 @@ def test_people_and_staff_say_not_a_digit_and_a_retrain_teaches_it_while_uploads
         "letter-g.png",
     }
     shot(page, "34-retrain-done")
+    shot(page, "05-model-versions")

@@ -110,26 +110,26 @@ def test_thresholds_keep_99_percent_of_digits_and_make_the_confident_ones_right(
 
 
 @pytest.mark.slow
-def test_a_model_trained_with_a_holdout_serves_verdicts(tmp_path, mnist):
-    """A small model and a detector trained for seconds: the thresholds are chosen on held-out
-    digits, recorded, and every prediction carries a verdict from them."""
+def test_a_model_trained_with_a_holdout_serves_verdicts(tiny_rejecting_model_dir, mnist):
+    """A small model and a detector trained for seconds (``tiny_rejecting_model_dir``: 300
+    digits held out, a detector on 150): the thresholds are chosen on held-out digits,
+    recorded, and every prediction carries a verdict from them."""
     from ml.inference import Predictor
-    from ml.train import TrainConfig, train_model
+    from ml.tests.conftest import TRAINING_LOG
 
-    config = TrainConfig.for_arch("basic", epochs=1, train_limit=3000, holdout=300, detector_digits=150, test_limit=500)
-    lines = []
-    train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
-    metadata = json.loads((tmp_path / METADATA_FILE).read_text())
+    bundle = tiny_rejecting_model_dir
+    lines = (bundle / TRAINING_LOG).read_text().splitlines()
+    metadata = json.loads((bundle / METADATA_FILE).read_text())
     verdict = metadata["verdict"]
     assert 0 < verdict["reject_below"] < 1 and 0 < verdict["unsure_below"] <= 1
     assert set(verdict["held_out"]) == {"clean", "realistic", "styles", "non_digits"}
     # The reject threshold keeps 99% of the held-out digits it was chosen on.
     assert verdict["held_out"]["clean"]["not_a_digit"] < 0.05
     assert set(verdict["held_out"]["non_digits"]) == set(FAMILIES)
-    assert (tmp_path / "reject.keras").is_file()
+    assert (bundle / "reject.keras").is_file()
     assert any(line.startswith("reject below") for line in lines)
 
-    predictor = Predictor(tmp_path)
+    predictor = Predictor(bundle)
     assert predictor.detector is not None and predictor.thresholds["reject_below"] == verdict["reject_below"]
     predictions = predictor.predict_arrays(to_model_array(mnist.test.images[:200]))
     assert {p.verdict for p in predictions} <= {"digit", "unsure", "not_a_digit"}

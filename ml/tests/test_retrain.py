@@ -176,12 +176,10 @@ def test_a_retrain_writes_its_own_bundle_and_judges_it(tiny_model_dir, mnist, tm
 
 
 @pytest.mark.slow
-def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on_it(mnist, tmp_path):
-    from ml.train import TrainConfig, train_model
-
-    parent = ModelBundle(tmp_path / "v1")
-    config = TrainConfig.for_arch("dense", epochs=1, holdout=200, train_limit=1000, detector_digits=60, test_limit=300)
-    train_model(mnist=mnist, config=config, out_dir=parent.directory, log=lambda line: None)
+def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on_it(
+    mnist, tmp_path, tiny_rejecting_model_dir
+):
+    parent = ModelBundle(tiny_rejecting_model_dir)  # 300 digits held out, a reject option
     rng = np.random.default_rng(0)
     out = ModelBundle(tmp_path / "v2")
     lines, stages = [], []
@@ -211,9 +209,9 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
     # Images staff said are not digits, and the corrections, taught the candidate's reject option.
     assert any(f"{len(words) + 5} staff corrections" in line for line in lines)  # all 5 train: too few to judge
     assert out.detector_path.is_file() and metadata["verdict"]["reject_below"] > 0
-    # Fine-tuned as the parent learned, without the 200 digits it held out: calibrated on those.
-    assert metadata["holdout"] == 200 and metadata["train_samples"] == 1000
-    assert metadata["calibration"]["fitted_on"]["clean"] == 200
+    # Fine-tuned as the parent learned, without the 300 digits it held out: calibrated on those.
+    assert metadata["holdout"] == 300 and metadata["train_samples"] == 1000
+    assert metadata["calibration"]["fitted_on"]["clean"] == 300
     assert metadata["calibration"]["temperature"] != 1.0
     assert result.decision.candidate.mnist_ece == pytest.approx(result.metrics["test_ece"])
     assert 0 < result.metrics["parent_test_ece"] < 1

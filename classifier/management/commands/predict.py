@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from classifier.services import image_files_predict
 from ml.segment import AUTO, READINGS
+from ml.verdicts import BLANK, REASONS
 
 
 class Command(BaseCommand):
@@ -45,6 +46,8 @@ def _answer(item: dict) -> str:
         if item["verdict"] == "unsure":
             return f"probably {item['number']}, not sure (least sure digit {sure})"
         return f"{item['number']} (least sure digit {sure})"
+    if item.get("reason") == REASONS[BLANK]:
+        return f"nothing to read: {item['reason']}"
     if item["verdict"] == "not_a_digit":
         return f"not a digit (best guess {item['digit']}, {sure})"
     if item["verdict"] == "unsure":
