@@ -61,7 +61,7 @@ from ml.segment import (
     segments_of,
     whole_segment,
 )
-from ml.verdicts import BLANK, KINDS, REASONS
+from ml.verdicts import BLANK, KINDS, OTHER_KINDS, REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,7 @@ logger = logging.getLogger(__name__)
 # judging the pieces alone), 1 number of 300 taken for not a digit.
 WHOLE_NOT_A_NUMBER = 0.9
 WHOLE_UNSURE = 0.7
-_OTHER_KINDS = [kind for kind in KINDS if kind not in ("digit", "number")]
-_OTHER = [KINDS.index(kind) for kind in _OTHER_KINDS]
+_OTHER = [KINDS.index(kind) for kind in OTHER_KINDS]
 _DIGIT, _NUMBER = KINDS.index("digit"), KINDS.index("number")
 # Digits written apart: at least this share of the tallest digit's height between neighbours
 # (a broken 4 or 8 read in pieces has its pieces closer, or overlapping). Chosen on tuning
@@ -491,7 +490,7 @@ def _reading(
     whole line its own way, reads the same number."""
     other = float(whole_kinds[_OTHER].sum())
     if other > WHOLE_NOT_A_NUMBER:
-        likeliest = _OTHER_KINDS[int(np.argmax(whole_kinds[_OTHER]))]
+        likeliest = OTHER_KINDS[int(np.argmax(whole_kinds[_OTHER]))]
         return NumberResult("", digits, "not_a_digit", REASONS[likeliest])
     heights = [digit.box[3] for digit in digits]
     number = "".join(str(d.prediction.digit) for d in digits)

@@ -32,7 +32,7 @@ from ml.fitting import fit
 from ml.inference import Predictor
 from ml.plots import write_bundle_plots
 from ml.train import bundle_metadata
-from ml.verdicts import KINDS
+from ml.verdicts import KINDS, OTHER_KINDS
 
 # Share of each epoch's samples that are corrections (after oversampling).
 CORRECTION_SHARE = 0.05
@@ -45,7 +45,7 @@ HELD_OUT = "held-out"
 # (the service adds its own first and last: gathering the corrections, storing the version).
 FINE_TUNING, CALIBRATING, JUDGING = "fine-tuning", "calibrating", "judging"
 # The kinds "not a digit" can be: staff who say it is not a digit say it is no number either.
-_NOT_DIGITS = [i for i, kind in enumerate(KINDS) if kind not in ("digit", "number")]
+_NOT_DIGITS = [KINDS.index(kind) for kind in OTHER_KINDS]
 
 
 @dataclass(frozen=True)
@@ -279,19 +279,16 @@ class RetrainResult:
     def rows(self, *, parent: str, candidate: str) -> list[tuple[str, str, str]]:
         """(metric, parent, candidate): the report table, the models named as given."""
 
-        def pct(value: float | None) -> str:
-            return "-" if value is None else f"{value:.2%}"
-
         old, new, promoted = self.decision.parent, self.decision.candidate, self.decision.promoted
         return [
             ("version", parent, candidate),
-            ("MNIST test accuracy", pct(old.mnist_accuracy), pct(new.mnist_accuracy)),
+            ("MNIST test accuracy", _share(old.mnist_accuracy), _share(new.mnist_accuracy)),
             ("MNIST test loss", f"{old.mnist_loss:.4f}", f"{new.mnist_loss:.4f}"),
             ("MNIST test calibration error", f"{100 * old.mnist_ece:.2f}%", f"{100 * new.mnist_ece:.2f}%"),
             (
                 f"corrections ({self.split.kind}, {len(self.split.judged)})",
-                pct(old.corrections_accuracy),
-                pct(new.corrections_accuracy),
+                _share(old.corrections_accuracy),
+                _share(new.corrections_accuracy),
             ),
             ("said not a digit, of staff's", _share(old.rejects_caught), _share(new.rejects_caught)),
             ("active", "no" if promoted else "yes", "yes" if promoted else "no"),

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 KINDS = ("digit", "text", "drawing", "scribble", "number", "photo")
+# The kinds that are neither a digit nor a number: what "not a digit" is.
+OTHER_KINDS = tuple(kind for kind in KINDS if kind not in ("digit", "number"))
 # What a person is told, after "This does not look like a digit:".
 REASONS = {
     "text": "it looks like letters, a word or a symbol.",

@@ -36,7 +36,7 @@ from classifier.services.versions import model_version_archive_save, model_versi
 from ml.artifacts import INPUT_SHAPE, ModelBundle
 from ml.data import MnistDataError
 from ml.preprocessing import PreprocessingError, to_model_input
-from ml.segment import read_page
+from ml.segment import page_of, read_whole, whole_segment
 
 if TYPE_CHECKING:
     from ml.retrain import CorrectionSplit, RetrainResult
@@ -101,11 +101,13 @@ def _flag_inputs(flag: Flag) -> tuple[np.ndarray, list[int]]:
         return inputs, [int(digit) for digit in flag.correct_number]
     with flag.image.file.open("rb") as fh:
         data = fh.read()
-    array = to_model_input(data).array
     if not flag.not_a_digit:
-        return array[None], [flag.correct_digit]
+        return to_model_input(data).array[None], [flag.correct_digit]
+    # Decoded once: the page read whole is the single-digit input, its groups the pieces.
+    whole = read_whole(data)
+    array = whole_segment(whole).model_input.array
     try:
-        groups = [model_input.array for model_input in read_page(data).inputs]
+        groups = [model_input.array for model_input in page_of(whole).inputs]
     except PreprocessingError:  # several lines, too many groups: the whole is lesson enough
         groups = []
     unique = {a.tobytes(): a for a in [array, *groups]}
