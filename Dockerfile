@@ -12,8 +12,9 @@ RUN pip install --upgrade pip && pip install -r requirements.txt
 
 COPY . .
 # Static files are collected into the image (hashed and compressed, as PRODUCTION serves them)
-# and served by whitenoise; collecting needs no database and no real secret.
-RUN PRODUCTION=true SECRET_KEY=collectstatic-only ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
+# and served by whitenoise; collecting needs no database, and a throwaway key made here (production
+# settings refuse a weak one) that the image never keeps.
+RUN PRODUCTION=true SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
     && useradd --create-home --uid 1000 digitsite \
     && mkdir -p /data/media && chown -R digitsite /data /app
 

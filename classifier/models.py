@@ -555,6 +555,10 @@ class RetrainRun(models.Model):
     # Each stage as it went: {"name", "started_at", "finished_at" (ISO times), "progress" (0-1
     # or null), "detail" (its latest line)}, in order; the names are STAGES'.
     stages = models.JSONField(default=list, blank=True)
+    # The trainer that took it and that trainer's run (WorkerHeartbeat): a run whose trainer
+    # stopped beating, or started again as another run, died with it (``retrains_fail_orphaned``).
+    trainer = models.CharField(max_length=255, blank=True)
+    trainer_run = models.CharField(max_length=64, blank=True)
 
     # A retrain's stages, in order, as staff read them (``ml.retrain`` names the middle three).
     STAGES = {
@@ -661,6 +665,18 @@ class RequeueRun(models.Model):
 
     def __str__(self) -> str:
         return f"requeue_stale at {self.ran_at:%Y-%m-%d %H:%M:%S}: {self.requeued} requeued"
+
+
+class TrainerPing(models.Model):
+    """The last ping a trainer's pool answered (one row): beat sends one to the training queue
+    every REQUEUE_STALE_INTERVAL_SECONDS, so that /healthz sees a trainer whose process is
+    alive but cannot take work."""
+
+    answered_at = models.DateTimeField()
+    hostname = models.CharField(max_length=255)
+
+    def __str__(self) -> str:
+        return f"{self.hostname} answered at {self.answered_at:%Y-%m-%d %H:%M:%S}"
 
 
 class DrawingPreview(models.Model):

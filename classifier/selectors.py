@@ -40,6 +40,8 @@ from classifier.models import (
     ModelVersion,
     Prediction,
     RequeueRun,
+    RetrainRun,
+    TrainerPing,
     TrainingExample,
     WorkerHeartbeat,
 )
@@ -437,6 +439,24 @@ def requeue_stale_health(*, workers: list[WorkerHeartbeat]) -> RequeueHealth:
         requeued=last.requeued if last else None,
         overdue=bool(workers) and now - since > limit,
     )
+
+
+def trainer_health() -> dict:
+    """Whether a trainer takes work, from beat's pings (``trainer_ping_enqueue``): ``ok`` when
+    one answered within three beat intervals; ``busy`` while a retrain runs (the ping waits);
+    ``cannot take work`` when the last answer is older (its pool is stuck or gone, whatever its
+    heartbeat says), naming the trainer that answered it; ``no answer yet`` before any."""
+    last = TrainerPing.objects.order_by("-answered_at").first()
+    if last is None:
+        return {"status": "no answer yet", "hostname": None, "answered_seconds_ago": None}
+    ago = (timezone.now() - last.answered_at).total_seconds()
+    if ago <= 3 * settings.REQUEUE_STALE_INTERVAL_SECONDS:
+        status = "ok"
+    elif RetrainRun.objects.filter(status=RetrainRun.Status.RUNNING).exists():
+        status = "busy"
+    else:
+        status = "cannot take work"
+    return {"status": status, "hostname": last.hostname, "answered_seconds_ago": round(ago, 1)}
 
 
 def model_version_health() -> dict:

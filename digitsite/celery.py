@@ -5,7 +5,11 @@ import signal
 import sys
 from functools import partial
 from pathlib import Path
+from time import monotonic
 
+import billiard.pool
+import billiard.queues
+import celery.concurrency.prefork
 import celery.worker.consumer
 from celery import Celery
 from celery.beat import PersistentScheduler
@@ -32,9 +36,11 @@ class Scheduler(PersistentScheduler):
     """Celery's schedule file, in a folder beat creates: on a fresh clone var/ does not exist,
     and beat would die at start while its worker goes on as if all were well. A run that could
     not be sent (the broker was down) stays due and is tried again every few seconds, so that
-    it runs as the broker comes back instead of being skipped."""
+    it runs as the broker comes back instead of being skipped; beat says so once, and once
+    more when it can send again (it tried, and logged, about 200 times a second: issue 42)."""
 
-    _missed = False
+    _missed_since: float | None = None  # monotonic: since when runs could not be sent
+    _retry_at = 0.0
 
     def _open_schedule(self):
         Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
@@ -44,19 +50,30 @@ class Scheduler(PersistentScheduler):
         try:
             self.apply_async(entry, producer=producer, advance=False)
         except Exception as exc:
-            logger.warning(
-                "beat could not send %s (%s); trying again in %.0f s", entry.name, exc, MISSED_RUN_RETRY_SECONDS
-            )
+            if self._missed_since is None:
+                self._missed_since = monotonic()
+                logger.warning(
+                    "beat could not send %s (%s); trying again every %.0f s, quiet until it can",
+                    entry.name,
+                    exc,
+                    MISSED_RUN_RETRY_SECONDS,
+                )
             self.schedule[entry.name] = entry  # not advanced: still due
             self._heap = None  # rebuilt from the schedule at the next tick
-            self._missed = True
+            self._retry_at = monotonic() + MISSED_RUN_RETRY_SECONDS
+        else:
+            if self._missed_since is not None:
+                logger.warning("beat sends its runs again after %.0f s", monotonic() - self._missed_since)
+                self._missed_since = None
 
     def tick(self, *args, **kwargs):
+        # After a run could not be sent Celery's tick answers "now" (the run is still due):
+        # wait out the pause instead of trying again at once.
+        pause = self._retry_at - monotonic()
+        if pause > 0:
+            return pause
         delay = super().tick(*args, **kwargs)
-        if self._missed:
-            self._missed = False
-            return min(delay, MISSED_RUN_RETRY_SECONDS)
-        return delay
+        return min(delay, MISSED_RUN_RETRY_SECONDS) if self._missed_since is not None else delay
 
 
 # A worker that lost its broker tries again every few seconds: Kombu's default backoff grows to
@@ -96,6 +113,38 @@ class Consumer(celery.worker.consumer.Consumer):
         finally:
             if transport is not None and transport.client is None:
                 transport.client = connection
+
+
+class _TaskQueue(billiard.queues.SimpleQueue):
+    """The pool's task queue, which every pool process reads from, holding its read lock (a
+    semaphore shared by the processes) only to read a task that has arrived. Billiard's holds
+    it while it waits: an idle process killed (the OOM killer, an operator) took the lock with
+    it, and every process after it waited for it for ever while the worker looked alive
+    (issue 42). A process killed while it reads a task (microseconds) still does."""
+
+    def get_payload(self):
+        while True:
+            self._reader.poll(None)
+            with self._rlock:
+                if self._reader.poll(0):  # another process may have taken it meanwhile
+                    return self._reader.recv_bytes()
+
+
+class BlockingPool(billiard.pool.Pool):
+    """The pool of a worker without an event loop (the embedded broker's), with _TaskQueue.
+    With Redis the worker runs Celery's AsynPool: one queue per process, read without a lock."""
+
+    def _setup_queues(self):
+        super()._setup_queues()
+        superseded, self._inqueue = self._inqueue, _TaskQueue(ctx=self._ctx)
+        superseded.close()
+        self._quick_put = self._inqueue._writer.send
+
+
+class TaskPool(celery.concurrency.prefork.TaskPool):
+    """Celery's prefork pool (``--pool prefork``; CELERY_WORKER_POOL), with BlockingPool."""
+
+    BlockingPool = BlockingPool
 
 
 # Each time the worker connects to the broker it queues again what a fault stranded; named, as

@@ -28,6 +28,14 @@ PRODUCTION = env.bool("PRODUCTION", default=False)
 DEBUG = env("DEBUG")
 if PRODUCTION:
     SECRET_KEY = env("SECRET_KEY")
+    # Django's own rule (check --deploy's W009), but refused rather than warned of: sessions,
+    # password-reset links and CSRF tokens are signed with it.
+    if SECRET_KEY.startswith("django-insecure-") or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is the development key or too weak to sign sessions and password-reset links: "
+            "it needs 50 or more random characters (at least 5 different ones). Make one with "
+            'python -c "import secrets; print(secrets.token_urlsafe(50))".'
+        )
     # The container's own health check asks http://127.0.0.1:8000/healthz.
     ALLOWED_HOSTS = [*env.list("ALLOWED_HOSTS"), "127.0.0.1", "localhost"]
 else:
@@ -146,6 +154,14 @@ PASSWORD_RESET_RATE_WINDOW_SECONDS = env.int("PASSWORD_RESET_RATE_WINDOW_SECONDS
 SIGNUP_RATE_PER_ADDRESS = env.int("SIGNUP_RATE_PER_ADDRESS", default=5)
 SIGNUP_RATE_WINDOW_SECONDS = env.int("SIGNUP_RATE_WINDOW_SECONDS", default=3600)
 
+# --- Client addresses ------------------------------------------------------------------------
+# Every per-address limit (sign-in lockout, sign-ups, password resets) counts the address that
+# classifier.addresses.client_address finds. Behind reverse proxies (nginx, a load balancer) set
+# this to how many there are, each appending to X-Forwarded-For, or everyone shares the proxy's
+# address (one client's wrong passwords then lock the owner out everywhere). 0 ignores the
+# header: without a proxy of ours in front, anyone could write in it the address to blame.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
 # --- Sign-in protection (django-axes) -------------------------------------------------------
 # Axes' backend comes first: it refuses a locked-out sign-in before the password is checked.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
@@ -155,6 +171,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "classifier.views.accounts.locked_out"
+AXES_CLIENT_IP_CALLABLE = "classifier.addresses.client_address"
 # Lockouts and failures are still logged; its banner and per-login lines are not needed.
 AXES_VERBOSE = False
 
@@ -295,8 +312,11 @@ TRAINED_MODELS_DIR = Path(env("TRAINED_MODELS_DIR", default=str(BASE_DIR / "var"
 MODEL_VERSIONS_DIR = Path(env("MODEL_VERSIONS_DIR", default=str(BASE_DIR / "var" / "model-versions")))
 # Each machine's own copies of the versions it serves, fetched from storage by checksum.
 MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", default=str(BASE_DIR / "var" / "model-cache")))
-# A version archive unpacks to at most this many bytes (the shipped bundle is under 4 MB).
+# A version archive unpacks to at most this many bytes (the shipped bundle is under 4 MB)...
 MODEL_ARCHIVE_MAX_BYTES = env.int("MODEL_ARCHIVE_MAX_BYTES", default=512_000_000)
+# ...and at most this many members (the shipped version has 15 files): counted from the headers
+# before anything is written, since many empty members cost time, not bytes.
+MODEL_ARCHIVE_MAX_MEMBERS = env.int("MODEL_ARCHIVE_MAX_MEMBERS", default=1_000)
 # A worker that could not load the active version serves the one it has and tries again after this.
 MODEL_LOAD_RETRY_SECONDS = env.int("MODEL_LOAD_RETRY_SECONDS", default=60)
 
@@ -305,6 +325,10 @@ RETRAIN_EPOCHS = env.int("RETRAIN_EPOCHS", default=2)
 # A retrain asked for from the admin that has not finished after this long (its trainer died)
 # no longer stops another from being asked for.
 RETRAIN_STALE_AFTER_SECONDS = env.int("RETRAIN_STALE_AFTER_SECONDS", default=6 * 3600)
+# The last line against a retrain that never ends (the stages are bounded by design: a retrain
+# of the shipped model takes minutes): the task is told to stop at this limit and ends failed
+# with the reason, and its pool process is killed TASK_HARD_LIMIT_GRACE_SECONDS later.
+RETRAIN_TIME_LIMIT_SECONDS = env.float("RETRAIN_TIME_LIMIT_SECONDS", default=3 * 3600)
 RETRAIN_SEED = 42
 # A candidate may lose at most this much MNIST test accuracy (0.002 = 0.2 points).
 RETRAIN_MAX_MNIST_DROP = env.float("RETRAIN_MAX_MNIST_DROP", default=0.002)
@@ -326,6 +350,14 @@ CLASSIFY_STALE_AFTER_SECONDS = env.int("CLASSIFY_STALE_AFTER_SECONDS", default=1
 # An upload's rows commit before its publish: one with no queued_at this long after it was
 # uploaded was never queued (the publish failed, or the web process died before it).
 CLASSIFY_QUEUE_GRACE_SECONDS = env.int("CLASSIFY_QUEUE_GRACE_SECONDS", default=10)
+# The last line against an upload whose reading never ends (reading is bounded by design: a
+# batch takes well under a second, a request's 256 megapixels a few seconds; a fresh pool
+# process loads the model first, seconds more): its images end failed with a sentence, and the
+# process goes on to the next task. A classification or a live preview stopped at this limit.
+CLASSIFY_TIME_LIMIT_SECONDS = env.float("CLASSIFY_TIME_LIMIT_SECONDS", default=60)
+# A task that does not stop when told (stuck in native code) has its pool process killed this
+# long after its soft limit: the worker starts a new one.
+TASK_HARD_LIMIT_GRACE_SECONDS = 10
 # How often beat queues requeue_stale (one query on the status index, cheap at any size);
 # /healthz calls it overdue after three intervals.
 REQUEUE_STALE_INTERVAL_SECONDS = env.int("REQUEUE_STALE_INTERVAL_SECONDS", default=10)
@@ -386,6 +418,8 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "in
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # ...and a worker that lost the broker tries again every few seconds, not up to 30 s apart.
 CELERY_WORKER_CONSUMER = "digitsite.celery:Consumer"
+# Prefork, whose idle pool processes hold no lock a kill would leave held (digitsite/celery.py).
+CELERY_WORKER_POOL = "digitsite.celery:TaskPool"
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-images": {"task": "classifier.requeue_stale", "schedule": float(REQUEUE_STALE_INTERVAL_SECONDS)},
 }
@@ -396,7 +430,11 @@ CELERY_BEAT_SCHEDULER = "digitsite.celery:Scheduler"
 # retrain never holds up a prediction. `celery worker` without --queues takes only the first;
 # see docs/deploy.md.
 CELERY_TASK_DEFAULT_QUEUE = "classify"
-CELERY_TASK_ROUTES = {"classifier.retrain": {"queue": "training"}, "classifier.preview_drawing": {"queue": "preview"}}
+CELERY_TASK_ROUTES = {
+    "classifier.retrain": {"queue": "training"},
+    "classifier.trainer_ping": {"queue": "training"},
+    "classifier.preview_drawing": {"queue": "preview"},
+}
 # Every worker records that it is alive this often; /healthz counts the recent ones, and the
 # images taken by a worker silent for three beats are queued again.
 WORKER_HEARTBEAT_SECONDS = env.int("WORKER_HEARTBEAT_SECONDS", default=5)

@@ -9,6 +9,7 @@ and that no imports go round in a loop (``classifier/tests/test_architecture.py`
 SERVING = (
     "artifacts",  # the model bundle's files and metadata
     "architectures",  # the networks' shapes (an ensemble's members, for Grad-CAM)
+    "decoding_limits",  # what a file costs to decode, from its bytes, before it is decoded
     "explain",  # Grad-CAM
     "heatmap",
     "inference",  # the Predictor

@@ -37,6 +37,7 @@ import pillow_heif
 from PIL import Image, ImageChops, ImageOps
 
 from ml.artifacts import INPUT_SIDE
+from ml.decoding_limits import decoding_cost_refusal, structure_refusal
 
 DIGIT_BOX = 20  # MNIST: the digit's longest side, before centring in the 28x28 field
 MNIST_CENTRE = 14.0  # where MNIST's centres of mass lie (measured over the training set)
@@ -167,9 +168,14 @@ def _read_by_pillow():
 
 
 def open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
-    """Read the headers only: format, size and mode, refused when over ``max_pixels``."""
+    """Read the headers only: format, size and mode, refused when over ``max_pixels`` or when
+    reading or decoding it would cost more than such an image should (``ml.decoding_limits``:
+    a JPEG's segments and scans, a large image in a small file). Every decoding path opens an
+    upload here."""
     if not data:
         raise PreprocessingError("The file is empty.")
+    if reason := structure_refusal(data):
+        raise PreprocessingError(reason)
     with _read_by_pillow():
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     width, height = image.size
@@ -179,6 +185,8 @@ def open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo
         )
     if image.mode not in KNOWN_MODES:
         raise _unknown_mode(image.mode)
+    if reason := decoding_cost_refusal(data, image_format=image.format, width=width, height=height):
+        raise PreprocessingError(reason)
     mime = Image.MIME.get(image.format, "application/octet-stream")
     return image, ImageInfo(format=image.format, mime=mime, width=width, height=height)
 
@@ -204,16 +212,23 @@ def inspect_image(
     data: bytes, *, max_pixels: int = MAX_PIXELS, verify_max_pixels: int = VERIFY_MAX_PIXELS
 ) -> ImageInfo:
     """Check that the bytes are an image we accept; say what it is. Cheap and bounded, for
-    the web process: small images are decoded in full, JPEGs at a reduced scale, and larger
-    images only checked as far as their format allows without decoding (a PNG's chunks and
-    checksums). The worker decodes those, and a broken one fails there with a reason."""
+    the web process: its headers (``open_lazily``), then its pixels as far as ``verify_image``
+    goes."""
     image, info = open_lazily(data, max_pixels=max_pixels)
+    verify_image(image, info, verify_max_pixels=verify_max_pixels)
+    return info
+
+
+def verify_image(image: Image.Image, info: ImageInfo, *, verify_max_pixels: int = VERIFY_MAX_PIXELS) -> None:
+    """Check an image opened by ``open_lazily`` past its headers, at a bounded cost: small
+    images are decoded in full, JPEGs at a reduced scale, and larger images only checked as
+    far as their format allows without decoding (a PNG's chunks and checksums). The worker
+    decodes those, and a broken one fails there with a reason."""
     if info.width * info.height <= verify_max_pixels or info.format in ("JPEG", "MPO"):
         decode_pixels(image)
     elif info.format == "PNG":
         with _read_by_pillow():
             image.verify()
-    return info
 
 
 def _scaled_to_unit(values: np.ndarray) -> np.ndarray:

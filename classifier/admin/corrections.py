@@ -9,7 +9,7 @@ from django.utils.translation import ngettext
 from classifier.admin._common import IsSetFilter, PredictedDigitFilter, image_thumbnail, of_prediction, retraining_note
 from classifier.models import Feedback, Flag, TrainingExample
 from classifier.permissions import may_flag
-from classifier.services import feedback_confirm
+from classifier.services import feedback_confirm_as_seen, image_flag
 
 
 @admin.register(TrainingExample)
@@ -44,7 +44,8 @@ class FlagAdmin(admin.ModelAdmin):
     list_filter = ("not_a_digit", "correct_digit", "trained_in")
     search_fields = ("image__original_name", "image__owner__username", "note", "correct_number")
     list_select_related = ("image__prediction", "flagged_by", "trained_in")
-    readonly_fields = ("image", "flagged_by", "flagged_at", "trained_in")
+    # The one-digit field follows the reading (Flag.save).
+    readonly_fields = ("image", "correct_digit", "flagged_by", "flagged_at", "trained_in")
 
     @admin.display(description="predicted")
     def predicted(self, obj):
@@ -56,6 +57,24 @@ class FlagAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # flags are made on images
+
+    def has_change_permission(self, request, obj=None):
+        # Changing what a flag says is flagging: it needs what flagging needs, not change_flag
+        # alone (with which the page is read-only).
+        return may_flag(request.user)
+
+    def save_model(self, request, obj, form, change):
+        # Through the service, as every flag: the correction is recorded as this person's, now.
+        image_flag(
+            image=obj.image,
+            correct_number=None if obj.not_a_digit else obj.correct_number,
+            flagged_by=request.user,
+            note=obj.note,
+        )
+
+
+# The hidden field of each feedback row that carries what the list showed of it.
+SEEN = "seen_"
 
 
 class ConfirmedFilter(IsSetFilter):
@@ -110,7 +129,11 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     @admin.display(description="owner says", ordering="suggested_number")
     def owner_says(self, obj):
-        return obj.says.removeprefix("is ")
+        # What this row says as the list shows it travels with the action's form: confirming
+        # leaves a suggestion its owner changed since (see confirm_as_flags).
+        return format_html(
+            '{}<input type="hidden" name="{}{}" value="{}">', obj.says.removeprefix("is "), SEEN, obj.pk, obj.says
+        )
 
     @admin.display(description="retraining, once confirmed")
     def training(self, obj):
@@ -132,8 +155,33 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     @admin.action(description="Confirm selected suggestions as flags", permissions=["flag"])
     def confirm_as_flags(self, request, queryset):
-        count = feedback_confirm(feedback=queryset.select_related("image__owner"), confirmed_by=request.user)
-        message = ngettext(
-            "%(count)d suggestion confirmed as flags.", "%(count)d suggestions confirmed as flags.", count
-        )
-        self.message_user(request, message % {"count": count}, messages.SUCCESS)
+        """Confirm what the list showed: a suggestion whose owner changed it after the list was
+        opened is left waiting, named, and so is one selected without being shown ("select all"
+        across pages)."""
+        selected = list(queryset.values_list("pk", flat=True))
+        seen = {pk: request.POST[f"{SEEN}{pk}"] for pk in selected if f"{SEEN}{pk}" in request.POST}
+        outcome = feedback_confirm_as_seen(seen=seen, confirmed_by=request.user)
+        if outcome.confirmed:
+            message = ngettext(
+                "%(count)d suggestion confirmed as flags.",
+                "%(count)d suggestions confirmed as flags.",
+                outcome.confirmed,
+            )
+            self.message_user(request, message % {"count": outcome.confirmed}, messages.SUCCESS)
+        for item, before in outcome.changed:
+            self.message_user(
+                request,
+                f"The suggestion on {item.image.original_name} changed after you opened the list: it now says "
+                f'"{item.says.removeprefix("is ")}", where the list said "{before.removeprefix("is ")}". It was '
+                "not confirmed: look again before confirming.",
+                messages.WARNING,
+            )
+        if unseen := len(selected) - len(seen):
+            message = ngettext(
+                "%(count)d selected suggestion was not on the page, so it was not confirmed: confirm it from a "
+                "page that shows it.",
+                "%(count)d selected suggestions were not on the page, so they were not confirmed: confirm them "
+                "from a page that shows them.",
+                unseen,
+            )
+            self.message_user(request, message % {"count": unseen}, messages.WARNING)

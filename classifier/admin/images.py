@@ -95,6 +95,14 @@ class FlagInline(admin.StackedInline):
     def training(self, obj):
         return retraining_note(obj.correct_number, obj.image) if obj.pk else "-"
 
+    # Adding or changing a flag here is flagging: it needs what flagging needs (may_flag), not
+    # add_flag or change_flag alone.
+    def has_add_permission(self, request, obj=None):
+        return may_flag(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return may_flag(request.user)
+
 
 def _cut(text: str, length: int = 24):
     """A name on one short line (a phone's file name, an e-mail address as a username); the whole

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.urls import reverse
+from django.utils.text import Truncator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -146,6 +147,21 @@ class ImageSerializer(serializers.ModelSerializer):
         return bool(feedback and feedback.not_a_digit)
 
 
+# An error names at most this many characters of what was sent: a refusal never echoes a large
+# input back (a 100 KB `reading` once came back whole).
+ECHOED_CHARACTERS = 20
+
+
+class ShortEchoChoiceField(serializers.ChoiceField):
+    """A choice whose refusal quotes only the start of a long value."""
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            self.fail("invalid_choice", input=Truncator(str(data)).chars(ECHOED_CHARACTERS))
+
+
 class UploadSerializer(serializers.Serializer):
     images = serializers.ListField(
         child=serializers.FileField(
@@ -164,7 +180,7 @@ class UploadSerializer(serializers.Serializer):
             "max_length": f"Upload at most {settings.UPLOAD_MAX_FILES} files at once.",
         },
     )
-    reading = serializers.ChoiceField(
+    reading = ShortEchoChoiceField(
         choices=DigitImage.Reading.choices,
         required=False,
         default=DigitImage.Reading.AUTO,

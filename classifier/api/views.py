@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import Http404
+from django.utils.text import Truncator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -12,7 +13,9 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
+from classifier.addresses import client_address
 from classifier.api.serializers import (
+    ECHOED_CHARACTERS,
     FeedbackResultSerializer,
     FeedbackSerializer,
     ImageSerializer,
@@ -57,6 +60,11 @@ NOT_FOUND = OpenApiResponse(ERROR.response, description="no such image, or not y
 class UploadThrottle(ScopedRateThrottle):
     """Uploads per user (``DEFAULT_THROTTLE_RATES["uploads"]``); reading is not throttled."""
 
+    def get_ident(self, request):
+        # Used only for a request without a user (uploads need one): then the address every
+        # per-address limit counts, never an X-Forwarded-For that no proxy of ours wrote.
+        return client_address(request)
+
 
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Your images: upload, list with the history page's filters, status and prediction."""
@@ -75,7 +83,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             return DigitImage.objects.none()
         form = HistoryFilterForm(self.request.query_params or None, user=self.request.user)
         if self.action == "list" and form.is_bound and not form.is_valid():
-            raise ValidationError(form.errors)
+            raise ValidationError(_short_errors(form))
         return image_list_for(self.request.user, form.to_filters()).select_related("feedback")
 
     def get_object(self):
@@ -165,6 +173,23 @@ class ModelVersionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = ModelVersionSerializer
     queryset = model_version_list()
     pagination_class = None
+
+
+def _short_errors(form) -> dict[str, list[str]]:
+    """A form's errors, each quoting at most the start of the value sent (Django's choice
+    fields quote it whole), a refused choice with the values accepted."""
+    return {name: [_short(form, name, error) for error in errors] for name, errors in form.errors.as_data().items()}
+
+
+def _short(form, name: str, error) -> str:
+    params = error.params or {}
+    if "value" in params:
+        params = {**params, "value": Truncator(str(params["value"])).chars(ECHOED_CHARACTERS)}
+    message = str(error.message % params if params else error.message)
+    if error.code == "invalid_choice":
+        accepted = [str(value) for value, _ in form.fields[name].choices if value != ""]
+        message += f" Accepted: {', '.join(accepted)}."
+    return message
 
 
 def _messages(errors) -> list[str]:

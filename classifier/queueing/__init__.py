@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from classifier.models import DigitImage, RequeueRun, WorkerHeartbeat
+from classifier.models import DigitImage, RequeueRun, TrainerPing, WorkerHeartbeat
 from classifier.selectors import images_stranded
 from digitsite.celery import app
 
@@ -30,11 +30,14 @@ CLASSIFY_IMAGE = "classifier.classify_image"
 PREVIEW_DRAWING = "classifier.preview_drawing"
 RETRAIN = "classifier.retrain"
 REQUEUE_STALE = "classifier.requeue_stale"
+TRAINER_PING = "classifier.trainer_ping"
 
 
 def _send(name: str, *, args: tuple = (), kwargs: dict | None = None, **options) -> None:
     # ignore_result, as each task has it (CELERY_TASK_IGNORE_RESULT): results live in the database.
-    app.send_task(name, args=args, kwargs=kwargs, ignore_result=True, **options)
+    # No time limits in the message: Celery would copy the sender's own (its settings), and
+    # the message's win; the worker's settings say how long its tasks may take.
+    app.send_task(name, args=args, kwargs=kwargs, ignore_result=True, time_limit=None, soft_time_limit=None, **options)
 
 
 # --- Sending work to the workers: each takes its task's own arguments, as ``delay`` would ------
@@ -76,6 +79,33 @@ def drawing_preview_enqueue(preview_id: str) -> None:
 def retrain_enqueue(run_id: int) -> None:
     """Queue a RetrainRun (queue ``training``)."""
     _send(RETRAIN, kwargs={"run_id": run_id})
+
+
+def trainer_ping_enqueue() -> None:
+    """Beat's ping of the trainers (queue ``training``), dropped unanswered after a beat
+    interval: a trainer whose pool cannot take work leaves it unanswered (/healthz)."""
+    _send(TRAINER_PING, expires=settings.REQUEUE_STALE_INTERVAL_SECONDS)
+
+
+def trainer_ping_record(*, hostname: str) -> None:
+    """A trainer's pool process answered beat's ping: one row, overwritten by each answer."""
+    TrainerPing.objects.update_or_create(pk=1, defaults={"answered_at": timezone.now(), "hostname": hostname})
+
+
+def image_too_long_message() -> str:
+    """What a person reads on an image whose reading ran past CLASSIFY_TIME_LIMIT_SECONDS."""
+    return (
+        f"Reading this image took too long (over {settings.CLASSIFY_TIME_LIMIT_SECONDS:g} s), so we stopped; "
+        "try a smaller or simpler picture of the digits."
+    )
+
+
+def images_fail(*, image_ids: list[int], message: str) -> None:
+    """The images a task was reading end failed with ``message`` (its time limit ran out), but
+    none that finished meanwhile."""
+    DigitImage.objects.filter(pk__in=image_ids).exclude(status=DigitImage.Status.DONE).update(
+        status=DigitImage.Status.FAILED, error_message=message
+    )
 
 
 # --- Stranded work ----------------------------------------------------------------------------

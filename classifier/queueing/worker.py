@@ -14,8 +14,16 @@ import threading
 import uuid
 from datetime import datetime
 
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import bootsteps
-from celery.signals import task_received, worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    task_failure,
+    task_received,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
@@ -23,7 +31,10 @@ from django.utils import timezone
 from classifier.queueing import (
     CLASSIFY_IMAGE,
     CLASSIFY_IMAGES,
+    RETRAIN,
+    image_too_long_message,
     images_claim,
+    images_fail,
     images_requeue_stale,
     worker_heartbeat_clear,
     worker_heartbeat_record,
@@ -31,6 +42,7 @@ from classifier.queueing import (
     worker_warming_record,
 )
 from classifier.services import model_warm_up
+from classifier.services.retraining import retrain_fail, retrains_fail_orphaned
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +91,11 @@ os.register_at_fork(
 # --- Recovery: a run that takes a message claims its images; a (re)connected worker requeues --
 
 
-def _image_ids(request) -> list[int]:
-    if request.name == CLASSIFY_IMAGES:
-        return list(request.args[0]) if request.args else list(request.kwargs.get("image_ids", []))
-    if request.name == CLASSIFY_IMAGE:
-        return [request.args[0]] if request.args else [request.kwargs["image_id"]]
+def _image_ids(name: str, args, kwargs) -> list[int]:
+    if name == CLASSIFY_IMAGES:
+        return list(args[0]) if args else list(kwargs.get("image_ids", []))
+    if name == CLASSIFY_IMAGE:
+        return [args[0]] if args else [kwargs["image_id"]]
     return []
 
 
@@ -92,7 +104,7 @@ def _claim(request, **kwargs) -> None:
     """As the worker takes a classification message (before a pool process starts it, so that a
     message waiting for a free process is covered too): its images are this run's. If the run
     dies, recovery finds them by the claim instead of waiting for their age."""
-    image_ids = _image_ids(request)
+    image_ids = _image_ids(request.name, request.args, request.kwargs)
     if not image_ids or not _run:
         return
     try:
@@ -212,3 +224,43 @@ def _stop_heartbeat(sender, **kwargs) -> None:
         worker_heartbeat_clear(hostname=sender.hostname)
     except DatabaseError:
         logger.warning("could not clear this worker's heartbeat", exc_info=True)
+
+
+# --- The last line: a pool process killed at its hard time limit, or lost, mid-task -----------
+
+
+@worker_ready.connect
+def _fail_retrains_of_a_previous_run(sender, **kwargs) -> None:
+    """A trainer (re)starting: a retrain its previous run left running died with it."""
+    with _database_threads:
+        try:
+            retrains_fail_orphaned(hostname=sender.hostname)
+        except DatabaseError:
+            logger.warning("could not check for retrains left running by this worker", exc_info=True)
+        finally:
+            connection.close()
+
+
+@task_failure.connect
+def _fail_what_a_killed_process_was_doing(sender=None, exception=None, args=None, kwargs=None, **rest) -> None:
+    """In the worker's main process, when a pool process was killed under a task: at its hard
+    time limit (it ignored the soft one), or by something else (the OOM killer). A killed
+    classification's images fail with a sentence (a lost one is delivered again, and fails
+    after CLASSIFY_MAX_ATTEMPTS); a killed retrain fails with the reason, at once."""
+    if not isinstance(exception, TimeLimitExceeded | WorkerLostError) or sender is None:
+        return
+    args, kwargs = args or (), kwargs or {}
+    with _database_threads:
+        try:
+            if sender.name == RETRAIN:
+                retrain_fail(run_id=kwargs.get("run_id", args[0] if args else None), timed_out=_timed_out(exception))
+            elif _timed_out(exception):
+                images_fail(image_ids=_image_ids(sender.name, args, kwargs), message=image_too_long_message())
+        except DatabaseError:
+            logger.warning("could not record what the killed pool process was doing", exc_info=True)
+        finally:
+            connection.close()
+
+
+def _timed_out(exception: BaseException) -> bool:
+    return isinstance(exception, TimeLimitExceeded)

@@ -13,9 +13,11 @@ from classifier.services.deletion import (
     image_delete,
 )
 from classifier.services.images import (
+    FeedbackConfirmation,
     UploadOutcome,
     correction_training_refusal,
     feedback_confirm,
+    feedback_confirm_as_seen,
     feedback_give,
     image_flag,
     image_retry,
@@ -56,6 +58,7 @@ from classifier.services.versions import (
 __all__ = [
     "AccountDeleteRefused",
     "AccountDeletion",
+    "FeedbackConfirmation",
     "ModelNotLoaded",
     "ModelVersionUnavailable",
     "NothingToLearn",
@@ -73,6 +76,7 @@ __all__ = [
     "drawing_preview_create",
     "drawing_preview_run",
     "feedback_confirm",
+    "feedback_confirm_as_seen",
     "feedback_give",
     "image_delete",
     "image_files_predict",

@@ -28,7 +28,7 @@ from django.utils.timesince import timesince, timeuntil
 from classifier import queueing
 from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, encode_model_array
 from classifier.services.serving import ModelNotLoaded, predictor_serving
-from ml.preprocessing import PreprocessingError, inspect_image
+from ml.preprocessing import MAX_PIXELS, PreprocessingError, open_lazily, verify_image
 from ml.segment import MAX_DIGITS
 
 if TYPE_CHECKING:  # TensorFlow stays out of web processes: the worker imports it when it classifies
@@ -61,8 +61,9 @@ def _upload_allowance(owner) -> tuple[int, str]:
 
 def _uploads_judge(*, owner, files: Iterable[UploadedFile], refused: list[tuple[str, str]]) -> list[DigitImage]:
     """The files worth storing, as unsaved DigitImages; each other file is added to ``refused``
-    with its reason. Cheap and bounded per file (headers, and the pixels of small images only)
-    and per request: at most ``UPLOAD_MAX_REQUEST_PIXELS`` in all, since the worker decodes them."""
+    with its reason. Cheap and bounded per file (headers, and the pixels of small images and
+    JPEGs only: ``ml.preprocessing.inspect_image``'s two steps) and per request: at most
+    ``UPLOAD_MAX_REQUEST_PIXELS`` in all, judged from the headers, since the worker decodes them."""
     accepted: list[DigitImage] = []
     byte_limit, pixel_budget = settings.UPLOAD_MAX_BYTES, settings.UPLOAD_MAX_REQUEST_PIXELS
     allowance, rate_reason = _upload_allowance(owner)
@@ -77,11 +78,15 @@ def _uploads_judge(*, owner, files: Iterable[UploadedFile], refused: list[tuple[
             continue
         data = upload.read()
         try:
-            info = inspect_image(data)
+            # Headers first: what is over the request's pixels is refused before any is decoded.
+            opened, info = open_lazily(data, max_pixels=MAX_PIXELS)
+            over_budget = pixels + info.width * info.height > pixel_budget
+            if not over_budget:
+                verify_image(opened, info)
         except PreprocessingError as exc:
             refused.append((name, str(exc)))
             continue
-        if pixels + info.width * info.height > pixel_budget:
+        if over_budget:
             refused.append(
                 (
                     name,
@@ -436,6 +441,28 @@ def feedback_give(*, image: DigitImage, user, suggested_number: str | None) -> F
         },
     )
     return feedback
+
+
+@dataclass(frozen=True)
+class FeedbackConfirmation:
+    """What ``feedback_confirm_as_seen`` did: how many it confirmed, and the suggestions it left
+    because they say something else now than staff saw (their owner changed them since)."""
+
+    confirmed: int
+    changed: list[tuple[Feedback, str]]  # each with what staff saw: its ``says`` then
+
+
+def feedback_confirm_as_seen(*, seen: dict[int, str], confirmed_by) -> FeedbackConfirmation:
+    """Confirm each suggestion of ``seen`` (its primary key -> its ``says`` as staff saw it)
+    that still says the same; one changed since is left waiting. The rows are locked while
+    compared and confirmed, so an owner's change cannot slip in between."""
+    with transaction.atomic():
+        rows = Feedback.objects.select_for_update(of=("self",)).filter(pk__in=seen).select_related("image__owner")
+        current = list(rows.order_by("pk"))
+        same = [item for item in current if item.says == seen[item.pk]]
+        confirmed = feedback_confirm(feedback=same, confirmed_by=confirmed_by)
+    changed = [(item, seen[item.pk]) for item in current if item.says != seen[item.pk]]
+    return FeedbackConfirmation(confirmed=confirmed, changed=changed)
 
 
 def feedback_confirm(*, feedback: Iterable[Feedback], confirmed_by) -> int:

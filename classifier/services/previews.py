@@ -10,6 +10,7 @@ task then finds nothing and ends at once.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from datetime import timedelta
 from uuid import UUID
@@ -28,6 +29,10 @@ from ml.verdicts import BLANK, REASONS
 logger = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The canvas is 280x280; a page that draws it larger for a sharp screen (three device pixels
+# to one, 840x840) fits well within this. Checked from the PNG's header before a worker decodes
+# the drawing: an 8000x8000 drawing of 140 KB took one to 2 GB (issue 42).
+DRAWING_MAX_PIXELS = 2_000_000
 
 
 class PreviewRateLimited(Exception):
@@ -50,8 +55,8 @@ def drawing_preview_create(*, owner, drawing: bytes, reading: str = DrawingPrevi
         )
     if len(drawing) > settings.DRAW_PREVIEW_MAX_BYTES:
         raise PreviewError(f"The drawing is larger than {settings.DRAW_PREVIEW_MAX_BYTES // 1000} KB.")
-    if not drawing.startswith(PNG_SIGNATURE):
-        raise PreviewError("Send the drawing as a PNG image.")
+    if refusal := _drawing_refusal(drawing):
+        raise PreviewError(refusal)
     stale = timezone.now() - timedelta(seconds=settings.DRAW_PREVIEW_KEEP_SECONDS)
     with transaction.atomic():
         DrawingPreview.objects.filter(owner=owner).delete()
@@ -59,6 +64,21 @@ def drawing_preview_create(*, owner, drawing: bytes, reading: str = DrawingPrevi
         preview = DrawingPreview.objects.create(owner=owner, drawing=drawing, reading=DrawingPreview.Reading(reading))
         transaction.on_commit(lambda: _enqueue(preview))
     return preview
+
+
+def _drawing_refusal(drawing: bytes) -> str | None:
+    """Why the live answer will not read ``drawing``, for the panel; None when it will. From
+    the PNG's signature and header alone (IHDR comes first, its width and height first in it):
+    the rest of what makes a file costly to decode is the worker's ``open_lazily``'s to judge."""
+    if not drawing.startswith(PNG_SIGNATURE) or drawing[12:16] != b"IHDR" or len(drawing) < 24:
+        return "Send the drawing as a PNG image."
+    width, height = struct.unpack(">II", drawing[16:24])
+    if width * height > DRAWING_MAX_PIXELS:
+        return (
+            f"The drawing is {width}x{height} pixels; the live answer reads drawings of up to "
+            f"{DRAWING_MAX_PIXELS // 1_000_000} megapixels."
+        )
+    return None
 
 
 def _enqueue(preview: DrawingPreview) -> None:
@@ -77,6 +97,9 @@ def drawing_preview_run(*, preview_id: UUID | str) -> DrawingPreview | None:
     preview = DrawingPreview.objects.filter(pk=preview_id).first()
     if preview is None or preview.is_finished:
         return preview
+    if refusal := _drawing_refusal(bytes(preview.drawing)):  # stored before the limit, or not through the page
+        DrawingPreview.objects.filter(pk=preview.pk).update(result={"error": refusal}, finished_at=timezone.now())
+        return DrawingPreview.objects.filter(pk=preview.pk).first()
     try:
         serving = predictor_serving()
     except ModelNotLoaded as exc:

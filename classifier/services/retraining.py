@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from classifier import queueing
-from classifier.models import Flag, ModelVersion, RetrainRun, TrainingExample
-from classifier.selectors import flags_for_training, training_examples_for_training
+from classifier.models import Flag, ModelVersion, RetrainRun, TrainingExample, WorkerHeartbeat
+from classifier.selectors import flags_for_training, heartbeat_window, training_examples_for_training
 from classifier.services.images import correction_training_refusal
 from classifier.services.modelling import (
     mnist_load,
@@ -347,10 +348,57 @@ class _StageRecorder:
         RetrainRun.objects.filter(pk=self.run_id).update(stages=self.stages, **fields)
 
 
+TRAINER_DIED = (
+    "The trainer stopped while retraining (it was killed or crashed); nothing was promoted. "
+    "You can start a new retrain."
+)
+
+
+def retrains_fail_orphaned(*, hostname: str | None = None) -> int:
+    """Fail the running retrains whose trainer died: its heartbeat stopped (beyond
+    ``heartbeat_window``), or it started again as another run (``hostname``: the trainer
+    starting, whatever its heartbeat's age). Beat's requeue_stale, each trainer as it starts
+    and each retrain asked for call it, so a killed retrain fails within a minute and a new one
+    can start. Returns how many failed."""
+    running = RetrainRun.objects.filter(status=RetrainRun.Status.RUNNING, in_progress=True).exclude(trainer="")
+    if hostname is not None:
+        running = running.filter(trainer=hostname)
+    alive = WorkerHeartbeat.objects.filter(seen_at__gte=timezone.now() - timedelta(seconds=heartbeat_window()))
+    if hostname is not None:
+        alive = WorkerHeartbeat.objects.filter(hostname=hostname)
+    runs = dict(alive.values_list("hostname", "run"))
+    orphans = [
+        run.pk
+        for run in running
+        if run.trainer not in runs or (run.trainer_run and runs[run.trainer] != run.trainer_run)
+    ]
+    failed = RetrainRun.objects.filter(pk__in=orphans, status=RetrainRun.Status.RUNNING).update(
+        status=RetrainRun.Status.FAILED, in_progress=False, finished_at=timezone.now(), reason=TRAINER_DIED
+    )
+    if failed:
+        logger.warning("%d retrains failed: their trainer stopped while retraining", failed)
+    return failed
+
+
+def retrain_fail(*, run_id: int | None, timed_out: bool) -> None:
+    """The trainer's process was killed under a running retrain: at its hard time limit
+    (``timed_out``), or by something else (the OOM killer). It fails with the reason, at once."""
+    if timed_out:
+        hours = (settings.RETRAIN_TIME_LIMIT_SECONDS + settings.TASK_HARD_LIMIT_GRACE_SECONDS) / 3600
+        reason = f"The retrain took too long (over {hours:g} h), so the trainer stopped it; nothing was promoted."
+    else:
+        reason = TRAINER_DIED
+    RetrainRun.objects.filter(pk=run_id, in_progress=True).update(
+        status=RetrainRun.Status.FAILED, in_progress=False, finished_at=timezone.now(), reason=reason
+    )
+
+
 def retrain_request(*, epochs: int | None, force: bool, requested_by=None) -> RetrainRun:
     """Queue a retrain on the training queue, recorded as a RetrainRun; RetrainError, saying
-    which, when one is already queued or running. A run with no word for
-    ``RETRAIN_STALE_AFTER_SECONDS`` (its trainer died) no longer counts as one."""
+    which, when one is already queued or running. One whose trainer died no longer counts
+    (``retrains_fail_orphaned``), nor one with no word for ``RETRAIN_STALE_AFTER_SECONDS``
+    (never taken by a trainer)."""
+    retrains_fail_orphaned()
     stale = timezone.now() - timedelta(seconds=settings.RETRAIN_STALE_AFTER_SECONDS)
     RetrainRun.objects.filter(in_progress=True, requested_at__lt=stale).update(
         in_progress=False,
@@ -371,11 +419,15 @@ def retrain_request(*, epochs: int | None, force: bool, requested_by=None) -> Re
     return run
 
 
-def retrain_run(*, run_id: int, log: Callable[[str], None] = logger.info) -> RetrainRun:
-    """Carry out a queued RetrainRun in the trainer: running, each stage recorded with its
-    progress as it goes, then promoted, kept or failed with the reason."""
+def retrain_run(*, run_id: int, trainer: str = "", log: Callable[[str], None] = logger.info) -> RetrainRun:
+    """Carry out a queued RetrainRun in the trainer (hostname ``trainer``, whose run it
+    records): running, each stage recorded with its progress as it goes, then promoted, kept
+    or failed with the reason."""
     run = RetrainRun.objects.get(pk=run_id)
-    RetrainRun.objects.filter(pk=run_id).update(status=RetrainRun.Status.RUNNING, started_at=timezone.now())
+    trainer_run = WorkerHeartbeat.objects.filter(hostname=trainer).values_list("run", flat=True).first() or ""
+    RetrainRun.objects.filter(pk=run_id).update(
+        status=RetrainRun.Status.RUNNING, started_at=timezone.now(), trainer=trainer, trainer_run=trainer_run
+    )
     stages = _StageRecorder(run_id)
 
     def progress(line: str) -> None:
@@ -388,6 +440,13 @@ def retrain_run(*, run_id: int, log: Callable[[str], None] = logger.info) -> Ret
     except NothingToLearn as exc:
         hint = f'To fine-tune on MNIST alone, retrain with "{RetrainRun.FORCE_LABEL}" ticked.'
         outcome |= {"status": RetrainRun.Status.FAILED, "reason": f"{exc} {hint}"}
+    except SoftTimeLimitExceeded:
+        limit = settings.RETRAIN_TIME_LIMIT_SECONDS
+        outcome |= {
+            "status": RetrainRun.Status.FAILED,
+            "reason": f"The retrain took too long (over {limit / 3600:g} h), so the trainer stopped it; "
+            "nothing was promoted. You can start a new retrain.",
+        }
     except (RetrainError, MnistDataError) as exc:
         outcome |= {"status": RetrainRun.Status.FAILED, "reason": str(exc)}
     except Exception as exc:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
@@ -93,6 +94,8 @@ def predictor_serving() -> Serving:
         return _fallback(active)
     try:
         serving = _load(active)
+    except SoftTimeLimitExceeded:
+        raise  # the task's time ran out while loading: the version itself is not at fault
     except Exception as exc:
         _record_failure(active, exc)
         return _fallback(active)

@@ -100,26 +100,34 @@ def model_version_verify(version: ModelVersion) -> Path:
 
 def _unpack(version: ModelVersion, archive: Path, into: Path) -> None:
     """Unpack ``archive`` with tarfile's ``data`` filter (no links out, no ``../``, no devices),
-    at most ``MODEL_ARCHIVE_MAX_BYTES`` in all, checked member by member before it is written."""
-    limit, total = settings.MODEL_ARCHIVE_MAX_BYTES, 0
-
-    def bounded(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
-        nonlocal total
-        total += member.size
-        if total > limit:
-            raise ModelVersionUnavailable(
-                f"Model version {version.number}'s archive unpacks to more than {limit:,} bytes "
-                "(MODEL_ARCHIVE_MAX_BYTES), so it is not read."
-            )
-        return tarfile.data_filter(member, path)
-
+    once its headers say it holds at most ``MODEL_ARCHIVE_MAX_MEMBERS`` members and
+    ``MODEL_ARCHIVE_MAX_BYTES`` in all: nothing is written before both are known."""
     try:
         with tarfile.open(archive) as files:
-            files.extractall(into, filter=bounded)
+            _check_members(version, files)
+            files.extractall(into, filter=tarfile.data_filter)
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise ModelVersionUnavailable(
             f"Model version {version.number}'s archive could not be unpacked safely ({exc}), so it is not read."
         ) from exc
+
+
+def _check_members(version: ModelVersion, files: tarfile.TarFile) -> None:
+    """Read the archive's headers, stopping at the first member past either cap."""
+    most_members, most_bytes = settings.MODEL_ARCHIVE_MAX_MEMBERS, settings.MODEL_ARCHIVE_MAX_BYTES
+    total = 0
+    for count, member in enumerate(files, start=1):
+        total += member.size
+        if count > most_members:
+            raise ModelVersionUnavailable(
+                f"Model version {version.number}'s archive holds more than {most_members:,} files and folders "
+                "(MODEL_ARCHIVE_MAX_MEMBERS), so it is not read."
+            )
+        if total > most_bytes:
+            raise ModelVersionUnavailable(
+                f"Model version {version.number}'s archive unpacks to more than {most_bytes:,} bytes "
+                "(MODEL_ARCHIVE_MAX_BYTES), so it is not read."
+            )
 
 
 def _sha256(path: Path) -> str:

@@ -12,11 +12,14 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image
 
 import ml.preprocessing  # noqa: F401  (registers the HEIF plugin, with which Pillow also writes HEIC)
+from ml.decoding_limits import MAX_PIXELS_PER_BYTE
+from ml.tests.bombs import blank_canvas, gif_with_logical_screen, progressive_scan_bomb
 from ml.tests.conftest import upscale
 from ml.tests.modes import MODES
 
@@ -79,15 +82,34 @@ def _rle8_bmp(width: int, height: int) -> bytes:
     return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + palette + pixels
 
 
-# Each accepted format at (nearly) the 64-megapixel limit, in as few bytes as it allows: what
+def _padded(data: bytes) -> bytes:
+    """An image file with zeros after its end, up to the byte per MAX_PIXELS_PER_BYTE pixels an
+    image this large must come in (``ml.decoding_limits``): padding passes that rule, and
+    costs an attacker a megabyte sent for each such image."""
+    width, height = Image.open(io.BytesIO(data)).size
+    return data + bytes(max(0, -(-width * height // MAX_PIXELS_PER_BYTE) - len(data)))
+
+
+# Each accepted format at (nearly) the 64-megapixel limit, in as few bytes as our rules allow
+# (about 1 MB, padded; JPEGs, decoded at an eighth of their size, in as few as it takes): what
 # the web process must not decode (classifier/tests/test_upload_bounds.py).
 NEAR_LIMIT: dict[str, Callable[[], bytes]] = {
-    "png": lambda: _rgba_png(8000, 7999),
-    "webp": lambda: _save(Image.new("RGBA", (16383, 3906), "white"), "WEBP", lossless=True, method=0),
-    "tiff": lambda: _save(Image.new("RGBA", (8000, 7999), "white"), "TIFF", compression="tiff_deflate"),
-    "gif": lambda: _save(Image.new("L", (8000, 7999), 255), "GIF"),
-    "bmp": lambda: _rle8_bmp(8000, 7999),
+    "png": lambda: _padded(_rgba_png(8000, 7999)),
+    "webp": lambda: _padded(_save(Image.new("RGBA", (16383, 3906), "white"), "WEBP", lossless=True, method=0)),
+    "tiff": lambda: _padded(_save(Image.new("RGBA", (8000, 7999), "white"), "TIFF", compression="tiff_deflate")),
+    "gif": lambda: _padded(_save(Image.new("L", (8000, 7999), 255), "GIF")),
+    "bmp": lambda: _padded(_rle8_bmp(8000, 7999)),
     "jpeg": lambda: _save(Image.new("L", (8000, 7999), 255), "JPEG", quality=50),
+}
+
+# Small files whose decoding costs far more than their size says (issue 42), refused before it
+# with these words, in the web process and the worker alike.
+SCAN_BOMB = "built in an unusual way"
+SMALL_FILE_HUGE_IMAGE = "unpacks to an image of"
+COSTLY_TO_DECODE: dict[str, tuple[Callable[[], bytes], str]] = {
+    "scan-bomb.jpg": (progressive_scan_bomb, SCAN_BOMB),  # 8000x8000, 2,006 scans, ~440 KB
+    "logical-screen.gif": (gif_with_logical_screen, SMALL_FILE_HUGE_IMAGE),  # 8000x8000 in 37 bytes
+    "blank-canvas.webp": (partial(blank_canvas, "WEBP", quality=50, method=0), SMALL_FILE_HUGE_IMAGE),
 }
 
 
@@ -140,6 +162,7 @@ def corpus(examples: dict[int, np.ndarray], *, max_bytes: int) -> list[Case]:
         Case("drawing.svg", svg, refused=NOT_AN_IMAGE),
         Case("scan.pdf", pdf, refused=NOT_AN_IMAGE),
         Case("bomb.png", decompression_bomb(), refused="too many pixels"),
+        *(Case(name, make(), refused=reason) for name, (make, reason) in COSTLY_TO_DECODE.items()),
         Case("huge.png", png + bytes(max_bytes + 1 - len(png)), refused=f"larger than {max_bytes // 1_000_000} MB"),
         Case("animated.gif", gif, digit=4),
         Case("pages.tiff", tiff, digit=5),

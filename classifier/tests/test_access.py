@@ -300,3 +300,28 @@ def test_staff_who_may_only_view_images_cannot_flag_them_anywhere(client, image)
     assert "flag_selected" not in page and "mark_reviewed" not in page
     client.post(changelist, {"action": "flag_selected", "_selected_action": [image.pk], "apply": "1", "note": ""})
     assert not Flag.objects.exists()
+
+
+def test_staff_who_may_only_change_flags_cannot_change_what_a_flag_says(client, image):
+    """Issue 42: change_flag alone let staff rewrite a flag's digit in the admin. Changing what a
+    flag says is flagging, so it needs what flagging needs; with change_flag alone the page is
+    read-only and a POST is refused. A reviewer's change is recorded as theirs."""
+    from django.contrib.auth.models import Permission
+
+    flag = Flag.objects.create(image=image, correct_number="3", flagged_by=ReviewerFactory())
+    url = reverse("admin:classifier_flag_change", args=[flag.pk])
+    changed = {"correct_number": "5", "correct_digit": "5", "note": "changed"}
+    editor = UserFactory(is_staff=True)
+    editor.user_permissions.add(Permission.objects.get(codename="change_flag"))
+    client.force_login(editor)
+    page = client.get(url)
+    assert page.status_code == 200 and 'name="correct_number"' not in page.content.decode()
+    assert client.post(url, changed).status_code == 403
+    flag.refresh_from_db()
+    assert (flag.correct_number, flag.correct_digit, flag.note) == ("3", 3, "")
+
+    reviewer = ReviewerFactory()
+    client.force_login(reviewer)
+    assert client.post(url, changed).status_code == 302
+    flag.refresh_from_db()
+    assert (flag.correct_number, flag.correct_digit, flag.note, flag.flagged_by) == ("5", 5, "changed", reviewer)

@@ -1,3 +1,6 @@
+import html
+import re
+
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
@@ -26,6 +29,21 @@ def classified(mnist):
     for image in images:
         prediction_run(image_id=image.pk)
     return images
+
+
+def opened_feedback_list(client) -> dict[str, str]:
+    """What the feedback list showed of each row: the hidden fields its action form posts (as a
+    browser would: those inside the form)."""
+    page = client.get(reverse("admin:classifier_feedback_changelist")).content.decode()
+    form = page[page.index('<form id="changelist-form"') :]
+    found = re.findall(r'<input type="hidden" name="(seen_\d+)" value="([^"]*)">', form[: form.index("</form>")])
+    return {name: html.unescape(value) for name, value in found}
+
+
+def confirm_feedback(client, feedback, shown: dict[str, str]):
+    """Tick ``feedback`` on the list ``shown`` and confirm them as flags."""
+    form = {"action": "confirm_as_flags", ACTION_CHECKBOX_NAME: [item.pk for item in feedback]} | shown
+    return client.post(reverse("admin:classifier_feedback_changelist"), form, follow=True)
 
 
 def test_image_list_shows_thumbnails_digits_and_filters(staff_client, classified):
@@ -137,12 +155,53 @@ def test_staff_confirm_owner_feedback_into_flags(staff_client, classified):
         assert f"By {title}" in html
 
     chosen = Feedback.objects.get(image=first)
-    response = staff_client.post(url, {"action": "confirm_as_flags", ACTION_CHECKBOX_NAME: [chosen.pk]}, follow=True)
+    response = confirm_feedback(staff_client, [chosen], opened_feedback_list(staff_client))
     assert "1 suggestion confirmed as flags." in response.content.decode()
     flag = Flag.objects.get(image=first)
     assert flag.correct_digit == chosen.suggested_digit and flag.flagged_by == staff_client.staff
     assert not Flag.objects.filter(image=second).exists()
     assert len(staff_client.get(url, {"confirmed": "no"}).context["cl"].result_list) == 1
+
+
+def test_a_suggestion_changed_after_the_list_was_opened_is_not_confirmed(staff_client, classified):
+    """Issue 42, finding 5: a person suggests a digit, staff open the list (it shows that digit),
+    the person switches to "not a digit" through the API, staff confirm: that was confirmed
+    as a not-a-digit flag in staff's name. Staff confirm what they saw; the rest still goes."""
+    from rest_framework.test import APIClient
+
+    from classifier.models import Feedback
+    from classifier.services import feedback_give
+
+    changing, steady, unseen = classified
+    for image in classified:
+        feedback_give(image=image, user=image.owner, suggested_number=str((image.prediction.digit + 1) % 10))
+    said = Feedback.objects.get(image=changing).says.removeprefix("is ")
+    shown = opened_feedback_list(staff_client)
+    owner = APIClient()
+    owner.force_authenticate(changing.owner)
+    switched = owner.post(reverse("api:image-feedback", args=[changing.pk]), {"not_a_digit": True}, format="json")
+    assert switched.status_code == 200 and switched.json()["not_a_digit"]
+
+    response = confirm_feedback(staff_client, Feedback.objects.filter(image__in=[changing, steady]), shown)
+    text = html.unescape(response.content.decode())
+    assert not Flag.objects.filter(image=changing).exists()
+    assert not Feedback.objects.get(image=changing).is_confirmed
+    assert (
+        f"The suggestion on {changing.original_name} changed after you opened the list: it now says "
+        f'"not a digit", where the list said "{said}". It was not confirmed: look again before confirming.'
+    ) in text
+    assert "1 suggestion confirmed as flags." in text
+    assert Flag.objects.get(image=steady).flagged_by == staff_client.staff
+
+    # Selected without being shown ("select all" across pages): not confirmed either, and said.
+    response = confirm_feedback(staff_client, Feedback.objects.filter(image=unseen), {})
+    assert "1 selected suggestion was not on the page, so it was not confirmed" in response.content.decode()
+    assert not Flag.objects.filter(image=unseen).exists()
+
+    # The list opened again shows the change; confirming it now confirms what staff saw.
+    assert opened_feedback_list(staff_client)[f"seen_{Feedback.objects.get(image=changing).pk}"] == "is not a digit"
+    confirm_feedback(staff_client, Feedback.objects.filter(image=changing), opened_feedback_list(staff_client))
+    assert Flag.objects.get(image=changing).not_a_digit
 
 
 def test_the_image_list_shows_the_owners_waiting_feedback(staff_client, classified):
@@ -236,10 +295,9 @@ def test_feedback_list_shows_suggested_numbers_and_confirming_flags_them(staff_c
     feedback_give(image=number_image, user=number_image.owner, suggested_number="721")
     url = reverse("admin:classifier_feedback_changelist")
     html = staff_client.get(url).content.decode()
-    assert '<td class="field-owner_says">721</td>' in html
+    assert '<td class="field-owner_says">721<input type="hidden"' in html
     assert "3 digits given, 4 found: kept, not trained on." in html
-    chosen = Feedback.objects.get()
-    staff_client.post(url, {"action": "confirm_as_flags", ACTION_CHECKBOX_NAME: [chosen.pk]})
+    confirm_feedback(staff_client, [Feedback.objects.get()], opened_feedback_list(staff_client))
     assert Flag.objects.get(image=number_image).says == "is 721"
 
 
@@ -250,9 +308,9 @@ def test_a_person_s_not_a_digit_is_confirmed_into_a_flag_that_trains_whatever_wa
     feedback_give(image=number_image, user=number_image.owner, suggested_number=None)
     url = reverse("admin:classifier_feedback_changelist")
     html = staff_client.get(url).content.decode()
-    assert '<td class="field-owner_says">not a digit</td>' in html
+    assert '<td class="field-owner_says">not a digit<input type="hidden"' in html
     assert '<td class="field-training">trained on</td>' in html  # four digits were read: it trains all the same
-    staff_client.post(url, {"action": "confirm_as_flags", ACTION_CHECKBOX_NAME: [Feedback.objects.get().pk]})
+    confirm_feedback(staff_client, [Feedback.objects.get()], opened_feedback_list(staff_client))
     flag = Flag.objects.get(image=number_image)
     assert (flag.not_a_digit, flag.correct_number, flag.says) == (True, "", "is not a digit")
 

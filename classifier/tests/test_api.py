@@ -391,3 +391,22 @@ def test_text_in_the_images_field_gets_a_message_a_person_understands(api):
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert errors == [{"file": "", "error": "`images` must be files sent as multipart/form-data, not text."}]
+
+
+def test_a_refused_value_is_never_echoed_back_whole(api, png):
+    """Issue 42: a 100 KB invalid `reading` came back whole in the refusal. The answer quotes
+    only its start and says which values are accepted; the same for a history filter."""
+    huge = "x" * 100_000
+    upload = {"images": [SimpleUploadedFile("x.png", png)], "reading": huge}
+    refused = api.post(reverse("api:image-list"), upload, format="multipart")
+    assert refused.status_code == 400 and len(refused.content) < 1_000
+    assert refused.json()["errors"] == [
+        {"file": "", "error": "reading is auto, digit or number, not xxxxxxxxxxxxxxxxxxx…."}
+    ]
+    listed = api.get(reverse("api:image-list"), {"reading": huge, "status": huge})
+    assert listed.status_code == 400 and len(listed.content) < 1_000
+    assert listed.json()["reading"] == [
+        "Select a valid choice. xxxxxxxxxxxxxxxxxxx… is not one of the available choices. "
+        "Accepted: auto, digit, number."
+    ]
+    assert not DigitImage.objects.exists()

@@ -29,7 +29,7 @@ def running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def test_the_embedded_beat_requeues_stranded_images_on_a_fresh_clone(client, worker_env, tmp_path, mnist):
+def test_the_embedded_beat_requeues_stranded_images_on_a_fresh_clone(admin_client, worker_env, tmp_path, mnist):
     # A fresh clone has no var/ (only the default broker folder creates it): the schedule file's
     # folder does not exist. Beat queues requeue_stale every second here instead of every minute.
     schedule = tmp_path / "fresh-clone" / "var" / "celerybeat-schedule"
@@ -42,7 +42,7 @@ def test_the_embedded_beat_requeues_stranded_images_on_a_fresh_clone(client, wor
         wait_until_finished([stranded.pk], worker, timeout=90)
         stranded.refresh_from_db()
         assert stranded.prediction.digit == mnist.test.labels[0]
-        body = client.get("/healthz").json()
+        body = admin_client.get("/healthz").json()
         assert body["requeue_stale"]["last_run_seconds_ago"] < 10
         assert body["requeue_stale"]["overdue"] is False
     finally:

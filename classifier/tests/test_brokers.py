@@ -9,8 +9,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from classifier.models import DigitImage
-from classifier.tests.conftest import broker, wait_until_finished
+from classifier.models import DigitImage, RequeueRun
+from classifier.tests.conftest import Worker, broker, wait_until_finished
 from classifier.tests.factories import UserFactory
 from digitsite.brokers import filesystem_broker_options
 from ml.tests.conftest import encode
@@ -31,6 +31,21 @@ def upload(client, image) -> int:
     )
     assert "uploaded; classifying now." in response.content.decode()
     return DigitImage.objects.latest("pk").pk
+
+
+def replace_by_a_file(queue: Path, tmp_path: Path) -> None:
+    """The worker makes a missing folder again, so the file takes its place in a retried swap."""
+    replacement = tmp_path / "not-a-folder"
+    replacement.write_bytes(b"not a folder")
+    for attempt in range(100):
+        if queue.is_dir():
+            shutil.rmtree(queue.rename(tmp_path / f"moved-away-{attempt}"))
+        try:
+            replacement.rename(queue)
+            break
+        except OSError:  # made again between the two renames
+            continue
+    assert queue.is_file()
 
 
 @pytest.mark.slow
@@ -59,18 +74,7 @@ def test_a_broker_folder_replaced_by_a_file_gets_back_off_and_one_line_per_chang
     wait_until_finished([upload(client, mnist.test.images[0])], worker)
     queue = Path(broker_env["CELERY_BROKER_FOLDER"]) / "queue"
     before = len(worker.log_path.read_text().splitlines())
-    # The worker makes a missing folder again, so the file takes its place in a retried swap.
-    replacement = tmp_path / "not-a-folder"
-    replacement.write_bytes(b"not a folder")
-    for attempt in range(100):
-        if queue.is_dir():
-            shutil.rmtree(queue.rename(tmp_path / f"moved-away-{attempt}"))
-        try:
-            replacement.rename(queue)
-            break
-        except OSError:  # made again between the two renames
-            continue
-    assert queue.is_file()
+    replace_by_a_file(queue, tmp_path)
     time.sleep(15)
     assert worker.poll() is None, f"the worker died; see {worker.log_path}"
     during = worker.log_path.read_text().splitlines()[before:]
@@ -85,14 +89,14 @@ def test_a_broker_folder_replaced_by_a_file_gets_back_off_and_one_line_per_chang
 
 
 @pytest.mark.django_db
-def test_healthz_finds_a_broker_folder_that_is_gone(client, broker_env):
-    assert client.get("/healthz").json()["broker"] == "ok"
+def test_healthz_finds_a_broker_folder_that_is_gone(admin_client, broker_env):
+    assert admin_client.get("/healthz").json()["broker"] == "ok"
     shutil.rmtree(broker_env["CELERY_BROKER_FOLDER"])
-    response = client.get("/healthz")
+    response = admin_client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["broker"] == "unreachable (FileNotFoundError)"
     filesystem_broker_options(broker_env["CELERY_BROKER_FOLDER"])  # creates the folders again
-    assert client.get("/healthz").json()["broker"] == "ok"
+    assert admin_client.get("/healthz").json()["broker"] == "ok"
 
 
 # A separate process writes, as the web process does for the worker.
@@ -140,3 +144,30 @@ def test_a_message_is_never_read_before_it_is_written_whole(tmp_path):
         inbox.close()
     assert sorted(m["n"] for m in received) == list(range(count))
     assert all(m["padding"] == "x" * 4000 for m in received)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_embedded_beat_backs_off_and_says_so_once_when_its_broker_folder_is_a_file(worker_env, tmp_path):
+    """Beat, embedded in the worker, cannot send its runs for 8 s: it tries again every few
+    seconds, and says so once and once more when it can send again (it wrote about 200 lines
+    a second: issue 42)."""
+    env = worker_env | {"REQUEUE_STALE_INTERVAL_SECONDS": "1"}
+    worker = Worker(env, tmp_path / "worker.log", args=("--beat", "--schedule", str(tmp_path / "schedule"))).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not RequeueRun.objects.exists():  # beat's runs arrive
+            assert time.monotonic() < deadline and worker.poll() is None, worker.log_path.read_text()[-3000:]
+            time.sleep(0.3)
+        queue = Path(env["CELERY_BROKER_FOLDER"]) / "queue"
+        before = len(worker.log_path.read_text().splitlines())
+        replace_by_a_file(queue, tmp_path)
+        time.sleep(8)
+        during = worker.log_path.read_text().splitlines()[before:]
+        assert sum("beat could not send" in line for line in during) == 1, "\n".join(during[-20:])
+        assert len(during) <= 20, f"{len(during)} lines in 8 s:\n" + "\n".join(during[-20:])
+        queue.unlink()
+        time.sleep(4)
+        assert "beat sends its runs again" in worker.log_path.read_text()
+        assert worker.poll() is None
+    finally:
+        worker.stop()

@@ -4,6 +4,7 @@ storage and queue settings, the health endpoint, workers' heartbeats."""
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -215,10 +216,11 @@ def test_retrain_can_be_queued_for_the_training_workers(broker_env, tmp_path, dj
 
 
 @pytest.mark.django_db
-def test_healthz_reports_database_broker_and_workers(client, settings):
+def test_healthz_reports_database_broker_and_workers(client, admin_client, settings):
     from classifier.models import WorkerHeartbeat
 
-    body = client.get("/healthz").json()
+    assert client.get("/healthz").json() == {"status": "degraded"}  # the reasons are for staff only
+    body = admin_client.get("/healthz").json()
     assert body == {
         "status": "degraded",
         "database": "ok",
@@ -226,12 +228,13 @@ def test_healthz_reports_database_broker_and_workers(client, settings):
         "workers": {"alive": 0, "hosts": []},
         "requeue_stale": {"last_run_seconds_ago": None, "requeued": None, "overdue": False},
         "model": {"version": 1, "status": "ok"},
+        "trainer": {"status": "no answer yet", "hostname": None, "answered_seconds_ago": None},
     }
     now = timezone.now()
     WorkerHeartbeat.objects.create(hostname="celery@a", seen_at=now, started_at=now)
     stale = now - timedelta(seconds=10 * settings.WORKER_HEARTBEAT_SECONDS)
     WorkerHeartbeat.objects.create(hostname="celery@gone", seen_at=stale, started_at=stale)
-    response = client.get("/healthz")
+    response = admin_client.get("/healthz")
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     body = response.json()
     assert body["status"] == "ok" and body["workers"]["alive"] == 1
@@ -239,29 +242,29 @@ def test_healthz_reports_database_broker_and_workers(client, settings):
 
 
 @pytest.mark.django_db
-def test_healthz_is_degraded_when_beat_has_not_run_requeue_stale_lately(client, settings):
+def test_healthz_is_degraded_when_beat_has_not_run_requeue_stale_lately(admin_client, settings):
     from classifier.models import RequeueRun, WorkerHeartbeat
     from classifier.queueing import requeue_run_record
 
     now = timezone.now()
     overdue = now - timedelta(seconds=3 * settings.REQUEUE_STALE_INTERVAL_SECONDS + 5)
     worker = WorkerHeartbeat.objects.create(hostname="celery@a", seen_at=now, started_at=now)
-    body = client.get("/healthz").json()
+    body = admin_client.get("/healthz").json()
     assert body["status"] == "ok"  # a worker just started: beat's first run is not due yet
     assert body["requeue_stale"] == {"last_run_seconds_ago": None, "requeued": None, "overdue": False}
     worker.started_at = overdue
     worker.save()
-    body = client.get("/healthz").json()
+    body = admin_client.get("/healthz").json()
     assert body["status"] == "degraded" and body["requeue_stale"]["overdue"] is True  # beat never ran
     requeue_run_record(requeued=4)
-    body = client.get("/healthz").json()
+    body = admin_client.get("/healthz").json()
     assert body["status"] == "ok"
     assert body["requeue_stale"]["requeued"] == 4 and body["requeue_stale"]["last_run_seconds_ago"] < 5
     RequeueRun.objects.update(ran_at=overdue)
-    body = client.get("/healthz").json()
+    body = admin_client.get("/healthz").json()
     assert body["status"] == "degraded" and body["requeue_stale"]["overdue"] is True  # beat stopped
     WorkerHeartbeat.objects.all().delete()
-    body = client.get("/healthz").json()
+    body = admin_client.get("/healthz").json()
     assert body["requeue_stale"]["overdue"] is False  # without workers nothing would run it anyway
 
 
@@ -277,11 +280,11 @@ def test_requeue_stale_records_its_run(broker_env):
 
 
 @pytest.mark.django_db
-def test_healthz_answers_503_when_the_broker_is_down(client, tmp_path):
+def test_healthz_answers_503_when_the_broker_is_down(admin_client, tmp_path):
     from classifier.tests.conftest import broker_down
 
     with broker_down():
-        response = client.get("/healthz")
+        response = admin_client.get("/healthz")
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "down" and body["database"] == "ok" and body["broker"].startswith("unreachable")
@@ -291,15 +294,15 @@ def test_the_containers_health_check_gets_an_answer_under_production_settings(tm
     """Plain HTTP from 127.0.0.1 inside the container: no HTTPS redirect, no bad-host 400."""
     answer = _settings_in_a_fresh_process(
         "from django.test import Client; r = Client().get('/healthz', HTTP_HOST='127.0.0.1:8000'); "
-        "print(r.status_code, r.json()['database'])",
+        "print(r.status_code, r.json()['status'])",
         PRODUCTION="true",
-        SECRET_KEY="x" * 60,
+        SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS="digits.example.com",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         CELERY_BROKER_URL="filesystem://",
         CELERY_BROKER_FOLDER=str(tmp_path / "broker"),
     )
-    assert answer == "200 ok"
+    assert answer == "200 degraded"  # database and broker answer; no worker runs here
 
 
 @pytest.mark.slow
@@ -307,7 +310,7 @@ def test_pages_render_with_the_static_files_production_collects(tmp_path):
     """The image collects hashed files; a page under PRODUCTION finds each in the manifest."""
     env = {
         "PRODUCTION": "true",
-        "SECRET_KEY": "x" * 60,
+        "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "digits.example.com",
         "STATIC_ROOT": str(tmp_path / "static"),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
@@ -343,7 +346,7 @@ def test_slow_clients_do_not_hold_up_the_web_process(tmp_path):
     command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")} | {
         "PRODUCTION": "true",
-        "SECRET_KEY": "x" * 60,
+        "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "digits.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "CELERY_BROKER_URL": "filesystem://",
@@ -372,7 +375,7 @@ def test_slow_clients_do_not_hold_up_the_web_process(tmp_path):
         time.sleep(1)  # gunicorn has taken them and waits for the rest of their headers
         started = time.monotonic()
         with urllib.request.urlopen(url, timeout=10) as response:
-            assert json.load(response)["database"] == "ok"
+            assert json.load(response)["status"] == "degraded"  # it answers: database and broker up, no worker
         assert time.monotonic() - started < 2
     finally:
         for client in slow:

@@ -97,7 +97,7 @@ def test_requeue_stale_classifies_images_the_broker_lost(worker, mnist):
     assert fresh.status == DigitImage.Status.PENDING  # queued lately: it may still be on its way
 
 
-def test_a_running_worker_shows_in_healthz_until_it_stops(client, worker):
+def test_a_running_worker_shows_in_healthz_until_it_stops(admin_client, worker):
     from classifier.models import WorkerHeartbeat
 
     deadline = time.monotonic() + 90
@@ -105,12 +105,12 @@ def test_a_running_worker_shows_in_healthz_until_it_stops(client, worker):
         assert time.monotonic() < deadline, "the worker never recorded a heartbeat"
         assert worker.poll() is None
         time.sleep(0.3)
-    body = client.get("/healthz").json()
+    body = admin_client.get("/healthz").json()
     assert body["status"] == "ok" and body["workers"]["alive"] == 1
     assert body["workers"]["hosts"][0]["hostname"].startswith("celery@")
     worker.stop()  # a clean shutdown says so at once
     assert not WorkerHeartbeat.objects.exists()
-    assert client.get("/healthz").json()["status"] == "degraded"
+    assert admin_client.get("/healthz").json()["status"] == "degraded"
 
 
 @pytest.mark.parametrize("broker_env", ["embedded"], indirect=True)

@@ -98,8 +98,41 @@ def test_a_single_digit_drawing_carries_its_number_too(mnist):
 
 
 def test_a_drawing_that_cannot_be_read_gets_the_reason(mnist):
-    preview = drawing_preview_create(owner=UserFactory(), drawing=b"\x89PNG\r\n\x1a\n but then garbage")
+    cut_short = canvas(mnist)[:60]  # its header whole, its pixels cut off
+    preview = drawing_preview_create(owner=UserFactory(), drawing=cut_short)
     assert "error" in drawing_preview_run(preview_id=preview.pk).result
+
+
+def blank_drawing(side: int) -> bytes:
+    """A white ``side`` x ``side`` drawing: 72 KB as PNG at 8000x8000, within the byte limit."""
+    return encode(np.full((side, side), 255, dtype=np.uint8))
+
+
+def test_a_drawing_larger_than_any_canvas_is_refused_from_its_header(signed_in, settings):
+    """Issue 42: an 8000x8000 drawing of 140 KB took a worker to 2 GB, the live answer having no
+    pixel limit of its own. The 280x280 canvas drawn at three device pixels to one is 840x840;
+    up to 2 megapixels is read, anything larger refused before any worker sees it."""
+    drawing = blank_drawing(8000)
+    assert len(drawing) < settings.DRAW_PREVIEW_MAX_BYTES
+    started = time.process_time()
+    response = post(signed_in, drawing)
+    assert time.process_time() - started < 0.5
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "The drawing is 8000x8000 pixels; the live answer reads drawings of up to 2 megapixels."
+    }
+    assert not DrawingPreview.objects.exists()
+    assert post(signed_in, blank_drawing(1414)).status_code == 202  # 1.999 megapixels
+    assert post(signed_in, blank_drawing(1415)).status_code == 400
+
+
+def test_the_worker_checks_a_drawings_size_before_decoding_it():
+    """A drawing stored without the page's check is refused by the worker from its header too."""
+    preview = DrawingPreview.objects.create(owner=UserFactory(), drawing=blank_drawing(8000))
+    started = time.process_time()
+    done = drawing_preview_run(preview_id=preview.pk)
+    assert time.process_time() - started < 0.5
+    assert done.is_finished and "live answer reads drawings of up to 2 megapixels" in done.result["error"]
 
 
 # --- The pages ----------------------------------------------------------------------------------
@@ -192,3 +225,21 @@ def test_live_answers_are_rate_limited_per_person_with_a_reason(signed_in, clien
     signed_in.logout()
     signed_in.force_login(UserFactory())
     assert post(signed_in, canvas(mnist)).status_code == 202
+
+
+def test_a_dot_grid_drawn_is_answered_at_once(signed_in, user, mnist):
+    """Issue 42's 440-byte PNG of 15,000 specks held the only classifying worker for minutes:
+    its live answer now costs milliseconds, in ``auto`` and when a number is asked for."""
+    from ml.tests.test_bounded_reading import CPU_BOUND, ISSUE_GRID
+
+    drawing_preview_run(preview_id=drawing_preview_create(owner=user, drawing=canvas(mnist)).pk)  # the model loads
+    url = post(signed_in, ISSUE_GRID).json()["url"]
+    started = time.process_time()
+    drawing_preview_run(preview_id=DrawingPreview.objects.get(owner=user).pk)
+    assert time.process_time() - started < CPU_BOUND
+    assert signed_in.get(url).status_code == 200
+    number = drawing_preview_create(owner=user, drawing=ISSUE_GRID, reading=DrawingPreview.Reading.NUMBER)
+    started = time.process_time()
+    answer = drawing_preview_run(preview_id=number.pk).result
+    assert time.process_time() - started < CPU_BOUND
+    assert "too many separate marks" in answer["error"]

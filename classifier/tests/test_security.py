@@ -423,3 +423,100 @@ def test_sign_ups_are_limited_per_client_address_with_a_clear_page(client, setti
     assert not get_user_model().objects.filter(username="bulk3").exists()
     # Other addresses are not affected.
     assert sign_up("other", "10.0.0.2").status_code == 302
+
+
+# --- Behind a reverse proxy: each client counted on its own address (issue 42, finding 6) ------
+
+PROXY = "10.0.0.254"  # behind the proxy every request comes from its address
+
+
+def _through_the_proxy(client, url, fields, forwarded):
+    return client.post(url, fields, REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forwarded)
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_behind_a_trusted_proxy_one_client_s_wrong_passwords_do_not_lock_out_another(client, settings):
+    """The red-team case: 5 wrong passwords from one client locked the owner out from another,
+    because both came from the proxy's address. The attacker also writes the owner's address
+    in X-Forwarded-For; the proxy appends the address it saw, and only that one counts."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    user = UserFactory()
+    login, owner, attacker = reverse("login"), "198.51.100.7", "203.0.113.9"
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        _through_the_proxy(client, login, {"username": user.username, "password": "wrong"}, f"{owner}, {attacker}")
+    right = {"username": user.username, "password": PASSWORD}
+    assert _through_the_proxy(client, login, right, attacker).status_code == 429
+    response = _through_the_proxy(client, login, right, owner)
+    assert response.status_code == 302 and client.session["_auth_user_id"] == str(user.pk)
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_without_a_trusted_proxy_a_forged_forwarded_address_changes_nothing(client, settings):
+    assert settings.TRUSTED_PROXY_COUNT == 0  # the default: no proxy of ours writes the header
+    user = UserFactory()
+    login = reverse("login")
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        wrong = {"username": user.username, "password": "wrong"}
+        client.post(login, wrong, REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}")
+    right = {"username": user.username, "password": PASSWORD}
+    assert client.post(login, right, REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="198.51.100.99").status_code == 429
+
+
+@pytest.mark.usefixtures("fresh_cache")
+def test_behind_a_trusted_proxy_sign_ups_and_resets_are_counted_per_forwarded_address(client, settings, mailoutbox):
+    from django.contrib.auth import get_user_model
+
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.SIGNUP_RATE_PER_ADDRESS = 2
+    settings.PASSWORD_RESET_RATE_PER_ADDRESS = 1
+    passphrase = "a long passphrase 4711"
+
+    def sign_up(name, forwarded):
+        client.logout()
+        fields = {"username": name, "password1": passphrase, "password2": passphrase}
+        return _through_the_proxy(client, reverse("classifier:signup"), fields, forwarded)
+
+    assert [sign_up(f"bulk{n}", "203.0.113.9").status_code for n in range(3)] == [302, 302, 429]
+    assert sign_up("neighbour", "198.51.100.7").status_code == 302
+    assert get_user_model().objects.filter(username__in=["bulk2", "neighbour"]).count() == 1
+
+    UserFactory(email="a@example.com"), UserFactory(email="b@example.com")
+    client.logout()
+    for email in ("a@example.com", "b@example.com"):  # the second is over the one-per-address limit
+        _through_the_proxy(client, reverse("password_reset"), {"email": email}, "203.0.113.9")
+    _through_the_proxy(client, reverse("password_reset"), {"email": "b@example.com"}, "198.51.100.7")
+    assert [m.to for m in mailoutbox] == [["a@example.com"], ["b@example.com"]]
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "expected"),
+    [
+        (0, "198.51.100.7", PROXY),  # no proxy trusted: the header is anyone's
+        (1, "", PROXY),  # came from inside, not through the proxy
+        (1, "1.2.3.4, 198.51.100.7", "198.51.100.7"),  # the client's own entry is ignored
+        (2, "1.2.3.4, 198.51.100.7, 10.0.0.9", "198.51.100.7"),
+        (2, "10.0.0.9", PROXY),  # fewer entries than proxies: not through both
+        (1, "not-an-address", PROXY),
+        (1, "2001:db8::1", "2001:db8::1"),
+    ],
+)
+def test_the_client_address_is_the_one_the_first_trusted_proxy_saw(rf, settings, proxies, forwarded, expected):
+    from classifier.addresses import client_address
+
+    settings.TRUSTED_PROXY_COUNT = proxies
+    assert client_address(rf.get("/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=forwarded)) == expected
+
+
+# --- A production secret key that is a secret (issue 42) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["django-insecure-dev-only-not-for-production", "abcde", "x" * 60, secrets.token_urlsafe(20)],
+    ids=["development", "five-characters", "one-character-repeated", "short"],
+)
+def test_production_refuses_to_start_with_a_weak_secret_key(key):
+    result = _manage("check", **_production(SECRET_KEY=key))
+    assert result.returncode != 0
+    assert "SECRET_KEY is the development key or too weak" in result.stderr
+    assert "secrets.token_urlsafe(50)" in result.stderr

@@ -108,6 +108,20 @@ def test_an_archive_that_unpacks_past_the_cap_is_refused_before_it_is_written(se
     assert not (settings.MODEL_CACHE_DIR / version.checksum).exists()
 
 
+def test_an_archive_with_more_members_than_the_cap_is_refused_before_any_is_written(settings):
+    """Issue 42: 200,000 empty files in a 1.2 MB archive took 67 s to unpack. A version has a
+    handful of files; the count is read from the headers before anything is written."""
+    settings.MODEL_ARCHIVE_MAX_MEMBERS = 20
+    members = {"metadata.json": b"{}", "model.keras": b"w"} | {f"empty/{n}": b"" for n in range(20)}
+    version = version_with_archive(5, tar_of(members))
+    with pytest.raises(ModelVersionUnavailable, match=r"more than 20 files and folders.*MODEL_ARCHIVE_MAX_MEMBERS"):
+        model_version_directory(version)
+    assert cache_leftovers(settings.MODEL_CACHE_DIR) == []
+    assert not (settings.MODEL_CACHE_DIR / version.checksum).exists()
+    settings.MODEL_ARCHIVE_MAX_MEMBERS = 22  # the same archive, within the cap, unpacks whole
+    assert len(list((model_version_directory(version) / "empty").iterdir())) == 20
+
+
 @pytest.mark.parametrize("checksum", ["../elsewhere_model", "A" * 64, "0" * 63, "0" * 64 + "/x"])
 def test_a_checksum_that_is_not_64_hex_digits_is_never_used_as_a_folder(settings, checksum):
     version = ModelVersion(
@@ -231,14 +245,14 @@ def test_with_no_model_at_all_an_upload_fails_at_once_with_a_reason(settings, mn
     assert "model could not be loaded" in image.error_message
 
 
-def test_healthz_is_degraded_and_names_the_version_that_cannot_be_loaded(client):
+def test_healthz_is_degraded_and_names_the_version_that_cannot_be_loaded(admin_client):
     now = timezone.now()
     WorkerHeartbeat.objects.create(hostname="celery@a", seen_at=now, started_at=now)
-    assert client.get("/healthz").json()["status"] == "ok"
+    assert admin_client.get("/healthz").json()["status"] == "ok"
     ModelVersion.objects.filter(number=1).update(
         load_error="ModelVersionUnavailable: archive is missing", load_failed_at=now - timedelta(seconds=3)
     )
-    response = client.get("/healthz")
+    response = admin_client.get("/healthz")
     body = response.json()
     assert response.status_code == 200 and body["status"] == "degraded"
     assert body["model"]["version"] == 1 and body["model"]["status"] == "cannot be loaded"
@@ -247,7 +261,9 @@ def test_healthz_is_degraded_and_names_the_version_that_cannot_be_loaded(client)
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_keeps_classifying_when_the_active_version_cannot_be_loaded(worker, worker_env, client, mnist):
+def test_a_real_worker_keeps_classifying_when_the_active_version_cannot_be_loaded(
+    worker, worker_env, admin_client, mnist
+):
     """Version 2 is activated, then storage loses its archive: uploads are still classified,
     by the version the worker has, within seconds; /healthz says degraded and names v2; the
     worker's cache holds no partial download or folder."""
@@ -279,7 +295,7 @@ def test_a_real_worker_keeps_classifying_when_the_active_version_cannot_be_loade
         assert image.prediction.digit == mnist.test.labels[index]
     assert took < 30
 
-    body = client.get("/healthz").json()
+    body = admin_client.get("/healthz").json()
     assert body["status"] == "degraded"
     assert body["model"]["version"] == 2 and body["model"]["status"] == "cannot be loaded"
     assert "missing from storage" in body["model"]["reason"]

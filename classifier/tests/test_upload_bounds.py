@@ -2,11 +2,14 @@
 a request carries a bounded number of files and pixels, and whatever is stored is queued.
 
 The red team's attack: small files that decode to huge images (a 64-megapixel lossless WebP
-is a few dozen bytes), twenty to a request, through the form and the API.
+is a few dozen bytes), twenty to a request, through the form and the API. So small, they are
+refused from their headers (``ml.decoding_limits``, as a JPEG of too many scans is); padded
+to the size such an image needs, the web process still reads only their headers.
 """
 
 import io
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,8 +22,10 @@ from classifier.models import DigitImage
 from classifier.services import image_upload_create
 from classifier.tests.conftest import broker
 from classifier.tests.factories import UserFactory
-from classifier.tests.hostile import NEAR_LIMIT
+from classifier.tests.hostile import COSTLY_TO_DECODE, NEAR_LIMIT
 from digitsite.celery import app as celery_app
+from ml.decoding_limits import jpeg_scan_limit, jpeg_scans
+from ml.tests.bombs import progressive_scan_bomb
 from ml.tests.conftest import encode
 
 MB = 1024 * 1024
@@ -77,6 +82,54 @@ def test_twenty_near_limit_images_keep_the_web_process_small(client, fmt, via):
         page = client.get(response.url).content.decode()
         assert page.count("megapixels one upload may hold") == 20 - stored
         assert f"{stored} images uploaded" in page
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("via", ["api", "form"])
+def test_small_files_that_cost_a_lot_to_decode_are_refused_at_upload_with_a_reason(client, via):
+    """Issue 42: a progressive JPEG whose scan is repeated 2,000 times took the web process
+    17-74 CPU-s to inspect; an 8000x8000 GIF logical screen and a blank WebP were stored for the
+    worker to decode (1-2 GB). Each is refused with its reason, before decoding: the whole
+    request costs a fraction of a CPU-second, and nothing is stored."""
+    client.force_login(UserFactory())
+    data = {name: make() for name, (make, _reason) in COSTLY_TO_DECODE.items()}
+    files = [SimpleUploadedFile(name, content) for name, content in data.items()]
+    url = reverse("api:image-list") if via == "api" else reverse("classifier:home")
+
+    started = time.process_time()
+    response = client.post(url, {"images": files})
+    cpu_seconds = time.process_time() - started
+
+    assert cpu_seconds < 1.0
+    assert not DigitImage.objects.exists()
+    if via == "api":
+        assert response.status_code == 400
+        reasons = {error["file"]: error["error"] for error in response.json()["errors"]}
+    else:
+        assert response.status_code == 302
+        page = client.get(response.url).content.decode()
+        reasons = {name: page for name in data}
+    for name, (_make, reason) in COSTLY_TO_DECODE.items():
+        assert reason in reasons[name], name
+
+
+@pytest.mark.django_db
+def test_a_request_decodes_only_the_images_within_its_pixels(client):
+    """A 64-megapixel JPEG of 16 scans (the most one that large may have) costs ~0.5 CPU-s to
+    check; twenty to a request cost ~11 s when each was checked before the request's pixels
+    were counted. Now the headers are counted first: only the four that fit are decoded."""
+    client.force_login(UserFactory())
+    data = progressive_scan_bomb(side=8000, extra_scans=10)  # grey: 6 scans, then 10 more
+    assert jpeg_scans(data) == jpeg_scan_limit(8000 * 8000) == 16
+    files = [SimpleUploadedFile(f"photo-{i}.jpg", data) for i in range(20)]
+
+    started = time.process_time()
+    response = client.post(reverse("classifier:home"), {"images": files})
+    cpu_seconds = time.process_time() - started
+
+    assert response.status_code == 302
+    assert DigitImage.objects.count() == settings.UPLOAD_MAX_REQUEST_PIXELS // (8000 * 8000) == 4
+    assert cpu_seconds < 6.0
 
 
 @pytest.mark.django_db

@@ -4,7 +4,6 @@ deleting the account with everything in it."""
 
 from __future__ import annotations
 
-from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
@@ -20,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from rest_framework.authtoken.models import Token
 
 from classifier import exports
+from classifier.addresses import client_address
 from classifier.forms import AccountDeleteForm, CountedPasswordChangeForm, SignUpForm
 from classifier.selectors import account_summary, image_list_for
 from classifier.services import (
@@ -69,7 +69,7 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def form_valid(self, form):
         allowed = password_reset_request_allow(
-            client_address=get_client_ip_address(self.request) or "", email=form.cleaned_data["email"]
+            client_address=client_address(self.request), email=form.cleaned_data["email"]
         )
         if allowed:
             return super().form_valid(form)
@@ -84,7 +84,7 @@ def signup(request):
         return redirect("classifier:home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if not signup_allow(client_address=get_client_ip_address(request) or ""):
+        if not signup_allow(client_address=client_address(request)):
             minutes = round(settings.SIGNUP_RATE_WINDOW_SECONDS / 60)
             context = {"form": form, "paused": {"limit": settings.SIGNUP_RATE_PER_ADDRESS, "minutes": minutes}}
             return render(request, "registration/signup.html", context, status=429)

@@ -22,6 +22,7 @@ from classifier.selectors import (
     heartbeat_window,
     model_version_health,
     requeue_stale_health,
+    trainer_health,
     workers_alive,
 )
 from digitsite.brokers import broker_check
@@ -32,8 +33,9 @@ from digitsite.celery import app as celery_app
 @require_GET
 def healthz(request):
     """For load balancers: 200 when the database and the broker answer (status "degraded"
-    when no worker has recorded a heartbeat lately, beat's requeue_stale is overdue, or a
-    worker could not load the active model version), 503 when either does not."""
+    when no worker has recorded a heartbeat lately, beat's requeue_stale is overdue, a worker
+    could not load the active model version, or the trainer cannot take work), 503 when
+    either does not. Only staff see why: host names, paths and errors are no one else's."""
     checks = {}
     try:
         with connection.cursor() as cursor:
@@ -50,16 +52,25 @@ def healthz(request):
         checks["broker"] = f"unreachable ({exc.__class__.__name__})"
     workers, requeue = [], RequeueHealth(last_run_seconds_ago=None, requeued=None, overdue=False)
     model = {"version": None, "status": "unknown"}
+    trainer = {"status": "unknown"}
     if checks["database"] == "ok":
         try:
             workers = workers_alive(within_seconds=heartbeat_window())
             requeue = requeue_stale_health(workers=workers)
             model = model_version_health()
+            trainer = trainer_health()
         except DatabaseError:  # not migrated yet: no worker has a place to say it is alive
             pass
     up = checks["database"] == "ok" and checks["broker"] == "ok"
-    healthy = workers and not requeue.overdue and model["status"] != "cannot be loaded"
+    healthy = (
+        workers
+        and not requeue.overdue
+        and model["status"] != "cannot be loaded"
+        and trainer["status"] != "cannot take work"
+    )
     status = ("ok" if healthy else "degraded") if up else "down"
+    if not (request.user.is_authenticated and request.user.is_staff):
+        return _no_store(JsonResponse({"status": status}, status=200 if up else 503))
     now = timezone.now()
     hosts = [{"hostname": w.hostname, "seen_seconds_ago": round((now - w.seen_at).total_seconds(), 1)} for w in workers]
     body = {
@@ -68,8 +79,12 @@ def healthz(request):
         "workers": {"alive": len(workers), "hosts": hosts},
         "requeue_stale": asdict(requeue),
         "model": model,
+        "trainer": trainer,
     }
-    response = JsonResponse(body, status=200 if up else 503)
+    return _no_store(JsonResponse(body, status=200 if up else 503))
+
+
+def _no_store(response):
     response["Cache-Control"] = "no-store"
     return response
 

@@ -11,8 +11,10 @@ from PIL import Image
 from scipy import ndimage
 
 from ml.artifacts import INPUT_SIDE
+from ml.decoding_limits import JPEG_MAX_SCANS, LARGE_IMAGE_PIXELS, MAX_PIXELS_PER_BYTE, jpeg_scan_limit, jpeg_scans
 from ml.numbers import read_numbers
-from ml.preprocessing import MAX_PIXELS, PreprocessingError, inspect_image, to_model_input
+from ml.preprocessing import MAX_PIXELS, PreprocessingError, inspect_image, open_image, to_model_input
+from ml.tests.bombs import blank_canvas, dense_gray, gif_with_logical_screen, progressive_scan_bomb, repeat_last_scan
 from ml.tests.conftest import encode, upscale
 
 
@@ -161,6 +163,98 @@ def test_decompression_bomb_is_refused_before_decoding():
         to_model_input(buffer.getvalue())
 
 
+def _cpu_seconds(function, *args) -> float:
+    started = time.process_time()
+    function(*args)
+    return time.process_time() - started
+
+
+def _refusal(decode, data: bytes) -> tuple[str, float]:
+    """What ``decode`` refuses ``data`` with, and the CPU seconds it took to."""
+    started = time.process_time()
+    with pytest.raises(PreprocessingError) as refused:
+        decode(data)
+    return str(refused.value), time.process_time() - started
+
+
+@pytest.mark.parametrize("decode", [inspect_image, open_image], ids=["web process", "worker"])
+def test_a_progressive_jpeg_scan_bomb_is_refused_before_decoding(decode):
+    """Issue 42: a JPEG whose scan is repeated 2,000 times (each a pass over the whole image)
+    took 17-74 CPU-s to decode, in the web process and again in the worker. Its scans are
+    counted from its markers and it is refused in milliseconds; 2000x2000 here keeps the
+    decode it replaced to seconds."""
+    data = progressive_scan_bomb(side=2000, extra_scans=2000)
+    assert len(data) < 100_000
+    message, cpu_seconds = _refusal(decode, data)
+    assert "built in an unusual way (2006 scans" in message and "costs too much to decode safely" in message
+    assert cpu_seconds < 0.1
+
+
+def test_a_jpeg_may_have_fewer_scans_the_more_pixels_it_has():
+    """Every scan costs a pass over the image: 64 megapixels may have the 16 scans of an
+    ordinary progressive file, smaller images more (up to 100), whatever their file size."""
+    assert jpeg_scan_limit(8000 * 8000) == 16 and jpeg_scan_limit(2000 * 2000) == JPEG_MAX_SCANS == 100
+    ordinary = progressive_scan_bomb(side=8000, extra_scans=0, mode="RGB")
+    assert jpeg_scans(ordinary) == 10  # libjpeg's progression for colour
+    assert inspect_image(ordinary).width == 8000
+    with pytest.raises(PreprocessingError, match=r"\(17 scans, where an image of 8000x8000 pixels may have 16\)"):
+        inspect_image(repeat_last_scan(ordinary, 7))
+    assert _cpu_seconds(inspect_image, progressive_scan_bomb(side=2000, extra_scans=90)) < 1.0
+
+
+def test_a_jpeg_of_millions_of_segments_is_refused_before_pillow_reads_them():
+    """Pillow reads a JPEG's segments before its first scan one by one in Python: 2.5 million
+    empty comments (10 MB) took it 1.9 CPU-s, and counting scans as many again. More than
+    5,000 segments are refused before either, in milliseconds."""
+    ordinary = progressive_scan_bomb(side=64, extra_scans=0)
+    flood = ordinary[:2] + b"\xff\xfe\x00\x02" * 2_500_000 + ordinary[2:]  # SOI, then empty COM segments
+    message, cpu_seconds = _refusal(inspect_image, flood)
+    assert "built in an unusual way (more than 5,000 segments)" in message and cpu_seconds < 0.1
+    few = ordinary[:2] + b"\xff\xfe\x00\x02" * 4_000 + ordinary[2:]
+    assert inspect_image(few).width == 64
+
+
+def test_counting_scans_follows_the_markers_as_libjpeg_does():
+    bomb = progressive_scan_bomb(side=64, extra_scans=300)
+    assert jpeg_scans(bomb) == 306  # Pillow's grey progression is 6 scans
+    # Bytes between segments are skipped by libjpeg, which decodes the scans after them.
+    assert jpeg_scans(bomb.replace(b"\xff\xda", b"junk\xff\xda")) == 306
+    # An MPO's second image is never decoded; a truncated file's scans are what it holds.
+    assert jpeg_scans(bomb + bomb) == 306
+    assert jpeg_scans(bomb[: len(bomb) // 2]) < 306
+    assert [jpeg_scans(data) for data in (b"", b"\xff\xd8", b"\xff\xd8\xff", b"\xff\xd8\xff\xda")] == [0, 0, 0, 1]
+    assert jpeg_scans(encode(np.zeros((28, 28), dtype=np.uint8), "JPEG")) == 1
+
+
+@pytest.mark.parametrize(
+    "make",
+    [gif_with_logical_screen, partial(blank_canvas, "PNG"), partial(blank_canvas, "WEBP", quality=50, method=0)],
+    ids=["gif logical screen", "png", "webp"],
+)
+def test_a_small_file_that_unpacks_to_a_huge_image_is_refused_before_decoding(make):
+    """Issue 42: an 8000x8000 GIF logical screen in 37 bytes (the red team's: 803), a blank
+    PNG and WebP of ~200 KB (theirs: 140 and 91 KB) took the worker from 880 MB to 1.5-2 GB.
+    64 megapixels is within the pixel limit, but not in a file that small."""
+    data = make()
+    assert Image.open(io.BytesIO(data)).size == (8000, 8000) and len(data) < 300_000
+    for decode in (inspect_image, open_image):
+        message, cpu_seconds = _refusal(decode, data)
+        assert "unpacks to an image of 8000x8000 pixels" in message and cpu_seconds < 0.1
+
+
+def test_a_large_image_is_taken_from_a_file_the_size_of_its_pixels():
+    """Over 16 megapixels a file carries at least one byte per 64 pixels (a phone photo, one
+    per few); up to 16 any file does, and a JPEG, decoded reduced, at any size."""
+    pixels = 4200 * 4200
+    blank, dense = dense_gray(4200, 4200, noise_rows=0), dense_gray(4200, 4200, noise_rows=80)
+    assert len(encode(dense)) * MAX_PIXELS_PER_BYTE > pixels > LARGE_IMAGE_PIXELS
+    assert inspect_image(encode(dense)).width == 4200
+    with pytest.raises(PreprocessingError, match=r"This small file \(\d+ KB\) unpacks"):
+        inspect_image(encode(blank))
+    assert inspect_image(encode(dense_gray(4000, 4000, noise_rows=0))).width == 4000
+    assert inspect_image(encode(blank, "JPEG")).width == 4200
+
+
 def test_16_bit_png_is_read_at_full_depth(seven):
     deep = (upscale(seven, 112).astype(np.uint16) * 257).astype(np.uint16)
     buffer = io.BytesIO()
@@ -275,15 +369,16 @@ def encode_float(values: np.ndarray) -> bytes:
 
 
 def test_inspecting_a_large_image_reads_its_headers_not_its_pixels():
-    """A 64-megapixel image of a few kilobytes is accepted at upload by its headers alone:
-    nothing the size of its pixels is decoded in the web process."""
+    """A 64-megapixel image (a megabyte: what ``ml.decoding_limits`` asks of so large an image)
+    is accepted at upload by its headers alone: nothing the size of its pixels is decoded in
+    the web process."""
     from ml.preprocessing import VERIFY_MAX_PIXELS
 
-    image = Image.new("L", (8000, 7999), 255)
+    image = Image.fromarray(dense_gray(8000, 7999, noise_rows=130))
     buffer = io.BytesIO()
     image.save(buffer, "TIFF", compression="tiff_deflate")
     data = buffer.getvalue()
-    assert len(data) < 200_000 and VERIFY_MAX_PIXELS < 8000 * 7999
+    assert len(data) < 1_200_000 and VERIFY_MAX_PIXELS < 8000 * 7999
     started = time.perf_counter()
     assert inspect_image(data).width == 8000
     assert inspect_image(data, verify_max_pixels=10**9).height == 7999  # decoding is what costs
@@ -299,7 +394,7 @@ def _timed(function, *args) -> float:
 
 def test_a_large_png_with_a_broken_checksum_is_refused_without_decoding():
     buffer = io.BytesIO()
-    Image.new("L", (5000, 5000), 255).save(buffer, "PNG")
+    Image.new("L", (4000, 3000), 255).save(buffer, "PNG")  # over what the web process decodes
     data = bytearray(buffer.getvalue())
     data[-20] ^= 0xFF  # inside the last IDAT chunk: its CRC no longer matches
     with pytest.raises(PreprocessingError, match="not an image we can read"):
