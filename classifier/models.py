@@ -621,7 +621,9 @@ class RetrainRun(models.Model):
     def stage_rows(self, now: datetime | None = None) -> list[dict]:
         """Every stage for the status page: its label, ``state`` (done, running, waiting;
         stopped where a run ended in it, not reached after that; skipped where a later stage
-        began without it), seconds taken or so far, and progress in percent where known."""
+        began without it), seconds taken or so far, progress in percent where known
+        (``estimated``: from earlier runs' durations, not its own steps), and while it runs the
+        seconds left where known (``left``) or what earlier runs took (``expected``)."""
         now = now or timezone.now()
         seen = {stage["name"]: stage for stage in self.stages}
         reached = max((list(self.STAGES).index(name) for name in seen if name in self.STAGES), default=-1)
@@ -644,6 +646,9 @@ class RetrainRun(models.Model):
                     "state": "running" if running else "done" if finished else "stopped",
                     "seconds": max((end - started).total_seconds(), 0.0),
                     "percent": round(100 * progress) if progress is not None else None,
+                    "estimated": stage.get("estimated", False),
+                    "left": stage.get("left_seconds"),
+                    "expected": stage.get("expected_seconds"),
                     "detail": stage.get("detail", ""),
                 }
             )
@@ -674,6 +679,9 @@ class TrainerPing(models.Model):
 
     answered_at = models.DateTimeField()
     hostname = models.CharField(max_length=255)
+    # What keeps that trainer from having MNIST ("" where nothing does): the admin's "Retrain
+    # now" says so before queueing a retrain that could not start.
+    mnist_missing = models.TextField(blank=True)
 
     def __str__(self) -> str:
         return f"{self.hostname} answered at {self.answered_at:%Y-%m-%d %H:%M:%S}"

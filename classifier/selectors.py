@@ -459,6 +459,12 @@ def trainer_health() -> dict:
     return {"status": status, "hostname": last.hostname, "answered_seconds_ago": round(ago, 1)}
 
 
+def trainer_mnist_missing() -> str:
+    """What keeps the trainer that answered beat's last ping from having MNIST ("" where
+    nothing does, or before any answer)."""
+    return TrainerPing.objects.order_by("-answered_at").values_list("mnist_missing", flat=True).first() or ""
+
+
 def model_version_health() -> dict:
     """The active version and whether workers can load it: ``ok``, or ``cannot be loaded``
     with the reason a worker recorded (``classifier.services.serving``); ``none active``

@@ -22,7 +22,7 @@ from classifier.queueing import (
     trainer_ping_enqueue,
     trainer_ping_record,
 )
-from classifier.services import drawing_preview_run, predictions_run, retrain_run
+from classifier.services import drawing_preview_run, mnist_missing_here, predictions_run, retrain_run
 from classifier.services.retraining import retrains_fail_orphaned
 
 logger = logging.getLogger(__name__)
@@ -87,8 +87,9 @@ def requeue_stale() -> int:
 
 @shared_task(name=TRAINER_PING, bind=True, acks_late=False, ignore_result=True)
 def trainer_ping(self) -> None:
-    """Answered by a trainer's pool process: the trainer can take work (/healthz)."""
-    trainer_ping_record(hostname=self.request.hostname or "")
+    """Answered by a trainer's pool process: the trainer can take work (/healthz), and whether
+    it has MNIST to retrain with (the admin's "Retrain now")."""
+    trainer_ping_record(hostname=self.request.hostname or "", mnist_missing=mnist_missing_here())
 
 
 @shared_task(

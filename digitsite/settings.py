@@ -337,6 +337,9 @@ RETRAIN_MIN_FLAGS_FOR_HOLDOUT = 10
 # None: all 60,000 MNIST training images and all 10,000 test images. Tests set small numbers.
 RETRAIN_TRAIN_LIMIT = env.int("RETRAIN_TRAIN_LIMIT", default=None)
 RETRAIN_TEST_LIMIT = env.int("RETRAIN_TEST_LIMIT", default=None)
+# A running stage's progress and time left are written at least this often, also where the
+# stage itself reports no steps (the admin's page polls every 3 s; `retrain` prints every 10 s).
+RETRAIN_PROGRESS_SECONDS = env.float("RETRAIN_PROGRESS_SECONDS", default=2.0)
 
 # --- Classification -----------------------------------------------------------------------
 # An upload's images are classified in batches of this many: one model call for each batch.

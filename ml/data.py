@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,31 @@ def load_split(directory: Path, split: str) -> Split:
     if labels.max(initial=0) >= NUM_CLASSES:
         raise MnistDataError(f"{labels_stem}: label {labels.max()} is not a digit")
     return Split(images=images, labels=labels, sha256=hashlib.sha256(images_raw).hexdigest())
+
+
+def keras_download_path() -> Path:
+    """Where ``keras.datasets.mnist.load_data`` keeps its download, as ``keras.utils.get_file``
+    finds it: under ``KERAS_HOME``, else ``~/.keras``, else ``/tmp/.keras`` where that cannot be
+    written."""
+    base = Path(os.environ.get("KERAS_HOME") or Path("~/.keras").expanduser())
+    if not os.access(base, os.W_OK):
+        base = Path("/tmp/.keras")
+    return base / "datasets" / "mnist.npz"
+
+
+def mnist_missing(data_dir: str | Path | None) -> str:
+    """What keeps ``load_mnist(data_dir)`` from loading MNIST without a download, in a few
+    words ("" where nothing does): a file ``data_dir`` lacks, or, with no ``data_dir``, that
+    there is no earlier download. Looks for the files only: cheap enough to ask often."""
+    if not data_dir:
+        path = keras_download_path()
+        return "" if path.is_file() else f"no MNIST_DATA_DIR, and no earlier download in {path.parent}"
+    directory = Path(data_dir)
+    if not directory.is_dir():
+        return f"MNIST_DATA_DIR {directory} does not exist"
+    stems = [stem for images, labels, _ in FILES.values() for stem in (images, labels)]
+    absent = [stem for stem in stems if not any((directory / name).is_file() for name in (stem, f"{stem}.gz"))]
+    return f"MNIST_DATA_DIR {directory} lacks {', '.join(absent)}" if absent else ""
 
 
 def load_mnist(data_dir: str | Path | None = None) -> Mnist:

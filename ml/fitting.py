@@ -1,5 +1,6 @@
 """The fitting loop every network here is trained with: shuffled, optionally augmented
-batches (``ml.augment``) and a line of progress a quarter epoch (fitting only)."""
+batches (``ml.augment``) and a line of progress a quarter epoch, and at least every
+``PROGRESS_SECONDS`` (fitting only)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ import numpy as np
 import tensorflow as tf
 
 from ml.augment import augment_batch
+
+# Between quarter epochs, a progress line at least this often: a quarter of a big epoch on a
+# busy machine takes minutes, and a terminal or a status page silent that long looks stuck.
+PROGRESS_SECONDS = 5.0
 
 
 def _dataset(x, y, *, batch_size: int, augment: bool, writers: bool, scanners: bool, seed: int):
@@ -28,21 +33,25 @@ def _dataset(x, y, *, batch_size: int, augment: bool, writers: bool, scanners: b
 
 def _progress_callback(log: Callable[[str], None], epochs: int):
     class Progress(keras.callbacks.Callback):
-        """One line a quarter epoch and a summary per epoch, for logs as well as terminals."""
+        """One line a quarter epoch (and every ``PROGRESS_SECONDS`` between) and a summary per
+        epoch, for logs as well as terminals."""
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
-            self.started = time.monotonic()
+            self.started = self.said = time.monotonic()
 
         def on_train_batch_end(self, batch, logs=None):
             steps = self.params.get("steps") or 0
             quarter = max(steps // 4, 1)
-            if steps and (batch + 1) % quarter == 0 and batch + 1 < steps:
+            now = time.monotonic()
+            due = (batch + 1) % quarter == 0 or now - self.said >= PROGRESS_SECONDS
+            if steps and due and batch + 1 < steps:
+                self.said = now
                 done = (batch + 1) / steps
                 log(
                     f"  epoch {self.epoch + 1}/{epochs} {done:4.0%}  "
                     f"loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  "
-                    f"{time.monotonic() - self.started:.0f}s"
+                    f"{now - self.started:.0f}s"
                 )
 
         def on_epoch_end(self, epoch, logs=None):

@@ -3,9 +3,11 @@
 
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.timezone import localtime
+from django_htmx.http import HttpResponseStopPolling
 
 from classifier.forms import RetrainForm
 from classifier.models import ModelVersion, RetrainRun
@@ -44,7 +46,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
     )
     actions = ["activate"]
     # Above the list: "Retrain now" with `manage.py retrain`'s options, and the last retrain's
-    # state (queued, running with its epoch, or its outcome), refreshed while it runs.
+    # state (queued, running with each stage's progress and time left, or its outcome), polled
+    # by htmx while it runs (``retrain_status_view``).
     change_list_template = "admin/classifier/modelversion/change_list.html"
 
     def get_queryset(self, request):
@@ -54,12 +57,29 @@ class ModelVersionAdmin(admin.ModelAdmin):
         retrain = path(
             "retrain/", self.admin_site.admin_view(self.retrain_view), name="classifier_modelversion_retrain"
         )
-        return [retrain, *super().get_urls()]
+        status = path(
+            "retrain/status/",
+            self.admin_site.admin_view(self.retrain_status_view),
+            name="classifier_modelversion_retrain_status",
+        )
+        return [retrain, status, *super().get_urls()]
+
+    def _retrain_context(self, request) -> dict:
+        last = RetrainRun.objects.select_related("candidate", "requested_by").first()
+        return {"retrain_form": RetrainForm(), "retrain_run": last, "can_retrain": self._can_retrain(request)}
 
     def changelist_view(self, request, extra_context=None):
-        last = RetrainRun.objects.select_related("candidate", "requested_by").first()
-        context = {"retrain_form": RetrainForm(), "retrain_run": last, "can_retrain": self._can_retrain(request)}
-        return super().changelist_view(request, extra_context=context | (extra_context or {}))
+        return super().changelist_view(request, extra_context=self._retrain_context(request) | (extra_context or {}))
+
+    def retrain_status_view(self, request):
+        """The retrain section alone, polled by htmx while a retrain is queued or running; 286
+        (htmx stops polling) once none is, with the outcome swapped in."""
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        context = self._retrain_context(request)
+        html = render_to_string("admin/classifier/modelversion/_retrain.html", context, request=request)
+        running = context["retrain_run"] is not None and context["retrain_run"].in_progress
+        return HttpResponse(html) if running else HttpResponseStopPolling(html)
 
     def _can_retrain(self, request) -> bool:
         return request.user.has_perm("classifier.change_modelversion")

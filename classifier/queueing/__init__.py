@@ -87,9 +87,12 @@ def trainer_ping_enqueue() -> None:
     _send(TRAINER_PING, expires=settings.REQUEUE_STALE_INTERVAL_SECONDS)
 
 
-def trainer_ping_record(*, hostname: str) -> None:
-    """A trainer's pool process answered beat's ping: one row, overwritten by each answer."""
-    TrainerPing.objects.update_or_create(pk=1, defaults={"answered_at": timezone.now(), "hostname": hostname})
+def trainer_ping_record(*, hostname: str, mnist_missing: str = "") -> None:
+    """A trainer's pool process answered beat's ping, saying what keeps it from having MNIST
+    ("" where nothing does): one row, overwritten by each answer."""
+    TrainerPing.objects.update_or_create(
+        pk=1, defaults={"answered_at": timezone.now(), "hostname": hostname, "mnist_missing": mnist_missing}
+    )
 
 
 def image_too_long_message() -> str:

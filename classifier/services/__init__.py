@@ -30,6 +30,7 @@ from classifier.services.images import (
 from classifier.services.modelling import (
     image_files_predict,
     mnist_load,
+    mnist_missing_here,
     model_calibrate,
     model_evaluate,
     model_evaluate_real,
@@ -40,6 +41,7 @@ from classifier.services.modelling import (
 )
 from classifier.services.previews import PreviewError, PreviewRateLimited, drawing_preview_create, drawing_preview_run
 from classifier.services.retraining import (
+    MnistUnavailable,
     NothingToLearn,
     RetrainError,
     RetrainReport,
@@ -59,6 +61,7 @@ __all__ = [
     "AccountDeleteRefused",
     "AccountDeletion",
     "FeedbackConfirmation",
+    "MnistUnavailable",
     "ModelNotLoaded",
     "ModelVersionUnavailable",
     "NothingToLearn",
@@ -85,6 +88,7 @@ __all__ = [
     "image_upload_create",
     "images_mark_reviewed",
     "mnist_load",
+    "mnist_missing_here",
     "model_calibrate",
     "model_evaluate",
     "model_evaluate_real",

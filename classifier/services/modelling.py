@@ -11,12 +11,18 @@ from django.db import DatabaseError, transaction
 from classifier.models import ModelVersion
 from classifier.services.versions import model_version_directory, model_version_verify
 from ml.artifacts import ModelBundle
-from ml.data import Mnist, load_mnist
+from ml.data import Mnist, load_mnist, mnist_missing
 from ml.segment import AUTO
 
 
 def mnist_load() -> Mnist:
     return load_mnist(settings.MNIST_DATA_DIR)
+
+
+def mnist_missing_here() -> str:
+    """What keeps this process from loading MNIST without a download ("" where nothing does):
+    ``ml.data.mnist_missing`` of ``MNIST_DATA_DIR``."""
+    return mnist_missing(settings.MNIST_DATA_DIR)
 
 
 def model_train(

@@ -9,7 +9,6 @@ deleted, kept (with their consent) as the very input the model took."""
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,17 +24,24 @@ from django.utils import timezone
 
 from classifier import queueing
 from classifier.models import Flag, ModelVersion, RetrainRun, TrainingExample, WorkerHeartbeat
-from classifier.selectors import flags_for_training, heartbeat_window, training_examples_for_training
+from classifier.selectors import (
+    flags_for_training,
+    heartbeat_window,
+    trainer_mnist_missing,
+    training_examples_for_training,
+)
 from classifier.services.images import correction_training_refusal
 from classifier.services.modelling import (
     mnist_load,
+    mnist_missing_here,
     model_version_activate,
     model_version_ensure_initial,
     relative_to_base,
 )
+from classifier.services.retrain_progress import run_recorder
 from classifier.services.versions import model_version_archive_save, model_version_directory
 from ml.artifacts import INPUT_SHAPE, ModelBundle
-from ml.data import MnistDataError
+from ml.data import FILES, Mnist, MnistDataError
 from ml.preprocessing import PreprocessingError, to_model_input
 from ml.segment import page_of, read_whole, whole_segment
 
@@ -57,6 +63,42 @@ class NothingToLearn(RetrainError):
         super().__init__(
             "There are no corrections to learn from yet: flag misread images, or confirm people's feedback, first."
         )
+
+
+def mnist_refusal(why: str, *, where: str = "here") -> str:
+    """What staff read where retraining cannot have MNIST (``why``: ``ml.data.mnist_missing``'s
+    words): what to put where, never an exception's text."""
+    names = [stem for images, labels, _ in FILES.values() for stem in (images, labels)]
+    return (
+        f"Retraining needs MNIST, and it cannot be had {where} ({why}). Put the four MNIST files "
+        f"({', '.join(names[:-1])} and {names[-1]}, gzipped or not) in a folder and set MNIST_DATA_DIR to that "
+        "folder where the retrain runs (for the admin's button: the trainer's environment, then restart it); "
+        "or, with internet access and MNIST_DATA_DIR unset, run `manage.py retrain` once: it downloads them "
+        "(11 MB) and keeps them in ~/.keras/datasets."
+    )
+
+
+class MnistUnavailable(RetrainError):
+    """Retraining cannot have MNIST; the message says what to put where."""
+
+    def __init__(self, why: str, *, where: str = "here"):
+        super().__init__(mnist_refusal(why, where=where))
+
+
+def _mnist_for_retraining() -> Mnist:
+    """MNIST, before anything else starts; MnistUnavailable, saying what to do, where it
+    cannot be had (the raw error goes to the log)."""
+    try:
+        return mnist_load()
+    except MnistDataError as exc:
+        logger.warning("MNIST could not be loaded: %s", exc)
+        why = mnist_missing_here() or str(exc)
+    except Exception as exc:  # Keras says a failed download with a bare Exception
+        if settings.MNIST_DATA_DIR:
+            raise
+        logger.warning("MNIST could not be downloaded: %s", exc)
+        why = "no MNIST_DATA_DIR, no earlier download, and the download failed"
+    raise MnistUnavailable(why)
 
 
 @dataclass
@@ -209,9 +251,11 @@ def model_retrain(
 ) -> RetrainReport:
     """Fine-tune the active model on MNIST plus staff corrections; keep the result as a new
     ModelVersion and activate it only if the gate (``ml.retrain.judge``) says so, or ``force``.
-    ``stage`` hears each of ``RetrainRun.STAGES`` as it begins."""
+    ``stage`` hears each of ``RetrainRun.STAGES`` as it begins; MNIST is loaded before the
+    first (MnistUnavailable, saying what to do, where it cannot be)."""
     from ml.retrain import gate_caveat, retrain
 
+    mnist = None if dry_run else _mnist_for_retraining()
     stage("gathering")
     active = model_version_ensure_initial()
     epochs = epochs or settings.RETRAIN_EPOCHS
@@ -229,7 +273,7 @@ def model_retrain(
         parent=ModelBundle(model_version_directory(active)),
         parent_version=active.number,
         out=_fresh_bundle(number),
-        mnist=mnist_load(),
+        mnist=mnist,
         corrections_x=plan.flag_x,
         corrections_y=plan.flag_y,
         split=plan.split,
@@ -304,50 +348,6 @@ def _candidate_record(
 
 # --- Retraining in the background, asked for from the admin -------------------------------
 
-# A fitting's progress line ("  epoch 2/5  25%  ..." a quarter epoch, "epoch 2/5  loss ..." at
-# its end; ``ml.fitting``).
-EPOCH_LINE = re.compile(r"^\s*epoch (\d+)/(\d+)(?:\s+(\d+)%)?")
-
-
-class _StageRecorder:
-    """A RetrainRun's stages as they go, written to its row: each begins when the next one
-    does; a fitting's epoch lines are its progress, any other line its detail."""
-
-    def __init__(self, run_id: int):
-        self.run_id = run_id
-        self.stages: list[dict] = []
-
-    def begin(self, name: str) -> None:
-        now = timezone.now().isoformat()
-        if self.stages:
-            self.stages[-1]["finished_at"] = now
-        self.stages.append({"name": name, "started_at": now, "finished_at": None, "progress": None, "detail": ""})
-        self._save()
-
-    def line(self, line: str) -> None:
-        if not self.stages:
-            return
-        current, fields = self.stages[-1], {}
-        if match := EPOCH_LINE.match(line):
-            epoch, total = int(match[1]), int(match[2])
-            done = (epoch - 1 + int(match[3]) / 100) if match[3] else epoch
-            current["progress"] = min(done / total, 1.0)
-            current["detail"] = f"epoch {epoch} of {total}"
-            if current["name"] == "fine-tuning":
-                fields = {"epoch": epoch, "epochs_total": total}
-        else:
-            current["detail"] = line.strip()[:160]
-        self._save(**fields)
-
-    def end(self) -> None:
-        if self.stages and self.stages[-1]["finished_at"] is None:
-            self.stages[-1]["finished_at"] = timezone.now().isoformat()
-        self._save()
-
-    def _save(self, **fields) -> None:
-        RetrainRun.objects.filter(pk=self.run_id).update(stages=self.stages, **fields)
-
-
 TRAINER_DIED = (
     "The trainer stopped while retraining (it was killed or crashed); nothing was promoted. "
     "You can start a new retrain."
@@ -395,10 +395,13 @@ def retrain_fail(*, run_id: int | None, timed_out: bool) -> None:
 
 def retrain_request(*, epochs: int | None, force: bool, requested_by=None) -> RetrainRun:
     """Queue a retrain on the training queue, recorded as a RetrainRun; RetrainError, saying
-    which, when one is already queued or running. One whose trainer died no longer counts
+    which, when one is already queued or running, or the trainer said it has no MNIST
+    (``trainer_ping``: MnistUnavailable). One whose trainer died no longer counts
     (``retrains_fail_orphaned``), nor one with no word for ``RETRAIN_STALE_AFTER_SECONDS``
     (never taken by a trainer)."""
     retrains_fail_orphaned()
+    if why := trainer_mnist_missing():
+        raise MnistUnavailable(why, where="on the trainer")
     stale = timezone.now() - timedelta(seconds=settings.RETRAIN_STALE_AFTER_SECONDS)
     RetrainRun.objects.filter(in_progress=True, requested_at__lt=stale).update(
         in_progress=False,
@@ -428,7 +431,10 @@ def retrain_run(*, run_id: int, trainer: str = "", log: Callable[[str], None] = 
     RetrainRun.objects.filter(pk=run_id).update(
         status=RetrainRun.Status.RUNNING, started_at=timezone.now(), trainer=trainer, trainer_run=trainer_run
     )
-    stages = _StageRecorder(run_id)
+    stages = run_recorder(run_id, every=settings.RETRAIN_PROGRESS_SECONDS)
+    # Inside a transaction (a test's) the row is not another connection's to write: no ticker.
+    if not transaction.get_connection().in_atomic_block:
+        stages.ticking()
 
     def progress(line: str) -> None:
         log(line)
@@ -447,11 +453,16 @@ def retrain_run(*, run_id: int, trainer: str = "", log: Callable[[str], None] = 
             "reason": f"The retrain took too long (over {limit / 3600:g} h), so the trainer stopped it; "
             "nothing was promoted. You can start a new retrain.",
         }
-    except (RetrainError, MnistDataError) as exc:
+    except RetrainError as exc:
         outcome |= {"status": RetrainRun.Status.FAILED, "reason": str(exc)}
-    except Exception as exc:
+    except Exception:
         logger.exception("retraining failed")
-        outcome |= {"status": RetrainRun.Status.FAILED, "reason": f"an error in the trainer: {exc}"}
+        where = RetrainRun.STAGES.get(stages.stages[-1]["name"], "") if stages.stages else ""
+        outcome |= {
+            "status": RetrainRun.Status.FAILED,
+            "reason": f"The trainer met an unexpected error{f' while {where.lower()}' if where else ''}; nothing "
+            "was promoted. The trainer's log has the details.",
+        }
     else:
         status = RetrainRun.Status.PROMOTED if report.promoted else RetrainRun.Status.KEPT
         outcome |= {
@@ -461,6 +472,8 @@ def retrain_run(*, run_id: int, trainer: str = "", log: Callable[[str], None] = 
             "candidate": report.candidate,
         }
         stages.end()  # a failed run's stage stays open: where it stopped
+    finally:
+        stages.stop()
     outcome["finished_at"] = timezone.now()
     RetrainRun.objects.filter(pk=run_id).update(**outcome)
     run.refresh_from_db()

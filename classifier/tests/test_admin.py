@@ -3,6 +3,7 @@ import re
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -334,16 +335,17 @@ def test_staff_start_a_retrain_from_the_model_versions_page_one_at_a_time(
     body = response.content.decode()
     assert "Retrain queued on the training queue" in body
     assert 'data-status="queued"' in body and "Queued: waiting for a trainer" in body
-    assert '<meta http-equiv="refresh"' in body and "disabled" in body  # follows it; no second button
+    # Followed by htmx polling of the section, not by reloading the page; no second button.
+    assert 'hx-trigger="every 3s"' in body and '<meta http-equiv="refresh"' not in body and "disabled" in body
 
     response = staff_client.post(retrain, {"epochs": "", "force": ""}, follow=True)
     assert "A retrain is already queued" in response.content.decode()
     assert RetrainRun.objects.count() == 1
 
-    from classifier.services.retraining import _StageRecorder
+    from classifier.services.retrain_progress import run_recorder
 
     RetrainRun.objects.update(status="running", started_at=timezone.now())
-    stages = _StageRecorder(run.pk)
+    stages = run_recorder(run.pk, every=3)
     stages.begin("gathering")
     stages.begin("fine-tuning")
     stages.line("  epoch 2/3  50%  loss 0.1000  acc 0.9700  12 s")
@@ -351,7 +353,13 @@ def test_staff_start_a_retrain_from_the_model_versions_page_one_at_a_time(
     assert "Running: fine-tuning, epoch 2 of 3." in body
     assert '<li data-stage="gathering" data-state="done">' in body
     assert '<li data-stage="fine-tuning" data-state="running">' in body and "running, 50% (epoch 2 of 3)" in body
-    assert '<progress max="100" value="50"' in body
+    assert '<progress max="100" value="50"' in body and "left" in body
+    # The section alone, as htmx asks for it every 3 s while the retrain runs.
+    status = reverse("admin:classifier_modelversion_retrain_status")
+    response = staff_client.get(status)
+    fragment = " ".join(response.content.decode().split())
+    assert response.status_code == 200 and 'hx-trigger="every 3s"' in fragment
+    assert "running, 50% (epoch 2 of 3)" in fragment and "<html" not in fragment
     for later in ("calibrating", "judging", "storing"):
         assert f'<li data-stage="{later}" data-state="waiting">' in body
     assert RetrainRun.objects.get().epoch == 2  # the fine-tuning's epoch, not the detector's
@@ -372,9 +380,31 @@ def test_staff_start_a_retrain_from_the_model_versions_page_one_at_a_time(
     assert "in all)" in body and "With 2 digit corrections, fewer than the 10" in body
     assert '<li data-stage="calibrating" data-state="stopped">' in body
     assert '<li data-stage="judging" data-state="not reached">' in body
-    assert '<meta http-equiv="refresh"' not in body
+    assert 'hx-trigger="every 3s"' not in body
+    # Once it ended the section answers 286: htmx swaps the outcome in and stops polling.
+    response = staff_client.get(status)
+    assert response.status_code == 286 and "Kept the active version" in response.content.decode()
+    assert 'hx-trigger="every 3s"' not in response.content.decode()
+    assert Client().get(status).status_code == 302  # staff only: others go to the admin's log-in
 
     response = staff_client.post(retrain, {"epochs": "0"}, follow=True)  # refused with the reason
     assert "Not queued: epochs" in response.content.decode() and RetrainRun.objects.count() == 1
     client.force_login(UserFactory())
     assert client.post(retrain, {"epochs": "1"}).status_code == 302 and RetrainRun.objects.count() == 1
+
+
+def test_retrain_now_without_mnist_on_the_trainer_says_so_and_queues_nothing(
+    staff_client, broker_env, settings, tmp_path, monkeypatch
+):
+    from classifier.models import RetrainRun
+    from classifier.tasks import trainer_ping
+
+    model_version_ensure_initial()
+    settings.MNIST_DATA_DIR = str(tmp_path)  # holds none of the four files
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    trainer_ping()  # the trainer answers beat's ping, saying what it lacks
+    response = staff_client.post(reverse("admin:classifier_modelversion_retrain"), {"epochs": "1"}, follow=True)
+    body = html.unescape(" ".join(response.content.decode().split()))
+    assert "Retraining needs MNIST, and it cannot be had on the trainer" in body
+    assert f"MNIST_DATA_DIR {tmp_path} lacks train-images-idx3-ubyte" in body and "set MNIST_DATA_DIR to" in body
+    assert not RetrainRun.objects.exists()

@@ -1124,7 +1124,11 @@ def test_people_and_staff_say_not_a_digit_and_a_retrain_teaches_it_while_uploads
         page.get_by_label(RetrainRun.FORCE_LABEL).check()
         page.get_by_role("button", name="Retrain now").click()
         page.get_by_text("Retrain queued on the training queue").wait_for()
+        # The page follows the retrain by polling its section (htmx), never by reloading itself.
+        page.evaluate("() => { window.followedWithoutReload = true; }")
         page.locator('#retrain-status[data-status="running"]').wait_for(timeout=120_000)
+        running = page.locator('#retrain-stages li[data-state="running"]')
+        assert " so far, " in running.inner_text() and running.locator("progress").count() == 1
         shot(page, "34-retrain-running")
 
         # Meanwhile a person uploads a digit on a phone: answered within seconds.
@@ -1146,6 +1150,7 @@ def test_people_and_staff_say_not_a_digit_and_a_retrain_teaches_it_while_uploads
         assert answered < 30
 
         page.locator('#retrain-status[data-status="promoted"]').wait_for(timeout=180_000)
+        assert page.evaluate("() => window.followedWithoutReload") is True
     finally:
         context.close()
         trainer.stop()

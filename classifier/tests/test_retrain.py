@@ -1,5 +1,7 @@
 import hashlib
 import json
+import re
+from datetime import datetime
 from io import StringIO
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from django.core.management.base import CommandError
 from classifier.models import Flag, ModelVersion, Prediction
 from classifier.services import model_version_activate, model_version_directory, prediction_run
 from classifier.tests.factories import DigitImageFactory, FlagFactory, ModelVersionFactory, ReviewerFactory, UserFactory
+from ml.tests.conftest import mnist_dir
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -52,6 +55,8 @@ def run(*args):
 def test_retrain_stores_a_new_version_with_metrics_and_plots(flagged, tiny_active):
     output = run("--force")
     assert "epoch 1/1" in output  # progress
+    # Each stage as it begins, with its time so far and what is known of the time left.
+    assert "-- fine-tuning: 0 s so far, no estimate yet (no earlier retrain went through this stage)" in output
     assert "MNIST test accuracy" in output and "corrections" in output  # the report table
     candidate = ModelVersion.objects.get(parent=tiny_active)
     assert candidate.number == tiny_active.number + 1 and candidate.is_active
@@ -305,3 +310,96 @@ def test_a_retrain_whose_trainer_died_no_longer_blocks_the_next(tiny_active, bro
     assert retrain_request(epochs=None, force=False).in_progress
     stuck.refresh_from_db()
     assert stuck.status == RetrainRun.Status.FAILED and "no word from the trainer" in stuck.reason
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_stage_of_a_retrain_is_heard_from_within_seconds_with_its_time_left(
+    flagged, tiny_active, broker_env, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.models import RetrainRun
+    from classifier.services import retrain_request, retrain_run
+
+    settings.RETRAIN_PROGRESS_SECONDS = 0.5
+    # An earlier retrain that finished: what each stage took then is the estimate now.
+    then = timezone.now() - timedelta(hours=1)
+    earlier = [
+        {"name": name, "started_at": then.isoformat(), "finished_at": (then + timedelta(seconds=20)).isoformat()}
+        for name in RetrainRun.STAGES
+    ]
+    RetrainRun.objects.create(status=RetrainRun.Status.KEPT, in_progress=False, stages=earlier, finished_at=then)
+    finished = retrain_run(run_id=retrain_request(epochs=1, force=True).pk)
+    assert finished.status == RetrainRun.Status.PROMOTED
+    assert [stage["name"] for stage in finished.stages] == ["gathering", "fine-tuning", "judging", "storing"]
+    for stage in finished.stages:
+        took = (
+            datetime.fromisoformat(stage["finished_at"]) - datetime.fromisoformat(stage["started_at"])
+        ).total_seconds()
+        # No stage silent for more than 10 s: the ticker writes it every 0.5 s here, also
+        # between its start and its end where it says nothing itself.
+        assert stage["longest_gap"] <= 10, stage
+        assert took < 1.5 or stage["longest_gap"] < took - 0.5, stage
+        assert stage["expected_seconds"] == 20.0 and stage["progress"] == 1.0, stage
+    fitting, judging = finished.stages[1], finished.stages[2]
+    assert not fitting["estimated"]  # its own steps: the epoch lines
+    assert judging["estimated"]  # no steps of its own: what the earlier run took
+
+
+def test_retraining_without_mnist_says_so_before_anything_starts(settings, tmp_path, monkeypatch, broker_env):
+    from classifier.models import RetrainRun
+    from classifier.services import MnistUnavailable, retrain_request, retrain_run
+    from classifier.tasks import trainer_ping
+
+    (tmp_path / "mnist").mkdir()
+    settings.MNIST_DATA_DIR = str(tmp_path / "mnist")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no earlier Keras download either
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    said = r"Retraining needs MNIST, .*MNIST_DATA_DIR .* lacks train-images-idx3-ubyte.* set MNIST_DATA_DIR to"
+    versions = list(ModelVersion.objects.values_list("number", flat=True))
+    with pytest.raises(CommandError, match=said):
+        run("--force")
+    assert list(ModelVersion.objects.values_list("number", flat=True)) == versions  # nothing trained
+
+    # A trainer that has not said yet what it lacks takes the retrain, and fails it at once with
+    # the sentence, before any stage, never with an exception's text.
+    failed = retrain_run(run_id=retrain_request(epochs=None, force=True).pk)
+    assert failed.status == RetrainRun.Status.FAILED and failed.stages == []
+    assert re.search(said, failed.reason) and "Error" not in failed.reason
+    # Once it has (its answer to beat's ping), neither the admin's button nor the command queues one.
+    trainer_ping()
+    with pytest.raises(MnistUnavailable, match=r"cannot be had on the trainer .*MNIST_DATA_DIR"):
+        retrain_request(epochs=None, force=False)
+    with pytest.raises(CommandError, match=said):
+        run("--background")
+    assert RetrainRun.objects.count() == 1
+    # MNIST where it says: the next answer lets retrains be asked for again.
+    settings.MNIST_DATA_DIR = str(mnist_dir())
+    trainer_ping()
+    assert retrain_request(epochs=None, force=False).status == RetrainRun.Status.QUEUED
+
+
+def test_a_retrain_that_breaks_unexpectedly_fails_with_a_sentence_not_the_exception(
+    tiny_model_dir, settings, tmp_path, broker_env
+):
+    import shutil
+
+    from classifier.models import RetrainRun
+    from classifier.services import retrain_request, retrain_run
+
+    settings.MODEL_VERSIONS_DIR = tmp_path / "versions"
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.keras").write_bytes(b"not a Keras file")
+    version = ModelVersionFactory(architecture="basic", path=str(broken))
+    ModelVersion.objects.update(is_active=False)
+    ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+    failed = retrain_run(run_id=retrain_request(epochs=1, force=True).pk)
+    assert failed.status == RetrainRun.Status.FAILED
+    assert failed.reason == (
+        "The trainer met an unexpected error while fine-tuning; nothing was promoted. "
+        "The trainer's log has the details."
+    )
+    assert failed.stages[-1]["name"] == "fine-tuning" and failed.stages[-1]["finished_at"] is None  # stopped there

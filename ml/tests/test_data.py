@@ -122,3 +122,19 @@ def test_a_holdout_is_the_last_training_images_and_never_among_the_learned(mnist
     assert np.bincount(held_labels, minlength=10).min() >= 400
     with pytest.raises(ValueError, match="cannot hold out 60,000 of 60,000"):
         mnist.training(60_000)
+
+
+def test_what_keeps_mnist_from_loading_is_said_without_loading_it(small_files, tmp_path_factory, monkeypatch):
+    directory, _, _ = small_files
+    assert ml.data.mnist_missing(directory) == ""  # gzipped or not
+    (directory / "t10k-labels-idx1-ubyte").unlink()
+    assert ml.data.mnist_missing(directory) == f"MNIST_DATA_DIR {directory} lacks t10k-labels-idx1-ubyte"
+    assert ml.data.mnist_missing(directory / "nowhere").endswith("nowhere does not exist")
+    # No directory: Keras' earlier download, where Keras keeps it.
+    home = tmp_path_factory.mktemp("keras-home")
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    assert ml.data.keras_download_path() == home / "datasets" / "mnist.npz"
+    assert ml.data.mnist_missing(None) == f"no MNIST_DATA_DIR, and no earlier download in {home / 'datasets'}"
+    (home / "datasets").mkdir()
+    (home / "datasets" / "mnist.npz").write_bytes(b"kept by an earlier download")
+    assert ml.data.mnist_missing(None) == ""

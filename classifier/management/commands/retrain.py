@@ -1,9 +1,8 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from classifier.management.progress import line_logger, positive_epochs
-from classifier.models import RetrainRun
+from classifier.management.progress import line_logger, positive_epochs, stage_printer
 from classifier.services import NothingToLearn, RetrainError, model_retrain, retrain_request
-from ml.data import MnistDataError
 
 
 class Command(BaseCommand):
@@ -38,18 +37,20 @@ class Command(BaseCommand):
             )
             return
         log = line_logger(self)
+        stages = stage_printer(self, every=settings.RETRAIN_PROGRESS_SECONDS).ticking()
+
+        def progress(line: str) -> None:
+            log(line)
+            stages.line(line)
+
         try:
-            report = model_retrain(
-                epochs=epochs,
-                dry_run=dry_run,
-                force=force,
-                log=log,
-                stage=lambda name: log(f"-- {RetrainRun.STAGES[name].lower()}"),
-            )
+            report = model_retrain(epochs=epochs, dry_run=dry_run, force=force, log=progress, stage=stages.begin)
         except NothingToLearn as exc:
             raise CommandError(f"{exc} (use --force to fine-tune on MNIST alone)") from exc
-        except (RetrainError, MnistDataError) as exc:
+        except RetrainError as exc:
             raise CommandError(str(exc)) from exc
+        finally:
+            stages.stop()
         if report.candidate is None:
             self.stdout.write(report.reason)
             return
