@@ -210,6 +210,7 @@ def model_retrain(
     """Fine-tune the active model on MNIST plus staff corrections; keep the result as a new
     ModelVersion and activate it only if the gate (``ml.retrain.judge``) says so, or ``force``.
     ``stage`` hears each of ``RetrainRun.STAGES`` as it begins."""
+    from ml.judging import JudgingPlan
     from ml.retrain import gate_caveat, retrain
 
     stage("gathering")
@@ -240,6 +241,7 @@ def model_retrain(
         train_limit=settings.RETRAIN_TRAIN_LIMIT,
         test_limit=settings.RETRAIN_TEST_LIMIT,
         rejects_x=plan.rejects_x,
+        judging=JudgingPlan(real_dir=settings.REAL_DIGITS_DIR, per_set=settings.RETRAIN_JUDGING_PER_SET),
         log=log,
         stage=stage,
     )
