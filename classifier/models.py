@@ -88,6 +88,27 @@ class ModelVersion(models.Model):
     def test_accuracy(self) -> float | None:
         return self.metrics.get("test_accuracy")
 
+    @property
+    def judging(self) -> list[dict]:
+        """The fixed judging sets it was compared on with its parent when it was retrained
+        (``ml.judging``): per set, its name, images, what is counted, both shares, the
+        difference and the noise it had to exceed (in points), and the verdict."""
+        return [
+            row
+            | {
+                "parent_percent": f"{100 * row['parent']:.1f}",
+                "candidate_percent": f"{100 * row['candidate']:.1f}",
+                "difference_points": f"{100 * row['difference']:+.1f}",
+                "noise_points": f"{100 * row['noise']:.1f}",
+            }
+            for row in self.metrics.get("judging", [])
+        ]
+
+    @property
+    def judged_worse_on(self) -> list[str]:
+        """The judging sets it read worse than its parent beyond their noise."""
+        return [row["set"] for row in self.metrics.get("judging", []) if row["verdict"] == "worse"]
+
 
 def _upload_path(instance: DigitImage, filename: str) -> str:
     # Generated names only: the original name is data, never a path.

@@ -332,8 +332,15 @@ RETRAIN_TIME_LIMIT_SECONDS = env.float("RETRAIN_TIME_LIMIT_SECONDS", default=3 *
 RETRAIN_SEED = 42
 # A candidate may lose at most this much MNIST test accuracy (0.002 = 0.2 points).
 RETRAIN_MAX_MNIST_DROP = env.float("RETRAIN_MAX_MNIST_DROP", default=0.002)
-# From this many corrections on, a fifth is held out to judge the candidate.
+# From this many corrections on, a fifth is held out to judge the candidate; below it, a
+# candidate is stored, never promoted on its own (it was judged only on what it trained on).
 RETRAIN_MIN_FLAGS_FOR_HOLDOUT = 10
+# The candidate and the active version both read the fixed judging sets (ml.judging: MNIST test,
+# the real sets of REAL_DIGITS_DIR and scikit-learn, realistic uploads, non-digits, numbers),
+# each but MNIST test at most this many images, drawn with a fixed seed: 75-95 s of a retrain
+# on 2 busy cores for the shipped model (bench/judging.py; docs/performance.md). More images
+# tell smaller differences apart, slower.
+RETRAIN_JUDGING_PER_SET = env.int("RETRAIN_JUDGING_PER_SET", default=300)
 # None: all 60,000 MNIST training images and all 10,000 test images. Tests set small numbers.
 RETRAIN_TRAIN_LIMIT = env.int("RETRAIN_TRAIN_LIMIT", default=None)
 RETRAIN_TEST_LIMIT = env.int("RETRAIN_TEST_LIMIT", default=None)

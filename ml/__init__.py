@@ -27,6 +27,7 @@ FITTING = (
     "data",  # MNIST
     "evaluation",  # measurements and the stand-ins they read
     "fitting",  # the fitting loop
+    "judging",  # a retrained candidate against the active version on the fixed judging sets
     "line_training",  # fitting the line reader
     "negatives",  # generated non-digits
     "plots",

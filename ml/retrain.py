@@ -5,9 +5,12 @@ Corrections are few (a handful to a few hundred) against 60,000 MNIST digits, so
 oversampled to a fixed share of every epoch and augmented like the rest, which makes a
 handful of them matter without letting the model forget MNIST.
 
-The gate (``judge``) is a plain function: a candidate is promoted when it loses at most
-``max_mnist_drop`` of MNIST test accuracy, its calibration error on MNIST test grows by at
-most ``MAX_ECE_RISE``, and it is better on the corrections it is judged on.
+The gate (``judge``) is a plain function: a candidate is promoted when it reads none of the
+fixed judging sets worse than the active version beyond that set's noise (``ml.judging``), loses
+at most ``max_mnist_drop`` of MNIST test accuracy, its calibration error on MNIST test grows by
+at most ``MAX_ECE_RISE``, it is better on the corrections it is judged on, and those were held
+out: with too few corrections to keep a fifth apart, a candidate is stored, never promoted on
+its own.
 
 The training digits the parent held out stay out of fine-tuning too: the candidate's
 confidence is calibrated on them again, as training calibrated the parent's.
@@ -30,6 +33,7 @@ from ml.data import Mnist, Split
 from ml.evaluation import calibrate_bundle, evaluate_mnist
 from ml.fitting import fit
 from ml.inference import Predictor
+from ml.judging import JudgingPlan, SetRow, judge_on_sets
 from ml.plots import write_bundle_plots
 from ml.train import bundle_metadata
 from ml.verdicts import KINDS, OTHER_KINDS
@@ -122,13 +126,29 @@ class Decision:
     candidate: Scores
     promoted: bool
     reason: str
+    sets: tuple[SetRow, ...] = ()  # the fixed judging sets, each compared (``ml.judging``)
+
+    @property
+    def worse_on(self) -> tuple[SetRow, ...]:
+        return tuple(row for row in self.sets if row.worse)
 
 
-def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bool = False) -> Decision:
-    """Promote a candidate no worse on MNIST than its parent (within ``max_mnist_drop``), as
+def judge(
+    *,
+    parent: Scores,
+    candidate: Scores,
+    max_mnist_drop: float,
+    force: bool = False,
+    sets: Sequence[SetRow] = (),
+    unseen: bool = True,
+) -> Decision:
+    """Promote a candidate that reads none of the judging ``sets`` worse than its parent beyond
+    the set's noise, is no worse on MNIST than its parent (within ``max_mnist_drop``), as
     honest about its confidence, and better at what staff corrected: better on at least one
     of the digit corrections and the images staff said are not digits, and worse on neither;
-    ``force`` promotes it anyway, saying what it failed."""
+    and only where the corrections it is judged on are ``unseen`` (held out), else it shows
+    only that it learnt them. ``force`` promotes it anyway, saying what it failed."""
+    worse = [row for row in sets if row.worse]
     mnist_ok = candidate.mnist_accuracy >= parent.mnist_accuracy - max_mnist_drop
     ece_ok = candidate.mnist_ece <= parent.mnist_ece + MAX_ECE_RISE
     judged = [
@@ -143,9 +163,13 @@ def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bo
         all(new is not None and new >= old for _, old, new in judged)
         and any(new is not None and new > old for _, old, new in judged)
     )
-    passed = mnist_ok and ece_ok and learnt_ok
+    passed = not worse and mnist_ok and ece_ok and learnt_ok and unseen
     if passed:
         reason = "better on the corrections, within the MNIST tolerance and as honest about its confidence"
+        if sets:
+            reason += ", and no judging set reads worse"
+    elif worse:
+        reason = "it reads " + "; ".join(row.describe() for row in worse)
     elif not mnist_ok:
         reason = (
             f"its MNIST test accuracy {candidate.mnist_accuracy:.2%} is below the active model's "
@@ -156,13 +180,15 @@ def judge(*, parent: Scores, candidate: Scores, max_mnist_drop: float, force: bo
             f"its calibration error on MNIST test {100 * candidate.mnist_ece:.2f}% is more than "
             f"{100 * MAX_ECE_RISE:.1f} points above the active model's {100 * parent.mnist_ece:.2f}%"
         )
-    else:
+    elif not learnt_ok:
         reason = "not better on " + " nor on ".join(
             f"{name} ({_share(new)} vs {_share(old)})" for name, old, new in judged
         )
+    else:
+        reason = "too few corrections to hold any out: it was judged only on what it trained on"
     if force and not passed:
         reason = f"forced, although {reason}"
-    return Decision(parent=parent, candidate=candidate, promoted=force or passed, reason=reason)
+    return Decision(parent=parent, candidate=candidate, promoted=force or passed, reason=reason, sets=tuple(sets))
 
 
 def _share(value: float | None) -> str:
@@ -171,15 +197,22 @@ def _share(value: float | None) -> str:
 
 def gate_caveat(decision: Decision, split: CorrectionSplit, *, min_for_holdout: int, parent: str) -> str:
     """What the comparison on staff's corrections can and cannot show where they are too few
-    to hold any out, and what would make a candidate promote; "" where a fifth was held out."""
+    to hold any out, why the candidate was then stored and not promoted, and how many more
+    corrections it takes; "" where a fifth was held out."""
     if len(split.judged) and split.kind == HELD_OUT:
         return ""
     count = len(split.trained)
+    stored = (
+        f"Below {min_for_holdout} digit corrections a candidate is stored, never promoted on its own: with "
+        f"{min_for_holdout - count} more, a fifth is held out and it is judged on images it never saw. "
+        "Staff may still activate it."
+    )
     if count == 0:
         said = "There were no digit corrections to judge on"
         if decision.parent.rejects_caught is not None:
             said += ", only the images staff said are not digits, which it also trained on"
-        return f"{said}: beyond those, the gate could only check that it forgot nothing on MNIST."
+        said += ": beyond those, the gate could only check that it reads the judging sets no worse."
+        return said if decision.promoted else f"{said} {stored}"
     parts = [
         f"With {count} digit correction{'s' if count != 1 else ''}, fewer than the {min_for_holdout} it takes to "
         "hold a fifth out, the candidate was judged on the same corrections it trained on: that shows it learnt "
@@ -188,11 +221,7 @@ def gate_caveat(decision: Decision, split: CorrectionSplit, *, min_for_holdout: 
     if not decision.promoted:
         if decision.parent.corrections_accuracy == 1.0:
             parts.append(f"{parent} already read every one of them right, so no candidate could be better there.")
-        parts.append(
-            f"A candidate is promoted when it reads more of what staff corrected right than {parent} does and "
-            f"keeps MNIST within the tolerance; with {min_for_holdout - count} more corrections a fifth is held "
-            "out, and it is judged on images it never saw. The candidate is stored: staff may still activate it."
-        )
+        parts.append(stored)
     return " ".join(parts)
 
 
@@ -274,6 +303,7 @@ class RetrainResult:
             "flag_eval_samples": len(self.split.judged),
             "rejects_caught": candidate.rejects_caught,
             "parent_rejects_caught": parent.rejects_caught,
+            "judging": [row.as_dict() for row in self.decision.sets],
         }
 
     def rows(self, *, parent: str, candidate: str) -> list[tuple[str, str, str]]:
@@ -291,6 +321,14 @@ class RetrainResult:
                 _share(new.corrections_accuracy),
             ),
             ("said not a digit, of staff's", _share(old.rejects_caught), _share(new.rejects_caught)),
+            *(
+                (
+                    f"{row.set} ({row.samples:,}, {row.measure})",
+                    _share(row.parent),
+                    f"{_share(row.candidate)} {row.verdict} ({100 * row.difference:+.2f}, noise {100 * row.noise:.2f})",
+                )
+                for row in self.decision.sets
+            ),
             ("active", "no" if promoted else "yes", "yes" if promoted else "no"),
         ]
 
@@ -328,6 +366,7 @@ def retrain(
     train_limit: int | None = None,
     test_limit: int | None = None,
     rejects_x: np.ndarray | None = None,
+    judging: JudgingPlan | None = None,
     log: Callable[[str], None] = print,
     stage: Callable[[str], None] = lambda name: None,
 ) -> RetrainResult:
@@ -335,6 +374,7 @@ def retrain(
     bundle to ``out`` (model, metadata, plots, as training does) and judge it against its parent
     on MNIST test and the corrections ``split.judged``. Images staff said are not digits
     (``rejects_x``) and the corrections trained on teach the candidate's reject option.
+    ``judging``: the fixed sets both also read, each compared (``ml.judging``); None: none.
     ``stage`` hears each stage's name as it begins (``FINE_TUNING``, ``CALIBRATING``,
     ``JUDGING``)."""
     stage(FINE_TUNING)
@@ -378,9 +418,21 @@ def retrain(
     stage(JUDGING)
     test = Split(images=mnist.test.images[:test_limit], labels=mnist.test.labels[:test_limit], sha256=mnist.test.sha256)
     judged_x, judged_y = corrections_x[split.judged], corrections_y[split.judged]
-    parent_scores, _ = _scores(Predictor(parent.directory), test, judged_x, judged_y, rejects_x)
-    candidate_scores, report = _scores(Predictor(out.directory), test, judged_x, judged_y, rejects_x)
-    decision = judge(parent=parent_scores, candidate=candidate_scores, max_mnist_drop=max_mnist_drop, force=force)
+    parent_reader, candidate_reader = Predictor(parent.directory), Predictor(out.directory)
+    parent_scores, _ = _scores(parent_reader, test, judged_x, judged_y, rejects_x)
+    candidate_scores, report = _scores(candidate_reader, test, judged_x, judged_y, rejects_x)
+    sets = ()
+    if judging is not None:
+        log("judging: building the judging sets")
+        sets = judge_on_sets(parent_reader, candidate_reader, judging.sets(test), log=log)
+    decision = judge(
+        parent=parent_scores,
+        candidate=candidate_scores,
+        max_mnist_drop=max_mnist_drop,
+        force=force,
+        sets=sets,
+        unseen=split.kind == HELD_OUT,
+    )
 
     recipe = {
         "epochs": epochs,

@@ -2,9 +2,11 @@
 (rollback), and "Retrain now" above the list, which queues a retrain and follows its progress."""
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Count
 from django.http import HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.timezone import localtime
 from django_htmx.http import HttpResponseStopPolling
@@ -43,6 +45,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "created_at",
         "load_error",
         "load_failed_at",
+        "judging_table",
     )
     actions = ["activate"]
     # Above the list: "Retrain now" with `manage.py retrain`'s options, and the last retrain's
@@ -124,6 +127,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
         when = localtime(obj.load_failed_at).strftime("%Y-%m-%d %H:%M") if obj.load_failed_at else ""
         return f"no, since {when}: {obj.load_error}" if when else f"no: {obj.load_error}"
 
+    @admin.display(description="judging sets")
+    def judging_table(self, obj):
+        """The sets it was judged on against its parent when it was retrained, as on the retrain page."""
+        if not obj.judging:
+            return "-"
+        return render_to_string("admin/classifier/modelversion/_judging.html", {"version": obj})
+
     def has_add_permission(self, request):
         return False  # versions come from `manage.py retrain`
 
@@ -132,9 +142,21 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one version to activate.", messages.WARNING)
             return
+        chosen = queryset.select_related("parent").get()
+        if chosen.judging and not chosen.is_active and "confirmed" not in request.POST:
+            # Judged when it was retrained: staff see the same table before they activate it.
+            context = {
+                **self.admin_site.each_context(request),
+                "title": f"Activate v{chosen.number}?",
+                "version": chosen,
+                "opts": self.model._meta,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/classifier/modelversion/activate_confirm.html", context)
         try:
-            version = model_version_activate(number=queryset.get().number)
+            version = model_version_activate(number=chosen.number)
         except ModelVersionUnavailable as exc:
             self.message_user(request, f"Not activated, the active version stays: {exc}", messages.ERROR)
             return
-        self.message_user(request, f"v{version.number} is now active.", messages.SUCCESS)
+        worse = f", although it reads {', '.join(version.judged_worse_on)} worse" if version.judged_worse_on else ""
+        self.message_user(request, f"v{version.number} is now active{worse}.", messages.SUCCESS)

@@ -253,6 +253,7 @@ def model_retrain(
     ModelVersion and activate it only if the gate (``ml.retrain.judge``) says so, or ``force``.
     ``stage`` hears each of ``RetrainRun.STAGES`` as it begins; MNIST is loaded before the
     first (MnistUnavailable, saying what to do, where it cannot be)."""
+    from ml.judging import JudgingPlan
     from ml.retrain import gate_caveat, retrain
 
     mnist = None if dry_run else _mnist_for_retraining()
@@ -284,6 +285,7 @@ def model_retrain(
         train_limit=settings.RETRAIN_TRAIN_LIMIT,
         test_limit=settings.RETRAIN_TEST_LIMIT,
         rejects_x=plan.rejects_x,
+        judging=JudgingPlan(real_dir=settings.REAL_DIGITS_DIR, per_set=settings.RETRAIN_JUDGING_PER_SET),
         log=log,
         stage=stage,
     )

@@ -1111,7 +1111,12 @@ def test_people_and_staff_say_not_a_digit_and_a_retrain_teaches_it_while_uploads
     settings.MODEL_VERSIONS_DIR = tmp_path / "versions"
     rejecting = ModelVersionFactory(architecture="basic", path=str(tiny_rejecting_model_dir))
     call_command("activate_model", str(rejecting.number), stdout=StringIO())
-    sized = {"RETRAIN_TRAIN_LIMIT": "5000", "RETRAIN_TEST_LIMIT": "1000", "WORKER_WARM_UP": "false"}
+    sized = {
+        "RETRAIN_TRAIN_LIMIT": "5000",
+        "RETRAIN_TEST_LIMIT": "1000",
+        "RETRAIN_JUDGING_PER_SET": "20",
+        "WORKER_WARM_UP": "false",
+    }
     trainer_env = worker_env | sized | {"MODEL_VERSIONS_DIR": str(tmp_path / "trainer-versions")}
     # The queues `make run` gives its classifying worker and its trainer (the Procfile's).
     queues = _procfile_queues()

@@ -63,6 +63,7 @@ def machine(name: str, root: Path, base_env: dict, store: dict) -> dict:
             "MODEL_VERSIONS_DIR": str(home / "model-versions"),
             "RETRAIN_TRAIN_LIMIT": "2000",
             "RETRAIN_TEST_LIMIT": "1000",
+            "RETRAIN_JUDGING_PER_SET": "20",
             "RETRAIN_EPOCHS": "1",
         }
     )

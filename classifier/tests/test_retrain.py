@@ -24,6 +24,7 @@ def tiny_active(settings, tiny_model_dir, tmp_path):
     settings.RETRAIN_TRAIN_LIMIT = 2000
     settings.RETRAIN_TEST_LIMIT = 1000
     settings.RETRAIN_EPOCHS = 1
+    settings.RETRAIN_JUDGING_PER_SET = 20
     settings.MODEL_VERSIONS_DIR = tmp_path / "versions"
     tiny = ModelVersionFactory(architecture="basic", path=str(tiny_model_dir), metrics={"test_accuracy": 0.9})
     return model_version_activate(number=tiny.number)
@@ -403,3 +404,88 @@ def test_a_retrain_that_breaks_unexpectedly_fails_with_a_sentence_not_the_except
         "The trainer's log has the details."
     )
     assert failed.stages[-1]["name"] == "fine-tuning" and failed.stages[-1]["finished_at"] is None  # stopped there
+
+
+def test_a_candidate_harmed_before_judging_is_kept_and_the_pages_name_the_set(flagged, tiny_active, client, settings):
+    """A retrain whose candidate is deliberately harmed as judging begins (it reads every 1 as a
+    7 and back): better on the corrections or not, it reads judging sets worse than their noise
+    allows, so it is stored, not promoted; the retrain page and the activation staff may still
+    ask for show the table and name the set."""
+    import shutil
+
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+    from django.urls import reverse
+
+    from classifier.models import RetrainRun
+    from classifier.services.retraining import model_retrain
+    from ml.artifacts import ModelBundle
+    from ml.tests.conftest import swapped
+
+    candidate_dir = Path(settings.MODEL_VERSIONS_DIR) / f"v{tiny_active.number + 1}"
+
+    def harm(name: str) -> None:
+        if name == "judging":
+            harmed = swapped(candidate_dir, Path(settings.MODEL_VERSIONS_DIR) / "harmed")
+            shutil.copyfile(ModelBundle(harmed).model_path, ModelBundle(candidate_dir).model_path)
+
+    report = model_retrain(log=lambda line: None, stage=harm)
+    assert not report.promoted and ModelVersion.objects.get(is_active=True) == tiny_active
+    assert report.reason.startswith("it reads MNIST test worse: read right")
+    candidate = report.candidate
+    assert "MNIST test" in candidate.judged_worse_on
+    assert {row["set"] for row in candidate.judging} >= {"realistic uploads", "scikit-learn 43 writers"}
+    assert not Flag.objects.filter(trained_in__isnull=False).exists()
+    RetrainRun.objects.create(
+        status=RetrainRun.Status.KEPT, in_progress=False, candidate=candidate, reason=report.reason
+    )
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = reverse("admin:classifier_modelversion_changelist")
+    body = " ".join(client.get(page).content.decode().split())
+    assert (
+        f"Kept the active version; v{candidate.number} is stored, not active (it reads MNIST test worse: read right"
+        in body
+    )
+    assert f'<table id="judging-{candidate.number}" class="judging">' in body
+    assert f"v{candidate.number} against v{tiny_active.number} on the judging sets: reads MNIST test" in body
+    assert '<tr data-set="MNIST test" data-verdict="worse">' in body
+
+    # Activating it anyway shows the same table first, then activates it on confirmation.
+    chosen = {"action": "activate", ACTION_CHECKBOX_NAME: [candidate.pk]}
+    confirm = " ".join(client.post(page, chosen).content.decode().split())
+    assert (
+        f"Activate v{candidate.number} anyway" in confirm
+        and '<tr data-set="MNIST test" data-verdict="worse">' in confirm
+    )
+    assert ModelVersion.objects.get(is_active=True) == tiny_active
+    done = client.post(page, chosen | {"confirmed": "yes"}, follow=True).content.decode()
+    assert ModelVersion.objects.get(is_active=True) == candidate
+    assert f"{candidate.number} is now active, although it reads MNIST test" in done  # "V101": the admin capitalises
+    version_page = client.get(reverse("admin:classifier_modelversion_change", args=[candidate.pk])).content.decode()
+    assert '<tr data-set="MNIST test" data-verdict="worse">' in version_page
+    # The command says it too.
+    out = StringIO()
+    call_command("activate_model", f"v{candidate.number}", stdout=out)
+    assert "It read MNIST test" in out.getvalue() and "worse than its parent when it was judged:" in out.getvalue()
+    assert any(line.strip().startswith("MNIST test") and line.endswith("worse") for line in out.getvalue().splitlines())
+
+
+def test_with_too_few_corrections_a_candidate_is_stored_and_the_run_says_how_many_more(tiny_active, mnist, settings):
+    import numpy as np
+
+    from classifier.models import RetrainRun
+    from classifier.services import retrain_request, retrain_run
+    from ml.synth import render_upload
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        upload = render_upload(mnist.train.images[i], scenario="photo", rng=rng, label=int(mnist.train.labels[i]))
+        image = DigitImageFactory(data=upload.data)
+        prediction_run(image_id=image.pk)
+        FlagFactory(image=image, correct_digit=upload.label)
+    finished = retrain_run(run_id=retrain_request(epochs=1, force=False).pk)
+    assert finished.status == RetrainRun.Status.KEPT and ModelVersion.objects.get(is_active=True) == tiny_active
+    assert finished.candidate is not None and not finished.candidate.is_active
+    assert "Below 10 digit corrections a candidate is stored, never promoted on its own: with 7 more" in (
+        finished.explanation
+    )

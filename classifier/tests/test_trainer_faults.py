@@ -31,6 +31,7 @@ def trainer(worker_env, tmp_path):
             "WORKER_WARM_UP": "false",
             "RETRAIN_TRAIN_LIMIT": "2000",
             "RETRAIN_TEST_LIMIT": "500",
+            "RETRAIN_JUDGING_PER_SET": "20",
             "RETRAIN_EPOCHS": "1",
             "MODEL_VERSIONS_DIR": str(tmp_path / "versions"),
         },

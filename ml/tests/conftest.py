@@ -1,5 +1,6 @@
 import io
 import os
+import shutil
 from pathlib import Path
 from typing import NoReturn
 
@@ -109,3 +110,21 @@ def encode(array: np.ndarray, fmt: str = "PNG", mode: str | None = None, **save_
 
 def upscale(digit: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC))
+
+
+def swapped(source, out, first: int = 1, second: int = 7):
+    """A copy of the bundle at ``source`` whose model reads every ``first`` as ``second`` and
+    back: its output layer's two columns swapped. A deliberately harmed candidate."""
+    import keras
+
+    from ml.artifacts import ModelBundle
+
+    shutil.copytree(source, out)
+    bundle = ModelBundle(out)
+    model = keras.saving.load_model(bundle.model_path, compile=False)
+    kernel, bias = model.layers[-1].get_weights()
+    order = np.arange(kernel.shape[-1])
+    order[[first, second]] = order[[second, first]]
+    model.layers[-1].set_weights([kernel[:, order], bias[order]])
+    model.save(bundle.model_path)
+    return out

@@ -93,11 +93,11 @@ def test_with_few_corrections_the_gate_says_what_its_comparison_can_and_cannot_s
     assert caveat.startswith("With 2 digit corrections, fewer than the 10 it takes to hold a fifth out, the candidate")
     assert "that shows it learnt them, not that it reads new images better" in caveat
     assert "v1 already read every one of them right, so no candidate could be better there." in caveat
-    assert "with 8 more corrections a fifth is held out" in caveat and "--" not in caveat
-    # Promoted on few: the caveat still says what the comparison showed, without the advice.
+    assert "stored, never promoted on its own: with 8 more, a fifth is held out" in caveat and "--" not in caveat
+    # Forced on few: the caveat still says what the comparison showed, without the advice.
     better = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=0.5)
-    promoted = judge(parent=better, candidate=parent, max_mnist_drop=0.002)
-    assert promoted.promoted and "more corrections" not in gate_caveat(promoted, few, min_for_holdout=10, parent="v1")
+    promoted = judge(parent=better, candidate=parent, max_mnist_drop=0.002, unseen=False, force=True)
+    assert promoted.promoted and "more, a fifth" not in gate_caveat(promoted, few, min_for_holdout=10, parent="v1")
     # Enough to hold a fifth out: nothing to explain.
     held = split_corrections(10, seed=42, min_for_holdout=10)
     assert gate_caveat(decision, held, min_for_holdout=10, parent="v1") == ""

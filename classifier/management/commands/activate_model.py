@@ -23,3 +23,12 @@ class Command(BaseCommand):
         except ModelVersionUnavailable as exc:
             raise CommandError(f"not activated, the active version stays: {exc}") from None
         self.stdout.write(self.style.SUCCESS(f"v{activated.number} is now active."))
+        if activated.judged_worse_on:
+            # The table it was judged on when it was retrained, as the admin shows it before activating.
+            worse = ", ".join(activated.judged_worse_on)
+            self.stdout.write(self.style.WARNING(f"It read {worse} worse than its parent when it was judged:"))
+            for row in activated.judging:
+                self.stdout.write(
+                    f"  {row['set']:<28} {row['parent_percent']:>5}% -> {row['candidate_percent']:>5}% "
+                    f"{row['difference_points']:>6} points (noise {row['noise_points']})  {row['verdict']}"
+                )

@@ -8,7 +8,8 @@ from classifier.services import NothingToLearn, RetrainError, model_retrain, ret
 class Command(BaseCommand):
     help = (
         "Fine-tune the active model on MNIST plus the flagged images, evaluate it, keep it as a new "
-        "model version, and activate it only if it is better on the corrections and no worse on MNIST."
+        "model version, and activate it only if it is better on the corrections (a fifth held out) and reads none "
+        "of the judging sets (MNIST, the real sets, realistic uploads, non-digits, numbers) worse."
     )
 
     def add_arguments(self, parser):
