@@ -104,13 +104,23 @@ def read_uploads(predictor: Predictor, uploads: list[Upload]) -> Reading:
     return Reading(np.array(correct, dtype=bool), verdicts)
 
 
-def read_mnist(predictor: Predictor, split: Split) -> Reading:
-    """MNIST's test digits as the model takes them (arrays), with their verdicts."""
+def read_predictions(predictor: Predictor, split: Split) -> list:
+    """The predictor's predictions of a split's images as the model takes them (arrays)."""
     predictions = []
     for start in range(0, len(split.images), 1000):
         predictions += predictor.predict_arrays(to_model_array(split.images[start : start + 1000]))
+    return predictions
+
+
+def reading_of(predictions: list, split: Split) -> Reading:
+    """Which of ``split``'s images the ``predictions`` read right, with their verdicts."""
     correct = np.array([p.digit for p in predictions]) == split.labels
     return Reading(correct, tuple(p.verdict for p in predictions))
+
+
+def read_mnist(predictor: Predictor, split: Split) -> Reading:
+    """MNIST's test digits as the model takes them (arrays), with their verdicts."""
+    return reading_of(read_predictions(predictor, split), split)
 
 
 def summary(reading: Reading) -> dict:

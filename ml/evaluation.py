@@ -36,11 +36,15 @@ from ml.synth import (
 from ml.verdicts import VERDICTS, tempered
 
 
-def evaluate_mnist(predictor: Predictor, split: Split, *, batch_size: int = 1000) -> dict:
-    """Accuracy, cross-entropy loss and confusion matrix on a split, as plain JSON types."""
+def evaluate_mnist(
+    predictor: Predictor, split: Split, *, batch_size: int = 1000, predictions: list | None = None
+) -> dict:
+    """Accuracy, cross-entropy loss and confusion matrix on a split, as plain JSON types.
+    ``predictions``: the predictor's of the split's images where it read them already."""
     x = to_model_array(split.images)
     labels = split.labels.astype(int)
-    predictions = [p for i in range(0, len(x), batch_size) for p in predictor.predict_arrays(x[i : i + batch_size])]
+    if predictions is None:
+        predictions = [p for i in range(0, len(x), batch_size) for p in predictor.predict_arrays(x[i : i + batch_size])]
     probabilities = np.array([p.probabilities for p in predictions], dtype=np.float64).reshape(-1, NUM_CLASSES)
     predicted = probabilities.argmax(axis=1)
     picked = probabilities[np.arange(len(labels)), labels]
@@ -137,20 +141,25 @@ def calibrate_bundle(
     detector_digits: int = DETECTOR_DIGITS,
     detector_extra: tuple[np.ndarray, np.ndarray] | None = None,
     keep_detector: bool = False,
+    calibration_digits: int = CALIBRATION_MAX_DIGITS,
+    non_digits: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Make the model in bundle ``directory`` honest, on the ``holdout`` training digits it
     never trained on: fit its calibration (``ml.calibration``) and, with ``detector_digits``,
     its reject option (``ml.reject``: the detector, saved in the bundle, and the verdict
     thresholds). Record both in the bundle's metadata; return the calibration, with the
-    MNIST test set's ECE before and after (measured, not fitted on)."""
+    MNIST test set's ECE before and after (measured, not fitted on). ``keep_detector``: keep
+    the bundle's detector, taught the "not a digit" lessons of ``detector_extra`` if it has
+    any (``ml.reject.fit_reject_option``). ``calibration_digits``: at most this many held-out
+    digits (each made three ways); ``non_digits``: the non-digits the verdicts are measured on."""
     if holdout <= 0:
         raise ValueError(
             "this model was trained on every training image, so none is left to calibrate it on "
             "without touching the test set: train it with a holdout (train --holdout N)"
         )
     bundle = ModelBundle.at(directory)
-    images, labels = (part[:CALIBRATION_MAX_DIGITS] for part in mnist.held_out(holdout))
+    images, labels = (part[:calibration_digits] for part in mnist.held_out(holdout))
     log(f"calibrating on {len(images):,} held-out training digits: clean, as realistic uploads, in other styles")
     predictor = Predictor(bundle.directory)
     raw = partial(predictor.probabilities, calibrated=False)
@@ -189,10 +198,10 @@ def calibrate_bundle(
             digits=detector_digits,
             extra=detector_extra,
             detector=kept,
+            non_digits=non_digits,
             log=log,
         )
-        if kept is None:
-            detector.save(bundle.detector_path)
+        detector.save(bundle.detector_path)  # kept as it was, taught, or fitted
     bundle.write_metadata(metadata)
     return calibration
 

@@ -17,12 +17,18 @@ image is 0.2 points or more, it is what the set can tell.
 
 So that judging fits a retrain's few minutes on two cores, each set but MNIST test's arrays is
 at most ``per_set`` images, drawn with a fixed seed: every retrain judges on the same images
-(``RETRAIN_JUDGING_PER_SET``; ``bench/judging.py`` times it).
+(``RETRAIN_JUDGING_PER_SET``; ``bench/judging.py`` times it). Being the same every time, the
+built sets are kept between retrains: in the trainer's process, and on disk where the plan has a
+``cache_dir`` (a file keyed by MNIST test, the real folders' files, the size and the seed).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +52,8 @@ READ_RIGHT, CAUGHT, READ_EXACTLY = "read right", "not read as a digit", "read ex
 WORSE, BETTER, SAME = "worse", "better", "same"
 # The draw of every subsampled set and generated image: the same images at every retrain.
 JUDGING_SEED = 0
+# Part of the cache key: changed whenever what judging_sets builds changes.
+JUDGING_SETS_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -57,9 +65,37 @@ class JudgingPlan:
     real_dir: Path | None
     per_set: int | None
     seed: int = JUDGING_SEED
+    cache_dir: Path | None = None  # where built sets are kept between processes; None: not kept
+
+    def key(self, test: Split) -> str:
+        """What the sets are made of: MNIST test, every file of the real folders (name, size,
+        time), the size and the seed. Another key, other sets."""
+        files = sorted(
+            (str(path.relative_to(self.real_dir)), path.stat().st_size, path.stat().st_mtime_ns)
+            for path in (Path(self.real_dir).rglob("*") if self.real_dir is not None else ())
+            if path.is_file()
+        )
+        described = [JUDGING_SETS_FORMAT, test.sha256, len(test.labels), self.per_set, self.seed, files]
+        return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:20]
 
     def sets(self, test: Split) -> JudgingSets:
-        return judging_sets(test, real_dir=self.real_dir, per_set=self.per_set, seed=self.seed)
+        """The judging sets: kept from an earlier retrain where they are the same, else built."""
+        key = self.key(test)
+        if key in _BUILT:
+            return _BUILT[key]
+        path = None if self.cache_dir is None else Path(self.cache_dir) / f"judging-{key}.pickle"
+        if path is not None and path.is_file():
+            sets = pickle.loads(path.read_bytes())  # our own file, written below
+        else:
+            sets = judging_sets(test, real_dir=self.real_dir, per_set=self.per_set, seed=self.seed)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(f".{os.getpid()}.partial")
+                partial.write_bytes(pickle.dumps(sets, protocol=pickle.HIGHEST_PROTOCOL))
+                partial.replace(path)  # whole or not at all, whoever reads it
+        _BUILT.clear()  # one plan's sets at a time: a few megabytes
+        _BUILT[key] = sets
+        return sets
 
 
 @dataclass(frozen=True)
@@ -110,6 +146,10 @@ class SetRow:
         )
 
 
+# The judging sets this process built last, by ``JudgingPlan.key``.
+_BUILT: dict[str, JudgingSets] = {}
+
+
 def _sample(items: list, per_set: int | None, seed: int) -> list:
     if per_set is None or len(items) <= per_set:
         return items
@@ -142,13 +182,18 @@ def _read_numbers(predictor: Predictor, blobs: list[bytes]) -> list:
 
 
 def read_sets(
-    predictor: Predictor, sets: JudgingSets, *, log: Callable[[str], None] = lambda line: None
+    predictor: Predictor,
+    sets: JudgingSets,
+    *,
+    mnist: Reading | None = None,
+    log: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Reading]:
     """Every set read by ``predictor``: per image, whether it was read as that set counts right.
+    ``mnist``: its reading of MNIST test where it was read already (the gate's evaluation).
     ``log`` hears each set's name as it is read."""
     names = list(sets.sizes())
     log(f"reading {MNIST_TEST} (1 of {len(names)} sets)")
-    readings = {MNIST_TEST: read_mnist(predictor, sets.mnist)}
+    readings = {MNIST_TEST: mnist if mnist is not None else read_mnist(predictor, sets.mnist)}
     for name, uploads in sets.digits.items():
         log(f"reading {name} ({names.index(name) + 1} of {len(names)} sets)")
         readings[name] = read_uploads(predictor, uploads)
@@ -199,10 +244,21 @@ def compare_sets(parent: dict[str, Reading], candidate: dict[str, Reading]) -> t
 
 
 def judge_on_sets(
-    parent: Predictor, candidate: Predictor, sets: JudgingSets, *, log: Callable[[str], None] = lambda line: None
+    parent: Predictor,
+    candidate: Predictor,
+    sets: JudgingSets,
+    *,
+    mnist: tuple[Reading, Reading] | None = None,
+    log: Callable[[str], None] = lambda line: None,
 ) -> tuple[SetRow, ...]:
-    """Both models read every set; each set compared (``compare_sets``)."""
+    """Both models read every set; each set compared (``compare_sets``). ``mnist``: the
+    parent's and the candidate's readings of MNIST test where they were read already."""
     readings = []
-    for role, predictor in (("active version", parent), ("candidate", candidate)):
-        readings.append(read_sets(predictor, sets, log=lambda line, role=role: log(f"judging: the {role} {line}")))
+    for role, predictor, read in (
+        ("active version", parent, mnist and mnist[0]),
+        ("candidate", candidate, mnist and mnist[1]),
+    ):
+        readings.append(
+            read_sets(predictor, sets, mnist=read, log=lambda line, role=role: log(f"judging: the {role} {line}"))
+        )
     return compare_sets(*readings)

@@ -149,6 +149,59 @@ def _fitted_detector(
     return train_detector(x, y, epochs=epochs, seed=seed, log=log)
 
 
+# Teaching a kept detector staff's "not a digit" lessons (a retrain): warm-started from its
+# weights, a few epochs at its own learning rate over the lessons and a replay of what it was
+# fitted on, made from this many learned digits; the lessons are this share of each epoch.
+TEACH_REPLAY_DIGITS = 200
+TEACH_EPOCHS = 5
+TEACH_LEARNING_RATE = 1e-3
+TEACH_EXTRA_SHARE = 0.2
+
+
+def has_lessons(extra: tuple[np.ndarray, np.ndarray] | None) -> bool:
+    """Whether staff corrections (inputs, kinds) say of any image that it is not a digit."""
+    return extra is not None and bool((np.asarray(extra[1]) > 0).any())
+
+
+def teach_detector(
+    detector: keras.Model,
+    mnist,
+    extra: tuple[np.ndarray, np.ndarray],
+    *,
+    holdout: int,
+    seed: int,
+    replay_digits: int = TEACH_REPLAY_DIGITS,
+    epochs: int = TEACH_EPOCHS,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Teach ``detector`` (changed in place) staff's corrections ``extra`` (inputs, kinds): from
+    its own weights, ``epochs`` short epochs over the corrections, oversampled to
+    ``TEACH_EXTRA_SHARE``, and a replay of its kind of data made from ``replay_digits`` learned
+    digits, so that it learns the lessons without forgetting the rest; what was done, for
+    the bundle's metadata."""
+    keras.utils.set_random_seed(seed)
+    x, y = detector_data(mnist.training(holdout), count=replay_digits, seed=seed, log=log)
+    wanted = max(len(extra[0]), int(len(x) * TEACH_EXTRA_SHARE / (1 - TEACH_EXTRA_SHARE)))
+    picks = np.random.default_rng(seed).choice(len(extra[0]), size=wanted, replace=wanted > len(extra[0]))
+    x = np.concatenate([x, extra[0][picks].astype("float32")])
+    y = np.concatenate([y, extra[1][picks].astype("int32")])
+    log(f"teaching the kept detector {len(extra[0])} staff corrections, shown {wanted:,} times an epoch")
+    detector.compile(
+        optimizer=keras.optimizers.Adam(TEACH_LEARNING_RATE),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history, seconds = fit(detector, x, y, epochs=epochs, batch_size=128, augment=True, seed=seed, log=log)
+    return {
+        "corrections": len(extra[0]),
+        "replay_samples": len(x) - wanted,
+        "epochs": epochs,
+        "learning_rate": TEACH_LEARNING_RATE,
+        "history": history,
+        "training_seconds": round(seconds, 1),
+    }
+
+
 def fit_reject_option(
     predictor,
     mnist,
@@ -160,6 +213,7 @@ def fit_reject_option(
     epochs: int = DETECTOR_EPOCHS,
     extra: tuple[np.ndarray, np.ndarray] | None = None,
     detector: tuple[keras.Model, dict] | None = None,
+    non_digits: int | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[keras.Model, dict]:
     """Train the detector on learned digits and generated non-digits, choose the thresholds on
@@ -167,10 +221,19 @@ def fit_reject_option(
     measure the verdicts on held-out digits and on non-digits made with another seed (numbers
     from held-out digits): what the bundle's metadata records under ``verdict``. With
     ``detector`` (a detector and its record), that detector is kept and only the thresholds
-    are chosen again, for this model."""
+    are chosen again, for this model; where ``extra`` says of some images that they are not
+    digits, it is taught them first (``teach_detector``), not fitted anew. ``non_digits``: how
+    many non-digits the verdicts are measured on (default: a quarter of ``digits``, at least
+    20 a family)."""
     if detector is not None:
         detector, record = detector
-        log("keeping the detector; choosing its thresholds for this model")
+        if has_lessons(extra):
+            record = record | {
+                "kept": False,
+                "taught": teach_detector(detector, mnist, extra, holdout=holdout, seed=seed, log=log),
+            }
+        kept = "the detector taught" if has_lessons(extra) else "keeping the detector"
+        log(f"{kept}; choosing its thresholds for this model")
     else:
         detector, record = _fitted_detector(
             mnist, holdout=holdout, seed=seed, digits=digits, epochs=epochs, extra=extra, log=log
@@ -193,7 +256,8 @@ def fit_reject_option(
         right = probabilities.argmax(axis=1) == kind_labels
         report[name] = shares(given) | {"digit_accuracy": float(right[answered].mean()) if answered.any() else None}
     images, _ = mnist.held_out(holdout)
-    uploads = negative_set(images, count=max(len(FAMILIES) * 20, digits // 4), seed=seed + 2)
+    count = non_digits if non_digits is not None else max(len(FAMILIES) * 20, digits // 4)
+    uploads = negative_set(images, count=count, seed=seed + 2)
     inputs, read = model_inputs(uploads)
     kinds, _, confidence = judged(inputs)
     given = iter(verdicts(kinds[:, 0], kinds, confidence, thresholds))

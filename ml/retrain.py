@@ -1,9 +1,17 @@
-"""Retraining: fine-tune a model bundle on MNIST plus corrected real uploads, write the
-candidate's own bundle, and judge it against its parent.
+"""Retraining: fine-tune a model bundle on a replay of MNIST plus corrected real uploads, write
+the candidate's own bundle, and judge it against its parent.
 
-Corrections are few (a handful to a few hundred) against 60,000 MNIST digits, so they are
-oversampled to a fixed share of every epoch and augmented like the rest, which makes a
-handful of them matter without letting the model forget MNIST.
+A retrain is a fine-tuning from the parent, not a training: a few thousand MNIST training
+digits the parent learnt (``REPLAY_DIGITS``, as many of each digit, drawn with the seed) are
+replayed so that it does not forget them, and the corrections (a handful to a few hundred) are
+oversampled to a fixed share of that mix and augmented like the rest, for a couple of short
+epochs at a small learning rate: minutes on two cores, not the better part of an hour.
+
+The parent's reject option travels with it: its detector is kept and only the thresholds are
+chosen again for the candidate, unless staff said some images are not digits; then the
+parent's detector is taught those (``ml.reject.teach_detector``: warm-started, a few steps,
+with a replay of what it was fitted on), never fitted anew, so that a retrain does not re-roll
+what it refuses.
 
 The gate (``judge``) is a plain function: a candidate is promoted when it reads none of the
 fixed judging sets worse than the active version beyond that set's noise (``ml.judging``), loses
@@ -29,22 +37,34 @@ import numpy as np
 
 from ml.architectures import members_of
 from ml.artifacts import ModelBundle, to_model_array
+from ml.choosing import Reading, read_predictions, reading_of
 from ml.data import Mnist, Split
 from ml.evaluation import calibrate_bundle, evaluate_mnist
 from ml.fitting import fit
 from ml.inference import Predictor
 from ml.judging import JudgingPlan, SetRow, judge_on_sets
 from ml.plots import write_bundle_plots
+from ml.reject import has_lessons
 from ml.train import bundle_metadata
 from ml.verdicts import KINDS, OTHER_KINDS
 
-# Share of each epoch's samples that are corrections (after oversampling).
+# MNIST training digits replayed beside the corrections (as many of each digit): enough that
+# the fine-tuning keeps what the parent learnt, few enough to take a minute on two cores.
+REPLAY_DIGITS = 15_000
+# Share of each epoch's samples that are corrections (after oversampling): the share a full
+# fine-tuning gave them, so each step weighs them as it did. A fifth (tried 2026-12-07) let
+# 50 corrections that contradict MNIST cost 1.4 points of MNIST test and make it unsure.
 CORRECTION_SHARE = 0.05
-FINE_TUNE_LEARNING_RATE = 3e-4
+FINE_TUNE_LEARNING_RATE = 1.5e-4
 FINE_TUNE_BATCH_SIZE = 256
 # How much worse a candidate's calibration error on MNIST test may be (0.5 points).
 MAX_ECE_RISE = 0.005
 HELD_OUT = "held-out"
+# Calibrating a candidate: its temperature and thresholds on this many of the parent's held-out
+# digits (each made three ways: ~40 s for 1,500 on two busy cores; one number is fitted), its
+# verdicts measured on this many generated non-digits (~30 ms each to make).
+CALIBRATION_DIGITS = 1500
+VERDICT_NON_DIGITS = 240
 # What a retrain goes through, in order, each announced to ``retrain``'s ``stage`` callback
 # (the service adds its own first and last: gathering the corrections, storing the version).
 FINE_TUNING, CALIBRATING, JUDGING = "fine-tuning", "calibrating", "judging"
@@ -57,6 +77,16 @@ class FineTuneResult:
     model: object  # keras.Model
     history: dict[str, list[float]]
     seconds: float
+
+
+def replay_sample(images: np.ndarray, labels: np.ndarray, *, count: int, seed: int) -> np.ndarray:
+    """Indices of at most ``count`` of the training digits, as many of each label as there
+    are (the rarest may give fewer), drawn with ``seed``: the same replay at every retrain."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    each = count // max(len(classes), 1)
+    picks = [rng.permutation(np.flatnonzero(labels == label))[:each] for label in classes]
+    return np.sort(np.concatenate(picks or [np.zeros(0, int)]))
 
 
 def mix_corrections(
@@ -86,9 +116,9 @@ def fine_tune(
     writers: bool = False,
     log: Callable[[str], None] = print,
 ) -> FineTuneResult:
-    """Continue training the model at ``model_path`` on the mix, with augmentation and a
-    cosine-decayed small learning rate; an ensemble trains every member through the mean of
-    their probabilities. Inputs are float (n, 28, 28, 1) in [0, 1]."""
+    """Continue training the model at ``model_path`` on the mix (``mnist_x``: the replayed
+    digits), with augmentation and a cosine-decayed small learning rate; an ensemble trains
+    every member through the mean of their probabilities. Inputs are float (n, 28, 28, 1) in [0, 1]."""
     keras.utils.set_random_seed(seed)
     model = keras.saving.load_model(ModelBundle.at(model_path).model_path, compile=False)
     x, y = mix_corrections(mnist_x, mnist_y, extra_x, extra_y, seed=seed)
@@ -99,7 +129,7 @@ def fine_tune(
         metrics=["accuracy"],
     )
     log(
-        f"fine-tuning on {len(mnist_x):,} MNIST images and {len(extra_x)} corrections "
+        f"fine-tuning on {len(mnist_x):,} replayed MNIST images and {len(extra_x)} corrections "
         f"(shown {len(x) - len(mnist_x):,} times an epoch), {epochs} epochs"
     )
     history, seconds = fit(
@@ -335,19 +365,25 @@ class RetrainResult:
 
 def _scores(
     predictor: Predictor, test: Split, x: np.ndarray, y: np.ndarray, rejects_x: np.ndarray | None
-) -> tuple[Scores, dict]:
-    report = evaluate_mnist(predictor, test)
+) -> tuple[Scores, dict, Reading]:
+    """The gate's figures, the report on MNIST test, and the reading of it the judging reuses."""
+    predictions = read_predictions(predictor, test)
+    report = evaluate_mnist(predictor, test, predictions=predictions)
     corrections = float((predictor.probabilities(x).argmax(axis=1) == y).mean()) if len(x) else None
     caught = None
     if rejects_x is not None and len(rejects_x) and predictor.detector is not None:
         caught = float(np.mean([p.verdict == "not_a_digit" for p in predictor.predict_arrays(rejects_x)]))
-    return Scores(
-        mnist_accuracy=report["accuracy"],
-        mnist_loss=report["loss"],
-        corrections_accuracy=corrections,
-        mnist_ece=report["ece"],
-        rejects_caught=caught,
-    ), report
+    return (
+        Scores(
+            mnist_accuracy=report["accuracy"],
+            mnist_loss=report["loss"],
+            corrections_accuracy=corrections,
+            mnist_ece=report["ece"],
+            rejects_caught=caught,
+        ),
+        report,
+        reading_of(predictions, test),
+    )
 
 
 def retrain(
@@ -367,13 +403,16 @@ def retrain(
     test_limit: int | None = None,
     rejects_x: np.ndarray | None = None,
     judging: JudgingPlan | None = None,
+    replay_digits: int = REPLAY_DIGITS,
     log: Callable[[str], None] = print,
     stage: Callable[[str], None] = lambda name: None,
 ) -> RetrainResult:
-    """Fine-tune ``parent`` on MNIST plus the corrections ``split.train``, write the candidate's
-    bundle to ``out`` (model, metadata, plots, as training does) and judge it against its parent
-    on MNIST test and the corrections ``split.judged``. Images staff said are not digits
-    (``rejects_x``) and the corrections trained on teach the candidate's reject option.
+    """Fine-tune ``parent`` on ``replay_digits`` of the MNIST digits it learnt plus the
+    corrections ``split.train``, write the candidate's bundle to ``out`` (model, metadata,
+    plots, as training does) and judge it against its parent on MNIST test and the corrections
+    ``split.judged``. The candidate keeps the parent's detector with thresholds chosen again;
+    where staff said of images that they are not digits (``rejects_x``), the detector is taught
+    those and the corrections trained on (a parent without a detector gets one fitted).
     ``judging``: the fixed sets both also read, each compared (``ml.judging``); None: none.
     ``stage`` hears each stage's name as it begins (``FINE_TUNING``, ``CALIBRATING``,
     ``JUDGING``)."""
@@ -381,10 +420,11 @@ def retrain(
     holdout = int(parent.metadata().get("holdout", 0))
     learned_images, learned_labels = mnist.training(holdout)
     learned_images, learned_labels = learned_images[:train_limit], learned_labels[:train_limit]
+    replay = replay_sample(learned_images, learned_labels, count=replay_digits, seed=seed)
     result = fine_tune(
         model_path=parent.directory,
-        mnist_x=to_model_array(learned_images),
-        mnist_y=learned_labels.astype("int32"),
+        mnist_x=to_model_array(learned_images[replay]),
+        mnist_y=learned_labels[replay].astype("int32"),
         extra_x=corrections_x[split.train],
         extra_y=corrections_y[split.train],
         epochs=epochs,
@@ -403,14 +443,23 @@ def retrain(
         # Calibrated before it is judged: the gate compares the confidence each would serve.
         stage(CALIBRATING)
         detector_digits = int(parent.metadata().get("detector_digits", 0))
-        out.write_metadata({"holdout": holdout, "seed": seed})
+        keep = parent.detector_path.is_file() and "verdict" in parent.metadata()
+        if keep:
+            shutil.copyfile(parent.detector_path, out.detector_path)
+        out.write_metadata(
+            {"holdout": holdout, "seed": seed} | ({"verdict": parent.metadata()["verdict"]} if keep else {})
+        )
+        lessons = _detector_corrections(parent, corrections_x[split.train], rejects_x)
         calibrate_bundle(
             out.directory,
             mnist,
             holdout=holdout,
             seed=seed,
             detector_digits=detector_digits,
-            detector_extra=_detector_corrections(parent, corrections_x[split.train], rejects_x),
+            detector_extra=lessons if not keep or has_lessons(lessons) else None,
+            keep_detector=keep,
+            calibration_digits=CALIBRATION_DIGITS,
+            non_digits=VERDICT_NON_DIGITS,
             log=log,
         )
         honesty = {key: out.metadata()[key] for key in ("calibration", "verdict") if key in out.metadata()}
@@ -419,12 +468,14 @@ def retrain(
     test = Split(images=mnist.test.images[:test_limit], labels=mnist.test.labels[:test_limit], sha256=mnist.test.sha256)
     judged_x, judged_y = corrections_x[split.judged], corrections_y[split.judged]
     parent_reader, candidate_reader = Predictor(parent.directory), Predictor(out.directory)
-    parent_scores, _ = _scores(parent_reader, test, judged_x, judged_y, rejects_x)
-    candidate_scores, report = _scores(candidate_reader, test, judged_x, judged_y, rejects_x)
+    parent_scores, _, parent_mnist = _scores(parent_reader, test, judged_x, judged_y, rejects_x)
+    candidate_scores, report, candidate_mnist = _scores(candidate_reader, test, judged_x, judged_y, rejects_x)
     sets = ()
     if judging is not None:
         log("judging: building the judging sets")
-        sets = judge_on_sets(parent_reader, candidate_reader, judging.sets(test), log=log)
+        sets = judge_on_sets(
+            parent_reader, candidate_reader, judging.sets(test), mnist=(parent_mnist, candidate_mnist), log=log
+        )
     decision = judge(
         parent=parent_scores,
         candidate=candidate_scores,
@@ -449,6 +500,7 @@ def retrain(
         "corrections": len(split.trained),
         "correction_examples": len(split.train),
         "correction_share": CORRECTION_SHARE,
+        "replay_digits": len(replay),
     }
     out.write_metadata(
         bundle_metadata(
@@ -456,7 +508,7 @@ def retrain(
             model=result.model,
             recipe=recipe,
             mnist=mnist,
-            train_count=len(learned_images),
+            train_count=len(replay),
             test_count=report["samples"],
             training_seconds=result.seconds,
             test_loss=report["loss"],

@@ -285,7 +285,11 @@ def model_retrain(
         train_limit=settings.RETRAIN_TRAIN_LIMIT,
         test_limit=settings.RETRAIN_TEST_LIMIT,
         rejects_x=plan.rejects_x,
-        judging=JudgingPlan(real_dir=settings.REAL_DIGITS_DIR, per_set=settings.RETRAIN_JUDGING_PER_SET),
+        judging=JudgingPlan(
+            real_dir=settings.REAL_DIGITS_DIR,
+            per_set=settings.RETRAIN_JUDGING_PER_SET,
+            cache_dir=settings.RETRAIN_CACHE_DIR or Path(settings.MODEL_VERSIONS_DIR).parent / "retrain-cache",
+        ),
         log=log,
         stage=stage,
     )

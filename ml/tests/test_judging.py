@@ -168,3 +168,34 @@ def test_a_retrain_whose_candidate_is_harmed_before_judging_is_not_promoted(tiny
     assert {row["set"] for row in table} >= {"realistic uploads", "hwd-1000", NON_DIGITS, NUMBERS}
     rows = result.rows(parent="v1", candidate="v2")
     assert any(label.startswith("MNIST test (300, read right)") and "worse" in new for label, _, new in rows)
+
+
+def test_built_judging_sets_are_kept_on_disk_by_what_they_are_made_of(test_split, tmp_path):
+    import pickle
+
+    from ml import judging
+
+    real = tmp_path / "real"
+    real.mkdir()
+    plan = JudgingPlan(real_dir=real, per_set=8, cache_dir=tmp_path / "cache")
+    built = plan.sets(test_split)
+    [kept] = (tmp_path / "cache").iterdir()
+    assert kept.name == f"judging-{plan.key(test_split)}.pickle"
+    judging._BUILT.clear()  # as a fresh trainer process
+    again = plan.sets(test_split)
+    assert again.sizes() == built.sizes()
+    assert [u.data for u in again.non_digits] == [u.data for u in built.non_digits]
+    # What is on disk is what a later retrain reads, not built anew.
+    kept.write_bytes(pickle.dumps(judging.JudgingSets(mnist=test_split, digits={})))
+    judging._BUILT.clear()
+    assert plan.sets(test_split).sizes() == {MNIST_TEST: 300}
+    # Another seed, size, MNIST test, or a changed real folder: other sets.
+    (real / "note.txt").write_text("a new file")
+    keys = {
+        plan.key(test_split),
+        JudgingPlan(real_dir=real, per_set=9, cache_dir=None).key(test_split),
+        JudgingPlan(real_dir=real, per_set=8, seed=1).key(test_split),
+        plan.key(Split(images=test_split.images[:100], labels=test_split.labels[:100], sha256="other")),
+        kept.name.removeprefix("judging-").removesuffix(".pickle"),
+    }
+    assert len(keys) == 5

@@ -9,7 +9,18 @@ from ml.artifacts import METADATA_FILE, ModelBundle
 from ml.calibration import model_inputs
 from ml.line_training import build_line_reader
 from ml.negatives import negative_set
-from ml.retrain import CALIBRATING, FINE_TUNING, JUDGING, Scores, gate_caveat, judge, retrain, split_corrections
+from ml.reject import TEACH_EPOCHS, build_detector, teach_detector
+from ml.retrain import (
+    CALIBRATING,
+    FINE_TUNING,
+    JUDGING,
+    Scores,
+    gate_caveat,
+    judge,
+    replay_sample,
+    retrain,
+    split_corrections,
+)
 
 PARENT = Scores(mnist_accuracy=0.990, mnist_loss=0.03, corrections_accuracy=0.50)
 
@@ -209,6 +220,11 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
     # Images staff said are not digits, and the corrections, taught the candidate's reject option.
     assert any(f"{len(words) + 5} staff corrections" in line for line in lines)  # all 5 train: too few to judge
     assert out.detector_path.is_file() and metadata["verdict"]["reject_below"] > 0
+    # Taught, not fitted anew: the parent's detector, warm-started, moved a little.
+    taught = metadata["verdict"]["detector"]["taught"]
+    assert taught["corrections"] == len(words) + 5 and taught["epochs"] == TEACH_EPOCHS
+    moved = weight_distance(parent.detector_path, out.detector_path)
+    assert 0 < moved < weight_distance(parent.detector_path, build_detector())
     # Fine-tuned as the parent learned, without the 300 digits it held out: calibrated on those.
     assert metadata["holdout"] == 300 and metadata["train_samples"] == 1000
     assert metadata["calibration"]["fitted_on"]["clean"] == 300
@@ -244,3 +260,83 @@ def test_fine_tuning_an_ensemble_trains_every_member(mnist, tmp_path):
     for old, new in zip(before, after, strict=True):
         # Every layer of every member moved.
         assert all(not np.allclose(o, n) for o, n in zip(old, new, strict=True) if o.size > 1)
+
+
+def weight_distance(a, b) -> float:
+    """The largest difference between two detectors' weights (saved files or models)."""
+    import keras
+
+    a, b = (keras.saving.load_model(m, compile=False) if not isinstance(m, keras.Model) else m for m in (a, b))
+    return max(float(np.abs(x - y).max()) for x, y in zip(a.get_weights(), b.get_weights(), strict=True))
+
+
+def test_the_replay_is_fixed_by_the_seed_bounded_and_as_many_of_each_digit(mnist):
+    labels = mnist.train.labels
+    picks = replay_sample(mnist.train.images, labels, count=1000, seed=42)
+    assert len(picks) == 1000 and len(set(picks)) == 1000
+    assert np.bincount(labels[picks], minlength=10).tolist() == [100] * 10
+    assert np.array_equal(picks, replay_sample(mnist.train.images, labels, count=1000, seed=42))
+    assert not np.array_equal(picks, replay_sample(mnist.train.images, labels, count=1000, seed=43))
+    # Never more than there are: a small training set is replayed whole.
+    assert len(replay_sample(mnist.train.images[:300], labels[:300], count=1000, seed=42)) == 300
+
+
+@pytest.mark.slow
+def test_without_not_a_digit_lessons_the_candidate_keeps_the_parents_detector(
+    mnist, tmp_path, tiny_rejecting_model_dir, monkeypatch
+):
+    monkeypatch.setattr("ml.retrain.VERDICT_NON_DIGITS", 16)  # sizes for a test: seconds
+    monkeypatch.setattr("ml.retrain.CALIBRATION_DIGITS", 100)
+    parent = ModelBundle(tiny_rejecting_model_dir)
+    out = ModelBundle(tmp_path / "v2")
+    lines = []
+    retrain(
+        parent=parent,
+        parent_version=1,
+        out=out,
+        mnist=mnist,
+        corrections_x=np.asarray(mnist.test.images[:12, ..., None] / 255, dtype="float32"),
+        corrections_y=mnist.test.labels[:12].astype("int32"),
+        split=split_corrections(12, seed=42, min_for_holdout=10),
+        epochs=1,
+        seed=42,
+        max_mnist_drop=1.0,
+        train_limit=1000,
+        test_limit=300,
+        replay_digits=500,
+        log=lines.append,
+    )
+    metadata = out.metadata()
+    assert weight_distance(parent.detector_path, out.detector_path) == 0.0
+    assert metadata["verdict"]["detector"]["kept"] is True and "taught" not in metadata["verdict"]["detector"]
+    assert any("keeping the detector" in line for line in lines)
+    assert not any("detector data" in line for line in lines)  # nothing generated to fit one
+    # Its thresholds are chosen again, for the candidate.
+    assert metadata["verdict"]["reject_below"] > 0 and metadata["verdict"]["unsure_below"] > 0
+    assert metadata["replay_digits"] == 500 and metadata["train_samples"] == 500
+    assert metadata["calibration"]["fitted_on"]["clean"] == 100
+
+
+def test_teaching_a_detector_starts_from_its_weights_and_learns_the_lessons(mnist, tiny_rejecting_model_dir):
+    import keras
+
+    from ml.verdicts import KINDS
+
+    parent = ModelBundle(tiny_rejecting_model_dir).detector_path
+    detector = keras.saving.load_model(parent, compile=False)
+    words, _ = model_inputs(negative_set(mnist.test.images, count=16, seed=5, families=("printed",)))
+    kind = KINDS.index("drawing")  # a kind the words are not: a lesson the detector has to learn
+    before = detector.predict(words, verbose=0)[:, kind].mean()
+    record = teach_detector(
+        detector,
+        mnist,
+        (words, np.full(len(words), kind, dtype="int32")),
+        holdout=300,
+        seed=42,
+        replay_digits=30,
+        log=lambda line: None,
+    )
+    assert record["corrections"] == len(words) and record["replay_samples"] > 0
+    assert detector.predict(words, verbose=0)[:, kind].mean() > before
+    moved = weight_distance(parent, detector)
+    assert 0 < moved < weight_distance(parent, build_detector())
