@@ -182,7 +182,12 @@ def teach_detector(
     keras.utils.set_random_seed(seed)
     x, y = detector_data(mnist.training(holdout), count=replay_digits, seed=seed, log=log)
     wanted = max(len(extra[0]), int(len(x) * TEACH_EXTRA_SHARE / (1 - TEACH_EXTRA_SHARE)))
-    picks = np.random.default_rng(seed).choice(len(extra[0]), size=wanted, replace=wanted > len(extra[0]))
+    # Each kind of lesson gets an equal part of the share: one "not a digit" among forty digit
+    # corrections is a lesson too, not a fortieth of one.
+    rng = np.random.default_rng(seed)
+    lessons = [np.flatnonzero(extra[1] == kind) for kind in np.unique(extra[1])]
+    picks = np.concatenate([rng.choice(kind, size=wanted // len(lessons), replace=True) for kind in lessons])
+    wanted = len(picks)
     x = np.concatenate([x, extra[0][picks].astype("float32")])
     y = np.concatenate([y, extra[1][picks].astype("int32")])
     log(f"teaching the kept detector {len(extra[0])} staff corrections, shown {wanted:,} times an epoch")
