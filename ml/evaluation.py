@@ -22,7 +22,7 @@ from ml.data import Mnist, Split
 from ml.inference import Predictor
 from ml.negatives import FAMILIES, negative_set
 from ml.numbers import read_numbers
-from ml.reject import DETECTOR_DIGITS, fit_reject_option
+from ml.reject import DETECTOR_DIGITS, fit_reject_option, has_lessons
 from ml.styles import STYLES, load_digits_uploads, style_set
 from ml.synth import (
     PAPER_RULINGS,
@@ -201,7 +201,8 @@ def calibrate_bundle(
             non_digits=non_digits,
             log=log,
         )
-        detector.save(bundle.detector_path)  # kept as it was, taught, or fitted
+        if kept is None or has_lessons(detector_extra):
+            detector.save(bundle.detector_path)  # fitted or taught; one kept as it was stays byte for byte
     bundle.write_metadata(metadata)
     return calibration
 
