@@ -10,7 +10,7 @@ PYTHON_NEEDED = digitsite needs Python 3.11, 3.12 or 3.13 (python3.13, python3.1
 	Install one, or name it: make PYTHON=/path/to/python3.12
 VENV := .venv
 BIN := $(VENV)/bin
-# CI and this workspace keep MNIST beside the checkout; elsewhere ml/data.py takes the Keras
+# CI and this workspace keep MNIST beside the checkout; elsewhere ml/fitting/data.py takes the Keras
 # download (cached in ~/.keras/datasets), so no path to a missing directory is passed on.
 SHARED_MNIST := $(wildcard $(abspath ../shared/data/mnist))
 ifneq ($(SHARED_MNIST),)

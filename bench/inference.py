@@ -23,12 +23,12 @@ sys.path.insert(0, str(REPO))
 
 from stack import MNIST_DIR  # noqa: E402
 
-from ml.artifacts import to_model_array  # noqa: E402
-from ml.data import load_mnist  # noqa: E402
-from ml.inference import Predictor  # noqa: E402
-from ml.numbers import read_numbers  # noqa: E402
-from ml.preprocessing import to_model_input  # noqa: E402
-from ml.synth import number_set, realistic_set  # noqa: E402
+from ml.fitting.data import load_mnist  # noqa: E402
+from ml.fitting.synth import number_set, realistic_set  # noqa: E402
+from ml.serving.artifacts import to_model_array  # noqa: E402
+from ml.serving.inference import Predictor  # noqa: E402
+from ml.serving.numbers import read_numbers  # noqa: E402
+from ml.serving.preprocessing import to_model_input  # noqa: E402
 
 
 def percentiles(samples_ms: list[float]) -> str:

@@ -1,5 +1,5 @@
 """How long a retrain's judging takes: the shipped model read against itself on the fixed
-judging sets (``ml.judging``), as a retrain reads the candidate and the active version, with
+judging sets (``ml.fitting.judging``), as a retrain reads the candidate and the active version, with
 the time to build the sets and to read them, per model and per set.
 
 Run: ``.venv/bin/python bench/judging.py [--per-set 500] [--model DIR]``. Judged against
@@ -18,9 +18,9 @@ sys.path.insert(0, str(REPO))
 
 from stack import MNIST_DIR  # noqa: E402
 
-from ml.data import load_mnist  # noqa: E402
-from ml.inference import Predictor  # noqa: E402
-from ml.judging import compare_sets, judging_sets, read_sets  # noqa: E402
+from ml.fitting.data import load_mnist  # noqa: E402
+from ml.fitting.judging import compare_sets, judging_sets, read_sets  # noqa: E402
+from ml.serving.inference import Predictor  # noqa: E402
 
 REAL_DIGITS_DIR = REPO.parent / "shared" / "data" / "real-digits"
 

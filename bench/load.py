@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from stack import MNIST_DIR, Stack, png  # noqa: E402
 
-from ml.data import load_mnist  # noqa: E402
+from ml.fitting.data import load_mnist  # noqa: E402
 
 FILES_PER_REQUEST = 20
 BLANK_EVERY = 100  # one upload in this many is a blank page: it must end failed, with a reason

@@ -23,7 +23,7 @@ POLL_MS = 10  # finer than the page's 80 ms, to see the pipeline's own latency
 
 def canvases(count: int) -> list[tuple[bytes, int]]:
     """MNIST test digits drawn as the 280x280 canvas sends them (dark ink on white)."""
-    from ml.data import load_mnist
+    from ml.fitting.data import load_mnist
 
     test = load_mnist(MNIST_DIR).test
     return [

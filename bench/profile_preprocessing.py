@@ -15,9 +15,9 @@ sys.path.insert(0, str(REPO))
 from pyinstrument import Profiler  # noqa: E402
 from stack import MNIST_DIR  # noqa: E402
 
-from ml.data import load_mnist  # noqa: E402
-from ml.preprocessing import to_model_input  # noqa: E402
-from ml.synth import realistic_set  # noqa: E402
+from ml.fitting.data import load_mnist  # noqa: E402
+from ml.fitting.synth import realistic_set  # noqa: E402
+from ml.serving.preprocessing import to_model_input  # noqa: E402
 
 
 def main() -> None:

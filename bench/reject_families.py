@@ -1,6 +1,6 @@
 """Does the reject option generalise to kinds of non-digits it never saw? Leave one family out.
 
-For each family of ``ml.negatives``, a detector is trained as ``train`` trains it but without
+For each family of ``ml.fitting.negatives``, a detector is trained as ``train`` trains it but without
 that family's images, and measured on that family alone (made with another seed), beside a
 detector trained on every family. A family caught well only when it was trained on is one the
 held-out sets of the real world will get wrong.
@@ -22,11 +22,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from stack import MNIST_DIR  # noqa: E402
 
-from ml.calibration import held_out_inputs, model_inputs  # noqa: E402
-from ml.data import load_mnist  # noqa: E402
-from ml.negatives import FAMILIES, negative_set  # noqa: E402
-from ml.reject import FAMILY_KIND, choose_thresholds, train_detector  # noqa: E402
-from ml.verdicts import KINDS  # noqa: E402
+from ml.fitting.calibration import held_out_inputs, model_inputs  # noqa: E402
+from ml.fitting.data import load_mnist  # noqa: E402
+from ml.fitting.negatives import FAMILIES, negative_set  # noqa: E402
+from ml.fitting.reject import FAMILY_KIND, choose_thresholds, train_detector  # noqa: E402
+from ml.serving.verdicts import KINDS  # noqa: E402
 
 
 def main() -> None:

@@ -64,8 +64,8 @@ def flag_not_digits(owner, count: int) -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from classifier.services import image_flag, image_upload_create, predictions_run
-    from ml.data import load_mnist
-    from ml.negatives import negative_set
+    from ml.fitting.data import load_mnist
+    from ml.fitting.negatives import negative_set
 
     uploads = negative_set(load_mnist(os.environ.get("MNIST_DATA_DIR")).test.images, count=count, seed=7)
     files = [SimpleUploadedFile(f"not-a-digit-{i}.png", upload.data) for i, upload in enumerate(uploads)]

@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from stack import MNIST_DIR, RedisServer, ScratchPostgres, Stack, children, loads_tensorflow, png  # noqa: E402
 
-from ml.data import load_mnist  # noqa: E402
+from ml.fitting.data import load_mnist  # noqa: E402
 
 POSTGRES = os.environ.get("DATABASE_URL", "") if os.environ.get("DATABASE_URL", "").startswith("postgres") else ""
 POSTGRES = POSTGRES or "postgres://postgres@127.0.0.1:5432/postgres"

@@ -19,8 +19,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ml import segment  # noqa: E402
-from ml.preprocessing import PreprocessingError  # noqa: E402
+from ml.serving import segment  # noqa: E402
+from ml.serving.preprocessing import PreprocessingError  # noqa: E402
 
 ROUNDS = 5
 

@@ -241,7 +241,7 @@ class Stack:
 
 def mnist_uploads(count: int) -> list[tuple[str, bytes, int]]:
     """MNIST test digits as dark-on-light PNG uploads: (name, bytes, label)."""
-    from ml.data import load_mnist
+    from ml.fitting.data import load_mnist
 
     test = load_mnist(MNIST_DIR).test
     return [

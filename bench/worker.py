@@ -6,7 +6,7 @@ prediction to its last, so loading the model is not in it. Run: ``make bench`` o
 ``.venv/bin/python bench/worker.py [--images 2000] [--concurrency 2]``.
 
 ``--numbers N`` measures reading whole numbers instead: N numbers of 2 to 8 digits rendered
-from MNIST test digits (``ml.synth.number_set``) against N single-digit images in the same run,
+from MNIST test digits (``ml.fitting.synth.number_set``) against N single-digit images in the same run,
 both in batches of ``--batch``, as milliseconds per digit.
 """
 
@@ -19,8 +19,8 @@ from stack import MNIST_DIR, Stack, mnist_uploads
 
 
 def realistic_uploads(count: int) -> list[tuple[str, bytes, int]]:
-    from ml.data import load_mnist
-    from ml.synth import realistic_set
+    from ml.fitting.data import load_mnist
+    from ml.fitting.synth import realistic_set
 
     test = load_mnist(MNIST_DIR).test
     return [
@@ -30,8 +30,8 @@ def realistic_uploads(count: int) -> list[tuple[str, bytes, int]]:
 
 
 def number_uploads(count: int) -> list[tuple[str, bytes, str]]:
-    from ml.data import load_mnist
-    from ml.synth import number_set
+    from ml.fitting.data import load_mnist
+    from ml.fitting.synth import number_set
 
     test = load_mnist(MNIST_DIR).test
     return [

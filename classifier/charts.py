@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from ml.artifacts import NUM_CLASSES
+from ml.serving.artifacts import NUM_CLASSES
 
 WIDTH = 320
 FONT_SIZE = 12

@@ -8,8 +8,8 @@ from classifier.models import DIGIT_CHOICES, NUMBER_VALIDATOR, DigitImage, Feedb
 from classifier.passwords import RevokeApiTokenOnPasswordChange as RevokeApiToken
 from classifier.permissions import may_see_all_images
 from classifier.selectors import ImageFilters
-from ml.preprocessing import ACCEPTED_FORMATS_TEXT
-from ml.segment import MAX_DIGITS
+from ml.serving.preprocessing import ACCEPTED_FORMATS_TEXT
+from ml.serving.segment import MAX_DIGITS
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -21,10 +21,10 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from ml.artifacts import INPUT_SIDE, NUM_CLASSES
-from ml.preprocessing import FORMAT_SUFFIXES
-from ml.segment import MAX_DIGITS
-from ml.verdicts import BLANK, REASONS
+from ml.serving.artifacts import INPUT_SIDE, NUM_CLASSES
+from ml.serving.preprocessing import FORMAT_SUFFIXES
+from ml.serving.segment import MAX_DIGITS
+from ml.serving.verdicts import BLANK, REASONS
 
 DIGITS = range(NUM_CLASSES)
 DIGIT_CHOICES = [(digit, str(digit)) for digit in DIGITS]
@@ -91,7 +91,7 @@ class ModelVersion(models.Model):
     @property
     def judging(self) -> list[dict]:
         """The fixed judging sets it was compared on with its parent when it was retrained
-        (``ml.judging``): per set, its name, images, what is counted, both shares, the
+        (``ml.fitting.judging``): per set, its name, images, what is counted, both shares, the
         difference and the noise it had to exceed (in points), and the verdict."""
         return [
             row
@@ -125,7 +125,7 @@ def _reverse_one_to_one(instance: models.Model, name: str):
 
 class Reading(models.TextChoices):
     """What an image is read as: ``auto`` weighs one digit against a number on the evidence;
-    a person who knows what they sent says which (``ml.segment.READINGS``, the worker's)."""
+    a person who knows what they sent says which (``ml.serving.segment.READINGS``, the worker's)."""
 
     AUTO = "auto", "Work it out"
     DIGIT = "digit", "One digit"
@@ -220,7 +220,7 @@ class Prediction(models.Model):
     which pixels drove it. Both are stored as INPUT_SIDE x INPUT_SIDE uint8 bytes, row by row;
     the methods below are the one place that encodes and decodes them.
 
-    An image is read as a number (``ml.numbers``): ``number`` holds its digits left to right
+    An image is read as a number (``ml.serving.numbers``): ``number`` holds its digits left to right
     and ``digits`` each digit's reading and box. For an image of one digit every field is that
     digit's, as it always was. For several, the verdict is ``number`` (every digit confident)
     or ``unsure``, and ``digit``, ``confidence``, ``probabilities``, ``model_input`` and
@@ -228,7 +228,7 @@ class Prediction(models.Model):
     """
 
     class Verdict(models.TextChoices):
-        """How far the answer can be trusted (``ml.reject``): a digit read with confidence, a
+        """How far the answer can be trusted (``ml.fitting.reject``): a digit read with confidence, a
         best guess the model is not sure of, or an image that does not show one digit."""
 
         DIGIT = "digit", "digit"
@@ -581,7 +581,7 @@ class RetrainRun(models.Model):
     trainer = models.CharField(max_length=255, blank=True)
     trainer_run = models.CharField(max_length=64, blank=True)
 
-    # A retrain's stages, in order, as staff read them (``ml.retrain`` names the middle three).
+    # A retrain's stages, in order, as staff read them (``ml.fitting.retrain`` names the middle three).
     STAGES = {
         "gathering": "Gathering the corrections",
         "fine-tuning": "Fine-tuning",

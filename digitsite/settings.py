@@ -321,7 +321,7 @@ MODEL_ARCHIVE_MAX_MEMBERS = env.int("MODEL_ARCHIVE_MAX_MEMBERS", default=1_000)
 MODEL_LOAD_RETRY_SECONDS = env.int("MODEL_LOAD_RETRY_SECONDS", default=60)
 
 # --- Retraining ---------------------------------------------------------------------------
-# Epochs over a retrain's mix: a fixed replay of MNIST (ml.retrain.REPLAY_DIGITS) plus the corrections.
+# Epochs over a retrain's mix: a fixed replay of MNIST (ml.fitting.retrain.REPLAY_DIGITS) plus the corrections.
 RETRAIN_EPOCHS = env.int("RETRAIN_EPOCHS", default=2)
 # A retrain asked for from the admin that has not finished after this long (its trainer died)
 # no longer stops another from being asked for.
@@ -336,13 +336,13 @@ RETRAIN_MAX_MNIST_DROP = env.float("RETRAIN_MAX_MNIST_DROP", default=0.002)
 # From this many corrections on, a fifth is held out to judge the candidate; below it, a
 # candidate is stored, never promoted on its own (it was judged only on what it trained on).
 RETRAIN_MIN_FLAGS_FOR_HOLDOUT = 10
-# The candidate and the active version both read the fixed judging sets (ml.judging: MNIST test,
+# The candidate and the active version both read the fixed judging sets (ml.fitting.judging: MNIST test,
 # the real sets of REAL_DIGITS_DIR and scikit-learn, realistic uploads, non-digits, numbers),
 # each but MNIST test at most this many images, drawn with a fixed seed: 75-95 s of a retrain
 # on 2 busy cores for the shipped model (bench/judging.py; docs/performance.md). More images
 # tell smaller differences apart, slower.
 RETRAIN_JUDGING_PER_SET = env.int("RETRAIN_JUDGING_PER_SET", default=300)
-# The judging sets, built once (20-25 s) and kept here for the retrains after (ml.judging);
+# The judging sets, built once (20-25 s) and kept here for the retrains after (ml.fitting.judging);
 # unset: retrain-cache/ beside MODEL_VERSIONS_DIR.
 RETRAIN_CACHE_DIR = env("RETRAIN_CACHE_DIR", default=None)
 # None: all 60,000 MNIST training images and all 10,000 test images. Tests set small numbers.

@@ -5,8 +5,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from classifier.models import DIGITS, NUMBER_VALIDATOR, DigitImage, ModelVersion, Prediction
-from ml.preprocessing import ACCEPTED_FORMATS_TEXT
-from ml.segment import MAX_DIGITS
+from ml.serving.preprocessing import ACCEPTED_FORMATS_TEXT
+from ml.serving.segment import MAX_DIGITS
 
 
 def _probabilities(help_text: str) -> serializers.ListField:

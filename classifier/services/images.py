@@ -28,12 +28,12 @@ from django.utils.timesince import timesince, timeuntil
 from classifier import queueing
 from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, encode_model_array
 from classifier.services.serving import ModelNotLoaded, predictor_serving
-from ml.preprocessing import MAX_PIXELS, PreprocessingError, open_lazily, verify_image
-from ml.segment import MAX_DIGITS
+from ml.serving.preprocessing import MAX_PIXELS, PreprocessingError, open_lazily, verify_image
+from ml.serving.segment import MAX_DIGITS
 
 if TYPE_CHECKING:  # TensorFlow stays out of web processes: the worker imports it when it classifies
-    from ml.inference import Predictor
-    from ml.numbers import DigitReading, NumberResult
+    from ml.serving.inference import Predictor
+    from ml.serving.numbers import DigitReading, NumberResult
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _upload_allowance(owner) -> tuple[int, str]:
 def _uploads_judge(*, owner, files: Iterable[UploadedFile], refused: list[tuple[str, str]]) -> list[DigitImage]:
     """The files worth storing, as unsaved DigitImages; each other file is added to ``refused``
     with its reason. Cheap and bounded per file (headers, and the pixels of small images and
-    JPEGs only: ``ml.preprocessing.inspect_image``'s two steps) and per request: at most
+    JPEGs only: ``ml.serving.preprocessing.inspect_image``'s two steps) and per request: at most
     ``UPLOAD_MAX_REQUEST_PIXELS`` in all, judged from the headers, since the worker decodes them."""
     accepted: list[DigitImage] = []
     byte_limit, pixel_budget = settings.UPLOAD_MAX_BYTES, settings.UPLOAD_MAX_REQUEST_PIXELS
@@ -260,7 +260,7 @@ def _images_classify(
     said (``DigitImage.reading``), and
     the milliseconds per image of the batch; each image that could not be read fails with the
     reason."""
-    from ml.numbers import read_numbers  # the worker's: TensorFlow stays out of web processes
+    from ml.serving.numbers import read_numbers  # the worker's: TensorFlow stays out of web processes
 
     started = time.perf_counter()
     results = read_numbers(predictor, blobs, [image.reading for image in images])

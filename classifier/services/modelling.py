@@ -10,9 +10,9 @@ from django.db import DatabaseError, transaction
 
 from classifier.models import ModelVersion
 from classifier.services.versions import model_version_directory, model_version_verify
-from ml.artifacts import ModelBundle
-from ml.data import Mnist, load_mnist, mnist_missing
-from ml.segment import AUTO
+from ml.fitting.data import Mnist, load_mnist, mnist_missing
+from ml.serving.artifacts import ModelBundle
+from ml.serving.segment import AUTO
 
 
 def mnist_load() -> Mnist:
@@ -21,7 +21,7 @@ def mnist_load() -> Mnist:
 
 def mnist_missing_here() -> str:
     """What keeps this process from loading MNIST without a download ("" where nothing does):
-    ``ml.data.mnist_missing`` of ``MNIST_DATA_DIR``."""
+    ``ml.fitting.data.mnist_missing`` of ``MNIST_DATA_DIR``."""
     return mnist_missing(settings.MNIST_DATA_DIR)
 
 
@@ -34,7 +34,7 @@ def model_train(
 ):
     """Train ``arch`` with its recipe, changed by ``recipe`` (``TrainConfig`` fields: epochs,
     seed, train_limit, writers, members, plain_members, clean_epochs, holdout; None keeps the recipe's value)."""
-    from ml.train import TrainConfig, train_model
+    from ml.fitting.train import TrainConfig, train_model
 
     config = TrainConfig.for_arch(arch, **recipe)
     out = Path(out_dir) if out_dir else settings.TRAINED_MODELS_DIR / arch
@@ -51,9 +51,9 @@ def line_reader_train(
     workers: int,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Fit the line reader (``ml.line_training``) on numbers rendered from MNIST's training
+    """Fit the line reader (``ml.fitting.line_training``) on numbers rendered from MNIST's training
     digits, the rendered lines kept under ``TRAINED_MODELS_DIR/lines`` for the next run."""
-    from ml.line_training import line_reader_fit
+    from ml.fitting.line_training import line_reader_fit
 
     mnist = mnist_load()
     out = Path(out_dir) if out_dir else settings.TRAINED_MODELS_DIR / "line_reader"
@@ -99,7 +99,7 @@ def model_evaluate(
     ``singles``, single digits of every kind (that many of each) read as the worker reads them
     beside the model's own reading.
     ``coverage_plot``: where to draw accuracy against coverage (MNIST and realistic uploads)."""
-    from ml.evaluation import (
+    from ml.fitting.evaluation import (
         coverage_curves,
         evaluate_mnist,
         evaluate_non_digits,
@@ -109,7 +109,7 @@ def model_evaluate(
         evaluate_styles,
         single_digit_sets,
     )
-    from ml.inference import Predictor
+    from ml.serving.inference import Predictor
 
     predictor = Predictor(model_path or model_path_default())
     test = mnist_load().test
@@ -125,7 +125,7 @@ def model_evaluate(
     if singles:
         report["singles"] = evaluate_singles(predictor, single_digit_sets(test, count=singles, seed=seed))
     if coverage_plot:
-        from ml.plots import plot_coverage_accuracy
+        from ml.fitting.plots import plot_coverage_accuracy
 
         curves = coverage_curves(predictor, test, realistic=realistic, seed=seed)
         plot_coverage_accuracy(curves, Path(coverage_plot), title="Accuracy against coverage (calibrated confidence)")
@@ -143,12 +143,12 @@ def model_evaluate_real(
     seed: int = 0,
     record: bool = False,
 ) -> dict:
-    """Every real set we have and the stand-ins (``ml.choosing``), read by the model at
+    """Every real set we have and the stand-ins (``ml.fitting.choosing``), read by the model at
     ``model_path`` (default: the one serving); with ``against``, read by that model too, each
     real set compared, and whether the first would ship in its place. With ``record``, the
     report is also written into the bundle's metadata (``real_evaluation``)."""
-    from ml.choosing import evaluate_real
-    from ml.inference import Predictor
+    from ml.fitting.choosing import evaluate_real
+    from ml.serving.inference import Predictor
 
     predictor = Predictor(model_path or model_path_default())
     report = evaluate_real(
@@ -173,8 +173,8 @@ def model_calibrate(
     """Fit the calibrated confidence of a model bundle again, on the training digits its
     metadata says it was never trained on, and its verdicts (a new detector, or with
     ``keep_detector`` the bundle's own, and the thresholds); record both in the bundle."""
-    from ml.evaluation import calibrate_bundle
-    from ml.reject import DETECTOR_DIGITS
+    from ml.fitting.evaluation import calibrate_bundle
+    from ml.fitting.reject import DETECTOR_DIGITS
 
     bundle = ModelBundle.at(model_path or model_path_default())
     metadata = bundle.metadata()
@@ -198,9 +198,9 @@ def image_files_predict(*, paths: list[Path], model_path: Path | None = None, re
     the single-digit fields (``digit``, ``confidence``, ``probabilities``, ``verdict``, and
     ``reason`` when it is not a digit); for several, ``verdict`` (``number`` or ``unsure``) and
     ``confidence``, that of the least sure digit. Each file is read as ``reading`` says, as the
-    worker reads an upload (``ml.segment.READINGS``); ``reading`` is in every dict."""
-    from ml.inference import Predictor
-    from ml.numbers import read_numbers
+    worker reads an upload (``ml.serving.segment.READINGS``); ``reading`` is in every dict."""
+    from ml.serving.inference import Predictor
+    from ml.serving.numbers import read_numbers
 
     blobs, read_errors = [], {}
     for index, path in enumerate(paths):

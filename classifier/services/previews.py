@@ -24,7 +24,7 @@ from classifier.models import DrawingPreview
 from classifier.services.images import weakest_reading
 from classifier.services.limits import window_count
 from classifier.services.serving import ModelNotLoaded, predictor_serving
-from ml.verdicts import BLANK, REASONS
+from ml.serving.verdicts import BLANK, REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def drawing_preview_run(*, preview_id: UUID | str) -> DrawingPreview | None:
         DrawingPreview.objects.filter(pk=preview.pk).update(result={"error": str(exc)}, finished_at=timezone.now())
         return DrawingPreview.objects.filter(pk=preview.pk).first()
     version = serving.version
-    from ml.numbers import read_numbers  # the worker's: TensorFlow stays out of web processes
+    from ml.serving.numbers import read_numbers  # the worker's: TensorFlow stays out of web processes
 
     started = time.perf_counter()
     (result,) = read_numbers(serving.predictor, [bytes(preview.drawing)], [preview.reading])

@@ -2,7 +2,7 @@
 (each stage written to the RetrainRun) and the `retrain` command's terminal.
 
 A stage's progress comes from its own steps where it reports them (a fitting's epoch lines,
-``ml.fitting``), else from how long the same stage took in the last retrains that finished.
+``ml.fitting.loop``), else from how long the same stage took in the last retrains that finished.
 A ticker thread writes the current stage again every ``RETRAIN_PROGRESS_SECONDS`` while the
 stage itself says nothing (calibration and judging have no steps to report), so that no stage
 is silent for long; each stage keeps the longest gap between two of its updates."""
@@ -21,7 +21,7 @@ from django.utils import timezone
 from classifier.models import RetrainRun
 
 # A fitting's progress line ("  epoch 2/5  25%  ..." within an epoch, "epoch 2/5  loss ..." at
-# its end; ``ml.fitting``).
+# its end; ``ml.fitting.loop``).
 EPOCH_LINE = re.compile(r"^\s*epoch (\d+)/(\d+)(?:\s+(\d+)%)?")
 # The stages whose fitting is all their work: their epoch lines tell the time left. Another
 # stage's fitting (calibration fits the reject option's detector) is only part of it.

@@ -1,6 +1,6 @@
 """Retraining: fine-tune the active model on MNIST plus staff corrections, promote if better.
 
-The training, the candidate's bundle and the gate live in ``ml.retrain``; this module adds
+The training, the candidate's bundle and the gate live in ``ml.fitting.retrain``; this module adds
 what needs the database: the corrections, the version numbers, and the promotion.
 
 A correction is a Flag on a stored image, or a TrainingExample: a flag whose image its owner
@@ -40,13 +40,13 @@ from classifier.services.modelling import (
 )
 from classifier.services.retrain_progress import run_recorder
 from classifier.services.versions import model_version_archive_save, model_version_directory
-from ml.artifacts import INPUT_SHAPE, ModelBundle
-from ml.data import FILES, Mnist, MnistDataError
-from ml.preprocessing import PreprocessingError, to_model_input
-from ml.segment import page_of, read_whole, whole_segment
+from ml.fitting.data import FILES, Mnist, MnistDataError
+from ml.serving.artifacts import INPUT_SHAPE, ModelBundle
+from ml.serving.preprocessing import PreprocessingError, to_model_input
+from ml.serving.segment import page_of, read_whole, whole_segment
 
 if TYPE_CHECKING:
-    from ml.retrain import CorrectionSplit, RetrainResult
+    from ml.fitting.retrain import CorrectionSplit, RetrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class NothingToLearn(RetrainError):
 
 
 def mnist_refusal(why: str, *, where: str = "here") -> str:
-    """What staff read where retraining cannot have MNIST (``why``: ``ml.data.mnist_missing``'s
+    """What staff read where retraining cannot have MNIST (``why``: ``ml.fitting.data.mnist_missing``'s
     words): what to put where, never an exception's text."""
     names = [stem for images, labels, _ in FILES.values() for stem in (images, labels)]
     return (
@@ -111,7 +111,7 @@ class RetrainReport:
     corrections: int  # digit corrections learnt from (trained on or judged on)
     examples: int  # their examples: a number gives one per digit
     not_trained: int  # corrections left out: their digit count differs from the digits found
-    caveat: str = ""  # what the gate's comparison could and could not show (``ml.retrain.gate_caveat``)
+    caveat: str = ""  # what the gate's comparison could and could not show (``ml.fitting.retrain.gate_caveat``)
 
 
 Correction = Flag | TrainingExample
@@ -202,7 +202,7 @@ def _fresh_bundle(number: int) -> ModelBundle:
 
 @dataclass
 class _Plan:
-    """What a retrain learns from, as ``ml.retrain`` takes it."""
+    """What a retrain learns from, as ``ml.fitting.retrain`` takes it."""
 
     flags: list[Correction]  # digit corrections: they train and judge the digit model
     rejects: list[Correction]  # "not a digit" ones: they teach the reject option
@@ -217,7 +217,7 @@ def _retrain_plan(arrays: CorrectionArrays, *, active: ModelVersion, epochs: int
     """Split the corrections into digit ones (trained on, and judged on a share of them) and
     "not a digit" ones, and say so. A correction's examples are all digits or all not
     digits, so the rows stay in step."""
-    from ml.retrain import split_corrections
+    from ml.fitting.retrain import split_corrections
 
     usable = arrays.corrections
     flags = [flag for flag in usable if not flag.not_a_digit]
@@ -250,11 +250,11 @@ def model_retrain(
     stage: Callable[[str], None] = lambda name: None,
 ) -> RetrainReport:
     """Fine-tune the active model on MNIST plus staff corrections; keep the result as a new
-    ModelVersion and activate it only if the gate (``ml.retrain.judge``) says so, or ``force``.
+    ModelVersion and activate it only if the gate (``ml.fitting.retrain.judge``) says so, or ``force``.
     ``stage`` hears each of ``RetrainRun.STAGES`` as it begins; MNIST is loaded before the
     first (MnistUnavailable, saying what to do, where it cannot be)."""
-    from ml.judging import JudgingPlan
-    from ml.retrain import gate_caveat, retrain
+    from ml.fitting.judging import JudgingPlan
+    from ml.fitting.retrain import gate_caveat, retrain
 
     mnist = None if dry_run else _mnist_for_retraining()
     stage("gathering")

@@ -25,7 +25,7 @@ from classifier.services.modelling import model_version_ensure_initial
 from classifier.services.versions import model_version_directory
 
 if TYPE_CHECKING:  # TensorFlow stays out of web processes
-    from ml.inference import Predictor
+    from ml.serving.inference import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,9 @@ _failed_at: dict[int, float] = {}  # version pk -> when loading it last failed h
 
 
 def _load(version: ModelVersion) -> Serving:
-    from ml.quiet import import_quietly
+    from ml.serving.quiet import import_quietly
 
-    Predictor = import_quietly("ml.inference").Predictor
+    Predictor = import_quietly("ml.serving.inference").Predictor
     return Serving(version, Predictor(model_version_directory(version)))
 
 

@@ -26,7 +26,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from classifier.models import ModelVersion
-from ml.artifacts import ModelBundle
+from ml.serving.artifacts import ModelBundle
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from functools import partial
 import numpy as np
 from PIL import Image
 
-import ml.preprocessing  # noqa: F401  (registers the HEIF plugin, with which Pillow also writes HEIC)
-from ml.decoding_limits import MAX_PIXELS_PER_BYTE
+import ml.serving.preprocessing  # noqa: F401  (registers the HEIF plugin, with which Pillow also writes HEIC)
+from ml.serving.decoding_limits import MAX_PIXELS_PER_BYTE
 from ml.tests.bombs import blank_canvas, gif_with_logical_screen, progressive_scan_bomb
 from ml.tests.conftest import upscale
 from ml.tests.modes import MODES
@@ -84,7 +84,7 @@ def _rle8_bmp(width: int, height: int) -> bytes:
 
 def _padded(data: bytes) -> bytes:
     """An image file with zeros after its end, up to the byte per MAX_PIXELS_PER_BYTE pixels an
-    image this large must come in (``ml.decoding_limits``): padding passes that rule, and
+    image this large must come in (``ml.serving.decoding_limits``): padding passes that rule, and
     costs an attacker a megabyte sent for each such image."""
     width, height = Image.open(io.BytesIO(data)).size
     return data + bytes(max(0, -(-width * height // MAX_PIXELS_PER_BYTE) - len(data)))

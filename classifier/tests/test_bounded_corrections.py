@@ -10,7 +10,7 @@ import pytest
 from classifier.services import image_flag
 from classifier.services.retraining import _flag_inputs
 from classifier.tests.factories import DigitImageFactory, ReviewerFactory
-from ml.preprocessing import to_model_input
+from ml.serving.preprocessing import to_model_input
 from ml.tests.test_bounded_reading import CPU_BOUND, ISSUE_GRID, dotted
 
 pytestmark = pytest.mark.django_db

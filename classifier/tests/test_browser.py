@@ -18,7 +18,7 @@ from classifier.tests.conftest import Worker
 from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, ReviewerFactory, UserFactory
 from classifier.tests.test_selectors import flag, predicted
 from classifier.tests.test_training_apart import _procfile_queues
-from ml.synth import render_upload
+from ml.fitting.synth import render_upload
 from ml.tests.conftest import encode
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test
@@ -859,7 +859,7 @@ def test_verdicts_on_the_card_and_the_detail_page(page, worker, tmp_path, mnist)
     from classifier.models import Prediction
     from classifier.services import model_version_ensure_initial
     from classifier.tests.factories import DigitImageFactory
-    from ml.negatives import _shape
+    from ml.fitting.negatives import _shape
 
     user = UserFactory()
     rng = np.random.default_rng(1)

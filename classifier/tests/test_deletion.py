@@ -27,7 +27,7 @@ from classifier.services import (
 )
 from classifier.services.images import _files_read
 from classifier.tests.factories import DigitImageFactory, ReviewerFactory, UserFactory
-from ml.preprocessing import to_model_input
+from ml.serving.preprocessing import to_model_input
 from ml.tests.conftest import encode
 
 pytestmark = pytest.mark.django_db
@@ -171,11 +171,11 @@ def test_a_not_a_digit_correction_is_kept_as_such(user, mnist, django_capture_on
 def test_an_image_deleted_while_it_is_classified_is_skipped_and_the_batch_goes_on(
     user, mnist, monkeypatch, django_capture_on_commit_callbacks
 ):
-    import ml.numbers
+    import ml.serving.numbers
 
     images = [uploaded(user, encode(255 - mnist.test.images[i]), consent=False, name=f"{i}.png") for i in range(3)]
     victim = images[1]
-    real = ml.numbers.read_numbers
+    real = ml.serving.numbers.read_numbers
 
     def delete_then_predict(predictor, blobs, readings=None):
         # The owner deletes one image after the worker has read its file, before the results
@@ -184,7 +184,7 @@ def test_an_image_deleted_while_it_is_classified_is_skipped_and_the_batch_goes_o
             image_delete(image=victim)
         return real(predictor, blobs, readings)
 
-    monkeypatch.setattr(ml.numbers, "read_numbers", delete_then_predict)
+    monkeypatch.setattr(ml.serving.numbers, "read_numbers", delete_then_predict)
     predictions = predictions_run(image_ids=[image.pk for image in images])
     assert set(predictions) == {images[0].pk, images[2].pk}
     assert {p.digit for p in predictions.values()} == {int(mnist.test.labels[0]), int(mnist.test.labels[2])}

@@ -20,7 +20,7 @@ from classifier.services import image_upload_create
 from classifier.tests.conftest import wait_until_finished
 from classifier.tests.factories import UserFactory
 from classifier.tests.hostile import BLANK, corpus
-from ml.preprocessing import PreprocessingError, to_model_input
+from ml.serving.preprocessing import PreprocessingError, to_model_input
 from ml.tests.modes import MODES
 
 

@@ -5,7 +5,7 @@ never flagged, read better, the non-digit is answered "not a digit", and no judg
 worse.
 
 The writer is a stand-in: MNIST *training* digits (past those the tiny model and the retrain's
-replay learn from, before the tail held out to calibrate) in ``ml.styles``' European forms,
+replay learn from, before the tail held out to calibrate) in ``ml.fitting.styles``' European forms,
 1s with a long up-stroke and crossed 7s, which the tiny model misreads about half the time.
 The real-digit folders choose models and are never trained on; scikit-learn's digits judge."""
 
@@ -26,9 +26,9 @@ from classifier.services import (
 from classifier.tests.conftest import Worker, wait_until_finished
 from classifier.tests.factories import ModelVersionFactory, UserFactory
 from classifier.tests.test_pool_recovery import wait_for
-from ml.choosing import Reading
-from ml.judging import BETTER, compare_sets
-from ml.styles import render_style
+from ml.fitting.choosing import Reading
+from ml.fitting.judging import BETTER, compare_sets
+from ml.fitting.styles import render_style
 from ml.tests.conftest import encode
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,7 +77,7 @@ def uploaded(owner, worker, files: list[tuple[str, bytes]], **options) -> list[D
 
 
 def read_right(images: list[DigitImage], labels: list[int]) -> Reading:
-    """Each image's prediction as ``ml.choosing`` counts it: the digit read is the label."""
+    """Each image's prediction as ``ml.fitting.choosing`` counts it: the digit read is the label."""
     by_name = {image.original_name: image for image in images}
     predictions = [by_name[f"digit-{i}.png"].prediction for i in range(len(labels))]
     correct = [p.digit == label for p, label in zip(predictions, labels, strict=True)]

@@ -35,7 +35,7 @@ def flagged(mnist, tiny_active):
     """Real uploads (rendered as photos) that staff corrected."""
     import numpy as np
 
-    from ml.synth import render_upload
+    from ml.fitting.synth import render_upload
 
     rng = np.random.default_rng(0)
     flags = []
@@ -121,7 +121,7 @@ def test_activate_model_rolls_back_and_models_lists_versions(flagged, tiny_activ
 
 
 def test_not_a_digit_flags_are_counted_apart_and_never_train_a_digit_class(flagged, tiny_active, mnist):
-    from ml.negatives import negative_set
+    from ml.fitting.negatives import negative_set
 
     # "Not a digit" teaches the reject option every input the reader judges of an image, also
     # of one read as several boxes.
@@ -149,8 +149,8 @@ def test_retrain_learns_from_corrections_kept_after_their_images_were_deleted(
     from classifier.models import DigitImage, TrainingExample
     from classifier.services import image_delete, image_flag, image_upload_create
     from classifier.services.retraining import _correction_arrays
-    from ml.preprocessing import to_model_input
-    from ml.synth import render_upload
+    from ml.fitting.synth import render_upload
+    from ml.serving.preprocessing import to_model_input
 
     owner, staff, rng = UserFactory(), ReviewerFactory(), np.random.default_rng(1)
     uploads = {}
@@ -242,8 +242,8 @@ def test_not_a_digit_on_an_image_read_as_a_number_teaches_every_input_the_reader
     from classifier.selectors import flags_for_training
     from classifier.services import image_flag
     from classifier.services.retraining import _correction_arrays
-    from ml.preprocessing import to_model_input
-    from ml.segment import read_page
+    from ml.serving.preprocessing import to_model_input
+    from ml.serving.segment import read_page
 
     plain, _ = numbers
     data = plain.image.file.open("rb").read()
@@ -418,7 +418,7 @@ def test_a_candidate_harmed_before_judging_is_kept_and_the_pages_name_the_set(fl
 
     from classifier.models import RetrainRun
     from classifier.services.retraining import model_retrain
-    from ml.artifacts import ModelBundle
+    from ml.serving.artifacts import ModelBundle
     from ml.tests.conftest import swapped
 
     candidate_dir = Path(settings.MODEL_VERSIONS_DIR) / f"v{tiny_active.number + 1}"
@@ -475,7 +475,7 @@ def test_with_too_few_corrections_a_candidate_is_stored_and_the_run_says_how_man
 
     from classifier.models import RetrainRun
     from classifier.services import retrain_request, retrain_run
-    from ml.synth import render_upload
+    from ml.fitting.synth import render_upload
 
     rng = np.random.default_rng(0)
     for i in range(3):

@@ -210,7 +210,7 @@ def test_feedback_on_a_number_is_a_number_and_confirms_into_a_flag_of_it(mnist):
 
 
 def test_a_batch_is_classified_with_one_model_call(mnist, monkeypatch):
-    from ml.inference import Predictor
+    from ml.serving.inference import Predictor
 
     images = [DigitImageFactory(data=encode(255 - mnist.test.images[i])) for i in range(3)]
     blank = DigitImageFactory(data=encode(np.full((40, 40), 255)))

@@ -3,7 +3,7 @@ a request carries a bounded number of files and pixels, and whatever is stored i
 
 The red team's attack: small files that decode to huge images (a 64-megapixel lossless WebP
 is a few dozen bytes), twenty to a request, through the form and the API. So small, they are
-refused from their headers (``ml.decoding_limits``, as a JPEG of too many scans is); padded
+refused from their headers (``ml.serving.decoding_limits``, as a JPEG of too many scans is); padded
 to the size such an image needs, the web process still reads only their headers.
 """
 
@@ -24,7 +24,7 @@ from classifier.tests.conftest import broker
 from classifier.tests.factories import UserFactory
 from classifier.tests.hostile import COSTLY_TO_DECODE, NEAR_LIMIT
 from digitsite.celery import app as celery_app
-from ml.decoding_limits import jpeg_scan_limit, jpeg_scans
+from ml.serving.decoding_limits import jpeg_scan_limit, jpeg_scans
 from ml.tests.bombs import progressive_scan_bomb
 from ml.tests.conftest import encode
 

@@ -236,7 +236,7 @@ def test_a_number_not_sure_says_why_beside_its_figures(signed_in, user, png):
     """Every digit at 98% and still not sure: the page gives the reason the reader stored, not
     "not sure of every digit" beside a 98% that says the opposite."""
     from classifier.tests.test_views import number_image
-    from ml.numbers import UNSURE_REASONS
+    from ml.serving.numbers import UNSURE_REASONS
 
     image = number_image(user, png, number="47", confidences=(0.98, 0.99))
     reason = UNSURE_REASONS["line"].format(line="41")

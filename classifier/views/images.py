@@ -296,7 +296,7 @@ def _prediction_or_404(request, pk: int) -> Prediction:
 @require_GET
 def image_grad_cam(request, pk: int):
     """The Grad-CAM heat map over the model input: which pixels drove the prediction."""
-    from ml.heatmap import heatmap_overlay  # matplotlib: loaded by the pages that draw only
+    from ml.serving.heatmap import heatmap_overlay  # matplotlib: loaded by the pages that draw only
 
     prediction = _prediction_or_404(request, pk)
     heat = prediction.heat_map()

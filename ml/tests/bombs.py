@@ -1,5 +1,5 @@
 """Small files that cost a lot to decode (issue 42), generated on the fly: nothing binary is
-committed. ``ml.decoding_limits`` refuses each before its pixels are decoded."""
+committed. ``ml.serving.decoding_limits`` refuses each before its pixels are decoded."""
 
 from __future__ import annotations
 

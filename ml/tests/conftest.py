@@ -30,7 +30,7 @@ def mnist_dir() -> Path | None:
 
 @pytest.fixture(scope="session")
 def mnist():
-    from ml.data import load_mnist
+    from ml.fitting.data import load_mnist
 
     directory = mnist_dir()
     if directory is not None:
@@ -47,7 +47,7 @@ def mnist():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, mnist):
     """A small model trained for seconds: enough to test the plumbing, not accuracy."""
-    from ml.train import TrainConfig, train_model
+    from ml.fitting.train import TrainConfig, train_model
 
     out = tmp_path_factory.mktemp("tiny-model")
     config = TrainConfig.for_arch("basic", epochs=1, train_limit=3000, test_limit=500)
@@ -65,7 +65,7 @@ def tiny_rejecting_model_dir(tmp_path_factory, mnist):
     to calibrate it and choose its thresholds on, a detector fitted on 150 digits and the
     non-digit families. Enough to test verdicts and what teaches the detector, not accuracy.
     Its training log is ``TRAINING_LOG`` in the bundle. Tests read it, never change it."""
-    from ml.train import TrainConfig, train_model
+    from ml.fitting.train import TrainConfig, train_model
 
     # One per session: classifier/tests imports this fixture, and pytest then runs each
     # tree's copy once; the first to finish leaves it for the other (the log comes last).
@@ -82,7 +82,7 @@ def tiny_rejecting_model_dir(tmp_path_factory, mnist):
 
 @pytest.fixture(scope="session")
 def shipped_predictor():
-    from ml.inference import Predictor
+    from ml.serving.inference import Predictor
 
     return Predictor(SHIPPED_MODEL_DIR)
 
@@ -117,7 +117,7 @@ def swapped(source, out, first: int = 1, second: int = 7):
     back: its output layer's two columns swapped. A deliberately harmed candidate."""
     import keras
 
-    from ml.artifacts import ModelBundle
+    from ml.serving.artifacts import ModelBundle
 
     shutil.copytree(source, out)
     bundle = ModelBundle(out)

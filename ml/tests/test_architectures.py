@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ml.architectures import ARCHITECTURES, INPUT_SHAPE, NUM_CLASSES, build
+from ml.serving.architectures import ARCHITECTURES, INPUT_SHAPE, NUM_CLASSES, build
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-import ml
-from ml.artifacts import ModelBundle, confusion_matrix, to_model_array
+from ml.serving.artifacts import ModelBundle, confusion_matrix, to_model_array
 
 ML = Path(__file__).resolve().parents[1]
 
 
 def test_importing_the_artifacts_does_not_import_tensorflow():
-    code = "import sys, ml.artifacts; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    code = "import sys, ml.serving.artifacts; print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ML.parent, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -28,24 +27,24 @@ def _imported_ml_modules(path: Path) -> set[str]:
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return {name.split(".")[1] for name in names if name.startswith("ml.") and name.count(".") >= 1} - {""}
+    return {name for name in names if name == "ml" or name.startswith("ml.")}
 
 
-def test_every_module_is_serving_or_fitting():
-    modules = {path.stem for path in ML.glob("*.py")} - {"__init__"}
-    assert set(ml.SERVING).isdisjoint(ml.FITTING)
-    assert modules == set(ml.SERVING) | set(ml.FITTING), "list a new module in ml/__init__.py"
+def test_ml_is_two_packages_serving_and_fitting():
+    """The folder listing shows the rule: every module of ``ml`` is in ``serving`` or ``fitting``."""
+    loose = sorted(path.name for path in ML.glob("*.py") if path.name != "__init__.py")
+    assert loose == [], "put a new module in ml/serving/ or ml/fitting/"
+    assert (ML / "serving" / "__init__.py").is_file() and (ML / "fitting" / "__init__.py").is_file()
 
 
 def test_no_serving_module_imports_fitting_anywhere_in_its_source():
     """Not at the top, not inside a function: a worker that reads uploads never loads the
     code that trains (synthetic data, stand-ins, the fitting loop, the detector's fitting)."""
     wrong = {
-        name: sorted(_imported_ml_modules(ML / f"{name}.py") & set(ml.FITTING))
-        for name in ml.SERVING
-        if _imported_ml_modules(ML / f"{name}.py") & set(ml.FITTING)
+        path.name: sorted(name for name in _imported_ml_modules(path) if name.startswith("ml.fitting"))
+        for path in sorted((ML / "serving").glob("*.py"))
     }
-    assert wrong == {}
+    assert {name: found for name, found in wrong.items() if found} == {}
 
 
 SERVING_PATH = """
@@ -53,9 +52,8 @@ import io, sys
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from ml.inference import Predictor
-from ml.numbers import read_numbers
-import ml
+from ml.serving.inference import Predictor
+from ml.serving.numbers import read_numbers
 
 real = Path(sys.argv[1])
 blobs = [path.read_bytes() for path in sorted(real.glob("*.png"))[:4]] if real.is_dir() else []
@@ -68,7 +66,7 @@ blobs.append(out.getvalue())
 predictor = Predictor(sys.argv[2])
 assert len(predictor.predict_images(blobs)) == len(blobs)
 assert len(read_numbers(predictor, blobs)) == len(blobs)
-print(len(blobs), sorted(name for name in ml.FITTING if f"ml.{name}" in sys.modules))
+print(len(blobs), sorted(name for name in sys.modules if name.startswith("ml.fitting")))
 """
 
 

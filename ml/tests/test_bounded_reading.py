@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ml import segment
-from ml.numbers import read_numbers, split_scorer
-from ml.preprocessing import PreprocessingError
-from ml.segment import MAX_MARKS, read_page, read_whole, segment_digits
+from ml.serving import segment
+from ml.serving.numbers import read_numbers, split_scorer
+from ml.serving.preprocessing import PreprocessingError
+from ml.serving.segment import MAX_MARKS, read_page, read_whole, segment_digits
 from ml.tests.conftest import encode, upscale
 
 TOO_MANY_MARKS = "too many separate marks"

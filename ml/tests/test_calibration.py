@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from ml.artifacts import METADATA_FILE, to_model_array
-from ml.calibration import expected_calibration_error, fit_temperature, least_ece_temperature
-from ml.verdicts import tempered
+from ml.fitting.calibration import expected_calibration_error, fit_temperature, least_ece_temperature
+from ml.serving.artifacts import METADATA_FILE, to_model_array
+from ml.serving.verdicts import tempered
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -75,8 +75,8 @@ def test_training_with_a_holdout_calibrates_the_model_it_serves(tmp_path, mnist)
     """A small model trained for seconds: its temperature is fitted on the held-out digits
     and lowers the calibration error on the MNIST test set, which it was not fitted on; the
     predictor serves the calibrated confidence and can give the model's own back."""
-    from ml.inference import Predictor
-    from ml.train import TrainConfig, train_model
+    from ml.fitting.train import TrainConfig, train_model
+    from ml.serving.inference import Predictor
 
     config = TrainConfig.for_arch("basic", epochs=1, train_limit=3000, holdout=600, detector_digits=0, test_limit=1000)
     lines = []
@@ -98,8 +98,8 @@ def test_training_with_a_holdout_calibrates_the_model_it_serves(tmp_path, mnist)
 
 
 def test_a_model_without_a_holdout_cannot_be_calibrated(tiny_model_dir, mnist):
-    from ml.evaluation import calibrate_bundle
-    from ml.inference import Predictor
+    from ml.fitting.evaluation import calibrate_bundle
+    from ml.serving.inference import Predictor
 
     with pytest.raises(ValueError, match="none is left to calibrate it on"):
         calibrate_bundle(tiny_model_dir, mnist, holdout=0, seed=0)

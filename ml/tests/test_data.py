@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-import ml.data
-from ml.data import IMAGES_MAGIC, LABELS_MAGIC, MnistDataError, idx_bytes, load_mnist, load_split, parse_idx
+import ml.fitting.data
+from ml.fitting.data import IMAGES_MAGIC, LABELS_MAGIC, MnistDataError, idx_bytes, load_mnist, load_split, parse_idx
 
 CANONICAL_TRAIN_SHA256 = "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"
 
@@ -28,7 +28,7 @@ def write_split(directory, split, images, labels, *, gz=True):
 def small_files(tmp_path, monkeypatch):
     """IDX files of a few images, with the expected counts shrunk to match."""
     monkeypatch.setattr(
-        "ml.data.FILES",
+        "ml.fitting.data.FILES",
         {
             "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 6),
             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 4),
@@ -78,7 +78,7 @@ def test_corrupt_gzip_is_refused(small_files):
 
 def test_count_mismatch_is_refused(small_files, monkeypatch):
     directory, *_ = small_files
-    monkeypatch.setitem(ml.data.FILES, "test", ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000))
+    monkeypatch.setitem(ml.fitting.data.FILES, "test", ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000))
     with pytest.raises(MnistDataError, match="expected 10000"):
         load_split(directory, "test")
 
@@ -126,15 +126,15 @@ def test_a_holdout_is_the_last_training_images_and_never_among_the_learned(mnist
 
 def test_what_keeps_mnist_from_loading_is_said_without_loading_it(small_files, tmp_path_factory, monkeypatch):
     directory, _, _ = small_files
-    assert ml.data.mnist_missing(directory) == ""  # gzipped or not
+    assert ml.fitting.data.mnist_missing(directory) == ""  # gzipped or not
     (directory / "t10k-labels-idx1-ubyte").unlink()
-    assert ml.data.mnist_missing(directory) == f"MNIST_DATA_DIR {directory} lacks t10k-labels-idx1-ubyte"
-    assert ml.data.mnist_missing(directory / "nowhere").endswith("nowhere does not exist")
+    assert ml.fitting.data.mnist_missing(directory) == f"MNIST_DATA_DIR {directory} lacks t10k-labels-idx1-ubyte"
+    assert ml.fitting.data.mnist_missing(directory / "nowhere").endswith("nowhere does not exist")
     # No directory: Keras' earlier download, where Keras keeps it.
     home = tmp_path_factory.mktemp("keras-home")
     monkeypatch.setenv("KERAS_HOME", str(home))
-    assert ml.data.keras_download_path() == home / "datasets" / "mnist.npz"
-    assert ml.data.mnist_missing(None) == f"no MNIST_DATA_DIR, and no earlier download in {home / 'datasets'}"
+    assert ml.fitting.data.keras_download_path() == home / "datasets" / "mnist.npz"
+    assert ml.fitting.data.mnist_missing(None) == f"no MNIST_DATA_DIR, and no earlier download in {home / 'datasets'}"
     (home / "datasets").mkdir()
     (home / "datasets" / "mnist.npz").write_bytes(b"kept by an earlier download")
-    assert ml.data.mnist_missing(None) == ""
+    assert ml.fitting.data.mnist_missing(None) == ""

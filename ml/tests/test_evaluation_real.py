@@ -1,4 +1,4 @@
-"""Choosing between models on real data (ml.choosing): the paired comparison and its gate."""
+"""Choosing between models on real data (ml.fitting.choosing): the paired comparison and its gate."""
 
 import io
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.choosing import BOX_SIDE, NOISE, Reading, box_scanned, compare, real_sets, summary
-from ml.synth import Upload
+from ml.fitting.choosing import BOX_SIDE, NOISE, Reading, box_scanned, compare, real_sets, summary
+from ml.fitting.synth import Upload
 
 
 def _reading(correct, verdicts=None):

@@ -4,12 +4,12 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-import ml.explain
-import ml.inference
-from ml.architectures import INPUT_SHAPE, NUM_CLASSES, build
-from ml.explain import GradCam, grad_cam
-from ml.heatmap import heatmap_overlay
-from ml.inference import Predictor
+import ml.serving.explain
+import ml.serving.inference
+from ml.serving.architectures import INPUT_SHAPE, NUM_CLASSES, build
+from ml.serving.explain import GradCam, grad_cam
+from ml.serving.heatmap import heatmap_overlay
+from ml.serving.inference import Predictor
 from ml.tests.conftest import SHIPPED_MODEL_DIR
 
 INK = 128  # a pixel at least this bright is part of the stroke
@@ -156,7 +156,7 @@ def test_the_predictor_builds_its_grad_cam_once(monkeypatch, digits):
             built.append(model)
             super().__init__(model)
 
-    monkeypatch.setattr(ml.inference, "GradCam", CountingGradCam)
+    monkeypatch.setattr(ml.serving.inference, "GradCam", CountingGradCam)
     predictor = Predictor(SHIPPED_MODEL_DIR)
     x = digits[:2] / 255.0
     first = predictor.explain(x)
@@ -193,7 +193,7 @@ def test_the_overlay_refuses_mismatched_arrays():
 
 
 def test_an_ensemble_is_explained_by_its_members_for_the_class_it_chose(digits):
-    from ml.architectures import ensemble, members_of
+    from ml.serving.architectures import ensemble, members_of
 
     keras.utils.set_random_seed(3)
     first, second = _tiny_model("softmax"), _tiny_model("softmax")

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from ml.artifacts import to_model_array
-from ml.inference import Predictor
-from ml.preprocessing import PreprocessingError, to_model_input
+from ml.serving.artifacts import to_model_array
+from ml.serving.inference import Predictor
+from ml.serving.preprocessing import PreprocessingError, to_model_input
 from ml.tests.conftest import encode
 
 
@@ -48,7 +48,7 @@ def test_images_keep_their_order_and_a_bad_one_does_not_stop_the_rest(predictor,
 def test_an_unforeseen_failure_in_one_image_fails_that_image_only(predictor, mnist, monkeypatch, caplog):
     """Whatever breaks while preprocessing one image (not only our own error class) is that
     image's error, with a reason for people; its neighbours are classified in the same call."""
-    from ml import inference
+    from ml.serving import inference
 
     good = [encode(mnist.test.images[i]) for i in range(2)]
     poison = b"poison"

@@ -1,4 +1,4 @@
-"""The fixed judging sets a retrained candidate and the active version both read (``ml.judging``),
+"""The fixed judging sets a retrained candidate and the active version both read (``ml.fitting.judging``),
 the noise rule, and the gate refusing a candidate that reads one of them worse, naming it."""
 
 import shutil
@@ -6,11 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from ml.artifacts import ModelBundle
-from ml.choosing import REAL_FOLDERS, Reading
-from ml.data import Split
-from ml.inference import Predictor
-from ml.judging import (
+from ml.fitting.choosing import REAL_FOLDERS, Reading
+from ml.fitting.data import Split
+from ml.fitting.judging import (
     BETTER,
     MNIST_TEST,
     NON_DIGITS,
@@ -22,7 +20,9 @@ from ml.judging import (
     judge_on_sets,
     judging_sets,
 )
-from ml.retrain import JUDGING, Scores, gate_caveat, judge, retrain, split_corrections
+from ml.fitting.retrain import JUDGING, Scores, gate_caveat, judge, retrain, split_corrections
+from ml.serving.artifacts import ModelBundle
+from ml.serving.inference import Predictor
 from ml.tests.conftest import REAL_DIGITS_DIR, swapped, unavailable
 
 PER_SET = 30
@@ -173,7 +173,7 @@ def test_a_retrain_whose_candidate_is_harmed_before_judging_is_not_promoted(tiny
 def test_built_judging_sets_are_kept_on_disk_by_what_they_are_made_of(test_split, tmp_path):
     import pickle
 
-    from ml import judging
+    from ml.fitting import judging
 
     real = tmp_path / "real"
     real.mkdir()

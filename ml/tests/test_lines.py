@@ -1,12 +1,12 @@
-"""The line reader's input and the decoding of its answer (``ml.lines``), and its fitting on a
-few lines (``ml.line_training``)."""
+"""The line reader's input and the decoding of its answer (``ml.serving.lines``), and its fitting on a
+few lines (``ml.fitting.line_training``)."""
 
 import numpy as np
 import pytest
 
-from ml.line_training import Lines, build_line_reader, ctc_loss, render_lines, train_line_reader
-from ml.lines import BLANK, COLUMNS_PER_STEP, INK_HEIGHT, LINE_SHAPE, MARGIN, NUM_CLASSES, decode, line_input
-from ml.preprocessing import PreprocessingError
+from ml.fitting.line_training import Lines, build_line_reader, ctc_loss, render_lines, train_line_reader
+from ml.serving.lines import BLANK, COLUMNS_PER_STEP, INK_HEIGHT, LINE_SHAPE, MARGIN, NUM_CLASSES, decode, line_input
+from ml.serving.preprocessing import PreprocessingError
 
 
 def _line(widths: list[int], height: int = 60, gap: int = 20) -> tuple[np.ndarray, np.ndarray]:

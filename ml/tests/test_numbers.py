@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from ml.lines import line_input
-from ml.negatives import _printed, negative_set
-from ml.numbers import read_numbers
-from ml.segment import page_of, read_whole
-from ml.synth import number_set, render_upload
+from ml.fitting.negatives import _printed, negative_set
+from ml.fitting.synth import number_set, render_upload
+from ml.serving.lines import line_input
+from ml.serving.numbers import read_numbers
+from ml.serving.segment import page_of, read_whole
 
 
 def _photographed(texts: tuple[str, ...], seeds: int) -> list[bytes]:
@@ -184,10 +184,10 @@ def test_a_number_is_sure_only_where_the_line_reader_reads_it_too(mnist, shipped
 def test_a_number_not_sure_says_why_in_words_that_agree_with_its_figures():
     """Each doubt that makes a number "unsure" is named; a sure number has no reason. A number
     whose every digit is confident is never told it is unsure "of every digit"."""
-    from ml.inference import Prediction
-    from ml.numbers import UNSURE_REASONS, DigitReading, _reading
-    from ml.preprocessing import ModelInput
-    from ml.verdicts import KINDS
+    from ml.serving.inference import Prediction
+    from ml.serving.numbers import UNSURE_REASONS, DigitReading, _reading
+    from ml.serving.preprocessing import ModelInput
+    from ml.serving.verdicts import KINDS
 
     blank = ModelInput(np.zeros((28, 28), np.float32), np.zeros((28, 28), np.uint8))
 

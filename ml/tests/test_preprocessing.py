@@ -10,10 +10,16 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy import ndimage
 
-from ml.artifacts import INPUT_SIDE
-from ml.decoding_limits import JPEG_MAX_SCANS, LARGE_IMAGE_PIXELS, MAX_PIXELS_PER_BYTE, jpeg_scan_limit, jpeg_scans
-from ml.numbers import read_numbers
-from ml.preprocessing import MAX_PIXELS, PreprocessingError, inspect_image, open_image, to_model_input
+from ml.serving.artifacts import INPUT_SIDE
+from ml.serving.decoding_limits import (
+    JPEG_MAX_SCANS,
+    LARGE_IMAGE_PIXELS,
+    MAX_PIXELS_PER_BYTE,
+    jpeg_scan_limit,
+    jpeg_scans,
+)
+from ml.serving.numbers import read_numbers
+from ml.serving.preprocessing import MAX_PIXELS, PreprocessingError, inspect_image, open_image, to_model_input
 from ml.tests.bombs import blank_canvas, dense_gray, gif_with_logical_screen, progressive_scan_bomb, repeat_last_scan
 from ml.tests.conftest import encode, upscale
 
@@ -369,10 +375,10 @@ def encode_float(values: np.ndarray) -> bytes:
 
 
 def test_inspecting_a_large_image_reads_its_headers_not_its_pixels():
-    """A 64-megapixel image (a megabyte: what ``ml.decoding_limits`` asks of so large an image)
+    """A 64-megapixel image (a megabyte: what ``ml.serving.decoding_limits`` asks of so large an image)
     is accepted at upload by its headers alone: nothing the size of its pixels is decoded in
     the web process."""
-    from ml.preprocessing import VERIFY_MAX_PIXELS
+    from ml.serving.preprocessing import VERIFY_MAX_PIXELS
 
     image = Image.fromarray(dense_gray(8000, 7999, noise_rows=130))
     buffer = io.BytesIO()
@@ -430,7 +436,7 @@ def large_heic():
 
 
 def test_inspecting_a_large_heic_reads_its_headers_not_its_pixels(large_heic):
-    from ml.preprocessing import VERIFY_MAX_PIXELS
+    from ml.serving.preprocessing import VERIFY_MAX_PIXELS
 
     assert VERIFY_MAX_PIXELS < 2100 * 2000
     assert inspect_image(large_heic).width == 2100
@@ -507,8 +513,8 @@ def on_paper(digit: np.ndarray, *, side: int, rulings: str, shade: int = 170) ->
 
 @pytest.mark.parametrize("rulings", ["ruled", "squared"])
 def test_the_lines_of_ruled_and_squared_paper_are_not_ink(mnist, monkeypatch, rulings):
-    import ml.preprocessing
-    from ml.preprocessing import ink_of, open_image, upright
+    import ml.serving.preprocessing
+    from ml.serving.preprocessing import ink_of, open_image, upright
 
     def ink_on_page(page: np.ndarray) -> np.ndarray:
         ink, placement = ink_of(upright(open_image(encode(page))))
@@ -524,7 +530,7 @@ def test_the_lines_of_ruled_and_squared_paper_are_not_ink(mnist, monkeypatch, ru
         plain = ink_on_page(on_paper(digit, side=240, rulings="none"))
         lined = ink_on_page(on_paper(digit, side=240, rulings=rulings))
         with monkeypatch.context() as patch:
-            patch.setattr(ml.preprocessing, "_without_rulings", lambda ink: ink)
+            patch.setattr(ml.serving.preprocessing, "_without_rulings", lambda ink: ink)
             as_ink = ink_on_page(on_paper(digit, side=240, rulings=rulings))
         # Beside the digit, where only the lines are, (almost) no ink is left: a grid line that
         # runs along the 0's side for half its length is not found there (117 of 652 pixels).
@@ -537,7 +543,7 @@ def test_the_lines_of_ruled_and_squared_paper_are_not_ink(mnist, monkeypatch, ru
 
 @pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_numbers_on_ruled_and_squared_paper_read_about_as_on_plain_paper(mnist, shipped_predictor):
-    from ml.synth import RULED_SCENARIOS, number_set
+    from ml.fitting.synth import RULED_SCENARIOS, number_set
 
     read = {}
     for paper in ("plain", "ruled", "squared"):
@@ -551,7 +557,7 @@ def test_numbers_on_ruled_and_squared_paper_read_about_as_on_plain_paper(mnist, 
 
 
 def test_a_digit_s_own_long_strokes_are_not_taken_for_printed_lines(mnist):
-    from ml.preprocessing import _without_rulings
+    from ml.serving.preprocessing import _without_rulings
 
     one, two = (mnist.test.images[np.flatnonzero(mnist.test.labels == d)[0]] for d in (1, 2))
     # A tightly cropped 1 runs from edge to edge; a 2 whose foot runs on past its bowl ends

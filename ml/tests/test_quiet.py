@@ -16,7 +16,7 @@ def test_import_quietly_drops_only_tensorflows_startup_notices(tmp_path):
             """
         )
     )
-    script = "from ml.quiet import import_quietly; print(import_quietly('noisy').VALUE)"
+    script = "from ml.serving.quiet import import_quietly; print(import_quietly('noisy').VALUE)"
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from ml.artifacts import METADATA_FILE, to_model_array
-from ml.negatives import FAMILIES, LETTERS, SYMBOLS, negative_set
-from ml.preprocessing import PreprocessingError, to_model_input
-from ml.reject import choose_thresholds
-from ml.verdicts import KINDS, REASONS, verdicts
+from ml.fitting.negatives import FAMILIES, LETTERS, SYMBOLS, negative_set
+from ml.fitting.reject import choose_thresholds
+from ml.serving.artifacts import METADATA_FILE, to_model_array
+from ml.serving.preprocessing import PreprocessingError, to_model_input
+from ml.serving.verdicts import KINDS, REASONS, verdicts
 
 
 def test_no_family_of_non_digits_holds_what_many_hands_write_as_a_digit():
@@ -40,7 +40,7 @@ def test_every_family_renders_uploads_the_preprocessing_mostly_reads(mnist):
 
 
 def test_a_crossed_out_digit_keeps_the_digit_and_reaches_past_it(mnist):
-    from ml.negatives import ink_of
+    from ml.fitting.negatives import ink_of
 
     rng = np.random.default_rng(1)
     digits = mnist.test.images[:1]
@@ -54,7 +54,7 @@ def test_a_crossed_out_digit_keeps_the_digit_and_reaches_past_it(mnist):
 def test_written_text_differs_from_the_printed_text_it_starts_from(mnist):
     """The same word twice in a hand is never the same picture: each character has its own
     size, tilt and baseline, and the line wobbles."""
-    from ml.negatives import _written
+    from ml.fitting.negatives import _written
 
     first, second = _written("date", np.random.default_rng(1)), _written("date", np.random.default_rng(2))
     assert first.shape[0] == second.shape[0] == 28 and first.shape[1] > 40  # a word: wider than tall
@@ -64,7 +64,7 @@ def test_written_text_differs_from_the_printed_text_it_starts_from(mnist):
 def test_the_detector_learns_form_scanned_digits_as_digits(mnist):
     """Besides the three held-out kinds, half as many digits again as a box-filling form
     scanner stores them: wide blocks a real bold 1 resembles, learned as digits."""
-    from ml.reject import detector_data
+    from ml.fitting.reject import detector_data
 
     x, y = detector_data((mnist.train.images[:200], mnist.train.labels[:200]), count=40, seed=0, log=lambda _: None)
     digits = x[y == 0]
@@ -114,7 +114,7 @@ def test_a_model_trained_with_a_holdout_serves_verdicts(tiny_rejecting_model_dir
     """A small model and a detector trained for seconds (``tiny_rejecting_model_dir``: 300
     digits held out, a detector on 150): the thresholds are chosen on held-out digits,
     recorded, and every prediction carries a verdict from them."""
-    from ml.inference import Predictor
+    from ml.serving.inference import Predictor
     from ml.tests.conftest import TRAINING_LOG
 
     bundle = tiny_rejecting_model_dir

@@ -5,12 +5,11 @@ import shutil
 import numpy as np
 import pytest
 
-from ml.artifacts import METADATA_FILE, ModelBundle
-from ml.calibration import model_inputs
-from ml.line_training import build_line_reader
-from ml.negatives import negative_set
-from ml.reject import TEACH_EPOCHS, build_detector, teach_detector
-from ml.retrain import (
+from ml.fitting.calibration import model_inputs
+from ml.fitting.line_training import build_line_reader
+from ml.fitting.negatives import negative_set
+from ml.fitting.reject import TEACH_EPOCHS, build_detector, teach_detector
+from ml.fitting.retrain import (
     CALIBRATING,
     FINE_TUNING,
     JUDGING,
@@ -21,6 +20,7 @@ from ml.retrain import (
     retrain,
     split_corrections,
 )
+from ml.serving.artifacts import METADATA_FILE, ModelBundle
 
 PARENT = Scores(mnist_accuracy=0.990, mnist_loss=0.03, corrections_accuracy=0.50)
 
@@ -236,9 +236,9 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
 def test_fine_tuning_an_ensemble_trains_every_member(mnist, tmp_path):
     import keras
 
-    from ml.architectures import build, ensemble, members_of
-    from ml.artifacts import to_model_array
-    from ml.retrain import fine_tune
+    from ml.fitting.retrain import fine_tune
+    from ml.serving.architectures import build, ensemble, members_of
+    from ml.serving.artifacts import to_model_array
 
     bundle = ModelBundle(tmp_path / "ensemble")
     bundle.directory.mkdir()
@@ -285,8 +285,8 @@ def test_the_replay_is_fixed_by_the_seed_bounded_and_as_many_of_each_digit(mnist
 def test_without_not_a_digit_lessons_the_candidate_keeps_the_parents_detector(
     mnist, tmp_path, tiny_rejecting_model_dir, monkeypatch
 ):
-    monkeypatch.setattr("ml.retrain.VERDICT_NON_DIGITS", 16)  # sizes for a test: seconds
-    monkeypatch.setattr("ml.retrain.CALIBRATION_DIGITS", 100)
+    monkeypatch.setattr("ml.fitting.retrain.VERDICT_NON_DIGITS", 16)  # sizes for a test: seconds
+    monkeypatch.setattr("ml.fitting.retrain.CALIBRATION_DIGITS", 100)
     parent = ModelBundle(tiny_rejecting_model_dir)
     out = ModelBundle(tmp_path / "v2")
     lines = []
@@ -320,7 +320,7 @@ def test_without_not_a_digit_lessons_the_candidate_keeps_the_parents_detector(
 def test_teaching_a_detector_starts_from_its_weights_and_learns_the_lessons(mnist, tiny_rejecting_model_dir):
     import keras
 
-    from ml.verdicts import KINDS
+    from ml.serving.verdicts import KINDS
 
     parent = ModelBundle(tiny_rejecting_model_dir).detector_path
     detector = keras.saving.load_model(parent, compile=False)

@@ -13,10 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from ml.numbers import read_numbers, split_scorer
-from ml.preprocessing import PreprocessingError, to_model_input
-from ml.segment import MAX_DIGITS, _cuts, segment_digits
-from ml.synth import (
+from ml.fitting.synth import (
     NUMBER_SCENARIOS,
     REAL_WRITER_SCENARIOS,
     number_set,
@@ -24,6 +21,9 @@ from ml.synth import (
     real_writer_number_set,
     realistic_set,
 )
+from ml.serving.numbers import read_numbers, split_scorer
+from ml.serving.preprocessing import PreprocessingError, to_model_input
+from ml.serving.segment import MAX_DIGITS, _cuts, segment_digits
 from ml.tests.conftest import encode
 
 SCALE = 3  # MNIST's 28 px digits drawn 84 px tall: a small photo's size
@@ -293,7 +293,7 @@ def test_real_writers_numbers_are_load_digits_written_apart():
 
 @pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_evaluating_numbers_reports_exact_and_per_digit_rates(mnist, shipped_predictor):
-    from ml.evaluation import evaluate_numbers
+    from ml.fitting.evaluation import evaluate_numbers
 
     report = evaluate_numbers(shipped_predictor, mnist.test, count=20, seed=4)
     assert report["numbers"] == 20
@@ -333,12 +333,12 @@ def test_bent_cuts_part_digits_that_no_straight_line_parts(monkeypatch):
         return any((a & left).sum() >= 0.97 * left.sum() and (b & right).sum() >= 0.85 * right.sum() for a, b in cuts)
 
     assert parted(_cuts(mask))
-    monkeypatch.setattr("ml.segment.PATH_CUTS", 0)
+    monkeypatch.setattr("ml.serving.segment.PATH_CUTS", 0)
     assert not parted(_cuts(mask))
 
 
 def test_numbers_on_ruled_and_squared_paper_differ_from_plain_paper_only_by_the_lines(mnist):
-    from ml.synth import RULED_SCENARIOS
+    from ml.fitting.synth import RULED_SCENARIOS
 
     plain = number_set(mnist.test.images, mnist.test.labels, count=6, seed=5, scenarios=RULED_SCENARIOS)
     for paper in ("ruled", "squared"):
@@ -358,7 +358,7 @@ def test_numbers_on_ruled_and_squared_paper_differ_from_plain_paper_only_by_the_
 
 @pytest.mark.parametrize("angle", [-25, 15])
 def test_a_number_photographed_askew_is_read_level_with_boxes_on_the_photo(mnist, shipped_predictor, angle):
-    from ml.segment import read_page
+    from ml.serving.segment import read_page
 
     digits = [ink_columns(first_of(mnist, d)) for d in (5, 8, 3, 1, 2)]
     pixels, boxes = page(digits, gaps=[8] * 4)
@@ -388,7 +388,7 @@ def test_a_number_photographed_askew_is_read_level_with_boxes_on_the_photo(mnist
 
 
 def test_a_level_number_is_not_turned(mnist):
-    from ml.segment import read_page
+    from ml.serving.segment import read_page
 
     digits = [ink_columns(first_of(mnist, d)) for d in (5, 8, 3)]
     assert read_page(encode(page(digits, gaps=[8, 8])[0])).unturn is None

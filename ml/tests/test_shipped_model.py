@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from ml.evaluation import evaluate_mnist, evaluate_realistic, evaluate_styles
+from ml.fitting.evaluation import evaluate_mnist, evaluate_realistic, evaluate_styles
+from ml.fitting.train import TrainConfig
 from ml.tests.conftest import SHIPPED_MODEL_DIR
 from ml.tests.test_data import CANONICAL_TRAIN_SHA256
-from ml.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_the_shipped_model_is_calibrated_and_answers_honestly(shipped_predictor,
     covers nearly all digits and is right more often than the model alone; generated images
     that are not digits mostly come back unsure or not a digit (floors just under what it
     reached: see the issue 17 note)."""
-    from ml.evaluation import evaluate_non_digits
+    from ml.fitting.evaluation import evaluate_non_digits
 
     assert metadata["calibration"]["fitted_on"] == {"clean": 5000, "realistic": 5000, "styles": 5000}
     assert shipped_predictor.temperature == metadata["calibration"]["temperature"]
@@ -96,14 +96,14 @@ def test_the_shipped_model_is_calibrated_and_answers_honestly(shipped_predictor,
 
 
 # Just under what the shipped model reads on the real digits beside the checkout (never trained
-# on), as drawn and box-scanned (ml.choosing), measured with `evaluate --real` on 2026-12-06:
+# on), as drawn and box-scanned (ml.fitting.choosing), measured with `evaluate --real` on 2026-12-06:
 # see docs/models.md. The model before it read 96.85%, 100%, 79.73% and 80.70%.
 REAL_FLOORS = {"optdigits-30": 0.98, "hwd-1000": 0.995, "optdigits-30 box 16x16": 0.88, "hwd-1000 box 16x16": 0.87}
 
 
 @pytest.mark.slow  # reads some 6,000 images
 def test_real_digits_by_writers_it_never_saw(shipped_predictor, mnist):
-    from ml.choosing import read_uploads, real_sets
+    from ml.fitting.choosing import read_uploads, real_sets
     from ml.tests.conftest import REAL_DIGITS_DIR, unavailable
 
     if not all((REAL_DIGITS_DIR / name / "labels.csv").is_file() for name in ("optdigits-30", "hwd-1000")):

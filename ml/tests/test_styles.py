@@ -1,4 +1,4 @@
-"""The stand-ins for other writers and scanners (ml/styles.py) are what they say they are."""
+"""The stand-ins for other writers and scanners (ml/fitting/styles.py) are what they say they are."""
 
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.styles import STYLES, load_digits_uploads, style_set
+from ml.fitting.styles import STYLES, load_digits_uploads, style_set
 
 
 @pytest.mark.parametrize("style", STYLES)

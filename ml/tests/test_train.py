@@ -5,9 +5,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.artifacts import CONFUSION_FILE, CURVES_FILE, METADATA_FILE, MODEL_FILE, confusion_matrix, to_model_array
-from ml.augment import augment_batch, writer_variants
-from ml.train import TrainConfig
+from ml.fitting.augment import augment_batch, writer_variants
+from ml.fitting.train import TrainConfig
+from ml.serving.artifacts import (
+    CONFUSION_FILE,
+    CURVES_FILE,
+    METADATA_FILE,
+    MODEL_FILE,
+    confusion_matrix,
+    to_model_array,
+)
 
 
 def test_training_writes_model_metadata_and_plots(tiny_model_dir, mnist):
@@ -33,7 +40,7 @@ def test_training_writes_model_metadata_and_plots(tiny_model_dir, mnist):
 
 @pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_progress_is_reported_per_epoch(tmp_path, mnist):
-    from ml.train import train_model
+    from ml.fitting.train import train_model
 
     lines = []
     config = TrainConfig.for_arch("dense", epochs=2, train_limit=1000, test_limit=200)
@@ -70,7 +77,7 @@ def test_elastic_distortion_keeps_each_image_its_own_inside_tf_data(mnist):
     a pixel or two, never replaced by another of the batch."""
     import tensorflow as tf
 
-    from ml.augment import _random_elastic
+    from ml.fitting.augment import _random_elastic
 
     tf.random.set_seed(0)  # the field is random: the same one every run
     batch = to_model_array(mnist.train.images[:64])
@@ -93,7 +100,7 @@ def test_writer_augmentation_keeps_shapes_and_mostly_the_picture(mnist):
 
 def test_a_form_scan_fills_the_box_both_ways_in_ink_or_paper():
     """A thin upright 1, as a box-filling scanner stores it: as wide as the 20 px box."""
-    from ml.augment import form_scan
+    from ml.fitting.augment import form_scan
 
     one = np.zeros((1, 28, 28, 1), np.float32)
     one[0, 4:24, 13:15] = 1.0  # 20 tall, 2 wide
@@ -113,7 +120,7 @@ def test_form_scans_stay_through_the_clean_epochs_and_only_with_the_writers(mnis
     for it whenever the recipe has the writer augmentation, clean epochs included."""
     import inspect
 
-    from ml import fitting
+    from ml.fitting import loop as fitting
 
     batch = to_model_array(mnist.train.images[:256])
     scanned = np.asarray(augment_batch(batch, scanners=True))
@@ -146,7 +153,7 @@ def test_writer_augmentation_is_a_choice_the_metadata_records():
 
 @pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_a_clean_finish_trains_the_last_epochs_without_the_writer_augmentation(tmp_path, mnist):
-    from ml.train import train_model
+    from ml.fitting.train import train_model
 
     assert TrainConfig.for_arch("deep").clean_epochs == 5  # the recipe of the shipped model
     with pytest.raises(ValueError, match="clean epochs"):
@@ -164,7 +171,7 @@ def test_a_clean_finish_trains_the_last_epochs_without_the_writer_augmentation(t
 
 @pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_a_holdout_is_never_trained_on_and_the_metadata_records_it(tmp_path, mnist):
-    from ml.train import train_model
+    from ml.fitting.train import train_model
 
     with pytest.raises(ValueError, match="held-out images"):
         TrainConfig.for_arch("dense", holdout=-1)
@@ -184,9 +191,9 @@ def test_confusion_matrix_counts_true_rows_and_predicted_columns():
 
 @pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_an_ensemble_trains_each_member_and_serves_their_mean(tmp_path, mnist):
-    from ml.architectures import members_of
-    from ml.inference import Predictor
-    from ml.train import train_model
+    from ml.fitting.train import train_model
+    from ml.serving.architectures import members_of
+    from ml.serving.inference import Predictor
 
     lines = []
     config = TrainConfig.for_arch("dense", epochs=1, members=2, train_limit=1000, test_limit=200)
@@ -224,7 +231,7 @@ def test_a_thin_one_is_stretched_towards_its_box_and_keeps_its_height():
     """Form scanners store a digit stretched to fill a square box: a 1 as wide as it is tall."""
     import tensorflow as tf
 
-    from ml.augment import _stretched_to_box
+    from ml.fitting.augment import _stretched_to_box
 
     one = np.zeros((1, 28, 28, 1), np.float32)
     one[0, 4:24, 13:15] = 1.0  # 20 tall, 2 wide
@@ -241,7 +248,7 @@ def test_a_thin_one_is_stretched_towards_its_box_and_keeps_its_height():
 def test_a_binary_scan_keeps_ink_or_paper_and_drops_faint_strokes():
     import tensorflow as tf
 
-    from ml.augment import BINARY_THRESHOLDS, _binary_scan
+    from ml.fitting.augment import BINARY_THRESHOLDS, _binary_scan
 
     images = np.zeros((8, 28, 28, 1), np.float32)
     images[:, 4:24, 10:18] = 1.0  # ink
@@ -260,8 +267,8 @@ def test_plain_members_must_be_among_the_members():
 def test_plain_members_train_without_the_writer_augmentation(tmp_path, mnist):
     """A mixed ensemble: the first member learns MNIST alone, the second with the writer
     augmentation; each says so in the metadata, with the augmentation it was trained with."""
-    from ml.augment import AUGMENTATION
-    from ml.train import train_model
+    from ml.fitting.augment import AUGMENTATION
+    from ml.fitting.train import train_model
 
     lines = []
     config = TrainConfig.for_arch(
@@ -281,8 +288,8 @@ def test_plain_members_train_without_the_writer_augmentation(tmp_path, mnist):
 def test_a_student_learns_from_a_teacher_and_is_saved_alone(tmp_path, mnist, tiny_model_dir):
     """Distillation: the student trains on the teacher's softened answers beside the labels;
     what is saved and served is the student alone, and the metadata names its teacher."""
-    from ml.inference import Predictor
-    from ml.train import train_model
+    from ml.fitting.train import train_model
+    from ml.serving.inference import Predictor
 
     lines = []
     config = TrainConfig.for_arch("dense", epochs=1, train_limit=2000, test_limit=500, teacher=str(tiny_model_dir))

@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.services import model_evaluate, model_evaluate_real
-from ml.data import MnistDataError
+from ml.fitting.data import MnistDataError
 
 
 class Command(BaseCommand):

@@ -16,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args, model, out, **options):
         import json
 
-        from ml.inference import Predictor
+        from ml.serving.inference import Predictor
 
         predictor = Predictor(model or model_path_default())
         blobs = [png(draw()) for _, _, draw in EXAMPLES]

@@ -4,8 +4,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.services import image_files_predict
-from ml.segment import AUTO, READINGS
-from ml.verdicts import BLANK, REASONS
+from ml.serving.segment import AUTO, READINGS
+from ml.serving.verdicts import BLANK, REASONS
 
 
 class Command(BaseCommand):

@@ -5,9 +5,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from classifier.management.progress import line_logger, positive_epochs
 from classifier.services import model_train
-from ml.data import MnistDataError
-from ml.reject import DETECTOR_DIGITS
-from ml.train import RECIPES, TrainConfig
+from ml.fitting.data import MnistDataError
+from ml.fitting.reject import DETECTOR_DIGITS
+from ml.fitting.train import RECIPES, TrainConfig
 
 
 class Command(BaseCommand):

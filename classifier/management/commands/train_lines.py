@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from classifier.management.progress import line_logger, positive_epochs
 from classifier.services.modelling import line_reader_train
-from ml.data import MnistDataError
+from ml.fitting.data import MnistDataError
 
 
 class Command(BaseCommand):

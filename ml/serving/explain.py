@@ -24,7 +24,7 @@ against the runners-up. A model without a softmax at the end is explained throug
 as it stands. A map can still be all zero when nothing speaks for the class asked about;
 callers should say so rather than show an empty picture as a finding.
 
-An ensemble (``ml.architectures.ensemble``) is explained member by member, each for the class
+An ensemble (``ml.serving.architectures.ensemble``) is explained member by member, each for the class
 the ensemble chose, and the maps averaged: the mean of the members' evidence, as the
 ensemble's answer is the mean of their probabilities.
 """
@@ -37,9 +37,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ml.architectures import members_of
-from ml.artifacts import INPUT_SHAPE
-from ml.heatmap import HEATMAP_SIZE
+from ml.serving.architectures import members_of
+from ml.serving.artifacts import INPUT_SHAPE
+from ml.serving.heatmap import HEATMAP_SIZE
 
 # Stands for "the predicted class" inside the traced function, so one trace serves both cases.
 _PREDICTED_CLASS = -1

@@ -1,6 +1,6 @@
 """What an upload will cost to decode, judged from its headers and bytes before any pixel is.
 
-Our pixel limit (``ml.preprocessing.MAX_PIXELS``) bounds one cost; the red team found two
+Our pixel limit (``ml.serving.preprocessing.MAX_PIXELS``) bounds one cost; the red team found two
 files it lets through (issue 42):
 
 - A progressive JPEG is decoded scan by scan, and each scan is a pass over every coefficient

@@ -17,7 +17,7 @@ calibration error on MNIST and on realistic uploads.
 For an ensemble, the log of the members' mean probability stands in for the logits: the mean
 is what it answers, so it is what is calibrated.
 
-Fitting only: serving applies the fitted temperature with ``ml.verdicts.tempered``, the same
+Fitting only: serving applies the fitted temperature with ``ml.serving.verdicts.tempered``, the same
 numpy arithmetic used here to fit and measure it.
 """
 
@@ -26,11 +26,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from ml.artifacts import to_model_array
-from ml.preprocessing import PreprocessingError, to_model_input
-from ml.styles import STYLES, style_set
-from ml.synth import realistic_set
-from ml.verdicts import PROBABILITY_FLOOR, tempered
+from ml.fitting.styles import STYLES, style_set
+from ml.fitting.synth import realistic_set
+from ml.serving.artifacts import to_model_array
+from ml.serving.preprocessing import PreprocessingError, to_model_input
+from ml.serving.verdicts import PROBABILITY_FLOOR, tempered
 
 ECE_BINS = 15
 # Where the fitted temperature is looked for: far beyond what a trained network needs.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.artifacts import INPUT_SIDE, NUM_CLASSES
+from ml.serving.artifacts import INPUT_SIDE, NUM_CLASSES
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049

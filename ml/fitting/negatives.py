@@ -16,7 +16,7 @@ in how they are made, so that a detector cannot pass by learning one of them:
     photo     photos of things: textures, gradients, blobs, stripes, no ink on paper at all
 
 Each is drawn white on black at MNIST's scale (28 px tall, any width) and rendered by
-``ml.synth`` as a photo, scan, canvas drawing, screenshot or pencil sketch, as digits are;
+``ml.fitting.synth`` as a photo, scan, canvas drawing, screenshot or pencil sketch, as digits are;
 photos of things are made as photos directly.
 
 What looks like a digit in many hands is left out: O and o (0), I, l and | (1), Z and z (2),
@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy.ndimage import gaussian_filter, map_coordinates
 
-from ml.synth import SCENARIOS, Upload, render_upload
+from ml.fitting.synth import SCENARIOS, Upload, render_upload
 
 FAMILIES = ("printed", "drawn", "written", "crossed", "shapes", "scribble", "number", "photo")
 

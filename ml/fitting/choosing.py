@@ -4,7 +4,7 @@ a candidate compared image by image with the model it would replace (fitting onl
 The real sets: MNIST's test set (what the model learned to read; as arrays, the model's own
 reading), realistic uploads rendered from it, scikit-learn's 1,797 digits by 43 writers, and
 each folder of real digits beside the checkout (``REAL_FOLDERS`` under ``real_dir``, each with
-``labels.csv``: ``file,label``). The stand-ins for other writers and scanners (``ml.styles``)
+``labels.csv``: ``file,label``). The stand-ins for other writers and scanners (``ml.fitting.styles``)
 are read too and reported apart: they are drawn by the same ideas as the augmentation they
 would judge, and once hid a loss of 4.7 points on real European writers, so they never decide.
 
@@ -31,13 +31,13 @@ import numpy as np
 from PIL import Image
 from scipy.stats import binomtest
 
-from ml.artifacts import to_model_array
-from ml.data import Split
-from ml.evaluation import evaluate_non_digits
-from ml.inference import Predictor
-from ml.preprocessing import ink_window
-from ml.styles import STYLES, load_digits_uploads, style_set
-from ml.synth import Upload, realistic_set
+from ml.fitting.data import Split
+from ml.fitting.evaluation import evaluate_non_digits
+from ml.fitting.styles import STYLES, load_digits_uploads, style_set
+from ml.fitting.synth import Upload, realistic_set
+from ml.serving.artifacts import to_model_array
+from ml.serving.inference import Predictor
+from ml.serving.preprocessing import ink_window
 
 # A drop larger than this on any real set keeps a candidate from shipping (0.2 points).
 NOISE = 0.002

@@ -5,10 +5,10 @@ sure it is *which* digit, not whether there is one: it reads an "A" as a 4 at 10
 small network (the detector) tells digits from what people upload instead: text (letters,
 words, symbols), drawings, scribbles, numbers of several digits and photos of things. It is
 trained on MNIST digits, the same digits as realistic uploads and in other writers' styles,
-against ``ml.negatives``' families; its answer for the kind names the reason a person is
+against ``ml.fitting.negatives``' families; its answer for the kind names the reason a person is
 shown.
 
-Fitting only: the detector, its data and the thresholds; ``ml.verdicts`` applies them when
+Fitting only: the detector, its data and the thresholds; ``ml.serving.verdicts`` applies them when
 serving (see there for what each verdict means). Both thresholds are chosen on the model's
 held-out training digits (never on the test set): ``reject_below`` is one half (the detector
 finds "not a digit" likelier), lowered where that would lose more than 1 - ``KEEP_DIGITS`` of
@@ -25,12 +25,12 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from ml.artifacts import INPUT_SHAPE, to_model_array
-from ml.augment import form_scan
-from ml.calibration import held_out_inputs, model_inputs
-from ml.fitting import fit
-from ml.negatives import FAMILIES, negative_set
-from ml.verdicts import KINDS, shares, verdicts
+from ml.fitting.augment import form_scan
+from ml.fitting.calibration import held_out_inputs, model_inputs
+from ml.fitting.loop import fit
+from ml.fitting.negatives import FAMILIES, negative_set
+from ml.serving.artifacts import INPUT_SHAPE, to_model_array
+from ml.serving.verdicts import KINDS, shares, verdicts
 
 FAMILY_KIND = {
     "printed": "text",
@@ -76,7 +76,7 @@ def detector_data(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and kind indices to train the detector: ``count`` digits of each of three kinds
     (MNIST as it is, realistic uploads, other styles) made from the ``learned`` training digits
-    (never the held-out ones), and as many non-digits, spread over ``ml.negatives``' families."""
+    (never the held-out ones), and as many non-digits, spread over ``ml.fitting.negatives``' families."""
 
     images, labels = learned
     rng = np.random.default_rng(seed)
@@ -86,7 +86,7 @@ def detector_data(
         f"and {3 * len(picks):,} non-digits"
     )
     digits = held_out_inputs(images[picks], labels[picks], seed=seed)
-    # Digits as box-filling form scanners store them (``ml.augment``): thick bars and blocks
+    # Digits as box-filling form scanners store them (``ml.fitting.augment``): thick bars and blocks
     # that the model reads (a 1 as wide as it is tall) and that no other kind shows; without
     # them the detector took 2-3% of real bold 1s for photos of things.
     tf.random.set_seed(seed)

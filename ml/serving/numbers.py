@@ -1,5 +1,5 @@
 """Reading what people send: one digit, or a whole number segmented into digits
-(``ml.segment``), all the digits of all the images classified in one model call.
+(``ml.serving.segment``), all the digits of all the images classified in one model call.
 
 Every image is read two ways at once: whole, as one digit (exactly the single-digit path,
 ``predict_images``), and segmented. One digit found is the single-digit reading. Several are
@@ -36,11 +36,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ml.artifacts import INPUT_SIDE
-from ml.inference import UNEXPECTED_ERROR, Prediction, Predictor
-from ml.lines import LineReading, line_input, pieces
-from ml.preprocessing import ModelInput, NothingToRead, PreprocessingError
-from ml.segment import (
+from ml.serving.artifacts import INPUT_SIDE
+from ml.serving.inference import UNEXPECTED_ERROR, Prediction, Predictor
+from ml.serving.lines import LineReading, line_input, pieces
+from ml.serving.preprocessing import ModelInput, NothingToRead, PreprocessingError
+from ml.serving.segment import (
     AUTO,
     DIGIT,
     GLANCE,
@@ -61,13 +61,13 @@ from ml.segment import (
     segments_of,
     whole_segment,
 )
-from ml.verdicts import BLANK, KINDS, OTHER_KINDS, REASONS
+from ml.serving.verdicts import BLANK, KINDS, OTHER_KINDS, REASONS
 
 logger = logging.getLogger(__name__)
 
 # The detector's share, over an image's groups of strokes, of the kinds that are neither a
 # digit nor a number, above which they are not read as a number, and above which not surely.
-# Chosen on ml.negatives seed 11 (500 non-digits) against number_set seed 11 (300 numbers); on
+# Chosen on ml.fitting.negatives seed 11 (500 non-digits) against number_set seed 11 (300 numbers); on
 # seed 12, untuned: 90.2% of the non-digits caught (not a digit, unsure or refused; 75.4%
 # judging the pieces alone), 1 number of 300 taken for not a digit.
 WHOLE_NOT_A_NUMBER = 0.9

@@ -1,7 +1,7 @@
-"""Training: recipes per architecture, metrics, plots (augmentation in ``ml.augment``, the
-fitting loop in ``ml.fitting``).
+"""Training: recipes per architecture, metrics, plots (augmentation in ``ml.fitting.augment``, the
+fitting loop in ``ml.fitting.loop``).
 
-``train_model`` writes a model bundle (``ml.artifacts.ModelBundle``): the model, its
+``train_model`` writes a model bundle (``ml.serving.artifacts.ModelBundle``): the model, its
 metadata (see ``bundle_metadata``), training curves and the MNIST test confusion matrix.
 Just past 400 lines: one model and an ensemble share the recipe and the metadata.
 """
@@ -21,14 +21,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ml.architectures import build, ensemble
-from ml.artifacts import ModelBundle, confusion_matrix, to_model_array
-from ml.augment import AUGMENTATION, writer_variants
-from ml.data import Mnist
-from ml.evaluation import calibrate_bundle
-from ml.fitting import DISTIL_TEMPERATURE, DISTIL_WEIGHT, Distiller, fit
-from ml.plots import write_bundle_plots
-from ml.reject import DETECTOR_DIGITS
+from ml.fitting.augment import AUGMENTATION, writer_variants
+from ml.fitting.data import Mnist
+from ml.fitting.evaluation import calibrate_bundle
+from ml.fitting.loop import DISTIL_TEMPERATURE, DISTIL_WEIGHT, Distiller, fit
+from ml.fitting.plots import write_bundle_plots
+from ml.fitting.reject import DETECTOR_DIGITS
+from ml.serving.architectures import build, ensemble
+from ml.serving.artifacts import ModelBundle, confusion_matrix, to_model_array
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,10 @@ class TrainConfig:
     plain_members: int = 0
     clean_epochs: int = 0
     holdout: int = 0
-    # Which augmentation (``ml.augment.AUGMENTATION``): recorded, so that a member trained with
+    # Which augmentation (``ml.fitting.augment.AUGMENTATION``): recorded, so that a member trained with
     # another is not taken for this recipe's.
     augmentation: int = AUGMENTATION
-    # A model bundle to learn from as well as from the labels (``ml.fitting.Distiller``): an
+    # A model bundle to learn from as well as from the labels (``ml.fitting.loop.Distiller``): an
     # ensemble too costly to serve, distilled into a model that costs what one member does.
     teacher: str | None = None
     # With a holdout: the reject option's detector learns from this many training digits.

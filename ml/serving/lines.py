@@ -1,14 +1,14 @@
 """A whole line of digits read at once: the line reader's input, and its answer decoded.
 
-The line reader (``ml.line_training`` fits it) is a small CNN and a bidirectional GRU trained
+The line reader (``ml.fitting.line_training`` fits it) is a small CNN and a bidirectional GRU trained
 with CTC loss on whole numbers, no segmentation: it reads touching digits as a line, where cuts
-chosen by hand-set rules go wrong. Its input is the line of writing that ``ml.segment`` finds
+chosen by hand-set rules go wrong. Its input is the line of writing that ``ml.serving.segment`` finds
 (the same ink map, turned level when photographed askew), normalised as a digit is
-(``ml.preprocessing.digit_input``: stroke cores at 1, fine lines thickened) and drawn
+(``ml.serving.preprocessing.digit_input``: stroke cores at 1, fine lines thickened) and drawn
 ``INK_HEIGHT`` pixels tall in a strip ``LINE_SHAPE`` big. Where its digits are, column by
 column, comes back from the CTC alignment: each digit's box on the image.
 
-Serving only: no fitting here (``ml.line_training`` imports this module, never the reverse).
+Serving only: no fitting here (``ml.fitting.line_training`` imports this module, never the reverse).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ml.preprocessing import NothingToRead, ink_window, stroke_cores, thickened
+from ml.serving.preprocessing import NothingToRead, ink_window, stroke_cores, thickened
 
 # The strip a line is drawn in: MNIST's 28 px height (its 20 px box, 4 px above and below) and
 # room for MAX_DIGITS digits written apart at that height.

@@ -10,21 +10,18 @@ from functools import partial
 import keras
 import numpy as np
 
-from ml.artifacts import NUM_CLASSES, ModelBundle, confusion_matrix, to_model_array
-from ml.calibration import (
+from ml.fitting.calibration import (
     CALIBRATION_MAX_DIGITS,
     expected_calibration_error,
     fit_calibration,
     held_out_inputs,
     labelled_inputs,
 )
-from ml.data import Mnist, Split
-from ml.inference import Predictor
-from ml.negatives import FAMILIES, negative_set
-from ml.numbers import read_numbers
-from ml.reject import DETECTOR_DIGITS, fit_reject_option, has_lessons
-from ml.styles import STYLES, load_digits_uploads, style_set
-from ml.synth import (
+from ml.fitting.data import Mnist, Split
+from ml.fitting.negatives import FAMILIES, negative_set
+from ml.fitting.reject import DETECTOR_DIGITS, fit_reject_option, has_lessons
+from ml.fitting.styles import STYLES, load_digits_uploads, style_set
+from ml.fitting.synth import (
     PAPER_RULINGS,
     RULED_SCENARIOS,
     SCENARIOS,
@@ -33,7 +30,10 @@ from ml.synth import (
     real_writer_number_set,
     realistic_set,
 )
-from ml.verdicts import VERDICTS, tempered
+from ml.serving.artifacts import NUM_CLASSES, ModelBundle, confusion_matrix, to_model_array
+from ml.serving.inference import Predictor
+from ml.serving.numbers import read_numbers
+from ml.serving.verdicts import VERDICTS, tempered
 
 
 def evaluate_mnist(
@@ -123,7 +123,7 @@ def evaluate_realistic(predictor: Predictor, split: Split, *, count: int, seed: 
 
 
 def evaluate_styles(predictor: Predictor, split: Split, *, count: int, seed: int = 0) -> dict:
-    """Accuracy on the stand-ins for other writers and scanners (``ml.styles``): ``count``
+    """Accuracy on the stand-ins for other writers and scanners (``ml.fitting.styles``): ``count``
     uploads per style, and scikit-learn's 1,797 digits by 43 writers."""
     sets = {style: style_set(split.images, split.labels, style=style, count=count, seed=seed) for style in STYLES}
     sets["load_digits"] = load_digits_uploads()
@@ -146,12 +146,12 @@ def calibrate_bundle(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Make the model in bundle ``directory`` honest, on the ``holdout`` training digits it
-    never trained on: fit its calibration (``ml.calibration``) and, with ``detector_digits``,
-    its reject option (``ml.reject``: the detector, saved in the bundle, and the verdict
+    never trained on: fit its calibration (``ml.fitting.calibration``) and, with ``detector_digits``,
+    its reject option (``ml.fitting.reject``: the detector, saved in the bundle, and the verdict
     thresholds). Record both in the bundle's metadata; return the calibration, with the
     MNIST test set's ECE before and after (measured, not fitted on). ``keep_detector``: keep
     the bundle's detector, taught the "not a digit" lessons of ``detector_extra`` if it has
-    any (``ml.reject.fit_reject_option``). ``calibration_digits``: at most this many held-out
+    any (``ml.fitting.reject.fit_reject_option``). ``calibration_digits``: at most this many held-out
     digits (each made three ways); ``non_digits``: the non-digits the verdicts are measured on."""
     if holdout <= 0:
         raise ValueError(
@@ -212,7 +212,7 @@ NUMBERS_BATCH = 32
 
 
 def evaluate_non_digits(predictor: Predictor, digits: np.ndarray, *, count: int, seed: int = 0) -> dict:
-    """How many of ``count`` generated non-digits (``ml.negatives``' families but numbers, which
+    """How many of ``count`` generated non-digits (``ml.fitting.negatives``' families but numbers, which
     the site reads) come back as anything but a confident reading: unsure, not a digit, or
     refused; overall and per family. Read as the worker reads every upload, as a number."""
     families = tuple(family for family in FAMILIES if family != "number")
@@ -278,11 +278,11 @@ ASKEW_TURN = 25.0
 
 
 def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: int = 0, batch: int = 32) -> dict:
-    """Numbers of 2 to 8 digits rendered from ``split``'s digits (``ml.synth.number_set``) read
+    """Numbers of 2 to 8 digits rendered from ``split``'s digits (``ml.fitting.synth.number_set``) read
     back: how many exactly, how many digits right, the numbers with touching digits apart, and
     how well the boxes found cover the true ones (where as many were found). Under
     ``real_writers``, the same for ``count`` numbers by load_digits' 43 real writers
-    (``ml.synth.real_writer_number_set``): held out, never tuned on. Under ``papers``, the same
+    (``ml.fitting.synth.real_writer_number_set``): held out, never tuned on. Under ``papers``, the same
     for ``count`` numbers on plain, ruled and squared paper; under ``askew``, for the numbers
     photographed ``ASKEW_TURN`` degrees askew."""
     report = _numbers_report(predictor, number_set(split.images, split.labels, count=count, seed=seed), batch)

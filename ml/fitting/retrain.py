@@ -9,12 +9,12 @@ epochs at a small learning rate: minutes on two cores, not the better part of an
 
 The parent's reject option travels with it: its detector is kept and only the thresholds are
 chosen again for the candidate, unless staff said some images are not digits; then the
-parent's detector is taught those (``ml.reject.teach_detector``: warm-started, a few steps,
+parent's detector is taught those (``ml.fitting.reject.teach_detector``: warm-started, a few steps,
 with a replay of what it was fitted on), never fitted anew, so that a retrain does not re-roll
 what it refuses.
 
 The gate (``judge``) is a plain function: a candidate is promoted when it reads none of the
-fixed judging sets worse than the active version beyond that set's noise (``ml.judging``), loses
+fixed judging sets worse than the active version beyond that set's noise (``ml.fitting.judging``), loses
 at most ``max_mnist_drop`` of MNIST test accuracy, its calibration error on MNIST test grows by
 at most ``MAX_ECE_RISE``, it is better on the corrections it is judged on, and those were held
 out: with too few corrections to keep a fifth apart, a candidate is stored, never promoted on
@@ -35,18 +35,18 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ml.architectures import members_of
-from ml.artifacts import ModelBundle, to_model_array
-from ml.choosing import Reading, read_predictions, reading_of
-from ml.data import Mnist, Split
-from ml.evaluation import calibrate_bundle, evaluate_mnist
-from ml.fitting import fit
-from ml.inference import Predictor
-from ml.judging import JudgingPlan, SetRow, judge_on_sets
-from ml.plots import write_bundle_plots
-from ml.reject import has_lessons
-from ml.train import bundle_metadata
-from ml.verdicts import KINDS, OTHER_KINDS
+from ml.fitting.choosing import Reading, read_predictions, reading_of
+from ml.fitting.data import Mnist, Split
+from ml.fitting.evaluation import calibrate_bundle, evaluate_mnist
+from ml.fitting.judging import JudgingPlan, SetRow, judge_on_sets
+from ml.fitting.loop import fit
+from ml.fitting.plots import write_bundle_plots
+from ml.fitting.reject import has_lessons
+from ml.fitting.train import bundle_metadata
+from ml.serving.architectures import members_of
+from ml.serving.artifacts import ModelBundle, to_model_array
+from ml.serving.inference import Predictor
+from ml.serving.verdicts import KINDS, OTHER_KINDS
 
 # MNIST training digits replayed beside the corrections (as many of each digit): enough that
 # the fine-tuning keeps what the parent learnt, few enough to take a minute on two cores.
@@ -156,7 +156,7 @@ class Decision:
     candidate: Scores
     promoted: bool
     reason: str
-    sets: tuple[SetRow, ...] = ()  # the fixed judging sets, each compared (``ml.judging``)
+    sets: tuple[SetRow, ...] = ()  # the fixed judging sets, each compared (``ml.fitting.judging``)
 
     @property
     def worse_on(self) -> tuple[SetRow, ...]:
@@ -413,7 +413,7 @@ def retrain(
     ``split.judged``. The candidate keeps the parent's detector with thresholds chosen again;
     where staff said of images that they are not digits (``rejects_x``), the detector is taught
     those and the corrections trained on (a parent without a detector gets one fitted).
-    ``judging``: the fixed sets both also read, each compared (``ml.judging``); None: none.
+    ``judging``: the fixed sets both also read, each compared (``ml.fitting.judging``); None: none.
     ``stage`` hears each stage's name as it begins (``FINE_TUNING``, ``CALIBRATING``,
     ``JUDGING``)."""
     stage(FINE_TUNING)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 
-from ml.artifacts import INPUT_SIDE
+from ml.serving.artifacts import INPUT_SIDE
 
 HEATMAP_SIZE = (INPUT_SIDE, INPUT_SIDE)  # one heat value per pixel of the model input
 OVERLAY_COLORMAP = "inferno"  # perceptually even, and black where there is no heat, like the background

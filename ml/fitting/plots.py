@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only: workers and CI have no display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ml.artifacts import NUM_CLASSES, ModelBundle
+from ml.serving.artifacts import NUM_CLASSES, ModelBundle
 
 
 def plot_training_curves(history: dict, path: Path, *, title: str) -> None:

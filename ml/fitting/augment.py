@@ -1,6 +1,6 @@
 """Augmentation that mirrors real uploads, and extra writer forms (fitting only).
 
-Real uploads reach the model after ``ml.preprocessing`` has cropped, scaled and centred them,
+Real uploads reach the model after ``ml.serving.preprocessing`` has cropped, scaled and centred them,
 so what is left to learn is the residue: slight rotation and slant, a scale a little off, a
 pixel or two of shift, and strokes thinner or thicker than MNIST's; with ``writers``, the way
 other writers and scanners vary (elastic strokes, low resolution) and forms MNIST's American
@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageDraw
 
-from ml.artifacts import INPUT_SIDE
+from ml.serving.artifacts import INPUT_SIDE
 
 MAX_ROTATION_DEG = 12.0
 MAX_SHEAR = 0.2
@@ -209,7 +209,7 @@ def augment_batch(images, *, writers: bool = False, scanners: bool = False):
     if scanners:
         images = _some(images, form_scan(images), FORM_SCAN_SHARE)
     images = _random_affine(_random_thickness(images))
-    # ml.preprocessing scales every input to a peak of 1; thinned strokes must match that.
+    # ml.serving.preprocessing scales every input to a peak of 1; thinned strokes must match that.
     peak = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
     return images / tf.maximum(peak, 1e-3)
 

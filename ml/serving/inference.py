@@ -14,11 +14,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ml.artifacts import INPUT_SHAPE, NUM_CLASSES, ModelBundle
-from ml.explain import GradCam
-from ml.lines import LINE_SHAPE, LineReading, decode
-from ml.preprocessing import ModelInput, PreprocessingError, to_model_input
-from ml.verdicts import KINDS, Verdict, tempered, verdicts
+from ml.serving.artifacts import INPUT_SHAPE, NUM_CLASSES, ModelBundle
+from ml.serving.explain import GradCam
+from ml.serving.lines import LINE_SHAPE, LineReading, decode
+from ml.serving.preprocessing import ModelInput, PreprocessingError, to_model_input
+from ml.serving.verdicts import KINDS, Verdict, tempered, verdicts
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Prediction:
     digit: int
     confidence: float  # calibrated, where the model was
     probabilities: tuple[float, ...]  # NUM_CLASSES values that sum to 1
-    verdict: str = "digit"  # ml.verdicts.VERDICTS
+    verdict: str = "digit"  # ml.serving.verdicts.VERDICTS
     reason: str = ""  # for not_a_digit: what it looks like instead
 
     def as_dict(self) -> dict:
@@ -64,7 +64,7 @@ class Predictor:
             raise FileNotFoundError(f"no model at {self.model_path}")
         self.model = keras.saving.load_model(self.model_path, compile=False)
         self.metadata = self.bundle.metadata()
-        # Calibrated confidence (ml.calibration): fitted when the model was trained on digits
+        # Calibrated confidence (ml.fitting.calibration): fitted when the model was trained on digits
         # it never saw; a model without it answers with its raw probabilities.
         self.temperature = float((self.metadata.get("calibration") or {}).get("temperature", 1.0))
         model = self.model
@@ -74,7 +74,7 @@ class Predictor:
             reduce_retracing=True,
         )
         self._grad_cam: GradCam | None = None  # built on the first explain(): most workers never need it
-        # The reject option (ml.reject): its detector where the bundle has one, and the
+        # The reject option (ml.fitting.reject): its detector where the bundle has one, and the
         # thresholds chosen on held-out digits; without them every prediction is a "digit".
         self.thresholds = self.metadata.get("verdict") or None
         self.detector = None
@@ -92,7 +92,7 @@ class Predictor:
                 reduce_retracing=True,
             )
 
-        # The line reader (``ml.lines``) where the bundle has one: whole numbers read at once.
+        # The line reader (``ml.serving.lines``) where the bundle has one: whole numbers read at once.
         self.line_reader = None
         if self.bundle.line_reader_path.is_file():
             self.line_reader = keras.saving.load_model(self.bundle.line_reader_path, compile=False)
@@ -104,7 +104,7 @@ class Predictor:
             )
 
     def read_lines(self, strips: np.ndarray) -> list[LineReading]:
-        """The line reader's answer for each of (n, *LINE_SHAPE) strips (``ml.lines.line_input``)."""
+        """The line reader's answer for each of (n, *LINE_SHAPE) strips (``ml.serving.lines.line_input``)."""
         if self.line_reader is None:
             raise ValueError("this model has no line reader")
         if len(strips) == 0:

@@ -1,5 +1,5 @@
 """The fitting loop every network here is trained with: shuffled, optionally augmented
-batches (``ml.augment``) and a line of progress a quarter epoch, and at least every
+batches (``ml.fitting.augment``) and a line of progress a quarter epoch, and at least every
 ``PROGRESS_SECONDS`` (fitting only)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ml.augment import augment_batch
+from ml.fitting.augment import augment_batch
 
 # Between quarter epochs, a progress line at least this often: a quarter of a big epoch on a
 # busy machine takes minutes, and a terminal or a status page silent that long looks stuck.

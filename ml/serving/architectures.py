@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from ml.artifacts import INPUT_SHAPE, NUM_CLASSES
+from ml.serving.artifacts import INPUT_SHAPE, NUM_CLASSES
 
 
 def build_dense() -> keras.Model:

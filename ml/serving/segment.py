@@ -1,6 +1,6 @@
 """One line of handwritten digits -> each digit's MNIST-style input and its box, left to right.
 
-The ink is found as for a single digit (``ml.preprocessing``: polarity, paper, ink map without
+The ink is found as for a single digit (``ml.serving.preprocessing``: polarity, paper, ink map without
 the lines of ruled or squared paper, the digit mask), so photos, scans and canvas drawings read
 the same way. Then:
 
@@ -11,7 +11,7 @@ the same way. Then:
    a dot over a stroke): people write a number's digits side by side, not above each other;
 3. groups too short to be a digit join the digit whose columns they reach, or are dropped (a
    speck, a full stop, a dash);
-4. with a scoring callable (``ml.numbers.split_scorer``: the model and its detector, so that
+4. with a scoring callable (``ml.serving.numbers.split_scorer``: the model and its detector, so that
    this module needs no model): neighbours that read better as one digit are joined, and a
    group it doubts (two touching digits are a "number" to the detector) or wide for one digit
    is cut along straight lines, upright or slanted, and along the cheapest paths bending down
@@ -27,7 +27,7 @@ are refused with a reason for people.
 
 One module past STYLE's 400 lines on purpose: every step works on one ``Page`` (mask, strokes,
 groups) and its rules refer to the others' (a group's width decides a cut, a cut's pieces are
-groups again); what needs a model stays out, in ``ml.numbers``.
+groups again); what needs a model stays out, in ``ml.serving.numbers``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from ml.preprocessing import (
+from ml.serving.preprocessing import (
     MAX_PIXELS,
     ModelInput,
     NothingToRead,
@@ -58,7 +58,7 @@ from ml.preprocessing import (
 
 # A number longer than this is not what the product reads (meter readings, amounts, postcodes).
 MAX_DIGITS = 12
-# What an image is read as (``ml.numbers.read_numbers``): ``auto`` chooses between one digit
+# What an image is read as (``ml.serving.numbers.read_numbers``): ``auto`` chooses between one digit
 # and a number on the evidence; people who know what they sent say ``digit`` or ``number``.
 AUTO, DIGIT, NUMBER = READINGS = ("auto", "digit", "number")
 # A line longer than this many times its height holds more than MAX_DIGITS digits, written
@@ -77,7 +77,7 @@ JOIN_GAP = 0.08
 JOIN_SHORT = 0.75
 STACKED_OVERLAP = 0.2
 # In a number, strokes with at least this share of the largest stroke's ink are kept (a
-# single digit keeps a twelfth: ``ml.preprocessing``).
+# single digit keeps a twelfth: ``ml.serving.preprocessing``).
 STROKE_SHARE = 0.02
 # A group shorter than this share of the tallest is a speck, a full stop or a dash, not a digit.
 SPECK_HEIGHT = 0.35

@@ -1,14 +1,14 @@
 """Judging a retrained candidate against the version it would replace on the fixed sets people
-rely on (fitting only): MNIST test, every real set ``evaluate --real`` reads (``ml.choosing``:
+rely on (fitting only): MNIST test, every real set ``evaluate --real`` reads (``ml.fitting.choosing``:
 realistic uploads, scikit-learn's 43 writers, each folder of real digits found, as drawn and
-box-scanned), generated non-digits (``ml.negatives``) and whole numbers (``ml.synth``).
+box-scanned), generated non-digits (``ml.fitting.negatives``) and whole numbers (``ml.fitting.synth``).
 
 Both models read the same images, each image as the worker reads it: single digits through
 ``predict_images``, non-digits and numbers through ``read_numbers``. Per set, one figure: a
 digit read right; a non-digit answered as anything but a confident reading (unsure, not a digit
 or refused: what ``evaluate --non-digits`` counts as caught); a number read exactly.
 
-The noise rule is ``evaluate --real``'s (``ml.choosing.compare``: worse by more than ``NOISE``,
+The noise rule is ``evaluate --real``'s (``ml.fitting.choosing.compare``: worse by more than ``NOISE``,
 0.2 points, with McNemar's paired test beside), with that test in points: the images one model
 reads right and the other wrong (``b`` and ``c`` of ``n``) make a difference of ``Z`` standard
 errors ``sqrt(b + c) / n`` by chance alone. A set reads worse, or better, only beyond the larger
@@ -35,12 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.choosing import NOISE, Reading, compare, read_mnist, read_uploads, real_sets
-from ml.data import Split
-from ml.inference import Predictor
-from ml.negatives import FAMILIES, negative_set
-from ml.numbers import read_numbers
-from ml.synth import NumberUpload, Upload, number_set
+from ml.fitting.choosing import NOISE, Reading, compare, read_mnist, read_uploads, real_sets
+from ml.fitting.data import Split
+from ml.fitting.negatives import FAMILIES, negative_set
+from ml.fitting.synth import NumberUpload, Upload, number_set
+from ml.serving.inference import Predictor
+from ml.serving.numbers import read_numbers
 
 # Standard errors of a paired difference that chance alone would rarely reach (95%, two-sided).
 Z = 1.96

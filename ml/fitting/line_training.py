@@ -1,9 +1,9 @@
-"""Fitting the line reader (``ml.lines``): whole numbers rendered from MNIST's training digits as
+"""Fitting the line reader (``ml.serving.lines``): whole numbers rendered from MNIST's training digits as
 people send them, found and normalised by the serving path itself, read with CTC loss.
 
-Each training line is a rendered upload (``ml.synth.render_number``: photos, scans, canvas,
+Each training line is a rendered upload (``ml.fitting.synth.render_number``: photos, scans, canvas,
 screenshots, pencil; plain, ruled and squared paper; askew; digits touching at many rates) read
-back through ``ml.segment`` and ``ml.lines.line_input``, exactly as the worker reads it, so the
+back through ``ml.serving.segment`` and ``ml.serving.lines.line_input``, exactly as the worker reads it, so the
 reader learns the inputs it will meet. Some numbers are written with digits of low resolution
 (drawn small, grown back), as form scanners and old photos give them. Never from the digits of
 MNIST's test set, nor from any set we judge on.
@@ -23,11 +23,11 @@ import numpy as np
 from keras import layers, ops
 from PIL import Image
 
-from ml.lines import BLANK, COLUMNS_PER_STEP, LINE_SHAPE, NUM_CLASSES, decode, line_input
-from ml.plots import plot_training_curves
-from ml.preprocessing import PreprocessingError
-from ml.segment import MAX_DIGITS, page_of, read_whole
-from ml.synth import NUMBER_SCENARIOS, PAPER_RULINGS, RULED_SCENARIOS, render_number
+from ml.fitting.plots import plot_training_curves
+from ml.fitting.synth import NUMBER_SCENARIOS, PAPER_RULINGS, RULED_SCENARIOS, render_number
+from ml.serving.lines import BLANK, COLUMNS_PER_STEP, LINE_SHAPE, NUM_CLASSES, decode, line_input
+from ml.serving.preprocessing import PreprocessingError
+from ml.serving.segment import MAX_DIGITS, page_of, read_whole
 
 # Lengths of the training numbers: 1 to MAX_DIGITS, most of them 2 to 8 as people write them.
 LENGTH_WEIGHTS = np.array([2, 6, 6, 6, 6, 5, 5, 4, 4, 2, 1, 1], dtype=float)[:MAX_DIGITS]

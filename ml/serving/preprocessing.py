@@ -20,7 +20,7 @@ digits anywhere in a frame of any size. ``to_model_input`` undoes each of those:
 Everything that can go wrong raises ``PreprocessingError`` with a message for people.
 
 One module past STYLE's 400 lines on purpose: the steps hand one decoded image, its paper
-and its guards (pixel caps, Pillow's errors as ours) from one to the next, and ``ml.segment``
+and its guards (pixel caps, Pillow's errors as ours) from one to the next, and ``ml.serving.segment``
 builds on them through the public functions here; split by step, each would import the rest.
 """
 
@@ -36,8 +36,8 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageChops, ImageOps
 
-from ml.artifacts import INPUT_SIDE
-from ml.decoding_limits import decoding_cost_refusal, structure_refusal
+from ml.serving.artifacts import INPUT_SIDE
+from ml.serving.decoding_limits import decoding_cost_refusal, structure_refusal
 
 DIGIT_BOX = 20  # MNIST: the digit's longest side, before centring in the 28x28 field
 MNIST_CENTRE = 14.0  # where MNIST's centres of mass lie (measured over the training set)
@@ -113,7 +113,7 @@ class PreprocessingError(ValueError):
 
 class NothingToRead(PreprocessingError):
     """The image decodes, but holds no ink to read: a blank page or an empty photo. People are
-    given that as a verdict (``ml.numbers``), not as a failure to read."""
+    given that as a verdict (``ml.serving.numbers``), not as a failure to read."""
 
     def __init__(self, box: tuple[int, int, int, int] | None = None) -> None:
         super().__init__("No digit found: the image looks blank.")
@@ -169,7 +169,7 @@ def _read_by_pillow():
 
 def open_lazily(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]:
     """Read the headers only: format, size and mode, refused when over ``max_pixels`` or when
-    reading or decoding it would cost more than such an image should (``ml.decoding_limits``:
+    reading or decoding it would cost more than such an image should (``ml.serving.decoding_limits``:
     a JPEG's segments and scans, a large image in a small file). Every decoding path opens an
     upload here."""
     if not data:

@@ -1,7 +1,7 @@
 """What the site says of each reading, as data: the verdicts and the temperature, served.
 
-A bundle's metadata holds the numbers fitting chose (``ml.reject`` fits the detector and the
-thresholds, ``ml.calibration`` the temperature); this module only applies them, so serving
+A bundle's metadata holds the numbers fitting chose (``ml.fitting.reject`` fits the detector and the
+thresholds, ``ml.fitting.calibration`` the temperature); this module only applies them, so serving
 never imports fitting. Each prediction gets a verdict:
     not_a_digit  the detector's probability of "digit" is below ``reject_below``
     unsure       a digit, but the calibrated confidence is below ``unsure_below``
@@ -26,7 +26,7 @@ REASONS = {
     "scribble": "it looks like a scribble, or something crossed out.",
     "number": "it looks like several digits written together, which could not be told apart.",
     "photo": "it looks like a photo of something else.",
-    # Not a kind the detector answers: an image with no ink at all (``ml.numbers``).
+    # Not a kind the detector answers: an image with no ink at all (``ml.serving.numbers``).
     "blank": "it looks blank: there is no writing on it to read.",
 }
 BLANK = "blank"

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from ml.synth import Upload
+from ml.fitting.synth import Upload
 
 STYLES = ("european", "lowres", "slanted", "thin")
 SIDE = 112  # the working canvas: four times MNIST's

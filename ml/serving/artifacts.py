@@ -5,8 +5,8 @@ A model bundle is a directory that training and fine-tuning write and serving re
     metadata.json          how it was made and how good it is
     training_curves.png    loss and accuracy per epoch
     confusion_matrix.png   on the MNIST test set
-    reject.keras           the reject option's detector (``ml.reject``), where it was fitted
-    lines.keras            the line reader (``ml.lines``) that reads a whole number at once, where
+    reject.keras           the reject option's detector (``ml.fitting.reject``), where it was fitted
+    lines.keras            the line reader (``ml.serving.lines``) that reads a whole number at once, where
                            the bundle has one (fitted apart, by ``train_lines``, and kept by retraining)
     lines.json             how the line reader was made (recipe, data hash, validation per epoch)
 
