@@ -27,7 +27,8 @@ def main() -> None:
         from django.contrib.auth.models import User
         from django.core.files.uploadedfile import SimpleUploadedFile
 
-        from classifier.services import image_flag, image_upload_create, model_retrain, predictions_run
+        from classifier.services import image_flag, image_upload_create, predictions_run
+        from classifier.services.retraining import model_retrain
 
         settings.MODEL_VERSIONS_DIR = stack.scratch / "versions"
         owner = User.objects.get(username="bench")

@@ -1,5 +1,9 @@
 """Celery tasks: thin, idempotent, taking primary keys. They are sent by name
-(``classifier.queueing``); the worker's own hooks are in ``classifier/queueing/worker.py``."""
+(``classifier.queueing``); the worker's own hooks are in ``classifier/queueing/worker.py``.
+
+Every worker imports this module, the classifying ones too, which never load fitting code: the
+trainer's two tasks import their services (``services.modelling``, ``services.retraining``)
+when they run, in the trainer (``classifier/tests/test_web_process.py`` holds it)."""
 
 import logging
 
@@ -22,8 +26,8 @@ from classifier.queueing import (
     trainer_ping_enqueue,
     trainer_ping_record,
 )
-from classifier.services import drawing_preview_run, mnist_missing_here, predictions_run, retrain_run
-from classifier.services.retraining import retrains_fail_orphaned
+from classifier.services import drawing_preview_run, predictions_run
+from classifier.services.retrain_requests import retrains_fail_orphaned
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +93,8 @@ def requeue_stale() -> int:
 def trainer_ping(self) -> None:
     """Answered by a trainer's pool process: the trainer can take work (/healthz), and whether
     it has MNIST to retrain with (the admin's "Retrain now")."""
+    from classifier.services.modelling import mnist_missing_here
+
     trainer_ping_record(hostname=self.request.hostname or "", mnist_missing=mnist_missing_here())
 
 
@@ -106,6 +112,8 @@ def retrain(self, run_id: int) -> str:
     late-acknowledged one to a second trainer while the first still runs. A retrain whose
     worker dies is therefore not run again by itself: it fails (``retrains_fail_orphaned``)
     and staff ask for it again."""
+    from classifier.services.retraining import retrain_run
+
     run = retrain_run(run_id=run_id, trainer=self.request.hostname or "", log=logger.info)
     logger.info("retraining finished: %s", run.summary)
     return run.status

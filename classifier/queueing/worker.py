@@ -42,7 +42,7 @@ from classifier.queueing import (
     worker_warming_record,
 )
 from classifier.services import model_warm_up
-from classifier.services.retraining import retrain_fail, retrains_fail_orphaned
+from classifier.services.retrain_requests import retrain_fail, retrains_fail_orphaned
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
 """The only bridge between Django and ``ml``: typed, keyword-only services.
 
-Web processes import this package too, so TensorFlow is imported lazily, inside the
-functions that run in the worker or in commands.
+This package's names are what web processes and classifying workers use, and none of them loads
+fitting code; TensorFlow is imported lazily, inside the functions that run in the worker. The
+offline commands' services (``services.modelling``) and the trainer's (``services.retraining``)
+load fitting code and are imported from their own modules, where they run.
 """
 
 from classifier.services.accounts import api_token_create, api_token_revoke, password_reset_request_allow, signup_allow
@@ -27,33 +29,22 @@ from classifier.services.images import (
     prediction_run,
     predictions_run,
 )
-from classifier.services.modelling import (
-    image_files_predict,
-    mnist_load,
-    mnist_missing_here,
-    model_calibrate,
-    model_evaluate,
-    model_evaluate_real,
-    model_path_default,
-    model_train,
-    model_version_activate,
-    model_version_ensure_initial,
-)
 from classifier.services.previews import PreviewError, PreviewRateLimited, drawing_preview_create, drawing_preview_run
-from classifier.services.retraining import (
+from classifier.services.retrain_requests import (
     MnistUnavailable,
     NothingToLearn,
     RetrainError,
-    RetrainReport,
-    model_retrain,
     retrain_request,
-    retrain_run,
+    retrains_fail_orphaned,
 )
 from classifier.services.serving import ModelNotLoaded, Serving, model_load_forget, predictor_serving
 from classifier.services.versions import (
     ModelVersionUnavailable,
+    model_path_default,
+    model_version_activate,
     model_version_archive_save,
     model_version_directory,
+    model_version_ensure_initial,
     model_version_verify,
 )
 
@@ -68,7 +59,6 @@ __all__ = [
     "PreviewError",
     "PreviewRateLimited",
     "RetrainError",
-    "RetrainReport",
     "Serving",
     "UploadOutcome",
     "account_delete",
@@ -82,20 +72,12 @@ __all__ = [
     "feedback_confirm_as_seen",
     "feedback_give",
     "image_delete",
-    "image_files_predict",
     "image_flag",
     "image_retry",
     "image_upload_create",
     "images_mark_reviewed",
-    "mnist_load",
-    "mnist_missing_here",
-    "model_calibrate",
-    "model_evaluate",
-    "model_evaluate_real",
     "model_load_forget",
     "model_path_default",
-    "model_retrain",
-    "model_train",
     "model_version_activate",
     "model_version_archive_save",
     "model_version_directory",
@@ -107,6 +89,6 @@ __all__ = [
     "predictions_run",
     "predictor_serving",
     "retrain_request",
-    "retrain_run",
+    "retrains_fail_orphaned",
     "signup_allow",
 ]

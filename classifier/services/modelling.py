@@ -1,4 +1,6 @@
-"""MNIST, offline training and evaluation, and the model versions that serve predictions."""
+"""What the offline commands do: MNIST, training, evaluation, calibration and reading files
+(`train`, `train_lines`, `evaluate`, `calibrate`, `predict`). Only commands import it: it
+loads fitting code, which web processes and classifying workers never do."""
 
 from __future__ import annotations
 
@@ -6,10 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
 
-from classifier.models import ModelVersion
-from classifier.services.versions import model_version_directory, model_version_verify
+from classifier.services.versions import model_path_default
 from ml.fitting.data import Mnist, load_mnist, mnist_missing
 from ml.serving.artifacts import ModelBundle
 from ml.serving.segment import AUTO
@@ -69,15 +69,6 @@ def line_reader_train(
         cache=settings.TRAINED_MODELS_DIR / "lines",
         log=log,
     )
-
-
-def model_path_default() -> Path:
-    """The model that serves predictions: the active version's, else the shipped one."""
-    try:
-        active = ModelVersion.objects.filter(is_active=True).first()
-    except DatabaseError:  # not migrated yet: the shipped model is the only one there is
-        active = None
-    return model_version_directory(active) if active else settings.SHIPPED_MODEL_DIR
 
 
 def model_evaluate(
@@ -225,52 +216,3 @@ def image_files_predict(*, paths: list[Path], model_path: Path | None = None, re
             least = min(digit.prediction.confidence for digit in result.digits)
             report.append(head | result.as_dict() | {"confidence": least})
     return report
-
-
-# --- Model versions -----------------------------------------------------------------------
-
-
-def relative_to_base(path: Path) -> str:
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(Path(settings.BASE_DIR).resolve()))
-    except ValueError:
-        return str(path)
-
-
-def model_version_ensure_initial() -> ModelVersion:
-    """The first ModelVersion, registered from the shipped model; the active one if any exists."""
-    active = ModelVersion.objects.filter(is_active=True).first()
-    if active:
-        return active
-
-    directory = Path(settings.SHIPPED_MODEL_DIR)
-    metadata = ModelBundle(directory).metadata()
-    with transaction.atomic():
-        version, _ = ModelVersion.objects.get_or_create(
-            number=1,
-            defaults={
-                "architecture": metadata["architecture"],
-                "path": relative_to_base(directory),
-                "metrics": {"test_accuracy": metadata["test_accuracy"], "test_loss": metadata["test_loss"]},
-                "notes": "the shipped model, trained by `manage.py train --arch deep`",
-            },
-        )
-        if not ModelVersion.objects.filter(is_active=True).exists():
-            ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
-            version.is_active = True
-    return version
-
-
-def model_version_activate(*, number: int) -> ModelVersion:
-    """Make version ``number`` the one that serves, once its files are known to be fetched and
-    intact (``model_version_verify``); else ``ModelVersionUnavailable`` says why, and the
-    active version stays."""
-    model_version_verify(ModelVersion.objects.get(number=number))
-    with transaction.atomic():
-        version = ModelVersion.objects.select_for_update().get(number=number)
-        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
-        if not version.is_active:
-            version.is_active = True
-            version.save(update_fields=["is_active"])
-    return version

@@ -21,8 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from classifier.models import ModelVersion
-from classifier.services.modelling import model_version_ensure_initial
-from classifier.services.versions import model_version_directory
+from classifier.services.versions import model_version_directory, model_version_ensure_initial
 
 if TYPE_CHECKING:  # TensorFlow stays out of web processes
     from ml.serving.inference import Predictor

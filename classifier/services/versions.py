@@ -1,4 +1,6 @@
-"""Model versions in storage: written where uploads live, read through a local cache.
+"""Model versions: their life (the first one registered from the shipped model, activation,
+the one that serves) and their files in storage, written where uploads live, read through a
+local cache. Apart from offline training: web processes, workers and the trainer all use it.
 
 A version that ``retrain`` makes is written through Django's storage API (the S3-compatible
 bucket of the uploads when one is configured, the local media storage otherwise) as one archive,
@@ -24,6 +26,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import DatabaseError, transaction
 
 from classifier.models import ModelVersion
 from ml.serving.artifacts import ModelBundle
@@ -186,3 +189,61 @@ def _fetch_checked(version: ModelVersion, archive: Path) -> None:
         f"Model version {version.number} could not be fetched intact from storage "
         f"({version.archive}): its checksum never matched."
     )
+
+
+# --- A version's life: registered, active, serving --------------------------------------------
+
+
+def relative_to_base(path: Path) -> str:
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path(settings.BASE_DIR).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def model_version_ensure_initial() -> ModelVersion:
+    """The first ModelVersion, registered from the shipped model; the active one if any exists."""
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active:
+        return active
+
+    directory = Path(settings.SHIPPED_MODEL_DIR)
+    metadata = ModelBundle(directory).metadata()
+    with transaction.atomic():
+        version, _ = ModelVersion.objects.get_or_create(
+            number=1,
+            defaults={
+                "architecture": metadata["architecture"],
+                "path": relative_to_base(directory),
+                "metrics": {"test_accuracy": metadata["test_accuracy"], "test_loss": metadata["test_loss"]},
+                "notes": "the shipped model, trained by `manage.py train --arch deep`",
+            },
+        )
+        if not ModelVersion.objects.filter(is_active=True).exists():
+            ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+            version.is_active = True
+    return version
+
+
+def model_version_activate(*, number: int) -> ModelVersion:
+    """Make version ``number`` the one that serves, once its files are known to be fetched and
+    intact (``model_version_verify``); else ``ModelVersionUnavailable`` says why, and the
+    active version stays."""
+    model_version_verify(ModelVersion.objects.get(number=number))
+    with transaction.atomic():
+        version = ModelVersion.objects.select_for_update().get(number=number)
+        ModelVersion.objects.filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+        if not version.is_active:
+            version.is_active = True
+            version.save(update_fields=["is_active"])
+    return version
+
+
+def model_path_default() -> Path:
+    """The model that serves predictions: the active version's, else the shipped one."""
+    try:
+        active = ModelVersion.objects.filter(is_active=True).first()
+    except DatabaseError:  # not migrated yet: the shipped model is the only one there is
+        active = None
+    return model_version_directory(active) if active else settings.SHIPPED_MODEL_DIR

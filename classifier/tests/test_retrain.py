@@ -259,7 +259,8 @@ def test_not_a_digit_on_an_image_read_as_a_number_teaches_every_input_the_reader
 
 def test_a_retrain_asked_for_runs_with_its_progress_and_outcome_recorded(flagged, tiny_active, broker_env):
     from classifier.models import RetrainRun
-    from classifier.services import RetrainError, retrain_request, retrain_run
+    from classifier.services import RetrainError, retrain_request
+    from classifier.services.retraining import retrain_run
 
     run = retrain_request(epochs=1, force=True)
     with pytest.raises(RetrainError, match="already queued"):
@@ -287,7 +288,8 @@ def test_a_retrain_asked_for_runs_with_its_progress_and_outcome_recorded(flagged
 
 def test_a_retrain_that_cannot_start_fails_with_the_reason(tiny_active, broker_env):
     from classifier.models import RetrainRun
-    from classifier.services import retrain_request, retrain_run
+    from classifier.services import retrain_request
+    from classifier.services.retraining import retrain_run
 
     finished = retrain_run(run_id=retrain_request(epochs=None, force=False).pk)  # no corrections
     assert finished.status == RetrainRun.Status.FAILED and not finished.in_progress
@@ -322,7 +324,8 @@ def test_every_stage_of_a_retrain_is_heard_from_within_seconds_with_its_time_lef
     from django.utils import timezone
 
     from classifier.models import RetrainRun
-    from classifier.services import retrain_request, retrain_run
+    from classifier.services import retrain_request
+    from classifier.services.retraining import retrain_run
 
     settings.RETRAIN_PROGRESS_SECONDS = 0.5
     # An earlier retrain that finished: what each stage took then is the estimate now.
@@ -351,7 +354,8 @@ def test_every_stage_of_a_retrain_is_heard_from_within_seconds_with_its_time_lef
 
 def test_retraining_without_mnist_says_so_before_anything_starts(settings, tmp_path, monkeypatch, broker_env):
     from classifier.models import RetrainRun
-    from classifier.services import MnistUnavailable, retrain_request, retrain_run
+    from classifier.services import MnistUnavailable, retrain_request
+    from classifier.services.retraining import retrain_run
     from classifier.tasks import trainer_ping
 
     (tmp_path / "mnist").mkdir()
@@ -388,7 +392,8 @@ def test_a_retrain_that_breaks_unexpectedly_fails_with_a_sentence_not_the_except
     import shutil
 
     from classifier.models import RetrainRun
-    from classifier.services import retrain_request, retrain_run
+    from classifier.services import retrain_request
+    from classifier.services.retraining import retrain_run
 
     settings.MODEL_VERSIONS_DIR = tmp_path / "versions"
     broken = tmp_path / "broken"
@@ -474,7 +479,8 @@ def test_with_too_few_corrections_a_candidate_is_stored_and_the_run_says_how_man
     import numpy as np
 
     from classifier.models import RetrainRun
-    from classifier.services import retrain_request, retrain_run
+    from classifier.services import retrain_request
+    from classifier.services.retraining import retrain_run
     from ml.fitting.synth import render_upload
 
     rng = np.random.default_rng(0)
@@ -489,3 +495,13 @@ def test_with_too_few_corrections_a_candidate_is_stored_and_the_run_says_how_man
     assert "Below 10 digit corrections a candidate is stored, never promoted on its own: with 7 more" in (
         finished.explanation
     )
+
+
+def test_the_refusal_names_the_files_mnist_is_read_from():
+    """The web process names MNIST's files without loading the fitting code that reads them."""
+    from classifier.services.retrain_requests import MNIST_FILES, mnist_refusal
+    from ml.fitting.data import FILES
+
+    assert tuple(stem for images, labels, _ in FILES.values() for stem in (images, labels)) == MNIST_FILES
+    refusal = mnist_refusal("the folder is empty")
+    assert all(name in refusal for name in MNIST_FILES) and "the folder is empty" in refusal

@@ -12,7 +12,7 @@ from django.urls import reverse
 from classifier.models import DigitImage, RetrainRun, WorkerHeartbeat
 from classifier.queueing import requeue_run_record, trainer_ping_enqueue
 from classifier.services import image_upload_create, retrain_request
-from classifier.services.retraining import TRAINER_DIED
+from classifier.services.retrain_requests import TRAINER_DIED
 from classifier.tasks import requeue_stale
 from classifier.tests.conftest import Worker, wait_until_finished
 from classifier.tests.factories import UserFactory

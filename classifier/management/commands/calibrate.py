@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.management.progress import line_logger
-from classifier.services import model_calibrate
+from classifier.services.modelling import model_calibrate
 from ml.fitting.data import MnistDataError
 
 

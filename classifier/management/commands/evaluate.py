@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from classifier.services import model_evaluate, model_evaluate_real
+from classifier.services.modelling import model_evaluate, model_evaluate_real
 from ml.fitting.data import MnistDataError
 
 

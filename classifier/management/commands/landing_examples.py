@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 
 from classifier.landing import EXAMPLES, EXAMPLES_FILE, LANDING_DIR, png
-from classifier.services.modelling import model_path_default
+from classifier.services.versions import model_path_default
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from classifier.services import image_files_predict
+from classifier.services.modelling import image_files_predict
 from ml.serving.segment import AUTO, READINGS
 from ml.serving.verdicts import BLANK, REASONS
 

@@ -2,7 +2,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.management.progress import line_logger, positive_epochs, stage_printer
-from classifier.services import NothingToLearn, RetrainError, model_retrain, retrain_request
+from classifier.services import NothingToLearn, RetrainError, retrain_request
+from classifier.services.retraining import model_retrain
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.management.progress import line_logger, positive_epochs
-from classifier.services import model_train
+from classifier.services.modelling import model_train
 from ml.fitting.data import MnistDataError
 from ml.fitting.reject import DETECTOR_DIGITS
 from ml.fitting.train import RECIPES, TrainConfig
