@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED := 1
 # TensorFlow's start-up chatter (oneDNN notices, CPU feature lists) hides real output.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run test test-fast lint format bench bench-load bench-quick screenshots clean
+.PHONY: install run test test-fast lint format sizes bench bench-load bench-quick screenshots clean
 
 $(BIN)/.installed: requirements.txt
 	@$(if $(call python_accepted,$(PYTHON)),,echo "$(PYTHON_NEEDED)" >&2; exit 1)
@@ -61,6 +61,10 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Functions over 50 lines and modules over 400 (the limits classifier/tests/test_sizes.py holds).
+sizes: install
+	$(BIN)/python -m classifier.tests.sizes
 
 format: install
 	$(BIN)/ruff format .
