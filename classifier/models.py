@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from ml.serving.artifacts import INPUT_SIDE, NUM_CLASSES
 from ml.serving.preprocessing import FORMAT_SUFFIXES
+from ml.serving.readings import MODES as READING_MODES
 from ml.serving.segment import MAX_DIGITS
 from ml.serving.verdicts import BLANK, REASONS
 
@@ -123,13 +124,9 @@ def _reverse_one_to_one(instance: models.Model, name: str):
         return None
 
 
-class Reading(models.TextChoices):
-    """What an image is read as: ``auto`` weighs one digit against a number on the evidence;
-    a person who knows what they sent says which (``ml.serving.segment.READINGS``, the worker's)."""
-
-    AUTO = "auto", "Work it out"
-    DIGIT = "digit", "One digit"
-    NUMBER = "number", "A number"
+# What an image is read as (``Reading.AUTO``, ...): the modes declared once, in
+# ``ml.serving.readings``, which the worker reads by.
+Reading = models.TextChoices("Reading", [(mode.name.upper(), (mode.name, mode.label)) for mode in READING_MODES])
 
 
 class DigitImage(models.Model):

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from classifier.models import DIGITS, NUMBER_VALIDATOR, DigitImage, ModelVersion, Prediction
 from ml.serving.preprocessing import ACCEPTED_FORMATS_TEXT
+from ml.serving.readings import AUTO, readings_described, readings_named
 from ml.serving.segment import MAX_DIGITS
 
 
@@ -103,7 +104,9 @@ class ImageSerializer(serializers.ModelSerializer):
         ]
         extra_kwargs = {
             "training_consent": {"help_text": "if staff correct it, its 28x28 version may be kept for training"},
-            "reading": {"help_text": "what the uploader said it shows: auto (left to the site), digit or number"},
+            "reading": {
+                "help_text": "what the uploader said it shows: " + readings_named(asides={AUTO: "left to the site"})
+            },
         }
 
     def to_representation(self, instance):
@@ -183,10 +186,9 @@ class UploadSerializer(serializers.Serializer):
     reading = ShortEchoChoiceField(
         choices=DigitImage.Reading.choices,
         required=False,
-        default=DigitImage.Reading.AUTO,
-        help_text="what the images show: auto (each read as one digit unless it clearly holds several), digit "
-        "(one digit each) or number (a number each)",
-        error_messages={"invalid_choice": "reading is auto, digit or number, not {input}."},
+        default=AUTO,
+        help_text=f"what the images show: {readings_described()}",
+        error_messages={"invalid_choice": f"reading is {readings_named()}, not {{input}}."},
     )
     training_consent = serializers.BooleanField(
         required=False,
