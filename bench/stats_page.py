@@ -220,11 +220,13 @@ def _arguments() -> argparse.Namespace:
 
 def _people_and_versions() -> tuple:
     """The staff member, the owners (staff first) and three model versions."""
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Permission, User
 
     from classifier.models import ModelVersion
 
     staff = User.objects.create_user("bench-staff", is_staff=True)
+    # The statistics page is for staff who may view images (``may_see_all_images``).
+    staff.user_permissions.add(Permission.objects.get(codename="view_digitimage"))
     owners = [staff, *(User.objects.create_user(f"bench-{index}") for index in range(USERS - 1))]
     first = ModelVersion.objects.get(number=1)
     versions = [first] + [
