@@ -121,6 +121,100 @@ def numbers_mode(predictor: Predictor, test, count: int) -> None:
     print(f"ratio (p50)     {statistics.median(per_single) / image_ms:.2f}x predict_images (target: at most 1.2x)")
 
 
+def model_only(predictor: Predictor, x: np.ndarray) -> list[float]:
+    """The model alone, one image at a time, against ``model.predict``; its samples (ms)."""
+    model = predictor.model
+    print("\n== model only, one image at a time ==")
+    direct = timed(lambda: predictor.probabilities(x[:1]), 300)
+    baseline = timed(lambda: model.predict(x[:1], verbose=0), 100)
+    print(f"Predictor (tf.function) {percentiles(direct)}")
+    print(f"model.predict           {percentiles(baseline)}")
+    print(f"ratio (p50)             {statistics.median(baseline) / statistics.median(direct):.1f}x faster")
+    return baseline
+
+
+def preprocessing(predictor: Predictor, uploads) -> None:
+    """Preprocessing, and preprocessing with the model, one realistic upload at a time."""
+    print("\n== preprocessing + model, one realistic upload at a time ==")
+    preprocess = []
+    end_to_end = []
+    for upload in uploads:
+        started = time.perf_counter()
+        model_input = to_model_input(upload.data)
+        middle = time.perf_counter()
+        predictor.probabilities(model_input.array[np.newaxis])
+        finished = time.perf_counter()
+        preprocess.append((middle - started) * 1000)
+        end_to_end.append((finished - started) * 1000)
+    print(f"preprocessing           {percentiles(preprocess)}")
+    print(f"preprocessing + model   {percentiles(end_to_end)}")
+    by_kind: dict[str, list[float]] = {}
+    for upload, ms in zip(uploads, preprocess, strict=True):
+        by_kind.setdefault(upload.scenario, []).append(ms)
+    for kind, samples in sorted(by_kind.items()):
+        print(f"  preprocessing {kind:<11} p50 {statistics.median(samples):7.3f} ms")
+
+
+def worker_path(predictor: Predictor, mnist_pngs: list[bytes], uploads) -> None:
+    """Decoding, preprocessing and the model per image, one at a time and in batches of 32."""
+    print("\n== the worker's path per image: decode + preprocess + model (predict_images) ==")
+    realistic = [upload.data for upload in uploads]
+    for label, blobs in [("MNIST-style PNG uploads", mnist_pngs), ("realistic uploads (photos, scans...)", realistic)]:
+        single = timed_each(lambda blob: predictor.predict_images([blob]), blobs)
+        batched = [
+            ms / len(chunk)
+            for chunk in (blobs[i : i + 32] for i in range(0, len(blobs) - 31, 32))
+            for ms in timed(lambda chunk=chunk: predictor.predict_images(chunk), 1)
+        ]
+        print(f"{label}")
+        print(f"  one at a time           {percentiles(single)}")
+        print(f"  in batches of 32        p50 {statistics.median(batched):7.3f} ms per image   (target: p50 <= 2 ms)")
+
+
+def tflite_against(predictor: Predictor, x: np.ndarray) -> None:
+    """The model call as tf.function and as TFLite, and what the reject option adds to it."""
+    print("\n== the model call: tf.function against TFLite (same weights) ==")
+    tflite = tflite_runner(predictor.model)
+    batch32 = x[:32]
+    for label, fn in [("tf.function", predictor.probabilities), ("TFLite", tflite)]:
+        one = timed(lambda fn=fn: fn(x[:1]), 300)
+        many = [ms / 32 for ms in timed(lambda fn=fn: fn(batch32), 100)]
+        print(
+            f"{label:<12} one image p50 {statistics.median(one):6.3f} ms   in batches of 32: "
+            f"p50 {statistics.median(many):6.3f} ms per image"
+        )
+    difference = float(np.abs(tflite(x[:1000]) - predictor.probabilities(x[:1000], calibrated=False)).max())
+    print(f"largest probability difference, TFLite vs tf.function, 1,000 test images: {difference:.1e}")
+    if predictor.detector is not None:
+        alone = [ms / 32 for ms in timed(lambda: predictor.probabilities(batch32), 100)]
+        both = [ms / 32 for ms in timed(lambda: predictor.predict_arrays(batch32), 100)]
+        print(
+            f"the model with its reject option (detector, calibration, verdicts), batches of 32: "
+            f"p50 {statistics.median(both):6.3f} ms per image against {statistics.median(alone):6.3f} ms "
+            f"for the model alone (issue 17: under 1 ms)"
+        )
+
+
+def throughput(predictor: Predictor, x: np.ndarray, *, batch: int, baseline: list[float]) -> None:
+    """Images a second in batches: the Predictor, ``model.predict`` batched and one by one."""
+    model = predictor.model
+    print(f"\n== batch throughput, batches of {batch} ==")
+    batches = [x[i : i + batch] for i in range(0, len(x) - batch + 1, batch)]
+
+    def run_all(fn) -> float:
+        started = time.perf_counter()
+        for chunk in batches:
+            fn(chunk)
+        return len(batches) * batch / (time.perf_counter() - started)
+
+    fast = run_all(predictor.probabilities)
+    slow = run_all(lambda chunk: model.predict(chunk, verbose=0))
+    one_by_one = 1000 / statistics.median(baseline)
+    print(f"Predictor (tf.function) {fast:9.0f} images/s")
+    print(f"model.predict (batched) {slow:9.0f} images/s   ratio {fast / slow:.1f}x")
+    print(f"model.predict (1 by 1)  {one_by_one:9.0f} images/s   ratio {fast / one_by_one:.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=REPO / "models" / "deep")
@@ -144,83 +238,12 @@ def main() -> None:
     model.predict(x[:1], verbose=0)
     model.predict(x[: args.batch], verbose=0)
 
-    print("\n== model only, one image at a time ==")
-    direct = timed(lambda: predictor.probabilities(x[:1]), 300)
-    baseline = timed(lambda: model.predict(x[:1], verbose=0), 100)
-    print(f"Predictor (tf.function) {percentiles(direct)}")
-    print(f"model.predict           {percentiles(baseline)}")
-    print(f"ratio (p50)             {statistics.median(baseline) / statistics.median(direct):.1f}x faster")
-
-    print("\n== preprocessing + model, one realistic upload at a time ==")
+    baseline = model_only(predictor, x)
     uploads = realistic_set(test.images, test.labels, count=args.images, seed=7)
-    preprocess = []
-    end_to_end = []
-    for upload in uploads:
-        started = time.perf_counter()
-        model_input = to_model_input(upload.data)
-        middle = time.perf_counter()
-        predictor.probabilities(model_input.array[np.newaxis])
-        finished = time.perf_counter()
-        preprocess.append((middle - started) * 1000)
-        end_to_end.append((finished - started) * 1000)
-    print(f"preprocessing           {percentiles(preprocess)}")
-    print(f"preprocessing + model   {percentiles(end_to_end)}")
-    by_kind: dict[str, list[float]] = {}
-    for upload, ms in zip(uploads, preprocess, strict=True):
-        by_kind.setdefault(upload.scenario, []).append(ms)
-    for kind, samples in sorted(by_kind.items()):
-        print(f"  preprocessing {kind:<11} p50 {statistics.median(samples):7.3f} ms")
-
-    print("\n== the worker's path per image: decode + preprocess + model (predict_images) ==")
-    mnist_pngs = [encode_png(255 - image) for image in test.images[:512]]
-    realistic = [upload.data for upload in uploads]
-    for label, blobs in [("MNIST-style PNG uploads", mnist_pngs), ("realistic uploads (photos, scans...)", realistic)]:
-        single = timed_each(lambda blob: predictor.predict_images([blob]), blobs)
-        batched = [
-            ms / len(chunk)
-            for chunk in (blobs[i : i + 32] for i in range(0, len(blobs) - 31, 32))
-            for ms in timed(lambda chunk=chunk: predictor.predict_images(chunk), 1)
-        ]
-        print(f"{label}")
-        print(f"  one at a time           {percentiles(single)}")
-        print(f"  in batches of 32        p50 {statistics.median(batched):7.3f} ms per image   (target: p50 <= 2 ms)")
-
-    print("\n== the model call: tf.function against TFLite (same weights) ==")
-    tflite = tflite_runner(model)
-    batch32 = x[:32]
-    for label, fn in [("tf.function", predictor.probabilities), ("TFLite", tflite)]:
-        one = timed(lambda fn=fn: fn(x[:1]), 300)
-        many = [ms / 32 for ms in timed(lambda fn=fn: fn(batch32), 100)]
-        print(
-            f"{label:<12} one image p50 {statistics.median(one):6.3f} ms   in batches of 32: "
-            f"p50 {statistics.median(many):6.3f} ms per image"
-        )
-    difference = float(np.abs(tflite(x[:1000]) - predictor.probabilities(x[:1000], calibrated=False)).max())
-    print(f"largest probability difference, TFLite vs tf.function, 1,000 test images: {difference:.1e}")
-    if predictor.detector is not None:
-        alone = [ms / 32 for ms in timed(lambda: predictor.probabilities(batch32), 100)]
-        both = [ms / 32 for ms in timed(lambda: predictor.predict_arrays(batch32), 100)]
-        print(
-            f"the model with its reject option (detector, calibration, verdicts), batches of 32: "
-            f"p50 {statistics.median(both):6.3f} ms per image against {statistics.median(alone):6.3f} ms "
-            f"for the model alone (issue 17: under 1 ms)"
-        )
-
-    print(f"\n== batch throughput, batches of {args.batch} ==")
-    batches = [x[i : i + args.batch] for i in range(0, len(x) - args.batch + 1, args.batch)]
-
-    def run_all(fn) -> float:
-        started = time.perf_counter()
-        for batch in batches:
-            fn(batch)
-        return len(batches) * args.batch / (time.perf_counter() - started)
-
-    fast = run_all(predictor.probabilities)
-    slow = run_all(lambda batch: model.predict(batch, verbose=0))
-    one_by_one = 1000 / statistics.median(baseline)
-    print(f"Predictor (tf.function) {fast:9.0f} images/s")
-    print(f"model.predict (batched) {slow:9.0f} images/s   ratio {fast / slow:.1f}x")
-    print(f"model.predict (1 by 1)  {one_by_one:9.0f} images/s   ratio {fast / one_by_one:.1f}x")
+    preprocessing(predictor, uploads)
+    worker_path(predictor, [encode_png(255 - image) for image in test.images[:512]], uploads)
+    tflite_against(predictor, x)
+    throughput(predictor, x, batch=args.batch, baseline=baseline)
 
 
 if __name__ == "__main__":

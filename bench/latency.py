@@ -26,6 +26,63 @@ def latencies(sent: dict[int, datetime]) -> list[float]:
     return [(stored[pk] - sent[pk]).total_seconds() * 1000 for pk in sent]
 
 
+def _one_at_a_time(stack: Stack, uploads: list) -> list[float]:
+    """The next upload starts when the previous prediction is stored."""
+    single: dict[int, datetime] = {}
+    for name, data, _ in uploads:
+        sent = datetime.now(UTC)
+        image_id = stack.upload([(name, data)]).json()["images"][0]["id"]
+        single[image_id] = sent
+        stack.wait_until_finished()
+    return latencies(single)
+
+
+def _sustained(stack: Stack, uploads: list, *, rate: float, count: int) -> tuple[list[float], float]:
+    """Open loop, one upload every 1/rate seconds from several threads: the latencies and the
+    rate achieved."""
+    sustained: dict[int, datetime] = {}
+    lock = threading.Lock()
+    interval = 1 / rate
+    start = time.monotonic()
+
+    def send(index: int) -> None:
+        time.sleep(max(0.0, start + index * interval - time.monotonic()))
+        name, data, _ = uploads[index]
+        sent = datetime.now(UTC)
+        image_id = stack.upload([(name, data)]).json()["images"][0]["id"]
+        with lock:
+            sustained[image_id] = sent
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    achieved = count / (time.monotonic() - start)
+    stack.wait_until_finished()
+    return latencies(sustained), achieved
+
+
+def _plot(path: str, one_at_a_time: list[float], under_load: list[float], rate: float) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 3.2))
+    axes = figure.subplots()
+    for samples, label in [(one_at_a_time, "one at a time"), (under_load, f"sustained {rate:.0f}/s")]:
+        ordered = sorted(samples)
+        axes.plot(ordered, [100 * (i + 1) / len(ordered) for i in range(len(ordered))], label=label)
+    for target, style in [(100, ":"), (300, "--"), (2000, "-.")]:
+        axes.axvline(target, color="grey", linestyle=style, linewidth=0.8)
+    axes.set_xscale("log")
+    axes.set_xlabel("upload to stored prediction (ms, log scale); grey lines: 100, 300, 2000 ms targets")
+    axes.set_ylabel("% of uploads")
+    axes.set_title(f"digitsite latency, {datetime.now(UTC):%Y-%m-%d}, 2 cores")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--single", type=int, default=200, help="uploads sent one at a time")
@@ -35,40 +92,11 @@ def main() -> None:
     args = parser.parse_args()
 
     uploads = mnist_uploads(max(args.single, int(args.rate * args.seconds)))
+    count = int(args.rate * args.seconds)
     with Stack() as stack:
         print(f"stack: {stack.describe()}")
-        # One at a time: the next upload starts when the previous prediction is stored.
-        single: dict[int, datetime] = {}
-        for name, data, _ in uploads[: args.single]:
-            sent = datetime.now(UTC)
-            image_id = stack.upload([(name, data)]).json()["images"][0]["id"]
-            single[image_id] = sent
-            stack.wait_until_finished()
-        one_at_a_time = latencies(single)
-
-        # Sustained: open loop, one upload every 1/rate seconds from several threads.
-        sustained: dict[int, datetime] = {}
-        lock = threading.Lock()
-        interval = 1 / args.rate
-        count = int(args.rate * args.seconds)
-        start = time.monotonic()
-
-        def send(index: int) -> None:
-            time.sleep(max(0.0, start + index * interval - time.monotonic()))
-            name, data, _ = uploads[index]
-            sent = datetime.now(UTC)
-            image_id = stack.upload([(name, data)]).json()["images"][0]["id"]
-            with lock:
-                sustained[image_id] = sent
-
-        threads = [threading.Thread(target=send, args=(i,)) for i in range(count)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        achieved = count / (time.monotonic() - start)
-        stack.wait_until_finished()
-        under_load = latencies(sustained)
+        one_at_a_time = _one_at_a_time(stack, uploads[: args.single])
+        under_load, achieved = _sustained(stack, uploads, rate=args.rate, count=count)
         memory = stack.memory()
 
     q1, q2 = percentiles(one_at_a_time), percentiles(under_load)
@@ -87,25 +115,8 @@ def main() -> None:
         f"worker parent {memory['worker_parent_mb']:.0f} MB, web process {memory['web_mb']:.0f} MB; "
         f"TensorFlow in the web process: {'yes' if memory['web_loads_tensorflow'] else 'no'}"
     )
-
     if args.plot:
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=(7, 3.2))
-        axes = figure.subplots()
-        for samples, label in [(one_at_a_time, "one at a time"), (under_load, f"sustained {args.rate:.0f}/s")]:
-            ordered = sorted(samples)
-            axes.plot(ordered, [100 * (i + 1) / len(ordered) for i in range(len(ordered))], label=label)
-        for target, style in [(100, ":"), (300, "--"), (2000, "-.")]:
-            axes.axvline(target, color="grey", linestyle=style, linewidth=0.8)
-        axes.set_xscale("log")
-        axes.set_xlabel("upload to stored prediction (ms, log scale); grey lines: 100, 300, 2000 ms targets")
-        axes.set_ylabel("% of uploads")
-        axes.set_title(f"digitsite latency, {datetime.now(UTC):%Y-%m-%d}, 2 cores")
-        axes.legend(loc="lower right")
-        figure.tight_layout()
-        figure.savefig(args.plot, dpi=110)
-        print(f"plot: {args.plot}")
+        _plot(args.plot, one_at_a_time, under_load, args.rate)
 
 
 if __name__ == "__main__":

@@ -154,10 +154,14 @@ def percentile_line(seconds: list[float]) -> str:
     return f"p50 {p50:.2f} s, p95 {p95:.2f} s, p99 {p99:.2f} s, max {max(seconds):.1f} s"
 
 
-def report(load: Load, faults: list[Fault], began: float) -> bool:
+def _stamp(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _rows(ids: list[int]) -> tuple[dict, dict]:
+    """The images' rows and their predictions' rows, by image id."""
     from classifier.models import DigitImage, Prediction
 
-    ids = list(load.labels)
     images = {
         row["pk"]: row
         for row in DigitImage.objects.filter(pk__in=ids).values("pk", "status", "uploaded_at", "attempts")
@@ -166,6 +170,71 @@ def report(load: Load, faults: list[Fault], began: float) -> bool:
         row["image_id"]: row
         for row in Prediction.objects.filter(image_id__in=ids).values("image_id", "digit", "created_at")
     }
+    return images, predictions
+
+
+def _near_faults(done: list[int], images: dict, faults: list[Fault]) -> set[int]:
+    """The images done that were uploaded near a fault (``BASELINE_MARGIN``)."""
+    near = set()
+    for fault in faults:
+        for pk in done:
+            uploaded = _stamp(images[pk]["uploaded_at"])
+            if fault.started - BASELINE_MARGIN[0] <= uploaded <= fault.ended + BASELINE_MARGIN[1]:
+                near.add(pk)
+    return near
+
+
+def _fault_table(faults: list[Fault], done: list[int], rows: tuple[dict, dict], began: float, baseline_p99: float):
+    """Print each fault's stranded images and how long after it they recovered; the worst."""
+    images, predictions = rows
+    worst = 0.0
+    print("fault            at (s)  over after (s)  stranded  recovered (s after it ended)  x baseline p99")
+    for fault in faults:
+        stranded = [
+            pk
+            for pk in done
+            if _stamp(images[pk]["uploaded_at"]) < fault.ended and _stamp(predictions[pk]["created_at"]) > fault.ended
+        ]
+        recovery = max((_stamp(predictions[pk]["created_at"]) - fault.ended for pk in stranded), default=0.0)
+        worst = max(worst, recovery)
+        print(
+            f"{fault.kind:15}  {fault.started - began:6.0f}  {fault.ended - fault.started:14.1f}  {len(stranded):8}"
+            f"  {recovery:28.1f}  {recovery / baseline_p99:14.1f}"
+        )
+    return worst
+
+
+def _late_detail(faults: list[Fault], done: list[int], rows: tuple[dict, dict], began: float) -> None:
+    """SOAK_DETAIL: the last images each fault left late, and the heartbeats."""
+    from classifier.models import DigitImage, WorkerHeartbeat
+
+    images, predictions = rows
+    fields = ("pk", "uploaded_at", "queued_at", "claimed_by", "attempts", "status")
+    for fault in faults:
+        late = [
+            pk
+            for pk in done
+            if _stamp(images[pk]["uploaded_at"]) < fault.ended
+            and _stamp(predictions[pk]["created_at"]) > fault.ended + 5
+        ]
+        for row in DigitImage.objects.filter(pk__in=late[-12:]).values(*fields):
+            print(
+                fault.kind,
+                row["pk"],
+                round(_stamp(row["uploaded_at"]) - began, 1),
+                row["queued_at"] and round(_stamp(row["queued_at"]) - began, 1),
+                row["claimed_by"][:8],
+                row["attempts"],
+                round(_stamp(predictions[row["pk"]]["created_at"]) - began, 1),
+            )
+    print(list(WorkerHeartbeat.objects.values("hostname", "run", "seen_at")))
+
+
+def report(load: Load, faults: list[Fault], began: float) -> bool:
+    from classifier.models import DigitImage, Prediction
+
+    ids = list(load.labels)
+    images, predictions = _rows(ids)
     done = [pk for pk, row in images.items() if row["status"] == "done"]
     failed = [pk for pk, row in images.items() if row["status"] == "failed"]
     lost = len(ids) - len(done) - len(failed)
@@ -173,17 +242,8 @@ def report(load: Load, faults: list[Fault], began: float) -> bool:
     answers = {answer: load.answers.count(answer) for answer in set(load.answers)}
     server_errors = sum(count for answer, count in answers.items() if isinstance(answer, int) and answer >= 500)
     right = np.mean([predictions[pk]["digit"] == load.labels[pk] for pk in done]) if done else 0.0
-
-    def stamp(moment: datetime) -> float:
-        return moment.timestamp()
-
-    latency = {pk: stamp(predictions[pk]["created_at"]) - stamp(images[pk]["uploaded_at"]) for pk in done}
-    near = set()
-    for fault in faults:
-        for pk in done:
-            uploaded = stamp(images[pk]["uploaded_at"])
-            if fault.started - BASELINE_MARGIN[0] <= uploaded <= fault.ended + BASELINE_MARGIN[1]:
-                near.add(pk)
+    latency = {pk: _stamp(predictions[pk]["created_at"]) - _stamp(images[pk]["uploaded_at"]) for pk in done}
+    near = _near_faults(done, images, faults)
     baseline = [latency[pk] for pk in done if pk not in near]
 
     print(
@@ -199,42 +259,9 @@ def report(load: Load, faults: list[Fault], began: float) -> bool:
     print(f"upload to result, whole run: {percentile_line(list(latency.values()))}")
     print(f"upload to result, away from faults (baseline, {len(baseline)} images): {percentile_line(baseline)}")
     baseline_p99 = float(np.percentile(baseline, 99)) if baseline else float("nan")
-    worst = 0.0
-    print("fault            at (s)  over after (s)  stranded  recovered (s after it ended)  x baseline p99")
-    for fault in faults:
-        stranded = [
-            pk
-            for pk in done
-            if stamp(images[pk]["uploaded_at"]) < fault.ended and stamp(predictions[pk]["created_at"]) > fault.ended
-        ]
-        recovery = max((stamp(predictions[pk]["created_at"]) - fault.ended for pk in stranded), default=0.0)
-        worst = max(worst, recovery)
-        print(
-            f"{fault.kind:15}  {fault.started - began:6.0f}  {fault.ended - fault.started:14.1f}  {len(stranded):8}"
-            f"  {recovery:28.1f}  {recovery / baseline_p99:14.1f}"
-        )
+    worst = _fault_table(faults, done, (images, predictions), began, baseline_p99)
     if os.environ.get("SOAK_DETAIL"):
-        fields = ("pk", "uploaded_at", "queued_at", "claimed_by", "attempts", "status")
-        for fault in faults:
-            late = [
-                pk
-                for pk in done
-                if stamp(images[pk]["uploaded_at"]) < fault.ended
-                and stamp(predictions[pk]["created_at"]) > fault.ended + 5
-            ]
-            for row in DigitImage.objects.filter(pk__in=late[-12:]).values(*fields):
-                print(
-                    fault.kind,
-                    row["pk"],
-                    round(stamp(row["uploaded_at"]) - began, 1),
-                    row["queued_at"] and round(stamp(row["queued_at"]) - began, 1),
-                    row["claimed_by"][:8],
-                    row["attempts"],
-                    round(stamp(predictions[row["pk"]]["created_at"]) - began, 1),
-                )
-        from classifier.models import WorkerHeartbeat
-
-        print(list(WorkerHeartbeat.objects.values("hostname", "run", "seen_at")))
+        _late_detail(faults, done, (images, predictions), began)
     p99 = float(np.percentile(list(latency.values()), 99)) if latency else float("inf")
     print(
         f"goal: every stranded image within {GOAL_SECONDS:.0f} s of its fault ending: "

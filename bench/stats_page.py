@@ -62,81 +62,94 @@ def insert(count: int, *, owners: list, versions: list, staff, rng: random.Rando
             size = min(BATCH, count - start)
             moments = [now - timedelta(days=DAYS * rng.random() ** 1.5) for _ in range(size)]  # busier lately
             images = DigitImage.objects.bulk_create(
-                DigitImage(
-                    owner=rng.choice(owners),
-                    file=f"uploads/bench/{start + offset}.png",
-                    original_name=f"digit-{start + offset}.png",
-                    image_format="PNG",
-                    content_type="image/png",
-                    sha256=f"{start + offset:064x}",
-                    size_bytes=300,
-                    width=28,
-                    height=28,
-                    uploaded_at=moment,
-                    status=DigitImage.Status.DONE,
-                    attempts=1,
-                    reviewed_at=moment + timedelta(hours=rng.random() * 48) if rng.random() < 0.1 else None,
-                    reviewed_by=staff,
-                )
+                _image(start + offset, moment, owners=owners, staff=staff, rng=rng)
                 for offset, moment in enumerate(moments)
             )
-            predictions = []
-            for image in images:
-                digit = rng.randrange(10)
-                confidence = min(1.0, rng.betavariate(12, 0.6))
-                probabilities = [(1 - confidence) / 9] * 10
-                probabilities[digit] = confidence
-                # A tenth are numbers of 2 to 6 digits, each listed with its box as the worker stores it.
-                number = [digit, *(rng.randrange(10) for _ in range(rng.randrange(1, 6)))] if rng.random() < 0.1 else []
-                predictions.append(
-                    Prediction(
-                        image=image,
-                        digit=digit,
-                        confidence=confidence,
-                        verdict=Prediction.Verdict.NUMBER if number else rng.choice(verdicts),
-                        number="".join(map(str, number)),
-                        digits=[
-                            {
-                                "digit": d,
-                                "confidence": confidence,
-                                "probabilities": probabilities,
-                                "box": [30 * k, 0, 28, 28],
-                            }
-                            for k, d in enumerate(number)
-                        ],
-                        probabilities=probabilities,
-                        model_version=rng.choice(versions),
-                        model_input=model_input,
-                        saliency=heat,
-                        inference_ms=0.8,
-                        created_at=image.uploaded_at + timedelta(milliseconds=30),
-                    )
-                )
-            Prediction.objects.bulk_create(predictions)
-            flagged = [prediction for prediction in predictions if rng.random() < 0.01]
-            # bulk_create skips save(), which keeps a reading and its one digit in step. A number's
-            # correction changes its last digit, or (a fifth) adds one: kept, not trained on.
-            corrections = [
-                p.number[:-1] + str(rng.randrange(10)) + ("7" if rng.random() < 0.2 else "")
-                if p.number
-                else str(rng.randrange(10))
-                for p in flagged
+            predictions = [
+                _prediction(image, versions=versions, verdicts=verdicts, inputs=(model_input, heat), rng=rng)
+                for image in images
             ]
-            Flag.objects.bulk_create(
-                Flag(
-                    image=p.image,
-                    correct_digit=int(number) if len(number) == 1 else None,
-                    correct_number=number,
-                    flagged_by=staff,
-                    flagged_at=p.image.uploaded_at,
-                )
-                for p, number in zip(flagged, corrections, strict=True)
-            )
+            Prediction.objects.bulk_create(predictions)
+            _corrections_insert(predictions, staff=staff, rng=rng)
             Feedback.objects.bulk_create(
                 Feedback(image=image, suggested_digit=d, suggested_number=str(d), created_at=image.uploaded_at)
                 for image, d in ((image, rng.randrange(10)) for image in images)
                 if rng.random() < 0.005
             )
+
+
+def _image(number: int, moment, *, owners: list, staff, rng: random.Random):
+    from classifier.models import DigitImage
+
+    return DigitImage(
+        owner=rng.choice(owners),
+        file=f"uploads/bench/{number}.png",
+        original_name=f"digit-{number}.png",
+        image_format="PNG",
+        content_type="image/png",
+        sha256=f"{number:064x}",
+        size_bytes=300,
+        width=28,
+        height=28,
+        uploaded_at=moment,
+        status=DigitImage.Status.DONE,
+        attempts=1,
+        reviewed_at=moment + timedelta(hours=rng.random() * 48) if rng.random() < 0.1 else None,
+        reviewed_by=staff,
+    )
+
+
+def _prediction(image, *, versions: list, verdicts: list, inputs: tuple[bytes, bytes], rng: random.Random):
+    from classifier.models import Prediction
+
+    digit = rng.randrange(10)
+    confidence = min(1.0, rng.betavariate(12, 0.6))
+    probabilities = [(1 - confidence) / 9] * 10
+    probabilities[digit] = confidence
+    # A tenth are numbers of 2 to 6 digits, each listed with its box as the worker stores it.
+    number = [digit, *(rng.randrange(10) for _ in range(rng.randrange(1, 6)))] if rng.random() < 0.1 else []
+    return Prediction(
+        image=image,
+        digit=digit,
+        confidence=confidence,
+        verdict=Prediction.Verdict.NUMBER if number else rng.choice(verdicts),
+        number="".join(map(str, number)),
+        digits=[
+            {"digit": d, "confidence": confidence, "probabilities": probabilities, "box": [30 * k, 0, 28, 28]}
+            for k, d in enumerate(number)
+        ],
+        probabilities=probabilities,
+        model_version=rng.choice(versions),
+        model_input=inputs[0],
+        saliency=inputs[1],
+        inference_ms=0.8,
+        created_at=image.uploaded_at + timedelta(milliseconds=30),
+    )
+
+
+def _corrections_insert(predictions: list, *, staff, rng: random.Random) -> None:
+    """Flag 1% of the predictions."""
+    from classifier.models import Flag
+
+    flagged = [prediction for prediction in predictions if rng.random() < 0.01]
+    # bulk_create skips save(), which keeps a reading and its one digit in step. A number's
+    # correction changes its last digit, or (a fifth) adds one: kept, not trained on.
+    corrections = [
+        p.number[:-1] + str(rng.randrange(10)) + ("7" if rng.random() < 0.2 else "")
+        if p.number
+        else str(rng.randrange(10))
+        for p in flagged
+    ]
+    Flag.objects.bulk_create(
+        Flag(
+            image=p.image,
+            correct_digit=int(number) if len(number) == 1 else None,
+            correct_number=number,
+            flagged_by=staff,
+            flagged_at=p.image.uploaded_at,
+        )
+        for p, number in zip(flagged, corrections, strict=True)
+    )
 
 
 def timed(client, path: str, runs: int) -> tuple[float, int]:
@@ -193,7 +206,7 @@ def before_code(runs: int) -> float:
     return statistics.median(samples)
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--predictions", type=int, nargs="+", default=[11, 200_000], help="sizes, growing")
     parser.add_argument("--runs", type=int, default=7, help="timed requests per page and size")
@@ -202,7 +215,61 @@ def main() -> None:
     args = parser.parse_args()
     if args.predictions != sorted(args.predictions):
         parser.error("--predictions must grow: each size adds to the one before")
+    return args
 
+
+def _people_and_versions() -> tuple:
+    """The staff member, the owners (staff first) and three model versions."""
+    from django.contrib.auth.models import Permission, User
+
+    from classifier.models import ModelVersion
+
+    staff = User.objects.create_user("bench-staff", is_staff=True)
+    # The statistics page is for staff who may view images (``may_see_all_images``).
+    staff.user_permissions.add(Permission.objects.get(codename="view_digitimage"))
+    owners = [staff, *(User.objects.create_user(f"bench-{index}") for index in range(USERS - 1))]
+    first = ModelVersion.objects.get(number=1)
+    versions = [first] + [
+        ModelVersion.objects.create(
+            number=number, architecture="deep", path=first.path, metrics={"test_accuracy": accuracy}
+        )
+        for number, accuracy in ((2, 0.9931), (3, 0.9940))
+    ]
+    return staff, owners, versions
+
+
+def _size_line(size: int, client, args: argparse.Namespace, **people) -> str:
+    """Grow the database to ``size`` predictions and time the pages on it: the table's row."""
+    from django.db import connection
+
+    from classifier.models import Prediction
+    from classifier.selectors import site_stats
+
+    started = time.perf_counter()
+    insert(size - Prediction.objects.count(), **people)
+    if connection.vendor == "postgresql":
+        # What autovacuum does to a table after inserts: statistics, and a visibility map
+        # for index-only scans.
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+    inserted = time.perf_counter() - started
+    stats_ms, queries = timed(client, "/stats/", args.runs)
+    history_ms, _ = timed(client, "/history/", args.runs)
+    selector_samples = []
+    for _ in range(args.runs):
+        begun = time.perf_counter()
+        site_stats()
+        selector_samples.append((time.perf_counter() - begun) * 1000)
+    line = f"{size:>12,} {inserted:>9.1f} {stats_ms:>9.1f} {queries:>8} "
+    line += f"{statistics.median(selector_samples):>14.1f} {history_ms:>11.1f} {stats_ms / history_ms:>14.2f}"
+    if args.before:
+        before_ms = before_code(max(1, min(args.runs, 3)))
+        line += f" {before_ms:>10.1f} {before_ms / stats_ms:>11.1f}"
+    return line
+
+
+def main() -> None:
+    args = _arguments()
     logging.getLogger("axes").setLevel(logging.WARNING)  # a line per force_login otherwise
     warnings.filterwarnings("ignore", message="No directory at")  # whitenoise: no collectstatic here
     # With DATABASE_URL naming a PostgreSQL server, a database of its own there, dropped after.
@@ -211,23 +278,11 @@ def main() -> None:
     stack = Stack(start=False, database_url=postgres.create() if postgres else None)
     try:
         with stack:
-            from django.contrib.auth.models import User
             from django.db import connection
             from django.test import Client
 
-            from classifier.models import ModelVersion, Prediction
-            from classifier.selectors import site_stats
-
             rng = random.Random(args.seed)
-            staff = User.objects.create_user("bench-staff", is_staff=True)
-            owners = [staff, *(User.objects.create_user(f"bench-{index}") for index in range(USERS - 1))]
-            first = ModelVersion.objects.get(number=1)
-            versions = [first] + [
-                ModelVersion.objects.create(
-                    number=number, architecture="deep", path=first.path, metrics={"test_accuracy": accuracy}
-                )
-                for number, accuracy in ((2, 0.9931), (3, 0.9940))
-            ]
+            staff, owners, versions = _people_and_versions()
             client = Client()
             client.force_login(staff)
             print(f"stack: {stack.describe()} ({connection.vendor}); {args.runs} timed requests per figure")
@@ -237,28 +292,7 @@ def main() -> None:
             )
             print(header)
             for size in args.predictions:
-                started = time.perf_counter()
-                insert(size - Prediction.objects.count(), owners=owners, versions=versions, staff=staff, rng=rng)
-                if connection.vendor == "postgresql":
-                    # What autovacuum does to a table after inserts: statistics, and a visibility map
-                    # for index-only scans.
-                    with connection.cursor() as cursor:
-                        cursor.execute("VACUUM ANALYZE")
-                inserted = time.perf_counter() - started
-                stats_ms, queries = timed(client, "/stats/", args.runs)
-                history_ms, _ = timed(client, "/history/", args.runs)
-                selector_samples = []
-                for _ in range(args.runs):
-                    begun = time.perf_counter()
-                    site_stats()
-                    selector_samples.append((time.perf_counter() - begun) * 1000)
-                line = f"{size:>12,} {inserted:>9.1f} {stats_ms:>9.1f} {queries:>8} "
-                line += (
-                    f"{statistics.median(selector_samples):>14.1f} {history_ms:>11.1f} {stats_ms / history_ms:>14.2f}"
-                )
-                if args.before:
-                    before_ms = before_code(max(1, min(args.runs, 3)))
-                    line += f" {before_ms:>10.1f} {before_ms / stats_ms:>11.1f}"
+                line = _size_line(size, client, args, owners=owners, versions=versions, staff=staff, rng=rng)
                 print(line, flush=True)
             print("\ntargets: the statistics page under 300 ms with ~11 images, under 1 s with 200,000 predictions")
     finally:

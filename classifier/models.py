@@ -1,7 +1,10 @@
 """digitsite's data: uploaded images, their predictions, staff corrections, model versions.
 
 Every model of the app in one module past 400 lines, where Django, the admin and readers look
-for them: they refer to each other (an image's prediction, flag and feedback), each short.
+for them: they refer to each other (an image's prediction, flag and feedback), each short, and
+the migrations import this module by its path (``classifier.models._upload_path``), which a
+package would move. What an image is read as comes from ``ml.serving.readings``; what a
+person says it reads (a flag, a feedback) is one shape, ``SaidReading``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from django.utils import timezone
 
 from ml.serving.artifacts import INPUT_SIDE, NUM_CLASSES
 from ml.serving.preprocessing import FORMAT_SUFFIXES
+from ml.serving.readings import MODES as READING_MODES
 from ml.serving.segment import MAX_DIGITS
 from ml.serving.verdicts import BLANK, REASONS
 
@@ -123,13 +127,9 @@ def _reverse_one_to_one(instance: models.Model, name: str):
         return None
 
 
-class Reading(models.TextChoices):
-    """What an image is read as: ``auto`` weighs one digit against a number on the evidence;
-    a person who knows what they sent says which (``ml.serving.segment.READINGS``, the worker's)."""
-
-    AUTO = "auto", "Work it out"
-    DIGIT = "digit", "One digit"
-    NUMBER = "number", "A number"
+# What an image is read as (``Reading.AUTO``, ...): the modes declared once, in
+# ``ml.serving.readings``, which the worker reads by.
+Reading = models.TextChoices("Reading", [(mode.name.upper(), (mode.name, mode.label)) for mode in READING_MODES])
 
 
 class DigitImage(models.Model):
@@ -374,22 +374,74 @@ def decode_model_array(stored: bytes | memoryview) -> np.ndarray:
     return _decode_square(stored, dtype="<f4").astype(np.float32)
 
 
-class Feedback(models.Model):
+def _digit_field(help_text: str) -> models.PositiveSmallIntegerField:
+    return models.PositiveSmallIntegerField(null=True, blank=True, validators=DIGIT_VALIDATORS, help_text=help_text)
+
+
+def _number_field(help_text: str) -> models.CharField:
+    return models.CharField(max_length=MAX_DIGITS, blank=True, validators=[NUMBER_VALIDATOR], help_text=help_text)
+
+
+def _says_a_reading_or_not_a_digit(*, digit: str, number: str, name: str) -> models.CheckConstraint:
+    # Not a digit, one digit (the digit is the number's one digit), or a number.
+    return models.CheckConstraint(
+        condition=models.Q(not_a_digit=True, **{f"{digit}__isnull": True, number: ""})
+        | (models.Q(not_a_digit=False) & ~models.Q(**{number: ""})),
+        name=name,
+    )
+
+
+class SaidReading(models.Model):
+    """What a person says an image really reads: its digits left to right, the one-digit field
+    kept in step (``_in_step``), or that it is not a digit. Staff's ``Flag`` and the owner's
+    ``Feedback`` say it alike; their columns keep their own names and help (``correct_*``,
+    ``suggested_*``: ``DIGIT_FIELD``, ``NUMBER_FIELD``; the image's accessor, ``flag`` or
+    ``feedback``), which the migrations know them by."""
+
+    DIGIT_FIELD: str
+    NUMBER_FIELD: str
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        self._keep_in_step()
+        super().save(*args, **kwargs)
+
+    @property
+    def said_digit(self) -> int | None:
+        """The digit said, where one digit is (None for a number or not a digit)."""
+        return getattr(self, self.DIGIT_FIELD)
+
+    @property
+    def said_number(self) -> str:
+        """The digits said, left to right; empty for not a digit."""
+        return getattr(self, self.NUMBER_FIELD)
+
+    def _keep_in_step(self) -> None:
+        number, digit = _in_step(self.said_number, self.said_digit)
+        setattr(self, self.NUMBER_FIELD, number)
+        setattr(self, self.DIGIT_FIELD, digit)
+
+    @property
+    def says(self) -> str:
+        """What it says, as people read it: "is not a digit", "is a 7", "is 583124"."""
+        return "is not a digit" if self.not_a_digit else f"is {_a_reading(self.said_number)}"
+
+
+class Feedback(SaidReading):
     """An owner's word that a prediction is wrong: what it really reads, or that it is not a
     digit (nor a number) at all. A suggestion for staff, not a correction.
 
     It changes nothing by itself; staff confirm it into a Flag (which retraining learns from).
     """
 
+    DIGIT_FIELD, NUMBER_FIELD = "suggested_digit", "suggested_number"
+
     image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="feedback")
-    suggested_digit = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=DIGIT_VALIDATORS, help_text="where the owner says it is one digit"
-    )
-    suggested_number = models.CharField(
-        max_length=MAX_DIGITS,
-        blank=True,
-        validators=[NUMBER_VALIDATOR],
-        help_text="what the owner says it reads, digit by digit; empty when they say it is not a digit",
+    suggested_digit = _digit_field("where the owner says it is one digit")
+    suggested_number = _number_field(
+        "what the owner says it reads, digit by digit; empty when they say it is not a digit"
     )
     not_a_digit = models.BooleanField(default=False, help_text="the owner says it shows no digits")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -402,10 +454,8 @@ class Feedback(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "feedback"
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(not_a_digit=True, suggested_digit__isnull=True, suggested_number="")
-                | (models.Q(not_a_digit=False) & ~models.Q(suggested_number="")),
-                name="feedback_says_a_reading_or_not_a_digit",
+            _says_a_reading_or_not_a_digit(
+                digit="suggested_digit", number="suggested_number", name="feedback_says_a_reading_or_not_a_digit"
             )
         ]
 
@@ -414,34 +464,20 @@ class Feedback(models.Model):
             return f"#{self.image_id} may not be a digit"
         return f"#{self.image_id} may be {_a_reading(self.suggested_number)}"
 
-    def save(self, *args, **kwargs):
-        self.suggested_number, self.suggested_digit = _in_step(self.suggested_number, self.suggested_digit)
-        super().save(*args, **kwargs)
-
-    @property
-    def says(self) -> str:
-        """What the owner says, as people read it: "is not a digit", "is a 7", "is 583124"."""
-        return "is not a digit" if self.not_a_digit else f"is {_a_reading(self.suggested_number)}"
-
     @property
     def is_confirmed(self) -> bool:
         return self.confirmed_at is not None
 
 
-class Flag(models.Model):
+class Flag(SaidReading):
     """A staff correction: the digit an image really shows, or that it shows no one digit
     (which teaches the reject option, not a digit class)."""
 
+    DIGIT_FIELD, NUMBER_FIELD = "correct_digit", "correct_number"
+
     image = models.OneToOneField(DigitImage, on_delete=models.CASCADE, related_name="flag")
-    correct_digit = models.PositiveSmallIntegerField(
-        null=True, blank=True, validators=DIGIT_VALIDATORS, help_text="where the image shows one digit: that digit"
-    )
-    correct_number = models.CharField(
-        max_length=MAX_DIGITS,
-        blank=True,
-        validators=[NUMBER_VALIDATOR],
-        help_text="what the image really reads, digit by digit; empty when it is not a digit",
-    )
+    correct_digit = _digit_field("where the image shows one digit: that digit")
+    correct_number = _number_field("what the image really reads, digit by digit; empty when it is not a digit")
     not_a_digit = models.BooleanField(default=False, help_text="the image shows no digits")
     flagged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="flags_made"
@@ -454,27 +490,16 @@ class Flag(models.Model):
 
     class Meta:
         constraints = [
-            # Not a digit, one digit (correct_digit is correct_number's one digit), or a number.
-            models.CheckConstraint(
-                condition=models.Q(not_a_digit=True, correct_digit__isnull=True, correct_number="")
-                | (models.Q(not_a_digit=False) & ~models.Q(correct_number="")),
-                name="flag_says_a_reading_or_not_a_digit",
+            _says_a_reading_or_not_a_digit(
+                digit="correct_digit", number="correct_number", name="flag_says_a_reading_or_not_a_digit"
             )
         ]
 
     def __str__(self) -> str:
         return f"#{self.image_id} {self.says}"
 
-    def save(self, *args, **kwargs):
-        self.correct_number, self.correct_digit = _in_step(self.correct_number, self.correct_digit)
-        super().save(*args, **kwargs)
-
-    @property
-    def says(self) -> str:
-        return "is not a digit" if self.not_a_digit else f"is {_a_reading(self.correct_number)}"
-
     def clean(self):
-        self.correct_number, self.correct_digit = _in_step(self.correct_number, self.correct_digit)
+        self._keep_in_step()
         if self.not_a_digit == bool(self.correct_number):
             raise ValidationError("Give the correct digit or number, or say that it is not a digit (not both).")
 

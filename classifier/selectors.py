@@ -1,7 +1,9 @@
 """Read-side queries.
 
 Past 400 lines: every read of the site in one place (images and history, the review queue,
-statistics, stranded work, workers), as STYLE's services/selectors split asks.
+statistics, stranded work, workers), as STYLE's services/selectors split asks; those reads
+share their filters (``ImageFilters``, ``_trains``, the review queue), which a package of
+selectors would have to import across its modules.
 """
 
 from __future__ import annotations
@@ -215,6 +217,28 @@ def site_stats(*, days: int = 30) -> SiteStats:
         DigitImage.objects.filter(uploaded_at__gte=start, uploaded_at__lt=ends[-1]),
         _Bucket("uploaded_at", ends),
     )
+    per_verdict, per_digit, bins = _prediction_counts()
+    return SiteStats(
+        days=day_list,
+        uploads_per_day=[uploads.get(index, 0) for index in range(days)],
+        predictions_per_digit=[per_digit.get(digit, 0) for digit in DIGITS],
+        confidence_bins=[bins.get(index, 0) for index in range(CONFIDENCE_BINS)],
+        versions=_version_stats(per_verdict),
+        corrections=_correction_pairs(),
+        totals={
+            "images": DigitImage.objects.count(),
+            "users": DigitImage.objects.values("owner").distinct().count(),
+            "failed": DigitImage.objects.filter(status=DigitImage.Status.FAILED).count(),
+            **_correction_totals(),
+            "open_feedback": Feedback.objects.filter(confirmed_at__isnull=True).count(),
+            "to_review": review_queue().count(),
+        },
+        review_queue_per_day=_review_queue_per_day(start, ends),
+    )
+
+
+def _prediction_counts() -> tuple[Counter, Counter, Counter]:
+    """Every prediction counted by (version, verdict), by digit and by confidence bin."""
     # One pass over prediction_stats_idx, grouped by all four keys (a few hundred groups at
     # most), rather than a pass for each of the charts that need one of them.
     upper_bounds = [index / CONFIDENCE_BINS for index in range(1, CONFIDENCE_BINS)]
@@ -229,7 +253,11 @@ def site_stats(*, days: int = 30) -> SiteStats:
         per_verdict[version, verdict] += n
         per_digit[digit] += n
         bins[confidence_bin] += n
+    return per_verdict, per_digit, bins
 
+
+def _correction_pairs() -> list[list[int]]:
+    """How many one-digit corrections say each predicted digit (row) is each correct one."""
     corrections = [[0] * len(DIGITS) for _ in DIGITS]
     # Subqueries rather than joins here and below: the query starts from the few flags and looks
     # each prediction up, where SQLite, without table statistics, would join from every image.
@@ -244,24 +272,7 @@ def site_stats(*, days: int = 30) -> SiteStats:
     )
     for predicted, correct, n in pairs:
         corrections[predicted][correct] = n
-
-    return SiteStats(
-        days=day_list,
-        uploads_per_day=[uploads.get(index, 0) for index in range(days)],
-        predictions_per_digit=[per_digit.get(digit, 0) for digit in DIGITS],
-        confidence_bins=[bins.get(index, 0) for index in range(CONFIDENCE_BINS)],
-        versions=_version_stats(per_verdict),
-        corrections=corrections,
-        totals={
-            "images": DigitImage.objects.count(),
-            "users": DigitImage.objects.values("owner").distinct().count(),
-            "failed": DigitImage.objects.filter(status=DigitImage.Status.FAILED).count(),
-            **_correction_totals(),
-            "open_feedback": Feedback.objects.filter(confirmed_at__isnull=True).count(),
-            "to_review": review_queue().count(),
-        },
-        review_queue_per_day=_review_queue_per_day(start, ends),
-    )
+    return corrections
 
 
 def _correction_totals() -> dict[str, int]:

@@ -4,8 +4,9 @@ from django.utils.text import Truncator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from classifier.models import DIGITS, NUMBER_VALIDATOR, DigitImage, ModelVersion, Prediction
+from classifier.models import DIGITS, NUMBER_VALIDATOR, DigitImage, ModelVersion, Prediction, SaidReading
 from ml.serving.preprocessing import ACCEPTED_FORMATS_TEXT
+from ml.serving.readings import AUTO, readings_described, readings_named
 from ml.serving.segment import MAX_DIGITS
 
 
@@ -63,18 +64,51 @@ class PredictionSerializer(serializers.ModelSerializer):
         }
 
 
+class _SaidField(serializers.Field):
+    """One part of what a correction of the image says (``SaidReading``: staff's ``flag``, the
+    owner's ``feedback``, as ``of`` names it), null where it says nothing of that part."""
+
+    def __init__(self, *, of: str, **kwargs):
+        self.of = of
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, image):
+        return self.part(getattr(image, f"{self.of}_or_none"))
+
+    def part(self, said: SaidReading | None):
+        raise NotImplementedError
+
+
+@extend_schema_field(serializers.IntegerField(allow_null=True))
+class SaidDigitField(_SaidField):
+    def part(self, said: SaidReading | None) -> int | None:
+        return said.said_digit if said else None
+
+
+@extend_schema_field(serializers.CharField(allow_null=True))
+class SaidNumberField(_SaidField):
+    def part(self, said: SaidReading | None) -> str | None:
+        return said.said_number or None if said else None
+
+
+@extend_schema_field(serializers.BooleanField())
+class SaidNotADigitField(_SaidField):
+    def part(self, said: SaidReading | None) -> bool:
+        return bool(said and said.not_a_digit)
+
+
 class ImageSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:image-detail")
     file_url = serializers.SerializerMethodField(help_text="the uploaded file itself")
     format = serializers.CharField(source="image_format")
     error = serializers.CharField(source="error_message", help_text="why it failed; empty otherwise")
     prediction = PredictionSerializer(allow_null=True, read_only=True, help_text="null until the status is done")
-    flagged_as = serializers.SerializerMethodField(help_text="the digit staff say it really is (null for a number)")
-    flagged_number = serializers.SerializerMethodField(help_text="what staff say it really reads")
-    flagged_not_a_digit = serializers.SerializerMethodField(help_text="staff say it is not a digit")
-    your_feedback = serializers.SerializerMethodField(help_text="the digit you said it really is (null for a number)")
-    your_feedback_number = serializers.SerializerMethodField(help_text="what you said it really reads")
-    your_feedback_not_a_digit = serializers.SerializerMethodField(help_text="you said it is not a digit")
+    flagged_as = SaidDigitField(of="flag", help_text="the digit staff say it really is (null for a number)")
+    flagged_number = SaidNumberField(of="flag", help_text="what staff say it really reads")
+    flagged_not_a_digit = SaidNotADigitField(of="flag", help_text="staff say it is not a digit")
+    your_feedback = SaidDigitField(of="feedback", help_text="the digit you said it really is (null for a number)")
+    your_feedback_number = SaidNumberField(of="feedback", help_text="what you said it really reads")
+    your_feedback_not_a_digit = SaidNotADigitField(of="feedback", help_text="you said it is not a digit")
 
     class Meta:
         model = DigitImage
@@ -103,7 +137,9 @@ class ImageSerializer(serializers.ModelSerializer):
         ]
         extra_kwargs = {
             "training_consent": {"help_text": "if staff correct it, its 28x28 version may be kept for training"},
-            "reading": {"help_text": "what the uploader said it shows: auto (left to the site), digit or number"},
+            "reading": {
+                "help_text": "what the uploader said it shows: " + readings_named(asides={AUTO: "left to the site"})
+            },
         }
 
     def to_representation(self, instance):
@@ -115,36 +151,6 @@ class ImageSerializer(serializers.ModelSerializer):
 
     def get_file_url(self, image) -> str:
         return self.context["request"].build_absolute_uri(reverse("api:image-file", args=[image.pk]))
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True))
-    def get_flagged_as(self, image):
-        flag = image.flag_or_none
-        return flag.correct_digit if flag else None
-
-    @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_flagged_number(self, image):
-        flag = image.flag_or_none
-        return flag.correct_number or None if flag else None
-
-    @extend_schema_field(serializers.BooleanField())
-    def get_flagged_not_a_digit(self, image) -> bool:
-        flag = image.flag_or_none
-        return bool(flag and flag.not_a_digit)
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True))
-    def get_your_feedback(self, image):
-        feedback = image.feedback_or_none
-        return feedback.suggested_digit if feedback else None
-
-    @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_your_feedback_number(self, image):
-        feedback = image.feedback_or_none
-        return feedback.suggested_number or None if feedback else None
-
-    @extend_schema_field(serializers.BooleanField())
-    def get_your_feedback_not_a_digit(self, image) -> bool:
-        feedback = image.feedback_or_none
-        return bool(feedback and feedback.not_a_digit)
 
 
 # An error names at most this many characters of what was sent: a refusal never echoes a large
@@ -183,10 +189,9 @@ class UploadSerializer(serializers.Serializer):
     reading = ShortEchoChoiceField(
         choices=DigitImage.Reading.choices,
         required=False,
-        default=DigitImage.Reading.AUTO,
-        help_text="what the images show: auto (each read as one digit unless it clearly holds several), digit "
-        "(one digit each) or number (a number each)",
-        error_messages={"invalid_choice": "reading is auto, digit or number, not {input}."},
+        default=AUTO,
+        help_text=f"what the images show: {readings_described()}",
+        error_messages={"invalid_choice": f"reading is {readings_named()}, not {{input}}."},
     )
     training_consent = serializers.BooleanField(
         required=False,

@@ -104,8 +104,9 @@ def image_too_long_message() -> str:
 
 
 def images_fail(*, image_ids: list[int], message: str) -> None:
-    """The images a task was reading end failed with ``message`` (its time limit ran out), but
-    none that finished meanwhile."""
+    """The images end failed with ``message`` for people, but none that finished meanwhile: the
+    one way an image fails, whether the task's time limit ran out (the worker's hooks, the
+    task) or classifying it did (``services.images``, which queues through this module)."""
     DigitImage.objects.filter(pk__in=image_ids).exclude(status=DigitImage.Status.DONE).update(
         status=DigitImage.Status.FAILED, error_message=message
     )

@@ -1,7 +1,8 @@
 """Images: uploads, their classification in the worker, and flags; queued through ``classifier.queueing``.
 
 Past 400 lines: an image's life from upload to stored reading and its corrections, each step
-short and reading the same rows; drawing previews and deletion already live apart.
+short and reading the same rows (a correction is judged against the stored prediction:
+``correction_training_refusal``); drawing previews and deletion already live apart.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from django.conf import settings
@@ -26,7 +27,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 
 from classifier import queueing
-from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, encode_model_array
+from classifier.models import DigitImage, Feedback, Flag, ModelVersion, Prediction, SaidReading, encode_model_array
 from classifier.services.serving import ModelNotLoaded, predictor_serving
 from ml.serving.preprocessing import MAX_PIXELS, PreprocessingError, open_lazily, verify_image
 from ml.serving.segment import MAX_DIGITS
@@ -36,6 +37,8 @@ if TYPE_CHECKING:  # TensorFlow stays out of web processes: the worker imports i
     from ml.serving.numbers import DigitReading, NumberResult
 
 logger = logging.getLogger(__name__)
+
+Said = TypeVar("Said", bound=SaidReading)
 
 
 @dataclass
@@ -65,51 +68,54 @@ def _uploads_judge(*, owner, files: Iterable[UploadedFile], refused: list[tuple[
     JPEGs only: ``ml.serving.preprocessing.inspect_image``'s two steps) and per request: at most
     ``UPLOAD_MAX_REQUEST_PIXELS`` in all, judged from the headers, since the worker decodes them."""
     accepted: list[DigitImage] = []
-    byte_limit, pixel_budget = settings.UPLOAD_MAX_BYTES, settings.UPLOAD_MAX_REQUEST_PIXELS
     allowance, rate_reason = _upload_allowance(owner)
     pixels = 0
     for upload in files:
         name = Path(upload.name or "upload").name[:255]
-        if len(accepted) >= allowance:
-            refused.append((name, rate_reason))
-            continue
-        if upload.size is not None and upload.size > byte_limit:
-            refused.append((name, f"The file is larger than {byte_limit // 1_000_000} MB."))
-            continue
-        data = upload.read()
-        try:
-            # Headers first: what is over the request's pixels is refused before any is decoded.
-            opened, info = open_lazily(data, max_pixels=MAX_PIXELS)
-            over_budget = pixels + info.width * info.height > pixel_budget
-            if not over_budget:
-                verify_image(opened, info)
-        except PreprocessingError as exc:
-            refused.append((name, str(exc)))
-            continue
-        if over_budget:
-            refused.append(
-                (
-                    name,
-                    f"This upload already carries {pixels / 1e6:.0f} of the {pixel_budget / 1e6:.0f} megapixels one "
-                    f"upload may hold, and this image has {info.width * info.height / 1e6:.0f} more. "
-                    "Please upload it on its own or with fewer large images.",
-                )
-            )
-            continue
-        pixels += info.width * info.height
-        image = DigitImage(
-            owner=owner,
-            original_name=name,
-            image_format=info.format,
-            content_type=info.mime,
-            sha256=hashlib.sha256(data).hexdigest(),
-            size_bytes=len(data),
-            width=info.width,
-            height=info.height,
+        judged = (
+            rate_reason if len(accepted) >= allowance else _upload_judge(upload, owner=owner, name=name, pixels=pixels)
         )
-        image.file.save("upload", ContentFile(data), save=False)  # the bytes already read, not a second read
-        accepted.append(image)
+        if isinstance(judged, str):
+            refused.append((name, judged))
+            continue
+        pixels += judged.width * judged.height
+        accepted.append(judged)
     return accepted
+
+
+def _upload_judge(upload: UploadedFile, *, owner, name: str, pixels: int) -> DigitImage | str:
+    """One file of an upload whose files before it carry ``pixels``: an unsaved DigitImage, or
+    why it is refused."""
+    byte_limit, pixel_budget = settings.UPLOAD_MAX_BYTES, settings.UPLOAD_MAX_REQUEST_PIXELS
+    if upload.size is not None and upload.size > byte_limit:
+        return f"The file is larger than {byte_limit // 1_000_000} MB."
+    data = upload.read()
+    try:
+        # Headers first: what is over the request's pixels is refused before any is decoded.
+        opened, info = open_lazily(data, max_pixels=MAX_PIXELS)
+        over_budget = pixels + info.width * info.height > pixel_budget
+        if not over_budget:
+            verify_image(opened, info)
+    except PreprocessingError as exc:
+        return str(exc)
+    if over_budget:
+        return (
+            f"This upload already carries {pixels / 1e6:.0f} of the {pixel_budget / 1e6:.0f} megapixels one "
+            f"upload may hold, and this image has {info.width * info.height / 1e6:.0f} more. "
+            "Please upload it on its own or with fewer large images."
+        )
+    image = DigitImage(
+        owner=owner,
+        original_name=name,
+        image_format=info.format,
+        content_type=info.mime,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+        width=info.width,
+        height=info.height,
+    )
+    image.file.save("upload", ContentFile(data), save=False)  # the bytes already read, not a second read
+    return image
 
 
 def image_upload_create(
@@ -165,10 +171,6 @@ def _saliency(predictor: Predictor, arrays: np.ndarray, digits: np.ndarray) -> l
     return [Prediction.encode_heat_map(h) for h in heat]
 
 
-def _image_fail(image_id: int, message: str) -> None:
-    DigitImage.objects.filter(pk=image_id).update(status=DigitImage.Status.FAILED, error_message=message)
-
-
 def prediction_run(*, image_id: int) -> Prediction | None:
     """Classify one stored image; see ``predictions_run``."""
     return predictions_run(image_ids=[image_id]).get(image_id)
@@ -193,8 +195,8 @@ def predictions_run(*, image_ids: list[int]) -> dict[int, Prediction]:
     try:
         serving = predictor_serving()
     except ModelNotLoaded as exc:
-        for image in readable:  # at once: every attempt would meet the same missing model
-            _image_fail(image.pk, str(exc))
+        # At once: every attempt would meet the same missing model.
+        queueing.images_fail(image_ids=[image.pk for image in readable], message=str(exc))
         return existing
     classified, inference_ms = _images_classify(serving.predictor, readable, blobs)
     if not classified:
@@ -223,7 +225,9 @@ def _images_claim(images: dict[int, DigitImage], *, existing: dict[int, Predicti
             continue
         if image.attempts >= settings.CLASSIFY_MAX_ATTEMPTS:
             # Every earlier delivery ended without a result: its worker died on this image.
-            _image_fail(pk, f"This image could not be classified after {image.attempts} attempts.")
+            queueing.images_fail(
+                image_ids=[pk], message=f"This image could not be classified after {image.attempts} attempts."
+            )
         elif image.attempts and len(images) > 1:
             queueing.image_enqueue_alone(pk)
         else:
@@ -249,7 +253,7 @@ def _files_read(images: list[DigitImage]) -> tuple[list[DigitImage], list[bytes]
                 continue
             if not isinstance(exc, OSError):
                 raise
-            _image_fail(image.pk, "The stored file could not be read.")
+            queueing.images_fail(image_ids=[image.pk], message="The stored file could not be read.")
     return readable, blobs
 
 
@@ -268,9 +272,9 @@ def _images_classify(
     classified = []
     for image, result in zip(images, results, strict=True):
         if result.error is not None:
-            _image_fail(image.pk, result.error)
+            queueing.images_fail(image_ids=[image.pk], message=result.error)
         elif not result.digits:
-            _image_fail(image.pk, "No writing was found in this image.")
+            queueing.images_fail(image_ids=[image.pk], message="No writing was found in this image.")
         else:
             classified.append((image, result))
     return classified, inference_ms
@@ -367,6 +371,21 @@ def _reading_clean(text: str, *, what: str) -> str:
     return reading
 
 
+def _said_store(model: type[Said], *, image: DigitImage, number: str | None, **fields) -> Said:
+    """Record (or replace) what someone says ``image`` reads, with ``fields`` of their own:
+    ``number`` as ``_reading_clean`` left it, or ``None``: it is not a digit."""
+    said, _ = model.objects.update_or_create(
+        image=image,
+        defaults={
+            model.NUMBER_FIELD: number or "",
+            model.DIGIT_FIELD: None,  # SaidReading.save() sets it from the number
+            "not_a_digit": number is None,
+            **fields,
+        },
+    )
+    return said
+
+
 def correction_training_refusal(*, correct_number: str | None, prediction: Prediction | None) -> str | None:
     """Why retraining will not learn from a correction, for people; None when it will.
 
@@ -388,19 +407,8 @@ def image_flag(*, image: DigitImage, correct_number: str | None, flagged_by, not
     """Record (or correct) what an image really reads: its digits left to right ("7",
     "583124"); ``None``: it is not a digit. Anything else raises ValueError with a message for
     people."""
-    number = "" if correct_number is None else _reading_clean(correct_number, what="the correct reading")
-    flag, _ = Flag.objects.update_or_create(
-        image=image,
-        defaults={
-            "correct_number": number,
-            "correct_digit": None,  # Flag.save() sets it from the number
-            "not_a_digit": correct_number is None,
-            "flagged_by": flagged_by,
-            "note": note,
-            "flagged_at": timezone.now(),
-        },
-    )
-    return flag
+    number = None if correct_number is None else _reading_clean(correct_number, what="the correct reading")
+    return _said_store(Flag, image=image, number=number, flagged_by=flagged_by, note=note, flagged_at=timezone.now())
 
 
 def images_mark_reviewed(*, images: Iterable[DigitImage], reviewed_by) -> int:
@@ -421,7 +429,7 @@ def feedback_give(*, image: DigitImage, user, suggested_number: str | None) -> F
     ValueError with a message for people."""
     if image.owner_id != user.pk:
         raise PermissionError("Only the owner of an image can give feedback on it.")
-    number = "" if suggested_number is None else _reading_clean(suggested_number, what="what it reads")
+    number = None if suggested_number is None else _reading_clean(suggested_number, what="what it reads")
     prediction = Prediction.objects.filter(image=image).first()
     if prediction is None:
         raise ValueError("This image has no prediction yet.")
@@ -430,17 +438,7 @@ def feedback_give(*, image: DigitImage, user, suggested_number: str | None) -> F
     # An image judged not a digit still has a best guess, which is what people see offered.
     if number == prediction.reading:
         raise ValueError(f"The model already reads {prediction.reading}; write what it really reads.")
-    feedback, _ = Feedback.objects.update_or_create(
-        image=image,
-        defaults={
-            "suggested_number": number,
-            "suggested_digit": None,  # Feedback.save() sets it from the number
-            "not_a_digit": suggested_number is None,
-            "confirmed_by": None,
-            "confirmed_at": None,
-        },
-    )
-    return feedback
+    return _said_store(Feedback, image=image, number=number, confirmed_by=None, confirmed_at=None)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from classifier.models import DigitImage, DrawingPreview, Prediction, runner_up
 from classifier.selectors import drawing_preview_get_for
 from classifier.services import PreviewError, PreviewRateLimited, drawing_preview_create
 from classifier.views._common import confidence_bars
+from ml.serving.readings import readings_named
 
 
 @require_GET
@@ -32,7 +33,7 @@ def draw_preview(request):
         return JsonResponse({"error": "The drawing is too large for a live answer."}, status=400)
     reading = request.POST.get("reading") or DrawingPreview.Reading.AUTO
     if reading not in DrawingPreview.Reading.values:
-        return JsonResponse({"error": "Say auto, digit or number for what the drawing shows."}, status=400)
+        return JsonResponse({"error": f"Say {readings_named()} for what the drawing shows."}, status=400)
     try:
         preview = drawing_preview_create(owner=request.user, drawing=drawing.read(), reading=reading)
     except PreviewError as exc:

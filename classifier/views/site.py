@@ -36,20 +36,7 @@ def healthz(request):
     when no worker has recorded a heartbeat lately, beat's requeue_stale is overdue, a worker
     could not load the active model version, or the trainer cannot take work), 503 when
     either does not. Only staff see why: host names, paths and errors are no one else's."""
-    checks = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        checks["database"] = "ok"
-    except DatabaseError as exc:
-        checks["database"] = f"unreachable ({exc.__class__.__name__})"
-    try:
-        with celery_app.connection_for_write() as broker:
-            broker.ensure_connection(max_retries=1, interval_start=0, timeout=2)
-            broker_check(broker)
-        checks["broker"] = "ok"
-    except Exception as exc:  # kombu raises the transport's own errors
-        checks["broker"] = f"unreachable ({exc.__class__.__name__})"
+    checks = _connections_checked()
     workers, requeue = [], RequeueHealth(last_run_seconds_ago=None, requeued=None, overdue=False)
     model = {"version": None, "status": "unknown"}
     trainer = {"status": "unknown"}
@@ -82,6 +69,25 @@ def healthz(request):
         "trainer": trainer,
     }
     return _no_store(JsonResponse(body, status=200 if up else 503))
+
+
+def _connections_checked() -> dict[str, str]:
+    """Whether the database and the broker answer: "ok", or "unreachable" and the error's kind."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except DatabaseError as exc:
+        checks["database"] = f"unreachable ({exc.__class__.__name__})"
+    try:
+        with celery_app.connection_for_write() as broker:
+            broker.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+            broker_check(broker)
+        checks["broker"] = "ok"
+    except Exception as exc:  # kombu raises the transport's own errors
+        checks["broker"] = f"unreachable ({exc.__class__.__name__})"
+    return checks
 
 
 def _no_store(response):

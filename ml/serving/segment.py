@@ -60,7 +60,8 @@ from ml.serving.preprocessing import (
 MAX_DIGITS = 12
 # What an image is read as (``ml.serving.numbers.read_numbers``): ``auto`` chooses between one digit
 # and a number on the evidence; people who know what they sent say ``digit`` or ``number``.
-AUTO, DIGIT, NUMBER = READINGS = ("auto", "digit", "number")
+from ml.serving.readings import AUTO, DIGIT, NUMBER, READINGS  # noqa: E402, F401  (numbers imports them here)
+
 # A line longer than this many times its height holds more than MAX_DIGITS digits, written
 # apart (each digit at most about as wide as tall, with gaps) or touching.
 LONGEST_LINE = 1.5 * MAX_DIGITS

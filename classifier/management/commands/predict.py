@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.services.modelling import image_files_predict
-from ml.serving.segment import AUTO, READINGS
+from ml.serving.readings import AUTO, READINGS, readings_named
 from ml.serving.verdicts import BLANK, REASONS
 
 
@@ -19,7 +19,8 @@ class Command(BaseCommand):
             "--reading",
             choices=READINGS,
             default=AUTO,
-            help="what the files show: auto (one digit unless one clearly holds several; the default), digit or number",
+            help="what the files show: "
+            + readings_named(asides={AUTO: "one digit unless one clearly holds several; the default"}),
         )
 
     def handle(self, *args, files, model, reading, **options):
