@@ -160,9 +160,8 @@ MEMBERS_DIR = "members"
 
 
 def _test_set(mnist: Mnist, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    return to_model_array(mnist.test.images[: config.test_limit]), mnist.test.labels[: config.test_limit].astype(
-        "int32"
-    )
+    images, labels = mnist.test.images[: config.test_limit], mnist.test.labels[: config.test_limit]
+    return to_model_array(images), labels.astype("int32")
 
 
 def _train_ensemble(*, mnist: Mnist, config: TrainConfig, out: Path, log: Callable[[str], None]) -> TrainResult:
@@ -171,9 +170,9 @@ def _train_ensemble(*, mnist: Mnist, config: TrainConfig, out: Path, log: Callab
     same recipe and data (by a run that was stopped, or for an ensemble with fewer members) is
     taken as it is. The members' own model files stay for that; the ensemble's file holds all
     their weights, so only it is needed to serve."""
-    results = [_ensemble_member(mnist, config, number, out, log) for number in range(1, config.members + 1)]
+    members = [_ensemble_member(mnist, config, number, out, log) for number in range(1, config.members + 1)]
     model = ensemble(
-        [keras.saving.load_model(ModelBundle(result.out_dir).model_path, compile=False) for result in results],
+        [keras.saving.load_model(ModelBundle(member.out_dir).model_path, compile=False) for member in members],
         name=config.arch,
     )
     result = _written(
@@ -182,15 +181,15 @@ def _train_ensemble(*, mnist: Mnist, config: TrainConfig, out: Path, log: Callab
         mnist=mnist,
         out=out,
         test=_test_set(mnist, config),
-        train_count=results[0].metadata["train_samples"],
-        training_seconds=sum(result.training_seconds for result in results),
+        train_count=members[0].metadata["train_samples"],
+        training_seconds=sum(member.training_seconds for member in members),
         history={},
         plots={
-            "history": {f"seed {result.metadata['seed']}": result.metadata["history"] for result in results},
+            "history": {f"seed {member.metadata['seed']}": member.metadata["history"] for member in members},
             "title": f"{config.arch} CNN ensemble of {config.members} on MNIST (each member)",
             "name": f"{config.arch} ensemble",
         },
-        more={"member_models": [_member_record(result, out) for result in results]},
+        more={"member_models": [_member_record(member, out) for member in members]},
     )
     log(
         f"ensemble of {config.members}: test accuracy {result.test_accuracy:.4%}  test loss {result.test_loss:.4f}  "
@@ -221,13 +220,13 @@ def _ensemble_member(
     )
 
 
-def _member_record(result: TrainResult, out: Path) -> dict:
+def _member_record(member: TrainResult, out: Path) -> dict:
     """What the ensemble's metadata says of one member: how it was made, how good it is, where."""
     kept = ("seed", "writers", "training_seconds", "test_accuracy", "test_loss")
     return (
-        {key: result.metadata.get(key) for key in kept}
-        | {"history": result.metadata["history"]}
-        | {"path": str(result.out_dir.relative_to(out))}
+        {key: member.metadata.get(key) for key in kept}
+        | {"history": member.metadata["history"]}
+        | {"path": str(member.out_dir.relative_to(out))}
     )
 
 
