@@ -258,7 +258,15 @@ def fit_reject_option(
 
 
 def _detector_for(
-    mnist, *, detector, extra, holdout: int, seed: int, digits: int, epochs: int, log
+    mnist,
+    *,
+    detector: tuple[keras.Model, dict] | None,
+    extra: tuple[np.ndarray, np.ndarray] | None,
+    holdout: int,
+    seed: int,
+    digits: int,
+    epochs: int,
+    log: Callable[[str], None],
 ) -> tuple[keras.Model, dict]:
     """The detector and its record: the one given, kept (taught ``extra``'s lessons first where
     it has any), or else one fitted anew."""
