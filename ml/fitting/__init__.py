@@ -1,7 +1,7 @@
 """Fitting: what the training commands and the trainer run, never a web process or a
 classifying worker.
 
-``data`` MNIST; ``train`` the recipes and the training command's work; ``loop`` the fitting
+``data`` MNIST; ``train`` the training command's work, from recipes; ``loop`` the fitting
 loop; ``augment`` augmentation and other writers' forms; ``retrain`` fine-tuning on
 corrections and the gate; ``judging`` a candidate against the active version on the fixed
 judging sets; ``reject`` the detector and its thresholds; ``calibration`` the temperature;

@@ -159,34 +159,11 @@ def calibrate_bundle(
             "without touching the test set: train it with a holdout (train --holdout N)"
         )
     bundle = ModelBundle.at(directory)
-    images, labels = (part[:calibration_digits] for part in mnist.held_out(holdout))
-    log(f"calibrating on {len(images):,} held-out training digits: clean, as realistic uploads, in other styles")
     predictor = Predictor(bundle.directory)
-    raw = partial(predictor.probabilities, calibrated=False)
-    held_out = held_out_inputs(images, labels, seed=seed)
-    calibration = fit_calibration(raw, held_out)
-    test = raw(to_model_array(mnist.test.images))
-    test_labels = mnist.test.labels.astype(int)
-    calibration["test_ece_before"] = expected_calibration_error(test, test_labels)
-    calibration["test_ece_after"] = expected_calibration_error(tempered(test, calibration["temperature"]), test_labels)
-    log(
-        f"temperature {calibration['temperature']:.3f}; ECE on the held-out digits "
-        + ", ".join(
-            f"{kind} {100 * calibration['ece_before'][kind]:.2f} -> {100 * calibration['ece_after'][kind]:.2f}%"
-            for kind in calibration["ece_before"]
-        )
-        + f"; MNIST test {100 * calibration['test_ece_before']:.2f} -> {100 * calibration['test_ece_after']:.2f}%"
-    )
+    held_out = _held_out_digits(mnist, holdout=holdout, count=calibration_digits, seed=seed, log=log)
+    calibration = _fitted_calibration(partial(predictor.probabilities, calibrated=False), held_out, mnist, log)
     metadata = bundle.metadata() | {"calibration": calibration}
-    kept = None
-    if keep_detector:
-        if not bundle.detector_path.is_file() or "verdict" not in metadata:
-            raise ValueError(f"there is no detector in {bundle.directory} to keep: calibrate it without keeping one")
-        record = metadata["verdict"].get("detector", {}) | {"kept": True}
-        kept = (keras.saving.load_model(bundle.detector_path, compile=False), record)
-    metadata.pop("verdict", None)
-    if kept is None:
-        bundle.detector_path.unlink(missing_ok=True)
+    kept = _kept_detector(bundle, metadata, keep=keep_detector)
     if detector_digits or kept is not None:
         predictor.temperature = calibration["temperature"]
         detector, metadata["verdict"] = fit_reject_option(
@@ -205,6 +182,50 @@ def calibrate_bundle(
             detector.save(bundle.detector_path)  # fitted or taught; one kept as it was stays byte for byte
     bundle.write_metadata(metadata)
     return calibration
+
+
+def _held_out_digits(
+    mnist: Mnist, *, holdout: int, count: int, seed: int, log: Callable[[str], None]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """At most ``count`` of the held-out training digits, each made three ways."""
+    images, labels = (part[:count] for part in mnist.held_out(holdout))
+    log(f"calibrating on {len(images):,} held-out training digits: clean, as realistic uploads, in other styles")
+    return held_out_inputs(images, labels, seed=seed)
+
+
+def _fitted_calibration(raw: Callable, held_out: dict, mnist: Mnist, log: Callable[[str], None]) -> dict:
+    """The temperature fitted on the ``held_out`` digits through the uncalibrated ``raw``
+    probabilities, with the MNIST test set's ECE before and after (measured, not fitted on)."""
+    calibration = fit_calibration(raw, held_out)
+    test = raw(to_model_array(mnist.test.images))
+    test_labels = mnist.test.labels.astype(int)
+    calibration["test_ece_before"] = expected_calibration_error(test, test_labels)
+    calibration["test_ece_after"] = expected_calibration_error(tempered(test, calibration["temperature"]), test_labels)
+    log(
+        f"temperature {calibration['temperature']:.3f}; ECE on the held-out digits "
+        + ", ".join(
+            f"{kind} {100 * calibration['ece_before'][kind]:.2f} -> {100 * calibration['ece_after'][kind]:.2f}%"
+            for kind in calibration["ece_before"]
+        )
+        + f"; MNIST test {100 * calibration['test_ece_before']:.2f} -> {100 * calibration['test_ece_after']:.2f}%"
+    )
+    return calibration
+
+
+def _kept_detector(bundle: ModelBundle, metadata: dict, *, keep: bool) -> tuple[keras.Model, dict] | None:
+    """With ``keep``, the bundle's own detector and its record, marked kept; else none, and the
+    bundle's detector file gone. The old verdict leaves ``metadata`` either way: its
+    thresholds were chosen for the model before this calibration."""
+    kept = None
+    if keep:
+        if not bundle.detector_path.is_file() or "verdict" not in metadata:
+            raise ValueError(f"there is no detector in {bundle.directory} to keep: calibrate it without keeping one")
+        record = metadata["verdict"].get("detector", {}) | {"kept": True}
+        kept = (keras.saving.load_model(bundle.detector_path, compile=False), record)
+    metadata.pop("verdict", None)
+    if kept is None:
+        bundle.detector_path.unlink(missing_ok=True)
+    return kept
 
 
 # Images per read_numbers call, as the worker's batches.

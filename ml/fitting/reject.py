@@ -230,45 +230,20 @@ def fit_reject_option(
     digits, it is taught them first (``teach_detector``), not fitted anew. ``non_digits``: how
     many non-digits the verdicts are measured on (default: a quarter of ``digits``, at least
     20 a family)."""
-    if detector is not None:
-        detector, record = detector
-        if has_lessons(extra):
-            record = record | {
-                "kept": False,
-                "taught": teach_detector(detector, mnist, extra, holdout=holdout, seed=seed, log=log),
-            }
-        kept = "the detector taught" if has_lessons(extra) else "keeping the detector"
-        log(f"{kept}; choosing its thresholds for this model")
-    else:
-        detector, record = _fitted_detector(
-            mnist, holdout=holdout, seed=seed, digits=digits, epochs=epochs, extra=extra, log=log
-        )
-
-    def judged(arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        kinds = detector.predict(arrays, batch_size=1000, verbose=0)
-        probabilities = predictor.probabilities(arrays)
-        return kinds, probabilities, probabilities.max(axis=1)
-
+    detector, record = _detector_for(
+        mnist, detector=detector, extra=extra, holdout=holdout, seed=seed, digits=digits, epochs=epochs, log=log
+    )
     arrays = np.concatenate([inputs for inputs, _ in held_out.values()])
     labels = np.concatenate([kind_labels for _, kind_labels in held_out.values()])
-    kinds, probabilities, confidence = judged(arrays)
+    kinds, probabilities, confidence = _judged(detector, predictor, arrays)
     thresholds = choose_thresholds(kinds[:, 0], confidence, probabilities.argmax(axis=1) == labels)
-    report = {}
-    for name, (inputs, kind_labels) in held_out.items():
-        kinds, probabilities, confidence = judged(inputs)
-        given = verdicts(kinds[:, 0], kinds, confidence, thresholds)
-        answered = np.array([v.verdict == "digit" for v in given])
-        right = probabilities.argmax(axis=1) == kind_labels
-        report[name] = shares(given) | {"digit_accuracy": float(right[answered].mean()) if answered.any() else None}
+    report = {
+        name: _held_out_verdicts(detector, predictor, inputs, kind_labels, thresholds)
+        for name, (inputs, kind_labels) in held_out.items()
+    }
     images, _ = mnist.held_out(holdout)
     count = non_digits if non_digits is not None else max(len(FAMILIES) * 20, digits // 4)
-    uploads = negative_set(images, count=count, seed=seed + 2)
-    inputs, read = model_inputs(uploads)
-    kinds, _, confidence = judged(inputs)
-    given = iter(verdicts(kinds[:, 0], kinds, confidence, thresholds))
-    by_family: dict[str, list[str]] = {}
-    for upload, was_read in zip(uploads, read, strict=True):
-        by_family.setdefault(upload.scenario, []).append(next(given).verdict if was_read else "refused")
+    by_family = _non_digit_verdicts(detector, predictor, negative_set(images, count=count, seed=seed + 2), thresholds)
     report["non_digits"] = {
         family: {"caught": sum(v != "digit" for v in seen) / len(seen), "samples": len(seen)}
         for family, seen in by_family.items()
@@ -280,3 +255,58 @@ def fit_reject_option(
         + f"; non-digits caught {100 * np.mean(caught):.1f}%"
     )
     return detector, thresholds | {"held_out": report, "detector": record}
+
+
+def _detector_for(
+    mnist,
+    *,
+    detector: tuple[keras.Model, dict] | None,
+    extra: tuple[np.ndarray, np.ndarray] | None,
+    holdout: int,
+    seed: int,
+    digits: int,
+    epochs: int,
+    log: Callable[[str], None],
+) -> tuple[keras.Model, dict]:
+    """The detector and its record: the one given, kept (taught ``extra``'s lessons first where
+    it has any), or else one fitted anew."""
+    if detector is None:
+        return _fitted_detector(mnist, holdout=holdout, seed=seed, digits=digits, epochs=epochs, extra=extra, log=log)
+    detector, record = detector
+    if has_lessons(extra):
+        record = record | {
+            "kept": False,
+            "taught": teach_detector(detector, mnist, extra, holdout=holdout, seed=seed, log=log),
+        }
+    kept = "the detector taught" if has_lessons(extra) else "keeping the detector"
+    log(f"{kept}; choosing its thresholds for this model")
+    return detector, record
+
+
+def _judged(detector: keras.Model, predictor, arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The detector's kinds, the digit model's calibrated probabilities and its confidence."""
+    kinds = detector.predict(arrays, batch_size=1000, verbose=0)
+    probabilities = predictor.probabilities(arrays)
+    return kinds, probabilities, probabilities.max(axis=1)
+
+
+def _held_out_verdicts(
+    detector: keras.Model, predictor, inputs: np.ndarray, labels: np.ndarray, thresholds: dict
+) -> dict:
+    """The verdicts' shares on one kind of held-out digits, and how often a "digit" is right."""
+    kinds, probabilities, confidence = _judged(detector, predictor, inputs)
+    given = verdicts(kinds[:, 0], kinds, confidence, thresholds)
+    answered = np.array([v.verdict == "digit" for v in given])
+    right = probabilities.argmax(axis=1) == labels
+    return shares(given) | {"digit_accuracy": float(right[answered].mean()) if answered.any() else None}
+
+
+def _non_digit_verdicts(detector: keras.Model, predictor, uploads: list, thresholds: dict) -> dict[str, list[str]]:
+    """Each family's verdicts on generated non-digits, "refused" for those not read at all."""
+    inputs, read = model_inputs(uploads)
+    kinds, _, confidence = _judged(detector, predictor, inputs)
+    given = iter(verdicts(kinds[:, 0], kinds, confidence, thresholds))
+    by_family: dict[str, list[str]] = {}
+    for upload, was_read in zip(uploads, read, strict=True):
+        by_family.setdefault(upload.scenario, []).append(next(given).verdict if was_read else "refused")
+    return by_family

@@ -5,8 +5,8 @@ ink on paper (uneven light, paper texture, JPEG, EXIF rotation), scans, transpar
 drawings, light-on-dark screenshots and tiny images; off-centre, any size, slightly rotated,
 strokes thinner or thicker.
 
-Past STYLE's 400 lines: the scenarios share one set of renderers (paper, light, pen, JPEG),
-and numbers are made of the same digits the same way.
+Past STYLE's 400 lines and whole: a number is rendered by a digit's own steps (pen, page,
+paper, light, JPEG); apart, those private steps would become another module's interface.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import cv2
 import numpy as np
 from PIL import Image
 from scipy import ndimage
-
-SCENARIOS = ("photo", "scan", "canvas", "screenshot", "tiny", "pencil")
 
 PAPERS = {
     "white": (248, 248, 246),
@@ -49,26 +47,36 @@ def _ink_layer(digit: np.ndarray, *, height: int, rng: np.random.Generator, thic
     width = max(1, round(height * digit.shape[1] / digit.shape[0]))
     image = image.resize((width, height), Image.Resampling.BICUBIC)
     image = image.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR, expand=True)
-    ink = np.asarray(image, dtype=np.float32) / 255.0
     # Thicker or thinner strokes than MNIST's, in proportion to the size.
-    radius = round(abs(thickness) * height / 28)
+    return _pen(np.asarray(image, dtype=np.float32) / 255.0, thickness, radius=round(abs(thickness) * height / 28))
+
+
+def _pen(ink: np.ndarray, thickness: float, *, radius: int) -> np.ndarray:
+    """Grown (``thickness`` above 0) or thinned strokes by ``radius`` pixels, the upscaled blur
+    sharpened into pen-like strokes with soft edges."""
     if radius:
         size = 2 * radius + 1
         ink = ndimage.maximum_filter(ink, size) if thickness > 0 else ndimage.minimum_filter(ink, size)
-    # Sharpen the upscaled blur into pen-like strokes with soft edges.
     return np.clip((ink - 0.25) * 2.0, 0.0, 1.0)
 
 
-def _place(ink: np.ndarray, rng: np.random.Generator, *, margin: tuple[float, float]) -> np.ndarray:
-    """Put the ink somewhere (not necessarily the middle) on a larger page."""
+def _place(
+    ink: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    margin: tuple[float, float],
+    across: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, int, int]:
+    """Put the ink somewhere (not necessarily the middle) on a page ``margin`` times as tall
+    and ``across`` (default: ``margin``) times as wide; the page and the ink's top and left."""
     h, w = ink.shape
     page_h = int(h * rng.uniform(*margin))
-    page_w = int(w * rng.uniform(*margin))
+    page_w = int(w * rng.uniform(*(across or margin)))
     top = int(rng.integers(0, page_h - h + 1))
     left = int(rng.integers(0, page_w - w + 1))
     page = np.zeros((page_h, page_w), dtype=np.float32)
     page[top : top + h, left : left + w] = ink
-    return page
+    return page, top, left
 
 
 def _compose(coverage: np.ndarray, paper: tuple, ink: tuple, opacity: float = 1.0) -> np.ndarray:
@@ -108,76 +116,88 @@ def _encode(pixels: np.ndarray, *, fmt: str, mode: str = "RGB", quality: int = 9
     return buffer.getvalue()
 
 
+def _placed_ink(
+    digit: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    heights: tuple[int, int],
+    thickness: tuple[float, float],
+    margin: tuple[float, float],
+) -> np.ndarray:
+    """The digit's ink, drawn some height and stroke width within the ranges, on a page."""
+    ink = _ink_layer(digit, height=int(rng.integers(*heights)), rng=rng, thickness=rng.uniform(*thickness))
+    return _place(ink, rng, margin=margin)[0]
+
+
+def _photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    paper_name = str(rng.choice(list(PAPERS)))
+    ink_name = str(rng.choice(["black", "blue"]))
+    coverage = _placed_ink(digit, rng, heights=(60, 400), thickness=(-0.2, 1.2), margin=(1.3, 3.5))
+    pixels = _compose(coverage, PAPERS[paper_name], INKS[ink_name])
+    pixels = pixels * _lighting(coverage.shape, rng) + _texture(coverage.shape, rng, rng.uniform(0.01, 0.04))
+    pixels += rng.normal(0, 3, pixels.shape)
+    quality = int(rng.integers(50, 92))
+    turn = bool(rng.random() < 0.3)
+    data = _encode(pixels, fmt="JPEG", quality=quality, exif_turn=turn)
+    return data, f"photo: {ink_name} ink on {paper_name} paper, JPEG q{quality}" + (", EXIF-rotated" if turn else "")
+
+
+def _pencil(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    coverage = _placed_ink(digit, rng, heights=(80, 300), thickness=(-0.3, 0.3), margin=(1.3, 2.5))
+    paper_name = str(rng.choice(list(PAPERS)))
+    pixels = _compose(coverage, PAPERS[paper_name], INKS["pencil"], opacity=rng.uniform(0.55, 0.9))
+    pixels = pixels * _lighting(coverage.shape, rng) + _texture(coverage.shape, rng, 0.03)
+    return _encode(pixels, fmt="JPEG", quality=int(rng.integers(60, 92))), f"pencil on {paper_name} paper, JPEG"
+
+
+def _scan(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    ink_name = str(rng.choice(["black", "blue"]))
+    coverage = _placed_ink(digit, rng, heights=(40, 200), thickness=(-0.2, 1.0), margin=(1.2, 4.0))
+    pixels = _compose(coverage, PAPERS["white"], INKS[ink_name]) + rng.normal(0, 2, (*coverage.shape, 1))
+    return _encode(pixels, fmt="PNG"), f"scan: {ink_name} ink on white, PNG"
+
+
+def _canvas(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    coverage = _placed_ink(digit, rng, heights=(120, 300), thickness=(0.3, 1.2), margin=(1.1, 2.0))
+    # A browser canvas export: black strokes, everything else fully transparent black.
+    rgba = np.zeros((*coverage.shape, 4), dtype=np.float32)
+    rgba[..., 3] = coverage * 255
+    return _encode(rgba, fmt="PNG", mode="RGBA"), "canvas: black strokes on a transparent background, PNG"
+
+
+def _screenshot(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    background = np.array(rng.choice([(18, 18, 22), (40, 44, 52), (10, 30, 60)]), dtype=np.float32)
+    coverage = _placed_ink(digit, rng, heights=(30, 140), thickness=(0, 1.0), margin=(1.2, 3.0))
+    pixels = _compose(coverage, tuple(background), (235, 235, 235))
+    return _encode(pixels, fmt="PNG"), "screenshot: light digit on a dark background, PNG"
+
+
+def _tiny(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, str]:
+    height = int(rng.integers(10, 18))
+    coverage, _, _ = _place(_ink_layer(digit, height=height, rng=rng, thickness=0), rng, margin=(1.1, 1.5))
+    pixels = _compose(coverage, PAPERS["white"], INKS["black"])
+    return _encode(pixels, fmt="PNG"), f"tiny: {coverage.shape[1]}x{coverage.shape[0]} pixels, dark on white"
+
+
+# Each scenario's renderer (the digit, the generator -> the file's bytes and what it shows), in
+# the order sets cycle through them.
+_RENDERERS = {
+    "photo": _photo,
+    "scan": _scan,
+    "canvas": _canvas,
+    "screenshot": _screenshot,
+    "tiny": _tiny,
+    "pencil": _pencil,
+}
+SCENARIOS = tuple(_RENDERERS)
+
+
 def render_upload(digit: np.ndarray, *, scenario: str, rng: np.random.Generator, label: int | None = None) -> Upload:
     """Render a 28x28 uint8 MNIST digit (white on black) as one realistic upload; anything
     else drawn that way (28 px tall, any width: a word, a number) renders the same way."""
-    if scenario == "photo":
-        paper_name = str(rng.choice(list(PAPERS)))
-        ink_name = str(rng.choice(["black", "blue"]))
-        coverage = _place(
-            _ink_layer(digit, height=int(rng.integers(60, 400)), rng=rng, thickness=rng.uniform(-0.2, 1.2)),
-            rng,
-            margin=(1.3, 3.5),
-        )
-        pixels = _compose(coverage, PAPERS[paper_name], INKS[ink_name])
-        pixels = pixels * _lighting(coverage.shape, rng) + _texture(coverage.shape, rng, rng.uniform(0.01, 0.04))
-        pixels += rng.normal(0, 3, pixels.shape)
-        quality = int(rng.integers(50, 92))
-        turn = bool(rng.random() < 0.3)
-        data = _encode(pixels, fmt="JPEG", quality=quality, exif_turn=turn)
-        description = f"photo: {ink_name} ink on {paper_name} paper, JPEG q{quality}" + (
-            ", EXIF-rotated" if turn else ""
-        )
-    elif scenario == "pencil":
-        coverage = _place(
-            _ink_layer(digit, height=int(rng.integers(80, 300)), rng=rng, thickness=rng.uniform(-0.3, 0.3)),
-            rng,
-            margin=(1.3, 2.5),
-        )
-        paper_name = str(rng.choice(list(PAPERS)))
-        pixels = _compose(coverage, PAPERS[paper_name], INKS["pencil"], opacity=rng.uniform(0.55, 0.9))
-        pixels = pixels * _lighting(coverage.shape, rng) + _texture(coverage.shape, rng, 0.03)
-        data = _encode(pixels, fmt="JPEG", quality=int(rng.integers(60, 92)))
-        description = f"pencil on {paper_name} paper, JPEG"
-    elif scenario == "scan":
-        ink_name = str(rng.choice(["black", "blue"]))
-        coverage = _place(
-            _ink_layer(digit, height=int(rng.integers(40, 200)), rng=rng, thickness=rng.uniform(-0.2, 1.0)),
-            rng,
-            margin=(1.2, 4.0),
-        )
-        pixels = _compose(coverage, PAPERS["white"], INKS[ink_name]) + rng.normal(0, 2, (*coverage.shape, 1))
-        data = _encode(pixels, fmt="PNG")
-        description = f"scan: {ink_name} ink on white, PNG"
-    elif scenario == "canvas":
-        coverage = _place(
-            _ink_layer(digit, height=int(rng.integers(120, 300)), rng=rng, thickness=rng.uniform(0.3, 1.2)),
-            rng,
-            margin=(1.1, 2.0),
-        )
-        # A browser canvas export: black strokes, everything else fully transparent black.
-        rgba = np.zeros((*coverage.shape, 4), dtype=np.float32)
-        rgba[..., 3] = coverage * 255
-        data = _encode(rgba, fmt="PNG", mode="RGBA")
-        description = "canvas: black strokes on a transparent background, PNG"
-    elif scenario == "screenshot":
-        background = np.array(rng.choice([(18, 18, 22), (40, 44, 52), (10, 30, 60)]), dtype=np.float32)
-        coverage = _place(
-            _ink_layer(digit, height=int(rng.integers(30, 140)), rng=rng, thickness=rng.uniform(0, 1.0)),
-            rng,
-            margin=(1.2, 3.0),
-        )
-        pixels = _compose(coverage, tuple(background), (235, 235, 235))
-        data = _encode(pixels, fmt="PNG")
-        description = "screenshot: light digit on a dark background, PNG"
-    elif scenario == "tiny":
-        height = int(rng.integers(10, 18))
-        coverage = _place(_ink_layer(digit, height=height, rng=rng, thickness=0), rng, margin=(1.1, 1.5))
-        pixels = _compose(coverage, PAPERS["white"], INKS["black"])
-        data = _encode(pixels, fmt="PNG")
-        description = f"tiny: {coverage.shape[1]}x{coverage.shape[0]} pixels, dark on white"
-    else:
+    if scenario not in _RENDERERS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {SCENARIOS}")
+    data, description = _RENDERERS[scenario](digit, rng)
     return Upload(data=data, scenario=scenario, label=label, description=description)
 
 
@@ -193,8 +213,16 @@ def realistic_set(
     ]
 
 
-# Numbers: the scenarios where a whole number is written (a tiny image holds one digit at most).
-NUMBER_SCENARIOS = ("photo", "scan", "canvas", "screenshot", "pencil")
+# Numbers: the scenarios where a whole number is written (a tiny image holds one digit at most),
+# in the order sets cycle through them, with the number's height in pixels on the upright image.
+NUMBER_HEIGHTS = {
+    "photo": (50, 260),
+    "scan": (30, 150),
+    "canvas": (60, 200),
+    "screenshot": (24, 110),
+    "pencil": (50, 200),
+}
+NUMBER_SCENARIOS = tuple(NUMBER_HEIGHTS)
 NUMBER_LENGTHS = (2, 8)  # digits in a number, inclusive
 # At MNIST's scale (a digit's ink about 20 px tall): the space people leave between digits ...
 NUMBER_GAP = (3, 10)
@@ -292,51 +320,60 @@ def render_number(
     if paper not in PAPER_RULINGS or (paper != "plain" and scenario not in RULED_SCENARIOS):
         raise ValueError(f"no {paper!r} paper for {scenario!r}: ruled papers are for {RULED_SCENARIOS}")
     row, owner, _ = number_row(digits, rng, touch_rate=touch_rate)
-    ranges = {"photo": (50, 260), "pencil": (50, 200), "scan": (30, 150), "canvas": (60, 200), "screenshot": (24, 110)}
-    if scenario not in ranges:
+    if scenario not in NUMBER_HEIGHTS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {NUMBER_SCENARIOS}")
-    height = int(rng.integers(*ranges[scenario]))
-    width = max(1, round(height * row.shape[1] / row.shape[0]))
+    height = int(rng.integers(*NUMBER_HEIGHTS[scenario]))
     angle = float(rng.uniform(-4, 4)) + turn
-    ink = Image.fromarray(row).resize((width, height), Image.Resampling.BICUBIC)
-    ink = np.asarray(ink.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True), dtype=np.float32) / 255
-    owners = Image.fromarray(owner).resize((width, height), Image.Resampling.NEAREST)
-    owners = np.asarray(owners.rotate(angle, resample=Image.Resampling.NEAREST, expand=True))
-    thickness = rng.uniform(-0.2, 1.0)
-    radius = round(abs(thickness) * height / 36)
-    if radius:
-        size = 2 * radius + 1
-        ink = ndimage.maximum_filter(ink, size) if thickness > 0 else ndimage.minimum_filter(ink, size)
-    ink = np.clip((ink - 0.25) * 2.0, 0.0, 1.0)
+    ink, owners = _number_ink(row, owner, rng, height=height, angle=angle)
     # On a page: more room above and below than beside, as a number is photographed.
-    h, w = ink.shape
-    page_h, page_w = int(h * rng.uniform(1.5, 4.0)), int(w * rng.uniform(1.1, 1.6))
-    top, left = int(rng.integers(0, page_h - h + 1)), int(rng.integers(0, page_w - w + 1))
-    coverage = np.zeros((page_h, page_w), dtype=np.float32)
-    coverage[top : top + h, left : left + w] = ink
-    # Touching as the reader meets it: after the strokes were thickened, which can join digits
-    # written close.
-    components, _ = ndimage.label(ink > 0.5, structure=np.ones((3, 3)))
-    touching = tuple(
-        bool(
-            np.intersect1d(
-                components[(owners == n) & (components > 0)], components[(owners == n + 1) & (components > 0)]
-            ).size
-        )
-        for n in range(1, len(digits))
-    )
-    boxes = []
-    for n in range(1, len(digits) + 1):
-        rows, cols = np.flatnonzero((owners == n).any(axis=1)), np.flatnonzero((owners == n).any(axis=0))
-        boxes.append(
-            (left + int(cols[0]), top + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
-        )
+    coverage, top, left = _place(ink, rng, margin=(1.5, 4.0), across=(1.1, 1.6))
+    boxes = _boxes(owners, len(digits), top=top, left=left)
     # The lines' own chances come from the number's boxes, not ``rng``: the same number on plain
     # paper is the same image but for the lines.
     ruling_rng = np.random.default_rng([int(v) for box in boxes for v in box])
     rulings = _rulings(coverage.shape, boxes, angle, paper, ruling_rng) if paper != "plain" else None
     data, description = _dressed(coverage, scenario, rng, rulings)
-    return NumberUpload(data, number, tuple(boxes), touching, scenario, description)
+    return NumberUpload(data, number, tuple(boxes), _touching(ink, owners, len(digits)), scenario, description)
+
+
+def _number_ink(
+    row: np.ndarray, owner: np.ndarray, rng: np.random.Generator, *, height: int, angle: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A number's row (and its map of owners) grown to ``height``, turned ``angle`` degrees and
+    written with a pen of some width: the ink coverage in [0, 1] and who owns each pixel."""
+    width = max(1, round(height * row.shape[1] / row.shape[0]))
+    ink = Image.fromarray(row).resize((width, height), Image.Resampling.BICUBIC)
+    ink = np.asarray(ink.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True), dtype=np.float32) / 255
+    owners = Image.fromarray(owner).resize((width, height), Image.Resampling.NEAREST)
+    owners = np.asarray(owners.rotate(angle, resample=Image.Resampling.NEAREST, expand=True))
+    thickness = rng.uniform(-0.2, 1.0)
+    return _pen(ink, thickness, radius=round(abs(thickness) * height / 36)), owners
+
+
+def _touching(ink: np.ndarray, owners: np.ndarray, count: int) -> tuple[bool, ...]:
+    """Per neighbouring pair of the ``count`` digits, whether their ink is one stroke: touching
+    as the reader meets it, after the strokes were thickened, which can join digits written close."""
+    components, _ = ndimage.label(ink > 0.5, structure=np.ones((3, 3)))
+    return tuple(
+        bool(
+            np.intersect1d(
+                components[(owners == n) & (components > 0)], components[(owners == n + 1) & (components > 0)]
+            ).size
+        )
+        for n in range(1, count)
+    )
+
+
+def _boxes(owners: np.ndarray, count: int, *, top: int, left: int) -> list[tuple[int, int, int, int]]:
+    """Each of the ``count`` digits' box (x, y, width, height) on the page, where the ink's
+    corner is at ``top``, ``left``."""
+    boxes = []
+    for n in range(1, count + 1):
+        rows, cols = np.flatnonzero((owners == n).any(axis=1)), np.flatnonzero((owners == n).any(axis=0))
+        boxes.append(
+            (left + int(cols[0]), top + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
+        )
+    return boxes
 
 
 def _rulings(

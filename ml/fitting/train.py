@@ -1,9 +1,11 @@
-"""Training: recipes per architecture, metrics, plots (augmentation in ``ml.fitting.augment``, the
+"""Training: a run's configuration (``TrainConfig``, from its architecture's recipe in
+``ml.serving.architectures``), metrics, plots (augmentation in ``ml.fitting.augment``, the
 fitting loop in ``ml.fitting.loop``).
 
 ``train_model`` writes a model bundle (``ml.serving.artifacts.ModelBundle``): the model, its
 metadata (see ``bundle_metadata``), training curves and the MNIST test confusion matrix.
-Just past 400 lines: one model and an ensemble share the recipe and the metadata.
+Past 400 lines and whole: an ensemble's members are trained by the one-model path, and both
+are scored and written by the same steps, so the halves apart would import each other.
 """
 
 from __future__ import annotations
@@ -27,55 +29,8 @@ from ml.fitting.evaluation import calibrate_bundle
 from ml.fitting.loop import DISTIL_TEMPERATURE, DISTIL_WEIGHT, Distiller, fit
 from ml.fitting.plots import write_bundle_plots
 from ml.fitting.reject import DETECTOR_DIGITS
-from ml.serving.architectures import build, ensemble
+from ml.serving.architectures import architecture, build, ensemble
 from ml.serving.artifacts import ModelBundle, confusion_matrix, to_model_array
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How one architecture is trained by default."""
-
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    augment: bool
-    schedule: str  # "constant" or "cosine" (one warm-up epoch, then cosine decay)
-    # Also the ways other writers and scanners differ from MNIST's (``writer_variants`` and
-    # ``augment_batch``): elastic distortion, low resolution, digits stretched to fill a box,
-    # binary scans, flagged 1s and crossed 7s.
-    writers: bool = False
-    # More than one: that many models, seeds ``seed``, ``seed + 1``, ..., served as their mean.
-    members: int = 1
-    # Of those, the first N without the writer augmentation: MNIST-only members keep what the
-    # augmentation can cost on some real writers (european forms), the others what it gains.
-    plain_members: int = 0
-    # The last N epochs without the writer augmentation (the writer variants stay in the data):
-    # the cosine tail's small steps fit MNIST's own distribution again.
-    clean_epochs: int = 0
-    # The last N training images are never trained on: they calibrate the confidence.
-    holdout: int = 0
-
-
-# The first three follow the original study (plain Adam, no augmentation); ``deep`` is ours.
-RECIPES = {
-    "dense": Recipe(epochs=10, batch_size=128, learning_rate=1e-3, augment=False, schedule="constant"),
-    "basic": Recipe(epochs=10, batch_size=128, learning_rate=1e-3, augment=False, schedule="constant"),
-    "deeper": Recipe(epochs=15, batch_size=128, learning_rate=1e-3, augment=False, schedule="constant"),
-    # models/deep: two members of 16 epochs, each 17-30 minutes on 2 cores as machines vary
-    # (three hours in all is the budget); the last 5 epochs without the writer augmentation
-    # (form scans stay, augmentation 3); the last 5,000 training images held out.
-    "deep": Recipe(
-        epochs=16,
-        batch_size=256,
-        learning_rate=3e-3,
-        augment=True,
-        schedule="cosine",
-        writers=True,
-        members=2,
-        clean_epochs=5,
-        holdout=5000,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -124,10 +79,9 @@ class TrainConfig:
 
     @classmethod
     def for_arch(cls, arch: str, **overrides) -> TrainConfig:
-        if arch not in RECIPES:
-            raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(RECIPES)}")
+        recipe = architecture(arch).recipe
         given = {k: v for k, v in overrides.items() if v is not None}
-        values = asdict(RECIPES[arch]) | given
+        values = asdict(recipe) | given
         if "clean_epochs" not in given:
             # Fewer epochs than the recipe's clean finish (a quick run): all of them clean-finish.
             values["clean_epochs"] = min(values["clean_epochs"], values["epochs"])
@@ -205,78 +159,74 @@ def _recipe(config: TrainConfig) -> dict:
 MEMBERS_DIR = "members"
 
 
+def _test_set(mnist: Mnist, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = mnist.test.images[: config.test_limit], mnist.test.labels[: config.test_limit]
+    return to_model_array(images), labels.astype("int32")
+
+
 def _train_ensemble(*, mnist: Mnist, config: TrainConfig, out: Path, log: Callable[[str], None]) -> TrainResult:
     """Each member trained on its own (its own seed, model, curves and confusion matrix under
     ``members/seed-N``), then one model that averages them. A member already trained to the
     same recipe and data (by a run that was stopped, or for an ensemble with fewer members) is
     taken as it is. The members' own model files stay for that; the ensemble's file holds all
     their weights, so only it is needed to serve."""
-    results = []
-    for number in range(1, config.members + 1):
-        writers = config.writers and number > config.plain_members
-        member = replace(
-            config,
-            members=1,
-            plain_members=0,
-            seed=config.seed + number - 1,
-            writers=writers,
-            clean_epochs=config.clean_epochs if writers else 0,
-        )
-        member_out = out / MEMBERS_DIR / f"seed-{member.seed}"
-        kind = "with the writer augmentation" if writers else "MNIST only" if config.writers else ""
-        log(f"ensemble member {number}/{config.members} (seed {member.seed}) {kind} -> {member_out}".replace("  ", " "))
-        results.append(
-            _trained_before(member, member_out, mnist, log)
-            or _train_one(mnist=mnist, config=member, out_dir=member_out, log=log)
-        )
+    members = [_ensemble_member(mnist, config, number, out, log) for number in range(1, config.members + 1)]
     model = ensemble(
-        [keras.saving.load_model(ModelBundle(result.out_dir).model_path, compile=False) for result in results],
+        [keras.saving.load_model(ModelBundle(member.out_dir).model_path, compile=False) for member in members],
         name=config.arch,
     )
-    x_test = to_model_array(mnist.test.images[: config.test_limit])
-    y_test = mnist.test.labels[: config.test_limit].astype("int32")
-    test_accuracy, test_loss, matrix = _scores(model, x_test, y_test)
-
-    bundle = ModelBundle(out)
-    model.save(bundle.model_path)
-    training_seconds = sum(result.training_seconds for result in results)
-    metadata = bundle_metadata(
-        architecture=config.arch,
-        model=model,
-        recipe=_recipe(config),
+    result = _written(
+        model,
+        config=config,
         mnist=mnist,
-        train_count=results[0].metadata["train_samples"],
-        test_count=len(x_test),
-        training_seconds=training_seconds,
-        test_loss=test_loss,
-        test_accuracy=test_accuracy,
-        matrix=matrix,
+        out=out,
+        test=_test_set(mnist, config),
+        train_count=members[0].metadata["train_samples"],
+        training_seconds=sum(member.training_seconds for member in members),
         history={},
-    )
-    metadata["member_models"] = [
-        {key: result.metadata.get(key) for key in ("seed", "writers", "training_seconds", "test_accuracy", "test_loss")}
-        | {"history": result.metadata["history"]}
-        | {"path": str(result.out_dir.relative_to(out))}
-        for result in results
-    ]
-    bundle.write_metadata(metadata)
-    write_bundle_plots(
-        bundle,
-        history={f"seed {result.metadata['seed']}": result.metadata["history"] for result in results},
-        matrix=matrix,
-        title=f"{config.arch} CNN ensemble of {config.members} on MNIST (each member)",
-        name=f"{config.arch} ensemble",
+        plots={
+            "history": {f"seed {member.metadata['seed']}": member.metadata["history"] for member in members},
+            "title": f"{config.arch} CNN ensemble of {config.members} on MNIST (each member)",
+            "name": f"{config.arch} ensemble",
+        },
+        more={"member_models": [_member_record(member, out) for member in members]},
     )
     log(
-        f"ensemble of {config.members}: test accuracy {test_accuracy:.4%}  test loss {test_loss:.4f}  "
-        f"members trained in {training_seconds:.0f}s  -> {out}"
+        f"ensemble of {config.members}: test accuracy {result.test_accuracy:.4%}  test loss {result.test_loss:.4f}  "
+        f"members trained in {result.training_seconds:.0f}s  -> {out}"
     )
-    return TrainResult(
-        out_dir=out,
-        test_accuracy=test_accuracy,
-        test_loss=test_loss,
-        training_seconds=training_seconds,
-        metadata=metadata,
+    return result
+
+
+def _ensemble_member(
+    mnist: Mnist, config: TrainConfig, number: int, out: Path, log: Callable[[str], None]
+) -> TrainResult:
+    """Member ``number`` (from 1) of the ensemble ``config`` describes: trained, or kept from
+    a run before."""
+    writers = config.writers and number > config.plain_members
+    member = replace(
+        config,
+        members=1,
+        plain_members=0,
+        seed=config.seed + number - 1,
+        writers=writers,
+        clean_epochs=config.clean_epochs if writers else 0,
+    )
+    member_out = out / MEMBERS_DIR / f"seed-{member.seed}"
+    kind = "with the writer augmentation" if writers else "MNIST only" if config.writers else ""
+    log(f"ensemble member {number}/{config.members} (seed {member.seed}) {kind} -> {member_out}".replace("  ", " "))
+    return _trained_before(member, member_out, mnist, log) or _train_one(
+        mnist=mnist, config=member, out_dir=member_out, log=log
+    )
+
+
+def _member_record(member: TrainResult, out: Path) -> dict:
+    """What the ensemble's metadata says of one member: how it was made, how good it is, where."""
+    kept = ("seed", "writers", "training_seconds", "test_accuracy", "test_loss")
+    return (
+        {key: member.metadata.get(key) for key in kept}
+        | {"history": member.metadata["history"]}
+        | {"path": str(member.out_dir.relative_to(out))}
     )
 
 
@@ -317,41 +267,12 @@ def _train_one(
         shutil.rmtree(out / MEMBERS_DIR)  # an ensemble's leftovers do not describe this model
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
-
-    train_images, train_labels = mnist.training(config.holdout)
-    train_images, train_labels = train_images[: config.train_limit], train_labels[: config.train_limit]
-    if config.writers:
-        extra_images, extra_labels = writer_variants(train_images, train_labels, seed=config.seed)
-        train_images = np.concatenate([train_images, extra_images])
-        train_labels = np.concatenate([train_labels, extra_labels])
-    x_train = to_model_array(train_images)
-    y_train = train_labels.astype("int32")
-    x_test = to_model_array(mnist.test.images[: config.test_limit])
-    y_test = mnist.test.labels[: config.test_limit].astype("int32")
-
+    x_train, y_train = _training_set(mnist, config)
+    test = _test_set(mnist, config)
     model = build(config.arch)
     steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
-    trained = model
-    if config.teacher:
-        teacher = keras.saving.load_model(ModelBundle.at(Path(config.teacher)).model_path, compile=False)
-        trained = Distiller(model, teacher, temperature=DISTIL_TEMPERATURE, weight=DISTIL_WEIGHT)
-        log(f"distilled from {config.teacher} (temperature {DISTIL_TEMPERATURE}, weight {DISTIL_WEIGHT})")
-    trained.compile(
-        optimizer=_optimizer(config, steps_per_epoch),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    log(
-        f"training {config.arch}: {model.count_params():,} parameters, {len(x_train):,} images"
-        + (f" ({config.holdout:,} more held out)" if config.holdout else "")
-        + ", "
-        f"{config.epochs} epochs of {steps_per_epoch} steps, augment={config.augment}"
-        + (
-            f", the last {config.clean_epochs} without the writer augmentation"
-            if config.writers and config.clean_epochs
-            else ""
-        )
-    )
+    trained = _compiled(model, config, steps_per_epoch, log)
+    log(_plan(config, model, len(x_train), steps_per_epoch))
     # The test set is only watched (curves), never used to choose anything during training.
     history, training_seconds = fit(
         trained,
@@ -364,11 +285,84 @@ def _train_one(
         log=log,
         writers=config.writers,
         clean_epochs=config.clean_epochs,
-        validation_data=(x_test, y_test),
+        validation_data=test,
+    )
+    result = _written(
+        model,
+        config=config,
+        mnist=mnist,
+        out=out,
+        test=test,
+        train_count=len(x_train),
+        training_seconds=training_seconds,
+        history=history,
+        plots={"history": history, "title": f"{config.arch} CNN on MNIST", "name": config.arch},
+    )
+    log(
+        f"test accuracy {result.test_accuracy:.4%}  test loss {result.test_loss:.4f}  "
+        f"trained in {training_seconds:.0f}s  -> {out}"
+    )
+    return result
+
+
+def _training_set(mnist: Mnist, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The images trained on: the training split but the holdout, cut to ``train_limit``, and
+    with ``writers`` their other writers' variants."""
+    images, labels = mnist.training(config.holdout)
+    images, labels = images[: config.train_limit], labels[: config.train_limit]
+    if config.writers:
+        extra_images, extra_labels = writer_variants(images, labels, seed=config.seed)
+        images = np.concatenate([images, extra_images])
+        labels = np.concatenate([labels, extra_labels])
+    return to_model_array(images), labels.astype("int32")
+
+
+def _compiled(model: keras.Model, config: TrainConfig, steps_per_epoch: int, log: Callable[[str], None]):
+    """``model`` compiled to train, or with a ``teacher`` the ``Distiller`` that trains it."""
+    trained = model
+    if config.teacher:
+        teacher = keras.saving.load_model(ModelBundle.at(Path(config.teacher)).model_path, compile=False)
+        trained = Distiller(model, teacher, temperature=DISTIL_TEMPERATURE, weight=DISTIL_WEIGHT)
+        log(f"distilled from {config.teacher} (temperature {DISTIL_TEMPERATURE}, weight {DISTIL_WEIGHT})")
+    trained.compile(
+        optimizer=_optimizer(config, steps_per_epoch),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return trained
+
+
+def _plan(config: TrainConfig, model: keras.Model, images: int, steps_per_epoch: int) -> str:
+    return (
+        f"training {config.arch}: {model.count_params():,} parameters, {images:,} images"
+        + (f" ({config.holdout:,} more held out)" if config.holdout else "")
+        + ", "
+        f"{config.epochs} epochs of {steps_per_epoch} steps, augment={config.augment}"
+        + (
+            f", the last {config.clean_epochs} without the writer augmentation"
+            if config.writers and config.clean_epochs
+            else ""
+        )
     )
 
-    test_accuracy, test_loss, matrix = _scores(model, x_test, y_test)
 
+def _written(
+    model: keras.Model,
+    *,
+    config: TrainConfig,
+    mnist: Mnist,
+    out: Path,
+    test: tuple[np.ndarray, np.ndarray],
+    train_count: int,
+    training_seconds: float,
+    history: dict[str, list[float]],
+    plots: dict,
+    more: dict | None = None,
+) -> TrainResult:
+    """A trained model (one, or an ensemble) scored on the ``test`` set and written as a
+    bundle: the model, its metadata (and ``more``), its curves (``plots``: the history, title
+    and name ``write_bundle_plots`` draws) and its confusion matrix."""
+    test_accuracy, test_loss, matrix = _scores(model, *test)
     bundle = ModelBundle(out)
     model.save(bundle.model_path)
     metadata = bundle_metadata(
@@ -376,17 +370,16 @@ def _train_one(
         model=model,
         recipe=_recipe(config),
         mnist=mnist,
-        train_count=len(x_train),
-        test_count=len(x_test),
+        train_count=train_count,
+        test_count=len(test[0]),
         training_seconds=training_seconds,
         test_loss=test_loss,
         test_accuracy=test_accuracy,
         matrix=matrix,
         history=history,
-    )
+    ) | (more or {})
     bundle.write_metadata(metadata)
-    write_bundle_plots(bundle, history=history, matrix=matrix, title=f"{config.arch} CNN on MNIST", name=config.arch)
-    log(f"test accuracy {test_accuracy:.4%}  test loss {test_loss:.4f}  trained in {training_seconds:.0f}s  -> {out}")
+    write_bundle_plots(bundle, matrix=matrix, **plots)
     return TrainResult(
         out_dir=out,
         test_accuracy=test_accuracy,

@@ -2,8 +2,8 @@
 stored, the draw page's preview) and in the classifying worker.
 
 ``artifacts`` the model bundle's files and metadata (no Keras); ``readings`` the reading modes
-(declared once); ``architectures`` the
-networks' shapes; ``decoding_limits`` what a file costs to decode, from its bytes;
+(declared once); ``architectures`` the networks and their recipes; ``decoding_limits`` what a
+file costs to decode, from its bytes;
 ``preprocessing`` an upload to the model's input; ``segment`` a page to its digits; ``lines``
 the line reader; ``numbers`` one digit or a whole number, read as the worker reads it;
 ``inference`` the ``Predictor``; ``verdicts`` thresholds and temperature applied as data;

@@ -29,3 +29,10 @@ def test_architectures_grow_in_depth_as_in_the_original_study():
 def test_unknown_architecture_is_refused():
     with pytest.raises(ValueError, match="unknown architecture"):
         build("transformer")
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_each_architecture_is_named_as_declared(name):
+    """An architecture is one entry: its model carries the name it is declared, trained and
+    recorded by."""
+    assert build(name).name == name

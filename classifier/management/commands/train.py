@@ -7,14 +7,15 @@ from classifier.management.progress import line_logger, positive_epochs
 from classifier.services.modelling import model_train
 from ml.fitting.data import MnistDataError
 from ml.fitting.reject import DETECTOR_DIGITS
-from ml.fitting.train import RECIPES, TrainConfig
+from ml.fitting.train import TrainConfig
+from ml.serving.architectures import ARCHITECTURES
 
 
 class Command(BaseCommand):
     help = "Train a digit model on MNIST and write it with its metadata and plots."
 
     def add_arguments(self, parser):
-        parser.add_argument("--arch", choices=sorted(RECIPES), default="deep")
+        parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="deep")
         parser.add_argument("--epochs", type=int, help="default: the architecture's recipe")
         parser.add_argument("--seed", type=int, help="default: 42")
         parser.add_argument("--out", type=Path, help="output directory (default: var/models/ARCH)")
