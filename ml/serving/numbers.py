@@ -196,19 +196,20 @@ class _Reader:
 @dataclass
 class _Image:
     """One image of a batch on its way through ``read_numbers``: what each step found of it.
-    ``whole`` is the image read whole (None where that failed: ``whole_error``, or ``blank``,
-    the box of an image with no ink); ``page`` its groups of strokes, where it may be read as a
-    number (None where that failed: ``error``; ``long_line`` where the line is too long)."""
+    ``first`` is the image read whole as one digit, its input and box (None where that failed:
+    ``whole_error``, and ``blank``, the box of an image with no ink), ``single`` its reading;
+    ``page`` its groups of strokes, where it may be read as a number (None where that failed:
+    ``error``, and ``long_line`` where the line is too long), ``segments`` their digits, and
+    ``line`` the line reader's reading of them."""
 
     reading: str
-    whole: Page | None = None
     whole_error: str | None = None
     blank: tuple[int, int, int, int] | None = None
+    first: Segment | None = None
+    single: _Single | None = None
     page: Page | None = None
     error: str | None = None
     long_line: bool = False
-    first: Segment | None = None  # the single-digit reading's input and box
-    single: _Single | None = None
     segments: list[Segment] | None = None
     line: _Line | None = None
 
@@ -251,7 +252,7 @@ def _opened(blob: bytes, reading: str) -> _Image:
     """An image decoded and its ink found (read whole), and its groups of strokes where it may
     be read as a number."""
     whole, failure = _attempt(read_whole, blob)
-    image = _Image(reading, whole, str(failure) if failure else None)
+    image = _Image(reading, whole_error=str(failure) if failure else None)
     if isinstance(failure, NothingToRead):
         image.blank = failure.box or (0, 0, 0, 0)
     if whole is not None:

@@ -18,9 +18,9 @@ caller down to the ink, and never calls back. Then:
    this module needs no model): neighbours that read better as one digit are joined, and a
    group it doubts (two touching digits are a "number" to the detector) or wide for one digit
    is cut along straight lines, upright or slanted, and along the cheapest paths bending down
-   through the ink (``ml.serving.cutting``), keeping the cut whose pieces it reads best, when they beat the group read
-   whole by a margin that shrinks as the group widens; without one, only a group far wider
-   than a digit is cut, at its thinnest pass;
+   through the ink (``ml.serving.cutting``), keeping the cut whose pieces it reads best, when
+   they beat the group read whole by a margin that shrinks as the group widens; without one,
+   only a group far wider than a digit is cut, at its thinnest pass;
 5. each digit becomes its own 28x28 input through ``digit_input``, the single-digit path.
 
 One digit found is exactly the single-digit input (``to_model_input``): the whole mask, with
