@@ -751,7 +751,7 @@ class InkMap:
         return InkMap(level, digit_mask(level), self.placement, self.scale), cv2.invertAffineTransform(turn)
 
     def inputs(self, masks: list[np.ndarray]) -> list[ModelInput]:
-        """Each piece's model input (``digit_input``), the pieces masks on this map."""
+        """Each piece's model input (``digit_input``), each piece a mask on this map."""
         return [digit_input(self.ink, mask) for mask in masks]
 
 
