@@ -33,12 +33,13 @@ import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
 from ml.serving.artifacts import INPUT_SIDE
 from ml.serving.inference import UNEXPECTED_ERROR, Prediction, Predictor
-from ml.serving.lines import LineReading, line_input, pieces
+from ml.serving.lines import LineInput, LineReading, line_input, pieces
 from ml.serving.preprocessing import ModelInput, NothingToRead, PreprocessingError
 from ml.serving.segment import (
     AUTO,
@@ -53,17 +54,16 @@ from ml.serving.segment import (
     Scorer,
     Scoring,
     Segment,
-    lockstep,
     page_of,
     read_whole,
-    resolving,
-    scored,
+    resolving_pages,
     segments_of,
     whole_segment,
 )
 from ml.serving.verdicts import BLANK, KINDS, OTHER_KINDS, REASONS
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The detector's share, over an image's groups of strokes, of the kinds that are neither a
 # digit nor a number, above which they are not read as a number, and above which not surely.
@@ -176,10 +176,42 @@ class _Reader:
             self.score(np.stack(list(fresh.values())))
         return [self.answers[key] for key in keys]
 
+    def run(self, task: Scoring[T]) -> T:
+        """A scoring task (``ml.serving.segment.lockstep``) run to its end, each of its requests
+        answered here: segmentation only asks, and control never goes back into it from the
+        answers."""
+        try:
+            request = task.send(None)
+            while True:
+                request = task.send({kind: self.scorer[kind](inputs) for kind, inputs in request.items()})
+        except StopIteration as done:
+            return done.value
+
     def score_of(self, arrays: list[np.ndarray]) -> np.ndarray:
         """``score``'s answer for inputs already judged."""
         keys = [array.tobytes() for array in arrays]
         return np.array([self.kinds[key][_DIGIT] * self.answers[key].confidence for key in keys])
+
+
+@dataclass
+class _Image:
+    """One image of a batch on its way through ``read_numbers``: what each step found of it.
+    ``first`` is the image read whole as one digit, its input and box (None where that failed:
+    ``whole_error``, and ``blank``, the box of an image with no ink), ``single`` its reading;
+    ``page`` its groups of strokes, where it may be read as a number (None where that failed:
+    ``error``, and ``long_line`` where the line is too long), ``segments`` their digits, and
+    ``line`` the line reader's reading of them."""
+
+    reading: str
+    whole_error: str | None = None
+    blank: tuple[int, int, int, int] | None = None
+    first: Segment | None = None
+    single: _Single | None = None
+    page: Page | None = None
+    error: str | None = None
+    long_line: bool = False
+    segments: list[Segment] | None = None
+    line: _Line | None = None
 
 
 def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[str] | None = None) -> list[NumberResult]:
@@ -196,68 +228,72 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
     if len(readings) != len(blobs) or not set(readings) <= set(READINGS):
         raise ValueError(f"one reading of {READINGS} per image")
     reader = _Reader(predictor)
-    wholes: list[Page | None] = []
-    pages: list[Page | None] = []
-    errors: list[str | None] = []  # the segmented reading's, where it fails
-    whole_errors: list[str | None] = []
-    long_lines: set[int] = set()
-    blanks: dict[int, tuple[int, int, int, int]] = {}  # images with no ink: their boxes
-    for i, (blob, reading) in enumerate(zip(blobs, readings, strict=True)):
-        whole, failure = _attempt(read_whole, blob)
-        if isinstance(failure, NothingToRead):
-            blanks[i] = failure.box or (0, 0, 0, 0)
-        wholes.append(whole)
-        whole_errors.append(str(failure) if failure else None)
-        page = None
-        if whole is not None and reading != DIGIT:
-            page, failure = _attempt(page_of, whole)
-            if isinstance(failure, LineTooLong):
-                long_lines.add(i)
-        pages.append(page)
-        errors.append(str(failure) if failure else None)
-    singles = [whole_segment(whole) if whole is not None else None for whole in wholes]
-    groups = [model_input.array for page in pages if page for model_input in page.inputs]
-    firsts = [single.model_input.array for single in singles if single is not None]
+    images = [_opened(blob, reading) for blob, reading in zip(blobs, readings, strict=True)]
+    firsts = [image.first.model_input.array for image in images if image.first is not None]
+    groups = [model_input.array for image in images if image.page for model_input in image.page.inputs]
+    blank = [_BLANK.array] if any(image.blank is not None for image in images) else []
     # One call for every image read whole, every group of strokes, and a blank input.
-    reader.predictions(firsts + groups + ([_BLANK.array] if blanks else []))
-    read_singly = [_single(single, reader) if single is not None else None for single in singles]
-    for i, page in enumerate(pages):
-        if page is not None and readings[i] == AUTO and not _may_be_several(page, read_singly[i]):
-            pages[i] = None
-    # Every page resolved side by side: each round of doubts, over all pages, is one call.
-    tasks = {
-        i: _guarded(resolving(page, reader.score_of([model_input.array for model_input in page.inputs])))
-        for i, page in enumerate(pages)
-        if page is not None
-    }
-    segmented: list[list[Segment] | None] = [None] * len(pages)
-    for i, (segments, error) in zip(tasks, scored(lockstep(list(tasks.values())), reader.scorer), strict=True):
-        segmented[i], errors[i] = segments, error
-    lines = _read_lines(predictor, pages, segmented)
-    arrays = [segment.model_input.array for segments in segmented if segments for segment in segments]
+    reader.predictions(firsts + groups + blank)
+    for image in images:
+        if image.first is not None:
+            image.single = _single(image.first, reader)
+        if image.page is not None and image.reading == AUTO and not _may_be_several(image.page, image.single):
+            image.page = None
+    _segmented(images, reader)
+    _read_lines(predictor, images)
+    arrays = [segment.model_input.array for image in images if image.segments for segment in image.segments]
+    lines = [image.line for image in images]
     arrays += [segment.model_input.array for line in lines if line and line.segments for segment in line.segments]
     reader.predictions(arrays)  # one call for every digit either way read
-    results = []
-    for i, reading in enumerate(readings):
-        if i in blanks:
-            results.append(_blank(reader, blanks[i]))
-            continue
-        if singles[i] is None:
-            results.append(NumberResult(error=whole_errors[i]))
-            continue
-        single = read_singly[i]
-        segments = segmented[i]
-        if segments is None:
-            results.append(_without_segments(reading, single, errors[i], i in long_lines))
-            continue
-        digits = _read(segments, reader)
-        line = lines[i]
-        if line is not None:
-            digits = _with_line(digits, line, reader, as_written=len(segments) == len(pages[i].groups))
-        line_text = line.reading.text if line is not None else None
-        number = _reading(digits, _as_a_whole(pages[i], reader), single.kinds, line_text) if len(digits) > 1 else None
-        results.append(_chosen(reading, single, number))
-    return results
+    return [_result(image, reader) for image in images]
+
+
+def _opened(blob: bytes, reading: str) -> _Image:
+    """An image decoded and its ink found (read whole), and its groups of strokes where it may
+    be read as a number."""
+    whole, failure = _attempt(read_whole, blob)
+    image = _Image(reading, whole_error=str(failure) if failure else None)
+    if isinstance(failure, NothingToRead):
+        image.blank = failure.box or (0, 0, 0, 0)
+    if whole is not None:
+        image.first = whole_segment(whole)
+        if reading != DIGIT:
+            image.page, failure = _attempt(page_of, whole)
+            image.long_line = isinstance(failure, LineTooLong)
+    image.error = str(failure) if failure else None
+    return image
+
+
+def _segmented(images: list[_Image], reader: _Reader) -> None:
+    """Every page resolved side by side, each round of doubts, over all pages, one call: its
+    segments, or the error that stopped them, on each image."""
+    paged = [image for image in images if image.page is not None]
+    wholes = [reader.score_of([model_input.array for model_input in image.page.inputs]) for image in paged]
+    outcomes = reader.run(resolving_pages([image.page for image in paged], wholes))
+    for image, outcome in zip(paged, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            image.error = _for_people(outcome, "reading a number failed while resolving its digits")
+        else:
+            image.segments, image.error = outcome, None
+
+
+def _result(image: _Image, reader: _Reader) -> NumberResult:
+    """An image's reading from what the steps found of it."""
+    if image.blank is not None:
+        return _blank(reader, image.blank)
+    if image.single is None:
+        return NumberResult(error=image.whole_error)
+    if image.segments is None:
+        return _without_segments(image.reading, image.single, image.error, image.long_line)
+    digits = _read(image.segments, reader)
+    line = image.line
+    if line is not None:
+        digits = _with_line(digits, line, reader, as_written=len(image.segments) == len(image.page.groups))
+    if len(digits) < 2:
+        return _chosen(image.reading, image.single, None)
+    line_text = line.reading.text if line is not None else None
+    number = _reading(digits, _as_a_whole(image.page, reader), image.single.kinds, line_text)
+    return _chosen(image.reading, image.single, number)
 
 
 def _blank(reader: _Reader, box: tuple[int, int, int, int]) -> NumberResult:
@@ -282,34 +318,38 @@ class _Line:
     segments: list[Segment] | None
 
 
-def _read_lines(predictor: Predictor, pages: list[Page | None], segmented: list[list[Segment] | None]) -> list:
-    """The line reader's reading (``_Line``) of every page the segmenter read, in one call;
-    None for each where the model has no line reader."""
-    found: list[_Line | None] = [None] * len(pages)
+def _read_lines(predictor: Predictor, images: list[_Image]) -> None:
+    """The line reader's reading (``_Line``) of every page the segmenter read, in one call, on
+    each image; none where the model has no line reader."""
     if predictor.line_reader is None:
-        return found
+        return
     drawn = {}
-    for i, page in enumerate(pages):
-        if page is None or segmented[i] is None:
+    for n, image in enumerate(images):
+        if image.page is None or image.segments is None:
             continue
-        mask = np.logical_or.reduce(page.groups)
+        mask = np.logical_or.reduce(image.page.groups)
         try:
-            drawn[i] = (mask, line_input(page.ink, mask))
+            drawn[n] = (mask, line_input(image.page.ink, mask))
         except PreprocessingError:
             continue
     readings = predictor.read_lines(np.stack([line.array for _, line in drawn.values()])) if drawn else []
-    for (i, (mask, line)), reading in zip(drawn.items(), readings, strict=True):
-        segments = None
-        # Its own cuts are read only where they stand: where it counts the digits otherwise.
-        wanted = len(reading.digits) not in (0, len(segmented[i]))
-        cut = pieces(mask, line, reading) if wanted else []
-        if cut and all(piece.any() for piece in cut):
-            try:
-                segments = segments_of(pages[i], cut)
-            except PreprocessingError:
-                segments = None
-        found[i] = _Line(reading, segments)
-    return found
+    for (n, (mask, line)), reading in zip(drawn.items(), readings, strict=True):
+        images[n].line = _Line(reading, _line_segments(images[n], mask, line, reading))
+
+
+def _line_segments(image: _Image, mask: np.ndarray, line: LineInput, reading: LineReading) -> list[Segment] | None:
+    """The line reader's digits cut apart at its own alignment, where it counts the digits
+    otherwise than the segmenter (None where it does not, or a piece would hold no ink or no
+    digit)."""
+    # Its own cuts are read only where they stand: where it counts the digits otherwise.
+    wanted = len(reading.digits) not in (0, len(image.segments))
+    cut = pieces(mask, line, reading) if wanted else []
+    if not (cut and all(piece.any() for piece in cut)):
+        return None
+    try:
+        return segments_of(image.page, cut)
+    except PreprocessingError:
+        return None
 
 
 def _with_line(
@@ -446,16 +486,13 @@ def _width_over_height(digits: tuple[DigitReading, ...]) -> float:
     return float(right - left) / max(float(bottom - top), 1.0)
 
 
-def _guarded(task: Scoring[list[Segment]]) -> Scoring[tuple[list[Segment] | None, str | None]]:
-    """A page's resolving task that ends in its segments and no error, or None and the error
-    for people: one page's failure is its own."""
-    try:
-        return (yield from task), None
-    except PreprocessingError as exc:
-        return None, str(exc)
-    except Exception:
-        logger.exception("reading a number failed while resolving its digits")
-        return None, UNEXPECTED_ERROR
+def _for_people(exc: Exception, what: str) -> str:
+    """An image's error for people: a ``PreprocessingError`` says it; anything else is logged
+    (``what`` failed) and said as ``UNEXPECTED_ERROR``."""
+    if isinstance(exc, PreprocessingError):
+        return str(exc)
+    logger.error(what, exc_info=exc)
+    return UNEXPECTED_ERROR
 
 
 def _attempt(step, blob_or_page, *args):

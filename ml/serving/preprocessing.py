@@ -19,9 +19,13 @@ digits anywhere in a frame of any size. ``to_model_input`` undoes each of those:
 
 Everything that can go wrong raises ``PreprocessingError`` with a message for people.
 
+``InkMap`` is an image's ink found once (steps 1-5): segmentation (``ml.serving.segment``)
+works on it through its methods alone (crops, turns, masks, each piece's input by step 6).
+
 One module past STYLE's 400 lines on purpose: the steps hand one decoded image, its paper
-and its guards (pixel caps, Pillow's errors as ours) from one to the next, and ``ml.serving.segment``
-builds on them through the public functions here; split by step, each would import the rest.
+and its guards (pixel caps, Pillow's errors as ours) from one to the next, and the ink map
+that segmentation works on makes its pieces' inputs with them; split by step, each would
+import the rest, and every piece's input would cross between modules (``bench/hops.py``).
 """
 
 from __future__ import annotations
@@ -474,13 +478,7 @@ def _ruling_candidates(ink: np.ndarray, across: bool) -> list[_Ruling]:
             for line, _, extent, inside in _ruling_candidates(np.ascontiguousarray(ink.T), False)
         ]
     height, width = ink.shape
-    # What is thin up and down: the ink less its opening by a short upright bar (a printed
-    # line is a pixel or three thick; strokes, shadows and the paper's grain are not lines).
-    thin = ink - cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((RULING_BAR, 1), np.uint8))
-    histogram = _Histogram(thin)
-    centre = histogram.quantile(0.5)
-    level = max(centre + 6 * 1.4826 * histogram.spread(centre, below=histogram.top), 0.03)
-    inked = (thin > level).astype(np.uint8)
+    inked = _thin_ink(ink)
     # Straight lines through most columns (a Hough transform: gaps where lines cross, fade or
     # drown in noise do not break them), then each checked column by column.
     slant = float(np.arctan(RULING_SLANT))
@@ -511,17 +509,35 @@ def _ruling_candidates(ink: np.ndarray, across: bool) -> list[_Ruling]:
         ):
             continue
         taken.append(rows)
-        band = np.zeros(inked.shape, dtype=bool)
-        for offset in range(-(RULING_BAND // 2), RULING_BAND // 2 + 1):
-            shifted = rows + offset
-            keep = (shifted >= 0) & (shifted < height)
-            band[shifted[keep], columns[keep]] = True
-        line = band & inked.astype(bool)
+        line = _band(rows, inked.shape) & inked.astype(bool)
         if line.sum() / max(covered.sum(), 1) > max(3.0, RULING_THICKNESS * height):
             continue  # thick: a stroke, not a printed line
         ends, within = np.flatnonzero(covered), np.flatnonzero(inside)
         found.append((line, False, (int(ends[0]), int(ends[-1])), (int(within[0]), int(within[-1]))))
     return found
+
+
+def _thin_ink(ink: np.ndarray) -> np.ndarray:
+    """Where the ink is thin up and down and stronger than the paper's noise (uint8 0/1)."""
+    # The ink less its opening by a short upright bar: a printed line is a pixel or three
+    # thick; strokes, shadows and the paper's grain are not lines.
+    thin = ink - cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((RULING_BAR, 1), np.uint8))
+    histogram = _Histogram(thin)
+    centre = histogram.quantile(0.5)
+    level = max(centre + 6 * 1.4826 * histogram.spread(centre, below=histogram.top), 0.03)
+    return (thin > level).astype(np.uint8)
+
+
+def _band(rows: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The RULING_BAND rows around a line (its row in each column), for its anti-aliased edges."""
+    height = shape[0]
+    columns = np.arange(shape[1])
+    band = np.zeros(shape, dtype=bool)
+    for offset in range(-(RULING_BAND // 2), RULING_BAND // 2 + 1):
+        shifted = rows + offset
+        keep = (shifted >= 0) & (shifted < height)
+        band[shifted[keep], columns[keep]] = True
+    return band
 
 
 def _ink_against(gray: np.ndarray, paper: np.ndarray) -> np.ndarray:
@@ -683,6 +699,60 @@ def ink_of(image: Image.Image) -> tuple[np.ndarray, Placement]:
         ink, _, _ = _ink_map(gray)
         return _without_rulings(ink), Placement()
     return _ink_near_the_digit(image)
+
+
+@dataclass(frozen=True)
+class InkMap:
+    """An image's ink, found once (``of``): the ink map (0 = paper), the digit's mask on it,
+    where the map lies on the image (``placement``) and how many full-size pixels each decoded
+    pixel is (``scale``: a JPEG may be decoded smaller). Segmentation works on a page through
+    these methods alone: its crops, its turns, its masks, and its pieces' model inputs, all
+    made here, so that an upload's reading goes one way."""
+
+    ink: np.ndarray
+    mask: np.ndarray
+    placement: Placement
+    scale: float
+
+    @classmethod
+    def of(cls, image: Image.Image, scale: float) -> InkMap:
+        """The ink map of a decoded image (``ink_of``) and the digit's mask on it."""
+        ink, placement = ink_of(upright(image))
+        return cls(ink, digit_mask(ink), placement, scale)
+
+    def strokes(self, keep_share: float) -> np.ndarray:
+        """The digit's mask, keeping components with ``keep_share`` of the largest's ink."""
+        return digit_mask(self.ink, keep_share=keep_share)
+
+    def window(self, present: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
+        """The box of what ``present`` (a mask on this map) holds: ``ink_window``."""
+        return ink_window(present, margin=margin)
+
+    def cropped(self, window: tuple[slice, slice], *, moved: bool = True) -> InkMap:
+        """The map cut to ``window``; its placement moved to the window's corner unless told
+        not to (a turned map's pixels are placed by their turn)."""
+        rows, cols = window
+        placement = self.placement
+        if moved:
+            step = placement.step
+            placement = Placement(placement.left + cols.start * step, placement.top + rows.start * step, step)
+        return InkMap(self.ink[window], self.mask[window], placement, self.scale)
+
+    def turned(self, angle: float) -> tuple[InkMap, np.ndarray]:
+        """The map turned by ``angle`` degrees (the whole of it kept), its own mask found
+        again, and the 2x3 affine that maps the turned map's pixels back onto this one."""
+        height, width = self.ink.shape
+        turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+        cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
+        new_w, new_h = int(np.ceil(width * cos + height * sin)), int(np.ceil(width * sin + height * cos))
+        turn[0, 2] += new_w / 2 - width / 2
+        turn[1, 2] += new_h / 2 - height / 2
+        level = cv2.warpAffine(self.ink, turn, (new_w, new_h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+        return InkMap(level, digit_mask(level), self.placement, self.scale), cv2.invertAffineTransform(turn)
+
+    def inputs(self, masks: list[np.ndarray]) -> list[ModelInput]:
+        """Each piece's model input (``digit_input``), each piece a mask on this map."""
+        return [digit_input(self.ink, mask) for mask in masks]
 
 
 def upright(image: Image.Image) -> Image.Image:

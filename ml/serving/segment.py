@@ -1,8 +1,11 @@
 """One line of handwritten digits -> each digit's MNIST-style input and its box, left to right.
 
-The ink is found as for a single digit (``ml.serving.preprocessing``: polarity, paper, ink map without
-the lines of ruled or squared paper, the digit mask), so photos, scans and canvas drawings read
-the same way. Then:
+The ink is found as for a single digit (``ml.serving.preprocessing.InkMap``: polarity, paper,
+ink map without the lines of ruled or squared paper, the digit mask), so photos, scans and
+canvas drawings read the same way. This module works on that ink map through its methods alone
+(crops, turns, masks, each piece's model input, in batches), and asks its scorer through
+scoring tasks that the caller runs (``lockstep``): an upload's reading goes one way, from the
+caller down to the ink, and never calls back. Then:
 
 0. a line of writing photographed askew (the centres of its strokes along a turned line) is
    turned level, and its boxes turned back onto the photo in the end;
@@ -15,9 +18,9 @@ the same way. Then:
    this module needs no model): neighbours that read better as one digit are joined, and a
    group it doubts (two touching digits are a "number" to the detector) or wide for one digit
    is cut along straight lines, upright or slanted, and along the cheapest paths bending down
-   through the ink, keeping the cut whose pieces it reads best, when they beat the group read
-   whole by a margin that shrinks as the group widens; without one, only a group far wider
-   than a digit is cut, at its thinnest pass;
+   through the ink (``ml.serving.cutting``), keeping the cut whose pieces it reads best, when
+   they beat the group read whole by a margin that shrinks as the group widens; without one,
+   only a group far wider than a digit is cut, at its thinnest pass;
 5. each digit becomes its own 28x28 input through ``digit_input``, the single-digit path.
 
 One digit found is exactly the single-digit input (``to_model_input``): the whole mask, with
@@ -27,7 +30,10 @@ are refused with a reason for people.
 
 One module past STYLE's 400 lines on purpose: every step works on one ``Page`` (mask, strokes,
 groups) and its rules refer to the others' (a group's width decides a cut, a cut's pieces are
-groups again); what needs a model stays out, in ``ml.serving.numbers``.
+groups again); what needs a model stays out, in ``ml.serving.numbers``, and the geometry of a
+cut, which needs nothing of the rest, in ``ml.serving.cutting``. Split further (the page's
+groups apart from their joins and cuts, or the scoring tasks apart), the parts call each other
+both ways or more often (``bench/hops.py``).
 """
 
 from __future__ import annotations
@@ -35,25 +41,22 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import cv2
 import numpy as np
 
+from ml.serving.cutting import cuts_of
 from ml.serving.preprocessing import (
     MAX_PIXELS,
+    InkMap,
     ModelInput,
     NothingToRead,
     Placement,
     PreprocessingError,
     decode_pixels,
-    digit_input,
-    digit_mask,
-    ink_of,
-    ink_window,
     open_lazily,
-    upright,
 )
 
 # A number longer than this is not what the product reads (meter readings, amounts, postcodes).
@@ -105,27 +108,11 @@ PAIR_WIDTH = 0.8
 CUT_MARGIN = 1.0
 CUT_WIDTH_WEIGHT = 1.0
 SCORE_FLOOR = 1e-3
-# A cut leaves each side at least this share of the group's height wide (a 1 is narrow).
-MIN_PIECE_WIDTH = 0.12
 # Of a group's cuts, the SCREENED_CUTS whose pieces the glance finds likeliest digits are read.
 # On 300 numbers of tuning seed 100 the same numbers were read exactly with 5 (all cuts read:
 # 5,686 readings; 5: 1,820 readings and 5,712 glances, each about an eighth of a reading's
 # cost); with 3, 1 touching number more of 85 was misread.
 SCREENED_CUTS = 5
-# Cuts tried per group: lines upright or leaning by these slopes (x per y: slanted writing
-# touches along a slant), through the thinnest passes, at least CUT_SPACING pixels apart.
-CUT_SLOPES = (0.0, -0.3, 0.3)
-CUTS_PER_SLOPE = 2
-EVEN_CUTS = 8
-CUT_SPACING = 2
-# Bent cuts: the cheapest paths down through the ink, one near each of PATH_CUTS columns
-# spread across the group, wandering at most PATH_BAND of its height from it; each sideways
-# step costs PATH_STEP of an ink pixel, so that a path bends only to pass between strokes.
-PATH_CUTS = 4
-PATH_BAND = 0.2
-PATH_STEP = 0.1
-# Pieces of a cut side smaller than this share of its largest are crumbs of the other digit.
-CRUMB_SHARE = 0.08
 # A page is cut down to its writing and this many pixels of paper around it.
 WINDOW_MARGIN = 2
 # Writing photographed askew: turned level when the centres of its strokes (those with at least
@@ -161,16 +148,13 @@ class Segment:
 
 @dataclass
 class Page:
-    """An image's line of writing as groups of strokes, each maybe one digit, left to right:
-    what ``resolve`` joins and cuts into digits."""
+    """An image's line of writing as groups of strokes, each maybe one digit, left to right, on
+    its ink (``ink_map``): what ``resolve`` joins and cuts into digits."""
 
-    ink: np.ndarray
-    mask: np.ndarray
-    placement: Placement
-    scale: float  # full-size image pixels per decoded pixel
+    ink_map: InkMap
     groups: list[np.ndarray]
-    # Writing photographed askew is turned level first (``_level``): then this maps the page's
-    # pixels back onto the ink map of ``placement`` (a 2x3 affine).
+    # Writing photographed askew is turned level first (``InkMap.turned``): then this maps the
+    # page's pixels back onto the ink map of ``placement`` (a 2x3 affine).
     unturn: np.ndarray | None = None
     # The image read whole (``read_whole``), as photographed: an image of one digit keeps its
     # single-digit input and box.
@@ -179,10 +163,41 @@ class Page:
     # the piece kept alive beside it so that no other array can take its id.
     _inputs: dict[int, tuple[np.ndarray, ModelInput]] = field(default_factory=dict)
 
-    def input_of(self, piece: np.ndarray) -> ModelInput:
-        if id(piece) not in self._inputs:
-            self._inputs[id(piece)] = (piece, self._whole_input(piece) or digit_input(self.ink, piece))
-        return self._inputs[id(piece)][1]
+    @property
+    def ink(self) -> np.ndarray:
+        return self.ink_map.ink
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.ink_map.mask
+
+    @property
+    def placement(self) -> Placement:
+        return self.ink_map.placement
+
+    @property
+    def scale(self) -> float:
+        """Full-size image pixels per decoded pixel."""
+        return self.ink_map.scale
+
+    def inputs_of(self, pieces: list[np.ndarray]) -> list[ModelInput]:
+        """Each piece's model input, those not made yet made by the ink map in one call."""
+        missing: dict[int, np.ndarray] = {}
+        for piece in pieces:
+            if id(piece) not in self._inputs and id(piece) not in missing:
+                whole = self._whole_input(piece)
+                if whole is None:
+                    missing[id(piece)] = piece
+                else:
+                    self._inputs[id(piece)] = (piece, whole)
+        made = self.ink_map.inputs(list(missing.values())) if missing else []
+        for piece, model_input in zip(missing.values(), made, strict=True):
+            self._inputs[id(piece)] = (piece, model_input)
+        return [self._inputs[id(piece)][1] for piece in pieces]
+
+    def arrays_of(self, pieces: list[np.ndarray]) -> np.ndarray:
+        """The pieces' model inputs as one (n, 28, 28) batch, for a scorer."""
+        return np.stack([model_input.array for model_input in self.inputs_of(pieces)])
 
     def _whole_input(self, piece: np.ndarray) -> ModelInput | None:
         """The image read whole's input where ``piece`` is all of its mask, on the same ink (a
@@ -198,11 +213,11 @@ class Page:
             return None
         if not np.array_equal(piece, whole.mask[top : top + height, left : left + width]):
             return None
-        return whole.input_of(whole.mask)
+        return whole.inputs_of([whole.mask])[0]
 
     @property
     def inputs(self) -> list[ModelInput]:
-        return [self.input_of(group) for group in self.groups]
+        return self.inputs_of(self.groups)
 
 
 def segment_digits(data: bytes, *, score: Scorer | None = None) -> list[Segment]:
@@ -212,7 +227,7 @@ def segment_digits(data: bytes, *, score: Scorer | None = None) -> list[Segment]
     page = read_page(data)
     if score is None:
         return segments_of(page, [piece for group in page.groups for piece in _cut_again(group)])
-    return resolve(page, score[READ](np.stack([model_input.array for model_input in page.inputs])), score)
+    return resolve(page, score[READ](page.arrays_of(page.groups)), score)
 
 
 def read_whole(data: bytes) -> Page:
@@ -221,11 +236,9 @@ def read_whole(data: bytes) -> Page:
     Decoding and the ink are the costly part of a reading: ``page_of`` goes on from here."""
     image, info = open_lazily(data, max_pixels=MAX_PIXELS)
     decode_pixels(image)
-    # A JPEG may be decoded at a reduced scale (DCT scaling): boxes are on the full-size image.
-    scale = info.width / image.width
     try:
-        ink, placement = ink_of(upright(image))
-        mask = digit_mask(ink)
+        # A JPEG may be decoded at a reduced scale (DCT scaling): boxes are on the full-size image.
+        ink_map = InkMap.of(image, scale=info.width / image.width)
     except PreprocessingError as exc:
         # A strip far longer than a number (a line of hundreds of digits) shrinks to nothing
         # at the working resolution: say what it is rather than "blank".
@@ -236,12 +249,12 @@ def read_whole(data: bytes) -> Page:
         if isinstance(exc, NothingToRead):
             raise NothingToRead(box=(0, 0, info.width, info.height)) from exc
         raise
-    return Page(ink, mask, placement, scale, [mask])
+    return Page(ink_map, [ink_map.mask])
 
 
 def whole_segment(whole: Page) -> Segment:
     """The single-digit reading's input and box: the whole mask of ``read_whole``'s page."""
-    return Segment(whole.input_of(whole.mask), _box(whole.mask, whole))
+    return Segment(whole.inputs_of([whole.mask])[0], _box(whole.mask, whole))
 
 
 def read_page(data: bytes) -> Page:
@@ -252,52 +265,46 @@ def read_page(data: bytes) -> Page:
 def page_of(whole: Page) -> Page:
     """A decoded page's line of writing as groups of strokes; refuse several lines, or more
     than ``MAX_DIGITS`` groups, with a reason for people."""
-    ink, mask, placement, scale = whole.ink, whole.mask, whole.placement, whole.scale
-    angle = _askew(mask)
+    angle = _askew(whole.mask)
     page = None
     if angle:
         # Writing photographed askew, read level; as photographed where that finds one digit.
-        level, unturn = _level(ink, angle)
         with contextlib.suppress(PreprocessingError):
-            page = _page_of(level, digit_mask(level), placement, scale, unturn=unturn)
+            page = _page_of(*whole.ink_map.turned(angle))
         if page is not None and len(page.groups) < 2:
             page = None
     if page is None:
-        page = _page_of(ink, mask, placement, scale)
+        page = _page_of(whole.ink_map)
     page.whole = whole
     return page
 
 
-def _page_of(
-    ink: np.ndarray, mask: np.ndarray, placement: Placement, scale: float, unturn: np.ndarray | None = None
-) -> Page:
-    _refuse_several_lines(mask, ink)
-    _refuse_too_long(mask)
+def _page_of(ink_map: InkMap, unturn: np.ndarray | None = None) -> Page:
+    mask = ink_map.mask
+    _refuse_several_lines(mask, ink_map.ink)
+    _refuse_too_long(ink_map.window(mask))
     # From here on only the writing and a little paper around it: the rest of a photo is
     # work for nothing, a mask the size of the page for every piece of every cut.
-    window = ink_window(mask, margin=WINDOW_MARGIN)
+    window = ink_map.window(mask, margin=WINDOW_MARGIN)
     grouped, count = _grouped(mask[window])
     if count > 1:
         # A single digit drops components with less than a twelfth of its largest's ink:
         # noise. In a number the largest may be a bold 0 or two touching digits, beside a thin
         # 1 or a flat 5 with less than that: a lower share keeps them (the groups drop specks).
         # What is one group at the single digit's share stays so: one digit reads as it did.
-        kept = digit_mask(ink, keep_share=STROKE_SHARE)
-        window = ink_window(mask | kept, margin=WINDOW_MARGIN)
+        kept = ink_map.strokes(STROKE_SHARE)
+        window = ink_map.window(mask | kept, margin=WINDOW_MARGIN)
         grouped, count = _grouped(kept[window])
     # Refused before a mask is made for each group: their cost is known first.
     _refuse_too_many(count, LineTooLong)
     groups = [grouped == number for number in range(1, count + 1)]
+    if unturn is None:
+        return Page(ink_map.cropped(window), groups)
+    # The window's corner is where the page's pixel (0, 0) lies on the level map.
     rows, cols = window
-    if unturn is not None:
-        # The window's corner is where the page's pixel (0, 0) lies on the level map.
-        shifted = unturn.copy()
-        shifted[:, 2] += unturn[:, :2] @ np.array([cols.start, rows.start], dtype=float)
-        return Page(ink[window], mask[window], placement, scale, groups, unturn=shifted)
-    moved = replace(
-        placement, left=placement.left + cols.start * placement.step, top=placement.top + rows.start * placement.step
-    )
-    return Page(ink[window], mask[window], moved, scale, groups)
+    shifted = unturn.copy()
+    shifted[:, 2] += unturn[:, :2] @ np.array([cols.start, rows.start], dtype=float)
+    return Page(ink_map.cropped(window, moved=False), groups, unturn=shifted)
 
 
 def _askew(mask: np.ndarray) -> float:
@@ -322,19 +329,6 @@ def _askew(mask: np.ndarray) -> float:
     return angle if LEVEL_WITHIN <= abs(angle) <= ASKEW_MOST else 0.0
 
 
-def _level(ink: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    """The ink map turned by ``angle`` degrees (the whole of it kept), and the 2x3 affine that
-    maps the turned map's pixels back onto it."""
-    height, width = ink.shape
-    turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
-    cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
-    new_w, new_h = int(np.ceil(width * cos + height * sin)), int(np.ceil(width * sin + height * cos))
-    turn[0, 2] += new_w / 2 - width / 2
-    turn[1, 2] += new_h / 2 - height / 2
-    level = cv2.warpAffine(ink, turn, (new_w, new_h), flags=cv2.INTER_LINEAR, borderValue=0.0)
-    return level, cv2.invertAffineTransform(turn)
-
-
 def resolve(page: Page, whole_scores: np.ndarray, score: Scorer) -> list[Segment]:
     """A page's digits: its groups (``whole_scores`` says how sure the scorer is of each as
     one digit) joined where pieces of one digit, and cut where touching digits."""
@@ -344,19 +338,37 @@ def resolve(page: Page, whole_scores: np.ndarray, score: Scorer) -> list[Segment
 def resolving(page: Page, whole_scores: np.ndarray) -> Scoring[list[Segment]]:
     """``resolve`` as a scoring task (see ``lockstep``): the pages of a batch are resolved side
     by side, each round of their doubts judged in one call."""
-    groups, wholes = yield from _joined(page.groups, list(whole_scores), page.input_of)
+    groups, wholes = yield from _joined(page.groups, list(whole_scores), page.arrays_of)
     # Widths are judged against the line's height: a 7's bar cut from its stem is wide for its
     # own height, not for a digit's.
     line = float(np.median([_extent(group.any(axis=1)) for group in groups]))
     splits = yield from lockstep(
         [
-            _split(group, page.input_of, float(whole), line, alone=len(groups) == 1)
+            _split(group, page.arrays_of, float(whole), line, alone=len(groups) == 1)
             for group, whole in zip(groups, wholes, strict=True)
         ]
     )
     pieces = [piece for parts, _ in splits for piece in parts]
     _refuse_too_many(len(pieces))
     return segments_of(page, pieces)
+
+
+def resolving_pages(pages: list[Page], whole_scores: list[np.ndarray]) -> Scoring[list[list[Segment] | Exception]]:
+    """The pages of a batch resolved side by side (``resolving``, ``lockstep``): each round of
+    their doubts asked at once. A page's failure is its own: its exception in place of its
+    segments, for the caller to tell people."""
+    return (
+        yield from lockstep(
+            [_caught(resolving(page, scores)) for page, scores in zip(pages, whole_scores, strict=True)]
+        )
+    )
+
+
+def _caught(task: Scoring[T]) -> Scoring[T | Exception]:
+    try:
+        return (yield from task)
+    except Exception as exc:  # any failure of one page is that page's, reported by the caller
+        return exc
 
 
 # A scoring task: a generator that yields the (n, 28, 28) inputs it needs scored, by kind of
@@ -414,7 +426,10 @@ def segments_of(page: Page, pieces: list[np.ndarray]) -> list[Segment]:
     if len(pieces) == 1:
         # The single-digit path: the whole mask, whatever the grouping dropped, as it was.
         return [whole_segment(page.whole or page)]
-    return [Segment(page.input_of(piece), _box(piece, page)) for piece in pieces]
+    return [
+        Segment(model_input, _box(piece, page))
+        for piece, model_input in zip(pieces, page.inputs_of(pieces), strict=True)
+    ]
 
 
 class LineTooLong(PreprocessingError):
@@ -434,10 +449,10 @@ def _refuse_too_many(count: int, error: type[PreprocessingError] = Preprocessing
         raise error(_too_long(f"found {count}"))
 
 
-def _refuse_too_long(mask: np.ndarray) -> None:
-    """A line of writing longer than ``LONGEST_LINE`` times its height holds more digits than
-    we read, however they touch (a line of 200 digits is no 10-digit number)."""
-    rows, cols = ink_window(mask)
+def _refuse_too_long(window: tuple[slice, slice]) -> None:
+    """A line of writing (in ``window``) longer than ``LONGEST_LINE`` times its height holds more
+    digits than we read, however they touch (a line of 200 digits is no 10-digit number)."""
+    rows, cols = window
     height, width = rows.stop - rows.start, cols.stop - cols.start
     if width > LONGEST_LINE * height:
         raise LineTooLong(_too_long(f"this line of writing is far longer ({width / height:.0f} times as wide as tall)"))
@@ -499,10 +514,16 @@ def _grouped(mask: np.ndarray) -> tuple[np.ndarray, int]:
     tops, bottoms = np.full(len(spans), mask.shape[0]), np.zeros(len(spans), dtype=int)
     np.minimum.at(tops, group, top)
     np.maximum.at(bottoms, group, bottom)
-    heights = bottoms - tops
+    number, count = _numbered(starts, ends, bottoms - tops)
+    return np.concatenate([[0], number[group]])[labels], count
+
+
+def _numbered(starts: np.ndarray, ends: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each group's digit, numbered left to right from 1 (0: a speck dropped), from the groups'
+    column ranges [start, end) and heights; and how many digits there are."""
     tallest = heights.max()
     digit = heights >= SPECK_HEIGHT * tallest
-    number = np.zeros(len(spans), dtype=np.intp)
+    number = np.zeros(len(heights), dtype=np.intp)
     number[digit] = np.arange(1, np.count_nonzero(digit) + 1)
     # What is too short to be a digit is part of the digit it reaches in columns (a 5's bar
     # drawn off to the side, a dot over a stroke), else a speck, a full stop or a dash. The
@@ -514,7 +535,7 @@ def _grouped(mask: np.ndarray) -> tuple[np.ndarray, int]:
     beyond = np.searchsorted(first, ends[speck] - 1 + reach, side="right")
     alone = beyond - nearest == 1
     number[speck[alone]] = nearest[alone] + 1
-    return np.concatenate([[0], number[group]])[labels], int(np.count_nonzero(digit))
+    return number, int(np.count_nonzero(digit))
 
 
 def _refuse_too_many_marks(count: int) -> None:
@@ -528,7 +549,7 @@ def _refuse_too_many_marks(count: int) -> None:
 
 
 def _joined(
-    groups: list[np.ndarray], wholes: list[float], input_of: Callable[[np.ndarray], ModelInput]
+    groups: list[np.ndarray], wholes: list[float], arrays_of: Callable[[list[np.ndarray]], np.ndarray]
 ) -> Scoring[tuple[list[np.ndarray], list[float]]]:
     """Neighbours close enough to be one digit's pieces (a 4 whose strokes do not meet, a 3
     with a stroke apart) joined where the scorer is surer of them as one digit than of the
@@ -545,7 +566,7 @@ def _joined(
             joined[i] = groups[i] | groups[i + 1]
     if not pairs:
         return groups, wholes
-    read = yield {READ: np.stack([input_of(joined[i]).array for i in pairs])}
+    read = yield {READ: arrays_of([joined[i] for i in pairs])}
     together = dict(zip(pairs, read[READ], strict=True))
     # Two pieces each shorter than a digit, one above the other, are a stroke broken across
     # its middle (each half reads as a fair 1, the whole with its gap less so): digits on a
@@ -581,7 +602,7 @@ def _extent(present: np.ndarray) -> int:
 
 def _split(
     member: np.ndarray,
-    input_of: Callable[[np.ndarray], ModelInput],
+    arrays_of: Callable[[list[np.ndarray]], np.ndarray],
     whole_score: float,
     line: float,
     depth: int = 0,
@@ -597,30 +618,19 @@ def _split(
     digits are rarely wider than tall, two touching digits nearly always are.
     """
     height, width = _size(member)
-    height = max(height, line)
-    aspect = width / height
+    aspect = width / max(height, line)
     wide = aspect > MUST_SPLIT
-    # Alone on its page a group is most often one digit, however wide (a sprawling 2): only
-    # the scorer's doubt, as sure as a single digit's reading needs, gets it cut.
-    doubted = whole_score < SURE_ALONE if alone else whole_score < SURE_WHOLE or aspect > SPLIT_WIDE
-    # Cut only what could hold two digits side by side: a doubted narrow piece is one odd
-    # digit, and cutting it would only make slivers that read as 1s.
-    narrow = aspect < (PAIR_WIDTH if depth else MIN_PAIR_WIDTH)
-    if not (doubted or wide) or narrow or depth >= MAX_DIGITS:
+    if not _worth_cutting(aspect, whole_score, depth, alone=alone):
         return [member], whole_score
-    cuts = _cuts(member)
+    cuts = yield from _screened(cuts_of(member), arrays_of)
     if not cuts:
         return [member], whole_score
-    if len(cuts) > SCREENED_CUTS:
-        glance = yield {GLANCE: np.stack([input_of(piece).array for cut in cuts for piece in cut])}
-        likeliest = np.argsort(-glance[GLANCE].reshape(-1, 2).sum(axis=1), kind="stable")[:SCREENED_CUTS]
-        cuts = [cuts[i] for i in sorted(likeliest)]
-    read = yield {READ: np.stack([input_of(piece).array for cut in cuts for piece in cut])}
+    read = yield {READ: arrays_of([piece for cut in cuts for piece in cut])}
     scores = read[READ].reshape(-1, 2)
     best = int(np.argmax(scores.sum(axis=1)))
     sides = yield from lockstep(
         [
-            _split(side, input_of, float(side_score), line, depth + 1)
+            _split(side, arrays_of, float(side_score), line, depth + 1)
             for side, side_score in zip(cuts[best], scores[best], strict=True)
         ]
     )
@@ -636,6 +646,29 @@ def _split(
     return [member], whole_score
 
 
+def _worth_cutting(aspect: float, whole_score: float, depth: int, *, alone: bool) -> bool:
+    """Whether a group (``aspect``: its width over the line's height) is tried in pieces: when
+    the scorer doubts it or it is wide for one digit, and it could hold two digits side by side."""
+    # Alone on its page a group is most often one digit, however wide (a sprawling 2): only
+    # the scorer's doubt, as sure as a single digit's reading needs, gets it cut.
+    doubted = whole_score < SURE_ALONE if alone else whole_score < SURE_WHOLE or aspect > SPLIT_WIDE
+    # Cut only what could hold two digits side by side: a doubted narrow piece is one odd
+    # digit, and cutting it would only make slivers that read as 1s.
+    narrow = aspect < (PAIR_WIDTH if depth else MIN_PAIR_WIDTH)
+    return (doubted or aspect > MUST_SPLIT) and not narrow and depth < MAX_DIGITS
+
+
+def _screened(
+    cuts: list[tuple[np.ndarray, np.ndarray]], arrays_of: Callable[[list[np.ndarray]], np.ndarray]
+) -> Scoring[list[tuple[np.ndarray, np.ndarray]]]:
+    """Of more than ``SCREENED_CUTS`` cuts, those whose pieces a glance finds likeliest digits."""
+    if len(cuts) <= SCREENED_CUTS:
+        return cuts
+    glance = yield {GLANCE: arrays_of([piece for cut in cuts for piece in cut])}
+    likeliest = np.argsort(-glance[GLANCE].reshape(-1, 2).sum(axis=1), kind="stable")[:SCREENED_CUTS]
+    return [cuts[i] for i in sorted(likeliest)]
+
+
 def _size(member: np.ndarray) -> tuple[int, int]:
     return _extent(member.any(axis=1)), _extent(member.any(axis=0))
 
@@ -644,123 +677,10 @@ def _cut_again(side: np.ndarray) -> list[np.ndarray]:
     """Without a scorer: a group too wide for one digit cut at its thinnest passes until each
     piece could be one."""
     height, width = _size(side)
-    cuts = _cuts(side) if width > MUST_SPLIT * height else []
+    cuts = cuts_of(side) if width > MUST_SPLIT * height else []
     if not cuts:
         return [side]
     return _cut_again(cuts[0][0]) + _cut_again(cuts[0][1])
-
-
-def _cuts(member: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Ways to cut a group in two (left, right) along straight lines through its thinnest
-    passes (fewest ink pixels crossed), upright or leaning as slanted writing does; the
-    thinnest first, each side left wide enough for a digit. Worked out in the group's box,
-    a small part of its page."""
-    window = ink_window(member)
-
-    def on_page(side: np.ndarray) -> np.ndarray:
-        page = np.zeros_like(member)
-        page[window] = side
-        return page
-
-    return [(on_page(left), on_page(right)) for left, right in _cuts_in_box(member[window])]
-
-
-def _cuts_in_box(member: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    ys, xs = np.nonzero(member)
-    height = int(ys.max() - ys.min() + 1)
-    margin = max(1, int(np.ceil(MIN_PIECE_WIDTH * height)))
-    middle = (ys.min() + ys.max()) / 2
-    found = []
-    for slope in CUT_SLOPES:
-        # Where each ink pixel lies across the cut line's direction: a cut keeps those below c.
-        across = np.round(xs - slope * (ys - middle)).astype(int)
-        low = across.min()
-        thickness = np.bincount(across - low)
-        inside = np.arange(margin, len(thickness) - margin)
-        if not len(inside):
-            continue
-        # The thinnest passes, and upright cuts across the whole middle: where a stroke runs
-        # into an upright one (a 4's bar into a 0) the join is no thin column.
-        chosen: list[int] = []
-        if slope == 0:
-            chosen = [int(c) for c in np.unique(np.linspace(inside[0], inside[-1], EVEN_CUTS).round())]
-        for position in inside[np.argsort(thickness[inside], kind="stable")]:
-            if all(abs(position - other) >= CUT_SPACING for other in chosen):
-                chosen.append(int(position))
-            if len(chosen) >= CUTS_PER_SLOPE + (EVEN_CUTS if slope == 0 else 0):
-                break
-        for position in chosen:
-            left = np.zeros_like(member)
-            keep = across - low < position
-            left[ys[keep], xs[keep]] = True
-            found.append((int(thickness[position]), slope != 0, _trimmed(left), _trimmed(member & ~left)))
-    found += _path_cuts(member, margin)
-    found.sort(key=lambda cut: cut[:2])
-    # Lines and paths through the same gap part the ink alike: each parting is read once.
-    unique, seen = [], set()
-    for _, _, left, right in found:
-        key = np.packbits(left).tobytes()
-        if key not in seen:
-            seen.add(key)
-            unique.append((left, right))
-    return unique
-
-
-def _path_cuts(member: np.ndarray, margin: int) -> list[tuple[int, bool, np.ndarray, np.ndarray]]:
-    """Cuts along the cheapest path from top to bottom through the group's box ("drop fall"):
-    each row's cut column moves at most a pixel from the last, crossing as little ink as it can.
-    Touching digits often meet where no straight line passes between them (a 7's bar over the
-    next digit's bowl, a 0 leaning on a 4)."""
-    rows, cols = np.flatnonzero(member.any(axis=1)), np.flatnonzero(member.any(axis=0))
-    box = member[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    height, width = box.shape
-    inside = np.arange(margin, width - margin)
-    if len(inside) < 2:
-        return []
-    band = max(2, round(PATH_BAND * height))
-    centres = np.unique(np.linspace(inside[0], inside[-1], PATH_CUTS).round()).astype(int)
-    cost = box.astype(np.float32)
-    x = np.arange(width)
-    # All the paths at once, one row of each a step: (paths, width) costs so far.
-    allowed = (np.abs(x[None, :] - centres[:, None]) <= band) & (x >= margin) & (x < width - margin)
-    total = np.where(allowed, cost[0], np.inf)
-    moves = np.zeros((height, len(centres), width), dtype=np.int8)
-    wall = np.full((len(centres), 1), np.inf, dtype=np.float32)
-    for r in range(1, height):
-        options = np.stack(
-            [
-                np.concatenate([wall, total[:, :-1]], axis=1) + PATH_STEP,  # from the column to the left
-                total,
-                np.concatenate([total[:, 1:], wall], axis=1) + PATH_STEP,  # from the column to the right
-            ]
-        )
-        step = np.argmin(options, axis=0)
-        moves[r] = step - 1
-        total = np.where(allowed, np.take_along_axis(options, step[None], axis=0)[0] + cost[r], np.inf)
-    found = []
-    for n in range(len(centres)):
-        column = int(np.argmin(total[n]))
-        path = np.empty(height, dtype=int)
-        for r in range(height - 1, -1, -1):
-            path[r] = column
-            column += int(moves[r, n, column])
-        left_box = box & (x[None, :] < path[:, None])
-        left = np.zeros_like(member)
-        left[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = left_box
-        crossed = int(box[np.arange(height), path].sum())
-        found.append((crossed, True, _trimmed(left), _trimmed(member & ~left)))
-    return found
-
-
-def _trimmed(side: np.ndarray) -> np.ndarray:
-    """A side of a cut without the crumbs of the other digit's strokes that it crossed."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(side.astype(np.uint8), connectivity=8)
-    if count <= 2:
-        return side
-    areas = stats[:, cv2.CC_STAT_AREA]
-    keep = areas >= CRUMB_SHARE * areas[1:].max()
-    keep[0] = False  # the paper
-    return keep[labels]
 
 
 def _box(piece: np.ndarray, page: Page) -> tuple[int, int, int, int]:

@@ -21,9 +21,10 @@ from ml.fitting.synth import (
     real_writer_number_set,
     realistic_set,
 )
+from ml.serving.cutting import cuts_of
 from ml.serving.numbers import read_numbers, split_scorer
 from ml.serving.preprocessing import PreprocessingError, to_model_input
-from ml.serving.segment import MAX_DIGITS, _cuts, segment_digits
+from ml.serving.segment import MAX_DIGITS, segment_digits
 from ml.tests.conftest import encode
 
 SCALE = 3  # MNIST's 28 px digits drawn 84 px tall: a small photo's size
@@ -332,9 +333,9 @@ def test_bent_cuts_part_digits_that_no_straight_line_parts(monkeypatch):
     def parted(cuts) -> bool:
         return any((a & left).sum() >= 0.97 * left.sum() and (b & right).sum() >= 0.85 * right.sum() for a, b in cuts)
 
-    assert parted(_cuts(mask))
-    monkeypatch.setattr("ml.serving.segment.PATH_CUTS", 0)
-    assert not parted(_cuts(mask))
+    assert parted(cuts_of(mask))
+    monkeypatch.setattr("ml.serving.cutting.PATH_CUTS", 0)
+    assert not parted(cuts_of(mask))
 
 
 def test_numbers_on_ruled_and_squared_paper_differ_from_plain_paper_only_by_the_lines(mnist):
