@@ -1,6 +1,6 @@
 """digitsite's data: uploaded images, their predictions, staff corrections, model versions.
 
-Every model of the app in one module past 400 lines, where Django, the admin and readers look
+Kept whole: every model of the app in one module past 400 lines, where Django, the admin and readers look
 for them: they refer to each other (an image's prediction, flag and feedback), each short, and
 the migrations import this module by its path (``classifier.models._upload_path``), which a
 package would move. What an image is read as comes from ``ml.serving.readings``; what a

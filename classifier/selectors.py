@@ -1,6 +1,6 @@
 """Read-side queries.
 
-Past 400 lines: every read of the site in one place (images and history, the review queue,
+Kept whole: every read of the site in one place (images and history, the review queue,
 statistics, stranded work, workers), as STYLE's services/selectors split asks; those reads
 share their filters (``ImageFilters``, ``_trains``, the review queue), which a package of
 selectors would have to import across its modules.

@@ -1,6 +1,6 @@
 """digitsite settings: one module, everything deployment-specific from the environment.
 
-One annotated module past 400 lines, as STYLE asks for settings (rule 5: one ``settings.py``
+Kept whole: one annotated module past 400 lines, as STYLE asks for settings (rule 5: one ``settings.py``
 with sections): each value with its why, read top to bottom, and every variable a deployment
 sets (``env(...)``) found in this one file.
 """

@@ -1,6 +1,6 @@
 """Images: uploads, their classification in the worker, and flags; queued through ``classifier.queueing``.
 
-Past 400 lines: an image's life from upload to stored reading and its corrections, each step
+Kept whole: an image's life from upload to stored reading and its corrections, each step
 short and reading the same rows (a correction is judged against the stored prediction:
 ``correction_training_refusal``); drawing previews and deletion already live apart.
 """

@@ -25,7 +25,7 @@ cropped and scaled as every upload is, the lower half of an 8 is a 0 and the top
 and a detector taught to refuse them would refuse real 0s. A single bar across a digit is not a
 crossing-out either: it is how Europeans write 7 (and some people 0).
 
-Just past 400 lines and whole: a generator per family, side by side so that what one family
+Kept whole: a generator per family, side by side so that what one family
 covers and another leaves out can be read in one place; a sixth of it is their letters,
 words and strokes as data.
 """

@@ -5,7 +5,7 @@ ink on paper (uneven light, paper texture, JPEG, EXIF rotation), scans, transpar
 drawings, light-on-dark screenshots and tiny images; off-centre, any size, slightly rotated,
 strokes thinner or thicker.
 
-Past STYLE's 400 lines and whole: a number is rendered by a digit's own steps (pen, page,
+Kept whole: a number is rendered by a digit's own steps (pen, page,
 paper, light, JPEG); apart, those private steps would become another module's interface.
 """
 

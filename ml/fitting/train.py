@@ -4,7 +4,7 @@ fitting loop in ``ml.fitting.loop``).
 
 ``train_model`` writes a model bundle (``ml.serving.artifacts.ModelBundle``): the model, its
 metadata (see ``bundle_metadata``), training curves and the MNIST test confusion matrix.
-Past 400 lines and whole: an ensemble's members are trained by the one-model path, and both
+Kept whole: an ensemble's members are trained by the one-model path, and both
 are scored and written by the same steps, so the halves apart would import each other.
 """
 

@@ -23,7 +23,7 @@ first model call before any cut, speak for the image: where the detector finds t
 text, drawings, scribbles or photos than digits, the image is ``not_a_digit`` with that
 reason, or ``unsure`` where it only leans that way.
 
-One module past STYLE's 400 lines on purpose: a batch's model calls (whole, groups, cuts,
+Kept whole: one module past STYLE's 400 lines on purpose: a batch's model calls (whole, groups, cuts,
 the line reader) are planned together so that every image costs one call a round.
 """
 

@@ -22,7 +22,7 @@ Everything that can go wrong raises ``PreprocessingError`` with a message for pe
 ``InkMap`` is an image's ink found once (steps 1-5): segmentation (``ml.serving.segment``)
 works on it through its methods alone (crops, turns, masks, each piece's input by step 6).
 
-One module past STYLE's 400 lines on purpose: the steps hand one decoded image, its paper
+Kept whole: one module past STYLE's 400 lines on purpose: the steps hand one decoded image, its paper
 and its guards (pixel caps, Pillow's errors as ours) from one to the next, and the ink map
 that segmentation works on makes its pieces' inputs with them; split by step, each would
 import the rest, and every piece's input would cross between modules (``bench/hops.py``).

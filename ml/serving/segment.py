@@ -28,7 +28,7 @@ nothing dropped, so single digits read as they always have. Several lines of wri
 than ``MAX_DIGITS`` digits, or more than ``MAX_MARKS`` separate marks (a dot grid, a texture),
 are refused with a reason for people.
 
-One module past STYLE's 400 lines on purpose: every step works on one ``Page`` (mask, strokes,
+Kept whole: one module past STYLE's 400 lines on purpose: every step works on one ``Page`` (mask, strokes,
 groups) and its rules refer to the others' (a group's width decides a cut, a cut's pieces are
 groups again); what needs a model stays out, in ``ml.serving.numbers``, and the geometry of a
 cut, which needs nothing of the rest, in ``ml.serving.cutting``. Split further (the page's
