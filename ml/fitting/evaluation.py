@@ -1,9 +1,9 @@
 """How good a model is: on the MNIST test set, and on realistic uploads made from it; what
 ``manage.py evaluate`` measures, as its options say, is one ``EvaluationPlan``.
 
-It stays whole at a little over 400 lines: every measure ``evaluate`` reports lives here, one
-short function per kind of image, beside the plan that picks them; the part that belongs
-elsewhere, fitting a bundle's calibration (``calibrate_bundle``), is being rewritten apart.
+Kept whole: every measure ``evaluate`` reports lives here, one short function per kind of
+image, beside the plan that picks them; the part that belongs elsewhere, fitting a bundle's
+calibration (``calibrate_bundle``), is being rewritten apart.
 """
 
 from __future__ import annotations
