@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
@@ -13,6 +14,9 @@ from classifier.services.versions import model_path_default
 from ml.fitting.data import Mnist, load_mnist, mnist_missing
 from ml.serving.artifacts import ModelBundle
 from ml.serving.segment import AUTO
+
+if TYPE_CHECKING:
+    from ml.fitting.evaluation import EvaluationPlan
 
 
 def mnist_load() -> Mnist:
@@ -71,73 +75,27 @@ def line_reader_train(
     )
 
 
-def model_evaluate(
-    *,
-    model_path: Path | None = None,
-    realistic: int = 0,
-    styles: int = 0,
-    non_digits: int = 0,
-    numbers: int = 0,
-    singles: int = 0,
-    seed: int = 0,
-    coverage_plot: Path | None = None,
-) -> dict:
-    """Accuracy, loss, calibration error and verdicts on the MNIST test set; with ``realistic``,
-    also on that many realistic uploads rendered from the test set; with ``styles``, on that
-    many per stand-in for other writers and scanners, and on scikit-learn's digits by 43
-    writers; with ``non_digits``, how many of that many generated non-digits are caught; with
-    ``numbers``, how many of that many numbers of 2 to 8 test digits are read exactly; with
-    ``singles``, single digits of every kind (that many of each) read as the worker reads them
-    beside the model's own reading.
-    ``coverage_plot``: where to draw accuracy against coverage (MNIST and realistic uploads)."""
-    from ml.fitting.evaluation import (
-        coverage_curves,
-        evaluate_mnist,
-        evaluate_non_digits,
-        evaluate_numbers,
-        evaluate_realistic,
-        evaluate_singles,
-        evaluate_styles,
-        single_digit_sets,
-    )
+def model_evaluate(*, model_path: Path | None = None, plan: EvaluationPlan) -> dict:
+    """Accuracy, loss, calibration error and verdicts on the MNIST test set, then what ``plan``
+    asks for (``ml.fitting.evaluation.EvaluationPlan``: realistic uploads, the stand-ins and
+    scikit-learn's 43 writers, generated non-digits, numbers, single digits of every kind read
+    as the worker reads them, the coverage plot), of the model at ``model_path`` (default: the
+    one serving)."""
+    from ml.fitting.evaluation import evaluate_planned
     from ml.serving.inference import Predictor
 
     predictor = Predictor(model_path or model_path_default())
-    test = mnist_load().test
-    report = {"model": str(predictor.model_path)} | evaluate_mnist(predictor, test)
-    if realistic:
-        report["realistic"] = evaluate_realistic(predictor, test, count=realistic, seed=seed)
-    if styles:
-        report["styles"] = evaluate_styles(predictor, test, count=styles, seed=seed)
-    if non_digits:
-        report["non_digits"] = evaluate_non_digits(predictor, test.images, count=non_digits, seed=seed)
-    if numbers:
-        report["numbers"] = evaluate_numbers(predictor, test, count=numbers, seed=seed)
-    if singles:
-        report["singles"] = evaluate_singles(predictor, single_digit_sets(test, count=singles, seed=seed))
-    if coverage_plot:
-        from ml.fitting.plots import plot_coverage_accuracy
-
-        curves = coverage_curves(predictor, test, realistic=realistic, seed=seed)
-        plot_coverage_accuracy(curves, Path(coverage_plot), title="Accuracy against coverage (calibrated confidence)")
-        report["coverage_plot"] = str(coverage_plot)
-    return report
+    return {"model": str(predictor.model_path)} | evaluate_planned(predictor, mnist_load().test, plan)
 
 
 def model_evaluate_real(
-    *,
-    model_path: Path | None = None,
-    against: Path | None = None,
-    realistic: int = 2000,
-    styles: int = 500,
-    non_digits: int = 500,
-    seed: int = 0,
-    record: bool = False,
+    *, model_path: Path | None = None, against: Path | None = None, plan: EvaluationPlan, record: bool = False
 ) -> dict:
     """Every real set we have and the stand-ins (``ml.fitting.choosing``), read by the model at
-    ``model_path`` (default: the one serving); with ``against``, read by that model too, each
-    real set compared, and whether the first would ship in its place. With ``record``, the
-    report is also written into the bundle's metadata (``real_evaluation``)."""
+    ``model_path`` (default: the one serving), as many of each as ``plan`` says; with
+    ``against``, read by that model too, each real set compared, and whether the first would
+    ship in its place. With ``record``, the report is also written into the bundle's metadata
+    (``real_evaluation``)."""
     from ml.fitting.choosing import evaluate_real
     from ml.serving.inference import Predictor
 
@@ -146,10 +104,7 @@ def model_evaluate_real(
         predictor,
         mnist_load().test,
         real_dir=settings.REAL_DIGITS_DIR,
-        realistic=realistic,
-        styles=styles,
-        non_digits=non_digits,
-        seed=seed,
+        plan=plan,
         against=Predictor(against) if against else None,
     )
     if record:

@@ -68,10 +68,9 @@ def retrains_fail_orphaned(*, hostname: str | None = None) -> int:
     and each retrain asked for call it, so a killed retrain fails within a minute and a new one
     can start. Returns how many failed."""
     running = RetrainRun.objects.filter(status=RetrainRun.Status.RUNNING, in_progress=True).exclude(trainer="")
-    if hostname is not None:
-        running = running.filter(trainer=hostname)
     alive = WorkerHeartbeat.objects.filter(seen_at__gte=timezone.now() - timedelta(seconds=heartbeat_window()))
     if hostname is not None:
+        running = running.filter(trainer=hostname)
         alive = WorkerHeartbeat.objects.filter(hostname=hostname)
     runs = dict(alive.values_list("hostname", "run"))
     orphans = [
@@ -87,14 +86,21 @@ def retrains_fail_orphaned(*, hostname: str | None = None) -> int:
     return failed
 
 
+def retrain_too_long(*, hard: bool) -> str:
+    """Why a retrain that outlasted its time limit failed: at the soft limit
+    (``RETRAIN_TIME_LIMIT_SECONDS``) the trainer stopped it; at the hard one (``hard``: the
+    soft one and ``TASK_HARD_LIMIT_GRACE_SECONDS``) its process was killed."""
+    seconds = settings.RETRAIN_TIME_LIMIT_SECONDS + (settings.TASK_HARD_LIMIT_GRACE_SECONDS if hard else 0)
+    return (
+        f"The retrain took too long (over {seconds / 3600:g} h), so the trainer stopped it; nothing was promoted. "
+        "You can start a new retrain."
+    )
+
+
 def retrain_fail(*, run_id: int | None, timed_out: bool) -> None:
     """The trainer's process was killed under a running retrain: at its hard time limit
     (``timed_out``), or by something else (the OOM killer). It fails with the reason, at once."""
-    if timed_out:
-        hours = (settings.RETRAIN_TIME_LIMIT_SECONDS + settings.TASK_HARD_LIMIT_GRACE_SECONDS) / 3600
-        reason = f"The retrain took too long (over {hours:g} h), so the trainer stopped it; nothing was promoted."
-    else:
-        reason = TRAINER_DIED
+    reason = retrain_too_long(hard=True) if timed_out else TRAINER_DIED
     RetrainRun.objects.filter(pk=run_id, in_progress=True).update(
         status=RetrainRun.Status.FAILED, in_progress=False, finished_at=timezone.now(), reason=reason
     )

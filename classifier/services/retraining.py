@@ -1,7 +1,8 @@
 """Retraining: fine-tune the active model on MNIST plus staff corrections, promote if better.
 
-The training, the candidate's bundle and the gate live in ``ml.fitting.retrain``; this module adds
-what needs the database: the corrections, the version numbers, and the promotion.
+The training and the candidate's bundle live in ``ml.fitting.retrain``, the gate in ``ml.fitting.gate``;
+this module adds what needs the database and the settings: the corrections, the retrain's options
+(``RetrainOptions``, from ``RETRAIN_*``), the version numbers, and the promotion.
 
 A correction is a Flag on a stored image, or a TrainingExample: a flag whose image its owner
 deleted, kept (with their consent) as the very input the model took."""
@@ -28,8 +29,8 @@ from classifier.selectors import (
 )
 from classifier.services.images import correction_training_refusal
 from classifier.services.modelling import mnist_load, mnist_missing_here
-from classifier.services.retrain_progress import run_recorder
-from classifier.services.retrain_requests import MnistUnavailable, NothingToLearn, RetrainError
+from classifier.services.retrain_progress import StageProgress, run_recorder
+from classifier.services.retrain_requests import MnistUnavailable, NothingToLearn, RetrainError, retrain_too_long
 from classifier.services.versions import (
     model_version_activate,
     model_version_archive_save,
@@ -43,7 +44,8 @@ from ml.serving.preprocessing import PreprocessingError, to_model_input
 from ml.serving.segment import page_of, read_whole, whole_segment
 
 if TYPE_CHECKING:
-    from ml.fitting.retrain import CorrectionSplit, RetrainResult
+    from ml.fitting.gate import RetrainResult
+    from ml.fitting.retrain import Corrections, RetrainOptions
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ class RetrainReport:
     corrections: int  # digit corrections learnt from (trained on or judged on)
     examples: int  # their examples: a number gives one per digit
     not_trained: int  # corrections left out: their digit count differs from the digits found
-    caveat: str = ""  # what the gate's comparison could and could not show (``ml.fitting.retrain.gate_caveat``)
+    caveat: str = ""  # what the gate's comparison could and could not show (``ml.fitting.gate.gate_caveat``)
 
 
 Correction = Flag | TrainingExample
@@ -165,22 +167,43 @@ def _fresh_bundle(number: int) -> ModelBundle:
 
 @dataclass
 class _Plan:
-    """What a retrain learns from, as ``ml.fitting.retrain`` takes it."""
+    """What a retrain learns from: the corrections as ``ml.fitting.retrain`` takes them, and
+    the rows they came from."""
 
     flags: list[Correction]  # digit corrections: they train and judge the digit model
     rejects: list[Correction]  # "not a digit" ones: they teach the reject option
-    flag_x: np.ndarray
-    flag_y: np.ndarray
-    rejects_x: np.ndarray
-    split: CorrectionSplit
+    corrections: Corrections
     counts: dict
 
 
-def _retrain_plan(arrays: CorrectionArrays, *, active: ModelVersion, epochs: int, log: Callable[[str], None]) -> _Plan:
+def _retrain_options(*, epochs: int, force: bool) -> RetrainOptions:
+    """The retrain's options, from the ``RETRAIN_*`` settings."""
+    from ml.fitting.judging import JudgingPlan
+    from ml.fitting.retrain import RetrainOptions
+
+    return RetrainOptions(
+        epochs=epochs,
+        seed=settings.RETRAIN_SEED,
+        max_mnist_drop=settings.RETRAIN_MAX_MNIST_DROP,
+        force=force,
+        train_limit=settings.RETRAIN_TRAIN_LIMIT,
+        test_limit=settings.RETRAIN_TEST_LIMIT,
+        judging=JudgingPlan(
+            real_dir=settings.REAL_DIGITS_DIR,
+            per_set=settings.RETRAIN_JUDGING_PER_SET,
+            cache_dir=settings.RETRAIN_CACHE_DIR or Path(settings.MODEL_VERSIONS_DIR).parent / "retrain-cache",
+        ),
+    )
+
+
+def _retrain_plan(
+    arrays: CorrectionArrays, *, active: ModelVersion, options: RetrainOptions, log: Callable[[str], None]
+) -> _Plan:
     """Split the corrections into digit ones (trained on, and judged on a share of them) and
     "not a digit" ones, and say so. A correction's examples are all digits or all not
     digits, so the rows stay in step."""
-    from ml.fitting.retrain import split_corrections
+    from ml.fitting.gate import split_corrections
+    from ml.fitting.retrain import Corrections
 
     usable = arrays.corrections
     flags = [flag for flag in usable if not flag.not_a_digit]
@@ -189,19 +212,19 @@ def _retrain_plan(arrays: CorrectionArrays, *, active: ModelVersion, epochs: int
     rejects_x = arrays.x[arrays.y < 0]
     rejects = [item for item in usable if item.not_a_digit]
     split = split_corrections(
-        len(flags), seed=settings.RETRAIN_SEED, min_for_holdout=settings.RETRAIN_MIN_FLAGS_FOR_HOLDOUT, sizes=sizes
+        len(flags), seed=options.seed, min_for_holdout=settings.RETRAIN_MIN_FLAGS_FOR_HOLDOUT, sizes=sizes
     )
     log(
         f"active model v{active.number}; {len(flags)} corrections, {len(flag_y)} examples ({len(split.train)} to "
         f"train on, {len(split.judged)} to judge: {split.kind}), {len(rejects)} images that are not digits "
-        f"({len(rejects_x)} inputs); {epochs} epochs"
+        f"({len(rejects_x)} inputs); {options.epochs} epochs"
     )
     if arrays.not_trained:
         log(f"{arrays.not_trained} corrections not trained on: digit count differs")
     if kept := sum(isinstance(item, TrainingExample) for item in usable):
         log(f"{kept} of these corrections are kept examples of deleted images")
     counts = {"corrections": len(flags), "examples": len(flag_y), "not_trained": arrays.not_trained}
-    return _Plan(flags, rejects, flag_x, flag_y, rejects_x, split, counts)
+    return _Plan(flags, rejects, Corrections(x=flag_x, y=flag_y, split=split, rejects_x=rejects_x), counts)
 
 
 def model_retrain(
@@ -213,24 +236,37 @@ def model_retrain(
     stage: Callable[[str], None] = lambda name: None,
 ) -> RetrainReport:
     """Fine-tune the active model on MNIST plus staff corrections; keep the result as a new
-    ModelVersion and activate it only if the gate (``ml.fitting.retrain.judge``) says so, or ``force``.
+    ModelVersion and activate it only if the gate (``ml.fitting.gate.judge``) says so, or ``force``.
     ``stage`` hears each of ``RetrainRun.STAGES`` as it begins; MNIST is loaded before the
     first (MnistUnavailable, saying what to do, where it cannot be)."""
-    from ml.fitting.judging import JudgingPlan
-    from ml.fitting.retrain import gate_caveat, retrain
-
     mnist = None if dry_run else _mnist_for_retraining()
     stage("gathering")
     active = model_version_ensure_initial()
-    epochs = epochs or settings.RETRAIN_EPOCHS
+    options = _retrain_options(epochs=epochs or settings.RETRAIN_EPOCHS, force=force)
     arrays = _correction_arrays(list(flags_for_training()), list(training_examples_for_training()))
     if not arrays.corrections and not force:
         raise NothingToLearn()
-    plan = _retrain_plan(arrays, active=active, epochs=epochs, log=log)
+    plan = _retrain_plan(arrays, active=active, options=options, log=log)
     if dry_run:
         return RetrainReport(
             active=active, candidate=None, promoted=False, reason="dry run: nothing trained", rows=[], **plan.counts
         )
+    return _retrained(active=active, mnist=mnist, plan=plan, options=options, log=log, stage=stage)
+
+
+def _retrained(
+    *,
+    active: ModelVersion,
+    mnist: Mnist,
+    plan: _Plan,
+    options: RetrainOptions,
+    log: Callable[[str], None],
+    stage: Callable[[str], None],
+) -> RetrainReport:
+    """The candidate fine-tuned from ``active`` and judged, stored as the next version, and
+    promoted where the gate says so."""
+    from ml.fitting.gate import gate_caveat
+    from ml.fitting.retrain import retrain
 
     number = _next_number()
     result = retrain(
@@ -238,21 +274,8 @@ def model_retrain(
         parent_version=active.number,
         out=_fresh_bundle(number),
         mnist=mnist,
-        corrections_x=plan.flag_x,
-        corrections_y=plan.flag_y,
-        split=plan.split,
-        epochs=epochs,
-        seed=settings.RETRAIN_SEED,
-        max_mnist_drop=settings.RETRAIN_MAX_MNIST_DROP,
-        force=force,
-        train_limit=settings.RETRAIN_TRAIN_LIMIT,
-        test_limit=settings.RETRAIN_TEST_LIMIT,
-        rejects_x=plan.rejects_x,
-        judging=JudgingPlan(
-            real_dir=settings.REAL_DIGITS_DIR,
-            per_set=settings.RETRAIN_JUDGING_PER_SET,
-            cache_dir=settings.RETRAIN_CACHE_DIR or Path(settings.MODEL_VERSIONS_DIR).parent / "retrain-cache",
-        ),
+        corrections=plan.corrections,
+        options=options,
         log=log,
         stage=stage,
     )
@@ -331,46 +354,44 @@ def retrain_run(*, run_id: int, trainer: str = "", log: Callable[[str], None] = 
     # Inside a transaction (a test's) the row is not another connection's to write: no ticker.
     if not transaction.get_connection().in_atomic_block:
         stages.ticking()
+    try:
+        outcome = _retrain_outcome(run, stages=stages, log=log)
+    finally:
+        stages.stop()
+    RetrainRun.objects.filter(pk=run_id).update(in_progress=False, finished_at=timezone.now(), **outcome)
+    run.refresh_from_db()
+    return run
+
+
+def _retrain_outcome(run: RetrainRun, *, stages: StageProgress, log: Callable[[str], None]) -> dict:
+    """The retrain carried out, each line and stage recorded: how it ended (promoted or kept,
+    with the reason, the gate's caveat and the candidate), or failed, and why, in a sentence."""
 
     def progress(line: str) -> None:
         log(line)
         stages.line(line)
 
-    outcome = {"in_progress": False}
     try:
         report = model_retrain(epochs=run.epochs, force=run.force, log=progress, stage=stages.begin)
     except NothingToLearn as exc:
-        hint = f'To fine-tune on MNIST alone, retrain with "{RetrainRun.FORCE_LABEL}" ticked.'
-        outcome |= {"status": RetrainRun.Status.FAILED, "reason": f"{exc} {hint}"}
+        reason = f'{exc} To fine-tune on MNIST alone, retrain with "{RetrainRun.FORCE_LABEL}" ticked.'
     except SoftTimeLimitExceeded:
-        limit = settings.RETRAIN_TIME_LIMIT_SECONDS
-        outcome |= {
-            "status": RetrainRun.Status.FAILED,
-            "reason": f"The retrain took too long (over {limit / 3600:g} h), so the trainer stopped it; "
-            "nothing was promoted. You can start a new retrain.",
-        }
+        reason = retrain_too_long(hard=False)
     except RetrainError as exc:
-        outcome |= {"status": RetrainRun.Status.FAILED, "reason": str(exc)}
+        reason = str(exc)
     except Exception:
         logger.exception("retraining failed")
         where = RetrainRun.STAGES.get(stages.stages[-1]["name"], "") if stages.stages else ""
-        outcome |= {
-            "status": RetrainRun.Status.FAILED,
-            "reason": f"The trainer met an unexpected error{f' while {where.lower()}' if where else ''}; nothing "
-            "was promoted. The trainer's log has the details.",
-        }
+        reason = (
+            f"The trainer met an unexpected error{f' while {where.lower()}' if where else ''}; nothing "
+            "was promoted. The trainer's log has the details."
+        )
     else:
-        status = RetrainRun.Status.PROMOTED if report.promoted else RetrainRun.Status.KEPT
-        outcome |= {
-            "status": status,
+        stages.end()  # a failed run's stage stays open: where it stopped
+        return {
+            "status": RetrainRun.Status.PROMOTED if report.promoted else RetrainRun.Status.KEPT,
             "reason": report.reason,
             "explanation": report.caveat,
             "candidate": report.candidate,
         }
-        stages.end()  # a failed run's stage stays open: where it stopped
-    finally:
-        stages.stop()
-    outcome["finished_at"] = timezone.now()
-    RetrainRun.objects.filter(pk=run_id).update(**outcome)
-    run.refresh_from_db()
-    return run
+    return {"status": RetrainRun.Status.FAILED, "reason": reason}

@@ -23,9 +23,10 @@ from classifier.services import (
     image_upload_create,
     retrain_request,
 )
-from classifier.tests.conftest import Worker, wait_until_finished
+from classifier.tests.conftest import wait_until_finished
 from classifier.tests.factories import ModelVersionFactory, UserFactory
 from classifier.tests.test_pool_recovery import wait_for
+from classifier.tests.trainers import trainer_start
 from ml.fitting.choosing import Reading
 from ml.fitting.judging import BETTER, compare_sets
 from ml.fitting.styles import render_style
@@ -91,21 +92,10 @@ def test_staff_flags_teach_a_writer_and_a_non_digit_and_no_judging_set_reads_wor
     settings.UPLOAD_RATE_LIMIT = 1000  # the writer uploads a few hundred digits in a minute
     parent = ModelVersionFactory(architecture="basic", path=str(tiny_rejecting_model_dir))
     call_command("activate_model", str(parent.number), verbosity=0)
-    trainer = Worker(
-        worker_env
-        | {
-            "WORKER_WARM_UP": "false",
-            # Replay enough MNIST that the tiny model does not forget it: on 1,000 to 2,000
-            # digits its candidate read MNIST test 1.2 points worse and was rightly kept; on
-            # 5,000 to 10,000 its calibration error rose past the gate's 0.5 points.
-            "RETRAIN_TRAIN_LIMIT": "20000",
-            "RETRAIN_JUDGING_PER_SET": "20",
-            "MODEL_VERSIONS_DIR": str(tmp_path / "trainer-versions"),
-        },
-        tmp_path / "trainer.log",
-        args=("--hostname", "trainer@test"),
-        queues="training",
-    ).start()
+    # Replay enough MNIST that the tiny model does not forget it: on 1,000 to 2,000 digits its
+    # candidate read MNIST test 1.2 points worse and was rightly kept; on 5,000 to 10,000 its
+    # calibration error rose past the gate's 0.5 points.
+    trainer = trainer_start(worker_env, tmp_path, RETRAIN_TRAIN_LIMIT="20000")
     try:
         writer, staff = UserFactory(), UserFactory(is_staff=True, is_superuser=True)
         pool = writer_digits(mnist, start=WRITER_FIRST, count=FLAGGED_POOL, seed=WRITER_SEED)

@@ -505,3 +505,35 @@ def test_the_refusal_names_the_files_mnist_is_read_from():
     assert tuple(stem for images, labels, _ in FILES.values() for stem in (images, labels)) == MNIST_FILES
     refusal = mnist_refusal("the folder is empty")
     assert all(name in refusal for name in MNIST_FILES) and "the folder is empty" in refusal
+
+
+def test_a_retrain_that_outlasts_its_time_limit_fails_naming_the_limit_it_reached(
+    tiny_active, broker_env, settings, monkeypatch
+):
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    from classifier.models import RetrainRun
+    from classifier.services import retrain_request
+    from classifier.services.retrain_requests import retrain_fail, retrain_too_long
+    from classifier.services.retraining import retrain_run
+
+    settings.RETRAIN_TIME_LIMIT_SECONDS = 3600
+    settings.TASK_HARD_LIMIT_GRACE_SECONDS = 360
+
+    def too_long(**kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr("classifier.services.retraining.model_retrain", too_long)
+    soft = retrain_run(run_id=retrain_request(epochs=1, force=True).pk)
+    assert soft.status == RetrainRun.Status.FAILED and soft.reason == retrain_too_long(hard=False)
+    assert soft.reason == (
+        "The retrain took too long (over 1 h), so the trainer stopped it; nothing was promoted. "
+        "You can start a new retrain."
+    )
+    # Killed at the hard limit: the worker's hook fails it, naming the limit that killed it.
+    killed = retrain_request(epochs=1, force=True)
+    RetrainRun.objects.filter(pk=killed.pk).update(status=RetrainRun.Status.RUNNING)
+    retrain_fail(run_id=killed.pk, timed_out=True)
+    killed.refresh_from_db()
+    assert killed.status == RetrainRun.Status.FAILED and not killed.in_progress
+    assert killed.reason.startswith("The retrain took too long (over 1.1 h), so the trainer stopped it")

@@ -17,6 +17,7 @@ from classifier.tasks import requeue_stale
 from classifier.tests.conftest import Worker, wait_until_finished
 from classifier.tests.factories import UserFactory
 from classifier.tests.test_pool_recovery import wait_for
+from classifier.tests.trainers import TRAINER, trainer_start
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -25,20 +26,9 @@ FAILED_WITHIN = 60  # seconds after the trainer's death (docs/reliability.md)
 
 @pytest.fixture
 def trainer(worker_env, tmp_path):
-    process = Worker(
-        worker_env
-        | {
-            "WORKER_WARM_UP": "false",
-            "RETRAIN_TRAIN_LIMIT": "2000",
-            "RETRAIN_TEST_LIMIT": "500",
-            "RETRAIN_JUDGING_PER_SET": "20",
-            "RETRAIN_EPOCHS": "1",
-            "MODEL_VERSIONS_DIR": str(tmp_path / "versions"),
-        },
-        tmp_path / "trainer.log",
-        args=("--hostname", "trainer@test"),
-        queues="training",
-    ).start()
+    process = trainer_start(
+        worker_env, tmp_path, RETRAIN_TRAIN_LIMIT="2000", RETRAIN_TEST_LIMIT="500", RETRAIN_EPOCHS="1"
+    )
     wait_for(lambda: " ready." in process.log_path.read_text(), process, timeout=60, what="a started trainer")
     yield process
     process.stop()
@@ -54,7 +44,7 @@ def test_a_retrain_whose_trainer_was_killed_fails_with_the_reason_and_another_ca
         what="the retrain running",
     )
     run.refresh_from_db()
-    assert run.trainer == "trainer@test" and run.trainer_run == WorkerHeartbeat.objects.get(hostname=run.trainer).run
+    assert run.trainer == TRAINER and run.trainer_run == WorkerHeartbeat.objects.get(hostname=run.trainer).run
     trainer.kill_all()  # parent and child: nobody is left to say the retrain stopped
     killed = time.monotonic()
 
@@ -122,7 +112,7 @@ def test_healthz_names_a_trainer_that_cannot_take_work(trainer, client, settings
         client.force_login(admin_user)
         body = client.get("/healthz").json()
         assert body["status"] == "degraded"
-        assert body["trainer"]["status"] == "cannot take work" and body["trainer"]["hostname"] == "trainer@test"
+        assert body["trainer"]["status"] == "cannot take work" and body["trainer"]["hostname"] == TRAINER
     finally:
         os.kill(child, signal.SIGCONT)
 

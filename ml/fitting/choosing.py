@@ -32,7 +32,7 @@ from PIL import Image
 from scipy.stats import binomtest
 
 from ml.fitting.data import Split
-from ml.fitting.evaluation import evaluate_non_digits
+from ml.fitting.evaluation import EvaluationPlan, evaluate_non_digits
 from ml.fitting.styles import STYLES, load_digits_uploads, style_set
 from ml.fitting.synth import Upload, realistic_set
 from ml.serving.artifacts import to_model_array
@@ -163,20 +163,17 @@ def _readings(predictor: Predictor, split: Split, sets: dict[str, list[Upload]])
 
 
 def evaluate_real(
-    predictor: Predictor,
-    split: Split,
-    *,
-    real_dir: Path | None,
-    realistic: int = 2000,
-    styles: int = 500,
-    non_digits: int = 500,
-    seed: int = 0,
-    against: Predictor | None = None,
+    predictor: Predictor, split: Split, *, real_dir: Path | None, plan: EvaluationPlan, against: Predictor | None = None
 ) -> dict:
-    """Every real set (and the stand-ins, apart) read by ``predictor``; with ``against``, the
-    same read by that model, each real set compared, and whether the candidate ships."""
-    sets = real_sets(split, real_dir=real_dir, realistic=realistic, seed=seed)
-    stand_ins = {style: style_set(split.images, split.labels, style=style, count=styles, seed=seed) for style in STYLES}
+    """Every real set (and the stand-ins, apart) read by ``predictor``, as many realistic
+    uploads, of each stand-in and non-digits as ``plan`` says (``EvaluationPlan.on_real_sets``);
+    with ``against``, the same read by that model, each real set compared, and whether the
+    candidate ships."""
+    seed, non_digits = plan.seed, plan.non_digits
+    sets = real_sets(split, real_dir=real_dir, realistic=plan.realistic, seed=seed)
+    stand_ins = {
+        style: style_set(split.images, split.labels, style=style, count=plan.styles, seed=seed) for style in STYLES
+    }
     models = {"model": predictor} | ({"against": against} if against is not None else {})
     report: dict = {"seed": seed, "noise": NOISE}
     readings = {}

@@ -1,11 +1,19 @@
-"""How good a model is: on the MNIST test set, and on realistic uploads made from it."""
+"""How good a model is: on the MNIST test set, and on realistic uploads made from it; what
+``manage.py evaluate`` measures, as its options say, is one ``EvaluationPlan``.
+
+Kept whole: every measure ``evaluate`` reports lives here, one short function per kind of
+image, beside the plan that picks them; the part that belongs elsewhere, fitting a bundle's
+calibration (``calibrate_bundle``), is being rewritten apart.
+"""
 
 from __future__ import annotations
 
 import io
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -19,6 +27,7 @@ from ml.fitting.calibration import (
 )
 from ml.fitting.data import Mnist, Split
 from ml.fitting.negatives import FAMILIES, negative_set
+from ml.fitting.plots import plot_coverage_accuracy
 from ml.fitting.reject import DETECTOR_DIGITS, fit_reject_option, has_lessons
 from ml.fitting.styles import STYLES, load_digits_uploads, style_set
 from ml.fitting.synth import (
@@ -34,6 +43,52 @@ from ml.serving.artifacts import NUM_CLASSES, ModelBundle, confusion_matrix, to_
 from ml.serving.inference import Predictor
 from ml.serving.numbers import read_numbers
 from ml.serving.verdicts import VERDICTS, tempered
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What ``manage.py evaluate`` measures beside MNIST test, as its options say: how many
+    realistic uploads, of each stand-in, non-digits, numbers and single digits of each kind
+    (0: none), the seed they are drawn with, and where to draw accuracy against coverage
+    (None: nowhere)."""
+
+    realistic: int = 0
+    styles: int = 0
+    non_digits: int = 0
+    numbers: int = 0
+    singles: int = 0
+    seed: int = 0
+    coverage_plot: Path | None = None
+
+    def on_real_sets(self) -> EvaluationPlan:
+        """The sizes ``evaluate --real`` reads: those given, else 2,000 realistic uploads, 500
+        of each stand-in and 500 non-digits."""
+        return replace(
+            self, realistic=self.realistic or 2000, styles=self.styles or 500, non_digits=self.non_digits or 500
+        )
+
+
+def evaluate_planned(predictor: Predictor, split: Split, plan: EvaluationPlan) -> dict:
+    """The report on ``split`` (MNIST test), then on each kind of image ``plan`` names, and the
+    coverage plot drawn where it says."""
+    seed = plan.seed
+    report = evaluate_mnist(predictor, split)
+    if plan.realistic:
+        report["realistic"] = evaluate_realistic(predictor, split, count=plan.realistic, seed=seed)
+    if plan.styles:
+        report["styles"] = evaluate_styles(predictor, split, count=plan.styles, seed=seed)
+    if plan.non_digits:
+        report["non_digits"] = evaluate_non_digits(predictor, split.images, count=plan.non_digits, seed=seed)
+    if plan.numbers:
+        report["numbers"] = evaluate_numbers(predictor, split, count=plan.numbers, seed=seed)
+    if plan.singles:
+        report["singles"] = evaluate_singles(predictor, single_digit_sets(split, count=plan.singles, seed=seed))
+    if plan.coverage_plot:
+        curves = coverage_curves(predictor, split, realistic=plan.realistic, seed=seed)
+        title = "Accuracy against coverage (calibrated confidence)"
+        plot_coverage_accuracy(curves, Path(plan.coverage_plot), title=title)
+        report["coverage_plot"] = str(plan.coverage_plot)
+    return report
 
 
 def evaluate_mnist(

@@ -13,12 +13,8 @@ parent's detector is taught those (``ml.fitting.reject.teach_detector``: warm-st
 with a replay of what it was fitted on), never fitted anew, so that a retrain does not re-roll
 what it refuses.
 
-The gate (``judge``) is a plain function: a candidate is promoted when it reads none of the
-fixed judging sets worse than the active version beyond that set's noise (``ml.fitting.judging``), loses
-at most ``max_mnist_drop`` of MNIST test accuracy, its calibration error on MNIST test grows by
-at most ``MAX_ECE_RISE``, it is better on the corrections it is judged on, and those were held
-out: with too few corrections to keep a fifth apart, a candidate is stored, never promoted on
-its own.
+The candidate is then judged against its parent (``ml.fitting.judging``: the fixed sets) and the
+gate decides (``ml.fitting.gate``). How a retrain runs is declared once, in ``RetrainOptions``.
 
 The training digits the parent held out stay out of fine-tuning too: the candidate's
 confidence is calibrated on them again, as training calibrated the parent's.
@@ -28,7 +24,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +34,8 @@ import numpy as np
 from ml.fitting.choosing import Reading, read_predictions, reading_of
 from ml.fitting.data import Mnist, Split
 from ml.fitting.evaluation import calibrate_bundle, evaluate_mnist
-from ml.fitting.judging import JudgingPlan, SetRow, judge_on_sets
+from ml.fitting.gate import HELD_OUT, CorrectionSplit, Decision, RetrainResult, Scores, judge
+from ml.fitting.judging import JudgingPlan, judge_on_sets
 from ml.fitting.loop import fit
 from ml.fitting.plots import write_bundle_plots
 from ml.fitting.reject import has_lessons
@@ -57,9 +54,6 @@ REPLAY_DIGITS = 15_000
 CORRECTION_SHARE = 0.05
 FINE_TUNE_LEARNING_RATE = 1.5e-4
 FINE_TUNE_BATCH_SIZE = 256
-# How much worse a candidate's calibration error on MNIST test may be (0.5 points).
-MAX_ECE_RISE = 0.005
-HELD_OUT = "held-out"
 # Calibrating a candidate: its temperature and thresholds on this many of the parent's held-out
 # digits (each made three ways: ~40 s for 1,500 on two busy cores; one number is fitted), its
 # verdicts measured on this many generated non-digits (~30 ms each to make).
@@ -138,158 +132,37 @@ def fine_tune(
     return FineTuneResult(model=model, history=history, seconds=seconds)
 
 
-# --- The gate ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scores:
-    mnist_accuracy: float
-    mnist_loss: float
-    corrections_accuracy: float | None  # None: no corrections to judge on
-    mnist_ece: float = 0.0  # expected calibration error of the confidence served
-    rejects_caught: float | None = None  # share of staff's "not a digit" images it says so of
-
-
-@dataclass(frozen=True)
-class Decision:
-    parent: Scores
-    candidate: Scores
-    promoted: bool
-    reason: str
-    sets: tuple[SetRow, ...] = ()  # the fixed judging sets, each compared (``ml.fitting.judging``)
-
-    @property
-    def worse_on(self) -> tuple[SetRow, ...]:
-        return tuple(row for row in self.sets if row.worse)
-
-
-def judge(
-    *,
-    parent: Scores,
-    candidate: Scores,
-    max_mnist_drop: float,
-    force: bool = False,
-    sets: Sequence[SetRow] = (),
-    unseen: bool = True,
-) -> Decision:
-    """Promote a candidate that reads none of the judging ``sets`` worse than its parent beyond
-    the set's noise, is no worse on MNIST than its parent (within ``max_mnist_drop``), as
-    honest about its confidence, and better at what staff corrected: better on at least one
-    of the digit corrections and the images staff said are not digits, and worse on neither;
-    and only where the corrections it is judged on are ``unseen`` (held out), else it shows
-    only that it learnt them. ``force`` promotes it anyway, saying what it failed."""
-    worse = [row for row in sets if row.worse]
-    mnist_ok = candidate.mnist_accuracy >= parent.mnist_accuracy - max_mnist_drop
-    ece_ok = candidate.mnist_ece <= parent.mnist_ece + MAX_ECE_RISE
-    judged = [
-        (name, old, new)
-        for name, old, new in (
-            ("the corrections", parent.corrections_accuracy, candidate.corrections_accuracy),
-            ("the images staff said are not digits", parent.rejects_caught, candidate.rejects_caught),
-        )
-        if old is not None
-    ]
-    learnt_ok = not judged or (
-        all(new is not None and new >= old for _, old, new in judged)
-        and any(new is not None and new > old for _, old, new in judged)
-    )
-    passed = not worse and mnist_ok and ece_ok and learnt_ok and unseen
-    if passed:
-        reason = "better on the corrections, within the MNIST tolerance and as honest about its confidence"
-        if sets:
-            reason += ", and no judging set reads worse"
-    elif worse:
-        reason = "it reads " + "; ".join(row.describe() for row in worse)
-    elif not mnist_ok:
-        reason = (
-            f"its MNIST test accuracy {candidate.mnist_accuracy:.2%} is below the active model's "
-            f"{parent.mnist_accuracy:.2%} minus the {100 * max_mnist_drop:.2f}-point tolerance"
-        )
-    elif not ece_ok:
-        reason = (
-            f"its calibration error on MNIST test {100 * candidate.mnist_ece:.2f}% is more than "
-            f"{100 * MAX_ECE_RISE:.1f} points above the active model's {100 * parent.mnist_ece:.2f}%"
-        )
-    elif not learnt_ok:
-        reason = "not better on " + " nor on ".join(
-            f"{name} ({_share(new)} vs {_share(old)})" for name, old, new in judged
-        )
-    else:
-        reason = "too few corrections to hold any out: it was judged only on what it trained on"
-    if force and not passed:
-        reason = f"forced, although {reason}"
-    return Decision(parent=parent, candidate=candidate, promoted=force or passed, reason=reason, sets=tuple(sets))
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2%}"
-
-
-def gate_caveat(decision: Decision, split: CorrectionSplit, *, min_for_holdout: int, parent: str) -> str:
-    """What the comparison on staff's corrections can and cannot show where they are too few
-    to hold any out, why the candidate was then stored and not promoted, and how many more
-    corrections it takes; "" where a fifth was held out."""
-    if len(split.judged) and split.kind == HELD_OUT:
-        return ""
-    count = len(split.trained)
-    stored = (
-        f"Below {min_for_holdout} digit corrections a candidate is stored, never promoted on its own: with "
-        f"{min_for_holdout - count} more, a fifth is held out and it is judged on images it never saw. "
-        "Staff may still activate it."
-    )
-    if count == 0:
-        said = "There were no digit corrections to judge on"
-        if decision.parent.rejects_caught is not None:
-            said += ", only the images staff said are not digits, which it also trained on"
-        said += ": beyond those, the gate could only check that it reads the judging sets no worse."
-        return said if decision.promoted else f"{said} {stored}"
-    parts = [
-        f"With {count} digit correction{'s' if count != 1 else ''}, fewer than the {min_for_holdout} it takes to "
-        "hold a fifth out, the candidate was judged on the same corrections it trained on: that shows it learnt "
-        "them, not that it reads new images better."
-    ]
-    if not decision.promoted:
-        if decision.parent.corrections_accuracy == 1.0:
-            parts.append(f"{parent} already read every one of them right, so no candidate could be better there.")
-        parts.append(stored)
-    return " ".join(parts)
-
-
-@dataclass(frozen=True)
-class CorrectionSplit:
-    """Which corrections the candidate trains on and which it is judged on."""
-
-    train: np.ndarray  # indices of the examples (rows of the corrections' arrays)
-    judged: np.ndarray
-    kind: str  # "held-out", or "all (too few to hold out)"
-    trained: np.ndarray  # indices of the corrections whose examples are ``train``
-
-
-def split_corrections(
-    count: int, *, seed: int, min_for_holdout: int, sizes: Sequence[int] | None = None
-) -> CorrectionSplit:
-    """With enough corrections a fifth is held out, so that "better on the corrections" is
-    measured on images the candidate never saw; with few, all are used for both.
-
-    ``sizes``: how many examples each correction gives, one after another (a number's
-    digits; one each by default). A correction goes whole to one side: the candidate is never
-    judged on a digit of a number it was trained on."""
-    order = np.random.default_rng(seed).permutation(count)
-    held = order[: count // 5] if count >= min_for_holdout else order[:0]
-    sizes = np.ones(count, dtype=int) if sizes is None else np.asarray(sizes, dtype=int)
-    starts = np.cumsum(sizes) - sizes
-
-    def rows(corrections: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.arange(starts[c], starts[c] + sizes[c]) for c in corrections] or [np.zeros(0, int)])
-
-    if len(held):
-        trained = np.setdiff1d(order, held)
-        return CorrectionSplit(train=rows(trained), judged=rows(held), kind=HELD_OUT, trained=trained)
-    trained = np.sort(order)
-    return CorrectionSplit(train=rows(trained), judged=rows(order), kind="all (too few to hold out)", trained=trained)
-
-
 # --- A whole retraining run ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """How a retrain runs, declared once: the trainer's service fills it from the ``RETRAIN_*``
+    settings, tests with their small sizes. ``max_mnist_drop`` and ``force`` are the gate's
+    (``ml.fitting.gate.judge``); ``train_limit`` and ``test_limit``: at most this many MNIST
+    training digits to replay from and test digits to judge on (None: all); ``judging``: the
+    fixed sets both models also read (``ml.fitting.judging``; None: none)."""
+
+    epochs: int
+    seed: int
+    max_mnist_drop: float
+    force: bool = False
+    train_limit: int | None = None
+    test_limit: int | None = None
+    replay_digits: int = REPLAY_DIGITS
+    judging: JudgingPlan | None = None
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """Staff's corrections as a retrain takes them: the digit ones' examples (``x``, ``y``),
+    which of those it trains on and is judged on (``split``), and the inputs staff said are
+    not digits (``rejects_x``; None: none)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    split: CorrectionSplit
+    rejects_x: np.ndarray | None = None
 
 
 def _detector_corrections(
@@ -307,60 +180,6 @@ def _detector_corrections(
         np.concatenate([digits_x, rejects_x]).astype("float32"),
         np.concatenate([np.zeros(len(digits_x), dtype="int32"), kinds.astype("int32")]),
     )
-
-
-@dataclass(frozen=True)
-class RetrainResult:
-    bundle: ModelBundle
-    decision: Decision
-    split: CorrectionSplit
-    test_samples: int
-
-    @property
-    def metrics(self) -> dict:
-        """The candidate's figures, with its parent's to compare."""
-        parent, candidate = self.decision.parent, self.decision.candidate
-        return {
-            "test_accuracy": candidate.mnist_accuracy,
-            "test_loss": candidate.mnist_loss,
-            "test_ece": candidate.mnist_ece,
-            "parent_test_ece": parent.mnist_ece,
-            "test_samples": self.test_samples,
-            "flag_accuracy": candidate.corrections_accuracy,
-            "parent_test_accuracy": parent.mnist_accuracy,
-            "parent_flag_accuracy": parent.corrections_accuracy,
-            "flag_eval": self.split.kind,
-            "flag_eval_samples": len(self.split.judged),
-            "rejects_caught": candidate.rejects_caught,
-            "parent_rejects_caught": parent.rejects_caught,
-            "judging": [row.as_dict() for row in self.decision.sets],
-        }
-
-    def rows(self, *, parent: str, candidate: str) -> list[tuple[str, str, str]]:
-        """(metric, parent, candidate): the report table, the models named as given."""
-
-        old, new, promoted = self.decision.parent, self.decision.candidate, self.decision.promoted
-        return [
-            ("version", parent, candidate),
-            ("MNIST test accuracy", _share(old.mnist_accuracy), _share(new.mnist_accuracy)),
-            ("MNIST test loss", f"{old.mnist_loss:.4f}", f"{new.mnist_loss:.4f}"),
-            ("MNIST test calibration error", f"{100 * old.mnist_ece:.2f}%", f"{100 * new.mnist_ece:.2f}%"),
-            (
-                f"corrections ({self.split.kind}, {len(self.split.judged)})",
-                _share(old.corrections_accuracy),
-                _share(new.corrections_accuracy),
-            ),
-            ("said not a digit, of staff's", _share(old.rejects_caught), _share(new.rejects_caught)),
-            *(
-                (
-                    f"{row.set} ({row.samples:,}, {row.measure})",
-                    _share(row.parent),
-                    f"{_share(row.candidate)} {row.verdict} ({100 * row.difference:+.2f}, noise {100 * row.noise:.2f})",
-                )
-                for row in self.decision.sets
-            ),
-            ("active", "no" if promoted else "yes", "yes" if promoted else "no"),
-        ]
 
 
 def _scores(
@@ -392,138 +211,185 @@ def retrain(
     parent_version: int,
     out: ModelBundle,
     mnist: Mnist,
-    corrections_x: np.ndarray,
-    corrections_y: np.ndarray,
-    split: CorrectionSplit,
-    epochs: int,
-    seed: int,
-    max_mnist_drop: float,
-    force: bool = False,
-    train_limit: int | None = None,
-    test_limit: int | None = None,
-    rejects_x: np.ndarray | None = None,
-    judging: JudgingPlan | None = None,
-    replay_digits: int = REPLAY_DIGITS,
+    corrections: Corrections,
+    options: RetrainOptions,
     log: Callable[[str], None] = print,
     stage: Callable[[str], None] = lambda name: None,
 ) -> RetrainResult:
-    """Fine-tune ``parent`` on ``replay_digits`` of the MNIST digits it learnt plus the
-    corrections ``split.train``, write the candidate's bundle to ``out`` (model, metadata,
-    plots, as training does) and judge it against its parent on MNIST test and the corrections
-    ``split.judged``. The candidate keeps the parent's detector with thresholds chosen again;
-    where staff said of images that they are not digits (``rejects_x``), the detector is taught
-    those and the corrections trained on (a parent without a detector gets one fitted).
-    ``judging``: the fixed sets both also read, each compared (``ml.fitting.judging``); None: none.
-    ``stage`` hears each stage's name as it begins (``FINE_TUNING``, ``CALIBRATING``,
-    ``JUDGING``)."""
+    """Fine-tune ``parent`` on ``options.replay_digits`` of the MNIST digits it learnt plus the
+    corrections it trains on, write the candidate's bundle to ``out`` (model, metadata, plots,
+    as training does) and judge it against its parent (``ml.fitting.gate``). The candidate keeps
+    the parent's detector with thresholds chosen again; where staff said of images that they
+    are not digits (``corrections.rejects_x``), the detector is taught those and the
+    corrections trained on (a parent without one gets one fitted). ``stage`` hears each
+    stage's name as it begins (``FINE_TUNING``, ``CALIBRATING``, ``JUDGING``)."""
     stage(FINE_TUNING)
-    holdout = int(parent.metadata().get("holdout", 0))
-    learned_images, learned_labels = mnist.training(holdout)
-    learned_images, learned_labels = learned_images[:train_limit], learned_labels[:train_limit]
-    replay = replay_sample(learned_images, learned_labels, count=replay_digits, seed=seed)
-    result = fine_tune(
-        model_path=parent.directory,
-        mnist_x=to_model_array(learned_images[replay]),
-        mnist_y=learned_labels[replay].astype("int32"),
-        extra_x=corrections_x[split.train],
-        extra_y=corrections_y[split.train],
-        epochs=epochs,
-        seed=seed,
-        # Fine-tuning keeps the parent's augmentation: what it learnt of other writers stays.
-        writers=bool(parent.metadata().get("writers")),
-        log=log,
+    metadata = parent.metadata()
+    tuned, replayed = _fine_tuned(parent, mnist, corrections, options, log)
+    _save_model(tuned.model, parent=parent, out=out)
+    honesty = {}
+    if int(metadata.get("holdout", 0)):
+        # Calibrated before it is judged: the gate compares the confidence each would serve.
+        stage(CALIBRATING)
+        honesty = _calibrated(parent, out, mnist, corrections, seed=options.seed, log=log)
+    stage(JUDGING)
+    decision, report = _judged(parent, out, mnist, corrections, options, log)
+    out.write_metadata(
+        bundle_metadata(
+            architecture=metadata.get("architecture", "unknown"),
+            model=tuned.model,
+            recipe=_recipe(metadata, tuned, corrections, options, parent_version=parent_version, replayed=replayed),
+            mnist=mnist,
+            train_count=replayed,
+            test_count=report["samples"],
+            training_seconds=tuned.seconds,
+            test_loss=report["loss"],
+            test_accuracy=report["accuracy"],
+            matrix=np.array(report["confusion_matrix"]),
+            history=tuned.history,
+        )
+        | honesty
     )
+    title = f"{out.directory.name}: fine-tuned from v{parent_version}"
+    write_bundle_plots(
+        out, history=tuned.history, matrix=report["confusion_matrix"], title=title, name=out.directory.name
+    )
+    return RetrainResult(bundle=out, decision=decision, split=corrections.split, test_samples=report["samples"])
+
+
+def _save_model(model: keras.Model, *, parent: ModelBundle, out: ModelBundle) -> None:
+    """The candidate's model in ``out``, beside the parent's line reader: it reads whole
+    numbers apart from the digit model, so the candidate keeps it."""
     out.directory.mkdir(parents=True, exist_ok=True)
-    result.model.save(out.model_path)
-    # The line reader reads whole numbers apart from the digit model: the candidate keeps it.
+    model.save(out.model_path)
     for kept in (parent.line_reader_path, parent.line_reader_metadata_path):
         if kept.is_file():
             shutil.copyfile(kept, out.directory / kept.name)
-    if holdout:
-        # Calibrated before it is judged: the gate compares the confidence each would serve.
-        stage(CALIBRATING)
-        detector_digits = int(parent.metadata().get("detector_digits", 0))
-        keep = parent.detector_path.is_file() and "verdict" in parent.metadata()
-        if keep:
-            shutil.copyfile(parent.detector_path, out.detector_path)
-        out.write_metadata(
-            {"holdout": holdout, "seed": seed} | ({"verdict": parent.metadata()["verdict"]} if keep else {})
-        )
-        lessons = _detector_corrections(parent, corrections_x[split.train], rejects_x)
-        calibrate_bundle(
-            out.directory,
-            mnist,
-            holdout=holdout,
-            seed=seed,
-            detector_digits=detector_digits,
-            detector_extra=lessons if not keep or has_lessons(lessons) else None,
-            keep_detector=keep,
-            calibration_digits=CALIBRATION_DIGITS,
-            non_digits=VERDICT_NON_DIGITS,
-            log=log,
-        )
-        honesty = {key: out.metadata()[key] for key in ("calibration", "verdict") if key in out.metadata()}
 
-    stage(JUDGING)
-    test = Split(images=mnist.test.images[:test_limit], labels=mnist.test.labels[:test_limit], sha256=mnist.test.sha256)
-    judged_x, judged_y = corrections_x[split.judged], corrections_y[split.judged]
+
+def _fine_tuned(
+    parent: ModelBundle, mnist: Mnist, corrections: Corrections, options: RetrainOptions, log: Callable[[str], None]
+) -> tuple[FineTuneResult, int]:
+    """The parent fine-tuned on its replay of MNIST, without the digits it held out, plus the
+    corrections it trains on; and how many digits were replayed."""
+    metadata = parent.metadata()
+    learned_images, learned_labels = mnist.training(int(metadata.get("holdout", 0)))
+    learned_images, learned_labels = learned_images[: options.train_limit], learned_labels[: options.train_limit]
+    replay = replay_sample(learned_images, learned_labels, count=options.replay_digits, seed=options.seed)
+    train = corrections.split.train
+    tuned = fine_tune(
+        model_path=parent.directory,
+        mnist_x=to_model_array(learned_images[replay]),
+        mnist_y=learned_labels[replay].astype("int32"),
+        extra_x=corrections.x[train],
+        extra_y=corrections.y[train],
+        epochs=options.epochs,
+        seed=options.seed,
+        # Fine-tuning keeps the parent's augmentation: what it learnt of other writers stays.
+        writers=bool(metadata.get("writers")),
+        log=log,
+    )
+    return tuned, len(replay)
+
+
+def _calibrated(
+    parent: ModelBundle,
+    out: ModelBundle,
+    mnist: Mnist,
+    corrections: Corrections,
+    *,
+    seed: int,
+    log: Callable[[str], None],
+) -> dict:
+    """The candidate's temperature and verdicts fitted again on the parent's held-out digits,
+    with the parent's detector kept (taught staff's lessons, where there are any); its
+    metadata's ``calibration`` and ``verdict``."""
+    metadata = parent.metadata()
+    holdout = int(metadata["holdout"])
+    keep = parent.detector_path.is_file() and "verdict" in metadata
+    if keep:
+        shutil.copyfile(parent.detector_path, out.detector_path)
+    out.write_metadata({"holdout": holdout, "seed": seed} | ({"verdict": metadata["verdict"]} if keep else {}))
+    lessons = _detector_corrections(parent, corrections.x[corrections.split.train], corrections.rejects_x)
+    calibrate_bundle(
+        out.directory,
+        mnist,
+        holdout=holdout,
+        seed=seed,
+        detector_digits=int(metadata.get("detector_digits", 0)),
+        detector_extra=lessons if not keep or has_lessons(lessons) else None,
+        keep_detector=keep,
+        calibration_digits=CALIBRATION_DIGITS,
+        non_digits=VERDICT_NON_DIGITS,
+        log=log,
+    )
+    return {key: out.metadata()[key] for key in ("calibration", "verdict") if key in out.metadata()}
+
+
+def _judged(
+    parent: ModelBundle,
+    out: ModelBundle,
+    mnist: Mnist,
+    corrections: Corrections,
+    options: RetrainOptions,
+    log: Callable[[str], None],
+) -> tuple[Decision, dict]:
+    """The candidate and its parent read MNIST test (the first ``test_limit`` digits), the
+    corrections judged on, staff's non-digits and the judging sets; the gate's decision, and
+    the candidate's report on MNIST test."""
+    test = Split(
+        images=mnist.test.images[: options.test_limit],
+        labels=mnist.test.labels[: options.test_limit],
+        sha256=mnist.test.sha256,
+    )
+    split, rejects_x = corrections.split, corrections.rejects_x
+    judged_x, judged_y = corrections.x[split.judged], corrections.y[split.judged]
     parent_reader, candidate_reader = Predictor(parent.directory), Predictor(out.directory)
     parent_scores, _, parent_mnist = _scores(parent_reader, test, judged_x, judged_y, rejects_x)
     candidate_scores, report, candidate_mnist = _scores(candidate_reader, test, judged_x, judged_y, rejects_x)
     sets = ()
-    if judging is not None:
+    if options.judging is not None:
         log("judging: building the judging sets")
         sets = judge_on_sets(
-            parent_reader, candidate_reader, judging.sets(test), mnist=(parent_mnist, candidate_mnist), log=log
+            parent_reader, candidate_reader, options.judging.sets(test), mnist=(parent_mnist, candidate_mnist), log=log
         )
     decision = judge(
         parent=parent_scores,
         candidate=candidate_scores,
-        max_mnist_drop=max_mnist_drop,
-        force=force,
+        max_mnist_drop=options.max_mnist_drop,
+        force=options.force,
         sets=sets,
         unseen=split.kind == HELD_OUT,
     )
+    return decision, report
 
-    recipe = {
-        "epochs": epochs,
+
+def _recipe(
+    metadata: dict,
+    tuned: FineTuneResult,
+    corrections: Corrections,
+    options: RetrainOptions,
+    *,
+    parent_version: int,
+    replayed: int,
+) -> dict:
+    """How the candidate was made, for its metadata: the fine-tuning's settings, its parent
+    (``metadata``: the parent's) and what it learnt from."""
+    holdout = int(metadata.get("holdout", 0))
+    return {
+        "epochs": options.epochs,
         "batch_size": FINE_TUNE_BATCH_SIZE,
         "learning_rate": FINE_TUNE_LEARNING_RATE,
         "schedule": "cosine",
         "augment": True,
-        "writers": bool(parent.metadata().get("writers")),
-        "members": max(len(members_of(result.model)), 1),
-        "seed": seed,
+        "writers": bool(metadata.get("writers")),
+        "members": max(len(members_of(tuned.model)), 1),
+        "seed": options.seed,
         "holdout": holdout,
-        **({"detector_digits": detector_digits} if holdout else {}),
+        **({"detector_digits": int(metadata.get("detector_digits", 0))} if holdout else {}),
         "parent_version": parent_version,
-        "corrections": len(split.trained),
-        "correction_examples": len(split.train),
+        "corrections": len(corrections.split.trained),
+        "correction_examples": len(corrections.split.train),
         "correction_share": CORRECTION_SHARE,
-        "replay_digits": len(replay),
+        "replay_digits": replayed,
     }
-    out.write_metadata(
-        bundle_metadata(
-            architecture=parent.metadata().get("architecture", "unknown"),
-            model=result.model,
-            recipe=recipe,
-            mnist=mnist,
-            train_count=len(replay),
-            test_count=report["samples"],
-            training_seconds=result.seconds,
-            test_loss=report["loss"],
-            test_accuracy=report["accuracy"],
-            matrix=np.array(report["confusion_matrix"]),
-            history=result.history,
-        )
-        | (honesty if holdout else {})
-    )
-    name = out.directory.name
-    write_bundle_plots(
-        out,
-        history=result.history,
-        matrix=report["confusion_matrix"],
-        title=f"{name}: fine-tuned from v{parent_version}",
-        name=name,
-    )
-    return RetrainResult(bundle=out, decision=decision, split=split, test_samples=report["samples"])

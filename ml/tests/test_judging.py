@@ -8,6 +8,7 @@ import pytest
 
 from ml.fitting.choosing import REAL_FOLDERS, Reading
 from ml.fitting.data import Split
+from ml.fitting.gate import Scores, gate_caveat, judge, split_corrections
 from ml.fitting.judging import (
     BETTER,
     MNIST_TEST,
@@ -20,10 +21,11 @@ from ml.fitting.judging import (
     judge_on_sets,
     judging_sets,
 )
-from ml.fitting.retrain import JUDGING, Scores, gate_caveat, judge, retrain, split_corrections
+from ml.fitting.retrain import JUDGING
 from ml.serving.artifacts import ModelBundle
 from ml.serving.inference import Predictor
 from ml.tests.conftest import REAL_DIGITS_DIR, swapped, unavailable
+from ml.tests.retrains import retrain_for_test
 
 PER_SET = 30
 PARENT = Scores(mnist_accuracy=0.99, mnist_loss=0.03, corrections_accuracy=0.5)
@@ -144,22 +146,14 @@ def test_a_retrain_whose_candidate_is_harmed_before_judging_is_not_promoted(tiny
 
     x = mnist.test.images[1000:1010, ..., None].astype("float32") / 255
     y = mnist.test.labels[1000:1010].astype("int32")
-    result = retrain(
+    result = retrain_for_test(
         parent=parent,
-        parent_version=1,
         out=out,
         mnist=mnist,
-        corrections_x=x,
-        corrections_y=y,
-        split=split_corrections(10, seed=42, min_for_holdout=10),
-        epochs=1,
-        seed=42,
-        max_mnist_drop=1.0,
-        train_limit=500,
-        test_limit=300,
-        judging=JudgingPlan(real_dir=REAL_DIGITS_DIR, per_set=PER_SET),
-        log=lambda line: None,
+        x=x,
+        y=y,
         stage=harm,
+        judging=JudgingPlan(real_dir=REAL_DIGITS_DIR, per_set=PER_SET),
     )
     assert not result.decision.promoted
     assert result.decision.reason.startswith("it reads MNIST test worse: read right")

@@ -6,21 +6,13 @@ import numpy as np
 import pytest
 
 from ml.fitting.calibration import model_inputs
+from ml.fitting.gate import Scores, gate_caveat, judge, split_corrections
 from ml.fitting.line_training import build_line_reader
 from ml.fitting.negatives import negative_set
 from ml.fitting.reject import TEACH_EPOCHS, build_detector, teach_detector
-from ml.fitting.retrain import (
-    CALIBRATING,
-    FINE_TUNING,
-    JUDGING,
-    Scores,
-    gate_caveat,
-    judge,
-    replay_sample,
-    retrain,
-    split_corrections,
-)
+from ml.fitting.retrain import CALIBRATING, FINE_TUNING, JUDGING, replay_sample
 from ml.serving.artifacts import METADATA_FILE, ModelBundle
+from ml.tests.retrains import retrain_for_test
 
 PARENT = Scores(mnist_accuracy=0.990, mnist_loss=0.03, corrections_accuracy=0.50)
 
@@ -152,21 +144,7 @@ def test_a_retrain_writes_its_own_bundle_and_judges_it(tiny_model_dir, mnist, tm
     shutil.copytree(tiny_model_dir, parent.directory)
     build_line_reader().save(parent.line_reader_path)
     parent.line_reader_metadata_path.write_text('{"epochs": 1}')
-    result = retrain(
-        parent=parent,
-        parent_version=1,
-        out=out,
-        mnist=mnist,
-        corrections_x=x,
-        corrections_y=y,
-        split=split_corrections(10, seed=42, min_for_holdout=10),
-        epochs=1,
-        seed=42,
-        max_mnist_drop=1.0,
-        train_limit=500,
-        test_limit=200,
-        log=lambda line: None,
-    )
+    result = retrain_for_test(parent=parent, out=out, mnist=mnist, x=x, y=y, test_limit=200)
     assert [path.name for path in out.files()] == [
         "model.keras",
         "metadata.json",
@@ -195,22 +173,16 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
     out = ModelBundle(tmp_path / "v2")
     lines, stages = [], []
     words, _ = model_inputs(negative_set(mnist.test.images, count=6, seed=1, families=("printed", "drawn")))
-    result = retrain(
+    result = retrain_for_test(
         parent=parent,
-        parent_version=1,
         out=out,
         mnist=mnist,
-        corrections_x=rng.random((5, 28, 28, 1), dtype=np.float32),
-        corrections_y=rng.integers(0, 10, 5).astype("int32"),
-        split=split_corrections(5, seed=42, min_for_holdout=10),
-        epochs=1,
-        seed=42,
-        max_mnist_drop=1.0,
-        train_limit=1000,
-        test_limit=300,
+        x=rng.random((5, 28, 28, 1), dtype=np.float32),
+        y=rng.integers(0, 10, 5).astype("int32"),
         rejects_x=words,
         log=lines.append,
         stage=stages.append,
+        train_limit=1000,
     )
     metadata = out.metadata()
     assert stages == [FINE_TUNING, CALIBRATING, JUDGING]
@@ -290,21 +262,15 @@ def test_without_not_a_digit_lessons_the_candidate_keeps_the_parents_detector(
     parent = ModelBundle(tiny_rejecting_model_dir)
     out = ModelBundle(tmp_path / "v2")
     lines = []
-    retrain(
+    retrain_for_test(
         parent=parent,
-        parent_version=1,
         out=out,
         mnist=mnist,
-        corrections_x=np.asarray(mnist.test.images[:12, ..., None] / 255, dtype="float32"),
-        corrections_y=mnist.test.labels[:12].astype("int32"),
-        split=split_corrections(12, seed=42, min_for_holdout=10),
-        epochs=1,
-        seed=42,
-        max_mnist_drop=1.0,
-        train_limit=1000,
-        test_limit=300,
-        replay_digits=500,
+        x=np.asarray(mnist.test.images[:12, ..., None] / 255, dtype="float32"),
+        y=mnist.test.labels[:12].astype("int32"),
         log=lines.append,
+        train_limit=1000,
+        replay_digits=500,
     )
     metadata = out.metadata()
     assert weight_distance(parent.detector_path, out.detector_path) == 0.0

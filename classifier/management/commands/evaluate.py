@@ -1,10 +1,104 @@
 import json
+from dataclasses import fields
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.services.modelling import model_evaluate, model_evaluate_real
 from ml.fitting.data import MnistDataError
+from ml.fitting.evaluation import EvaluationPlan
+
+# The command's options as data, in the order --help lists them: (flag, argparse's keywords).
+# Those named as ``EvaluationPlan``'s fields fill the plan.
+OPTIONS = (
+    ("--model", {"type": Path, "help": "model directory or .keras file (default: the shipped model)"}),
+    ("--json", {"action": "store_true", "help": "print one JSON object"}),
+    (
+        "--realistic",
+        {
+            "type": int,
+            "default": 0,
+            "metavar": "N",
+            "help": "also render N realistic uploads (photos, canvas, screenshots...) from the test set",
+        },
+    ),
+    (
+        "--styles",
+        {
+            "type": int,
+            "default": 0,
+            "metavar": "N",
+            "help": "also N test digits per stand-in for other writers and scanners (European forms, "
+            "low-resolution scans, slant, fine pens), and scikit-learn's 1,797 digits by 43 writers",
+        },
+    ),
+    (
+        "--non-digits",
+        {
+            "type": int,
+            "default": 0,
+            "metavar": "N",
+            "help": "also N generated images that are not one digit (letters, words, symbols, shapes, scribbles, "
+            "numbers, photos of things): how many come back unsure, not a digit or refused",
+        },
+    ),
+    (
+        "--numbers",
+        {
+            "type": int,
+            "default": 0,
+            "metavar": "N",
+            "help": "also N numbers of 2 to 8 test digits, written as people write them (gaps, drift, sizes, "
+            "touching pairs) and rendered as realistic uploads: how many are read exactly, and per digit",
+        },
+    ),
+    (
+        "--singles",
+        {
+            "type": int,
+            "default": 0,
+            "metavar": "N",
+            "help": "also single digits of every kind (N MNIST test PNGs, N realistic uploads, N per stand-in, and "
+            "scikit-learn's 1,797) read as the worker reads them (auto) beside the model's own reading: how many "
+            "come back as several digits, how many get the same digit",
+        },
+    ),
+    (
+        "--coverage-plot",
+        {
+            "type": Path,
+            "metavar": "PNG",
+            "help": "draw accuracy against coverage (MNIST test and, with --realistic, realistic uploads) to this file",
+        },
+    ),
+    ("--seed", {"type": int, "default": 0, "help": "seed for --realistic, --styles and --non-digits"}),
+    (
+        "--real",
+        {
+            "action": "store_true",
+            "help": "instead: every real set we have (MNIST test, realistic uploads, scikit-learn's 43 writers, and "
+            "the folders of REAL_DIGITS_DIR) and the stand-ins, accuracy and honesty per set in one table "
+            "(--realistic, --styles and --non-digits give their sizes: 2,000, 500 and 500 when not given)",
+        },
+    ),
+    (
+        "--record",
+        {
+            "action": "store_true",
+            "help": "with --real and --model: also write the report into that model's metadata (real_evaluation), "
+            "as a shipped model records what it was chosen on",
+        },
+    ),
+    (
+        "--against",
+        {
+            "type": Path,
+            "metavar": "MODEL",
+            "help": "with --real: read every set with this model too (the one the model would replace), compare "
+            "them image by image, and say whether the model would ship",
+        },
+    ),
+)
 
 
 class Command(BaseCommand):
@@ -12,151 +106,84 @@ class Command(BaseCommand):
     "non-digits and whole numbers)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--model", type=Path, help="model directory or .keras file (default: the shipped model)")
-        parser.add_argument("--json", action="store_true", help="print one JSON object")
-        parser.add_argument(
-            "--realistic",
-            type=int,
-            default=0,
-            metavar="N",
-            help="also render N realistic uploads (photos, canvas, screenshots...) from the test set",
-        )
-        parser.add_argument(
-            "--styles",
-            type=int,
-            default=0,
-            metavar="N",
-            help="also N test digits per stand-in for other writers and scanners (European forms, low-resolution "
-            "scans, slant, fine pens), and scikit-learn's 1,797 digits by 43 writers",
-        )
-        parser.add_argument(
-            "--non-digits",
-            type=int,
-            default=0,
-            metavar="N",
-            help="also N generated images that are not one digit (letters, words, symbols, shapes, scribbles, "
-            "numbers, photos of things): how many come back unsure, not a digit or refused",
-        )
-        parser.add_argument(
-            "--numbers",
-            type=int,
-            default=0,
-            metavar="N",
-            help="also N numbers of 2 to 8 test digits, written as people write them (gaps, drift, sizes, touching "
-            "pairs) and rendered as realistic uploads: how many are read exactly, and per digit",
-        )
-        parser.add_argument(
-            "--singles",
-            type=int,
-            default=0,
-            metavar="N",
-            help="also single digits of every kind (N MNIST test PNGs, N realistic uploads, N per stand-in, and "
-            "scikit-learn's 1,797) read as the worker reads them (auto) beside the model's own reading: how many "
-            "come back as several digits, how many get the same digit",
-        )
-        parser.add_argument(
-            "--coverage-plot",
-            type=Path,
-            metavar="PNG",
-            help="draw accuracy against coverage (MNIST test and, with --realistic, realistic uploads) to this file",
-        )
-        parser.add_argument("--seed", type=int, default=0, help="seed for --realistic, --styles and --non-digits")
-        parser.add_argument(
-            "--real",
-            action="store_true",
-            help="instead: every real set we have (MNIST test, realistic uploads, scikit-learn's 43 writers, and the "
-            "folders of REAL_DIGITS_DIR) and the stand-ins, accuracy and honesty per set in one table "
-            "(--realistic, --styles and --non-digits give their sizes: 2,000, 500 and 500 when not given)",
-        )
-        parser.add_argument(
-            "--record",
-            action="store_true",
-            help="with --real and --model: also write the report into that model's metadata (real_evaluation), "
-            "as a shipped model records what it was chosen on",
-        )
-        parser.add_argument(
-            "--against",
-            type=Path,
-            metavar="MODEL",
-            help="with --real: read every set with this model too (the one the model would replace), compare them "
-            "image by image, and say whether the model would ship",
-        )
+        for flag, keywords in OPTIONS:
+            parser.add_argument(flag, **keywords)
 
-    def handle(self, *args, model, realistic, styles, non_digits, numbers, singles, coverage_plot, seed, **options):
+    def handle(self, *args, **options):
         if options["against"] and not options["real"]:
             raise CommandError("--against compares models on the real sets: give --real as well.")
-        if options["record"] and not (options["real"] and model):
+        if options["record"] and not (options["real"] and options["model"]):
             raise CommandError("--record writes the real sets' report into a model's metadata: give --real and --model")
-        if options["real"]:
-            try:
+        plan = EvaluationPlan(**{field.name: options[field.name] for field in fields(EvaluationPlan)})
+        try:
+            if options["real"]:
                 report = model_evaluate_real(
-                    model_path=model,
+                    model_path=options["model"],
                     against=options["against"],
-                    realistic=realistic or 2000,
-                    styles=styles or 500,
-                    non_digits=non_digits or 500,
-                    seed=seed,
+                    plan=plan.on_real_sets(),
                     record=options["record"],
                 )
-            except (FileNotFoundError, ValueError, MnistDataError) as exc:
-                raise CommandError(str(exc)) from exc
-            self.stdout.write(json.dumps(report) if options["json"] else real_table(report))
-            return
-        try:
-            report = model_evaluate(
-                model_path=model,
-                realistic=realistic,
-                styles=styles,
-                non_digits=non_digits,
-                numbers=numbers,
-                singles=singles,
-                seed=seed,
-                coverage_plot=coverage_plot,
-            )
+            else:
+                report = model_evaluate(model_path=options["model"], plan=plan)
         except (FileNotFoundError, ValueError, MnistDataError) as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
             self.stdout.write(json.dumps(report))
-            return
-        self.stdout.write(f"model     {report['model']}")
-        self.stdout.write(
-            f"MNIST     accuracy {report['accuracy']:.2%}  loss {report['loss']:.4f}  "
-            f"({report['errors']} wrong of {report['samples']:,})"
-        )
-        self.stdout.write(f"          {_ece(report)}")
-        self.stdout.write(f"          {_verdicts(report)}")
-        if "realistic" in report:
-            real = report["realistic"]
-            self.stdout.write(
-                f"realistic accuracy {real['accuracy']:.2%} of {real['samples']:,} "
-                f"({real['refused']} refused, seed {real['seed']})"
-            )
-            if "ece" in real:
-                self.stdout.write(f"          {_ece(real)}")
-                self.stdout.write(f"          {_verdicts(real)}")
-            for name, accuracy in real["by_scenario"].items():
-                self.stdout.write(f"  {name:<11} {accuracy:.2%}")
-        if "non_digits" in report:
-            caught = report["non_digits"]
-            self.stdout.write(
-                f"non-digits caught {caught['caught']:.1%} of {caught['samples']:,} (unsure, not a digit or refused; "
-                f"seed {caught['seed']})"
-            )
-            for family, share in caught["by_family"].items():
-                self.stdout.write(f"  {family:<11} {share:.1%}")
-        if "numbers" in report:
-            self.stdout.write(_numbers(report["numbers"]))
-        if "singles" in report:
-            self.stdout.write(_singles(report["singles"]))
-        if "coverage_plot" in report:
-            self.stdout.write(f"coverage plot in {report['coverage_plot']}")
-        if "styles" in report:
-            self.stdout.write(f"other writers and scanners (seed {report['styles']['seed']})")
-            for name, result in report["styles"].items():
-                if name != "seed":
-                    self.stdout.write(
-                        f"  {name:<11} {result['accuracy']:.2%} of {result['samples']:,} ({result['refused']} refused)"
-                    )
+        else:
+            self.stdout.write(real_table(report) if options["real"] else report_text(report))
+
+
+def report_text(report: dict) -> str:
+    """The report as lines: MNIST test, then each kind of image measured."""
+    lines = [
+        f"model     {report['model']}",
+        f"MNIST     accuracy {report['accuracy']:.2%}  loss {report['loss']:.4f}  "
+        f"({report['errors']} wrong of {report['samples']:,})",
+        f"          {_ece(report)}",
+        f"          {_verdicts(report)}",
+    ]
+    if "realistic" in report:
+        lines += _realistic(report["realistic"])
+    if "non_digits" in report:
+        lines += _non_digits(report["non_digits"])
+    if "numbers" in report:
+        lines.append(_numbers(report["numbers"]))
+    if "singles" in report:
+        lines.append(_singles(report["singles"]))
+    if "coverage_plot" in report:
+        lines.append(f"coverage plot in {report['coverage_plot']}")
+    if "styles" in report:
+        lines += _styles(report["styles"])
+    return "\n".join(lines)
+
+
+def _realistic(real: dict) -> list[str]:
+    lines = [
+        f"realistic accuracy {real['accuracy']:.2%} of {real['samples']:,} "
+        f"({real['refused']} refused, seed {real['seed']})"
+    ]
+    if "ece" in real:
+        lines += [f"          {_ece(real)}", f"          {_verdicts(real)}"]
+    return lines + [f"  {name:<11} {accuracy:.2%}" for name, accuracy in real["by_scenario"].items()]
+
+
+def _non_digits(caught: dict) -> list[str]:
+    return [
+        f"non-digits caught {caught['caught']:.1%} of {caught['samples']:,} (unsure, not a digit or refused; "
+        f"seed {caught['seed']})",
+        *(f"  {family:<11} {share:.1%}" for family, share in caught["by_family"].items()),
+    ]
+
+
+def _styles(styles: dict) -> list[str]:
+    return [
+        f"other writers and scanners (seed {styles['seed']})",
+        *(
+            f"  {name:<11} {result['accuracy']:.2%} of {result['samples']:,} ({result['refused']} refused)"
+            for name, result in styles.items()
+            if name != "seed"
+        ),
+    ]
 
 
 def _ece(report: dict) -> str:
