@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from classifier.models import DigitImage, RequeueRun, TrainerPing, WorkerHeartbeat
 from classifier.selectors import images_stranded
@@ -83,8 +84,13 @@ def retrain_enqueue(run_id: int) -> None:
 
 def trainer_ping_enqueue() -> None:
     """Beat's ping of the trainers (queue ``training``), dropped unanswered after a beat
-    interval: a trainer whose pool cannot take work leaves it unanswered (/healthz)."""
-    _send(TRAINER_PING, expires=settings.REQUEUE_STALE_INTERVAL_SECONDS)
+    interval: a trainer whose pool cannot take work leaves it unanswered (/healthz). A broker
+    out of reach costs one line, not a traceback per beat run: the next run pings again, and
+    beat itself says once that it cannot send."""
+    try:
+        _send(TRAINER_PING, expires=settings.REQUEUE_STALE_INTERVAL_SECONDS)
+    except OperationalError as exc:
+        logger.warning("could not ping the trainers: %s", exc)
 
 
 def trainer_ping_record(*, hostname: str, mnist_missing: str = "") -> None:
