@@ -6,6 +6,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import kombu.pools
 import pytest
@@ -57,7 +58,17 @@ def _isolated_files(settings, tmp_path):
 # --- A real Celery worker process -----------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
-REDIS_URL = (
+
+
+def _redis_url_of_this_process(url: str) -> str:
+    """``url`` for one test process, another database for each of pytest-xdist's (gw0, gw1...):
+    ``broker`` empties it, and a worker must never take another process's tasks."""
+    number = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{(int(parts.path.strip('/') or 0) + number) % 16}"))
+
+
+REDIS_URL = _redis_url_of_this_process(
     os.environ["CELERY_BROKER_URL"]
     if os.environ.get("CELERY_BROKER_URL", "").startswith("redis")
     else "redis://127.0.0.1:6379/15"
@@ -87,6 +98,10 @@ def use_broker(url: str, options: dict) -> None:
     celery_app.conf.broker_transport_options = options
     kombu.pools.reset()  # kombu's process-wide connection and producer pools
     celery_app._after_fork()  # and the app's own references to them
+
+
+if os.environ.get("CELERY_BROKER_URL", "").startswith("redis"):
+    use_broker(REDIS_URL, {})  # under pytest-xdist, this process's own database
 
 
 @contextmanager
