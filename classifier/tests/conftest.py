@@ -43,6 +43,9 @@ def _isolated_files(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.TRAINED_MODELS_DIR = tmp_path / "models"
     settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
+    settings.MODEL_VERSIONS_DIR = tmp_path / "model-versions"
+    # The judging sets are keyed by what they are made of: every test and process may share them.
+    settings.RETRAIN_CACHE_DIR = settings.RETRAIN_CACHE_DIR or str(REPO / "var" / "retrain-cache")
     directory = mnist_dir()
     settings.MNIST_DATA_DIR = str(directory) if directory else None
     settings.SHIPPED_MODEL_DIR = SHIPPED_MODEL_DIR
@@ -276,6 +279,7 @@ def worker_env(broker_env, settings, tmp_path) -> dict:
             "MEDIA_ROOT": str(media),
             "MODEL_CACHE_DIR": str(tmp_path / "worker-model-cache"),  # its own, as on another machine
             "SHIPPED_MODEL_DIR": str(settings.SHIPPED_MODEL_DIR),
+            "RETRAIN_CACHE_DIR": str(settings.RETRAIN_CACHE_DIR),
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
         # Without a directory the worker takes the Keras download, as this process does.
