@@ -65,10 +65,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _redis_url_of_this_process(url: str) -> str:
     """``url`` for one test process, another database for each of pytest-xdist's (gw0, gw1...):
-    ``broker`` empties it, and a worker must never take another process's tasks."""
+    ``broker`` empties it, and a worker must never take another process's tasks. Up from CI's
+    0, down from the local default's 15, so that the two meet only past 8 processes each."""
     number = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{(int(parts.path.strip('/') or 0) + number) % 16}"))
+    base = int(parts.path.strip("/") or 0)
+    index = base + number if base + number < 16 else base - number
+    return urlunsplit(parts._replace(path=f"/{index % 16}"))
 
 
 REDIS_URL = _redis_url_of_this_process(
