@@ -46,17 +46,22 @@ run: install
 	@# Ctrl-C is how a person stops it: honcho then exits 130, which is not a failure to report.
 	DIGITSITE_PORT=$(PORT) $(BIN)/honcho start || test $$? -eq 130
 
+# The tests run in a process per core (pytest-xdist), at most 4: each holds TensorFlow and starts
+# workers of its own. `make test TEST_PROCESSES=0` runs them in this one process.
+TEST_PROCESSES ?= auto
+PYTEST = $(BIN)/python -m pytest -n $(TEST_PROCESSES) $(if $(filter auto,$(TEST_PROCESSES)),--maxprocesses 4) --dist worksteal
+
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
-# The edit-test loop: lint and every test that needs no real worker process, browser or
-# training run (those are marked slow or browser); `make test` before a commit that lands.
+# The edit-test loop: lint and every test that needs no real worker process, browser, training
+# run or long measurement (those are marked slow or browser); `make test` before a commit that lands.
 test-fast: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -m "not slow and not browser" --durations=10
+	$(PYTEST) -m "not slow and not browser" --durations=10
 
 lint: install
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import kombu.pools
 import pytest
@@ -42,6 +43,9 @@ def _isolated_files(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.TRAINED_MODELS_DIR = tmp_path / "models"
     settings.MODEL_CACHE_DIR = tmp_path / "model-cache"
+    settings.MODEL_VERSIONS_DIR = tmp_path / "model-versions"
+    # The judging sets are keyed by what they are made of: every test and process may share them.
+    settings.RETRAIN_CACHE_DIR = settings.RETRAIN_CACHE_DIR or str(REPO / "var" / "retrain-cache")
     directory = mnist_dir()
     settings.MNIST_DATA_DIR = str(directory) if directory else None
     settings.SHIPPED_MODEL_DIR = SHIPPED_MODEL_DIR
@@ -57,7 +61,20 @@ def _isolated_files(settings, tmp_path):
 # --- A real Celery worker process -----------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
-REDIS_URL = (
+
+
+def _redis_url_of_this_process(url: str) -> str:
+    """``url`` for one test process, another database for each of pytest-xdist's (gw0, gw1...):
+    ``broker`` empties it, and a worker must never take another process's tasks. Up from CI's
+    0, down from the local default's 15, so that the two meet only past 8 processes each."""
+    number = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    index = base + number if base + number < 16 else base - number
+    return urlunsplit(parts._replace(path=f"/{index % 16}"))
+
+
+REDIS_URL = _redis_url_of_this_process(
     os.environ["CELERY_BROKER_URL"]
     if os.environ.get("CELERY_BROKER_URL", "").startswith("redis")
     else "redis://127.0.0.1:6379/15"
@@ -87,6 +104,10 @@ def use_broker(url: str, options: dict) -> None:
     celery_app.conf.broker_transport_options = options
     kombu.pools.reset()  # kombu's process-wide connection and producer pools
     celery_app._after_fork()  # and the app's own references to them
+
+
+if os.environ.get("CELERY_BROKER_URL", "").startswith("redis"):
+    use_broker(REDIS_URL, {})  # under pytest-xdist, this process's own database
 
 
 @contextmanager
@@ -261,6 +282,7 @@ def worker_env(broker_env, settings, tmp_path) -> dict:
             "MEDIA_ROOT": str(media),
             "MODEL_CACHE_DIR": str(tmp_path / "worker-model-cache"),  # its own, as on another machine
             "SHIPPED_MODEL_DIR": str(settings.SHIPPED_MODEL_DIR),
+            "RETRAIN_CACHE_DIR": str(settings.RETRAIN_CACHE_DIR),
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
         # Without a directory the worker takes the Keras download, as this process does.

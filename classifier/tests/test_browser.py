@@ -14,7 +14,7 @@ import pytest
 from django.core.management import call_command
 
 from classifier.models import DigitImage, Flag, ModelVersion, Prediction, RetrainRun
-from classifier.tests.conftest import Worker
+from classifier.tests.conftest import Worker, _database_url, broker
 from classifier.tests.factories import DigitImageFactory, ModelVersionFactory, ReviewerFactory, UserFactory
 from classifier.tests.test_selectors import flag, predicted
 from classifier.tests.test_training_apart import _procfile_queues
@@ -61,6 +61,61 @@ def browser(chromium):
     browser = chromium()
     yield browser
     browser.close()
+
+
+@pytest.fixture(scope="module")
+def module_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One real worker for the journeys of this module (a worker's start, TensorFlow and the
+    model, costs more than most journeys), on the broker this environment configures, sharing
+    the test database and the uploads' folder; each test empties the database after itself."""
+    from django.conf import settings
+
+    from classifier.models import WorkerHeartbeat
+
+    folder = tmp_path_factory.mktemp("browser-worker")
+    kind = "redis" if os.environ.get("CELERY_BROKER_URL", "").startswith("redis") else "embedded"
+    with broker(kind, folder / "broker") as broker_env, django_db_blocker.unblock():
+        env = (
+            os.environ
+            | broker_env
+            | {
+                "DATABASE_URL": _database_url(),
+                "MEDIA_ROOT": str(folder / "shared-media"),
+                "MODEL_CACHE_DIR": str(folder / "worker-model-cache"),
+                "SHIPPED_MODEL_DIR": str(settings.SHIPPED_MODEL_DIR),
+                "RETRAIN_CACHE_DIR": str(REPO / "var" / "retrain-cache"),
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+            }
+            | ({"MNIST_DATA_DIR": os.environ["MNIST_DATA_DIR"]} if os.environ.get("MNIST_DATA_DIR") else {})
+        )
+        worker = Worker(env, folder / "worker.log").start()
+        try:
+            deadline = time.monotonic() + 180
+            while not WorkerHeartbeat.objects.filter(ready_at__isnull=False).exists():
+                assert time.monotonic() < deadline and worker.poll() is None, f"see {worker.log_path}"
+                time.sleep(0.3)
+            worker.hostname = WorkerHeartbeat.objects.get().hostname
+            yield worker
+        finally:
+            worker.stop()
+            call_command("flush", interactive=False, verbosity=0)  # what it wrote after the last test
+
+
+@pytest.fixture
+def worker_env(module_worker, settings) -> dict:
+    settings.MEDIA_ROOT = module_worker.env["MEDIA_ROOT"]
+    return module_worker.env
+
+
+@pytest.fixture
+def worker(module_worker, worker_env):
+    """The module's worker, ready as it was when the test began: the database it recorded that
+    in was emptied after the test before."""
+    from classifier.queueing import worker_ready_record
+
+    assert module_worker.poll() is None, f"the worker died; see {module_worker.log_path}"
+    worker_ready_record(hostname=module_worker.hostname)
+    return module_worker
 
 
 # Chromium reports each Content-Security-Policy refusal as a console error, and the page

@@ -113,6 +113,7 @@ def test_evaluate_json_contract(tiny_model_dir):
 
 
 @pytest.mark.django_db
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_evaluate_with_realistic_uploads_non_digits_and_a_coverage_plot(tiny_model_dir, tmp_path):
     plot = tmp_path / "coverage.png"
     output = run(
@@ -249,6 +250,7 @@ def test_predict_succeeds_with_the_active_model(tmp_path, mnist):
     assert whole["reading"] == "digit" and len(whole["digits"]) == 1 and whole["number"] in ("", str(whole["digit"]))
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_evaluate_reads_rendered_numbers(tiny_model_dir):
     report = json.loads(run("evaluate", "--model", str(tiny_model_dir), "--numbers", "6", "--seed", "3", "--json"))
     numbers = report["numbers"]
@@ -282,6 +284,7 @@ def test_evaluate_reads_single_digits_of_every_kind_both_ways(tiny_model_dir):
     assert f"mnist_png         6 {mnist_png['several']:>8} {mnist_png['same_digit']:>11.2%}" in output
 
 
+@pytest.mark.slow  # measures the model on hundreds of images: `make test-fast` leaves it out
 def test_evaluate_on_the_stand_ins_for_other_writers(tiny_model_dir):
     report = json.loads(run("evaluate", "--model", str(tiny_model_dir), "--styles", "8", "--json"))
     assert set(report["styles"]) == {"european", "lowres", "slanted", "thin", "load_digits", "seed"}

@@ -24,7 +24,30 @@ def broker_env(request, tmp_path_factory):
         yield env
 
 
-def test_uploads_are_classified_by_a_real_worker(client, worker, mnist):
+def test_one_worker_classifies_uploads_once_each_requeues_what_the_broker_lost_and_skips_deleted_images(
+    client, admin_client, worker, mnist
+):
+    """The journeys of one real worker, on each broker, in turn: one start for all of them (a
+    worker's start costs more than any of them). Each keeps to its own images."""
+    wait_until_ready(worker)
+    uploads_are_classified_by_a_real_worker(client, worker, mnist)
+    a_task_delivered_twice_stores_one_prediction(worker, mnist)
+    requeue_stale_classifies_images_the_broker_lost(worker, mnist)
+    images_deleted_while_the_worker_has_them_are_skipped_and_it_goes_on(worker, mnist)
+    a_running_worker_shows_in_healthz_until_it_stops(admin_client, worker)
+
+
+def wait_until_ready(worker) -> None:
+    """Until the worker has connected and loaded the model (its recovery run is done)."""
+    from classifier.models import WorkerHeartbeat
+
+    deadline = time.monotonic() + 120
+    while not WorkerHeartbeat.objects.filter(ready_at__isnull=False).exists():
+        assert time.monotonic() < deadline and worker.poll() is None, f"see {worker.log_path}"
+        time.sleep(0.3)
+
+
+def uploads_are_classified_by_a_real_worker(client, worker, mnist):
     user = UserFactory()
     client.force_login(user)
     digits = [0, 1, 2]  # test-set indices: a 7, a 2 and a 1
@@ -54,7 +77,7 @@ def test_uploads_are_classified_by_a_real_worker(client, worker, mnist):
     assert client.get(reverse("classifier:image_card", args=[images[0].pk])).status_code == 286
 
 
-def test_a_task_delivered_twice_stores_one_prediction(worker, mnist):
+def a_task_delivered_twice_stores_one_prediction(worker, mnist):
     from classifier.tasks import classify_image
     from classifier.tests.factories import DigitImageFactory
 
@@ -68,19 +91,15 @@ def test_a_task_delivered_twice_stores_one_prediction(worker, mnist):
     assert image.status == DigitImage.Status.DONE
 
 
-def test_requeue_stale_classifies_images_the_broker_lost(worker, mnist):
+def requeue_stale_classifies_images_the_broker_lost(worker, mnist):
     from datetime import timedelta
     from io import StringIO
 
     from django.core.management import call_command
 
-    from classifier.models import WorkerHeartbeat
     from classifier.tests.factories import DigitImageFactory
 
-    deadline = time.monotonic() + 120
-    while not WorkerHeartbeat.objects.filter(ready_at__isnull=False).exists():  # connected, its recovery run
-        assert time.monotonic() < deadline and worker.poll() is None, f"see {worker.log_path}"
-        time.sleep(0.3)
+    # The worker is connected and its recovery run done (wait_until_ready).
     # Queued ten minutes ago, and the broker lost them without any worker noticing (no claim,
     # no broken connection): only their age tells.
     ten_minutes_ago = timezone.now() - timedelta(minutes=10)
@@ -97,7 +116,7 @@ def test_requeue_stale_classifies_images_the_broker_lost(worker, mnist):
     assert fresh.status == DigitImage.Status.PENDING  # queued lately: it may still be on its way
 
 
-def test_a_running_worker_shows_in_healthz_until_it_stops(admin_client, worker):
+def a_running_worker_shows_in_healthz_until_it_stops(admin_client, worker):
     from classifier.models import WorkerHeartbeat
 
     deadline = time.monotonic() + 90
@@ -111,6 +130,35 @@ def test_a_running_worker_shows_in_healthz_until_it_stops(admin_client, worker):
     worker.stop()  # a clean shutdown says so at once
     assert not WorkerHeartbeat.objects.exists()
     assert admin_client.get("/healthz").json()["status"] == "degraded"
+
+
+def images_deleted_while_the_worker_has_them_are_skipped_and_it_goes_on(worker, mnist):
+    from classifier.services import image_delete, image_upload_create
+
+    user = UserFactory()
+    files = [SimpleUploadedFile(f"{i}.png", encode(255 - mnist.test.images[i])) for i in range(6)]
+    images = image_upload_create(owner=user, files=files).created  # one batch, queued on commit
+    image_delete(image=images[0])  # before the worker gets to it
+    # The others are deleted as soon as the worker claims them: mid-classification.
+    doomed = {image.pk: image for image in images[1:3]}
+    deadline = time.monotonic() + 90
+    while doomed and time.monotonic() < deadline:
+        claimed = DigitImage.objects.filter(pk__in=doomed).exclude(status=DigitImage.Status.PENDING)
+        for pk in claimed.values_list("pk", flat=True):
+            image_delete(image=doomed.pop(pk))
+        time.sleep(0.02)
+    for image in doomed.values():  # the worker was quicker: delete them after all
+        image_delete(image=image)
+    survivors = [image.pk for image in images[3:]]
+    wait_until_finished(survivors, worker)
+    assert set(DigitImage.objects.filter(owner=user).values_list("pk", flat=True)) == set(survivors)
+    assert set(Prediction.objects.filter(image__owner=user).values_list("image_id", flat=True)) == set(survivors)
+    assert not any(image.file.storage.exists(image.file.name) for image in images[:3])
+    # The worker is alive and still classifies.
+    later = image_upload_create(owner=user, files=[SimpleUploadedFile("7.png", encode(255 - mnist.test.images[0]))])
+    wait_until_finished([later.created[0].pk], worker)
+    assert Prediction.objects.get(image=later.created[0]).digit == mnist.test.labels[0]
+    assert "Traceback" not in worker.log_path.read_text()
 
 
 @pytest.mark.parametrize("broker_env", ["embedded"], indirect=True)
@@ -154,32 +202,3 @@ def test_the_worker_loads_the_model_as_it_starts_and_cards_say_warming_up_until_
     WorkerHeartbeat.objects.create(hostname="celery@again", seen_at=image.uploaded_at, started_at=image.uploaded_at)
     worker_warming_record(hostname="celery@again", run="run-2")
     assert not WorkerHeartbeat.objects.filter(hostname="celery@again", ready_at__isnull=False).exists()
-
-
-def test_images_deleted_while_the_worker_has_them_are_skipped_and_it_goes_on(worker, mnist):
-    from classifier.services import image_delete, image_upload_create
-
-    user = UserFactory()
-    files = [SimpleUploadedFile(f"{i}.png", encode(255 - mnist.test.images[i])) for i in range(6)]
-    images = image_upload_create(owner=user, files=files).created  # one batch, queued on commit
-    image_delete(image=images[0])  # before the worker gets to it
-    # The others are deleted as soon as the worker claims them: mid-classification.
-    doomed = {image.pk: image for image in images[1:3]}
-    deadline = time.monotonic() + 90
-    while doomed and time.monotonic() < deadline:
-        claimed = DigitImage.objects.filter(pk__in=doomed).exclude(status=DigitImage.Status.PENDING)
-        for pk in claimed.values_list("pk", flat=True):
-            image_delete(image=doomed.pop(pk))
-        time.sleep(0.02)
-    for image in doomed.values():  # the worker was quicker: delete them after all
-        image_delete(image=image)
-    survivors = [image.pk for image in images[3:]]
-    wait_until_finished(survivors, worker)
-    assert set(DigitImage.objects.values_list("pk", flat=True)) == set(survivors)
-    assert set(Prediction.objects.values_list("image_id", flat=True)) == set(survivors)
-    assert not any(image.file.storage.exists(image.file.name) for image in images[:3])
-    # The worker is alive and still classifies.
-    later = image_upload_create(owner=user, files=[SimpleUploadedFile("7.png", encode(255 - mnist.test.images[0]))])
-    wait_until_finished([later.created[0].pk], worker)
-    assert Prediction.objects.get(image=later.created[0]).digit == mnist.test.labels[0]
-    assert "Traceback" not in worker.log_path.read_text()

@@ -1,6 +1,10 @@
+import fcntl
+import hashlib
 import io
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -44,40 +48,80 @@ def mnist():
         unavailable(f"MNIST: no MNIST_DATA_DIR, no {SHARED_MNIST_DIR}, and the Keras download failed ({exc})")
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, mnist):
-    """A small model trained for seconds: enough to test the plumbing, not accuracy."""
-    from ml.fitting.train import TrainConfig, train_model
+# Trained test models, kept between runs (``trained_once``); ``make clean`` removes them.
+TRAINED_CACHE_DIR = REPO / "var" / "test-models"
+# What a trained model is made of besides its configuration and MNIST: the code under ml/ (tests
+# aside) and the libraries that run it.
+TRAINING_LIBRARIES = ("keras", "tensorflow-cpu", "tensorflow", "numpy", "opencv-python-headless", "pillow")
 
-    out = tmp_path_factory.mktemp("tiny-model")
-    config = TrainConfig.for_arch("basic", epochs=1, train_limit=3000, test_limit=500)
-    train_model(mnist=mnist, config=config, out_dir=out, log=lambda line: None)
+
+def _training_key(config, mnist) -> str:
+    from dataclasses import asdict
+    from importlib import metadata
+
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "ml").rglob("*.py")):
+        if "tests" not in path.relative_to(REPO / "ml").parts:
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    versions = {}
+    for name in TRAINING_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    described = [asdict(config), mnist.train.sha256, mnist.test.sha256, versions, sys.version_info[:2]]
+    digest.update(json.dumps(described, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def trained_once(name: str, config, mnist, *, keep_log: bool = False) -> Path:
+    """The bundle ``train_model`` makes of ``config``, trained once per code, data and libraries
+    and kept in ``TRAINED_CACHE_DIR``: one training for every process of a run (pytest-xdist's
+    included) and for the runs after, until ml/ changes. With ``keep_log`` its training log is
+    ``TRAINING_LOG`` in the bundle. Tests read it, never change it."""
+    from ml.fitting.train import train_model
+
+    out = TRAINED_CACHE_DIR / f"{name}-{_training_key(config, mnist)}"
+    TRAINED_CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(TRAINED_CACHE_DIR / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other processes wait for the one that trains
+        if not out.is_dir():
+            partial = out.with_name(f"{out.name}.{os.getpid()}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            lines: list[str] = []
+            train_model(mnist=mnist, config=config, out_dir=partial, log=lines.append)
+            if keep_log:
+                (partial / TRAINING_LOG).write_text("\n".join(lines))
+            shutil.rmtree(out, ignore_errors=True)
+            partial.rename(out)  # whole or not at all
+            for stale in TRAINED_CACHE_DIR.glob(f"{name}-*"):
+                if stale != out:
+                    shutil.rmtree(stale, ignore_errors=True)
     return out
 
 
-# The training log of ``tiny_rejecting_model_dir``, kept beside its bundle.
+# The training log of a bundle made by ``trained_once``, kept beside it.
 TRAINING_LOG = "training.log"
 
 
 @pytest.fixture(scope="session")
-def tiny_rejecting_model_dir(tmp_path_factory, mnist):
+def tiny_model_dir(mnist):
+    """A small model trained for seconds: enough to test the plumbing, not accuracy."""
+    from ml.fitting.train import TrainConfig
+
+    return trained_once("tiny", TrainConfig.for_arch("basic", epochs=1, train_limit=3000, test_limit=500), mnist)
+
+
+@pytest.fixture(scope="session")
+def tiny_rejecting_model_dir(mnist):
     """A small model with a reject option, trained for seconds: 300 training digits held out
     to calibrate it and choose its thresholds on, a detector fitted on 150 digits and the
     non-digit families. Enough to test verdicts and what teaches the detector, not accuracy.
     Its training log is ``TRAINING_LOG`` in the bundle. Tests read it, never change it."""
-    from ml.fitting.train import TrainConfig, train_model
+    from ml.fitting.train import TrainConfig
 
-    # One per session: classifier/tests imports this fixture, and pytest then runs each
-    # tree's copy once; the first to finish leaves it for the other (the log comes last).
-    out = tmp_path_factory.getbasetemp() / "tiny-rejecting-model"
-    if not (out / TRAINING_LOG).is_file():
-        config = TrainConfig.for_arch(
-            "basic", epochs=1, train_limit=3000, holdout=300, detector_digits=150, test_limit=500
-        )
-        lines: list[str] = []
-        train_model(mnist=mnist, config=config, out_dir=out, log=lines.append)
-        (out / TRAINING_LOG).write_text("\n".join(lines))
-    return out
+    config = TrainConfig.for_arch("basic", epochs=1, train_limit=3000, holdout=300, detector_digits=150, test_limit=500)
+    return trained_once("tiny-rejecting", config, mnist, keep_log=True)
 
 
 @pytest.fixture(scope="session")

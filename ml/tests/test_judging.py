@@ -52,6 +52,7 @@ def reading(wrong: int, *, samples: int) -> tuple[Reading, Reading]:
     return Reading(parent, ("digit",) * samples), Reading(candidate, ("digit",) * samples)
 
 
+@pytest.mark.slow  # builds the judging sets a second time: `make test-fast` leaves it out
 def test_the_judging_sets_are_every_set_people_rely_on_and_the_same_draw_every_time(sets, test_split):
     sizes = sets.sizes()
     assert next(iter(sizes)) == MNIST_TEST and sizes[MNIST_TEST] == 300  # MNIST test as given, whole

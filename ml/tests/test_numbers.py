@@ -70,6 +70,7 @@ def _mnist_pngs(images: np.ndarray) -> list[bytes]:
     return [_png(Image.fromarray(image)) for image in images]
 
 
+@pytest.mark.slow  # measures the model on 2,000 MNIST test digits: `make test-fast` leaves it out
 def test_one_digit_stays_one_digit_in_auto(mnist, shipped_predictor):
     # The first 2,000 MNIST test digits as 28x28 PNG uploads: before the single-digit reading
     # was weighed against the number, 20 were split in two ("21" for a 4, "83" for an 8).

@@ -17,6 +17,7 @@ def test_no_family_of_non_digits_holds_what_many_hands_write_as_a_digit():
     assert not set(LETTERS + SYMBOLS) & set("OoIlZzSsBbGgq|")
 
 
+@pytest.mark.slow  # renders and reads a hundred uploads: `make test-fast` leaves it out
 def test_every_family_renders_uploads_the_preprocessing_mostly_reads(mnist):
     uploads = negative_set(mnist.test.images, count=12 * len(FAMILIES), seed=5)
     assert [upload.scenario for upload in uploads[: len(FAMILIES)]] == list(FAMILIES)
@@ -61,6 +62,7 @@ def test_written_text_differs_from_the_printed_text_it_starts_from(mnist):
     assert first.shape != second.shape or not np.array_equal(first, second)
 
 
+@pytest.mark.slow  # renders hundreds of the detector's images: `make test-fast` leaves it out
 def test_the_detector_learns_form_scanned_digits_as_digits(mnist):
     """Besides the three held-out kinds, half as many digits again as a box-filling form
     scanner stores them: wide blocks a real bold 1 resembles, learned as digits."""

@@ -205,6 +205,7 @@ def test_a_retrain_keeps_the_parents_holdout_out_and_calibrates_the_candidate_on
     assert 0 < result.metrics["parent_test_ece"] < 1
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_fine_tuning_an_ensemble_trains_every_member(mnist, tmp_path):
     import keras
 
@@ -283,6 +284,7 @@ def test_without_not_a_digit_lessons_the_candidate_keeps_the_parents_detector(
     assert metadata["calibration"]["fitted_on"]["clean"] == 100
 
 
+@pytest.mark.slow  # trains: `make test-fast` leaves it out
 def test_teaching_a_detector_starts_from_its_weights_and_learns_the_lessons(mnist, tiny_rejecting_model_dir):
     import keras
 

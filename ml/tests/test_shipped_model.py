@@ -43,6 +43,7 @@ def test_the_default_recipe_reproduces_it(metadata):
     assert recorded | {"arch": "deep", "test_limit": None} == recipe
 
 
+@pytest.mark.slow  # measures the model on all 10,000 MNIST test digits: `make test-fast` leaves it out
 def test_at_least_99_65_percent_on_the_mnist_test_set(shipped_predictor, mnist, metadata):
     report = evaluate_mnist(shipped_predictor, mnist.test)
     assert report["samples"] == 10_000
