@@ -46,22 +46,27 @@ run: install
 	@# Ctrl-C is how a person stops it: honcho then exits 130, which is not a failure to report.
 	DIGITSITE_PORT=$(PORT) $(BIN)/honcho start || test $$? -eq 130
 
-# The tests run in a process per core (pytest-xdist), at most 4: each holds TensorFlow and starts
-# workers of its own. `make test TEST_PROCESSES=0` runs them in this one process.
-TEST_PROCESSES ?= auto
-PYTEST = $(BIN)/python -m pytest -n $(TEST_PROCESSES) $(if $(filter auto,$(TEST_PROCESSES)),--maxprocesses 4) --dist worksteal
+# The tests run in parallel (pytest-xdist), at most 4 processes, each holding TensorFlow. The
+# whole suite takes one process more than the cores: part of its time is spent waiting for the
+# worker processes and browsers its tests start (on 2 cores, a fresh clone's `bash .ci/run`: 14 min
+# 45 s with 3 processes; with 2, the tests alone took 14 min 20 s). `make test-fast` waits for
+# nothing: a process per core. `make test TEST_PROCESSES=0` runs them in this one process.
+CORES := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+TEST_PROCESSES ?= $(shell echo $$(( $(CORES) + 1 < 4 ? $(CORES) + 1 : 4 )))
+FAST_PROCESSES ?= $(shell echo $$(( $(CORES) < 4 ? $(CORES) : 4 )))
+PYTEST = $(BIN)/python -m pytest --dist worksteal
 
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(PYTEST)
+	$(PYTEST) -n $(TEST_PROCESSES)
 
 # The edit-test loop: lint and every test that needs no real worker process, browser, training
 # run or long measurement (those are marked slow or browser); `make test` before a commit that lands.
 test-fast: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(PYTEST) -m "not slow and not browser" --durations=10
+	$(PYTEST) -n $(FAST_PROCESSES) -m "not slow and not browser" --durations=10
 
 lint: install
 	$(BIN)/ruff check .
