@@ -243,3 +243,19 @@ def test_a_dot_grid_drawn_is_answered_at_once(signed_in, user, mnist):
     answer = drawing_preview_run(preview_id=number.pk).result
     assert time.process_time() - started < CPU_BOUND
     assert "too many separate marks" in answer["error"]
+
+
+def test_the_live_answer_says_what_a_non_digit_looks_like_in_one_sentence():
+    """The reason is a sentence of its own ("…: it looks like a photo of something else."), never
+    wrapped in brackets with its full stop inside them."""
+    from django.template.loader import render_to_string
+
+    from ml.serving.verdicts import REASONS
+
+    answer = {"digit": 1, "verdict": "not_a_digit", "reason": REASONS["photo"], "confidence": 0.4}
+    html = render_to_string("classifier/_live_answer.html", {"answer": answer, "bars": [], "readings": []})
+    text = " ".join(html.split())
+    assert "This does not look like a digit: it looks like a photo of something else. Best guess" in text
+    assert ".)" not in text and "(it looks" not in text
+    bare = render_to_string("classifier/_live_answer.html", {"answer": answer | {"reason": ""}, "bars": []})
+    assert "This does not look like a digit. Best guess" in " ".join(bare.split())
