@@ -3,7 +3,7 @@
 
 Kept whole: every measure ``evaluate`` reports lives here, one short function per kind of
 image, beside the plan that picks them; the part that belongs elsewhere, fitting a bundle's
-calibration (``calibrate_bundle``), is being rewritten apart.
+calibration (``calibrate_bundle`` and its three steps), could move to its own module.
 """
 
 from __future__ import annotations
