@@ -222,9 +222,11 @@ class Prediction(models.Model):
 
     An image is read as a number (``ml.serving.numbers``): ``number`` holds its digits left to right
     and ``digits`` each digit's reading and box. For an image of one digit every field is that
-    digit's, as it always was. For several, the verdict is ``number`` (every digit confident)
-    or ``unsure``, and ``digit``, ``confidence``, ``probabilities``, ``model_input`` and
-    ``saliency`` are those of the least sure digit: a number is as sure as its weakest digit.
+    digit's, as it always was. For several, the verdict is ``number`` (sure) or
+    ``unsure``, ``number_confidence`` the calibrated probability that the whole number is
+    exactly right (where the model version calibrates numbers: ``ml.serving.sureness``), and
+    ``digit``, ``confidence``, ``probabilities``, ``model_input`` and ``saliency`` are those of
+    the least sure digit.
     """
 
     class Verdict(models.TextChoices):
@@ -254,6 +256,12 @@ class Prediction(models.Model):
         blank=True,
         help_text="each digit left to right: digit, confidence, probabilities, verdict, box [x, y, width, height] "
         "on the image; empty for predictions made before numbers were read",
+    )
+    number_confidence = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="for several digits: the calibrated probability that the whole number is exactly right, "
+        "where the model version calibrates numbers",
     )
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
     model_input = models.BinaryField(help_text="the 28x28 uint8 image the model saw, row by row")

@@ -22,6 +22,7 @@ urlpatterns = [
     path("images/<int:pk>/card/", images.image_card, name="image_card"),
     path("images/<int:pk>/result/", images.image_detail_result, name="image_detail_result"),
     path("images/<int:pk>/retry/", images.image_retry_view, name="image_retry"),
+    path("images/<int:pk>/read-as/", images.image_read_as_view, name="image_read_as"),
     path("images/<int:pk>/delete/", images.image_delete_view, name="image_delete"),
     path("images/<int:pk>/file/", images.image_file, name="image_file"),
     path("images/<int:pk>/model-input.png", images.image_model_input, name="image_model_input"),

@@ -48,6 +48,7 @@ class PredictionSerializer(serializers.ModelSerializer):
             "confidence",
             "verdict",
             "verdict_reason",
+            "number_confidence",
             "probabilities",
             "digits",
             "model_version",
@@ -58,8 +59,8 @@ class PredictionSerializer(serializers.ModelSerializer):
             "digit": {"help_text": "the best guess, whatever the verdict (for a number, its least sure digit)"},
             "confidence": {"help_text": "calibrated probability of the digit (for a number, its least sure digit's)"},
             "verdict": {
-                "help_text": "digit: one digit read with confidence; number: several digits, each read with "
-                "confidence; unsure: a best guess (of one digit or more); not_a_digit: not a digit"
+                "help_text": "digit: one digit read with confidence; number: several digits, the whole number read "
+                "with confidence; unsure: a best guess (of one digit or more); not_a_digit: not a digit"
             },
         }
 

@@ -296,6 +296,7 @@ def _prediction_of(image: DigitImage, result: NumberResult, **fields) -> Predict
         confidence=weakest.prediction.confidence,
         verdict=result.verdict,
         verdict_reason=result.reason,
+        number_confidence=result.sureness if several else None,
         probabilities=list(weakest.prediction.probabilities),
         number=result.number,
         digits=[reading.as_dict() | {"verdict": reading.prediction.verdict} for reading in result.digits],
@@ -361,6 +362,31 @@ def image_retry(*, image: DigitImage) -> bool:
         if retried:
             transaction.on_commit(partial(queueing.images_enqueue, [image.pk]))
     return bool(retried)
+
+
+def image_read_as(*, image: DigitImage, reading: str) -> bool:
+    """Read an image again as its owner now says (``DigitImage.Reading``: one digit, a number,
+    or left to the site): its answer goes and it is queued again as the transaction commits.
+    False, and nothing changes, while it is still being read, or where it is read that way
+    already. What anyone said it shows (a flag, a feedback) stays."""
+    if reading not in DigitImage.Reading.values:
+        raise ValueError(f"read it as one of {', '.join(DigitImage.Reading.values)}")
+    finished = [DigitImage.Status.DONE, DigitImage.Status.FAILED]
+    with transaction.atomic():
+        locked = (
+            DigitImage.objects.select_for_update()
+            .filter(pk=image.pk, status__in=finished)
+            .exclude(reading=reading)
+            .first()
+        )
+        if locked is None:
+            return False
+        Prediction.objects.filter(image=locked).delete()
+        DigitImage.objects.filter(pk=locked.pk).update(
+            reading=reading, status=DigitImage.Status.PENDING, error_message="", attempts=0
+        )
+        transaction.on_commit(partial(queueing.images_enqueue, [locked.pk]))
+    return True
 
 
 def _reading_clean(text: str, *, what: str) -> str:

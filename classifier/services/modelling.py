@@ -1,5 +1,5 @@
 """What the offline commands do: MNIST, training, evaluation, calibration and reading files
-(`train`, `train_lines`, `evaluate`, `calibrate`, `predict`). Only commands import it: it
+(`train`, `train_lines`, `evaluate`, `calibrate`, `calibrate_numbers`, `predict`). Only commands import it: it
 loads fitting code, which web processes and classifying workers never do."""
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def model_evaluate(*, model_path: Path | None = None, plan: EvaluationPlan) -> d
     from ml.serving.inference import Predictor
 
     predictor = Predictor(model_path or model_path_default())
-    return {"model": str(predictor.model_path)} | evaluate_planned(predictor, mnist_load().test, plan)
+    report = evaluate_planned(predictor, mnist_load().test, plan, real_dir=settings.REAL_DIGITS_DIR)
+    return {"model": str(predictor.model_path)} | report
 
 
 def model_evaluate_real(
@@ -137,14 +138,36 @@ def model_calibrate(
     )
 
 
+def model_calibrate_numbers(
+    *, model_path: Path | None = None, numbers: int, seed: int, log: Callable[[str], None] = print
+) -> dict:
+    """Fit how sure a model's whole numbers are (``ml.fitting.sureness``) on ``numbers`` numbers
+    written with the training digits it never trained on, and keep it in its bundle
+    (``numbers.json``). Returns what the fit recorded, with the level and the file."""
+    from ml.fitting.sureness import fit_sureness
+    from ml.serving.inference import Predictor
+
+    bundle = ModelBundle.at(model_path or model_path_default())
+    holdout = int(bundle.metadata().get("holdout", 0))
+    if not holdout:
+        raise ValueError(f"{bundle.directory} held no training digits out: nothing it never saw to fit on")
+    predictor = Predictor(bundle.directory)
+    predictor.sureness = None  # read as a bundle without one: the fit is of the readings alone
+    sureness = fit_sureness(predictor, mnist_load(), holdout=holdout, count=numbers, seed=seed, log=log)
+    path = sureness.save(bundle.directory)
+    return sureness.fitted | {"sure_above": sureness.sure_above, "path": str(path)}
+
+
 def image_files_predict(*, paths: list[Path], model_path: Path | None = None, reading: str = AUTO) -> list[dict]:
     """Read image files: one dict per file, in order, with an error or the reading: ``number``
     (the digits left to right) and ``digits`` (each digit's ``digit``, ``confidence``,
     ``probabilities`` and ``box`` on the image) for every image; for an image of one digit also
     the single-digit fields (``digit``, ``confidence``, ``probabilities``, ``verdict``, and
-    ``reason`` when it is not a digit); for several, ``verdict`` (``number`` or ``unsure``) and
-    ``confidence``, that of the least sure digit. Each file is read as ``reading`` says, as the
-    worker reads an upload (``ml.serving.segment.READINGS``); ``reading`` is in every dict."""
+    ``reason`` when it is not a digit); for several, ``verdict`` (``number`` or ``unsure``, with
+    its ``reason``), ``confidence``, that of the least sure digit, and ``number_confidence``, the
+    calibrated probability that the whole number is right (None where the model has none). Each
+    file is read as ``reading`` says, as the worker reads an upload
+    (``ml.serving.segment.READINGS``); ``reading`` is in every dict."""
     from ml.serving.inference import Predictor
     from ml.serving.numbers import read_numbers
 
@@ -169,5 +192,6 @@ def image_files_predict(*, paths: list[Path], model_path: Path | None = None, re
             report.append(head | single | result.as_dict() | {"verdict": result.verdict})
         else:
             least = min(digit.prediction.confidence for digit in result.digits)
-            report.append(head | result.as_dict() | {"confidence": least})
+            why = {"reason": result.reason} if result.reason else {}
+            report.append(head | result.as_dict() | {"confidence": least} | why)
     return report

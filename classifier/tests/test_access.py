@@ -51,6 +51,7 @@ RULES = {
     "classifier:image_digit_input": "owner",
     "classifier:image_feedback": "owner-post",
     "classifier:image_retry": "owner-post",
+    "classifier:image_read_as": "owner-post",
     "classifier:image_flag": "staff-post",
     "classifier:image_delete": "owner-only",  # GET: the confirmation page; POST: delete
     "login": "public",

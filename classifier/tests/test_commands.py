@@ -243,8 +243,10 @@ def test_predict_succeeds_with_the_active_model(tmp_path, mnist):
         x, _, w, _ = digit["box"]
         assert 20 + 38 * i - 2 <= x and x + w <= 20 + 38 * i + 28 + 2
     assert read["confidence"] == min(digit["confidence"] for digit in read["digits"])
+    assert 0 <= read["number_confidence"] <= 1  # the shipped model calibrates numbers
     text = run("predict", str(number))
-    assert "721 (least sure digit" in text or "probably 721, not sure" in text
+    sure = f"{read['number_confidence']:.1%} sure of the whole number"
+    assert f"721 ({sure})" in text or ("probably 721, not sure: " in text and sure in text)
     # Said to be one digit, the number is read whole: one digit, as the single-digit path reads it.
     (whole,) = json.loads(run("predict", str(number), "--reading", "digit", "--json"))
     assert whole["reading"] == "digit" and len(whole["digits"]) == 1 and whole["number"] in ("", str(whole["digit"]))

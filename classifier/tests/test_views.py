@@ -798,6 +798,35 @@ def test_the_owner_can_retry_a_failed_image(signed_in, user, png, django_capture
     assert signed_in.post(reverse("classifier:image_retry", args=[theirs.pk])).status_code == 404
 
 
+def test_a_digit_that_is_not_one_offers_to_be_read_as_a_number_and_is_read_again(
+    signed_in, user, png, django_capture_on_commit_callbacks
+):
+    image = done_image(user, png, verdict=Prediction.Verdict.NOT_A_DIGIT)
+    reason = "it looks like several digits (47), not one: read it as a number instead."
+    DigitImage.objects.filter(pk=image.pk).update(reading="digit")
+    Prediction.objects.filter(image=image).update(verdict_reason=reason)
+    url = reverse("classifier:image_read_as", args=[image.pk])
+    page = signed_in.get(image.get_absolute_url()).content.decode()
+    assert f'action="{url}"' in page and "Read it as a number" in page and "several digits (47)" in page
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = signed_in.post(url, {"reading": "number"}, follow=True)
+    assert "Reading it again (a number)" in response.content.decode()
+    image.refresh_from_db()
+    assert (image.status, image.reading) == (DigitImage.Status.PENDING, "number")
+    assert not Prediction.objects.filter(image=image).exists()
+    assert len(callbacks) == 1 and callbacks[0].args == ([image.pk],)
+    # Still being read, or asked the way it is read already: nothing changes.
+    assert "nothing to do yet" in signed_in.post(url, {"reading": "number"}, follow=True).content.decode()
+    assert "Choose how to read it" in signed_in.post(url, {"reading": "roman"}, follow=True).content.decode()
+    theirs = DigitImageFactory(owner=UserFactory(), data=png, status=DigitImage.Status.DONE, reading="digit")
+    theirs_url = reverse("classifier:image_read_as", args=[theirs.pk])
+    assert signed_in.post(theirs_url, {"reading": "number"}).status_code == 404
+    # A digit read as one is offered nothing.
+    read = done_image(user, png)
+    DigitImage.objects.filter(pk=read.pk).update(reading="digit")
+    assert "Read it as a number" not in signed_in.get(read.get_absolute_url()).content.decode()
+
+
 def test_what_people_say_they_sent_is_stored_shown_and_filtered(signed_in, user, png):
     signed_in.post(reverse("classifier:home"), {"images": [SimpleUploadedFile("n.png", png)], "reading": "number"})
     inline = {"images": [SimpleUploadedFile("d.png", png)], "reading": "digit"}

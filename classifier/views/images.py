@@ -28,6 +28,7 @@ from classifier.services import (
     feedback_give,
     image_delete,
     image_flag,
+    image_read_as,
     image_retry,
     image_upload_create,
 )
@@ -234,6 +235,22 @@ def image_flag_view(request, pk: int):
     messages.success(request, f"Flagged: this {flag.says}.")
     if refusal := correction_training_refusal(correct_number=flag.correct_number, prediction=image.prediction_or_none):
         messages.warning(request, refusal)
+    return redirect(image)
+
+
+@require_POST
+def image_read_as_view(request, pk: int):
+    """The owner asks for an image to be read again another way (one digit, a number, or left
+    to the site), as the form's ``reading`` says."""
+    image = _own_image_or_404(request, pk)
+    reading = request.POST.get("reading", "")
+    if reading not in DigitImage.Reading.values:
+        messages.error(request, "Choose how to read it: one digit, a number, or let the site decide.")
+    elif image_read_as(image=image, reading=reading):
+        label = DigitImage.Reading(reading).label
+        messages.success(request, f"Reading it again ({label.lower()}): the answer appears here in a moment.")
+    else:
+        messages.info(request, "It is already read that way, or still being read: nothing to do yet.")
     return redirect(image)
 
 

@@ -22,27 +22,22 @@ the images one model reads right and the other wrong says how likely such a spli
 
 from __future__ import annotations
 
-import csv
-import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy.stats import binomtest
 
 from ml.fitting.data import Split
 from ml.fitting.evaluation import EvaluationPlan, evaluate_non_digits
+from ml.fitting.real_digits import BOX_SIDE, REAL_FOLDERS, box_scanned, folder_uploads
 from ml.fitting.styles import STYLES, load_digits_uploads, style_set
 from ml.fitting.synth import Upload, realistic_set
 from ml.serving.artifacts import to_model_array
 from ml.serving.inference import Predictor
-from ml.serving.preprocessing import ink_window
 
 # A drop larger than this on any real set keeps a candidate from shipping (0.2 points).
 NOISE = 0.002
-REAL_FOLDERS = ("optdigits-30", "hwd-1000")
-BOX_SIDE = 16
 BATCH = 256
 
 
@@ -52,28 +47,6 @@ class Reading:
 
     correct: np.ndarray  # bool per image: the digit read is the label (a refused file is wrong)
     verdicts: tuple[str, ...]  # "digit", "unsure", "not_a_digit", or "refused"
-
-
-def folder_uploads(folder: Path) -> list[Upload]:
-    """A folder of real digits as uploads, in the order its ``labels.csv`` lists them."""
-    with open(folder / "labels.csv", newline="") as labels:
-        rows = list(csv.DictReader(labels))
-    return [
-        Upload(data=(folder / row["file"]).read_bytes(), scenario=folder.name, label=int(row["label"]), description="")
-        for row in rows
-    ]
-
-
-def box_scanned(upload: Upload, *, side: int = BOX_SIDE) -> Upload:
-    """A real digit (dark ink on light) as a box-filling scanner stores it: cropped to its ink,
-    stretched both ways to fill a ``side`` square, each cell ink or paper at half."""
-    ink = 1 - np.asarray(Image.open(io.BytesIO(upload.data)).convert("L"), dtype=np.float32) / 255
-    ink = ink[ink_window(ink > 0.3)]
-    cells = Image.fromarray(np.uint8(ink * 255)).resize((side, side), Image.Resampling.BOX)
-    scanned = np.where(np.asarray(cells) > 127, 0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(scanned).save(out, format="PNG")
-    return replace(upload, data=out.getvalue(), scenario=f"{upload.scenario} box {side}x{side}")
 
 
 def real_sets(split: Split, *, real_dir: Path | None, realistic: int, seed: int) -> dict[str, list[Upload]]:

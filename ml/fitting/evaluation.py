@@ -28,6 +28,7 @@ from ml.fitting.calibration import (
 from ml.fitting.data import Mnist, Split
 from ml.fitting.negatives import FAMILIES, negative_set
 from ml.fitting.plots import plot_coverage_accuracy
+from ml.fitting.real_digits import BOX_SIDE, real_digit_number_set
 from ml.fitting.reject import DETECTOR_DIGITS, fit_reject_option, has_lessons
 from ml.fitting.styles import STYLES, load_digits_uploads, style_set
 from ml.fitting.synth import (
@@ -68,9 +69,10 @@ class EvaluationPlan:
         )
 
 
-def evaluate_planned(predictor: Predictor, split: Split, plan: EvaluationPlan) -> dict:
+def evaluate_planned(predictor: Predictor, split: Split, plan: EvaluationPlan, *, real_dir: Path | None = None) -> dict:
     """The report on ``split`` (MNIST test), then on each kind of image ``plan`` names, and the
-    coverage plot drawn where it says."""
+    coverage plot drawn where it says; numbers are also written with the real digits of the
+    folders under ``real_dir`` (``ml.fitting.real_digits``)."""
     seed = plan.seed
     report = evaluate_mnist(predictor, split)
     if plan.realistic:
@@ -80,7 +82,7 @@ def evaluate_planned(predictor: Predictor, split: Split, plan: EvaluationPlan) -
     if plan.non_digits:
         report["non_digits"] = evaluate_non_digits(predictor, split.images, count=plan.non_digits, seed=seed)
     if plan.numbers:
-        report["numbers"] = evaluate_numbers(predictor, split, count=plan.numbers, seed=seed)
+        report["numbers"] = evaluate_numbers(predictor, split, count=plan.numbers, seed=seed, real_dir=real_dir)
     if plan.singles:
         report["singles"] = evaluate_singles(predictor, single_digit_sets(split, count=plan.singles, seed=seed))
     if plan.coverage_plot:
@@ -348,21 +350,71 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
+# Why a number came back with the wrong count of digits, as ``count_error_kinds`` tells them
+# apart from the boxes read and the true ones.
+COUNT_ERRORS = {
+    "split": "a digit read as two (a broken stroke, a 1's or a 7's flag)",
+    "extra": "a mark read as a digit where none was written (a speck, a ruling)",
+    "merged": "two neighbours read as one (touching digits not cut)",
+    "lost": "a digit not read at all (faint, or taken for a speck)",
+}
+# A box read lies on a true one where this share of its area lies inside it.
+_ON_BOX = 0.4
+
+
+def count_error_kinds(result, upload) -> list[str]:
+    """The ``COUNT_ERRORS`` a reading of ``upload`` (a ``NumberResult``) shows, where it has
+    the wrong count of digits: each box read matched to the true boxes it mostly lies on. A
+    refusal, or a reading without boxes, is ``lost`` for every digit."""
+    if len(result.number) == len(upload.number):
+        return []
+    read = [d.box for d in result.digits] if result.number else []
+    if not read:
+        return ["lost"]
+    owners = [[n for n, true in enumerate(upload.boxes) if _inside(box, true) >= _ON_BOX] for box in read]
+    kinds = []
+    if any(not found for found in owners):
+        kinds.append("extra")
+    if any(sum(n in found for found in owners) >= 2 for n in range(len(upload.boxes))):
+        kinds.append("split")
+    if any(len(found) >= 2 for found in owners):
+        kinds.append("merged")
+    if any(not any(n in found for found in owners) for n in range(len(upload.boxes))):
+        kinds.append("lost")
+    return kinds or ["split" if len(result.number) > len(upload.number) else "merged"]
+
+
+def _inside(box: tuple[int, int, int, int], true: tuple[int, int, int, int]) -> float:
+    """The share of ``box``'s area that lies inside ``true``."""
+    width = min(box[0] + box[2], true[0] + true[2]) - max(box[0], true[0])
+    height = min(box[1] + box[3], true[1] + true[3]) - max(box[1], true[1])
+    return max(width, 0) * max(height, 0) / max(box[2] * box[3], 1)
+
+
 # Degrees askew of the numbers ``evaluate_numbers`` reports under ``askew``: a phone held at an
 # angle over a meter or a receipt.
 ASKEW_TURN = 25.0
 
 
-def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: int = 0, batch: int = 32) -> dict:
+def evaluate_numbers(
+    predictor: Predictor, split: Split, *, count: int, seed: int = 0, batch: int = 32, real_dir: Path | None = None
+) -> dict:
     """Numbers of 2 to 8 digits rendered from ``split``'s digits (``ml.fitting.synth.number_set``) read
     back: how many exactly, how many digits right, the numbers with touching digits apart, and
     how well the boxes found cover the true ones (where as many were found). Under
     ``real_writers``, the same for ``count`` numbers by load_digits' 43 real writers
     (``ml.fitting.synth.real_writer_number_set``): held out, never tuned on. Under ``papers``, the same
     for ``count`` numbers on plain, ruled and squared paper; under ``askew``, for the numbers
-    photographed ``ASKEW_TURN`` degrees askew."""
+    photographed ``ASKEW_TURN`` degrees askew. Under ``real_digits``, for ``count`` numbers of
+    the real digits of the folders under ``real_dir`` (``ml.fitting.real_digits``), as written
+    and with each digit box-scanned, where the folders are found."""
     report = _numbers_report(predictor, number_set(split.images, split.labels, count=count, seed=seed), batch)
     real = _numbers_report(predictor, real_writer_number_set(count=count, seed=seed), batch)
+    real_digits = {}
+    for view, side in (("as written", None), (f"box {BOX_SIDE}x{BOX_SIDE}", BOX_SIDE)):
+        uploads = real_digit_number_set(real_dir, count=count, seed=seed, box_side=side) if real_dir else []
+        if uploads:
+            real_digits[view] = {"numbers": count} | _numbers_report(predictor, uploads, batch)
     # The same numbers on plain, ruled and squared paper (photos, pencil, scans): the lines are
     # all that differs.
     papers = {
@@ -382,6 +434,7 @@ def evaluate_numbers(predictor: Predictor, split: Split, *, count: int, seed: in
         | {"real_writers": {"numbers": count, "seed": seed} | real}
         | {"papers": {paper: {"numbers": count} | result for paper, result in papers.items()}}
         | {"askew": {"numbers": count, "turn": ASKEW_TURN} | askew}
+        | {"real_digits": real_digits}
     )
 
 
@@ -401,6 +454,7 @@ def _numbers_report(predictor: Predictor, uploads: list, batch: int) -> dict:
         if len(r.digits) == len(u.boxes)
         for d, box in zip(r.digits, u.boxes, strict=True)
     ]
+    count_errors = Counter(kind for r, u in zip(results, uploads, strict=True) for kind in count_error_kinds(r, u))
     by_scenario = {}
     for scenario in sorted({u.scenario for u in uploads}):
         chosen = np.array([u.scenario == scenario for u in uploads])
@@ -416,7 +470,9 @@ def _numbers_report(predictor: Predictor, uploads: list, batch: int) -> dict:
         "digit_count_right": float(
             np.mean([len(r.number) == len(u.number) for r, u in zip(results, uploads, strict=True)])
         ),
+        "count_errors": {kind: count_errors[kind] / count for kind in COUNT_ERRORS},
         "verdicts": {name: n / count for name, n in sorted(verdicts.items())},
+        "sure": float(sure.mean()),
         "sure_exact": float(exact[sure].mean()) if sure.any() else None,
         "box_iou_median": float(np.median(ious)) if ious else None,
         "by_scenario": by_scenario,

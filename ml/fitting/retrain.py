@@ -258,11 +258,11 @@ def retrain(
 
 
 def _save_model(model: keras.Model, *, parent: ModelBundle, out: ModelBundle) -> None:
-    """The candidate's model in ``out``, beside the parent's line reader: it reads whole
-    numbers apart from the digit model, so the candidate keeps it."""
+    """The candidate's model in ``out``, beside the parent's line reader and how sure its
+    numbers are: they read whole numbers apart from the digit model, so the candidate keeps them."""
     out.directory.mkdir(parents=True, exist_ok=True)
     model.save(out.model_path)
-    for kept in (parent.line_reader_path, parent.line_reader_metadata_path):
+    for kept in (parent.line_reader_path, parent.line_reader_metadata_path, parent.sureness_path):
         if kept.is_file():
             shutil.copyfile(kept, out.directory / kept.name)
 

@@ -233,11 +233,19 @@ SIZE_RANGE = (0.8, 1.15)
 TOUCH_RATE = 0.15
 TOUCH_MAX_OVERLAP = 4
 INK_LEVEL = 60  # of 255: a pixel of a digit's own ink, for touching and for boxes
+OWNED = 40  # of 255: a pixel a digit owns once the number is grown and turned
 # Paper a number is written on: plain, ruled (lines a little farther apart than the digits are
 # tall, the digits on one of them) or squared (a grid of that size), printed in light blue or
 # grey, for the scenarios on paper (photos, pencil, scans).
 PAPER_RULINGS = ("plain", "ruled", "squared")
 RULED_SCENARIOS = ("photo", "pencil", "scan")
+# A scanned page's flaws (``flaw_rate`` of the numbers have them): specks of dust or toner
+# around the digits, and strokes broken where the pen skipped (each digit with this chance),
+# at MNIST's scale.
+SPECKS = (1, 4)
+SPECK_RADIUS = (0.5, 1.2)
+BREAK_RATE = 0.3
+BREAK_RADIUS = (1.0, 1.8)  # a gap across a stroke a little wider than MNIST's strokes are thick
 RULING_COLOURS = {"blue": (150, 178, 222), "grey": (170, 170, 170)}
 
 
@@ -302,6 +310,29 @@ def number_row(
     return row[:, : x + 2], owner[:, : x + 2], tuple(touching)
 
 
+def _flawed(row: np.ndarray, owner: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A number's row (white on black, MNIST's scale) as a scanner finds it on a page: a few
+    specks beside or between the digits (owned by no digit), and each digit with ``BREAK_RATE``
+    chance broken where the pen skipped: its ink gone in a small disc on one stroke."""
+    row = row.copy()
+    rows, cols = np.mgrid[0 : row.shape[0], 0 : row.shape[1]]
+    for n in range(1, int(owner.max()) + 1):
+        ys, xs = np.nonzero((owner == n) & (row > INK_LEVEL))
+        if not len(ys) or rng.random() >= BREAK_RATE:
+            continue
+        at = int(rng.integers(len(ys)))
+        gap = np.hypot(rows - ys[at], cols - xs[at]) < rng.uniform(*BREAK_RADIUS)
+        row[gap & (owner == n)] = 0
+    for _ in range(int(rng.integers(SPECKS[0], SPECKS[1] + 1))):
+        centre = (int(rng.integers(row.shape[1])), int(rng.integers(row.shape[0])))
+        speck = np.zeros(row.shape, dtype=np.uint8)
+        radius = float(rng.uniform(*SPECK_RADIUS))
+        cv2.circle(speck, centre, 1, int(rng.integers(120, 256)), -1, cv2.LINE_AA)
+        speck = cv2.GaussianBlur(speck, (0, 0), radius) if radius > 1 else speck
+        row = np.maximum(row, speck)
+    return row
+
+
 def render_number(
     digits: np.ndarray,
     *,
@@ -311,15 +342,20 @@ def render_number(
     touch_rate: float = TOUCH_RATE,
     paper: str = "plain",
     turn: float = 0.0,
+    flaw_rate: float = 0.0,
 ) -> NumberUpload:
     """Render MNIST digits (white on black, (n, 28, 28)) as one realistic photo, scan, canvas
     drawing, screenshot or pencil sketch of the number ``number``, with each digit's true box;
     ``touch_rate`` of neighbouring pairs written touching; on ``paper`` (``PAPER_RULINGS``:
     ruled and squared paper in the ``RULED_SCENARIOS`` only); photographed ``turn`` degrees
-    askew (counter-clockwise) beyond the few degrees every number is."""
+    askew (counter-clockwise) beyond the few degrees every number is; ``flaw_rate`` of them with
+    a scanned page's specks and broken strokes (``_flawed``)."""
     if paper not in PAPER_RULINGS or (paper != "plain" and scenario not in RULED_SCENARIOS):
         raise ValueError(f"no {paper!r} paper for {scenario!r}: ruled papers are for {RULED_SCENARIOS}")
     row, owner, _ = number_row(digits, rng, touch_rate=touch_rate)
+    flawed = rng.random() < flaw_rate
+    if flawed:
+        row = _flawed(row, owner, rng)
     if scenario not in NUMBER_HEIGHTS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {NUMBER_SCENARIOS}")
     height = int(rng.integers(*NUMBER_HEIGHTS[scenario]))
@@ -333,6 +369,7 @@ def render_number(
     ruling_rng = np.random.default_rng([int(v) for box in boxes for v in box])
     rulings = _rulings(coverage.shape, boxes, angle, paper, ruling_rng) if paper != "plain" else None
     data, description = _dressed(coverage, scenario, rng, rulings)
+    description += ", specks and broken strokes" if flawed else ""
     return NumberUpload(data, number, tuple(boxes), _touching(ink, owners, len(digits)), scenario, description)
 
 
@@ -344,8 +381,19 @@ def _number_ink(
     width = max(1, round(height * row.shape[1] / row.shape[0]))
     ink = Image.fromarray(row).resize((width, height), Image.Resampling.BICUBIC)
     ink = np.asarray(ink.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True), dtype=np.float32) / 255
-    owners = Image.fromarray(owner).resize((width, height), Image.Resampling.NEAREST)
-    owners = np.asarray(owners.rotate(angle, resample=Image.Resampling.NEAREST, expand=True))
+    # Each digit's own pixels grown and turned apart (the nearest pixel alone can miss a thin 1
+    # shrunk to a small scan), each pixel the digit whose ink covers it most.
+    layers = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(np.uint8(owner == n) * 255)
+                .resize((width, height), Image.Resampling.BILINEAR)
+                .rotate(angle, resample=Image.Resampling.BILINEAR, expand=True)
+            )
+            for n in range(1, int(owner.max()) + 1)
+        ]
+    )
+    owners = np.where(layers.max(axis=0) > OWNED, layers.argmax(axis=0) + 1, 0).astype(np.uint8)
     thickness = rng.uniform(-0.2, 1.0)
     return _pen(ink, thickness, radius=round(abs(thickness) * height / 36)), owners
 
@@ -457,14 +505,16 @@ def number_set(
     count: int,
     seed: int = 0,
     scenarios=NUMBER_SCENARIOS,
+    lengths: tuple[int, int] = NUMBER_LENGTHS,
     **render,
 ) -> list[NumberUpload]:
-    """``count`` numbers of 2 to 8 random digits from ``images``, cycling through the scenarios;
-    ``render``: more of ``render_number``'s arguments (``touch_rate``, ``paper``, ``turn``)."""
+    """``count`` numbers of ``lengths`` (inclusive: 2 to 8) random digits from ``images``,
+    cycling through the scenarios; ``render``: more of ``render_number``'s arguments
+    (``touch_rate``, ``paper``, ``turn``, ``flaw_rate``)."""
     rng = np.random.default_rng(seed)
     uploads = []
     for n in range(count):
-        length = int(rng.integers(NUMBER_LENGTHS[0], NUMBER_LENGTHS[1] + 1))
+        length = int(rng.integers(lengths[0], lengths[1] + 1))
         picks = rng.choice(len(images), size=length, replace=False)
         number = "".join(str(int(labels[i])) for i in picks)
         scenario = scenarios[n % len(scenarios)]

@@ -9,6 +9,8 @@ A model bundle is a directory that training and fine-tuning write and serving re
     lines.keras            the line reader (``ml.serving.lines``) that reads a whole number at once, where
                            the bundle has one (fitted apart, by ``train_lines``, and kept by retraining)
     lines.json             how the line reader was made (recipe, data hash, validation per epoch)
+    numbers.json           how sure a whole number's reading is (``ml.serving.sureness``), where fitted
+                           (``calibrate_numbers``; kept by retraining with the line reader)
 
 No Keras or TensorFlow here: the web process reads these names and files too.
 """
@@ -32,6 +34,9 @@ CONFUSION_FILE = "confusion_matrix.png"
 DETECTOR_FILE = "reject.keras"
 LINE_READER_FILE = "lines.keras"
 LINE_READER_METADATA_FILE = "lines.json"
+# How sure a whole number's reading is (``ml.serving.sureness``), fitted on the digit model and
+# the line reader together: kept with the line reader.
+SURENESS_FILE = "numbers.json"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ class ModelBundle:
         return self.directory / LINE_READER_FILE
 
     @property
+    def sureness_path(self) -> Path:
+        return self.directory / SURENESS_FILE
+
+    @property
     def line_reader_metadata_path(self) -> Path:
         return self.directory / LINE_READER_METADATA_FILE
 
@@ -84,6 +93,7 @@ class ModelBundle:
             self.detector_path,
             self.line_reader_path,
             self.line_reader_metadata_path,
+            self.sureness_path,
         ]
         return [path for path in paths if path.is_file()]
 

@@ -18,6 +18,7 @@ from ml.serving.artifacts import INPUT_SHAPE, NUM_CLASSES, ModelBundle
 from ml.serving.explain import GradCam
 from ml.serving.lines import LINE_SHAPE, LineReading, decode
 from ml.serving.preprocessing import ModelInput, PreprocessingError, to_model_input
+from ml.serving.sureness import NumberSureness
 from ml.serving.verdicts import KINDS, Verdict, tempered, verdicts
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class Predictor:
                 reduce_retracing=True,
             )
 
+        # How sure a whole number's reading is (``ml.serving.sureness``), where the bundle says.
+        self.sureness = NumberSureness.load(self.bundle.directory)
         # The line reader (``ml.serving.lines``) where the bundle has one: whole numbers read at once.
         self.line_reader = None
         if self.bundle.line_reader_path.is_file():

@@ -60,6 +60,7 @@ from ml.serving.segment import (
     segments_of,
     whole_segment,
 )
+from ml.serving.sureness import OTHER_VETO, SIZES_VETO, Candidate, NumberSureness, Reading, count_features
 from ml.serving.verdicts import BLANK, KINDS, OTHER_KINDS, REASONS
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ T = TypeVar("T")
 # seed 12, untuned: 90.2% of the non-digits caught (not a digit, unsure or refused; 75.4%
 # judging the pieces alone), 1 number of 300 taken for not a digit.
 WHOLE_NOT_A_NUMBER = 0.9
-WHOLE_UNSURE = 0.7
+WHOLE_UNSURE = OTHER_VETO
 _OTHER = [KINDS.index(kind) for kind in OTHER_KINDS]
 _DIGIT, _NUMBER = KINDS.index("digit"), KINDS.index("number")
 # Digits written apart: at least this share of the tallest digit's height between neighbours
@@ -82,7 +83,7 @@ DIGITS_APART = 0.2
 # least this share of its tallest's height (the letters of a word are not: an "o" beside a
 # "T"). On the tuning numbers (seed 100) 1% of confident readings were below 0.5, none below
 # 0.4; 3 of 15 non-digits read as confident numbers were.
-ONE_SIZE = 0.4
+ONE_SIZE = SIZES_VETO
 # Why a number is not sure, as a person is told after "not sure:".
 UNSURE_REASONS = {
     "digit": "at least one digit is unclear (see each below).",
@@ -90,7 +91,14 @@ UNSURE_REASONS = {
     "apart": "its digits run into one another, and where they were cut is a guess.",
     "sizes": "its digits are of very different sizes, as the letters of a word are.",
     "line": "read as one line instead of digit by digit, it looks like {line}.",
+    "whole": "the chance that all {count} digits are right is too low to be sure.",
 }
+# The doubts that keep a number unsure however probable it is (``_reading``): a digit shown as
+# unsure, strokes likelier text or a drawing, digits of a word's mixed sizes. ``vetoed`` in
+# ``ml.serving.sureness`` says the same from a reading's features.
+VETOES = (UNSURE_REASONS["digit"], UNSURE_REASONS["other"], UNSURE_REASONS["sizes"])
+# Why an image read as one digit, as asked, is not one digit, where it reads as several.
+SEVERAL_DIGITS = "it looks like several digits ({number}), not one: read it as a number instead."
 # What an image with no ink is read from: an empty input.
 _BLANK = ModelInput(
     array=np.zeros((INPUT_SIDE, INPUT_SIDE), dtype=np.float32), display=np.zeros((INPUT_SIDE, INPUT_SIDE), np.uint8)
@@ -132,9 +140,17 @@ class NumberResult:
     reason: str = ""
     prediction: Prediction | None = None
     error: str | None = None
+    # For several digits read by a model with a ``NumberSureness``: the calibrated probability
+    # that the whole reading is exactly right, and what it was computed from.
+    sureness: float | None = None
+    evidence: Reading | None = None
+    # Where the two readers counted the digits otherwise: the choice made (``_with_line``).
+    disagreement: CountDisagreement | None = None
 
     def as_dict(self) -> dict:
-        return {"number": self.number, "verdict": self.verdict, "digits": [d.as_dict() for d in self.digits]}
+        several = {"number_confidence": self.sureness} if len(self.digits) > 1 else {}
+        digits = {"digits": [d.as_dict() for d in self.digits]}
+        return {"number": self.number, "verdict": self.verdict} | several | digits
 
 
 def split_scorer(predictor: Predictor) -> Scorer:
@@ -230,7 +246,12 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
     reader = _Reader(predictor)
     images = [_opened(blob, reading) for blob, reading in zip(blobs, readings, strict=True)]
     firsts = [image.first.model_input.array for image in images if image.first is not None]
-    groups = [model_input.array for image in images if image.page for model_input in image.page.inputs]
+    groups = [
+        model_input.array
+        for image in images
+        if image.page and image.reading != DIGIT
+        for model_input in image.page.inputs
+    ]
     blank = [_BLANK.array] if any(image.blank is not None for image in images) else []
     # One call for every image read whole, every group of strokes, and a blank input.
     reader.predictions(firsts + groups + blank)
@@ -239,6 +260,12 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
             image.single = _single(image.first, reader)
         if image.page is not None and image.reading == AUTO and not _may_be_several(image.page, image.single):
             image.page = None
+        if image.page is not None and image.reading == DIGIT and not _several_asked_as_one(image.page, image.single):
+            image.page = None
+    # The groups of the images asked for as one digit that may be several: one call, rarely.
+    reader.predictions(
+        [i.array for image in images if image.page and image.reading == DIGIT for i in image.page.inputs]
+    )
     _segmented(images, reader)
     _read_lines(predictor, images)
     arrays = [segment.model_input.array for image in images if image.segments for segment in image.segments]
@@ -257,9 +284,12 @@ def _opened(blob: bytes, reading: str) -> _Image:
         image.blank = failure.box or (0, 0, 0, 0)
     if whole is not None:
         image.first = whole_segment(whole)
-        if reading != DIGIT:
-            image.page, failure = _attempt(page_of, whole)
-            image.long_line = isinstance(failure, LineTooLong)
+        # Read as one digit where asked, but its groups found all the same: one that is not a
+        # digit may be several, and is told so (``_asked_for_one``).
+        image.page, failure = _attempt(page_of, whole)
+        image.long_line = isinstance(failure, LineTooLong)
+        if reading == DIGIT:
+            failure = None
     image.error = str(failure) if failure else None
     return image
 
@@ -283,16 +313,25 @@ def _result(image: _Image, reader: _Reader) -> NumberResult:
         return _blank(reader, image.blank)
     if image.single is None:
         return NumberResult(error=image.whole_error)
-    if image.segments is None:
+    if image.segments is None or (image.reading == DIGIT and image.error is not None):
         return _without_segments(image.reading, image.single, image.error, image.long_line)
     digits = _read(image.segments, reader)
     line = image.line
+    disagreement = None
     if line is not None:
-        digits = _with_line(digits, line, reader, as_written=len(image.segments) == len(image.page.groups))
+        as_written = len(image.segments) == len(image.page.groups)
+        digits, disagreement = _with_line(digits, line, reader, as_written=as_written)
     if len(digits) < 2:
         return _chosen(image.reading, image.single, None)
-    line_text = line.reading.text if line is not None else None
-    number = _reading(digits, _as_a_whole(image.page, reader), image.single.kinds, line_text)
+    evidence = _Evidence(
+        whole_kinds=_as_a_whole(image.page, reader),
+        image_kinds=image.single.kinds,
+        digit_shares=tuple(float(reader.kinds[d.model_input.array.tobytes()][_DIGIT]) for d in digits),
+        line=line.reading if line is not None else None,
+    )
+    number = replace(_reading(digits, evidence, reader.predictor.sureness), disagreement=disagreement)
+    if image.reading == DIGIT:
+        return _asked_for_one(image.single.result, number)
     return _chosen(image.reading, image.single, number)
 
 
@@ -352,29 +391,65 @@ def _line_segments(image: _Image, mask: np.ndarray, line: LineInput, reading: Li
         return None
 
 
+@dataclass(frozen=True)
+class CountDisagreement:
+    """Where the segmenter and the line reader count a number's digits otherwise: what the
+    choice between them saw (``ml.serving.sureness.COUNT_FEATURES``), each one's digits, and
+    which was taken."""
+
+    features: np.ndarray
+    cuts: str
+    line: str
+    took_line: bool
+
+
 def _with_line(
     digits: tuple[DigitReading, ...], line: _Line, reader: _Reader, *, as_written: bool
-) -> tuple[DigitReading, ...]:
+) -> tuple[tuple[DigitReading, ...], CountDisagreement | None]:
     """The segmenter's digits with the line reader's word in them: where both count the same
     digits, each digit is the one both make likeliest together (the classifier's and the line
     reader's probabilities multiplied, the latter to the power ``LINE_WEIGHT``); where they
-    count otherwise, the line reader's digits, boxed and judged (verdict, detector) at its own
-    cuts (cuts chosen by hand-set rules go wrong where digits touch: read as a line, they are
-    read whole), unless the segmenter's digits are the groups of strokes ``as_written``, each
-    a confident digit (clean strokes drawn apart: the line reader, which never saw them, may
-    read one digit more). A digit the two readings do not make the same is never more than
-    ``unsure``. Chosen on numbers of tuning seed 100: ``docs/performance.md``."""
+    count otherwise, either the segmenter's digits or the line reader's, boxed and judged
+    (verdict, detector) at its own cuts, and the disagreement. Which: the bundle's fitted
+    ``CountChoice`` (``ml.fitting.sureness``) where it has one, from how sure each reading's
+    digits are; else the line reader's, unless the segmenter's digits are the groups of strokes
+    ``as_written``, each a confident digit. A digit the two readings do not make the same is
+    never more than ``unsure``."""
     ctc = line.reading
     if len(ctc.digits) == len(digits):
-        return tuple(
+        fused = tuple(
             replace(d, prediction=_fused(d.prediction, row)) for d, row in zip(digits, ctc.probabilities, strict=True)
         )
-    if line.segments is None or (as_written and _all_confident(digits)):
-        return digits
-    return tuple(
-        replace(d, prediction=_fused(d.prediction, row, weight=None))
-        for d, row in zip(_read(line.segments, reader), ctc.probabilities, strict=True)
+        return fused, None
+    if line.segments is None:
+        return digits, None
+    pieces = _read(line.segments, reader)
+    row = count_features(
+        _candidate(digits, reader), _candidate(pieces, reader), as_written=as_written, line_peaks=ctc.confidences
     )
+    line_digits = tuple(
+        replace(d, prediction=_fused(d.prediction, p, weight=None))
+        for d, p in zip(pieces, ctc.probabilities, strict=True)
+    )
+    sureness = reader.predictor.sureness
+    if sureness is not None and sureness.count_choice is not None:
+        took_line = sureness.count_choice.line_probability(row) >= 0.5
+    else:
+        took_line = not (as_written and _all_confident(digits))
+    disagreement = CountDisagreement(row, _text(digits), _text(line_digits), took_line)
+    return (line_digits if took_line else digits), disagreement
+
+
+def _candidate(digits: tuple[DigitReading, ...], reader: _Reader) -> Candidate:
+    return Candidate(
+        confidences=tuple(d.prediction.confidence for d in digits),
+        digit_shares=tuple(float(reader.kinds[d.model_input.array.tobytes()][_DIGIT]) for d in digits),
+        all_digits=_all_confident(digits),
+    )
+
+
+def _text(digits: tuple[DigitReading, ...]) -> str:
+    return "".join(str(d.prediction.digit) for d in digits)
 
 
 def _fused(
@@ -418,6 +493,22 @@ def _may_be_several(page: Page, single: _Single) -> bool:
     """Whether ``auto`` could find several digits on ``page``: one group of strokes is one digit
     unless the image read whole looks like several (``_chosen``), so it is not cut in vain."""
     return len(page.groups) > 1 or _looks_like_several(single.kinds)
+
+
+def _several_asked_as_one(page: Page, single: _Single) -> bool:
+    """Whether an image read as one digit, as its owner asked, may hold several: it is not a
+    digit to the model, and its strokes fall into several groups."""
+    return single.result.verdict == "not_a_digit" and len(page.groups) > 1
+
+
+def _asked_for_one(single: NumberResult, number: NumberResult) -> NumberResult:
+    """An image read as one digit, as its owner asked: the single-digit reading, but where it is
+    not a digit and reads as several digits (a number that is not "not a digit"), its reason
+    says so, and which (a person can then ask for it to be read as a number)."""
+    if single.verdict != "not_a_digit" or number.verdict == "not_a_digit" or len(number.digits) < 2:
+        return single
+    reason = SEVERAL_DIGITS.format(number=number.number)
+    return replace(single, reason=reason, prediction=replace(single.prediction, reason=reason))
 
 
 def _looks_like_several(kinds: np.ndarray) -> bool:
@@ -515,16 +606,30 @@ def _as_a_whole(page: Page, reader: _Reader) -> np.ndarray:
     return np.mean([reader.kinds[model_input.array.tobytes()] for model_input in page.inputs], axis=0)
 
 
-def _reading(
-    digits: tuple[DigitReading, ...], whole_kinds: np.ndarray, image_kinds: np.ndarray, line_text: str | None = None
-) -> NumberResult:
-    """The reading of an image's several digits; ``whole_kinds``: what the detector makes of
-    its groups of strokes (``_as_a_whole``), ``image_kinds``: of the image read whole;
-    ``line_text``: what the line reader read, where the model has one. A number is as honest
-    as a digit: it is ``number`` only where every digit is, where the image read whole looks
-    more like several digits than like any kind that is not a digit, or its digits stand
-    apart, where its digits are of about one size, and where the line reader, reading the
-    whole line its own way, reads the same number."""
+@dataclass(frozen=True)
+class _Evidence:
+    """What is known of an image's several digits beside the digits themselves:
+    ``whole_kinds``, what the detector makes of its groups of strokes (``_as_a_whole``);
+    ``image_kinds``, of the image read whole; ``digit_shares``, the detector's share of "digit"
+    for each digit read; ``line``, the line reader's reading, where the model has one."""
+
+    whole_kinds: np.ndarray
+    image_kinds: np.ndarray
+    digit_shares: tuple[float, ...]
+    line: LineReading | None
+
+
+def _reading(digits: tuple[DigitReading, ...], evidence: _Evidence, sureness: NumberSureness | None) -> NumberResult:
+    """The reading of an image's several digits. Text, drawings and the like are not a number
+    (``WHOLE_NOT_A_NUMBER``). Otherwise a number is ``number`` (sure) where the calibrated
+    probability that it is exactly right (``sureness``, ``ml.serving.sureness``) reaches its
+    level; a model without one is as honest as a digit: sure only where every digit is, where
+    the image read whole looks more like several digits than like any kind that is not a
+    digit, or its digits stand apart, where its digits are of about one size, and where the
+    line reader, reading the whole line its own way, reads the same number. An unsure number
+    says its first doubt, in the order a person can check them."""
+    whole_kinds, image_kinds = evidence.whole_kinds, evidence.image_kinds
+    line_text = evidence.line.text if evidence.line is not None else None
     other = float(whole_kinds[_OTHER].sum())
     if other > WHOLE_NOT_A_NUMBER:
         likeliest = OTHER_KINDS[int(np.argmax(whole_kinds[_OTHER]))]
@@ -541,4 +646,24 @@ def _reading(
         (line_text is not None and line_text != number, UNSURE_REASONS["line"].format(line=line_text)),
     )
     reason = next((why for doubted, why in doubts if doubted), "")
-    return NumberResult(number, digits, "unsure" if reason else "number", reason)
+    read = Reading(
+        confidences=tuple(d.prediction.confidence for d in digits),
+        digit_shares=evidence.digit_shares,
+        all_digits=_all_confident(digits),
+        line_text=line_text,
+        text=number,
+        other=other,
+        apart=_apart(digits),
+        sizes=min(heights) / max(max(heights), 1),
+        line_confidences=evidence.line.confidences if evidence.line is not None else (),
+    )
+    if sureness is None:
+        return NumberResult(number, digits, "unsure" if reason else "number", reason, evidence=read)
+    probability = sureness.probability(read)
+    # The probability speaks for the whole number; a digit shown as unsure, or strokes that look
+    # like a word or a drawing (the probability was fitted on numbers alone), keep it unsure.
+    vetoed = next((why for doubted, why in doubts if doubted and why in VETOES), "")
+    if sureness.is_sure(probability) and not vetoed:
+        return NumberResult(number, digits, "number", "", sureness=probability, evidence=read)
+    reason = vetoed or reason or UNSURE_REASONS["whole"].format(count=len(digits))
+    return NumberResult(number, digits, "unsure", reason, sureness=probability, evidence=read)

@@ -71,24 +71,22 @@ def test_the_served_temperature_has_the_least_ece_and_is_one_for_a_calibrated_mo
 
 
 @pytest.mark.slow  # trains: `make test-fast` leaves it out
-def test_training_with_a_holdout_calibrates_the_model_it_serves(tmp_path, mnist):
-    """A small model trained for seconds: its temperature is fitted on the held-out digits
-    and lowers the calibration error on the MNIST test set, which it was not fitted on; the
-    predictor serves the calibrated confidence and can give the model's own back."""
-    from ml.fitting.train import TrainConfig, train_model
+def test_training_with_a_holdout_calibrates_the_model_it_serves(tiny_rejecting_model_dir, mnist):
+    """A small model trained for seconds (``tiny_rejecting_model_dir``: 300 digits held out):
+    its temperature is fitted on the held-out digits and lowers the calibration error on the
+    MNIST test set, which it was not fitted on; the predictor serves the calibrated confidence
+    and can give the model's own back."""
     from ml.serving.inference import Predictor
+    from ml.tests.conftest import TRAINING_LOG
 
-    config = TrainConfig.for_arch("basic", epochs=1, train_limit=3000, holdout=600, detector_digits=0, test_limit=1000)
-    lines = []
-    result = train_model(mnist=mnist, config=config, out_dir=tmp_path, log=lines.append)
-    calibration = json.loads((tmp_path / METADATA_FILE).read_text())["calibration"]
-    assert calibration == result.metadata["calibration"]
-    assert calibration["fitted_on"]["clean"] == 600 and calibration["fitted_on"]["realistic"] >= 590
+    lines = (tiny_rejecting_model_dir / TRAINING_LOG).read_text().splitlines()
+    calibration = json.loads((tiny_rejecting_model_dir / METADATA_FILE).read_text())["calibration"]
+    assert calibration["fitted_on"]["clean"] == 300 and calibration["fitted_on"]["realistic"] >= 290
     assert calibration["test_ece_after"] < calibration["test_ece_before"]
     assert sum(calibration["ece_after"].values()) < sum(calibration["ece_before"].values())
     assert any(line.startswith("temperature ") for line in lines)
 
-    predictor = Predictor(tmp_path)
+    predictor = Predictor(tiny_rejecting_model_dir)
     assert predictor.temperature == calibration["temperature"] != 1.0
     x = to_model_array(mnist.test.images[:50])
     served, own = predictor.probabilities(x), predictor.probabilities(x, calibrated=False)

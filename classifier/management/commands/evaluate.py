@@ -233,7 +233,23 @@ def _numbers(result: dict) -> str:
         f"{result['askew']['exact']:.1%}\n"
         f"          by length: {_by(result['by_length'])}\n"
         f"          by scenario: {_by(result['by_scenario'])}\n"
-        f"          real writers by length: {_by(real['by_length'])}"
+        f"          real writers by length: {_by(real['by_length'])}\n"
+        + "".join(_real_digit_numbers(view, found) for view, found in result.get("real_digits", {}).items())
+        + "          wrong count of digits, by kind (share of the numbers): "
+        + _by(result["count_errors"])
+        + f"\n          answered sure {result['sure']:.1%}, exact among those {share(result['sure_exact'])}"
+    )
+
+
+def _real_digit_numbers(view: str, found: dict) -> str:
+    """The lines on numbers written with the real folders' digits, in one ``view``."""
+    sure_exact = "-" if found["sure_exact"] is None else f"{found['sure_exact']:.1%}"
+    return (
+        f"          numbers of real digits ({view}) read exactly {found['exact']:.1%} of {found['numbers']:,}; "
+        f"per digit {found['digit_accuracy']:.1%}; digit count right {found['digit_count_right']:.1%}; "
+        f"answered sure {found['sure']:.1%}, exact among those {sure_exact}\n"
+        f"            by length: {_by(found['by_length'])}; by scenario: {_by(found['by_scenario'])}\n"
+        f"            wrong count by kind: {_by(found['count_errors'])}\n"
     )
 
 

@@ -44,9 +44,11 @@ def _answer(item: dict) -> str:
     """What a person reads: the digit or number, a guess it is not sure of, or that it is no digit."""
     sure = f"{item['confidence']:.1%}"
     if len(item["digits"]) > 1:
+        whole = item.get("number_confidence")
+        how = f"{whole:.1%} sure of the whole number" if whole is not None else f"least sure digit {sure}"
         if item["verdict"] == "unsure":
-            return f"probably {item['number']}, not sure (least sure digit {sure})"
-        return f"{item['number']} (least sure digit {sure})"
+            return f"probably {item['number']}, not sure: {item.get('reason') or 'of every digit.'} ({how})"
+        return f"{item['number']} ({how})"
     if item.get("reason") == REASONS[BLANK]:
         return f"nothing to read: {item['reason']}"
     if item["verdict"] == "not_a_digit":
