@@ -325,6 +325,12 @@ class Prediction(models.Model):
         return len(self.digits) > 1
 
     @property
+    def doubts_a_digit(self) -> bool:
+        """Whether one of a number's digits is itself unsure (or not a digit): only then is its
+        least sure digit the figure that says why the number is not sure."""
+        return any(digit.get("verdict", "digit") != "digit" for digit in self.digits)
+
+    @property
     def reading(self) -> str:
         """What it reads, in a word: the number, or for one digit (or none) its best guess."""
         return self.number or str(self.digit)

@@ -234,7 +234,9 @@ def test_card_detail_bars_and_history_show_the_same_figure_and_never_100_for_les
 
 def test_a_number_not_sure_says_why_beside_its_figures(signed_in, user, png):
     """Every digit at 98% and still not sure: the page gives the reason the reader stored, not
-    "not sure of every digit" beside a 98% that says the opposite."""
+    "not sure of every digit" beside a 98% that says the opposite; with the reason, the figure
+    that speaks for it: the chance the whole number is right, or where a digit is itself in
+    doubt, the least sure digit, and never a 98% digit beside a reason about something else."""
     from classifier.tests.test_views import number_image
     from ml.serving.numbers import UNSURE_REASONS
 
@@ -243,7 +245,15 @@ def test_a_number_not_sure_says_why_beside_its_figures(signed_in, user, png):
     Prediction.objects.filter(image=image).update(verdict=Prediction.Verdict.UNSURE, verdict_reason=reason)
     detail = text(signed_in.get(image.get_absolute_url()))
     assert "not sure</span> read as one line instead of digit by digit, it looks like 41." in detail
-    assert "of every digit" not in detail and "The least sure digit is 98%." in detail
+    assert "of every digit" not in detail and "least sure digit" not in detail
+    Prediction.objects.filter(image=image).update(number_confidence=0.42)
+    detail = text(signed_in.get(image.get_absolute_url()))
+    assert "it looks like 41. The chance that the whole number is right: 42%." in detail
+    unclear = UNSURE_REASONS["digit"]
+    prediction = Prediction.objects.get(image=image)
+    digits = [prediction.digits[0] | {"verdict": "unsure"}, prediction.digits[1]]
+    Prediction.objects.filter(image=image).update(number_confidence=None, verdict_reason=unclear, digits=digits)
+    assert f"{unclear} The least sure digit is 98%." in text(signed_in.get(image.get_absolute_url()))
     # Stored before readers gave reasons: the old words, which were then always true.
     Prediction.objects.filter(image=image).update(verdict_reason="")
     assert "not sure</span> of every digit." in text(signed_in.get(image.get_absolute_url()))

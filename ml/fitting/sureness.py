@@ -34,7 +34,7 @@ from ml.fitting.styles import render_style
 from ml.fitting.synth import NumberUpload, number_set
 from ml.serving.inference import Predictor
 from ml.serving.numbers import read_numbers
-from ml.serving.sureness import FEATURES, SURE_EXACT, CountChoice, NumberSureness, features, vetoed
+from ml.serving.sureness import FEATURES, SURE_EXACT, SURE_FLOOR, CountChoice, NumberSureness, features, vetoed
 
 BATCH = 32
 FOLDS = 5
@@ -134,13 +134,15 @@ def fit_count_choice(found: _Readings, log: Callable[[str], None]) -> tuple[Coun
     return choice, {"disagreements": len(y), "chosen_right": learned, "rule_chosen_right": rule}
 
 
-def sure_level(probabilities: np.ndarray, exact: np.ndarray, *, target: float = SURE_EXACT) -> float:
-    """The lowest probability at which at least ``target`` of the readings at or above it are exact
-    (1.0, no reading sure, where none is)."""
+def sure_level(
+    probabilities: np.ndarray, exact: np.ndarray, *, target: float = SURE_EXACT, floor: float = 0.0
+) -> float:
+    """The lowest probability, not under ``floor``, at which at least ``target`` of the readings at
+    or above it are exact (1.0, no reading sure, where none is)."""
     order = np.argsort(-probabilities)
     precision = np.cumsum(exact[order]) / np.arange(1, len(order) + 1)
     meets = np.flatnonzero(precision >= target)
-    return float(probabilities[order][meets[-1]]) if len(meets) else 1.0
+    return max(float(probabilities[order][meets[-1]]), floor) if len(meets) else 1.0
 
 
 def fit_sureness(
@@ -161,18 +163,21 @@ def fit_sureness(
         log("reading them again as the learned choice chooses the count")
         found = readings(predictor, uploads, log)
     x, y = np.array(found.rows), np.array(found.exact, dtype=bool)
-    if len(set(y.tolist())) < 2:
-        raise ValueError("every number was read right, or none: nothing to calibrate on")
+    # A vetoed number is never sure and shows no probability: the model and its level are fitted
+    # on the rest, so that the probability people see is calibrated where it is shown.
+    free = ~vetoed(x) if len(x) else np.zeros(0, dtype=bool)
+    if len(set(y[free].tolist())) < 2:
+        raise ValueError("every number no doubt vetoes was read right, or none: nothing to calibrate on")
     model = LogisticRegression(C=REGULARISATION, max_iter=5000)
-    out_of_fold = cross_val_predict(model, x, y, cv=FOLDS, method="predict_proba")[:, 1]
-    # A vetoed number is never sure, whatever its probability: the level is chosen on the rest.
-    free = ~vetoed(x)
-    level = sure_level(out_of_fold[free], y[free])
-    model.fit(x, y)
-    sure = free & (out_of_fold >= level)
+    out_of_fold = cross_val_predict(model, x[free], y[free], cv=FOLDS, method="predict_proba")[:, 1]
+    level = sure_level(out_of_fold, y[free], floor=SURE_FLOOR)
+    model.fit(x[free], y[free])
+    sure = np.zeros(len(y), dtype=bool)
+    sure[free] = out_of_fold >= level
     fitted = {
         "numbers": count,
         "read_as_several": len(y),
+        "vetoed": int((~free).sum()),
         "exact": float(y.mean()),
         "seed": seed,
         "holdout": holdout,

@@ -659,11 +659,14 @@ def _reading(digits: tuple[DigitReading, ...], evidence: _Evidence, sureness: Nu
     )
     if sureness is None:
         return NumberResult(number, digits, "unsure" if reason else "number", reason, evidence=read)
-    probability = sureness.probability(read)
-    # The probability speaks for the whole number; a digit shown as unsure, or strokes that look
-    # like a word or a drawing (the probability was fitted on numbers alone), keep it unsure.
+    # A digit shown as unsure, or strokes that look like a word or a drawing, keep a number
+    # unsure, and its reason says which; the probability was fitted on the numbers no such doubt
+    # vetoes, so it speaks for those alone.
     vetoed = next((why for doubted, why in doubts if doubted and why in VETOES), "")
-    if sureness.is_sure(probability) and not vetoed:
+    if vetoed:
+        return NumberResult(number, digits, "unsure", vetoed, evidence=read)
+    probability = sureness.probability(read)
+    if sureness.is_sure(probability):
         return NumberResult(number, digits, "number", "", sureness=probability, evidence=read)
-    reason = vetoed or reason or UNSURE_REASONS["whole"].format(count=len(digits))
+    reason = reason or UNSURE_REASONS["whole"].format(count=len(digits))
     return NumberResult(number, digits, "unsure", reason, sureness=probability, evidence=read)
