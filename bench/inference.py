@@ -103,14 +103,17 @@ def numbers_mode(predictor: Predictor, test, count: int) -> None:
             samples.append((time.perf_counter() - started) * 1000 / max(items_of(results), 1))
         return samples
 
-    per_digit = per_item(predictor.read_numbers, numbers, lambda results: sum(len(r.digits) for r in results))
+    def read(blobs):
+        return read_numbers(predictor, blobs)
+
+    per_digit = per_item(read, numbers, lambda results: sum(len(r.digits) for r in results))
     # What people get for a single digit (the worker reads it in auto, weighing a number too)
     # beside the single-digit path, chunk by chunk in turn: a busy machine slows both alike.
     per_image, per_single = [], []
     for _ in range(3):
         for chunk in (singles[i : i + 32] for i in range(0, len(singles), 32)):
             per_image += per_item(predictor.predict_images, chunk, len)
-            per_single += per_item(predictor.read_numbers, chunk, len)
+            per_single += per_item(read, chunk, len)
     digits = sum(len(r.digits) for r in read_numbers(predictor, numbers))
     image_ms = statistics.median(per_image)
     print(f"== whole numbers: {count} rendered numbers ({digits} digits found), batches of 32 images ==")
