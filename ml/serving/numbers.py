@@ -94,9 +94,10 @@ UNSURE_REASONS = {
     "whole": "the chance that all {count} digits are right is too low to be sure.",
 }
 # The doubts that keep a number unsure however probable it is (``_reading``): a digit shown as
-# unsure, strokes likelier text or a drawing, digits of a word's mixed sizes. ``vetoed`` in
+# unsure, strokes likelier text or a drawing, the whole likelier so where its digits run
+# together, digits of a word's mixed sizes. ``vetoed`` in
 # ``ml.serving.sureness`` says the same from a reading's features.
-VETOES = (UNSURE_REASONS["digit"], UNSURE_REASONS["other"], UNSURE_REASONS["sizes"])
+VETOES = (UNSURE_REASONS["digit"], UNSURE_REASONS["other"], UNSURE_REASONS["apart"], UNSURE_REASONS["sizes"])
 # Why an image read as one digit, as asked, is not one digit, where it reads as several.
 SEVERAL_DIGITS = "it looks like several digits ({number}), not one: read it as a number instead."
 # What an image with no ink is read from: an empty input.
@@ -638,10 +639,11 @@ def _reading(digits: tuple[DigitReading, ...], evidence: _Evidence, sureness: Nu
     number = "".join(str(d.prediction.digit) for d in digits)
     # Why it is not sure, in words that agree with the figures shown beside it: the first
     # doubt found, in the order a person can check them.
+    looks_other = bool(image_kinds[_NUMBER] < image_kinds[_OTHER].max() and not _apart(digits))
     doubts = (
         (not _all_confident(digits), UNSURE_REASONS["digit"]),
         (other > WHOLE_UNSURE, UNSURE_REASONS["other"]),
-        (image_kinds[_NUMBER] < image_kinds[_OTHER].max() and not _apart(digits), UNSURE_REASONS["apart"]),
+        (looks_other, UNSURE_REASONS["apart"]),
         (min(heights) < ONE_SIZE * max(heights), UNSURE_REASONS["sizes"]),
         (line_text is not None and line_text != number, UNSURE_REASONS["line"].format(line=line_text)),
     )
@@ -656,6 +658,7 @@ def _reading(digits: tuple[DigitReading, ...], evidence: _Evidence, sureness: Nu
         apart=_apart(digits),
         sizes=min(heights) / max(max(heights), 1),
         line_confidences=evidence.line.confidences if evidence.line is not None else (),
+        looks_other=looks_other,
     )
     if sureness is None:
         return NumberResult(number, digits, "unsure" if reason else "number", reason, evidence=read)

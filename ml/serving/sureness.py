@@ -45,6 +45,7 @@ FEATURES = (
     "sizes",  # the shortest digit's height over the tallest's
     "least_digit_share",  # the detector's least share of "digit" over the digits read
     "log_line_least",  # the log of the line reader's least sure digit (0 where it read nothing)
+    "looks_other",  # 1 where the image read whole looks likelier text, a drawing... than digits, run together
 )
 _FLOOR = 1e-6
 # Where the segmenter and the line reader count the digits otherwise, what the choice between
@@ -76,6 +77,7 @@ class Reading:
     apart: bool
     sizes: float
     line_confidences: tuple[float, ...] = ()
+    looks_other: bool = False
 
 
 def features(reading: Reading) -> np.ndarray:
@@ -95,12 +97,14 @@ def features(reading: Reading) -> np.ndarray:
             reading.sizes,
             float(min(reading.digit_shares)),
             float(np.log(max(min(reading.line_confidences), _FLOOR))) if reading.line_confidences else 0.0,
+            float(reading.looks_other),
         ]
     )
 
 
 # A number's doubts that no probability overrides (``ml.serving.numbers.VETOES``), on its
-# features: a digit not confident, strokes likelier text or a drawing than digits (the
+# features: a digit not confident, the image read whole likelier text or a drawing than several
+# digits where they run together, strokes likelier text or a drawing than digits (the
 # detector's share of those kinds over this; ``numbers.WHOLE_UNSURE``), digits of mixed sizes
 # (the shortest under this share of the tallest: ``numbers.ONE_SIZE``).
 OTHER_VETO = 0.7
@@ -111,7 +115,12 @@ def vetoed(rows: np.ndarray) -> np.ndarray:
     """Per row of ``FEATURES``, whether a doubt keeps that number unsure whatever its probability."""
     rows = np.atleast_2d(rows)
     column = {name: rows[:, i] for i, name in enumerate(FEATURES)}
-    return (column["all_digits"] < 1) | (column["other"] > OTHER_VETO) | (column["sizes"] < SIZES_VETO)
+    return (
+        (column["all_digits"] < 1)
+        | (column["other"] > OTHER_VETO)
+        | (column["sizes"] < SIZES_VETO)
+        | (column["looks_other"] > 0)
+    )
 
 
 @dataclass(frozen=True)

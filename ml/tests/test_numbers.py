@@ -195,7 +195,7 @@ def test_a_number_is_sure_from_its_calibrated_probability_and_the_sure_are_right
         else:
             assert (r.verdict == "number") == (r.sureness >= sureness.sure_above)
     sure = [(r, u) for r, u in several if r.verdict == "number"]
-    assert len(sure) >= 24  # measured: 35 of 48 sure, every one right (44 of the 48 read right)
+    assert len(sure) >= 24  # measured: 34 of 48 sure, every one right (44 of the 48 read right)
     assert sum(r.number == u.number for r, u in sure) >= 0.95 * len(sure)
 
 
