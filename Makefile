@@ -48,8 +48,8 @@ run: install
 
 # The tests run in parallel (pytest-xdist), at most 4 processes, each holding TensorFlow. The
 # whole suite takes one process more than the cores: part of its time is spent waiting for the
-# worker processes and browsers its tests start (on 2 cores, a fresh clone's `bash .ci/run`: 14 min
-# 45 s with 3 processes; with 2, the tests alone took 14 min 20 s). `make test-fast` waits for
+# worker processes and browsers its tests start (on 2 cores, a fresh clone's `bash .ci/run`: 12 min
+# 20 s with 3 processes on 2026-12-08; on 2026-12-07, 3 processes beat 2). `make test-fast` waits for
 # nothing: a process per core. `make test TEST_PROCESSES=0` runs them in this one process.
 CORES := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 TEST_PROCESSES ?= $(shell echo $$(( $(CORES) + 1 < 4 ? $(CORES) + 1 : 4 )))
