@@ -296,7 +296,7 @@ def _prediction_of(image: DigitImage, result: NumberResult, **fields) -> Predict
         confidence=weakest.prediction.confidence,
         verdict=result.verdict,
         verdict_reason=result.reason,
-        number_confidence=result.sureness if several else None,
+        number_confidence=result.sureness,  # None for one digit
         probabilities=list(weakest.prediction.probabilities),
         number=result.number,
         digits=[reading.as_dict() | {"verdict": reading.prediction.verdict} for reading in result.digits],

@@ -152,7 +152,6 @@ def model_calibrate_numbers(
     if not holdout:
         raise ValueError(f"{bundle.directory} held no training digits out: nothing it never saw to fit on")
     predictor = Predictor(bundle.directory)
-    predictor.sureness = None  # read as a bundle without one: the fit is of the readings alone
     sureness = fit_sureness(predictor, mnist_load(), holdout=holdout, count=numbers, seed=seed, log=log)
     path = sureness.save(bundle.directory)
     return sureness.fitted | {"sure_above": sureness.sure_above, "path": str(path)}

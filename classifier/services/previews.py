@@ -124,7 +124,7 @@ def drawing_preview_run(*, preview_id: UUID | str) -> DrawingPreview | None:
             "verdict": result.verdict,
             "reason": result.reason,
             "number": result.number,
-            "number_confidence": result.sureness if len(result.digits) > 1 else None,
+            "number_confidence": result.sureness,  # None for one digit
             "digits": [reading.as_dict() | {"verdict": reading.prediction.verdict} for reading in result.digits],
         }
     DrawingPreview.objects.filter(pk=preview.pk).update(

@@ -244,9 +244,12 @@ def image_read_as_view(request, pk: int):
     to the site), as the form's ``reading`` says."""
     image = _own_image_or_404(request, pk)
     reading = request.POST.get("reading", "")
-    if reading not in DigitImage.Reading.values:
+    try:
+        read_again = image_read_as(image=image, reading=reading)
+    except ValueError:
         messages.error(request, "Choose how to read it: one digit, a number, or let the site decide.")
-    elif image_read_as(image=image, reading=reading):
+        return redirect(image)
+    if read_again:
         label = DigitImage.Reading(reading).label
         messages.success(request, f"Reading it again ({label.lower()}): the answer appears here in a moment.")
     else:

@@ -343,10 +343,15 @@ def _digits_right(truth: str, read: str) -> int:
     return max(len(truth) - previous[-1], 0)
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    """The area two boxes (x, y, width, height) share."""
     width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
     height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    inter = max(width, 0) * max(height, 0)
+    return max(width, 0) * max(height, 0)
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    inter = _overlap(a, b)
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
@@ -386,9 +391,7 @@ def count_error_kinds(result, upload) -> list[str]:
 
 def _inside(box: tuple[int, int, int, int], true: tuple[int, int, int, int]) -> float:
     """The share of ``box``'s area that lies inside ``true``."""
-    width = min(box[0] + box[2], true[0] + true[2]) - max(box[0], true[0])
-    height = min(box[1] + box[3], true[1] + true[3]) - max(box[1], true[1])
-    return max(width, 0) * max(height, 0) / max(box[2] * box[3], 1)
+    return _overlap(box, true) / max(box[2] * box[3], 1)
 
 
 # Degrees askew of the numbers ``evaluate_numbers`` reports under ``askew``: a phone held at an

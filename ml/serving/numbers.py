@@ -60,7 +60,16 @@ from ml.serving.segment import (
     segments_of,
     whole_segment,
 )
-from ml.serving.sureness import OTHER_VETO, SIZES_VETO, Candidate, NumberSureness, Reading, count_features
+from ml.serving.sureness import (
+    OTHER_VETO,
+    SIZES_VETO,
+    Candidate,
+    NumberSureness,
+    Reading,
+    count_features,
+    features,
+    vetoed,
+)
 from ml.serving.verdicts import BLANK, KINDS, OTHER_KINDS, REASONS
 
 logger = logging.getLogger(__name__)
@@ -93,11 +102,6 @@ UNSURE_REASONS = {
     "line": "read as one line instead of digit by digit, it looks like {line}.",
     "whole": "the chance that all {count} digits are right is too low to be sure.",
 }
-# The doubts that keep a number unsure however probable it is (``_reading``): a digit shown as
-# unsure, strokes likelier text or a drawing, the whole likelier so where its digits run
-# together, digits of a word's mixed sizes. ``vetoed`` in
-# ``ml.serving.sureness`` says the same from a reading's features.
-VETOES = (UNSURE_REASONS["digit"], UNSURE_REASONS["other"], UNSURE_REASONS["apart"], UNSURE_REASONS["sizes"])
 # Why an image read as one digit, as asked, is not one digit, where it reads as several.
 SEVERAL_DIGITS = "it looks like several digits ({number}), not one: read it as a number instead."
 # What an image with no ink is read from: an empty input.
@@ -222,6 +226,9 @@ class _Image:
     reading: str
     whole_error: str | None = None
     blank: tuple[int, int, int, int] | None = None
+    # The page read whole, kept for an image read as one digit where asked: its groups of
+    # strokes are found only where its single reading is not a digit (``_asked_for_one``).
+    whole: Page | None = None
     first: Segment | None = None
     single: _Single | None = None
     page: Page | None = None
@@ -247,12 +254,7 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
     reader = _Reader(predictor)
     images = [_opened(blob, reading) for blob, reading in zip(blobs, readings, strict=True)]
     firsts = [image.first.model_input.array for image in images if image.first is not None]
-    groups = [
-        model_input.array
-        for image in images
-        if image.page and image.reading != DIGIT
-        for model_input in image.page.inputs
-    ]
+    groups = [model_input.array for image in images if image.page for model_input in image.page.inputs]
     blank = [_BLANK.array] if any(image.blank is not None for image in images) else []
     # One call for every image read whole, every group of strokes, and a blank input.
     reader.predictions(firsts + groups + blank)
@@ -261,8 +263,8 @@ def read_numbers(predictor: Predictor, blobs: list[bytes], readings: Sequence[st
             image.single = _single(image.first, reader)
         if image.page is not None and image.reading == AUTO and not _may_be_several(image.page, image.single):
             image.page = None
-        if image.page is not None and image.reading == DIGIT and not _several_asked_as_one(image.page, image.single):
-            image.page = None
+        if image.whole is not None and image.single.result.verdict == "not_a_digit":
+            image.page = _several_asked_as_one(image.whole)
     # The groups of the images asked for as one digit that may be several: one call, rarely.
     reader.predictions(
         [i.array for image in images if image.page and image.reading == DIGIT for i in image.page.inputs]
@@ -285,12 +287,11 @@ def _opened(blob: bytes, reading: str) -> _Image:
         image.blank = failure.box or (0, 0, 0, 0)
     if whole is not None:
         image.first = whole_segment(whole)
-        # Read as one digit where asked, but its groups found all the same: one that is not a
-        # digit may be several, and is told so (``_asked_for_one``).
-        image.page, failure = _attempt(page_of, whole)
-        image.long_line = isinstance(failure, LineTooLong)
         if reading == DIGIT:
-            failure = None
+            image.whole = whole
+        else:
+            image.page, failure = _attempt(page_of, whole)
+            image.long_line = isinstance(failure, LineTooLong)
     image.error = str(failure) if failure else None
     return image
 
@@ -314,7 +315,7 @@ def _result(image: _Image, reader: _Reader) -> NumberResult:
         return _blank(reader, image.blank)
     if image.single is None:
         return NumberResult(error=image.whole_error)
-    if image.segments is None or (image.reading == DIGIT and image.error is not None):
+    if image.segments is None:
         return _without_segments(image.reading, image.single, image.error, image.long_line)
     digits = _read(image.segments, reader)
     line = image.line
@@ -327,7 +328,7 @@ def _result(image: _Image, reader: _Reader) -> NumberResult:
     evidence = _Evidence(
         whole_kinds=_as_a_whole(image.page, reader),
         image_kinds=image.single.kinds,
-        digit_shares=tuple(float(reader.kinds[d.model_input.array.tobytes()][_DIGIT]) for d in digits),
+        digit_shares=_digit_shares(digits, reader),
         line=line.reading if line is not None else None,
     )
     number = replace(_reading(digits, evidence, reader.predictor.sureness), disagreement=disagreement)
@@ -444,9 +445,14 @@ def _with_line(
 def _candidate(digits: tuple[DigitReading, ...], reader: _Reader) -> Candidate:
     return Candidate(
         confidences=tuple(d.prediction.confidence for d in digits),
-        digit_shares=tuple(float(reader.kinds[d.model_input.array.tobytes()][_DIGIT]) for d in digits),
+        digit_shares=_digit_shares(digits, reader),
         all_digits=_all_confident(digits),
     )
+
+
+def _digit_shares(digits: tuple[DigitReading, ...], reader: _Reader) -> tuple[float, ...]:
+    """The detector's share of "digit" for each digit read (each was judged already)."""
+    return tuple(float(reader.kinds[d.model_input.array.tobytes()][_DIGIT]) for d in digits)
 
 
 def _text(digits: tuple[DigitReading, ...]) -> str:
@@ -496,10 +502,12 @@ def _may_be_several(page: Page, single: _Single) -> bool:
     return len(page.groups) > 1 or _looks_like_several(single.kinds)
 
 
-def _several_asked_as_one(page: Page, single: _Single) -> bool:
-    """Whether an image read as one digit, as its owner asked, may hold several: it is not a
-    digit to the model, and its strokes fall into several groups."""
-    return single.result.verdict == "not_a_digit" and len(page.groups) > 1
+def _several_asked_as_one(whole: Page) -> Page | None:
+    """The groups of strokes of an image read as one digit, as its owner asked, that is not a
+    digit to the model: its page where they are several (it may hold several digits), else
+    None, as where they cannot be found (the single reading stands then, as asked)."""
+    page, _ = _attempt(page_of, whole)
+    return page if page is not None and len(page.groups) > 1 else None
 
 
 def _asked_for_one(single: NumberResult, number: NumberResult) -> NumberResult:
@@ -636,12 +644,13 @@ def _reading(digits: tuple[DigitReading, ...], evidence: _Evidence, sureness: Nu
         likeliest = OTHER_KINDS[int(np.argmax(whole_kinds[_OTHER]))]
         return NumberResult("", digits, "not_a_digit", REASONS[likeliest])
     heights = [digit.box[3] for digit in digits]
-    number = "".join(str(d.prediction.digit) for d in digits)
+    number = _text(digits)
+    confident, apart = _all_confident(digits), _apart(digits)
     # Why it is not sure, in words that agree with the figures shown beside it: the first
     # doubt found, in the order a person can check them.
-    looks_other = bool(image_kinds[_NUMBER] < image_kinds[_OTHER].max() and not _apart(digits))
+    looks_other = bool(image_kinds[_NUMBER] < image_kinds[_OTHER].max() and not apart)
     doubts = (
-        (not _all_confident(digits), UNSURE_REASONS["digit"]),
+        (not confident, UNSURE_REASONS["digit"]),
         (other > WHOLE_UNSURE, UNSURE_REASONS["other"]),
         (looks_other, UNSURE_REASONS["apart"]),
         (min(heights) < ONE_SIZE * max(heights), UNSURE_REASONS["sizes"]),
@@ -651,11 +660,11 @@ def _reading(digits: tuple[DigitReading, ...], evidence: _Evidence, sureness: Nu
     read = Reading(
         confidences=tuple(d.prediction.confidence for d in digits),
         digit_shares=evidence.digit_shares,
-        all_digits=_all_confident(digits),
+        all_digits=confident,
         line_text=line_text,
         text=number,
         other=other,
-        apart=_apart(digits),
+        apart=apart,
         sizes=min(heights) / max(max(heights), 1),
         line_confidences=evidence.line.confidences if evidence.line is not None else (),
         looks_other=looks_other,
@@ -663,12 +672,13 @@ def _reading(digits: tuple[DigitReading, ...], evidence: _Evidence, sureness: Nu
     if sureness is None:
         return NumberResult(number, digits, "unsure" if reason else "number", reason, evidence=read)
     # A digit shown as unsure, or strokes that look like a word or a drawing, keep a number
-    # unsure, and its reason says which; the probability was fitted on the numbers no such doubt
-    # vetoes, so it speaks for those alone.
-    vetoed = next((why for doubted, why in doubts if doubted and why in VETOES), "")
-    if vetoed:
-        return NumberResult(number, digits, "unsure", vetoed, evidence=read)
-    probability = sureness.probability(read)
+    # unsure (``ml.serving.sureness.vetoed``, the fit's own rule), and its reason, the first
+    # doubt, says which; the probability was fitted on the numbers no such doubt vetoes, so it
+    # speaks for those alone.
+    row = features(read)
+    if vetoed(row)[0]:
+        return NumberResult(number, digits, "unsure", reason, evidence=read)
+    probability = sureness.probability(row)
     if sureness.is_sure(probability):
         return NumberResult(number, digits, "number", "", sureness=probability, evidence=read)
     reason = reason or UNSURE_REASONS["whole"].format(count=len(digits))

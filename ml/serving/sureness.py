@@ -80,9 +80,14 @@ class Reading:
     looks_other: bool = False
 
 
+def _logs(probabilities: tuple[float, ...]) -> np.ndarray:
+    """Their logs, each probability floored at ``_FLOOR``."""
+    return np.log(np.clip(probabilities, _FLOOR, 1.0))
+
+
 def features(reading: Reading) -> np.ndarray:
     """The ``FEATURES`` of a reading, as one row."""
-    logs = np.log(np.clip(reading.confidences, _FLOOR, 1.0))
+    logs = _logs(reading.confidences)
     line = reading.line_text
     return np.array(
         [
@@ -96,17 +101,18 @@ def features(reading: Reading) -> np.ndarray:
             float(reading.apart),
             reading.sizes,
             float(min(reading.digit_shares)),
-            float(np.log(max(min(reading.line_confidences), _FLOOR))) if reading.line_confidences else 0.0,
+            float(_logs(reading.line_confidences).min()) if reading.line_confidences else 0.0,
             float(reading.looks_other),
         ]
     )
 
 
-# A number's doubts that no probability overrides (``ml.serving.numbers.VETOES``), on its
-# features: a digit not confident, the image read whole likelier text or a drawing than several
-# digits where they run together, strokes likelier text or a drawing than digits (the
-# detector's share of those kinds over this; ``numbers.WHOLE_UNSURE``), digits of mixed sizes
-# (the shortest under this share of the tallest: ``numbers.ONE_SIZE``).
+# A number's doubts that no probability overrides (the first four of ``ml.serving.numbers``'
+# doubts, which name them to people), on its features: a digit not confident, the image read
+# whole likelier text or a drawing than several digits where they run together, strokes
+# likelier text or a drawing than digits (the detector's share of those kinds over this;
+# ``numbers.WHOLE_UNSURE``), digits of mixed sizes (the shortest under this share of the
+# tallest: ``numbers.ONE_SIZE``).
 OTHER_VETO = 0.7
 SIZES_VETO = 0.4
 
@@ -134,8 +140,7 @@ class Candidate:
 
 def count_features(cuts: Candidate, line: Candidate, *, as_written: bool, line_peaks: tuple[float, ...]) -> np.ndarray:
     """The ``COUNT_FEATURES`` of a disagreement on the count, as one row."""
-    cut_logs = np.log(np.clip(cuts.confidences, _FLOOR, 1.0))
-    line_logs = np.log(np.clip(line.confidences, _FLOOR, 1.0))
+    cut_logs, line_logs = _logs(cuts.confidences), _logs(line.confidences)
     return np.array(
         [
             float(len(line.confidences) - len(cuts.confidences)),
@@ -147,7 +152,7 @@ def count_features(cuts: Candidate, line: Candidate, *, as_written: bool, line_p
             float(line_logs.sum()),
             float(line_logs.min()),
             float(min(line.digit_shares)),
-            float(np.log(max(min(line_peaks), _FLOOR))) if line_peaks else 0.0,
+            float(_logs(line_peaks).min()) if line_peaks else 0.0,
         ]
     )
 
@@ -180,9 +185,9 @@ class NumberSureness:
     fitted: dict = field(default_factory=dict)  # how and on what (``ml.fitting.sureness``)
     count_choice: CountChoice | None = None  # where fitted: which reader's count to take
 
-    def probability(self, reading: Reading) -> float:
-        """The calibrated probability that ``reading`` is exactly right."""
-        return _sigmoid(self.intercept + float(np.dot(self.coefficients, features(reading))))
+    def probability(self, row: np.ndarray) -> float:
+        """The calibrated probability that the reading of ``FEATURES`` ``row`` is exactly right."""
+        return _sigmoid(self.intercept + float(np.dot(self.coefficients, row)))
 
     def is_sure(self, probability: float) -> bool:
         return probability >= self.sure_above
